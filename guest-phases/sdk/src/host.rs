@@ -1,0 +1,64 @@
+//! The host as a phase sees it: the `cluster`, `placement`, `clock` and `log`
+//! imports of the `recovery-phase` world, behind one trait.
+//!
+//! Inside a component the trait is implemented by the WIT imports (see
+//! [`export_phase!`](crate::export_phase)); natively, tests and the baseline
+//! benchmark implement it directly.
+
+use crate::types::{
+    Assignment, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest,
+    ServiceDescriptor, ServiceKind, ShardTag, Version,
+};
+
+/// How important a log line is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Very detailed diagnostics.
+    Trace,
+    /// Diagnostics.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Something unexpected that the plugin handled.
+    Warn,
+    /// Something the plugin could not handle.
+    Error,
+}
+
+/// Everything a phase may ask of the host. Each method mirrors one function
+/// of the WIT interfaces `cluster`, `placement`, `clock` and `log`.
+pub trait Host {
+    /// The service directory.
+    fn services(&mut self) -> Vec<ServiceDescriptor>;
+    /// Every known node.
+    fn nodes(&mut self) -> Vec<Node>;
+    /// Locks services at this attempt's epoch; one result per id, in order.
+    fn lock(&mut self, ids: &[String]) -> Vec<Result<LockInfo, ClusterError>>;
+    /// Creates a worker of `kind` on `node`; the host locks it before returning.
+    fn create_worker(&mut self, node: &str, kind: ServiceKind)
+    -> Result<ServiceDescriptor, ClusterError>;
+    /// Makes log `target` copy `[first, last]` of `tags` from `sources`.
+    fn recover_log(
+        &mut self,
+        target: &str,
+        sources: &[String],
+        tags: &[ShardTag],
+        first: Version,
+        last: Version,
+    ) -> Result<(), ClusterError>;
+    /// Starts a stateless role on `node`.
+    fn start_role(&mut self, node: &str, kind: ServiceKind)
+    -> Result<ServiceDescriptor, ClusterError>;
+    /// Unlocks a service, handing it the new layout.
+    fn unlock(&mut self, id: &str, layout: &Layout) -> Result<(), ClusterError>;
+    /// Persists the layout, fenced by epoch.
+    fn persist_layout(&mut self, layout: &Layout) -> Result<(), ClusterError>;
+    /// Asks the active placement policy.
+    fn place(&mut self, request: &PlacementRequest) -> Result<Vec<Assignment>, PlacementError>;
+    /// Host time in milliseconds.
+    fn now_ms(&mut self) -> u64;
+    /// Waits `ms` milliseconds of host time.
+    fn sleep_ms(&mut self, ms: u64);
+    /// Writes a structured log line into the host's tracing.
+    fn log(&mut self, level: LogLevel, message: &str, fields: &[(String, String)]);
+}
