@@ -1,0 +1,97 @@
+//! Command-line parsing and dispatch. Errors become one line on stderr and an
+//! exit code: 2 for bad input (a bad file, an unknown slot, a bad flag), 1 for
+//! anything else.
+
+mod plugin;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ratchet::runtime::{Runtime, RuntimeConfig};
+
+/// ratchet: a recovery engine whose phases and placement policies are
+/// WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "ratchet", version, propagate_version = true)]
+pub struct Cli {
+    /// Directory of the compiled-component cache [default: $RATCHET_CACHE_DIR,
+    /// else $XDG_CACHE_HOME/ratchet, else ~/.cache/ratchet].
+    #[arg(long, global = true, value_name = "DIR", conflicts_with = "no_cache")]
+    cache_dir: Option<PathBuf>,
+
+    /// Keep compiled components in memory only.
+    #[arg(long, global = true)]
+    no_cache: bool,
+
+    /// Log more: -v for debug, -vv for trace. RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect and list plugin components.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+/// An error that ends the command, with its exit code.
+pub struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    /// Bad input from the user: exit code 2.
+    pub fn input(message: impl std::fmt::Display) -> Self {
+        Failure { code: 2, message: message.to_string() }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(err: anyhow::Error) -> Self {
+        Failure { code: 1, message: format!("{err:#}") }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let config = RuntimeConfig {
+        cache_dir: match (&cli.cache_dir, cli.no_cache) {
+            (_, true) => None,
+            (Some(dir), false) => Some(dir.clone()),
+            (None, false) => RuntimeConfig::with_user_cache().cache_dir,
+        },
+        ..RuntimeConfig::default()
+    };
+    let runtime = || Runtime::new(config.clone()).map_err(|e| Failure::from(anyhow::Error::new(e)));
+    match cli.command {
+        Command::Plugin(command) => plugin::run(command, runtime),
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

@@ -1,0 +1,15 @@
+//! ratchet: a recovery engine for FoundationDB-style databases in which every
+//! recovery phase and every placement policy is a WebAssembly component.
+//!
+//! The crate is laid out by concern:
+//!
+//! - [`bindings`]: the host side of the WIT package `ratchet:recovery@0.1.0`;
+//! - [`runtime`]: the one wasmtime engine, the component cache and the
+//!   per-call sandbox;
+//! - [`registry`]: named plugin slots with validation, atomic swap and rollback;
+//! - [`components`]: the default components embedded in the binary.
+
+pub mod bindings;
+pub mod components;
+pub mod registry;
+pub mod runtime;

@@ -1,0 +1,7 @@
+//! The `ratchet` command line.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,314 @@
+//! The plugin registry: named slots, each holding the versions loaded into it
+//! and the one that is active.
+//!
+//! A load compiles and type-checks the component off the hot path
+//! ([`Registry::prepare`]), then swaps it in under a short write lock
+//! ([`Registry::activate`]). A call takes a reference to the active version
+//! when it starts and keeps it to the end, so a call in flight finishes on
+//! the version it started with while the next call sees the new one. Every
+//! version stays in the slot's history, so a rollback is a pointer move.
+
+mod slots;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+pub use slots::{PHASES, PLACEMENT, all as all_slots, world_of};
+
+use crate::bindings::types::{Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest};
+use crate::components;
+use crate::runtime::{
+    CacheOrigin, CallError, CallInfo, Digest256, HostServices, Limits, Linked, LoadError, Prepared, Runtime,
+    World,
+};
+
+/// One version of a slot, as shown to operators.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionInfo {
+    /// The slot.
+    pub slot: String,
+    /// The version number within the slot, from 1.
+    pub number: u32,
+    /// The sha256 of the component.
+    pub sha256: Digest256,
+    /// The component's size in bytes.
+    pub size: usize,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+    /// Where it came from: `embedded:<crate>`, a file path, or a caller's label.
+    pub source: String,
+    /// Where its compiled code came from.
+    pub origin: CacheOrigin,
+}
+
+/// Why a registry operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// No slot has that name.
+    #[error("unknown slot `{0}`")]
+    UnknownSlot(String),
+    /// The slot has never been loaded.
+    #[error("slot `{0}` has no component loaded")]
+    EmptySlot(String),
+    /// The slot has no such version.
+    #[error("slot `{slot}` has no version {version}")]
+    NoSuchVersion {
+        /// The slot.
+        slot: String,
+        /// The version asked for.
+        version: u32,
+    },
+    /// There is no earlier activation to roll back to.
+    #[error("slot `{0}` has no earlier version to roll back to")]
+    NothingToRollBack(String),
+    /// The slot holds a different world than the call needs.
+    #[error("slot `{slot}` holds a {found} component, not a {wanted}")]
+    WrongWorld {
+        /// The slot.
+        slot: String,
+        /// The world the slot holds.
+        found: World,
+        /// The world the call needs.
+        wanted: World,
+    },
+}
+
+/// Why a call through the registry failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvokeError {
+    /// The slot could not serve the call.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The plugin failed.
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+/// A component compiled and checked against a slot's world, not yet active.
+pub struct Candidate {
+    slot: &'static str,
+    prepared: Prepared,
+    source: String,
+}
+
+impl Candidate {
+    /// The slot it was checked for.
+    pub fn slot(&self) -> &str {
+        self.slot
+    }
+
+    /// The sha256 of the component.
+    pub fn sha256(&self) -> Digest256 {
+        self.prepared.sha256
+    }
+}
+
+struct Version {
+    info: VersionInfo,
+    linked: Linked,
+}
+
+struct Slot {
+    versions: Vec<Arc<Version>>,
+    /// Version numbers in the order they were activated; the last is active.
+    activations: Vec<u32>,
+    limits: Limits,
+}
+
+impl Slot {
+    fn active(&self) -> Option<&Arc<Version>> {
+        let number = *self.activations.last()?;
+        self.versions.get(number as usize - 1)
+    }
+}
+
+/// The plugin registry.
+pub struct Registry {
+    runtime: Arc<Runtime>,
+    slots: RwLock<BTreeMap<&'static str, Slot>>,
+}
+
+impl Registry {
+    /// An empty registry: every slot exists, none is loaded.
+    pub fn new(runtime: Arc<Runtime>) -> Self {
+        let slots = all_slots()
+            .map(|name| (name, Slot { versions: Vec::new(), activations: Vec::new(), limits: Limits::default() }))
+            .collect();
+        Registry { runtime, slots: RwLock::new(slots) }
+    }
+
+    /// A registry with every embedded default loaded.
+    pub fn with_defaults(runtime: Arc<Runtime>) -> Result<Self, LoadError> {
+        let registry = Registry::new(runtime);
+        for component in components::DEFAULTS {
+            registry.load(component.slot, component.bytes, format!("embedded:{}", component.package))?;
+        }
+        Ok(registry)
+    }
+
+    /// The runtime the registry compiles and calls with.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Compiles `bytes` and checks them against the world of `slot`, without
+    /// touching the slot. This is the slow part of a swap.
+    pub fn prepare(&self, slot: &str, bytes: &[u8], source: impl Into<String>) -> Result<Candidate, LoadError> {
+        let (slot, world) = slot_and_world(slot)?;
+        let prepared = self.runtime.prepare(bytes, world)?;
+        Ok(Candidate { slot, prepared, source: source.into() })
+    }
+
+    /// Makes a prepared candidate the active version of its slot. The next call
+    /// of the slot uses it; calls already running finish on their version.
+    pub fn activate(&self, candidate: Candidate) -> VersionInfo {
+        let mut slots = self.write();
+        let slot = slots.get_mut(candidate.slot).expect("candidates name existing slots");
+        let number = slot.versions.len() as u32 + 1;
+        let info = VersionInfo {
+            slot: candidate.slot.to_string(),
+            number,
+            sha256: candidate.prepared.sha256,
+            size: candidate.prepared.size,
+            loaded_at: SystemTime::now(),
+            source: candidate.source,
+            origin: candidate.prepared.origin,
+        };
+        slot.versions.push(Arc::new(Version { info: info.clone(), linked: candidate.prepared.linked }));
+        slot.activations.push(number);
+        drop(slots);
+        tracing::info!(slot = %info.slot, version = number, sha256 = %info.sha256.short(), source = %info.source, "plugin activated");
+        info
+    }
+
+    /// Prepares and activates in one step.
+    pub fn load(&self, slot: &str, bytes: &[u8], source: impl Into<String>) -> Result<VersionInfo, LoadError> {
+        let candidate = self.prepare(slot, bytes, source)?;
+        Ok(self.activate(candidate))
+    }
+
+    /// Loads a component file into `slot`.
+    pub fn load_file(&self, slot: &str, path: &Path) -> Result<VersionInfo, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+        self.load(slot, &bytes, path.display().to_string())
+    }
+
+    /// Makes an earlier version active again: `to`, or else the version that
+    /// was active before the current one.
+    pub fn rollback(&self, slot: &str, to: Option<u32>) -> Result<VersionInfo, RegistryError> {
+        let mut slots = self.write();
+        let state = slots.get_mut(slot).ok_or_else(|| RegistryError::UnknownSlot(slot.into()))?;
+        let target = match to {
+            Some(number) => {
+                if number == 0 || number as usize > state.versions.len() {
+                    return Err(RegistryError::NoSuchVersion { slot: slot.into(), version: number });
+                }
+                number
+            }
+            None => {
+                let current = state.activations.last().copied();
+                state
+                    .activations
+                    .iter()
+                    .rev()
+                    .copied()
+                    .find(|n| Some(*n) != current)
+                    .ok_or_else(|| RegistryError::NothingToRollBack(slot.into()))?
+            }
+        };
+        state.activations.push(target);
+        let info = state.versions[target as usize - 1].info.clone();
+        drop(slots);
+        tracing::info!(slot, version = target, sha256 = %info.sha256.short(), "plugin rolled back");
+        Ok(info)
+    }
+
+    /// The active version of `slot`.
+    pub fn active(&self, slot: &str) -> Option<VersionInfo> {
+        self.read().get(slot)?.active().map(|v| v.info.clone())
+    }
+
+    /// Every version ever loaded into `slot`, oldest first.
+    pub fn history(&self, slot: &str) -> Vec<VersionInfo> {
+        self.read()
+            .get(slot)
+            .map(|s| s.versions.iter().map(|v| v.info.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Sets the limits of every later call of `slot`.
+    pub fn set_limits(&self, slot: &str, limits: Limits) -> Result<(), RegistryError> {
+        let mut slots = self.write();
+        let state = slots.get_mut(slot).ok_or_else(|| RegistryError::UnknownSlot(slot.into()))?;
+        state.limits = limits;
+        Ok(())
+    }
+
+    /// The limits calls of `slot` run under.
+    pub fn limits(&self, slot: &str) -> Option<Limits> {
+        self.read().get(slot).map(|s| s.limits.clone())
+    }
+
+    /// Runs the active version of a phase slot on `state`.
+    pub async fn call_phase(
+        &self,
+        slot: &str,
+        state: &AttemptState,
+        services: Arc<dyn HostServices>,
+    ) -> Result<PhaseOutcome, InvokeError> {
+        let (version, limits) = self.checkout(slot, World::RecoveryPhase)?;
+        let Linked::Phase(pre) = &version.linked else { unreachable!("checked by checkout") };
+        let info = CallInfo {
+            slot: slot.to_string(),
+            version: version.info.number,
+            epoch: state.epoch,
+            attempt: state.attempt,
+        };
+        Ok(self.runtime.call_phase(pre, version.info.sha256, info, &limits, services, state).await?)
+    }
+
+    /// Asks the active placement policy.
+    pub async fn call_placement(
+        &self,
+        request: &PlacementRequest,
+        services: Arc<dyn HostServices>,
+    ) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
+        let (version, limits) = self.checkout(PLACEMENT, World::PlacementPolicy)?;
+        let Linked::Policy(pre) = &version.linked else { unreachable!("checked by checkout") };
+        let info = CallInfo { slot: PLACEMENT.to_string(), version: version.info.number, ..CallInfo::default() };
+        Ok(self.runtime.call_policy(pre, version.info.sha256, info, &limits, services, request).await?)
+    }
+
+    /// The active version of `slot` and its limits, held for one call.
+    fn checkout(&self, slot: &str, wanted: World) -> Result<(Arc<Version>, Limits), RegistryError> {
+        let slots = self.read();
+        let state = slots.get(slot).ok_or_else(|| RegistryError::UnknownSlot(slot.into()))?;
+        let version = state.active().ok_or_else(|| RegistryError::EmptySlot(slot.into()))?.clone();
+        let found = version.linked.world();
+        if found != wanted {
+            return Err(RegistryError::WrongWorld { slot: slot.into(), found, wanted });
+        }
+        Ok((version, state.limits.clone()))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<&'static str, Slot>> {
+        self.slots.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<&'static str, Slot>> {
+        self.slots.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The static name of a slot and its world, or an error listing the slots.
+fn slot_and_world(slot: &str) -> Result<(&'static str, World), LoadError> {
+    all_slots()
+        .find(|s| *s == slot)
+        .and_then(|s| world_of(s).map(|w| (s, w)))
+        .ok_or_else(|| LoadError::UnknownSlot {
+            slot: slot.to_string(),
+            known: all_slots().collect::<Vec<_>>().join(", "),
+        })
+}

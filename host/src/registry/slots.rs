@@ -1,0 +1,54 @@
+//! The named slots of the registry and the world each one requires.
+
+use crate::runtime::World;
+
+/// The default recovery pipeline, in order: one slot per phase.
+pub const PHASES: [&str; 15] = [
+    "validate-layout",
+    "lock-services",
+    "determine-path",
+    "initialize",
+    "plan-log-recovery",
+    "create-vacancies",
+    "determine-durable-version",
+    "recruit-logs",
+    "recruit-storage",
+    "replay-logs",
+    "start-sequencer",
+    "start-proxies",
+    "start-resolvers",
+    "assemble-layout",
+    "persist-layout",
+];
+
+/// The slot of the placement policy.
+pub const PLACEMENT: &str = "placement";
+
+/// The world a slot requires, or `None` for a name that is not a slot.
+pub fn world_of(slot: &str) -> Option<World> {
+    if slot == PLACEMENT {
+        Some(World::PlacementPolicy)
+    } else if PHASES.contains(&slot) {
+        Some(World::RecoveryPhase)
+    } else {
+        None
+    }
+}
+
+/// Every slot name, pipeline order first, then `placement`.
+pub fn all() -> impl Iterator<Item = &'static str> {
+    PHASES.into_iter().chain([PLACEMENT])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_phase_and_placement_is_a_slot_and_nothing_else() {
+        assert_eq!(all().count(), 16);
+        assert_eq!(world_of("placement"), Some(World::PlacementPolicy));
+        assert_eq!(world_of("replay-logs"), Some(World::RecoveryPhase));
+        assert_eq!(world_of("replay"), None);
+    }
+}

@@ -1,0 +1,238 @@
+//! One plugin call: a fresh `Store` with the call's limits, the call itself,
+//! and the translation of whatever went wrong into a [`CallError`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::sandbox::{CallCtx, CallInfo, Channel, Limits, OutputLimitExceeded};
+use super::services::HostServices;
+use super::{Digest256, Runtime};
+use crate::bindings::types::{
+    Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest,
+};
+use crate::bindings::{PlacementPolicyPre, RecoveryPhasePre};
+
+/// What stopped a plugin call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallFailure {
+    /// The call ran past its wall-time deadline.
+    #[error("deadline of {0:?} exceeded")]
+    Deadline(Duration),
+    /// The call burnt its whole fuel budget.
+    #[error("fuel budget of {0} exhausted")]
+    FuelExhausted(u64),
+    /// The guest asked for more linear memory than its cap.
+    #[error("out of memory: growth to {requested} bytes refused (limit {limit} bytes)")]
+    OutOfMemory {
+        /// The size the guest asked for.
+        requested: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// The guest wrote more to stdout and stderr than allowed.
+    #[error("output limit of {0} bytes exceeded")]
+    OutputLimit(usize),
+    /// The guest trapped (a panic shows up here, with its message from stderr).
+    #[error("trapped: {message}{}", if stderr.is_empty() { String::new() } else { format!(" (guest stderr: {stderr})") })]
+    Trap {
+        /// The trap.
+        message: String,
+        /// The last lines the guest wrote to stderr, which hold a panic message.
+        stderr: String,
+    },
+    /// The component could not be instantiated (the instance pool is exhausted,
+    /// say).
+    #[error("could not instantiate: {0}")]
+    Instantiate(String),
+}
+
+/// A plugin call that failed: the slot, the version and what happened. The
+/// host never panics on a plugin's account; this is what it returns instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("plugin `{slot}` v{version} ({sha256}): {failure}")]
+pub struct CallError {
+    /// The slot called.
+    pub slot: String,
+    /// The version within the slot.
+    pub version: u32,
+    /// The first digits of the component's sha256.
+    pub sha256: String,
+    /// What went wrong.
+    pub failure: CallFailure,
+}
+
+/// Marks the error an expired epoch deadline raises.
+#[derive(Debug, thiserror::Error)]
+#[error("deadline exceeded")]
+struct DeadlineExceeded;
+
+impl Runtime {
+    /// Runs a recovery phase once in a fresh sandbox.
+    pub(crate) async fn call_phase(
+        &self,
+        pre: &RecoveryPhasePre<CallCtx>,
+        digest: Digest256,
+        info: CallInfo,
+        limits: &Limits,
+        services: Arc<dyn HostServices>,
+        state: &AttemptState,
+    ) -> Result<PhaseOutcome, CallError> {
+        let span = call_span(&info);
+        let mut store = self.new_store(info, limits, services);
+        let started = Instant::now();
+        let result = tokio::time::timeout(limits.deadline, async {
+            let instance = pre.instantiate_async(&mut store).await.map_err(Failed::Instantiate)?;
+            instance.ratchet_recovery_phase().call_run(&mut store, state).await.map_err(Failed::Run)
+        })
+        .instrument(span.clone())
+        .await;
+        span.in_scope(|| finish(store, digest, limits, started, result))
+    }
+
+    /// Runs a placement policy once in a fresh sandbox.
+    pub(crate) async fn call_policy(
+        &self,
+        pre: &PlacementPolicyPre<CallCtx>,
+        digest: Digest256,
+        info: CallInfo,
+        limits: &Limits,
+        services: Arc<dyn HostServices>,
+        request: &PlacementRequest,
+    ) -> Result<Result<Vec<Assignment>, PlacementError>, CallError> {
+        let span = call_span(&info);
+        let mut store = self.new_store(info, limits, services);
+        let started = Instant::now();
+        let result = tokio::time::timeout(limits.deadline, async {
+            let instance = pre.instantiate_async(&mut store).await.map_err(Failed::Instantiate)?;
+            instance.ratchet_recovery_placement().call_place(&mut store, request).await.map_err(Failed::Run)
+        })
+        .instrument(span.clone())
+        .await;
+        span.in_scope(|| finish(store, digest, limits, started, result))
+    }
+
+    fn new_store(&self, info: CallInfo, limits: &Limits, services: Arc<dyn HostServices>) -> Store<CallCtx> {
+        let mut store = Store::new(&self.engine, CallCtx::new(info, limits, services));
+        store.limiter(|ctx| &mut ctx.memory);
+        store
+            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
+            .expect("fuel is enabled on the engine");
+        let deadline = Instant::now() + limits.deadline;
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(DeadlineExceeded.into())
+            } else {
+                // Yield to tokio once per tick so that a long guest never
+                // starves the executor, then check again next tick.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        store
+    }
+}
+
+fn call_span(info: &CallInfo) -> tracing::Span {
+    tracing::debug_span!(
+        "plugin_call",
+        slot = %info.slot,
+        version = info.version,
+        epoch = info.epoch,
+        attempt = info.attempt,
+    )
+}
+
+enum Failed {
+    Instantiate(wasmtime::Error),
+    Run(wasmtime::Error),
+}
+
+/// Forwards the guest's output to tracing and turns a failure into a
+/// [`CallError`].
+fn finish<T>(
+    store: Store<CallCtx>,
+    digest: Digest256,
+    limits: &Limits,
+    started: Instant,
+    result: Result<Result<T, Failed>, tokio::time::error::Elapsed>,
+) -> Result<T, CallError> {
+    let ctx = store.into_data();
+    let stdout = ctx.output.text(Channel::Stdout);
+    let stderr = ctx.output.text(Channel::Stderr);
+    forward(&stdout, "stdout");
+    forward(&stderr, "stderr");
+    let failure = match result {
+        Ok(Ok(value)) => return Ok(value),
+        Err(_elapsed) => CallFailure::Deadline(limits.deadline),
+        Ok(Err(Failed::Instantiate(err))) => CallFailure::Instantiate(format!("{err:#}")),
+        Ok(Err(Failed::Run(err))) => classify(&err, &ctx.memory.refused, limits, started, &stderr),
+    };
+    let error = CallError {
+        slot: ctx.info.slot.clone(),
+        version: ctx.info.version,
+        sha256: digest.short(),
+        failure,
+    };
+    tracing::warn!(%error, "plugin call failed");
+    Err(error)
+}
+
+fn classify(
+    err: &wasmtime::Error,
+    refused: &Option<usize>,
+    limits: &Limits,
+    started: Instant,
+    stderr: &str,
+) -> CallFailure {
+    if err.chain().any(|e| e.is::<DeadlineExceeded>()) || started.elapsed() >= limits.deadline {
+        return CallFailure::Deadline(limits.deadline);
+    }
+    if let Some(requested) = *refused {
+        return CallFailure::OutOfMemory { requested, limit: limits.memory_bytes };
+    }
+    if err.chain().any(|e| e.is::<OutputLimitExceeded>()) {
+        return CallFailure::OutputLimit(limits.output_bytes);
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => CallFailure::FuelExhausted(limits.fuel.unwrap_or(u64::MAX)),
+        Some(Trap::Interrupt) => CallFailure::Deadline(limits.deadline),
+        Some(trap) => CallFailure::Trap { message: trap.to_string(), stderr: tail(stderr) },
+        None => CallFailure::Trap { message: first_line(&format!("{err:#}")), stderr: tail(stderr) },
+    }
+}
+
+/// The last few lines of the guest's stderr, on one line.
+fn tail(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(3);
+    let joined = lines[start..].join(" | ");
+    truncate(&joined, 500)
+}
+
+fn first_line(text: &str) -> String {
+    truncate(text.lines().next().unwrap_or_default(), 500)
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, marked with `…`.
+pub(super) fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// The most guest lines forwarded to tracing per stream and call.
+const MAX_FORWARDED_LINES: usize = 200;
+
+fn forward(text: &str, stream: &str) {
+    for line in text.lines().take(MAX_FORWARDED_LINES) {
+        tracing::info!(target: "ratchet::guest", stream, "{line}");
+    }
+}

@@ -1,0 +1,75 @@
+//! The one wasmtime [`Engine`] shared by every plugin, and the thread that
+//! drives its epoch clock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. A call that overruns its deadline is stopped
+/// within one tick of it, and a running guest yields to tokio once per tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Sizes of the engine, fixed when the runtime starts.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The most plugin instances alive at once (a phase calling placement
+    /// holds two). Calls past this fail to instantiate instead of allocating.
+    pub max_instances: u32,
+    /// The ceiling of any one guest's linear memory, whatever its call limits.
+    pub max_memory_bytes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { max_instances: 64, max_memory_bytes: 256 << 20 }
+    }
+}
+
+/// Builds the engine: the pooling allocator, epoch interruption for
+/// deadlines, and fuel for deterministic bounds.
+pub(crate) fn build(config: &EngineConfig) -> wasmtime::Result<Engine> {
+    let instances = config.max_instances.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    // A Rust wasm32-wasip2 component holds a few core instances (the program,
+    // and the shims wit-component adds), each with at most a memory and a table.
+    pool.total_component_instances(instances)
+        .total_core_instances(instances * 8)
+        .total_memories(instances * 2)
+        .total_tables(instances * 8)
+        .total_stacks(instances)
+        .max_memory_size(config.max_memory_bytes);
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true)
+        .epoch_interruption(true)
+        .consume_fuel(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&wasm)
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: &Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let engine = engine.clone();
+        std::thread::Builder::new().name("ratchet-epoch".into()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })?;
+        Ok(EpochTicker { stop })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,147 @@
+//! The plugin runtime: one wasmtime engine, the component cache, linking
+//! against the two worlds, and the per-call sandbox.
+//!
+//! Components are compiled once and cached by content hash; each slot keeps an
+//! `InstancePre` (see [`crate::registry`]) and every call gets a fresh `Store`
+//! with its own limits, so no state leaks from one call to the next.
+
+mod cache;
+mod call;
+mod engine;
+mod error;
+mod imports;
+mod inspect;
+mod sandbox;
+mod services;
+mod world;
+
+use std::path::PathBuf;
+
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+pub use cache::{CacheOrigin, Digest256};
+pub use call::{CallError, CallFailure};
+pub use engine::{EPOCH_TICK, EngineConfig};
+pub use error::LoadError;
+pub use inspect::{Inspection, inspect};
+pub use sandbox::{CallInfo, Limits};
+pub use services::{Detached, HostServices};
+pub use world::{Linked, World};
+
+pub(crate) use sandbox::CallCtx;
+
+use crate::bindings::{PlacementPolicy, RecoveryPhase};
+
+/// How to build a [`Runtime`].
+#[derive(Clone, Debug, Default)]
+pub struct RuntimeConfig {
+    /// Engine sizes.
+    pub engine: EngineConfig,
+    /// Where compiled components are cached across restarts; `None` keeps
+    /// the cache in memory only.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl RuntimeConfig {
+    /// The default configuration with the on-disk cache in the user's cache
+    /// directory (`$RATCHET_CACHE_DIR`, else `$XDG_CACHE_HOME/ratchet`, else
+    /// `~/.cache/ratchet`).
+    pub fn with_user_cache() -> Self {
+        RuntimeConfig { cache_dir: default_cache_dir(), ..Default::default() }
+    }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("RATCHET_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(dir).join("ratchet"));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("ratchet"))
+}
+
+/// A component compiled and checked against a world, ready to instantiate.
+pub struct Prepared {
+    /// The sha256 of the component's bytes.
+    pub sha256: Digest256,
+    /// The size of the component in bytes.
+    pub size: usize,
+    /// Where the compiled code came from.
+    pub origin: CacheOrigin,
+    /// The component linked against its world.
+    pub linked: Linked,
+}
+
+/// The plugin runtime.
+pub struct Runtime {
+    engine: Engine,
+    cache: cache::ComponentCache,
+    phase_linker: Linker<CallCtx>,
+    policy_linker: Linker<CallCtx>,
+    _ticker: engine::EpochTicker,
+}
+
+impl Runtime {
+    /// Starts a runtime: builds the engine, starts its epoch clock and links
+    /// the host imports.
+    pub fn new(config: RuntimeConfig) -> Result<Self, LoadError> {
+        let engine = engine::build(&config.engine).map_err(LoadError::engine)?;
+        let ticker = engine::EpochTicker::start(&engine)
+            .map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?;
+        let mut phase_linker = Linker::new(&engine);
+        imports::add_wasi(&mut phase_linker).map_err(LoadError::engine)?;
+        RecoveryPhase::add_to_linker::<CallCtx, wasmtime::component::HasSelf<CallCtx>>(
+            &mut phase_linker,
+            |ctx| ctx,
+        )
+        .map_err(LoadError::engine)?;
+        let mut policy_linker = Linker::new(&engine);
+        imports::add_wasi(&mut policy_linker).map_err(LoadError::engine)?;
+        PlacementPolicy::add_to_linker::<CallCtx, wasmtime::component::HasSelf<CallCtx>>(
+            &mut policy_linker,
+            |ctx| ctx,
+        )
+        .map_err(LoadError::engine)?;
+        let cache = cache::ComponentCache::new(&engine, config.cache_dir.as_deref());
+        Ok(Runtime { engine, cache, phase_linker, policy_linker, _ticker: ticker })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles `bytes` (or takes them from the cache) after checking that they
+    /// are a component at all.
+    pub fn compile(&self, bytes: &[u8]) -> Result<(Component, Digest256, CacheOrigin), LoadError> {
+        error::check_header(bytes)?;
+        let digest = Digest256::of(bytes);
+        let (component, origin) = self
+            .cache
+            .get_or_compile(&self.engine, digest, bytes)
+            .map_err(LoadError::compile)?;
+        Ok((component, digest, origin))
+    }
+
+    /// Compiles `bytes` and links them against `world`: the component must
+    /// import nothing the world does not offer and export what it requires.
+    pub fn prepare(&self, bytes: &[u8], world: World) -> Result<Prepared, LoadError> {
+        let (component, sha256, origin) = self.compile(bytes)?;
+        let linked = self.link(&component, world)?;
+        Ok(Prepared { sha256, size: bytes.len(), origin, linked })
+    }
+
+    /// Links a compiled component against `world`.
+    pub fn link(&self, component: &Component, world: World) -> Result<Linked, LoadError> {
+        world::link(self, component, world)
+    }
+
+    fn linker(&self, world: World) -> &Linker<CallCtx> {
+        match world {
+            World::RecoveryPhase => &self.phase_linker,
+            World::PlacementPolicy => &self.policy_linker,
+        }
+    }
+}

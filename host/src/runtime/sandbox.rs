@@ -1,0 +1,258 @@
+//! The sandbox one plugin call runs in: the store data, its limits, and the
+//! capability-less WASI context.
+//!
+//! A guest sees no filesystem, network or environment, a wall clock frozen at
+//! the epoch of 1970 and a monotonic clock frozen at zero (time comes only
+//! from the host's `clock` import, which is virtual under simulation), and a
+//! fixed random seed. Its stdout and stderr are captured up to a cap and go to
+//! tracing after the call.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::services::HostServices;
+
+/// The bounds of one plugin call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall time the whole call may take, including time spent in host calls.
+    pub deadline: Duration,
+    /// Fuel the call may burn, for bounds that do not depend on machine speed.
+    /// `None` means unbounded fuel (the deadline still applies).
+    pub fuel: Option<u64>,
+    /// The most linear memory the guest may hold, in bytes.
+    pub memory_bytes: usize,
+    /// The most the guest may write to stdout and stderr together, in bytes.
+    pub output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_secs(2),
+            fuel: None,
+            memory_bytes: 64 << 20,
+            output_bytes: 64 << 10,
+        }
+    }
+}
+
+/// What identifies a call in logs and errors.
+#[derive(Clone, Debug, Default)]
+pub struct CallInfo {
+    /// The slot called.
+    pub slot: String,
+    /// The version number of the component within its slot.
+    pub version: u32,
+    /// The attempt's epoch, when the call belongs to a recovery attempt.
+    pub epoch: u64,
+    /// The attempt number, when the call belongs to a recovery attempt.
+    pub attempt: u32,
+}
+
+/// The data of the `Store` of one call.
+pub struct CallCtx {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) memory: MemoryLimiter,
+    pub(crate) output: CapturedOutput,
+    pub(crate) services: Arc<dyn HostServices>,
+    pub(crate) info: CallInfo,
+}
+
+impl CallCtx {
+    /// A fresh context for one call.
+    pub(crate) fn new(info: CallInfo, limits: &Limits, services: Arc<dyn HostServices>) -> Self {
+        let output = CapturedOutput::new(limits.output_bytes);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(output.stream(Channel::Stdout))
+            .stderr(output.stream(Channel::Stderr))
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .secure_random(wasmtime_wasi::Deterministic::new(vec![0x5a, 0xa5, 0x3c, 0xc3]))
+            .insecure_random(wasmtime_wasi::Deterministic::new(vec![0x96, 0x69]))
+            .insecure_random_seed(0x7261_7463_6865_74)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        CallCtx {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryLimiter { limit: limits.memory_bytes, refused: None },
+            output,
+            services,
+            info,
+        }
+    }
+}
+
+impl WasiView for CallCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Caps the guest's linear memory and remembers a refused growth, so that the
+/// trap that follows is reported as out-of-memory.
+pub(crate) struct MemoryLimiter {
+    limit: usize,
+    /// The size a refused growth asked for.
+    pub(crate) refused: Option<usize>,
+}
+
+/// The most table elements a guest may hold.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.refused = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Which standard stream a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Channel {
+    Stdout,
+    Stderr,
+}
+
+/// The error a guest write raises past the output cap. It becomes a trap.
+#[derive(Debug, thiserror::Error)]
+#[error("output limit of {limit} bytes exceeded")]
+pub(crate) struct OutputLimitExceeded {
+    pub(crate) limit: usize,
+}
+
+#[derive(Default)]
+struct OutputBuffer {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// The guest's stdout and stderr, captured together up to one cap.
+#[derive(Clone)]
+pub(crate) struct CapturedOutput {
+    limit: usize,
+    buffer: Arc<Mutex<OutputBuffer>>,
+}
+
+impl CapturedOutput {
+    fn new(limit: usize) -> Self {
+        CapturedOutput { limit, buffer: Arc::default() }
+    }
+
+    fn stream(&self, channel: Channel) -> OutputPipe {
+        OutputPipe { output: self.clone(), channel }
+    }
+
+    /// The captured text of one stream.
+    pub(crate) fn text(&self, channel: Channel) -> String {
+        let buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes = match channel {
+            Channel::Stdout => &buffer.stdout,
+            Channel::Stderr => &buffer.stderr,
+        };
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+}
+
+/// One of the two streams of a [`CapturedOutput`].
+#[derive(Clone)]
+struct OutputPipe {
+    output: CapturedOutput,
+    channel: Channel,
+}
+
+impl IsTerminal for OutputPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for OutputPipe {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        // Only WASIp2 is linked; a WASIp3 stream would never be asked for.
+        Box::new(tokio::io::sink())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for OutputPipe {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for OutputPipe {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        let mut buffer = self.output.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let used = buffer.stdout.len() + buffer.stderr.len();
+        if used + bytes.len() > self.output.limit {
+            let limit = self.output.limit;
+            return Err(StreamError::Trap(OutputLimitExceeded { limit }.into()));
+        }
+        match self.channel {
+            Channel::Stdout => buffer.stdout.extend_from_slice(&bytes),
+            Channel::Stderr => buffer.stderr.extend_from_slice(&bytes),
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        // Always accept a write: the cap is enforced in `write`, where going
+        // over it traps instead of blocking the guest forever.
+        Ok(64 << 10)
+    }
+}
+
+/// A clock that never moves: guests get time only from the host's `clock`.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}

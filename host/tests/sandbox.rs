@@ -1,0 +1,146 @@
+//! Adversarial guests against the real runtime: each is stopped within its
+//! bound, reported with a typed error naming slot and version, and the slot
+//! keeps serving afterwards.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use ratchet::bindings::types::PhaseStep;
+use ratchet::registry::{InvokeError, Registry};
+use ratchet::runtime::{CallFailure, Limits};
+
+const SLOT: &str = "lock-services";
+
+/// A registry whose `lock-services` slot holds the adversarial fixture on top
+/// of the default validate-layout (a well-behaved earlier version).
+fn registry_with_adversary(limits: Limits) -> Registry {
+    let registry = Registry::with_defaults(runtime()).unwrap();
+    registry.load(SLOT, ratchet::components::default_for("validate-layout").unwrap().bytes, "good").unwrap();
+    registry.load(SLOT, &adversarial_bytes(), "adversary").unwrap();
+    registry.set_limits(SLOT, limits).unwrap();
+    registry
+}
+
+async fn failure_of(registry: &Registry, cmd: &str) -> CallFailure {
+    match registry.call_phase(SLOT, &command(cmd), detached()).await {
+        Err(InvokeError::Call(err)) => {
+            assert_eq!(err.slot, SLOT);
+            assert_eq!(err.version, 2, "the error names the version that failed");
+            assert_eq!(err.sha256.len(), 12);
+            err.failure
+        }
+        other => panic!("expected a call failure for `{cmd}`, got {other:?}"),
+    }
+}
+
+/// After a failure the same version still serves, and a rollback restores
+/// the previous version at once.
+async fn slot_keeps_serving(registry: &Registry) {
+    let idle = registry.call_phase(SLOT, &command("idle"), detached()).await.unwrap();
+    assert_eq!(idle.step, PhaseStep::Stalled("adversarial: idle".into()));
+    registry.rollback(SLOT, None).unwrap();
+    let good = registry.call_phase(SLOT, &new_cluster_state(), detached()).await.unwrap();
+    assert_eq!(good.step, PhaseStep::Next("lock-services".into()));
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_at_its_deadline() {
+    let limits = Limits { deadline: Duration::from_millis(200), ..Limits::default() };
+    let registry = registry_with_adversary(limits);
+    let started = Instant::now();
+    let failure = failure_of(&registry, "loop").await;
+    let took = started.elapsed();
+    assert_eq!(failure, CallFailure::Deadline(Duration::from_millis(200)));
+    assert!(took < Duration::from_secs(2), "stopped near its 200 ms deadline, took {took:?}");
+    slot_keeps_serving(&registry).await;
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_by_fuel() {
+    let limits = Limits { fuel: Some(5_000_000), ..Limits::default() };
+    let registry = registry_with_adversary(limits);
+    assert_eq!(failure_of(&registry, "loop").await, CallFailure::FuelExhausted(5_000_000));
+    slot_keeps_serving(&registry).await;
+}
+
+#[tokio::test]
+async fn unbounded_memory_growth_hits_the_cap() {
+    let limits = Limits { memory_bytes: 16 << 20, ..Limits::default() };
+    let registry = registry_with_adversary(limits);
+    match failure_of(&registry, "grow").await {
+        CallFailure::OutOfMemory { requested, limit } => {
+            assert_eq!(limit, 16 << 20);
+            assert!(requested > limit);
+        }
+        other => panic!("expected out-of-memory, got {other:?}"),
+    }
+    slot_keeps_serving(&registry).await;
+}
+
+#[tokio::test]
+async fn a_panic_is_a_trap_carrying_the_panic_message() {
+    let registry = registry_with_adversary(Limits::default());
+    match failure_of(&registry, "panic").await {
+        CallFailure::Trap { message, stderr } => {
+            assert!(message.contains("unreachable"), "{message}");
+            assert!(stderr.contains("adversarial phase panicked on purpose"), "{stderr}");
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    slot_keeps_serving(&registry).await;
+}
+
+#[tokio::test]
+async fn a_flood_of_output_hits_the_output_cap() {
+    let limits = Limits { output_bytes: 32 << 10, ..Limits::default() };
+    let registry = registry_with_adversary(limits);
+    assert_eq!(failure_of(&registry, "spew").await, CallFailure::OutputLimit(32 << 10));
+    slot_keeps_serving(&registry).await;
+}
+
+#[tokio::test]
+async fn a_sleep_past_the_deadline_is_cut_short() {
+    let limits = Limits { deadline: Duration::from_millis(100), ..Limits::default() };
+    let registry = registry_with_adversary(limits);
+    let started = Instant::now();
+    assert_eq!(failure_of(&registry, "sleep:10000").await, CallFailure::Deadline(Duration::from_millis(100)));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn guest_logs_and_stderr_do_not_fail_the_call() {
+    let registry = registry_with_adversary(Limits::default());
+    let outcome = registry.call_phase(SLOT, &command("log"), detached()).await.unwrap();
+    assert_eq!(outcome.step, PhaseStep::Stalled("adversarial: logged".into()));
+}
+
+#[tokio::test]
+async fn the_wrong_world_is_refused_and_the_slot_keeps_its_version() {
+    let registry = registry_with_adversary(Limits::default());
+    let before = registry.active(SLOT).unwrap();
+    let err = registry.load(SLOT, &wrong_world_bytes(), "wrong").unwrap_err().to_string();
+    assert!(err.contains("recovery-phase") && err.contains("ratchet:recovery/phase@0.1.0"), "{err}");
+    let placement = ratchet::components::default_for("placement").unwrap().bytes;
+    let err = registry.load(SLOT, placement, "policy-in-phase-slot").unwrap_err().to_string();
+    assert!(err.contains("missing export `ratchet:recovery/phase@0.1.0`"), "{err}");
+    assert_eq!(registry.active(SLOT).unwrap(), before);
+    assert_eq!(registry.history(SLOT).len(), 2, "refused candidates never enter the history");
+}
+
+#[tokio::test]
+async fn guests_see_no_environment_filesystem_or_clock() {
+    let registry = registry_with_adversary(Limits::default());
+    let outcome = registry.call_phase(SLOT, &command("probe"), detached()).await.unwrap();
+    assert_eq!(outcome.step, PhaseStep::Stalled("env=0 file=false dir=false now=0".into()));
+}
+
+#[tokio::test]
+async fn a_phase_is_refused_by_the_placement_slot() {
+    let registry = registry_with_adversary(Limits::default());
+    let before = registry.active("placement").unwrap();
+    let err = registry.load("placement", &adversarial_bytes(), "phase-in-policy-slot").unwrap_err();
+    assert!(err.to_string().contains("placement-policy"), "{err}");
+    assert_eq!(registry.active("placement").unwrap(), before);
+}

@@ -1,0 +1,121 @@
+//! End-to-end tests of the `ratchet` binary: what a user sees when checking
+//! and listing plugins, bad files included.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ratchet::components::{self, fixtures};
+
+fn ratchet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ratchet"))
+        .args(["--no-cache"])
+        .args(args)
+        .output()
+        .expect("the ratchet binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `plugin check` on `bytes` written to a file, expecting exit 2 and a
+/// one-line reason containing `expected`.
+fn check_fails(bytes: &[u8], extra: &[&str], expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plugin.wasm");
+    std::fs::write(&file, bytes).unwrap();
+    let mut args = vec!["plugin", "check", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = ratchet(&args);
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: ") && err.contains(expected), "expected `{expected}` in: {err}");
+    assert!(stdout(&out).is_empty());
+}
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+#[test]
+fn check_reports_world_digest_imports_and_exports() {
+    let out = ratchet(&["plugin", "check", fixtures::ADVERSARIAL]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("satisfies the world `recovery-phase`"), "{text}");
+    let digest = sha256_hex(&fixture(fixtures::ADVERSARIAL));
+    assert!(text.contains(&format!("sha256   {digest}")), "{text}");
+    assert!(text.contains("exports  ratchet:recovery/phase@0.1.0"), "{text}");
+    assert!(text.contains("ratchet:recovery/clock@0.1.0"), "the sleep import is listed: {text}");
+}
+
+#[test]
+fn check_detects_a_placement_policy_and_honours_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "policy.wasm", components::default_for("placement").unwrap().bytes);
+    let out = ratchet(&["plugin", "check", file.to_str().unwrap(), "--slot", "placement"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("satisfies the world `placement-policy`"));
+    check_fails(
+        components::default_for("placement").unwrap().bytes,
+        &["--slot", "lock-services"],
+        "does not satisfy the world `recovery-phase`: missing export `ratchet:recovery/phase@0.1.0`",
+    );
+}
+
+#[test]
+fn check_refuses_every_kind_of_bad_file() {
+    let good = fixture(fixtures::ADVERSARIAL);
+    check_fails(b"", &[], "empty file");
+    check_fails(b"this is not wasm at all", &[], "not a WebAssembly file");
+    check_fails(&good[..good.len() / 2], &[], "truncated");
+    check_fails(b"\0asm\x01\0\0\0", &[], "a core WebAssembly module, not a component");
+    check_fails(&fixture(fixtures::WRONG_WORLD), &[], "missing export");
+    check_fails(&fixture(fixtures::WRONG_WORLD), &["--slot", "placement"], "missing export `ratchet:recovery/placement@0.1.0`");
+    check_fails(&good, &["--slot", "replay"], "unknown slot `replay`");
+}
+
+#[test]
+fn check_names_a_missing_file() {
+    let out = ratchet(&["plugin", "check", "/nonexistent/plugin.wasm"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("/nonexistent/plugin.wasm: cannot read"), "{}", stderr(&out));
+}
+
+#[test]
+fn list_shows_the_embedded_defaults() {
+    let out = ratchet(&["plugin", "list"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for component in components::DEFAULTS {
+        let line = text.lines().find(|l| l.starts_with(component.slot)).expect(component.slot);
+        assert!(line.contains(&sha256_hex(component.bytes)), "{line}");
+        assert!(line.contains(&component.bytes.len().to_string()), "{line}");
+    }
+}
+
+#[test]
+fn every_command_has_help_and_bad_flags_exit_2() {
+    for args in [&["--help"][..], &["plugin", "--help"], &["plugin", "check", "--help"], &["plugin", "list", "--help"]] {
+        let out = ratchet(args);
+        assert!(out.status.success(), "{args:?}");
+        assert!(stdout(&out).contains("Usage:"), "{args:?}");
+    }
+    let out = ratchet(&["plugin", "list", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    ratchet::runtime::Digest256::of(bytes).hex()
+}
