@@ -30,3 +30,52 @@ mod policy_world {
 pub use phase_world::ratchet::recovery::{clock, cluster, log, placement, types};
 pub use phase_world::{RecoveryPhase, RecoveryPhasePre};
 pub use policy_world::{PlacementPolicy, PlacementPolicyPre};
+
+impl Default for types::RecoveryConfig {
+    /// A small cluster: 3 logs carrying every shard, 4 shards of 3 replicas,
+    /// one commit proxy and one resolver.
+    fn default() -> Self {
+        types::RecoveryConfig {
+            desired_logs: 3,
+            replication_factor: 3,
+            shards: 4,
+            desired_proxies: 1,
+            desired_resolvers: 1,
+            log_replication: 3,
+        }
+    }
+}
+
+impl types::AttemptState {
+    /// The state an attempt starts from: its epoch and number, the shape to
+    /// recover towards, and the layout persisted by the previous generation.
+    pub fn new(
+        epoch: types::Epoch,
+        attempt: u32,
+        config: types::RecoveryConfig,
+        old_layout: Option<types::Layout>,
+    ) -> Self {
+        types::AttemptState {
+            epoch,
+            attempt,
+            config,
+            old_layout,
+            locked_logs: Vec::new(),
+            locked_storage: Vec::new(),
+            unreachable: Vec::new(),
+            path: None,
+            log_plan: Vec::new(),
+            recovery_version: None,
+            durable_version: None,
+            degraded_teams: Vec::new(),
+            vacancies: Vec::new(),
+            recruits: Vec::new(),
+            new_logs: Vec::new(),
+            new_storage_teams: Vec::new(),
+            sequencer: None,
+            commit_proxies: Vec::new(),
+            resolvers: Vec::new(),
+            new_layout: None,
+        }
+    }
+}

@@ -20,35 +20,7 @@ pub fn detached() -> Arc<dyn HostServices> {
 
 /// An attempt state for a new cluster at epoch 1.
 pub fn new_cluster_state() -> AttemptState {
-    AttemptState {
-        epoch: 1,
-        attempt: 1,
-        config: RecoveryConfig {
-            desired_logs: 3,
-            replication_factor: 3,
-            shards: 2,
-            desired_proxies: 1,
-            desired_resolvers: 1,
-            log_replication: 3,
-        },
-        old_layout: None,
-        locked_logs: vec![],
-        locked_storage: vec![],
-        unreachable: vec![],
-        path: None,
-        log_plan: vec![],
-        recovery_version: None,
-        durable_version: None,
-        degraded_teams: vec![],
-        vacancies: vec![],
-        recruits: vec![],
-        new_logs: vec![],
-        new_storage_teams: vec![],
-        sequencer: None,
-        commit_proxies: vec![],
-        resolvers: vec![],
-        new_layout: None,
-    }
+    AttemptState::new(1, 1, RecoveryConfig::default(), None)
 }
 
 /// A state that tells the adversarial fixture what to do.

@@ -117,6 +117,11 @@ impl ComponentCache {
         Ok((component, CacheOrigin::Compiled))
     }
 
+    /// Drops every in-memory entry; the disk entries stay.
+    pub(crate) fn clear_memory(&self) {
+        self.lock().clear();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest256, Component>> {
         self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -133,6 +133,12 @@ impl Runtime {
         Ok(Prepared { sha256, size: bytes.len(), origin, linked })
     }
 
+    /// Forgets the compiled components held in memory, keeping the disk cache.
+    /// The next load of each component comes from disk or the compiler.
+    pub fn forget_compiled(&self) {
+        self.cache.clear_memory();
+    }
+
     /// Links a compiled component against `world`.
     pub fn link(&self, component: &Component, world: World) -> Result<Linked, LoadError> {
         world::link(self, component, world)
