@@ -1,0 +1,465 @@
+//! The in-process cluster: nodes with foremen, and workers wrapping the
+//! service state machines, all in one process behind one lock.
+//!
+//! It is the embedded default the demo and the tests recover, and it also
+//! carries the client side: commits through the live generation's proxy,
+//! storage pulling from the logs, and reads.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+use super::Cluster;
+use crate::bindings::types::{
+    ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
+};
+use crate::services::{CommitProxy, LogService, Mutation, Resolver, Sequencer, ServiceError, StorageService};
+
+/// A node to create the cluster with.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    /// The node's id.
+    pub id: String,
+    /// Its zone.
+    pub zone: String,
+    /// How many workers it may host.
+    pub capacity: u32,
+}
+
+/// Why a commit was not acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    /// No generation is live.
+    #[error("no live generation")]
+    NoGeneration,
+    /// A member of the live generation is down or refused.
+    #[error("{service}: {reason}")]
+    Refused {
+        /// The member.
+        service: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+enum Role {
+    Log(LogService),
+    Storage(StorageService),
+    Sequencer(Sequencer),
+    Proxy(CommitProxy),
+    Resolver(Resolver),
+}
+
+struct Worker {
+    descriptor: ServiceDescriptor,
+    alive: bool,
+    role: Role,
+}
+
+struct NodeState {
+    spec: NodeSpec,
+    up: bool,
+}
+
+#[derive(Default)]
+struct State {
+    nodes: BTreeMap<String, NodeState>,
+    workers: BTreeMap<String, Worker>,
+    next_worker: u64,
+    /// The layout the proxies were opened with: the live generation.
+    live: Option<Layout>,
+    /// The newest version acknowledged by the live generation.
+    committed: Version,
+}
+
+/// The in-process cluster.
+pub struct InProcessCluster {
+    state: Mutex<State>,
+    registrations: watch::Sender<u64>,
+}
+
+const ALL_KINDS: [ServiceKind; 5] = [
+    ServiceKind::Log,
+    ServiceKind::Storage,
+    ServiceKind::Sequencer,
+    ServiceKind::CommitProxy,
+    ServiceKind::Resolver,
+];
+
+impl InProcessCluster {
+    /// A cluster of `nodes`, with no workers yet.
+    pub fn new(nodes: impl IntoIterator<Item = NodeSpec>) -> Self {
+        let nodes = nodes.into_iter().map(|spec| (spec.id.clone(), NodeState { spec, up: true })).collect();
+        InProcessCluster {
+            state: Mutex::new(State { nodes, ..State::default() }),
+            registrations: watch::channel(0).0,
+        }
+    }
+
+    /// `count` nodes spread round-robin over `zones` zones, named `n1..` and
+    /// `z1..`, each hosting up to `capacity` workers.
+    pub fn with_zones(count: usize, zones: usize, capacity: u32) -> Self {
+        InProcessCluster::new((0..count).map(|i| NodeSpec {
+            id: format!("n{}", i + 1),
+            zone: format!("z{}", i % zones.max(1) + 1),
+            capacity,
+        }))
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Kills a worker: it answers nothing until revived.
+    pub fn kill(&self, id: &str) -> bool {
+        let mut state = self.lock_state();
+        state.workers.get_mut(id).map(|w| w.alive = false).is_some()
+    }
+
+    /// Brings a killed worker back with its state, and announces it.
+    pub fn revive(&self, id: &str) -> bool {
+        let revived = self.lock_state().workers.get_mut(id).map(|w| w.alive = true).is_some();
+        if revived {
+            self.registrations.send_modify(|n| *n += 1);
+        }
+        revived
+    }
+
+    /// Registers an idle log or storage worker on `node` that no layout
+    /// names yet, as a machine that joined the cluster does.
+    pub fn spawn_idle(&self, node: &str, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
+        let role = match kind {
+            ServiceKind::Log => Role::Log(LogService::new()),
+            ServiceKind::Storage => Role::Storage(StorageService::new()),
+            other => return Err(ClusterError::Failed(format!("{} is started, not spawned", crate::bindings::kind_name(other)))),
+        };
+        let spawned = self.lock_state().spawn(node, kind, role)?;
+        self.registrations.send_modify(|n| *n += 1);
+        Ok(spawned)
+    }
+
+    /// The epoch holding the lock of a log or storage worker, if any.
+    pub fn lock_holder(&self, id: &str) -> Option<Epoch> {
+        match &self.lock_state().workers.get(id)?.role {
+            Role::Log(log) => log.lock_holder(),
+            Role::Storage(storage) => storage.lock_holder(),
+            _ => None,
+        }
+    }
+
+    /// Workers alive now, with their kinds.
+    pub fn live_workers(&self) -> Vec<ServiceDescriptor> {
+        self.lock_state().workers.values().filter(|w| w.alive).map(|w| w.descriptor.clone()).collect()
+    }
+
+    /// The layout of the live generation, as its proxies know it.
+    pub fn live_layout(&self) -> Option<Layout> {
+        self.lock_state().live.clone()
+    }
+
+    /// Commits `writes` through the live generation: a version from the
+    /// sequencer, a resolver's check, and a push to every log. Acknowledged
+    /// (returns the version) only when every log accepted it.
+    pub fn commit(&self, writes: &[(String, String)]) -> Result<Version, CommitError> {
+        let mut guard = self.lock_state();
+        let state = &mut *guard;
+        let layout = state.live.clone().ok_or(CommitError::NoGeneration)?;
+        let proxy_id = layout.commit_proxies.first().ok_or(CommitError::NoGeneration)?;
+        let epoch = match state.role(proxy_id) {
+            Ok(Role::Proxy(proxy)) => proxy.admit().map_err(|e| refused(proxy_id, e))?,
+            _ => return Err(down(proxy_id)),
+        };
+        let seq_id = layout.sequencer.as_deref().ok_or(CommitError::NoGeneration)?;
+        let (prev, version) = match state.role_mut(seq_id) {
+            Ok(Role::Sequencer(seq)) => seq.next_version(epoch).map_err(|e| refused(seq_id, e))?,
+            _ => return Err(down(seq_id)),
+        };
+        for id in &layout.resolvers {
+            match state.role(id) {
+                Ok(Role::Resolver(resolver)) => resolver.resolve(epoch).map_err(|e| refused(id, e))?,
+                _ => return Err(down(id)),
+            }
+        }
+        let mutations: Vec<Mutation> = writes
+            .iter()
+            .map(|(key, value)| Mutation { tag: tag_of(&layout, key), key: key.clone(), value: value.clone() })
+            .collect();
+        for log in &layout.logs {
+            match state.role_mut(&log.id) {
+                Ok(Role::Log(service)) => {
+                    service.push(epoch, prev, version, mutations.clone()).map_err(|e| refused(&log.id, e))?
+                }
+                _ => return Err(down(&log.id)),
+            }
+        }
+        state.committed = version;
+        Ok(version)
+    }
+
+    /// Lets every serving storage replica of the live generation pull from a
+    /// live log of its shard up to the acknowledged version.
+    pub fn pump(&self) {
+        let mut guard = self.lock_state();
+        let state = &mut *guard;
+        let Some(layout) = state.live.clone() else { return };
+        let upto = state.committed;
+        for team in &layout.storage_teams {
+            for member in &team.storage_ids {
+                let after = match state.role(member) {
+                    Ok(Role::Storage(s)) if s.is_serving() => s.durable_version(),
+                    _ => continue,
+                };
+                let source = layout.logs.iter().filter(|l| l.tags.contains(&team.tag)).find_map(|l| {
+                    match state.role(&l.id) {
+                        Ok(Role::Log(log)) if log.last_version() >= upto => Some(log.pull(team.tag, after, upto)),
+                        _ => None,
+                    }
+                });
+                if let (Some(mutations), Ok(Role::Storage(storage))) = (source, state.role_mut(member)) {
+                    storage.apply(mutations, upto);
+                }
+            }
+        }
+    }
+
+    /// Reads `key` from a live replica of its team.
+    pub fn read(&self, key: &str) -> Option<String> {
+        let state = self.lock_state();
+        let layout = state.live.as_ref()?;
+        let tag = tag_of(layout, key);
+        let team = layout.storage_teams.iter().find(|t| t.tag == tag)?;
+        team.storage_ids.iter().find_map(|id| match state.role(id) {
+            Ok(Role::Storage(s)) if s.is_serving() => s.read(key).map(str::to_string),
+            _ => None,
+        })
+    }
+
+    /// The newest acknowledged version.
+    pub fn committed_version(&self) -> Version {
+        self.lock_state().committed
+    }
+}
+
+fn down(id: &str) -> CommitError {
+    CommitError::Refused { service: id.to_string(), reason: "down".into() }
+}
+
+fn refused(id: &str, err: ServiceError) -> CommitError {
+    CommitError::Refused { service: id.to_string(), reason: err.to_string() }
+}
+
+/// The shard owning `key`: the team whose range contains it.
+pub fn tag_of(layout: &Layout, key: &str) -> ShardTag {
+    layout
+        .storage_teams
+        .iter()
+        .find(|t| key >= t.key_range.start.as_str() && (t.key_range.end.is_empty() || key < t.key_range.end.as_str()))
+        .or(layout.storage_teams.first())
+        .map(|t| t.tag)
+        .unwrap_or(0)
+}
+
+impl State {
+    fn worker(&self, id: &str) -> Result<&Worker, ClusterError> {
+        match self.workers.get(id) {
+            None => Err(ClusterError::NotFound(id.to_string())),
+            Some(w) if !w.alive => Err(ClusterError::Unreachable(format!("{id} does not answer"))),
+            Some(w) => Ok(w),
+        }
+    }
+
+    fn role(&self, id: &str) -> Result<&Role, ClusterError> {
+        self.worker(id).map(|w| &w.role)
+    }
+
+    fn role_mut(&mut self, id: &str) -> Result<&mut Role, ClusterError> {
+        self.worker(id)?;
+        Ok(&mut self.workers.get_mut(id).expect("checked above").role)
+    }
+
+    fn load(&self, node: &str) -> u32 {
+        self.workers.values().filter(|w| w.alive && w.descriptor.node == node).count() as u32
+    }
+
+    /// Creates a worker on `node`, checking the node is up and has room.
+    fn spawn(&mut self, node: &str, kind: ServiceKind, role: Role) -> Result<ServiceDescriptor, ClusterError> {
+        let spec = match self.nodes.get(node) {
+            None => return Err(ClusterError::NotFound(format!("node {node}"))),
+            Some(n) if !n.up => return Err(ClusterError::Unreachable(format!("node {node} is down"))),
+            Some(n) => n.spec.clone(),
+        };
+        if self.load(node) >= spec.capacity {
+            return Err(ClusterError::Failed(format!("node {node} is full ({} workers)", spec.capacity)));
+        }
+        self.next_worker += 1;
+        let id = format!("{}-{}", crate::bindings::kind_name(kind), self.next_worker);
+        let descriptor =
+            ServiceDescriptor { id: id.clone(), kind, node: node.to_string(), address: format!("mem://{id}") };
+        self.workers.insert(id, Worker { descriptor: descriptor.clone(), alive: true, role });
+        Ok(descriptor)
+    }
+}
+
+#[async_trait::async_trait]
+impl Cluster for InProcessCluster {
+    async fn nodes(&self) -> Vec<Node> {
+        let state = self.lock_state();
+        state
+            .nodes
+            .values()
+            .map(|n| Node {
+                id: n.spec.id.clone(),
+                zone: n.spec.zone.clone(),
+                capabilities: ALL_KINDS.to_vec(),
+                load: state.load(&n.spec.id),
+                capacity: n.spec.capacity,
+                healthy: n.up,
+                last_seen_ms: 0,
+            })
+            .collect()
+    }
+
+    async fn services(&self) -> Vec<ServiceDescriptor> {
+        self.lock_state().workers.values().map(|w| w.descriptor.clone()).collect()
+    }
+
+    async fn lock(&self, id: &str, epoch: Epoch) -> Result<LockInfo, ClusterError> {
+        let mut state = self.lock_state();
+        Ok(match state.role_mut(id)? {
+            Role::Log(log) => LockInfo::Log(log.lock(epoch, id)?),
+            Role::Storage(storage) => LockInfo::Storage(storage.lock(epoch, id)?),
+            Role::Sequencer(role) => {
+                role.stop(epoch)?;
+                LockInfo::Stateless(ServiceKind::Sequencer)
+            }
+            Role::Proxy(role) => {
+                role.stop(epoch)?;
+                LockInfo::Stateless(ServiceKind::CommitProxy)
+            }
+            Role::Resolver(role) => {
+                role.stop(epoch)?;
+                LockInfo::Stateless(ServiceKind::Resolver)
+            }
+        })
+    }
+
+    async fn create_worker(&self, node: &str, kind: ServiceKind, epoch: Epoch) -> Result<ServiceDescriptor, ClusterError> {
+        let role = match kind {
+            ServiceKind::Log => {
+                let mut log = LogService::new();
+                log.lock(epoch, "new")?;
+                Role::Log(log)
+            }
+            ServiceKind::Storage => {
+                let mut storage = StorageService::new();
+                storage.lock(epoch, "new")?;
+                Role::Storage(storage)
+            }
+            other => {
+                return Err(ClusterError::Failed(format!(
+                    "a foreman creates logs and storage; start a {} with start-role",
+                    crate::bindings::kind_name(other)
+                )));
+            }
+        };
+        self.lock_state().spawn(node, kind, role)
+    }
+
+    async fn recover_log(
+        &self,
+        epoch: Epoch,
+        target: &str,
+        sources: &[String],
+        tags: &[ShardTag],
+        first: Version,
+        last: Version,
+    ) -> Result<(), ClusterError> {
+        let mut state = self.lock_state();
+        let mut failures = Vec::new();
+        let mut entries = None;
+        for source in sources {
+            match state.role(source) {
+                Ok(Role::Log(log)) => match log.lock_holder() {
+                    Some(holder) if holder == epoch => match log.read_range(tags, first, last) {
+                        Ok(found) => {
+                            entries = Some(found);
+                            break;
+                        }
+                        Err(err) => failures.push(format!("{source}: {err}")),
+                    },
+                    holder => failures.push(format!("{source}: not locked by epoch {epoch} ({holder:?})")),
+                },
+                Ok(_) => failures.push(format!("{source}: not a log")),
+                Err(err) => failures.push(format!("{source}: {err:?}")),
+            }
+        }
+        let entries = entries.ok_or_else(|| {
+            ClusterError::Failed(format!("no source could provide [{first}, {last}]: {}", failures.join("; ")))
+        })?;
+        match state.role_mut(target)? {
+            Role::Log(log) => Ok(log.install_range(epoch, tags, first, last, entries)?),
+            _ => Err(ClusterError::Failed(format!("{target} is not a log"))),
+        }
+    }
+
+    async fn start_role(&self, node: &str, kind: ServiceKind, epoch: Epoch, start: Version) -> Result<ServiceDescriptor, ClusterError> {
+        let role = match kind {
+            ServiceKind::Sequencer => Role::Sequencer(Sequencer::new(epoch, start)),
+            ServiceKind::CommitProxy => Role::Proxy(CommitProxy::new(epoch)),
+            ServiceKind::Resolver => Role::Resolver(Resolver::new(epoch)),
+            other => {
+                return Err(ClusterError::Failed(format!(
+                    "{} is not a stateless role; recruit it with create-worker",
+                    crate::bindings::kind_name(other)
+                )));
+            }
+        };
+        self.lock_state().spawn(node, kind, role)
+    }
+
+    async fn unlock(&self, id: &str, epoch: Epoch, layout: &Layout) -> Result<(), ClusterError> {
+        let mut guard = self.lock_state();
+        let state = &mut *guard;
+        // A replica new to its team is seeded from a live teammate first.
+        let seed = layout.storage_teams.iter().find(|t| t.storage_ids.iter().any(|s| s == id)).and_then(|team| {
+            team.storage_ids.iter().filter(|s| *s != id).find_map(|mate| match state.role(mate) {
+                Ok(Role::Storage(s)) => Some(s.snapshot()),
+                _ => None,
+            })
+        });
+        match state.role_mut(id)? {
+            Role::Log(log) => {
+                let tags: Vec<ShardTag> =
+                    layout.logs.iter().find(|l| l.id == id).map(|l| l.tags.clone()).unwrap_or_default();
+                log.unlock(epoch, &tags, layout.recovery_version)?;
+            }
+            Role::Storage(storage) => {
+                if let Some(snapshot) = seed {
+                    storage.install(snapshot);
+                }
+                storage.unlock(epoch)?;
+            }
+            Role::Proxy(proxy) => proxy.unlock(epoch)?,
+            Role::Sequencer(role) if role.epoch() == epoch => {}
+            Role::Resolver(role) if role.epoch() == epoch => {}
+            Role::Sequencer(role) => return Err(ServiceError::Fenced { serving: role.epoch(), request: epoch }.into()),
+            Role::Resolver(role) => return Err(ServiceError::Fenced { serving: role.epoch(), request: epoch }.into()),
+        }
+        Ok(())
+    }
+
+    async fn adopt(&self, layout: &Layout) {
+        let mut state = self.lock_state();
+        state.committed = state.committed.max(layout.recovery_version);
+        state.live = Some(layout.clone());
+    }
+
+    async fn release(&self, id: &str) {
+        self.lock_state().workers.remove(id);
+    }
+
+    fn registrations(&self) -> watch::Receiver<u64> {
+        self.registrations.subscribe()
+    }
+}

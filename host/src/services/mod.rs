@@ -1,0 +1,72 @@
+//! The data-plane services as plain state machines: no I/O, no clock, no
+//! threads. The in-process cluster, the simulator and (later) the worker
+//! process each wrap these same machines; none of them copies the logic.
+
+mod lock;
+mod log;
+mod roles;
+mod storage;
+
+pub use lock::EpochLock;
+pub use log::LogService;
+pub use roles::{CommitProxy, Resolver, Sequencer};
+pub use storage::{Snapshot, StorageService};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bindings::types::{Epoch, ShardTag, Version};
+
+/// One write: a key set to a value, in the shard that owns the key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mutation {
+    /// The shard the key belongs to.
+    pub tag: ShardTag,
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: String,
+}
+
+/// Why a service refused a request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// I2: the service is locked by a newer epoch.
+    #[error("locked by newer epoch {0}")]
+    Superseded(Epoch),
+    /// I4: the caller's epoch does not hold the service's lock.
+    #[error("not locked by epoch {caller} (locked by {holder:?})")]
+    NotLocked {
+        /// The epoch of the caller.
+        caller: Epoch,
+        /// The epoch holding the lock, if any.
+        holder: Option<Epoch>,
+    },
+    /// A push or role request from a generation the service does not serve.
+    #[error("fenced: serves generation {serving}, request from {request}")]
+    Fenced {
+        /// The generation the service serves.
+        serving: Epoch,
+        /// The generation of the request.
+        request: Epoch,
+    },
+    /// A push that does not follow the log's last version.
+    #[error("version gap: log is at {last}, push follows {prev}")]
+    Gap {
+        /// The log's last version.
+        last: Version,
+        /// The version the push claims to follow.
+        prev: Version,
+    },
+    /// A source log does not hold the versions asked for.
+    #[error("source holds [{oldest}, {last}], asked for [{first}, {wanted}]")]
+    Missing {
+        /// The oldest version held.
+        oldest: Version,
+        /// The last version held.
+        last: Version,
+        /// The first version asked for.
+        first: Version,
+        /// The last version asked for.
+        wanted: Version,
+    },
+}
