@@ -79,3 +79,15 @@ impl types::AttemptState {
         }
     }
 }
+
+/// The WIT name of a service kind, for messages: `log`, `commit-proxy`, ...
+pub fn kind_name(kind: types::ServiceKind) -> &'static str {
+    use types::ServiceKind as K;
+    match kind {
+        K::Log => "log",
+        K::Storage => "storage",
+        K::Sequencer => "sequencer",
+        K::CommitProxy => "commit-proxy",
+        K::Resolver => "resolver",
+    }
+}

@@ -10,6 +10,11 @@
 //! - [`components`]: the default components embedded in the binary.
 
 pub mod bindings;
+pub mod cluster;
 pub mod components;
+pub mod coordinator;
+pub mod director;
+pub mod guard;
 pub mod registry;
+pub mod services;
 pub mod runtime;

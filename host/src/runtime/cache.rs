@@ -98,12 +98,16 @@ impl ComponentCache {
         digest: Digest256,
         bytes: &[u8],
     ) -> wasmtime::Result<(Component, CacheOrigin)> {
-        if let Some(found) = self.lock().get(&digest) {
+        // Loads are serialised: two loads of the same component never compile
+        // it twice, and a compile is parallel inside wasmtime anyway. Calls
+        // never come here; they use the slot's `InstancePre`.
+        let mut memory = self.lock();
+        if let Some(found) = memory.get(&digest) {
             return Ok((found.clone(), CacheOrigin::Memory));
         }
         let path = self.dir.as_ref().map(|dir| dir.join(format!("{digest}.cwasm")));
         if let Some(component) = path.as_deref().and_then(|p| load(engine, p)) {
-            self.lock().insert(digest, component.clone());
+            memory.insert(digest, component.clone());
             return Ok((component, CacheOrigin::Disk));
         }
         let component = Component::new(engine, bytes)?;
@@ -113,7 +117,7 @@ impl ComponentCache {
                 tracing::warn!(path = %path.display(), %err, "could not write the component cache");
             }
         }
-        self.lock().insert(digest, component.clone());
+        memory.insert(digest, component.clone());
         Ok((component, CacheOrigin::Compiled))
     }
 

@@ -1,0 +1,263 @@
+//! The director and its phase driver.
+//!
+//! A director runs recovery attempts. Each attempt takes a fresh epoch from
+//! the coordinator (I1), then drives the pipeline: it takes each phase from
+//! its slot, hands it the attempt state and the guarded host services, and
+//! applies the step the phase returns. It ends on `completed` or `failed`;
+//! on `stalled` it rolls the attempt back and retries later, after a backoff
+//! or at once when a service registers.
+
+mod report;
+
+pub use report::{AttemptOutcome, AttemptReport, PhaseRecord, RecoveryReport};
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+
+use crate::bindings::types::{AttemptState, Epoch, PhaseStep, RecoveryConfig};
+use crate::cluster::Cluster;
+use crate::coordinator::{CoordinatorStore, StoreError};
+use crate::guard::AttemptGuard;
+use crate::registry::{PHASES, Registry, world_of};
+use crate::runtime::World;
+
+/// Bounds of a director's work.
+#[derive(Clone, Debug)]
+pub struct DirectorOptions {
+    /// Attempts before `recover` gives up.
+    pub max_attempts: u32,
+    /// Phase steps within one attempt before it is declared stalled (a phase
+    /// that loops back on itself cannot run forever).
+    pub max_steps: u32,
+    /// The first backoff after a stalled attempt; it doubles up to `max_backoff`.
+    pub initial_backoff: Duration,
+    /// The longest backoff.
+    pub max_backoff: Duration,
+}
+
+impl Default for DirectorOptions {
+    fn default() -> Self {
+        DirectorOptions {
+            max_attempts: 20,
+            max_steps: 64,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a director could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectorError {
+    /// The coordinator store failed.
+    #[error("coordinator store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Runs recovery attempts against one cluster.
+pub struct Director {
+    registry: Arc<Registry>,
+    cluster: Arc<dyn Cluster>,
+    store: Arc<dyn CoordinatorStore>,
+    config: RecoveryConfig,
+    options: DirectorOptions,
+}
+
+impl Director {
+    /// A director for `cluster`, persisting through `store`, with phases and
+    /// placement from `registry`.
+    pub fn new(
+        registry: Arc<Registry>,
+        cluster: Arc<dyn Cluster>,
+        store: Arc<dyn CoordinatorStore>,
+        config: RecoveryConfig,
+        options: DirectorOptions,
+    ) -> Self {
+        Director { registry, cluster, store, config, options }
+    }
+
+    /// Runs attempts until one completes, one fails, the director is
+    /// superseded, or `max_attempts` have stalled.
+    pub async fn recover(&self) -> Result<RecoveryReport, DirectorError> {
+        let mut attempts = Vec::new();
+        let mut backoff = self.options.initial_backoff;
+        let mut registrations = self.cluster.registrations();
+        registrations.borrow_and_update();
+        for number in 1..=self.options.max_attempts {
+            let report = self.run_attempt(number).await?;
+            let stalled = matches!(report.outcome, AttemptOutcome::Stalled(_));
+            attempts.push(report);
+            if !stalled {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = registrations.changed() => {
+                    tracing::info!("a service registered: retrying now");
+                }
+            }
+            backoff = (backoff * 2).min(self.options.max_backoff);
+        }
+        Ok(RecoveryReport { attempts })
+    }
+
+    /// Runs one attempt with a fresh epoch.
+    pub async fn run_attempt(&self, attempt: u32) -> Result<AttemptReport, DirectorError> {
+        let epoch = self.store.next_epoch()?;
+        self.run_attempt_at(epoch, attempt).await
+    }
+
+    /// Runs one attempt with an epoch the coordinator issued earlier, as a
+    /// director that was slow to start does; tests use it to stage races.
+    pub async fn run_attempt_at(&self, epoch: Epoch, attempt: u32) -> Result<AttemptReport, DirectorError> {
+        let old_layout = self.store.state()?.layout;
+        let span = tracing::info_span!("attempt", epoch, attempt, outcome = tracing::field::Empty);
+        let guard = Arc::new(AttemptGuard::new(
+            epoch,
+            self.config.clone(),
+            old_layout.clone(),
+            self.cluster.clone(),
+            self.store.clone(),
+            self.registry.clone(),
+        ));
+        let started = Instant::now();
+        let state = AttemptState::new(epoch, attempt, self.config.clone(), old_layout.clone());
+        let (outcome, timeline, state) = match old_layout.as_ref().map(|l| l.epoch) {
+            // A layout persisted by this epoch or a newer one: a newer director
+            // has already finished, so this one stops before touching anything.
+            Some(persisted) if persisted >= epoch => (AttemptOutcome::Superseded(persisted), Vec::new(), state),
+            _ => self.drive(state, &guard).instrument(span.clone()).await,
+        };
+        let released = match &outcome {
+            AttemptOutcome::Completed(layout) => {
+                self.cluster.adopt(layout).await;
+                0
+            }
+            _ => self.roll_back(&guard).instrument(span.clone()).await,
+        };
+        span.record("outcome", outcome.label());
+        span.in_scope(|| tracing::info!(%outcome, released, "attempt ended"));
+        Ok(AttemptReport {
+            epoch,
+            attempt,
+            outcome,
+            timeline,
+            duration: started.elapsed(),
+            old_layout,
+            locked: guard.locked(),
+            recruited: guard.recruited(),
+            released,
+            refusals: guard.refusals(),
+            final_state: Box::new(state),
+        })
+    }
+
+    /// The phase loop of one attempt.
+    async fn drive(
+        &self,
+        mut state: AttemptState,
+        guard: &Arc<AttemptGuard>,
+    ) -> (AttemptOutcome, Vec<PhaseRecord>, AttemptState) {
+        let mut timeline = Vec::new();
+        let mut phase = PHASES[0].to_string();
+        for _ in 0..self.options.max_steps {
+            // I5: with logs in the old layout, initialization is never run.
+            if phase == "initialize" && guard.old_layout_has_logs() {
+                let reason = "I5 refused: the old layout names logs, so the initialize path is forbidden";
+                return (AttemptOutcome::Stalled(reason.into()), timeline, state);
+            }
+            let span = tracing::info_span!("phase", name = %phase, epoch = state.epoch, attempt = state.attempt, outcome = tracing::field::Empty);
+            let started = Instant::now();
+            let result = self.registry.call_phase(&phase, &state, guard.clone()).instrument(span.clone()).await;
+            let mut record = PhaseRecord { phase: phase.clone(), duration: started.elapsed(), outcome: String::new() };
+            // I2/I8: once superseded, the attempt ends, whatever the plugin returned.
+            if let Some(newer) = guard.superseded() {
+                if let Ok(out) = result {
+                    // Kept for the report only: nothing of it is acted on.
+                    state = out.state;
+                }
+                record.outcome = format!("superseded by epoch {newer}");
+                span.record("outcome", record.outcome.as_str());
+                timeline.push(record);
+                return (AttemptOutcome::Superseded(newer), timeline, state);
+            }
+            let outcome = match result {
+                // I9: a trap, timeout or out-of-memory is a stall with its reason.
+                Err(err) => {
+                    record.outcome = "trapped".into();
+                    Some(AttemptOutcome::Stalled(format!("{phase}: {err}")))
+                }
+                Ok(out) => match check_identity(&state, &out.state) {
+                    Err(reason) => {
+                        record.outcome = "refused".into();
+                        Some(AttemptOutcome::Stalled(format!("{phase}: {reason}")))
+                    }
+                    Ok(()) => {
+                        state = out.state;
+                        guard.observe_recovery_version(state.recovery_version);
+                        record.outcome = step_label(&out.step);
+                        match out.step {
+                            PhaseStep::Next(next) if world_of(&next) == Some(World::RecoveryPhase) => {
+                                phase = next;
+                                None
+                            }
+                            PhaseStep::Next(next) => {
+                                Some(AttemptOutcome::Stalled(format!("{phase} named an unknown next phase `{next}`")))
+                            }
+                            PhaseStep::Completed => match guard.persisted() {
+                                Some(layout) => Some(AttemptOutcome::Completed(layout)),
+                                None => Some(AttemptOutcome::Stalled(format!(
+                                    "{phase} reported completion but no layout was persisted"
+                                ))),
+                            },
+                            PhaseStep::Stalled(reason) => Some(AttemptOutcome::Stalled(format!("{phase}: {reason}"))),
+                            PhaseStep::Failed(reason) => Some(AttemptOutcome::Failed(format!("{phase}: {reason}"))),
+                        }
+                    }
+                },
+            };
+            span.record("outcome", record.outcome.as_str());
+            timeline.push(record);
+            if let Some(outcome) = outcome {
+                return (outcome, timeline, state);
+            }
+        }
+        let reason = format!("no completion after {} phase steps", self.options.max_steps);
+        (AttemptOutcome::Stalled(reason), timeline, state)
+    }
+
+    /// Stops every worker and role the attempt created, so retries never
+    /// accumulate strays. Returns how many were released.
+    async fn roll_back(&self, guard: &AttemptGuard) -> usize {
+        let created = guard.created();
+        for id in created.iter().rev() {
+            self.cluster.release(id).await;
+        }
+        created.len()
+    }
+}
+
+/// A phase may update what it decides, never who the attempt is.
+fn check_identity(before: &AttemptState, after: &AttemptState) -> Result<(), String> {
+    if after.epoch != before.epoch || after.attempt != before.attempt {
+        return Err("a phase may not change the attempt's epoch or number".into());
+    }
+    if after.old_layout != before.old_layout {
+        return Err("a phase may not rewrite the old layout".into());
+    }
+    if after.config != before.config {
+        return Err("a phase may not change the recovery configuration".into());
+    }
+    Ok(())
+}
+
+fn step_label(step: &PhaseStep) -> String {
+    match step {
+        PhaseStep::Next(next) => format!("next {next}"),
+        PhaseStep::Completed => "completed".into(),
+        PhaseStep::Stalled(reason) => format!("stalled: {reason}"),
+        PhaseStep::Failed(reason) => format!("failed: {reason}"),
+    }
+}

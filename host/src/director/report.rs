@@ -1,0 +1,102 @@
+//! What a director reports about its attempts.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::bindings::types::{AttemptState, Epoch, Layout};
+
+/// How an attempt ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttemptOutcome {
+    /// The new generation is live; its layout is persisted.
+    Completed(Layout),
+    /// The attempt could not progress; it was rolled back and will be retried.
+    Stalled(String),
+    /// The attempt cannot succeed; the director stops.
+    Failed(String),
+    /// A newer epoch took over; this director stops.
+    Superseded(Epoch),
+}
+
+impl AttemptOutcome {
+    /// A one-word label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AttemptOutcome::Completed(_) => "completed",
+            AttemptOutcome::Stalled(_) => "stalled",
+            AttemptOutcome::Failed(_) => "failed",
+            AttemptOutcome::Superseded(_) => "superseded",
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttemptOutcome::Completed(layout) => write!(f, "completed at epoch {}", layout.epoch),
+            AttemptOutcome::Stalled(reason) => write!(f, "stalled: {reason}"),
+            AttemptOutcome::Failed(reason) => write!(f, "failed: {reason}"),
+            AttemptOutcome::Superseded(newer) => write!(f, "superseded by epoch {newer}"),
+        }
+    }
+}
+
+/// One phase of an attempt, as the timeline shows it.
+#[derive(Clone, Debug)]
+pub struct PhaseRecord {
+    /// The phase (slot) name.
+    pub phase: String,
+    /// How long the call took, host calls included.
+    pub duration: Duration,
+    /// The step it returned, or what stopped it.
+    pub outcome: String,
+}
+
+/// One attempt.
+#[derive(Clone, Debug)]
+pub struct AttemptReport {
+    /// Its epoch.
+    pub epoch: Epoch,
+    /// Its number within the director.
+    pub attempt: u32,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// Its phases in order.
+    pub timeline: Vec<PhaseRecord>,
+    /// Its wall time.
+    pub duration: Duration,
+    /// The layout it recovered from.
+    pub old_layout: Option<Layout>,
+    /// Old services it locked.
+    pub locked: BTreeSet<String>,
+    /// Workers it recruited.
+    pub recruited: BTreeSet<String>,
+    /// Workers and roles released by its rollback.
+    pub released: usize,
+    /// Calls the invariant guard refused.
+    pub refusals: Vec<String>,
+    /// The attempt state when it ended.
+    pub final_state: Box<AttemptState>,
+}
+
+/// Every attempt of one recovery.
+#[derive(Clone, Debug, Default)]
+pub struct RecoveryReport {
+    /// The attempts, in order.
+    pub attempts: Vec<AttemptReport>,
+}
+
+impl RecoveryReport {
+    /// The persisted layout, if the last attempt completed.
+    pub fn layout(&self) -> Option<&Layout> {
+        match &self.attempts.last()?.outcome {
+            AttemptOutcome::Completed(layout) => Some(layout),
+            _ => None,
+        }
+    }
+
+    /// The last attempt.
+    pub fn last(&self) -> Option<&AttemptReport> {
+        self.attempts.last()
+    }
+}

@@ -1,0 +1,417 @@
+//! The invariant guard: every host call a phase makes during an attempt goes
+//! through here, and every rule that protects the cluster is checked here,
+//! whatever the plugin asks.
+//!
+//! - I2 lock precedence: a rejection for a newer epoch marks the attempt
+//!   superseded, whatever the plugin does next.
+//! - I3 selective locking: only services named in the old layout may be
+//!   locked; recruits are locked by the host when created.
+//! - I4 locked before use: recover, unlock and copy sources require a lock
+//!   held by this attempt.
+//! - I6 layout closure and I7 fenced persistence: checked on persist.
+//! - I8 superseded directors stop: once superseded, every call fails.
+//!
+//! I1 lives in the coordinator store, I5 and I9 in the director, which sees
+//! the steps phases return and the failures of their calls.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::bindings::types::{
+    Assignment, ClusterError, Epoch, Layout, LockInfo, LogRecoveryInfo, Node, PlacementError,
+    PlacementRequest, RecoveryConfig, ServiceDescriptor, ServiceKind, ShardTag, Version,
+};
+use crate::cluster::Cluster;
+use crate::coordinator::{CoordinatorStore, StoreError};
+use crate::registry::Registry;
+use crate::runtime::{Detached, HostServices};
+
+/// What the guard learned and refused during one attempt.
+#[derive(Debug, Default)]
+struct Ledger {
+    /// Old services this attempt locked.
+    locked: BTreeSet<String>,
+    /// Workers this attempt created, locked at creation.
+    recruited: BTreeSet<String>,
+    /// Roles this attempt started.
+    started: BTreeSet<String>,
+    /// Everything created, in order, for rollback.
+    created: Vec<String>,
+    /// What each locked old log reported.
+    log_info: BTreeMap<String, LogRecoveryInfo>,
+    /// Per (new log, shard), the last version it recovered.
+    recovered: BTreeMap<(String, ShardTag), Version>,
+    /// Set once a newer epoch is seen.
+    superseded: Option<Epoch>,
+    /// The layout persisted by this attempt.
+    persisted: Option<Layout>,
+    /// The recovery version the attempt has settled on, for new sequencers.
+    recovery_version: Version,
+    /// Every refusal, for the attempt's report.
+    refusals: Vec<String>,
+}
+
+/// The host services of one attempt, behind the invariant checks.
+pub struct AttemptGuard {
+    epoch: Epoch,
+    config: RecoveryConfig,
+    old_layout: Option<Layout>,
+    old_names: BTreeSet<String>,
+    cluster: Arc<dyn Cluster>,
+    store: Arc<dyn CoordinatorStore>,
+    registry: Arc<Registry>,
+    origin: Instant,
+    ledger: Mutex<Ledger>,
+}
+
+impl AttemptGuard {
+    /// A guard for the attempt at `epoch` recovering from `old_layout`.
+    pub fn new(
+        epoch: Epoch,
+        config: RecoveryConfig,
+        old_layout: Option<Layout>,
+        cluster: Arc<dyn Cluster>,
+        store: Arc<dyn CoordinatorStore>,
+        registry: Arc<Registry>,
+    ) -> Self {
+        let old_names = old_layout.iter().flat_map(|l| named_services(l)).collect();
+        AttemptGuard {
+            epoch,
+            config,
+            old_layout,
+            old_names,
+            cluster,
+            store,
+            registry,
+            origin: Instant::now(),
+            ledger: Mutex::default(),
+        }
+    }
+
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The newer epoch that superseded this attempt, if any.
+    pub fn superseded(&self) -> Option<Epoch> {
+        self.ledger().superseded
+    }
+
+    /// The layout this attempt persisted, if it did.
+    pub fn persisted(&self) -> Option<Layout> {
+        self.ledger().persisted.clone()
+    }
+
+    /// Everything this attempt created, in creation order.
+    pub fn created(&self) -> Vec<String> {
+        self.ledger().created.clone()
+    }
+
+    /// Every refusal so far.
+    pub fn refusals(&self) -> Vec<String> {
+        self.ledger().refusals.clone()
+    }
+
+    /// Old services locked by this attempt.
+    pub fn locked(&self) -> BTreeSet<String> {
+        self.ledger().locked.clone()
+    }
+
+    /// Workers recruited (created and locked) by this attempt.
+    pub fn recruited(&self) -> BTreeSet<String> {
+        self.ledger().recruited.clone()
+    }
+
+    /// Whether the old layout names any log (I5).
+    pub fn old_layout_has_logs(&self) -> bool {
+        self.old_layout.as_ref().is_some_and(|l| !l.logs.is_empty())
+    }
+
+    /// Records the recovery version the attempt settled on.
+    pub(crate) fn observe_recovery_version(&self, version: Option<Version>) {
+        if let Some(version) = version {
+            self.ledger().recovery_version = version;
+        }
+    }
+
+    fn refuse(&self, rule: &str, message: String) -> ClusterError {
+        let reason = format!("{rule}: {message}");
+        tracing::warn!(epoch = self.epoch, %reason, "invariant guard refused a call");
+        self.ledger().refusals.push(reason.clone());
+        ClusterError::Refused(reason)
+    }
+
+    /// I8: every call of a superseded attempt fails.
+    fn live(&self) -> Result<(), ClusterError> {
+        match self.superseded() {
+            Some(newer) => Err(ClusterError::Superseded(newer)),
+            None => Ok(()),
+        }
+    }
+
+    /// I2: a rejection for a newer epoch supersedes the attempt.
+    fn note<T>(&self, result: Result<T, ClusterError>) -> Result<T, ClusterError> {
+        if let Err(ClusterError::Superseded(newer)) = &result {
+            let mut ledger = self.ledger();
+            if ledger.superseded.is_none() {
+                tracing::warn!(epoch = self.epoch, newer, "attempt superseded");
+                ledger.superseded = Some(*newer);
+            }
+        }
+        result
+    }
+
+    /// Whether this attempt holds the lock of `id` (I4).
+    fn holds(&self, id: &str) -> bool {
+        let ledger = self.ledger();
+        ledger.locked.contains(id) || ledger.recruited.contains(id) || ledger.started.contains(id)
+    }
+
+    /// I6: the layout names only services this attempt locked or recruited,
+    /// carries its epoch, keeps every team at quorum, and keeps every version
+    /// the old generation may have acknowledged.
+    fn check_closure(&self, layout: &Layout) -> Result<(), String> {
+        if layout.epoch != self.epoch {
+            return Err(format!("layout carries epoch {}, the attempt is {}", layout.epoch, self.epoch));
+        }
+        for id in named_services(layout) {
+            if !self.holds(&id) {
+                return Err(format!("layout names {id}, which this attempt neither locked nor recruited"));
+            }
+        }
+        let quorum = self.config.replication_factor / 2 + 1;
+        for team in &layout.storage_teams {
+            if (team.storage_ids.len() as u32) < quorum {
+                return Err(format!(
+                    "storage team {} has {} replicas, below the quorum of {quorum}",
+                    team.tag,
+                    team.storage_ids.len()
+                ));
+            }
+        }
+        let Some(old) = &self.old_layout else { return Ok(()) };
+        if old.logs.is_empty() {
+            return Ok(());
+        }
+        let ledger = self.ledger();
+        // A version was acknowledged only if every log of its shard accepted
+        // it, so every locked log of a shard holds each acknowledged version:
+        // the smallest `last` among them bounds what must be kept.
+        let must_keep = old
+            .storage_teams
+            .iter()
+            .filter_map(|team| {
+                old.logs
+                    .iter()
+                    .filter(|l| l.tags.contains(&team.tag))
+                    .filter_map(|l| ledger.log_info.get(&l.id).map(|i| i.last_version))
+                    .min()
+            })
+            .min()
+            .unwrap_or(0);
+        if layout.recovery_version < must_keep {
+            return Err(format!(
+                "recovery version {} drops versions up to {must_keep} that the old generation may have acknowledged",
+                layout.recovery_version
+            ));
+        }
+        for log in &layout.logs {
+            for tag in &log.tags {
+                let recovered = ledger.recovered.get(&(log.id.clone(), *tag)).copied();
+                if layout.recovery_version > 0 && recovered.is_none_or(|v| v < layout.recovery_version) {
+                    return Err(format!(
+                        "log {} carries shard {tag} but recovered it only to {:?}, not to {}",
+                        log.id, recovered, layout.recovery_version
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The host's check of a placement answer.
+    fn check_placement(
+        &self,
+        request: &PlacementRequest,
+        answer: &[Assignment],
+    ) -> Result<(), PlacementError> {
+        let nodes: BTreeMap<&str, &Node> = request.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+        let bad = |vacancy: u32, constraint: &str, message: String| PlacementError {
+            vacancy,
+            constraint: format!("host-check: {constraint}"),
+            message,
+        };
+        for (index, group) in request.vacancies.iter().enumerate() {
+            let index = index as u32;
+            let Some(assignment) = answer.iter().find(|a| a.vacancy == index) else {
+                return Err(bad(index, "complete", "the policy left this group unplaced".into()));
+            };
+            if assignment.nodes.len() != group.count as usize {
+                return Err(bad(
+                    index,
+                    "count",
+                    format!("{} nodes for {} vacancies", assignment.nodes.len(), group.count),
+                ));
+            }
+            for id in &assignment.nodes {
+                match nodes.get(id.as_str()) {
+                    None => return Err(bad(index, "exists", format!("node {id} does not exist"))),
+                    Some(node) if !node.healthy => return Err(bad(index, "healthy", format!("node {id} is down"))),
+                    Some(node) if !node.capabilities.contains(&group.kind) => {
+                        return Err(bad(index, "capable", format!("node {id} cannot host this kind")));
+                    }
+                    Some(_) => {}
+                }
+            }
+            if group.constraints.distinct_nodes {
+                let distinct: BTreeSet<&String> = assignment.nodes.iter().collect();
+                if distinct.len() != assignment.nodes.len() {
+                    return Err(bad(index, "distinct-nodes", "a node was picked twice".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every service id a layout names.
+pub fn named_services(layout: &Layout) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = layout.services.iter().map(|s| s.id.clone()).collect();
+    names.extend(layout.sequencer.iter().cloned());
+    names.extend(layout.commit_proxies.iter().cloned());
+    names.extend(layout.resolvers.iter().cloned());
+    names.extend(layout.logs.iter().map(|l| l.id.clone()));
+    names.extend(layout.storage_teams.iter().flat_map(|t| t.storage_ids.iter().cloned()));
+    names
+}
+
+#[async_trait::async_trait]
+impl HostServices for AttemptGuard {
+    async fn services(&self) -> Vec<ServiceDescriptor> {
+        self.cluster.services().await
+    }
+
+    async fn nodes(&self) -> Vec<Node> {
+        self.cluster.nodes().await
+    }
+
+    async fn lock(&self, ids: Vec<String>) -> Vec<Result<LockInfo, ClusterError>> {
+        if let Err(err) = self.live() {
+            return ids.iter().map(|_| Err(err.clone())).collect();
+        }
+        let calls = ids.iter().map(|id| async move {
+            if !self.old_names.contains(id) {
+                return Err(self.refuse("I3", format!("{id} is not named in the old layout and may not be locked")));
+            }
+            let result = self.note(self.cluster.lock(id, self.epoch).await);
+            if let Ok(info) = &result {
+                let mut ledger = self.ledger();
+                ledger.locked.insert(id.clone());
+                if let LockInfo::Log(info) = info {
+                    ledger.log_info.insert(id.clone(), info.clone());
+                }
+            }
+            result
+        });
+        futures::future::join_all(calls).await
+    }
+
+    async fn create_worker(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
+        self.live()?;
+        let created = self.note(self.cluster.create_worker(&node, kind, self.epoch).await)?;
+        let mut ledger = self.ledger();
+        ledger.recruited.insert(created.id.clone());
+        ledger.created.push(created.id.clone());
+        Ok(created)
+    }
+
+    async fn recover_log(
+        &self,
+        target: String,
+        sources: Vec<String>,
+        tags: Vec<ShardTag>,
+        first: Version,
+        last: Version,
+    ) -> Result<(), ClusterError> {
+        self.live()?;
+        let (target_held, unlocked_source) = {
+            let ledger = self.ledger();
+            let held = ledger.recruited.contains(&target) || ledger.locked.contains(&target);
+            (held, sources.iter().find(|s| !ledger.locked.contains(*s)).cloned())
+        };
+        if !target_held {
+            return Err(self.refuse("I4", format!("recover target {target} is not locked by epoch {}", self.epoch)));
+        }
+        if let Some(source) = unlocked_source {
+            return Err(self.refuse("I4", format!("copy source {source} is not locked by epoch {}", self.epoch)));
+        }
+        self.note(self.cluster.recover_log(self.epoch, &target, &sources, &tags, first, last).await)?;
+        let mut ledger = self.ledger();
+        for tag in tags {
+            ledger.recovered.insert((target.clone(), tag), last);
+        }
+        Ok(())
+    }
+
+    async fn start_role(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
+        self.live()?;
+        let start = self.ledger().recovery_version;
+        let started = self.note(self.cluster.start_role(&node, kind, self.epoch, start).await)?;
+        let mut ledger = self.ledger();
+        ledger.started.insert(started.id.clone());
+        ledger.created.push(started.id.clone());
+        Ok(started)
+    }
+
+    async fn unlock(&self, id: String, layout: Layout) -> Result<(), ClusterError> {
+        self.live()?;
+        if !self.holds(&id) {
+            return Err(self.refuse("I4", format!("{id} is not locked by epoch {} and may not be unlocked", self.epoch)));
+        }
+        if layout.epoch != self.epoch {
+            return Err(self.refuse("I4", format!("unlock with a layout of epoch {}", layout.epoch)));
+        }
+        self.note(self.cluster.unlock(&id, self.epoch, &layout).await)
+    }
+
+    async fn persist_layout(&self, layout: Layout) -> Result<(), ClusterError> {
+        self.live()?;
+        if let Err(reason) = self.check_closure(&layout) {
+            return Err(self.refuse("I6", reason));
+        }
+        match self.store.persist_layout(&layout) {
+            Ok(()) => {
+                self.ledger().persisted = Some(layout);
+                Ok(())
+            }
+            Err(StoreError::Fenced { current, .. }) => self.note(Err(ClusterError::Superseded(current))),
+            Err(err) => Err(ClusterError::Failed(err.to_string())),
+        }
+    }
+
+    async fn place(&self, request: PlacementRequest) -> Result<Vec<Assignment>, PlacementError> {
+        if self.live().is_err() {
+            return Err(PlacementError {
+                vacancy: 0,
+                constraint: "superseded".into(),
+                message: "the attempt was superseded".into(),
+            });
+        }
+        let answer = self
+            .registry
+            .call_placement(&request, Arc::new(Detached::default()))
+            .await
+            .map_err(|err| PlacementError { vacancy: 0, constraint: "policy-failed".into(), message: err.to_string() })??;
+        self.check_placement(&request, &answer)?;
+        Ok(answer)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    async fn sleep_ms(&self, ms: u64) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
