@@ -25,9 +25,28 @@ enum Use {
 /// Every guest crate the workspace builds, with what it is for.
 const GUESTS: &[(&str, Use)] = &[
     ("phase-validate-layout", Use::Default("validate-layout")),
+    ("phase-lock-services", Use::Default("lock-services")),
+    ("phase-determine-path", Use::Default("determine-path")),
+    ("phase-initialize", Use::Default("initialize")),
+    ("phase-plan-log-recovery", Use::Default("plan-log-recovery")),
+    ("phase-create-vacancies", Use::Default("create-vacancies")),
+    ("phase-determine-durable-version", Use::Default("determine-durable-version")),
+    ("phase-recruit-logs", Use::Default("recruit-logs")),
+    ("phase-recruit-storage", Use::Default("recruit-storage")),
+    ("phase-replay-logs", Use::Default("replay-logs")),
+    ("phase-start-sequencer", Use::Default("start-sequencer")),
+    ("phase-start-proxies", Use::Default("start-proxies")),
+    ("phase-start-resolvers", Use::Default("start-resolvers")),
+    ("phase-assemble-layout", Use::Default("assemble-layout")),
+    ("phase-persist-layout", Use::Default("persist-layout")),
     ("policy-spread-zones", Use::Default("placement")),
     ("fixture-adversarial", Use::Fixture("ADVERSARIAL")),
     ("fixture-wrong-world", Use::Fixture("WRONG_WORLD")),
+    ("fixture-greedy-lock", Use::Fixture("GREEDY_LOCK")),
+    ("fixture-always-initialize", Use::Fixture("ALWAYS_INITIALIZE")),
+    ("fixture-stale-layout", Use::Fixture("STALE_LAYOUT")),
+    ("fixture-ignore-superseded", Use::Fixture("IGNORE_SUPERSEDED")),
+    ("fixture-flaky-proxies", Use::Fixture("FLAKY_PROXIES")),
 ];
 
 fn main() {

@@ -34,6 +34,8 @@ mod bindings {
 
 mod host;
 mod macros;
+pub mod recruit;
+pub mod testing;
 
 pub use bindings::ratchet::recovery::types;
 pub use host::{Host, LogLevel};

@@ -1,0 +1,108 @@
+//! Phase 14, **assemble-layout**: the new generation, written down.
+//!
+//! Decides: the new layout: this epoch, the new sequencer, proxies,
+//! resolvers and logs, the storage teams (surviving and recruited replicas),
+//! a descriptor for each, and the recovery version. Then it unlocks the
+//! services against it: logs first, then storage, resolvers and the
+//! sequencer, and the proxies last, since they open the generation to
+//! commits. Stalls when an unlock fails.
+
+use ratchet_guest::types::{AttemptState, Layout, PhaseOutcome, PhaseStep, ServiceDescriptor};
+use ratchet_guest::{Host, Phase, outcome};
+
+/// The phase run after this one.
+pub const NEXT: &str = "persist-layout";
+
+/// The assemble-layout phase.
+pub struct AssembleLayout;
+
+/// The new layout described by the attempt state.
+pub fn assemble(state: &AttemptState) -> Result<Layout, String> {
+    let sequencer = state.sequencer.clone().ok_or("no sequencer was started")?;
+    let mut services: Vec<ServiceDescriptor> = state.recruits.iter().map(|r| r.service.clone()).collect();
+    services.push(sequencer.clone());
+    services.extend(state.commit_proxies.iter().cloned());
+    services.extend(state.resolvers.iter().cloned());
+    let old_services = state.old_layout.iter().flat_map(|l| l.services.iter());
+    for team in &state.new_storage_teams {
+        for id in &team.storage_ids {
+            if services.iter().all(|s| &s.id != id) {
+                let old = old_services.clone().find(|s| &s.id == id).ok_or(format!("no descriptor for {id}"))?;
+                services.push(old.clone());
+            }
+        }
+    }
+    Ok(Layout {
+        epoch: state.epoch,
+        sequencer: Some(sequencer.id),
+        commit_proxies: state.commit_proxies.iter().map(|s| s.id.clone()).collect(),
+        resolvers: state.resolvers.iter().map(|s| s.id.clone()).collect(),
+        logs: state.new_logs.clone(),
+        storage_teams: state.new_storage_teams.clone(),
+        services,
+        recovery_version: state.recovery_version.unwrap_or(0),
+    })
+}
+
+impl Phase for AssembleLayout {
+    fn run(mut state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
+        let layout = match assemble(&state) {
+            Ok(layout) => layout,
+            Err(reason) => return outcome(state, PhaseStep::Failed(reason)),
+        };
+        let order = layout
+            .logs
+            .iter()
+            .map(|l| l.id.clone())
+            .chain(layout.storage_teams.iter().flat_map(|t| t.storage_ids.iter().cloned()))
+            .chain(layout.resolvers.iter().cloned())
+            .chain(layout.sequencer.iter().cloned())
+            .chain(layout.commit_proxies.iter().cloned());
+        for id in order {
+            if let Err(err) = host.unlock(&id, &layout) {
+                return outcome(state, PhaseStep::Stalled(format!("unlocking {id}: {err:?}")));
+            }
+        }
+        state.new_layout = Some(layout);
+        outcome(state, PhaseStep::Next(NEXT.into()))
+    }
+}
+
+ratchet_guest::export_phase!(AssembleLayout);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratchet_guest::testing::{ScriptedHost, old_layout, state};
+    use ratchet_guest::types::{LogAssignment, Recruit, ServiceKind};
+
+    fn descriptor(id: &str, kind: ServiceKind) -> ServiceDescriptor {
+        ServiceDescriptor { id: id.into(), kind, node: "n1".into(), address: String::new() }
+    }
+
+    #[test]
+    fn builds_the_layout_and_unlocks_proxies_last() {
+        let mut s = state(2, Some(old_layout()));
+        s.recovery_version = Some(42);
+        s.sequencer = Some(descriptor("seq2", ServiceKind::Sequencer));
+        s.commit_proxies = vec![descriptor("proxy2", ServiceKind::CommitProxy)];
+        s.resolvers = vec![descriptor("res2", ServiceKind::Resolver)];
+        s.recruits = vec![Recruit { vacancy_id: "log-0".into(), service: descriptor("log9", ServiceKind::Log) }];
+        s.new_logs = vec![LogAssignment { id: "log9".into(), tags: vec![0, 1] }];
+        s.new_storage_teams = old_layout().storage_teams;
+        let mut host = ScriptedHost::default();
+        let out = AssembleLayout::run(s, &mut host);
+        assert_eq!(out.step, PhaseStep::Next(NEXT.into()));
+        let layout = out.state.new_layout.unwrap();
+        assert_eq!((layout.epoch, layout.recovery_version), (2, 42));
+        assert_eq!(layout.services.len(), 4 + 6);
+        assert_eq!(host.calls.first().unwrap(), "unlock log9");
+        assert_eq!(host.calls.last().unwrap(), "unlock proxy2");
+    }
+
+    #[test]
+    fn without_a_sequencer_there_is_no_layout() {
+        let out = AssembleLayout::run(state(2, None), &mut ScriptedHost::default());
+        assert_eq!(out.step, PhaseStep::Failed("no sequencer was started".into()));
+    }
+}

@@ -1,0 +1,97 @@
+//! Phase 9, **recruit-storage**: top every storage team up.
+//!
+//! Decides: where each team's storage vacancies go. One placement request
+//! carries every team's group with the team's current members, so the policy
+//! can keep a team out of the zones it already uses. The foremen create the
+//! replicas, which the host locks at creation; a new replica is seeded from a
+//! teammate when the layout is unlocked. Stalls when placement or a foreman
+//! fails.
+
+use std::collections::BTreeMap;
+
+use ratchet_guest::recruit::{healthy_zones, place, spread_group};
+use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, Recruit, ServiceKind, ShardTag, TeamMembers};
+use ratchet_guest::{Host, Phase, outcome};
+
+/// The phase run after this one.
+pub const NEXT: &str = "replay-logs";
+
+/// The recruit-storage phase.
+pub struct RecruitStorage;
+
+impl Phase for RecruitStorage {
+    fn run(mut state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
+        let mut wanted: BTreeMap<ShardTag, Vec<String>> = BTreeMap::new();
+        for vacancy in state.vacancies.iter().filter(|v| v.kind == ServiceKind::Storage) {
+            wanted.entry(vacancy.tag.unwrap_or(0)).or_default().push(vacancy.id.clone());
+        }
+        if wanted.is_empty() {
+            return outcome(state, PhaseStep::Next(NEXT.into()));
+        }
+        let node_of = |id: &String| {
+            state.old_layout.iter().flat_map(|l| l.services.iter()).find(|s| &s.id == id).map(|s| s.node.clone())
+        };
+        let zones = healthy_zones(&host.nodes());
+        let groups = wanted.iter().map(|(tag, ids)| spread_group(ServiceKind::Storage, ids.len() as u32, Some(*tag), zones));
+        let members = wanted
+            .keys()
+            .map(|tag| TeamMembers {
+                team: *tag,
+                kind: ServiceKind::Storage,
+                nodes: state
+                    .new_storage_teams
+                    .iter()
+                    .filter(|t| t.tag == *tag)
+                    .flat_map(|t| t.storage_ids.iter().filter_map(node_of))
+                    .collect(),
+            })
+            .collect();
+        let placed = match place(host, groups.collect(), members) {
+            Ok(placed) => placed,
+            Err(reason) => return outcome(state, PhaseStep::Stalled(reason)),
+        };
+        for ((tag, vacancies), nodes) in wanted.iter().zip(placed) {
+            for (vacancy, node) in vacancies.iter().zip(nodes) {
+                let service = match host.create_worker(&node, ServiceKind::Storage) {
+                    Ok(service) => service,
+                    Err(err) => {
+                        return outcome(state, PhaseStep::Stalled(format!("creating storage on {node}: {err:?}")));
+                    }
+                };
+                if let Some(team) = state.new_storage_teams.iter_mut().find(|t| t.tag == *tag) {
+                    team.storage_ids.push(service.id.clone());
+                }
+                state.recruits.push(Recruit { vacancy_id: vacancy.clone(), service });
+            }
+        }
+        state.vacancies.retain(|v| v.kind != ServiceKind::Storage);
+        outcome(state, PhaseStep::Next(NEXT.into()))
+    }
+}
+
+ratchet_guest::export_phase!(RecruitStorage);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratchet_guest::testing::{ScriptedHost, old_layout, state};
+    use ratchet_guest::types::Vacancy;
+
+    #[test]
+    fn fills_each_teams_vacancies_and_joins_the_team() {
+        let mut host = ScriptedHost::with_nodes(9, 3);
+        let mut s = state(2, Some(old_layout()));
+        s.new_storage_teams = old_layout().storage_teams;
+        s.new_storage_teams[0].storage_ids.truncate(1);
+        s.vacancies = vec![
+            Vacancy { id: "storage-0-1".into(), kind: ServiceKind::Storage, tag: Some(0) },
+            Vacancy { id: "storage-0-2".into(), kind: ServiceKind::Storage, tag: Some(0) },
+        ];
+        let out = RecruitStorage::run(s, &mut host);
+        assert_eq!(out.step, PhaseStep::Next(NEXT.into()));
+        assert_eq!(out.state.new_storage_teams[0].storage_ids.len(), 3);
+        assert_eq!(out.state.recruits.len(), 2);
+        assert_eq!(host.calls.iter().filter(|c| c.ends_with("storage")).count(), 2);
+        assert!(out.state.vacancies.is_empty());
+    }
+}

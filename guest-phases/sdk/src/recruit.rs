@@ -1,0 +1,88 @@
+//! Helpers shared by the phases that place and recruit workers.
+
+use std::collections::BTreeSet;
+
+use crate::Host;
+use crate::types::{
+    Node, PlacementConstraints, PlacementRequest, PlacementVacancy, ServiceDescriptor, ServiceKind,
+    ShardTag, TeamMembers,
+};
+
+/// How many distinct zones the healthy nodes span.
+pub fn healthy_zones(nodes: &[Node]) -> u32 {
+    nodes.iter().filter(|n| n.healthy).map(|n| n.zone.as_str()).collect::<BTreeSet<_>>().len() as u32
+}
+
+/// A vacancy group of `count` workers of `kind`, spread over as many zones as
+/// the cluster has (up to `count`), on distinct nodes.
+pub fn spread_group(kind: ServiceKind, count: u32, team: Option<ShardTag>, zones: u32) -> PlacementVacancy {
+    PlacementVacancy {
+        kind,
+        count,
+        team,
+        constraints: PlacementConstraints {
+            min_distinct_zones: count.min(zones),
+            exclude_nodes: Vec::new(),
+            required_capabilities: Vec::new(),
+            distinct_nodes: true,
+        },
+    }
+}
+
+/// Asks the placement policy where `groups` go, with `teams` for
+/// anti-affinity. Returns one node list per group, in order.
+pub fn place(
+    host: &mut dyn Host,
+    groups: Vec<PlacementVacancy>,
+    teams: Vec<TeamMembers>,
+) -> Result<Vec<Vec<String>>, String> {
+    let count = groups.len();
+    let nodes = host.nodes();
+    let request = PlacementRequest { vacancies: groups, nodes, teams };
+    let mut answer = host.place(&request).map_err(|e| {
+        format!("placement failed for group {} ({}): {}", e.vacancy, e.constraint, e.message)
+    })?;
+    answer.sort_by_key(|a| a.vacancy);
+    if answer.len() != count {
+        return Err(format!("placement answered {} of {count} groups", answer.len()));
+    }
+    Ok(answer.into_iter().map(|a| a.nodes).collect())
+}
+
+/// Starts `count` roles of `kind` (sequencer, proxy or resolver) on nodes the
+/// placement policy picks.
+pub fn start_roles(host: &mut dyn Host, kind: ServiceKind, count: u32) -> Result<Vec<ServiceDescriptor>, String> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let zones = healthy_zones(&host.nodes());
+    let nodes = place(host, vec![spread_group(kind, count, None, zones)], Vec::new())?.remove(0);
+    nodes
+        .iter()
+        .map(|node| {
+            host.start_role(node, kind)
+                .map_err(|e| format!("starting a {} on {node}: {e:?}", crate::kind_name(kind)))
+        })
+        .collect()
+}
+
+/// The whole of a start-role phase: start `count` roles of `kind`, record
+/// them with `record`, and go to `next`; stall with the reason if placement
+/// or a start fails.
+pub fn start_phase(
+    mut state: crate::types::AttemptState,
+    host: &mut dyn Host,
+    kind: ServiceKind,
+    count: u32,
+    next: &str,
+    record: impl FnOnce(&mut crate::types::AttemptState, Vec<ServiceDescriptor>),
+) -> crate::types::PhaseOutcome {
+    let step = match start_roles(host, kind, count) {
+        Ok(started) => {
+            record(&mut state, started);
+            crate::types::PhaseStep::Next(next.into())
+        }
+        Err(reason) => crate::types::PhaseStep::Stalled(reason),
+    };
+    crate::outcome(state, step)
+}
