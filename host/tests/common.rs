@@ -23,6 +23,20 @@ pub fn new_cluster_state() -> AttemptState {
     AttemptState::new(1, 1, RecoveryConfig::default(), None)
 }
 
+/// A layout of `epoch` that names nothing.
+pub fn empty_layout(epoch: u64) -> ratchet::bindings::types::Layout {
+    ratchet::bindings::types::Layout {
+        epoch,
+        sequencer: None,
+        commit_proxies: vec![],
+        resolvers: vec![],
+        logs: vec![],
+        storage_teams: vec![],
+        services: vec![],
+        recovery_version: 0,
+    }
+}
+
 /// A state that tells the adversarial fixture what to do.
 pub fn command(cmd: &str) -> AttemptState {
     let mut state = new_cluster_state();

@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use ratchet::bindings::types::{Layout, PhaseStep};
+use ratchet::bindings::types::PhaseStep;
 use ratchet::registry::{InvokeError, Registry, RegistryError};
 use ratchet::runtime::{CacheOrigin, Runtime, RuntimeConfig};
 
@@ -22,16 +22,7 @@ async fn the_default_validate_layout_runs_through_the_host() {
 
     let mut state = new_cluster_state();
     state.epoch = 5;
-    state.old_layout = Some(Layout {
-        epoch: 7,
-        sequencer: None,
-        commit_proxies: vec![],
-        resolvers: vec![],
-        logs: vec![],
-        storage_teams: vec![],
-        services: vec![],
-        recovery_version: 0,
-    });
+    state.old_layout = Some(empty_layout(7));
     let outcome = registry.call_phase("validate-layout", &state, detached()).await.unwrap();
     assert_eq!(
         outcome.step,

@@ -13,11 +13,10 @@ use ratchet::runtime::{CallFailure, Limits};
 
 const SLOT: &str = "lock-services";
 
-/// A registry whose `lock-services` slot holds the adversarial fixture on top
-/// of the default validate-layout (a well-behaved earlier version).
+/// A registry whose `lock-services` slot holds the adversarial fixture (v2)
+/// on top of the default lock-services (v1, well behaved).
 fn registry_with_adversary(limits: Limits) -> Registry {
     let registry = Registry::with_defaults(runtime()).unwrap();
-    registry.load(SLOT, ratchet::components::default_for("validate-layout").unwrap().bytes, "good").unwrap();
     registry.load(SLOT, &adversarial_bytes(), "adversary").unwrap();
     registry.set_limits(SLOT, limits).unwrap();
     registry
@@ -42,7 +41,7 @@ async fn slot_keeps_serving(registry: &Registry) {
     assert_eq!(idle.step, PhaseStep::Stalled("adversarial: idle".into()));
     registry.rollback(SLOT, None).unwrap();
     let good = registry.call_phase(SLOT, &new_cluster_state(), detached()).await.unwrap();
-    assert_eq!(good.step, PhaseStep::Next("lock-services".into()));
+    assert_eq!(good.step, PhaseStep::Next("determine-path".into()));
 }
 
 #[tokio::test]

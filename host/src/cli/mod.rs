@@ -2,6 +2,7 @@
 //! exit code: 2 for bad input (a bad file, an unknown slot, a bad flag), 1 for
 //! anything else.
 
+mod demo;
 mod plugin;
 
 use std::path::PathBuf;
@@ -34,6 +35,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Boot an in-process cluster, commit writes, kill a log and a storage
+    /// worker, recover, and check that no acknowledged write was lost.
+    Demo(demo::DemoArgs),
     /// Inspect and list plugin components.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -41,8 +45,8 @@ enum Command {
 
 /// An error that ends the command, with its exit code.
 pub struct Failure {
-    code: u8,
-    message: String,
+    pub(crate) code: u8,
+    pub(crate) message: String,
 }
 
 impl Failure {
@@ -82,6 +86,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let runtime = || Runtime::new(config.clone()).map_err(|e| Failure::from(anyhow::Error::new(e)));
     match cli.command {
         Command::Plugin(command) => plugin::run(command, runtime),
+        Command::Demo(args) => demo::run(args, runtime()?),
     }
 }
 

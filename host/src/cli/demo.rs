@@ -1,0 +1,175 @@
+//! `ratchet demo`: boot an in-process cluster, commit, kill a log and a
+//! storage worker, recover, and prove that no acknowledged write was lost.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+use ratchet::bindings::types::{Layout, RecoveryConfig};
+use ratchet::cluster::InProcessCluster;
+use ratchet::coordinator::{CoordinatorStore, FileStore};
+use ratchet::director::{Director, DirectorOptions, RecoveryReport};
+use ratchet::registry::Registry;
+use ratchet::runtime::Runtime;
+
+use super::Failure;
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Nodes in the cluster.
+    #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u32).range(3..=10_000))]
+    nodes: u32,
+    /// Zones the nodes are spread over.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    zones: u32,
+    /// Writes to commit before the failure.
+    #[arg(long, default_value_t = 3000)]
+    writes: usize,
+    /// Storage teams (shards) of the new cluster.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
+    shards: u32,
+    /// Replace a slot's component: `--plugin SLOT=FILE` (repeatable).
+    #[arg(long = "plugin", value_name = "SLOT=FILE")]
+    plugins: Vec<String>,
+    /// Where the coordinator keeps its state [default: a temporary directory].
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+pub fn run(args: DemoArgs, runtime: Runtime) -> Result<(), Failure> {
+    let registry = Registry::with_defaults(Arc::new(runtime)).map_err(anyhow::Error::new)?;
+    for spec in &args.plugins {
+        let (slot, file) = spec
+            .split_once('=')
+            .ok_or_else(|| Failure::input(format!("--plugin {spec}: expected SLOT=FILE")))?;
+        let version = registry
+            .load_file(slot, std::path::Path::new(file))
+            .map_err(|e| Failure::input(format!("--plugin {spec}: {e}")))?;
+        println!("plugin: {slot} <- {file} (v{}, sha256 {})", version.number, version.sha256.short());
+    }
+    let temp;
+    let data = match &args.data {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempdir()?;
+            temp.clone()
+        }
+    };
+    let store = Arc::new(FileStore::open(&data).map_err(anyhow::Error::new)?);
+    let cluster = Arc::new(InProcessCluster::with_zones(args.nodes as usize, args.zones as usize, 16));
+    let config = RecoveryConfig { shards: args.shards, ..RecoveryConfig::default() };
+    let director =
+        Director::new(Arc::new(registry), cluster.clone(), store.clone(), config, DirectorOptions::default());
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+
+    println!("cluster: {} nodes in {} zones, coordinator state in {}", args.nodes, args.zones, data.display());
+    let boot = tokio.block_on(director.recover()).map_err(anyhow::Error::new)?;
+    print_recovery("boot", &boot);
+    let first = boot.layout().cloned().ok_or_else(|| anyhow::anyhow!("the new cluster did not boot"))?;
+
+    let started = Instant::now();
+    let mut acked = Vec::with_capacity(args.writes);
+    for i in 0..args.writes {
+        let (key, value) = write(i);
+        if let Ok(version) = cluster.commit(&[(key.clone(), value.clone())]) {
+            acked.push((key, value, version));
+        }
+        if i % 100 == 99 {
+            cluster.pump();
+        }
+    }
+    println!(
+        "committed {} writes in {:.1} ms (version {})",
+        acked.len(),
+        started.elapsed().as_secs_f64() * 1e3,
+        cluster.committed_version()
+    );
+
+    let dead_log = first.logs[0].id.clone();
+    let dead_storage = first.storage_teams[0].storage_ids[0].clone();
+    cluster.kill(&dead_log);
+    cluster.kill(&dead_storage);
+    println!("killed log {dead_log} and storage {dead_storage}");
+    let refused = (0..3).filter(|i| cluster.commit(&[write(args.writes + i)]).is_err()).count();
+    println!("commits refused while the generation is broken: {refused} of 3");
+
+    let recovery = tokio.block_on(director.recover()).map_err(anyhow::Error::new)?;
+    print_recovery("recovery", &recovery);
+    let second = recovery.layout().cloned();
+    if let Some(second) = &second {
+        print_layouts(&first, second);
+    }
+
+    cluster.pump();
+    let lost = acked.iter().filter(|(k, v, _)| cluster.read(k).as_deref() != Some(v.as_str())).count();
+    let epochs = store.state().map_err(anyhow::Error::new)?.layout.map_or(0, |l| l.epoch);
+    println!("verified {} acknowledged writes: {lost} lost", acked.len());
+    let line = format!("demo {}: epochs={epochs} committed={} lost={lost}", if lost == 0 && second.is_some() { "ok" } else { "FAILED" }, acked.len());
+    println!("{line}");
+    if lost > 0 || second.is_none() {
+        return Err(Failure { code: 1, message: "the demo recovery lost data or did not complete".into() });
+    }
+    Ok(())
+}
+
+/// A write whose key starts with a hash, so keys spread over the shards.
+fn write(i: usize) -> (String, String) {
+    (format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761)), format!("value-{i}"))
+}
+
+fn tempdir() -> Result<PathBuf, Failure> {
+    let dir = std::env::temp_dir().join(format!("ratchet-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+fn print_recovery(title: &str, report: &RecoveryReport) {
+    for attempt in &report.attempts {
+        println!(
+            "\n{title}: epoch {} attempt {} {} in {:.2} ms",
+            attempt.epoch,
+            attempt.attempt,
+            attempt.outcome,
+            attempt.duration.as_secs_f64() * 1e3
+        );
+        println!("  {:<28} {:>10}  {}", "PHASE", "MS", "OUTCOME");
+        for phase in &attempt.timeline {
+            println!("  {:<28} {:>10.3}  {}", phase.phase, phase.duration.as_secs_f64() * 1e3, phase.outcome);
+        }
+        for refusal in &attempt.refusals {
+            println!("  refused: {refusal}");
+        }
+    }
+}
+
+fn print_layouts(old: &Layout, new: &Layout) {
+    let describe = |layout: &Layout| -> Vec<String> {
+        let mut lines = vec![
+            format!("epoch {}", layout.epoch),
+            format!("recovery version {}", layout.recovery_version),
+            format!("sequencer {}", layout.sequencer.as_deref().unwrap_or("-")),
+            format!("proxies {}", layout.commit_proxies.join(",")),
+            format!("resolvers {}", layout.resolvers.join(",")),
+        ];
+        for log in &layout.logs {
+            lines.push(format!("log {} tags {:?}", log.id, log.tags));
+        }
+        for team in &layout.storage_teams {
+            lines.push(format!("team {} {}", team.tag, team.storage_ids.join(",")));
+        }
+        lines
+    };
+    let (left, right) = (describe(old), describe(new));
+    println!("\n  {:<44} {}", "OLD LAYOUT", "NEW LAYOUT");
+    for i in 0..left.len().max(right.len()) {
+        println!(
+            "  {:<44} {}",
+            left.get(i).map(String::as_str).unwrap_or(""),
+            right.get(i).map(String::as_str).unwrap_or("")
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! The recovery pipeline end to end: the 15 default phases as components,
+//! driven by the director through the invariant guard against the in-process
+//! cluster. Each invariant has a test in which a misbehaving plugin tries to
+//! break it.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratchet::bindings::types::{Layout, RecoveryConfig, ServiceKind};
+use ratchet::cluster::{Cluster, InProcessCluster};
+use ratchet::components::fixtures;
+use ratchet::coordinator::{CoordinatorStore, MemoryStore};
+use ratchet::director::{AttemptOutcome, Director, DirectorOptions, RecoveryReport};
+use ratchet::guard::named_services;
+use ratchet::registry::Registry;
+
+struct Harness {
+    cluster: Arc<InProcessCluster>,
+    store: Arc<MemoryStore>,
+    registry: Arc<Registry>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Harness {
+            cluster: Arc::new(InProcessCluster::with_zones(9, 3, 10)),
+            store: Arc::new(MemoryStore::default()),
+            registry: Arc::new(Registry::with_defaults(common::runtime()).unwrap()),
+        }
+    }
+
+    fn director(&self, options: DirectorOptions) -> Director {
+        Director::new(
+            self.registry.clone(),
+            self.cluster.clone(),
+            self.store.clone(),
+            RecoveryConfig::default(),
+            options,
+        )
+    }
+
+    fn quick() -> DirectorOptions {
+        DirectorOptions { max_attempts: 3, initial_backoff: Duration::from_millis(1), ..DirectorOptions::default() }
+    }
+
+    async fn recover(&self) -> RecoveryReport {
+        self.director(Self::quick()).recover().await.unwrap()
+    }
+
+    /// Boots a new cluster at epoch 1.
+    async fn boot(&self) -> Layout {
+        let report = self.recover().await;
+        report.layout().cloned().unwrap_or_else(|| panic!("boot failed: {:?}", report.last().map(|a| &a.outcome)))
+    }
+
+    /// Commits `count` single-key writes from `start`, pumping storage every
+    /// 50, and returns the acknowledged ones.
+    fn write(&self, start: usize, count: usize) -> Vec<(String, String)> {
+        let mut acked = Vec::new();
+        for i in start..start + count {
+            let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
+            let value = format!("value-{i}");
+            if self.cluster.commit(&[(key.clone(), value.clone())]).is_ok() {
+                acked.push((key, value));
+            }
+            if i % 50 == 0 {
+                self.cluster.pump();
+            }
+        }
+        acked
+    }
+
+    /// Acknowledged writes that cannot be read back.
+    fn lost(&self, acked: &[(String, String)]) -> usize {
+        self.cluster.pump();
+        acked.iter().filter(|(k, v)| self.cluster.read(k).as_deref() != Some(v.as_str())).count()
+    }
+
+    fn live_ids(&self) -> BTreeSet<String> {
+        self.cluster.live_workers().into_iter().map(|s| s.id).collect()
+    }
+}
+
+fn completed(report: &RecoveryReport) -> &Layout {
+    report.layout().unwrap_or_else(|| {
+        let outcomes: Vec<_> = report.attempts.iter().map(|a| a.outcome.to_string()).collect();
+        panic!("recovery did not complete: {outcomes:?}")
+    })
+}
+
+#[tokio::test]
+async fn a_first_start_locks_nothing_and_names_only_recruits() {
+    let h = Harness::new();
+    let idle: Vec<String> = ["n1", "n2", "n3", "n4", "n5", "n6"]
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let kind = if i % 2 == 0 { ServiceKind::Log } else { ServiceKind::Storage };
+            h.cluster.spawn_idle(node, kind).unwrap().id
+        })
+        .collect();
+    let report = h.recover().await;
+    let layout = completed(&report);
+    assert_eq!(layout.epoch, 1);
+    let attempt = report.last().unwrap();
+    assert!(attempt.locked.is_empty(), "nothing is locked before recruitment: {:?}", attempt.locked);
+    for id in named_services(layout) {
+        assert!(!idle.contains(&id), "the layout names {id}, which it never recruited");
+    }
+    assert!(attempt.recruited.iter().all(|id| named_services(layout).contains(id)));
+    for id in &idle {
+        assert_eq!(h.cluster.lock_holder(id), None, "{id} was never locked");
+    }
+    assert_eq!(layout.logs.len(), 3);
+    assert!(layout.storage_teams.iter().all(|t| t.storage_ids.len() == 3));
+}
+
+#[tokio::test]
+async fn a_second_epoch_after_losing_a_log_keeps_every_acknowledged_write() {
+    let h = Harness::new();
+    let old = h.boot().await;
+    let acked = h.write(0, 600);
+    assert_eq!(acked.len(), 600);
+    let dead_log = old.logs[0].id.clone();
+    h.cluster.kill(&dead_log);
+    assert!(h.cluster.commit(&[("k".into(), "v".into())]).is_err(), "a generation missing a log cannot commit");
+
+    let report = h.recover().await;
+    let layout = completed(&report);
+    assert_eq!(layout.epoch, 2);
+    let attempt = report.last().unwrap();
+    let expected: BTreeSet<String> = named_services(&old).into_iter().filter(|id| *id != dead_log).collect();
+    assert_eq!(attempt.locked, expected, "exactly the old layout's reachable services are locked");
+    for id in &attempt.recruited {
+        assert_eq!(h.cluster.lock_holder(id), Some(2), "{id} was locked at recruitment");
+    }
+    assert!(layout.logs.iter().all(|l| attempt.recruited.contains(&l.id)), "a new generation has new logs");
+    assert!(layout.recovery_version >= 600);
+    assert_eq!(h.lost(&acked), 0);
+    let more = h.write(600, 100);
+    assert_eq!(more.len(), 100, "the new generation commits");
+    assert_eq!(h.lost(&more), 0);
+}
+
+#[tokio::test]
+async fn losing_a_storage_replica_tops_the_team_up_from_a_teammate() {
+    let h = Harness::new();
+    let old = h.boot().await;
+    let acked = h.write(0, 300);
+    let victim = old.storage_teams[1].storage_ids[0].clone();
+    h.cluster.kill(&victim);
+    let report = h.recover().await;
+    let layout = completed(&report);
+    let team = layout.storage_teams.iter().find(|t| t.tag == 1).unwrap();
+    assert_eq!(team.storage_ids.len(), 3);
+    assert!(!team.storage_ids.contains(&victim));
+    assert_eq!(report.last().unwrap().final_state.degraded_teams, [1]);
+    assert_eq!(h.lost(&acked), 0);
+}
+
+#[tokio::test]
+async fn with_no_lockable_log_recovery_stalls_and_never_initializes() {
+    let h = Harness::new();
+    let old = h.boot().await;
+    let acked = h.write(0, 200);
+    for log in &old.logs {
+        h.cluster.kill(&log.id);
+    }
+    let stalled = h.director(Harness::quick()).run_attempt(1).await.unwrap();
+    assert!(matches!(&stalled.outcome, AttemptOutcome::Stalled(r) if r.contains("could be locked")), "{}", stalled.outcome);
+    assert!(stalled.timeline.iter().all(|p| p.phase != "initialize"));
+    assert_eq!(h.store.state().unwrap().layout.unwrap().epoch, 1, "nothing was persisted");
+
+    // A director waiting a full minute between attempts still retries at once
+    // when a log comes back.
+    let patient = DirectorOptions { initial_backoff: Duration::from_secs(60), ..Harness::quick() };
+    let director = h.director(patient);
+    let running = tokio::spawn(async move { director.recover().await });
+    while h.store.state().unwrap().epoch < 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.cluster.revive(&old.logs[1].id);
+    let report = tokio::time::timeout(Duration::from_secs(20), running).await.expect("woken by the registration").unwrap().unwrap();
+    assert!(matches!(report.attempts[0].outcome, AttemptOutcome::Stalled(_)));
+    completed(&report);
+    assert_eq!(h.lost(&acked), 0);
+}
+
+#[tokio::test]
+async fn of_two_racing_directors_the_older_is_superseded() {
+    let h = Harness::new();
+    h.boot().await;
+    let acked = h.write(0, 100);
+    let older = h.store.next_epoch().unwrap();
+    let newer = h.recover().await;
+    assert_eq!(completed(&newer).epoch, older + 1);
+    let late = h.director(Harness::quick()).run_attempt_at(older, 1).await.unwrap();
+    assert_eq!(late.outcome, AttemptOutcome::Superseded(older + 1));
+    assert!(late.timeline.is_empty() && late.locked.is_empty(), "the late director touched nothing");
+    assert_eq!(h.store.state().unwrap().layout.unwrap().epoch, older + 1, "only e+1's layout is persisted");
+    assert_eq!(h.lost(&acked), 0);
+}
+
+#[tokio::test]
+async fn a_superseded_directors_persist_is_fenced() {
+    let h = Harness::new();
+    h.boot().await;
+    let older = h.store.next_epoch().unwrap();
+    let _newer = h.store.next_epoch().unwrap();
+    let before = h.live_ids();
+    let late = h.director(Harness::quick()).run_attempt_at(older, 1).await.unwrap();
+    assert_eq!(late.outcome, AttemptOutcome::Superseded(older + 1));
+    assert_eq!(h.store.state().unwrap().layout.unwrap().epoch, 1);
+    assert!(late.released > 0);
+    assert!(h.live_ids().is_subset(&before), "the fenced attempt left no stray workers");
+}
+
+#[tokio::test]
+async fn a_trapping_phase_stalls_the_attempt_and_the_rollback_leaves_no_strays() {
+    let h = Harness::new();
+    h.registry.load_file("start-proxies", std::path::Path::new(fixtures::FLAKY_PROXIES)).unwrap();
+    let report = h.recover().await;
+    let layout = completed(&report).clone();
+    let first = &report.attempts[0];
+    match &first.outcome {
+        AttemptOutcome::Stalled(reason) => {
+            assert!(reason.contains("trapped") && reason.contains("flaky-proxies traps on attempt 1"), "{reason}")
+        }
+        other => panic!("expected a stall, got {other}"),
+    }
+    assert!(first.released >= 3 + 12 + 1, "logs, storage and the sequencer were released: {}", first.released);
+    assert_eq!(h.live_ids(), named_services(&layout), "only the live generation's workers remain");
+}
+
+#[tokio::test]
+async fn i3_a_greedy_lock_services_cannot_lock_unnamed_services() {
+    let h = Harness::new();
+    let old = h.boot().await;
+    let idle = h.cluster.spawn_idle("n9", ServiceKind::Storage).unwrap().id;
+    h.cluster.kill(&old.logs[2].id);
+    h.registry.load_file("lock-services", std::path::Path::new(fixtures::GREEDY_LOCK)).unwrap();
+    let report = h.recover().await;
+    completed(&report);
+    let attempt = report.last().unwrap();
+    assert!(attempt.refusals.iter().any(|r| r.starts_with("I3") && r.contains(&idle)), "{:?}", attempt.refusals);
+    assert_eq!(h.cluster.lock_holder(&idle), None);
+    assert!(attempt.locked.iter().all(|id| named_services(&old).contains(id)));
+}
+
+#[tokio::test]
+async fn i5_initialize_is_refused_when_the_old_layout_has_logs() {
+    let h = Harness::new();
+    let old = h.boot().await;
+    let acked = h.write(0, 50);
+    for log in &old.logs {
+        h.cluster.kill(&log.id);
+    }
+    h.registry.load_file("determine-path", std::path::Path::new(fixtures::ALWAYS_INITIALIZE)).unwrap();
+    let before = h.live_ids();
+    let report = h.recover().await;
+    assert!(report.layout().is_none());
+    for attempt in &report.attempts {
+        assert!(matches!(&attempt.outcome, AttemptOutcome::Stalled(r) if r.starts_with("I5 refused")), "{}", attempt.outcome);
+        assert!(attempt.timeline.iter().all(|p| p.phase != "initialize"));
+    }
+    assert_eq!(h.store.state().unwrap().layout.unwrap().epoch, 1);
+    assert_eq!(h.live_ids(), before);
+    h.cluster.revive(&old.logs[0].id);
+    h.registry.rollback("determine-path", None).unwrap();
+    completed(&h.recover().await);
+    assert_eq!(h.lost(&acked), 0);
+}
+
+#[tokio::test]
+async fn i6_a_layout_naming_unlocked_services_is_never_persisted() {
+    let h = Harness::new();
+    let old = h.boot().await;
+    h.cluster.kill(&old.logs[0].id);
+    h.registry.load_file("assemble-layout", std::path::Path::new(fixtures::STALE_LAYOUT)).unwrap();
+    let report = h.recover().await;
+    assert!(report.layout().is_none());
+    let attempt = report.last().unwrap();
+    assert!(attempt.refusals.iter().any(|r| r.starts_with("I6")), "{:?}", attempt.refusals);
+    assert_eq!(h.store.state().unwrap().layout.unwrap(), old, "the old layout stays");
+}
+
+#[tokio::test]
+async fn i2_i8_a_phase_ignoring_a_newer_epoch_is_stopped() {
+    let h = Harness::new();
+    let old = h.boot().await;
+    let older = h.store.next_epoch().unwrap();
+    // A newer director has locked the old generation but not finished yet.
+    let newer = h.store.next_epoch().unwrap();
+    for id in named_services(&old) {
+        h.cluster.lock(&id, newer).await.unwrap();
+    }
+    let stubborn = Harness { cluster: h.cluster.clone(), store: h.store.clone(), registry: Arc::new(Registry::with_defaults(common::runtime()).unwrap()) };
+    stubborn.registry.load_file("lock-services", std::path::Path::new(fixtures::IGNORE_SUPERSEDED)).unwrap();
+    let before = h.live_ids();
+    let late = stubborn.director(Harness::quick()).run_attempt_at(older, 1).await.unwrap();
+    assert_eq!(late.outcome, AttemptOutcome::Superseded(older + 1));
+    assert!(
+        late.final_state.unreachable.iter().any(|s| s.contains("create after superseded: Err(ClusterError::Superseded")),
+        "a later call failed: {:?}",
+        late.final_state.unreachable
+    );
+    assert_eq!(late.timeline.len(), 2, "the attempt ended right after the phase");
+    assert_eq!(h.store.state().unwrap().layout.unwrap(), old);
+    assert_eq!(h.live_ids(), before, "the superseded attempt created nothing");
+}
