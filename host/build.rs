@@ -47,6 +47,9 @@ const GUESTS: &[(&str, Use)] = &[
     ("fixture-stale-layout", Use::Fixture("STALE_LAYOUT")),
     ("fixture-ignore-superseded", Use::Fixture("IGNORE_SUPERSEDED")),
     ("fixture-flaky-proxies", Use::Fixture("FLAKY_PROXIES")),
+    ("fixture-forge-epoch", Use::Fixture("FORGE_EPOCH")),
+    ("fixture-unlocked-source", Use::Fixture("UNLOCKED_SOURCE")),
+    ("fixture-stale-persist", Use::Fixture("STALE_PERSIST")),
 ];
 
 fn main() {

@@ -312,3 +312,54 @@ async fn i2_i8_a_phase_ignoring_a_newer_epoch_is_stopped() {
     assert_eq!(h.store.state().unwrap().layout.unwrap(), old);
     assert_eq!(h.live_ids(), before, "the superseded attempt created nothing");
 }
+
+#[tokio::test]
+async fn i1_a_phase_cannot_choose_its_own_epoch() {
+    let h = Harness::new();
+    h.boot().await;
+    h.registry.load_file("validate-layout", std::path::Path::new(fixtures::FORGE_EPOCH)).unwrap();
+    let report = h.recover().await;
+    assert!(report.layout().is_none());
+    for attempt in &report.attempts {
+        assert!(
+            matches!(&attempt.outcome, AttemptOutcome::Stalled(r) if r.contains("may not change the attempt's epoch")),
+            "{}",
+            attempt.outcome
+        );
+        assert!(attempt.locked.is_empty(), "nothing was locked with a forged epoch");
+    }
+    let epochs: Vec<u64> = report.attempts.iter().map(|a| a.epoch).collect();
+    assert!(epochs.windows(2).all(|w| w[1] > w[0]), "each retry gets a fresh, higher epoch: {epochs:?}");
+}
+
+#[tokio::test]
+async fn i4_a_copy_from_an_unlocked_log_is_refused() {
+    let h = Harness::new();
+    let old = h.boot().await;
+    let acked = h.write(0, 100);
+    h.cluster.kill(&old.logs[1].id);
+    h.registry.load_file("replay-logs", std::path::Path::new(fixtures::UNLOCKED_SOURCE)).unwrap();
+    let report = h.recover().await;
+    assert!(report.layout().is_none());
+    let attempt = report.last().unwrap();
+    assert!(
+        attempt.refusals.iter().any(|r| r.starts_with("I4") && r.contains(&old.logs[1].id)),
+        "{:?}",
+        attempt.refusals
+    );
+    h.registry.rollback("replay-logs", None).unwrap();
+    completed(&h.recover().await);
+    assert_eq!(h.lost(&acked), 0);
+}
+
+#[tokio::test]
+async fn i7_a_layout_under_a_stale_epoch_is_never_written() {
+    let h = Harness::new();
+    let old = h.boot().await;
+    h.cluster.kill(&old.logs[0].id);
+    h.registry.load_file("persist-layout", std::path::Path::new(fixtures::STALE_PERSIST)).unwrap();
+    let report = h.recover().await;
+    assert!(report.layout().is_none());
+    assert!(report.attempts.iter().all(|a| matches!(&a.outcome, AttemptOutcome::Stalled(r) if r.contains("persist refused"))));
+    assert_eq!(h.store.state().unwrap().layout.unwrap(), old, "the stale write never landed");
+}
