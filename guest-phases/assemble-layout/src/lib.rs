@@ -7,6 +7,8 @@
 //! sequencer, and the proxies last, since they open the generation to
 //! commits. Stalls when an unlock fails.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use ratchet_guest::types::{AttemptState, Layout, PhaseOutcome, PhaseStep, ServiceDescriptor};
 use ratchet_guest::{Host, Phase, outcome};
 
@@ -23,12 +25,14 @@ pub fn assemble(state: &AttemptState) -> Result<Layout, String> {
     services.push(sequencer.clone());
     services.extend(state.commit_proxies.iter().cloned());
     services.extend(state.resolvers.iter().cloned());
-    let old_services = state.old_layout.iter().flat_map(|l| l.services.iter());
+    let old_services: BTreeMap<&str, &ServiceDescriptor> =
+        state.old_layout.iter().flat_map(|l| l.services.iter()).map(|s| (s.id.as_str(), s)).collect();
+    let mut described: BTreeSet<String> = services.iter().map(|s| s.id.clone()).collect();
     for team in &state.new_storage_teams {
         for id in &team.storage_ids {
-            if services.iter().all(|s| &s.id != id) {
-                let old = old_services.clone().find(|s| &s.id == id).ok_or(format!("no descriptor for {id}"))?;
-                services.push(old.clone());
+            if described.insert(id.clone()) {
+                let old = old_services.get(id.as_str()).ok_or(format!("no descriptor for {id}"))?;
+                services.push((*old).clone());
             }
         }
     }

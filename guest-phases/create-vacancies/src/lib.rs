@@ -5,6 +5,8 @@
 //! (locked ones) plus vacancies to top the team up to the replication factor.
 //! Never stalls.
 
+use std::collections::BTreeSet;
+
 use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, ServiceKind, StorageTeam, Vacancy};
 use ratchet_guest::{Host, Phase, outcome};
 
@@ -23,13 +25,10 @@ impl Phase for CreateVacancies {
             .map(|i| Vacancy { id: format!("log-{i}"), kind: ServiceKind::Log, tag: None })
             .collect();
         state.new_storage_teams.clear();
+        let locked: BTreeSet<String> = state.locked_storage.iter().map(|s| s.id.clone()).collect();
         for team in &layout.storage_teams {
-            let live: Vec<String> = team
-                .storage_ids
-                .iter()
-                .filter(|id| state.locked_storage.iter().any(|s| &s.id == *id))
-                .cloned()
-                .collect();
+            let live: Vec<String> =
+                team.storage_ids.iter().filter(|id| locked.contains(*id)).cloned().collect();
             for replica in live.len() as u32..state.config.replication_factor {
                 state.vacancies.push(Vacancy {
                     id: format!("storage-{}-{replica}", team.tag),

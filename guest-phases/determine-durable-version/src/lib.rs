@@ -8,6 +8,8 @@
 //! versions between a team's durable version and the kept range, because
 //! recovering would then lose data.
 
+use std::collections::BTreeMap;
+
 use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, Version};
 use ratchet_guest::{Host, Phase, outcome};
 
@@ -33,13 +35,10 @@ impl Phase for DetermineDurableVersion {
         let replication = state.config.replication_factor;
         let mut cluster_durable: Option<Version> = None;
         state.degraded_teams.clear();
+        let durable_of: BTreeMap<String, Version> =
+            state.locked_storage.iter().map(|s| (s.id.clone(), s.durable_version)).collect();
         for team in &layout.storage_teams {
-            let durables: Vec<Version> = state
-                .locked_storage
-                .iter()
-                .filter(|s| team.storage_ids.contains(&s.id))
-                .map(|s| s.durable_version)
-                .collect();
+            let durables: Vec<Version> = team.storage_ids.iter().filter_map(|id| durable_of.get(id).copied()).collect();
             if (durables.len() as u32) < replication {
                 state.degraded_teams.push(team.tag);
             }

@@ -17,12 +17,12 @@ pub const NEXT: &str = "recruit-logs";
 /// The initialize phase.
 pub struct Initialize;
 
-/// Splits the key space into `shards` ranges on the first character of the
-/// key, over the hex digits `0`-`f`: keys are expected to start with a hash.
+/// Splits the key space into `shards` ranges (at most 65,536) on the first
+/// four characters of the key, read as hex: keys are expected to start with a
+/// hash.
 pub fn key_ranges(shards: u32) -> Vec<KeyRange> {
-    const DIGITS: &[u8] = b"0123456789abcdef";
-    let shards = shards.clamp(1, 16) as usize;
-    let bound = |i: usize| (DIGITS[i * 16 / shards] as char).to_string();
+    let shards = shards.clamp(1, 1 << 16) as usize;
+    let bound = |i: usize| format!("{:04x}", i * (1 << 16) / shards);
     (0..shards)
         .map(|i| KeyRange {
             start: if i == 0 { String::new() } else { bound(i) },
@@ -68,8 +68,9 @@ mod tests {
     fn ranges_cover_the_key_space_without_overlap() {
         let ranges = key_ranges(4);
         assert_eq!(ranges.len(), 4);
-        assert_eq!((ranges[0].start.as_str(), ranges[0].end.as_str()), ("", "4"));
-        assert_eq!((ranges[3].start.as_str(), ranges[3].end.as_str()), ("c", ""));
+        assert_eq!((ranges[0].start.as_str(), ranges[0].end.as_str()), ("", "4000"));
+        assert_eq!((ranges[3].start.as_str(), ranges[3].end.as_str()), ("c000", ""));
+        assert_eq!(key_ranges(3000).len(), 3000);
         for pair in ranges.windows(2) {
             assert_eq!(pair[0].end, pair[1].start);
         }

@@ -28,9 +28,13 @@ impl Phase for RecruitStorage {
         if wanted.is_empty() {
             return outcome(state, PhaseStep::Next(NEXT.into()));
         }
-        let node_of = |id: &String| {
-            state.old_layout.iter().flat_map(|l| l.services.iter()).find(|s| &s.id == id).map(|s| s.node.clone())
-        };
+        let nodes_by_service: BTreeMap<&str, &str> = state
+            .old_layout
+            .iter()
+            .flat_map(|l| l.services.iter())
+            .map(|s| (s.id.as_str(), s.node.as_str()))
+            .collect();
+        let node_of = |id: &String| nodes_by_service.get(id.as_str()).map(|n| n.to_string());
         let zones = healthy_zones(&host.nodes());
         let groups = wanted.iter().map(|(tag, ids)| spread_group(ServiceKind::Storage, ids.len() as u32, Some(*tag), zones));
         let members = wanted

@@ -27,7 +27,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 3000)]
     writes: usize,
     /// Storage teams (shards) of the new cluster.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     shards: u32,
     /// Replace a slot's component: `--plugin SLOT=FILE` (repeatable).
     #[arg(long = "plugin", value_name = "SLOT=FILE")]

@@ -60,6 +60,8 @@ struct Worker {
 struct NodeState {
     spec: NodeSpec,
     up: bool,
+    /// Live workers hosted, kept in step with `workers`.
+    load: u32,
 }
 
 #[derive(Default)]
@@ -90,7 +92,7 @@ const ALL_KINDS: [ServiceKind; 5] = [
 impl InProcessCluster {
     /// A cluster of `nodes`, with no workers yet.
     pub fn new(nodes: impl IntoIterator<Item = NodeSpec>) -> Self {
-        let nodes = nodes.into_iter().map(|spec| (spec.id.clone(), NodeState { spec, up: true })).collect();
+        let nodes = nodes.into_iter().map(|spec| (spec.id.clone(), NodeState { spec, up: true, load: 0 })).collect();
         InProcessCluster {
             state: Mutex::new(State { nodes, ..State::default() }),
             registrations: watch::channel(0).0,
@@ -113,13 +115,12 @@ impl InProcessCluster {
 
     /// Kills a worker: it answers nothing until revived.
     pub fn kill(&self, id: &str) -> bool {
-        let mut state = self.lock_state();
-        state.workers.get_mut(id).map(|w| w.alive = false).is_some()
+        self.lock_state().set_alive(id, false)
     }
 
     /// Brings a killed worker back with its state, and announces it.
     pub fn revive(&self, id: &str) -> bool {
-        let revived = self.lock_state().workers.get_mut(id).map(|w| w.alive = true).is_some();
+        let revived = self.lock_state().set_alive(id, true);
         if revived {
             self.registrations.send_modify(|n| *n += 1);
         }
@@ -279,7 +280,7 @@ impl State {
     }
 
     fn load(&self, node: &str) -> u32 {
-        self.workers.values().filter(|w| w.alive && w.descriptor.node == node).count() as u32
+        self.nodes.get(node).map_or(0, |n| n.load)
     }
 
     /// Creates a worker on `node`, checking the node is up and has room.
@@ -297,7 +298,25 @@ impl State {
         let descriptor =
             ServiceDescriptor { id: id.clone(), kind, node: node.to_string(), address: format!("mem://{id}") };
         self.workers.insert(id, Worker { descriptor: descriptor.clone(), alive: true, role });
+        self.adjust_load(node, 1);
         Ok(descriptor)
+    }
+
+    fn adjust_load(&mut self, node: &str, delta: i32) {
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.load = n.load.saturating_add_signed(delta);
+        }
+    }
+
+    /// Marks a worker alive or dead, keeping its node's load in step.
+    fn set_alive(&mut self, id: &str, alive: bool) -> bool {
+        let Some(worker) = self.workers.get_mut(id) else { return false };
+        if worker.alive != alive {
+            worker.alive = alive;
+            let node = worker.descriptor.node.clone();
+            self.adjust_load(&node, if alive { 1 } else { -1 });
+        }
+        true
     }
 }
 
@@ -421,8 +440,10 @@ impl Cluster for InProcessCluster {
     async fn unlock(&self, id: &str, epoch: Epoch, layout: &Layout) -> Result<(), ClusterError> {
         let mut guard = self.lock_state();
         let state = &mut *guard;
-        // A replica new to its team is seeded from a live teammate first.
-        let seed = layout.storage_teams.iter().find(|t| t.storage_ids.iter().any(|s| s == id)).and_then(|team| {
+        // A replica new to its team (still empty) is seeded from a live
+        // teammate first.
+        let empty = matches!(state.role(id), Ok(Role::Storage(s)) if s.durable_version() == 0);
+        let seed = layout.storage_teams.iter().filter(|_| empty).find(|t| t.storage_ids.iter().any(|s| s == id)).and_then(|team| {
             team.storage_ids.iter().filter(|s| *s != id).find_map(|mate| match state.role(mate) {
                 Ok(Role::Storage(s)) => Some(s.snapshot()),
                 _ => None,
@@ -456,7 +477,10 @@ impl Cluster for InProcessCluster {
     }
 
     async fn release(&self, id: &str) {
-        self.lock_state().workers.remove(id);
+        let mut state = self.lock_state();
+        if state.set_alive(id, false) {
+            state.workers.remove(id);
+        }
     }
 
     fn registrations(&self) -> watch::Receiver<u64> {
