@@ -24,51 +24,43 @@ impl PlacementPolicy for SpreadZones {
 ratchet_guest::export_placement_policy!(SpreadZones);
 
 /// Answers a placement request; see the module documentation.
+///
+/// Nodes are indexed per zone by `(load, id)`, so a pick looks at the best
+/// candidate of each zone instead of scanning every node: placing 10,000
+/// vacancies over 1,000 nodes costs a few hundred thousand set operations.
 pub fn place(request: &PlacementRequest) -> Result<Vec<Assignment>, PlacementError> {
-    let zones: BTreeMap<&str, &str> =
-        request.nodes.iter().map(|n| (n.id.as_str(), n.zone.as_str())).collect();
-    let mut extra_load: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut index = ZoneIndex::new(&request.nodes);
     let mut answer = Vec::with_capacity(request.vacancies.len());
-    for (index, group) in request.vacancies.iter().enumerate() {
-        let index = index as u32;
+    for (position, group) in request.vacancies.iter().enumerate() {
+        let position = position as u32;
         let members: Vec<&str> = request
             .teams
             .iter()
             .filter(|t| Some(t.team) == group.team && t.kind == group.kind)
             .flat_map(|t| t.nodes.iter().map(String::as_str))
             .collect();
-        let mut used_zones: BTreeSet<&str> =
-            members.iter().filter_map(|n| zones.get(n).copied()).collect();
+        let mut used_zones: BTreeSet<&str> = members.iter().filter_map(|n| index.zone_of(n)).collect();
         let mut taken: BTreeSet<&str> = members.iter().copied().collect();
         let mut chosen = Vec::with_capacity(group.count as usize);
         for _ in 0..group.count {
-            let pick = request
-                .nodes
-                .iter()
-                .filter(|n| eligible(n, group, extra_load.get(n.id.as_str()).copied()))
-                .filter(|n| !group.constraints.distinct_nodes || !taken.contains(n.id.as_str()))
-                .min_by_key(|n| {
-                    let load = n.load + extra_load.get(n.id.as_str()).copied().unwrap_or(0);
-                    (used_zones.contains(n.zone.as_str()), load, n.id.as_str())
-                })
-                .ok_or_else(|| PlacementError {
-                    vacancy: index,
-                    constraint: "capacity".into(),
-                    message: format!(
-                        "only {} of {} {} vacancies could be placed on healthy, capable nodes with room",
-                        chosen.len(),
-                        group.count,
-                        ratchet_guest::kind_name(group.kind)
-                    ),
-                })?;
-            used_zones.insert(pick.zone.as_str());
-            taken.insert(pick.id.as_str());
-            *extra_load.entry(pick.id.as_str()).or_default() += 1;
-            chosen.push(pick.id.clone());
+            let pick = index.best(group, &used_zones, &taken).ok_or_else(|| PlacementError {
+                vacancy: position,
+                constraint: "capacity".into(),
+                message: format!(
+                    "only {} of {} {} vacancies could be placed on healthy, capable nodes with room",
+                    chosen.len(),
+                    group.count,
+                    ratchet_guest::kind_name(group.kind)
+                ),
+            })?;
+            let node = index.take(pick);
+            used_zones.insert(node.zone.as_str());
+            taken.insert(node.id.as_str());
+            chosen.push(node.id.clone());
         }
         if (used_zones.len() as u32) < group.constraints.min_distinct_zones {
             return Err(PlacementError {
-                vacancy: index,
+                vacancy: position,
                 constraint: "min-distinct-zones".into(),
                 message: format!(
                     "needs {} distinct zones but only {} are available",
@@ -77,17 +69,76 @@ pub fn place(request: &PlacementRequest) -> Result<Vec<Assignment>, PlacementErr
                 ),
             });
         }
-        answer.push(Assignment { vacancy: index, nodes: chosen });
+        answer.push(Assignment { vacancy: position, nodes: chosen });
     }
     Ok(answer)
 }
 
-/// Whether `node` may take one more worker for `group`.
-fn eligible(node: &Node, group: &PlacementVacancy, extra_load: Option<u32>) -> bool {
+/// Healthy nodes with room, per zone, ordered by `(load, id)`.
+struct ZoneIndex<'a> {
+    all: &'a [Node],
+    by_id: BTreeMap<&'a str, usize>,
+    load: Vec<u32>,
+    zones: BTreeMap<&'a str, BTreeSet<(u32, &'a str, usize)>>,
+}
+
+impl<'a> ZoneIndex<'a> {
+    fn new(all: &'a [Node]) -> Self {
+        let mut zones: BTreeMap<&str, BTreeSet<(u32, &str, usize)>> = BTreeMap::new();
+        for (i, node) in all.iter().enumerate() {
+            if node.healthy && node.load < node.capacity {
+                zones.entry(node.zone.as_str()).or_default().insert((node.load, node.id.as_str(), i));
+            }
+        }
+        ZoneIndex {
+            all,
+            by_id: all.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect(),
+            load: all.iter().map(|n| n.load).collect(),
+            zones,
+        }
+    }
+
+    fn zone_of(&self, id: &str) -> Option<&'a str> {
+        let all = self.all;
+        self.by_id.get(id).map(|i| all[*i].zone.as_str())
+    }
+
+    /// The best node for one more vacancy of `group`: the least loaded
+    /// eligible node of a zone the team does not use yet, else of any zone.
+    fn best(&self, group: &PlacementVacancy, used_zones: &BTreeSet<&str>, taken: &BTreeSet<&str>) -> Option<usize> {
+        let mut best: Option<(bool, u32, &str, usize)> = None;
+        for (zone, candidates) in &self.zones {
+            let first = candidates.iter().find(|(_, id, i)| {
+                eligible(&self.all[*i], group) && !(group.constraints.distinct_nodes && taken.contains(id))
+            });
+            if let Some(&(load, id, i)) = first {
+                let key = (used_zones.contains(zone), load, id, i);
+                if best.is_none_or(|b| key < b) {
+                    best = Some(key);
+                }
+            }
+        }
+        best.map(|(_, _, _, i)| i)
+    }
+
+    /// Records one more worker on node `i` and returns it.
+    fn take(&mut self, i: usize) -> &'a Node {
+        let node = &self.all[i];
+        if let Some(zone) = self.zones.get_mut(node.zone.as_str()) {
+            zone.remove(&(self.load[i], node.id.as_str(), i));
+            self.load[i] += 1;
+            if self.load[i] < node.capacity {
+                zone.insert((self.load[i], node.id.as_str(), i));
+            }
+        }
+        node
+    }
+}
+
+/// Whether `node` can host a worker of `group` at all.
+fn eligible(node: &Node, group: &PlacementVacancy) -> bool {
     let constraints = &group.constraints;
-    node.healthy
-        && node.load + extra_load.unwrap_or(0) < node.capacity
-        && node.capabilities.contains(&group.kind)
+    node.capabilities.contains(&group.kind)
         && constraints.required_capabilities.iter().all(|c| node.capabilities.contains(c))
         && !constraints.exclude_nodes.contains(&node.id)
 }
