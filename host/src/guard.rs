@@ -15,6 +15,7 @@
 //! the steps phases return and the failures of their calls.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,21 @@ pub struct AttemptGuard {
     registry: Arc<Registry>,
     origin: Instant,
     ledger: Mutex<Ledger>,
+    /// Time spent in host calls, in nanoseconds: a phase's wall time minus
+    /// this is the time spent in wasm (instantiation, the guest, the copies).
+    host_nanos: AtomicU64,
+}
+
+/// Adds the time until it is dropped to the guard's host time.
+struct HostTimer<'a> {
+    started: Instant,
+    total: &'a AtomicU64,
+}
+
+impl Drop for HostTimer<'_> {
+    fn drop(&mut self) {
+        self.total.fetch_add(self.started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
 }
 
 impl AttemptGuard {
@@ -86,7 +102,18 @@ impl AttemptGuard {
             registry,
             origin: Instant::now(),
             ledger: Mutex::default(),
+            host_nanos: AtomicU64::new(0),
         }
+    }
+
+    fn timer(&self) -> HostTimer<'_> {
+        HostTimer { started: Instant::now(), total: &self.host_nanos }
+    }
+
+    /// Time spent in host calls so far (placement policies excluded: they
+    /// run in wasm).
+    pub fn host_time(&self) -> Duration {
+        Duration::from_nanos(self.host_nanos.load(Ordering::Relaxed))
     }
 
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
@@ -289,14 +316,17 @@ pub fn named_services(layout: &Layout) -> BTreeSet<String> {
 #[async_trait::async_trait]
 impl HostServices for AttemptGuard {
     async fn services(&self) -> Vec<ServiceDescriptor> {
+        let _timer = self.timer();
         self.cluster.services().await
     }
 
     async fn nodes(&self) -> Vec<Node> {
+        let _timer = self.timer();
         self.cluster.nodes().await
     }
 
     async fn lock(&self, ids: Vec<String>) -> Vec<Result<LockInfo, ClusterError>> {
+        let _timer = self.timer();
         if let Err(err) = self.live() {
             return ids.iter().map(|_| Err(err.clone())).collect();
         }
@@ -318,6 +348,7 @@ impl HostServices for AttemptGuard {
     }
 
     async fn create_worker(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
+        let _timer = self.timer();
         self.live()?;
         let created = self.note(self.cluster.create_worker(&node, kind, self.epoch).await)?;
         let mut ledger = self.ledger();
@@ -334,6 +365,7 @@ impl HostServices for AttemptGuard {
         first: Version,
         last: Version,
     ) -> Result<(), ClusterError> {
+        let _timer = self.timer();
         self.live()?;
         let (target_held, unlocked_source) = {
             let ledger = self.ledger();
@@ -355,6 +387,7 @@ impl HostServices for AttemptGuard {
     }
 
     async fn start_role(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
+        let _timer = self.timer();
         self.live()?;
         let start = self.ledger().recovery_version;
         let started = self.note(self.cluster.start_role(&node, kind, self.epoch, start).await)?;
@@ -364,18 +397,27 @@ impl HostServices for AttemptGuard {
         Ok(started)
     }
 
-    async fn unlock(&self, id: String, layout: Layout) -> Result<(), ClusterError> {
-        self.live()?;
-        if !self.holds(&id) {
-            return Err(self.refuse("I4", format!("{id} is not locked by epoch {} and may not be unlocked", self.epoch)));
+    async fn unlock(&self, ids: Vec<String>, layout: Layout) -> Vec<Result<(), ClusterError>> {
+        let _timer = self.timer();
+        if let Err(err) = self.live() {
+            return ids.iter().map(|_| Err(err.clone())).collect();
         }
         if layout.epoch != self.epoch {
-            return Err(self.refuse("I4", format!("unlock with a layout of epoch {}", layout.epoch)));
+            let refusal = self.refuse("I4", format!("unlock with a layout of epoch {}", layout.epoch));
+            return ids.iter().map(|_| Err(refusal.clone())).collect();
         }
-        self.note(self.cluster.unlock(&id, self.epoch, &layout).await)
+        let layout = &layout;
+        let calls = ids.iter().map(|id| async move {
+            if !self.holds(id) {
+                return Err(self.refuse("I4", format!("{id} is not locked by epoch {} and may not be unlocked", self.epoch)));
+            }
+            self.note(self.cluster.unlock(id, self.epoch, layout).await)
+        });
+        futures::future::join_all(calls).await
     }
 
     async fn persist_layout(&self, layout: Layout) -> Result<(), ClusterError> {
+        let _timer = self.timer();
         self.live()?;
         if let Err(reason) = self.check_closure(&layout) {
             return Err(self.refuse("I6", reason));
@@ -403,6 +445,7 @@ impl HostServices for AttemptGuard {
             .call_placement(&request, Arc::new(Detached::default()))
             .await
             .map_err(|err| PlacementError { vacancy: 0, constraint: "policy-failed".into(), message: err.to_string() })??;
+        let _timer = self.timer();
         self.check_placement(&request, &answer)?;
         Ok(answer)
     }

@@ -94,8 +94,8 @@ impl HostServices for Gate {
     async fn start_role(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
         self.inner.start_role(node, kind).await
     }
-    async fn unlock(&self, id: String, layout: Layout) -> Result<(), ClusterError> {
-        self.inner.unlock(id, layout).await
+    async fn unlock(&self, ids: Vec<String>, layout: Layout) -> Vec<Result<(), ClusterError>> {
+        self.inner.unlock(ids, layout).await
     }
     async fn persist_layout(&self, layout: Layout) -> Result<(), ClusterError> {
         self.inner.persist_layout(layout).await

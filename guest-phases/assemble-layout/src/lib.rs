@@ -3,9 +3,9 @@
 //! Decides: the new layout: this epoch, the new sequencer, proxies,
 //! resolvers and logs, the storage teams (surviving and recruited replicas),
 //! a descriptor for each, and the recovery version. Then it unlocks the
-//! services against it: logs first, then storage, resolvers and the
-//! sequencer, and the proxies last, since they open the generation to
-//! commits. Stalls when an unlock fails.
+//! services against it in two parallel batches: everything but the proxies,
+//! then the proxies, since they open the generation to commits. Stalls when
+//! an unlock fails.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -62,8 +62,13 @@ impl Phase for AssembleLayout {
             .chain(layout.resolvers.iter().cloned())
             .chain(layout.sequencer.iter().cloned())
             .chain(layout.commit_proxies.iter().cloned());
-        for id in order {
-            if let Err(err) = host.unlock(&id, &layout) {
+        let (early, proxies): (Vec<String>, Vec<String>) =
+            order.partition(|id| !layout.commit_proxies.contains(id));
+        // Everything else first, in parallel; the proxies last, since they
+        // open the generation to commits.
+        for batch in [early, proxies] {
+            let results = host.unlock(&batch, &layout);
+            if let Some((id, err)) = batch.iter().zip(results).find_map(|(id, r)| r.err().map(|e| (id, e))) {
                 return outcome(state, PhaseStep::Stalled(format!("unlocking {id}: {err:?}")));
             }
         }

@@ -49,8 +49,8 @@ pub trait Host {
     /// Starts a stateless role on `node`.
     fn start_role(&mut self, node: &str, kind: ServiceKind)
     -> Result<ServiceDescriptor, ClusterError>;
-    /// Unlocks a service, handing it the new layout.
-    fn unlock(&mut self, id: &str, layout: &Layout) -> Result<(), ClusterError>;
+    /// Unlocks services, handing them the new layout; one result per id.
+    fn unlock(&mut self, ids: &[String], layout: &Layout) -> Vec<Result<(), ClusterError>>;
     /// Persists the layout, fenced by epoch.
     fn persist_layout(&mut self, layout: &Layout) -> Result<(), ClusterError>;
     /// Asks the active placement policy.

@@ -63,8 +63,8 @@ macro_rules! export_phase {
                 ) -> Result<t::ServiceDescriptor, t::ClusterError> {
                     cluster::start_role(node, kind)
                 }
-                fn unlock(&mut self, id: &str, layout: &t::Layout) -> Result<(), t::ClusterError> {
-                    cluster::unlock(id, layout)
+                fn unlock(&mut self, ids: &[String], layout: &t::Layout) -> Vec<Result<(), t::ClusterError>> {
+                    cluster::unlock(ids, layout)
                 }
                 fn persist_layout(&mut self, layout: &t::Layout) -> Result<(), t::ClusterError> {
                     cluster::persist_layout(layout)

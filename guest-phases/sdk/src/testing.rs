@@ -122,9 +122,13 @@ impl Host for ScriptedHost {
         self.calls.push(format!("start {node} {}", crate::kind_name(kind)));
         Ok(self.spawn(node, kind))
     }
-    fn unlock(&mut self, id: &str, _layout: &Layout) -> Result<(), ClusterError> {
-        self.calls.push(format!("unlock {id}"));
-        Ok(())
+    fn unlock(&mut self, ids: &[String], _layout: &Layout) -> Vec<Result<(), ClusterError>> {
+        ids.iter()
+            .map(|id| {
+                self.calls.push(format!("unlock {id}"));
+                Ok(())
+            })
+            .collect()
     }
     fn persist_layout(&mut self, layout: &Layout) -> Result<(), ClusterError> {
         self.calls.push(format!("persist epoch {}", layout.epoch));

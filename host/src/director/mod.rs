@@ -150,6 +150,7 @@ impl Director {
             recruited: guard.recruited(),
             released,
             refusals: guard.refusals(),
+            host_time: guard.host_time(),
             final_state: Box::new(state),
         })
     }

@@ -18,6 +18,16 @@ pub enum AttemptOutcome {
     Superseded(Epoch),
 }
 
+impl AttemptReport {
+    /// Time spent in wasm: the phases' wall time minus their host calls.
+    /// This is the plugin overhead of the attempt: instantiation, guest code
+    /// and copying values across the boundary.
+    pub fn wasm_time(&self) -> Duration {
+        let phases: Duration = self.timeline.iter().map(|p| p.duration).sum();
+        phases.saturating_sub(self.host_time)
+    }
+}
+
 impl AttemptOutcome {
     /// A one-word label.
     pub fn label(&self) -> &'static str {
@@ -75,6 +85,9 @@ pub struct AttemptReport {
     pub released: usize,
     /// Calls the invariant guard refused.
     pub refusals: Vec<String>,
+    /// Time spent in host calls during the phases (placement policies, which
+    /// run in wasm, excluded).
+    pub host_time: Duration,
     /// The attempt state when it ended.
     pub final_state: Box<AttemptState>,
 }

@@ -103,9 +103,9 @@ impl cluster::Host for CallCtx {
         Ok(services.start_role(node, kind).await)
     }
 
-    async fn unlock(&mut self, id: String, layout: Layout) -> wasmtime::Result<Result<(), ClusterError>> {
+    async fn unlock(&mut self, ids: Vec<String>, layout: Layout) -> wasmtime::Result<Vec<Result<(), ClusterError>>> {
         let services = self.services.clone();
-        Ok(services.unlock(id, layout).await)
+        Ok(services.unlock(ids, layout).await)
     }
 
     async fn persist_layout(&mut self, layout: Layout) -> wasmtime::Result<Result<(), ClusterError>> {

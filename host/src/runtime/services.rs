@@ -36,8 +36,8 @@ pub trait HostServices: Send + Sync {
     /// Starts a stateless role on `node`.
     async fn start_role(&self, node: String, kind: ServiceKind)
     -> Result<ServiceDescriptor, ClusterError>;
-    /// Unlocks a service, handing it the new layout.
-    async fn unlock(&self, id: String, layout: Layout) -> Result<(), ClusterError>;
+    /// Unlocks services, handing them the new layout; one result per id.
+    async fn unlock(&self, ids: Vec<String>, layout: Layout) -> Vec<Result<(), ClusterError>>;
     /// Persists the layout, fenced by epoch.
     async fn persist_layout(&self, layout: Layout) -> Result<(), ClusterError>;
     /// Asks the active placement policy.
@@ -94,8 +94,8 @@ impl HostServices for Detached {
     async fn start_role(&self, _: String, _: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
         detached()
     }
-    async fn unlock(&self, _: String, _: Layout) -> Result<(), ClusterError> {
-        detached()
+    async fn unlock(&self, ids: Vec<String>, _: Layout) -> Vec<Result<(), ClusterError>> {
+        ids.iter().map(|_| detached()).collect()
     }
     async fn persist_layout(&self, _: Layout) -> Result<(), ClusterError> {
         detached()
