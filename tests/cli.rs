@@ -101,7 +101,7 @@ fn list_shows_the_embedded_defaults() {
 
 #[test]
 fn every_command_has_help_and_bad_flags_exit_2() {
-    for args in [&["--help"][..], &["plugin", "--help"], &["plugin", "check", "--help"], &["plugin", "list", "--help"]] {
+    for args in [&["--help"][..], &["plugin", "--help"], &["plugin", "check", "--help"], &["plugin", "list", "--help"], &["demo", "--help"]] {
         let out = ratchet(args);
         assert!(out.status.success(), "{args:?}");
         assert!(stdout(&out).contains("Usage:"), "{args:?}");
@@ -118,4 +118,32 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     ratchet::runtime::Digest256::of(bytes).hex()
+}
+
+#[test]
+fn the_demo_recovers_without_losing_a_write() {
+    let out = ratchet(&["demo", "--writes", "400"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().last(), Some("demo ok: epochs=2 committed=400 lost=0"), "{text}");
+    for phase in ratchet::registry::PHASES {
+        assert!(text.contains(phase), "the timeline shows {phase}");
+    }
+    assert!(text.contains("OLD LAYOUT") && text.contains("NEW LAYOUT"));
+}
+
+#[test]
+fn the_demo_runs_a_swapped_phase_and_refuses_a_bad_one() {
+    let out = ratchet(&["demo", "--writes", "100", "--plugin", &format!("lock-services={}", fixtures::GREEDY_LOCK)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("plugin: lock-services <- "), "{text}");
+    assert!(text.lines().last().unwrap().starts_with("demo ok:"));
+
+    let out = ratchet(&["demo", "--plugin", &format!("placement={}", fixtures::ADVERSARIAL)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("does not satisfy the world `placement-policy`"), "{}", stderr(&out));
+    let out = ratchet(&["demo", "--plugin", "no-equals-sign"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("expected SLOT=FILE"));
 }

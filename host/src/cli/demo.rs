@@ -48,15 +48,20 @@ pub fn run(args: DemoArgs, runtime: Runtime) -> Result<(), Failure> {
             .map_err(|e| Failure::input(format!("--plugin {spec}: {e}")))?;
         println!("plugin: {slot} <- {file} (v{}, sha256 {})", version.number, version.sha256.short());
     }
-    let temp;
     let data = match &args.data {
         Some(dir) => dir.clone(),
-        None => {
-            temp = tempdir()?;
-            temp.clone()
-        }
+        None => tempdir()?,
     };
-    let store = Arc::new(FileStore::open(&data).map_err(anyhow::Error::new)?);
+    let result = run_in(&args, registry, &data);
+    if args.data.is_none() {
+        // The state of a throwaway demo is not worth keeping.
+        let _ = std::fs::remove_dir_all(&data);
+    }
+    result
+}
+
+fn run_in(args: &DemoArgs, registry: Registry, data: &std::path::Path) -> Result<(), Failure> {
+    let store = Arc::new(FileStore::open(data).map_err(anyhow::Error::new)?);
     let cluster = Arc::new(InProcessCluster::with_zones(args.nodes as usize, args.zones as usize, 16));
     let config = RecoveryConfig { shards: args.shards, ..RecoveryConfig::default() };
     let director =
