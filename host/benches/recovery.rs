@@ -3,17 +3,23 @@
 //! For each cluster size: boot a new cluster, commit writes, kill a log and a
 //! storage worker, and time the recovery (the director's `recover`, from the
 //! first epoch it takes to the persisted layout). Prints the median wall time
-//! and the median share of it spent in wasm (phase time minus host calls).
+//! and the median share of it spent in wasm (phase time minus host calls),
+//! then the same with the phase crates compiled natively (the baseline) and
+//! the ratio of the two.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use ratchet::bindings::types::RecoveryConfig;
+use ratchet::bindings::types::{
+    Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, RecoveryConfig,
+};
 use ratchet::cluster::InProcessCluster;
 use ratchet::coordinator::MemoryStore;
 use ratchet::director::{Director, DirectorOptions};
-use ratchet::registry::Registry;
-use ratchet::runtime::{Runtime, RuntimeConfig};
+use ratchet::registry::{InvokeError, Plugins, Registry};
+use ratchet::runtime::{HostServices, Runtime, RuntimeConfig};
+use ratchet_guest::types as g;
+use ratchet_guest::{Host as GuestHost, LogLevel, Phase, PlacementPolicy};
 
 struct Shape {
     label: &'static str,
@@ -24,14 +30,16 @@ struct Shape {
     runs: usize,
 }
 
-fn registry() -> Arc<Registry> {
+fn registry() -> Arc<dyn Plugins> {
     static REGISTRY: OnceLock<Arc<Registry>> = OnceLock::new();
+    let registry: Arc<Registry> =
     REGISTRY
         .get_or_init(|| {
             let runtime = Arc::new(Runtime::new(RuntimeConfig::default()).unwrap());
             Arc::new(Registry::with_defaults(runtime).unwrap())
         })
-        .clone()
+        .clone();
+    registry
 }
 
 fn main() {
@@ -47,37 +55,45 @@ fn main() {
             runs: 5,
         },
     ];
-    println!("{:<14} {:>9} {:>6} {:>14} {:>14} {:>12}", "cluster", "services", "runs", "median wall", "median wasm", "wasm share");
+    println!(
+        "{:<12} {:>8} {:>5} {:>12} {:>10} {:>12} {:>12}",
+        "cluster", "services", "runs", "wasm wall", "in wasm", "native wall", "wasm/native"
+    );
+    let native: Arc<dyn Plugins> = Arc::new(NativePlugins);
     for shape in shapes {
         let mut walls = Vec::new();
         let mut wasm = Vec::new();
+        let mut natives = Vec::new();
         let mut services = 0;
         for _ in 0..shape.runs {
-            let (wall, in_wasm, count) = tokio.block_on(one_recovery(&shape));
+            let (wall, in_wasm, count) = tokio.block_on(one_recovery(&shape, registry()));
             walls.push(wall);
             wasm.push(in_wasm);
             services = count;
+            natives.push(tokio.block_on(one_recovery(&shape, native.clone())).0);
         }
         let wall = median(&mut walls);
         let in_wasm = median(&mut wasm);
+        let native_wall = median(&mut natives);
         println!(
-            "{:<14} {:>9} {:>6} {:>11.2} ms {:>11.2} ms {:>11.1}%",
+            "{:<12} {:>8} {:>5} {:>9.2} ms {:>9.1}% {:>9.2} ms {:>12.2}",
             shape.label,
             services,
             shape.runs,
             wall.as_secs_f64() * 1e3,
-            in_wasm.as_secs_f64() * 1e3,
-            100.0 * in_wasm.as_secs_f64() / wall.as_secs_f64()
+            100.0 * in_wasm.as_secs_f64() / wall.as_secs_f64(),
+            native_wall.as_secs_f64() * 1e3,
+            wall.as_secs_f64() / native_wall.as_secs_f64()
         );
     }
 }
 
 /// One boot, load, failure and recovery; returns the recovery's wall time,
 /// its time in wasm, and the number of services in the recovered layout.
-async fn one_recovery(shape: &Shape) -> (Duration, Duration, usize) {
+async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>) -> (Duration, Duration, usize) {
     let cluster = Arc::new(InProcessCluster::with_zones(shape.nodes, shape.zones, 64));
     let director = Director::new(
-        registry(),
+        plugins,
         cluster.clone(),
         Arc::new(MemoryStore::default()),
         shape.config.clone(),
@@ -100,6 +116,117 @@ async fn one_recovery(shape: &Shape) -> (Duration, Duration, usize) {
     let recovered = report.layout().unwrap_or_else(|| panic!("recovery did not complete: {:?}", report.last().map(|a| &a.outcome)));
     let in_wasm = report.attempts.iter().map(|a| a.wasm_time()).sum();
     (wall, in_wasm, recovered.services.len())
+}
+
+/// The same phase and policy crates compiled natively, behind the same
+/// invariant guard: the baseline the wasm build is compared with. Values
+/// cross between the host's and the SDK's generated types through postcard,
+/// which both derive from the same WIT.
+struct NativePlugins;
+
+fn convert<A: serde::Serialize, B: serde::de::DeserializeOwned>(value: &A) -> B {
+    postcard::from_bytes(&postcard::to_stdvec(value).expect("encodes")).expect("same WIT, same shape")
+}
+
+fn dispatch(slot: &str, state: g::AttemptState, host: &mut dyn GuestHost) -> g::PhaseOutcome {
+    match slot {
+        "validate-layout" => phase_validate_layout::ValidateLayout::run(state, host),
+        "lock-services" => phase_lock_services::LockServices::run(state, host),
+        "determine-path" => phase_determine_path::DeterminePath::run(state, host),
+        "initialize" => phase_initialize::Initialize::run(state, host),
+        "plan-log-recovery" => phase_plan_log_recovery::PlanLogRecovery::run(state, host),
+        "create-vacancies" => phase_create_vacancies::CreateVacancies::run(state, host),
+        "determine-durable-version" => phase_determine_durable_version::DetermineDurableVersion::run(state, host),
+        "recruit-logs" => phase_recruit_logs::RecruitLogs::run(state, host),
+        "recruit-storage" => phase_recruit_storage::RecruitStorage::run(state, host),
+        "replay-logs" => phase_replay_logs::ReplayLogs::run(state, host),
+        "start-sequencer" => phase_start_sequencer::StartSequencer::run(state, host),
+        "start-proxies" => phase_start_proxies::StartProxies::run(state, host),
+        "start-resolvers" => phase_start_resolvers::StartResolvers::run(state, host),
+        "assemble-layout" => phase_assemble_layout::AssembleLayout::run(state, host),
+        "persist-layout" => phase_persist_layout::PersistLayout::run(state, host),
+        other => panic!("no native phase for {other}"),
+    }
+}
+
+#[async_trait::async_trait]
+impl Plugins for NativePlugins {
+    async fn run_phase(
+        &self,
+        slot: &str,
+        state: &AttemptState,
+        services: Arc<dyn HostServices>,
+    ) -> Result<PhaseOutcome, InvokeError> {
+        let handle = tokio::runtime::Handle::current();
+        let state: g::AttemptState = convert(state);
+        let outcome = tokio::task::block_in_place(|| {
+            let mut host = NativeHost { services, handle };
+            dispatch(slot, state, &mut host)
+        });
+        Ok(convert(&outcome))
+    }
+
+    async fn place(&self, request: &PlacementRequest) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
+        let answer = <policy_spread_zones::SpreadZones as PlacementPolicy>::place(convert(request));
+        Ok(convert(&answer))
+    }
+}
+
+/// The guest SDK's host trait over the guarded host services, blocking on
+/// each call as a component's import does.
+struct NativeHost {
+    services: Arc<dyn HostServices>,
+    handle: tokio::runtime::Handle,
+}
+
+impl NativeHost {
+    fn wait<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.handle.block_on(future)
+    }
+}
+
+impl GuestHost for NativeHost {
+    fn services(&mut self) -> Vec<g::ServiceDescriptor> {
+        convert(&self.wait(self.services.services()))
+    }
+    fn nodes(&mut self) -> Vec<g::Node> {
+        convert(&self.wait(self.services.nodes()))
+    }
+    fn lock(&mut self, ids: &[String]) -> Vec<Result<g::LockInfo, g::ClusterError>> {
+        convert(&self.wait(self.services.lock(ids.to_vec())))
+    }
+    fn create_worker(&mut self, node: &str, kind: g::ServiceKind) -> Result<g::ServiceDescriptor, g::ClusterError> {
+        convert(&self.wait(self.services.create_worker(node.into(), convert(&kind))))
+    }
+    fn recover_log(
+        &mut self,
+        target: &str,
+        sources: &[String],
+        tags: &[g::ShardTag],
+        first: g::Version,
+        last: g::Version,
+    ) -> Result<(), g::ClusterError> {
+        convert(&self.wait(self.services.recover_log(target.into(), sources.to_vec(), tags.to_vec(), first, last)))
+    }
+    fn start_role(&mut self, node: &str, kind: g::ServiceKind) -> Result<g::ServiceDescriptor, g::ClusterError> {
+        convert(&self.wait(self.services.start_role(node.into(), convert(&kind))))
+    }
+    fn unlock(&mut self, ids: &[String], layout: &g::Layout) -> Vec<Result<(), g::ClusterError>> {
+        convert(&self.wait(self.services.unlock(ids.to_vec(), convert(layout))))
+    }
+    fn persist_layout(&mut self, layout: &g::Layout) -> Result<(), g::ClusterError> {
+        convert(&self.wait(self.services.persist_layout(convert(layout))))
+    }
+    fn place(&mut self, request: &g::PlacementRequest) -> Result<Vec<g::Assignment>, g::PlacementError> {
+        convert(&self.wait(self.services.place(convert(request))))
+    }
+    fn now_ms(&mut self) -> u64 {
+        self.services.now_ms()
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        self.wait(self.services.sleep_ms(ms))
+    }
+    fn log(&mut self, _level: LogLevel, _message: &str, _fields: &[(String, String)]) {}
 }
 
 fn median(values: &mut [Duration]) -> Duration {

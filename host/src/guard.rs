@@ -25,8 +25,8 @@ use crate::bindings::types::{
 };
 use crate::cluster::Cluster;
 use crate::coordinator::{CoordinatorStore, StoreError};
-use crate::registry::Registry;
-use crate::runtime::{Detached, HostServices};
+use crate::registry::Plugins;
+use crate::runtime::HostServices;
 
 /// What the guard learned and refused during one attempt.
 #[derive(Debug, Default)]
@@ -61,7 +61,7 @@ pub struct AttemptGuard {
     old_names: BTreeSet<String>,
     cluster: Arc<dyn Cluster>,
     store: Arc<dyn CoordinatorStore>,
-    registry: Arc<Registry>,
+    registry: Arc<dyn Plugins>,
     origin: Instant,
     ledger: Mutex<Ledger>,
     /// Time spent in host calls, in nanoseconds: a phase's wall time minus
@@ -89,7 +89,7 @@ impl AttemptGuard {
         old_layout: Option<Layout>,
         cluster: Arc<dyn Cluster>,
         store: Arc<dyn CoordinatorStore>,
-        registry: Arc<Registry>,
+        registry: Arc<dyn Plugins>,
     ) -> Self {
         let old_names = old_layout.iter().flat_map(|l| named_services(l)).collect();
         AttemptGuard {
@@ -442,7 +442,7 @@ impl HostServices for AttemptGuard {
         }
         let answer = self
             .registry
-            .call_placement(&request, Arc::new(Detached::default()))
+            .place(&request)
             .await
             .map_err(|err| PlacementError { vacancy: 0, constraint: "policy-failed".into(), message: err.to_string() })??;
         let _timer = self.timer();

@@ -20,7 +20,7 @@ use crate::bindings::types::{AttemptState, Epoch, PhaseStep, RecoveryConfig};
 use crate::cluster::Cluster;
 use crate::coordinator::{CoordinatorStore, StoreError};
 use crate::guard::AttemptGuard;
-use crate::registry::{PHASES, Registry, world_of};
+use crate::registry::{PHASES, Plugins, world_of};
 use crate::runtime::World;
 
 /// Bounds of a director's work.
@@ -58,7 +58,7 @@ pub enum DirectorError {
 
 /// Runs recovery attempts against one cluster.
 pub struct Director {
-    registry: Arc<Registry>,
+    registry: Arc<dyn Plugins>,
     cluster: Arc<dyn Cluster>,
     store: Arc<dyn CoordinatorStore>,
     config: RecoveryConfig,
@@ -69,7 +69,7 @@ impl Director {
     /// A director for `cluster`, persisting through `store`, with phases and
     /// placement from `registry`.
     pub fn new(
-        registry: Arc<Registry>,
+        registry: Arc<dyn Plugins>,
         cluster: Arc<dyn Cluster>,
         store: Arc<dyn CoordinatorStore>,
         config: RecoveryConfig,
@@ -171,7 +171,7 @@ impl Director {
             }
             let span = tracing::info_span!("phase", name = %phase, epoch = state.epoch, attempt = state.attempt, outcome = tracing::field::Empty);
             let started = Instant::now();
-            let result = self.registry.call_phase(&phase, &state, guard.clone()).instrument(span.clone()).await;
+            let result = self.registry.run_phase(&phase, &state, guard.clone()).instrument(span.clone()).await;
             let mut record = PhaseRecord { phase: phase.clone(), duration: started.elapsed(), outcome: String::new() };
             // I2/I8: once superseded, the attempt ends, whatever the plugin returned.
             if let Some(newer) = guard.superseded() {

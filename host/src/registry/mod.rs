@@ -8,6 +8,7 @@
 //! the version it started with while the next call sees the new one. Every
 //! version stays in the slot's history, so a rollback is a pointer move.
 
+mod plugins;
 mod slots;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
+pub use plugins::Plugins;
 pub use slots::{PHASES, PLACEMENT, all as all_slots, world_of};
 
 use crate::bindings::types::{Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest};

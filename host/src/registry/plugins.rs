@@ -1,0 +1,45 @@
+//! Where a director's phases and placement decisions come from.
+
+use std::sync::Arc;
+
+use super::{InvokeError, Registry};
+use crate::bindings::types::{Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest};
+use crate::runtime::{Detached, HostServices};
+
+/// The phases and the placement policy a director runs. The [`Registry`]
+/// runs them as sandboxed components; the native baseline of the benchmarks
+/// runs the same crates compiled natively, behind the same invariant guard.
+#[async_trait::async_trait]
+pub trait Plugins: Send + Sync {
+    /// Runs the phase in `slot` on `state`, with `services` as its host.
+    async fn run_phase(
+        &self,
+        slot: &str,
+        state: &AttemptState,
+        services: Arc<dyn HostServices>,
+    ) -> Result<PhaseOutcome, InvokeError>;
+
+    /// Asks the placement policy.
+    async fn place(&self, request: &PlacementRequest)
+    -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError>;
+}
+
+#[async_trait::async_trait]
+impl Plugins for Registry {
+    async fn run_phase(
+        &self,
+        slot: &str,
+        state: &AttemptState,
+        services: Arc<dyn HostServices>,
+    ) -> Result<PhaseOutcome, InvokeError> {
+        self.call_phase(slot, state, services).await
+    }
+
+    async fn place(
+        &self,
+        request: &PlacementRequest,
+    ) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
+        // A placement policy imports only `log`: it reaches nothing else.
+        self.call_placement(request, Arc::new(Detached::default())).await
+    }
+}
