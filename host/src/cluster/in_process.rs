@@ -6,7 +6,7 @@
 //! storage pulling from the logs, and reads.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
@@ -69,8 +69,9 @@ struct State {
     nodes: BTreeMap<String, NodeState>,
     workers: BTreeMap<String, Worker>,
     next_worker: u64,
-    /// The layout the proxies were opened with: the live generation.
-    live: Option<Layout>,
+    /// The layout of the live generation. Shared, because every commit and
+    /// pump reads it while changing the workers.
+    live: Option<Arc<Layout>>,
     /// The newest version acknowledged by the live generation.
     committed: Version,
 }
@@ -156,7 +157,7 @@ impl InProcessCluster {
 
     /// The layout of the live generation, as its proxies know it.
     pub fn live_layout(&self) -> Option<Layout> {
-        self.lock_state().live.clone()
+        self.lock_state().live.as_deref().cloned()
     }
 
     /// Commits `writes` through the live generation: a version from the
@@ -473,7 +474,7 @@ impl Cluster for InProcessCluster {
     async fn adopt(&self, layout: &Layout) {
         let mut state = self.lock_state();
         state.committed = state.committed.max(layout.recovery_version);
-        state.live = Some(layout.clone());
+        state.live = Some(Arc::new(layout.clone()));
     }
 
     async fn release(&self, id: &str) {
