@@ -21,12 +21,19 @@ fn main() {
 
 fn tokio() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap())
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    })
 }
 
 fn runtime() -> Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
-    RUNTIME.get_or_init(|| Arc::new(Runtime::new(RuntimeConfig::default()).unwrap())).clone()
+    RUNTIME
+        .get_or_init(|| Arc::new(Runtime::new(RuntimeConfig::default()).unwrap()))
+        .clone()
 }
 
 fn phase_bytes() -> &'static [u8] {
@@ -63,8 +70,11 @@ fn compile_default(bencher: divan::Bencher) {
 #[divan::bench(sample_count = 50, sample_size = 1)]
 fn load_from_disk_cache(bencher: divan::Bencher) {
     let dir = tempfile::tempdir().unwrap();
-    let runtime =
-        Runtime::new(RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), ..Default::default() }).unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap();
     runtime.compile(phase_bytes()).unwrap();
     bencher.bench_local(|| {
         runtime.forget_compiled();
@@ -79,7 +89,11 @@ fn swap_then_call(bencher: divan::Bencher) {
     let services: Arc<dyn HostServices> = Arc::new(Detached::default());
     let state = state();
     bencher
-        .with_inputs(|| registry.prepare("validate-layout", phase_bytes(), "bench").unwrap())
+        .with_inputs(|| {
+            registry
+                .prepare("validate-layout", phase_bytes(), "bench")
+                .unwrap()
+        })
         .bench_local_values(|candidate| {
             let version = registry.activate(candidate).number;
             tokio()
@@ -93,6 +107,41 @@ fn swap_then_call(bencher: divan::Bencher) {
 fn activate_only(bencher: divan::Bencher) {
     let registry = Registry::with_defaults(runtime()).unwrap();
     bencher
-        .with_inputs(|| registry.prepare("validate-layout", phase_bytes(), "bench").unwrap())
+        .with_inputs(|| {
+            registry
+                .prepare("validate-layout", phase_bytes(), "bench")
+                .unwrap()
+        })
         .bench_local_values(|candidate| registry.activate(candidate).number);
+}
+
+/// The final state of a first-start recovery of a 9-node cluster: what a
+/// phase late in the pipeline receives.
+fn nine_node_state() -> AttemptState {
+    use ratchet::cluster::InProcessCluster;
+    use ratchet::coordinator::MemoryStore;
+    use ratchet::director::{Director, DirectorOptions};
+    let registry = Arc::new(Registry::with_defaults(runtime()).unwrap());
+    let cluster = Arc::new(InProcessCluster::with_zones(9, 3, 64));
+    let director = Director::new(
+        registry,
+        cluster,
+        Arc::new(MemoryStore::default()),
+        RecoveryConfig::default(),
+        DirectorOptions::default(),
+    );
+    let report = tokio().block_on(director.recover()).unwrap();
+    *report.last().unwrap().final_state.clone()
+}
+
+#[divan::bench]
+fn call_phase_nine_node_state(bencher: divan::Bencher) {
+    let registry = Registry::with_defaults(runtime()).unwrap();
+    let services: Arc<dyn HostServices> = Arc::new(Detached::default());
+    let state = nine_node_state();
+    bencher.bench_local(|| {
+        tokio()
+            .block_on(registry.call_phase("determine-path", &state, services.clone()))
+            .unwrap()
+    });
 }

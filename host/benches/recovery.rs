@@ -32,8 +32,7 @@ struct Shape {
 
 fn registry() -> Arc<dyn Plugins> {
     static REGISTRY: OnceLock<Arc<Registry>> = OnceLock::new();
-    let registry: Arc<Registry> =
-    REGISTRY
+    let registry: Arc<Registry> = REGISTRY
         .get_or_init(|| {
             let runtime = Arc::new(Runtime::new(RuntimeConfig::default()).unwrap());
             Arc::new(Registry::with_defaults(runtime).unwrap())
@@ -43,14 +42,28 @@ fn registry() -> Arc<dyn Plugins> {
 }
 
 fn main() {
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let shapes = [
-        Shape { label: "9 nodes", nodes: 9, zones: 3, config: RecoveryConfig::default(), writes: 3_000, runs: 20 },
+        Shape {
+            label: "9 nodes",
+            nodes: 9,
+            zones: 3,
+            config: RecoveryConfig::default(),
+            writes: 3_000,
+            runs: 20,
+        },
         Shape {
             label: "1,000 nodes",
             nodes: 1_000,
             zones: 10,
-            config: RecoveryConfig { desired_logs: 30, shards: 3_300, ..RecoveryConfig::default() },
+            config: RecoveryConfig {
+                desired_logs: 30,
+                shards: 3_300,
+                ..RecoveryConfig::default()
+            },
             writes: 3_000,
             runs: 5,
         },
@@ -60,7 +73,16 @@ fn main() {
         "cluster", "services", "runs", "wasm wall", "in wasm", "native wall", "wasm/native"
     );
     let native: Arc<dyn Plugins> = Arc::new(NativePlugins);
+    // `cargo bench --bench recovery -- 9` runs only the shapes whose label
+    // starts with the argument.
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     for shape in shapes {
+        if filter
+            .as_deref()
+            .is_some_and(|f| !shape.label.starts_with(f))
+        {
+            continue;
+        }
         let mut walls = Vec::new();
         let mut wasm = Vec::new();
         let mut natives = Vec::new();
@@ -100,7 +122,10 @@ async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>) -> (Duration, Du
         DirectorOptions::default(),
     );
     let boot = director.recover().await.unwrap();
-    let layout = boot.layout().unwrap_or_else(|| panic!("boot did not complete: {}", boot.last().unwrap().outcome)).clone();
+    let layout = boot
+        .layout()
+        .unwrap_or_else(|| panic!("boot did not complete: {}", boot.last().unwrap().outcome))
+        .clone();
     for i in 0..shape.writes {
         let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
         cluster.commit(&[(key, format!("value-{i}"))]).unwrap();
@@ -113,8 +138,28 @@ async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>) -> (Duration, Du
     let started = Instant::now();
     let report = director.recover().await.unwrap();
     let wall = started.elapsed();
-    let recovered = report.layout().unwrap_or_else(|| panic!("recovery did not complete: {:?}", report.last().map(|a| &a.outcome)));
+    let recovered = report.layout().unwrap_or_else(|| {
+        panic!(
+            "recovery did not complete: {:?}",
+            report.last().map(|a| &a.outcome)
+        )
+    });
     let in_wasm = report.attempts.iter().map(|a| a.wasm_time()).sum();
+    if std::env::var_os("RATCHET_BENCH_PHASES").is_some() {
+        for attempt in &report.attempts {
+            for phase in &attempt.timeline {
+                eprintln!(
+                    "  {:<28} {:>10.1} µs",
+                    phase.phase,
+                    phase.duration.as_secs_f64() * 1e6
+                );
+            }
+            eprintln!(
+                "  host time {:>10.1} µs",
+                attempt.host_time.as_secs_f64() * 1e6
+            );
+        }
+    }
     (wall, in_wasm, recovered.services.len())
 }
 
@@ -125,7 +170,8 @@ async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>) -> (Duration, Du
 struct NativePlugins;
 
 fn convert<A: serde::Serialize, B: serde::de::DeserializeOwned>(value: &A) -> B {
-    postcard::from_bytes(&postcard::to_stdvec(value).expect("encodes")).expect("same WIT, same shape")
+    postcard::from_bytes(&postcard::to_stdvec(value).expect("encodes"))
+        .expect("same WIT, same shape")
 }
 
 fn dispatch(slot: &str, state: g::AttemptState, host: &mut dyn GuestHost) -> g::PhaseOutcome {
@@ -136,7 +182,9 @@ fn dispatch(slot: &str, state: g::AttemptState, host: &mut dyn GuestHost) -> g::
         "initialize" => phase_initialize::Initialize::run(state, host),
         "plan-log-recovery" => phase_plan_log_recovery::PlanLogRecovery::run(state, host),
         "create-vacancies" => phase_create_vacancies::CreateVacancies::run(state, host),
-        "determine-durable-version" => phase_determine_durable_version::DetermineDurableVersion::run(state, host),
+        "determine-durable-version" => {
+            phase_determine_durable_version::DetermineDurableVersion::run(state, host)
+        }
         "recruit-logs" => phase_recruit_logs::RecruitLogs::run(state, host),
         "recruit-storage" => phase_recruit_storage::RecruitStorage::run(state, host),
         "replay-logs" => phase_replay_logs::ReplayLogs::run(state, host),
@@ -161,12 +209,16 @@ impl Plugins for NativePlugins {
         let state: g::AttemptState = convert(state);
         let outcome = tokio::task::block_in_place(|| {
             let mut host = NativeHost { services, handle };
-            dispatch(slot, state, &mut host)
+            // As the SDK's export glue does: the old layout stays host-side.
+            ratchet_guest::__private::returned(dispatch(slot, state, &mut host))
         });
         Ok(convert(&outcome))
     }
 
-    async fn place(&self, request: &PlacementRequest) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
+    async fn place(
+        &self,
+        request: &PlacementRequest,
+    ) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
         let answer = <policy_spread_zones::SpreadZones as PlacementPolicy>::place(convert(request));
         Ok(convert(&answer))
     }
@@ -195,7 +247,11 @@ impl GuestHost for NativeHost {
     fn lock(&mut self, ids: &[String]) -> Vec<Result<g::LockInfo, g::ClusterError>> {
         convert(&self.wait(self.services.lock(ids.to_vec())))
     }
-    fn create_worker(&mut self, node: &str, kind: g::ServiceKind) -> Result<g::ServiceDescriptor, g::ClusterError> {
+    fn create_worker(
+        &mut self,
+        node: &str,
+        kind: g::ServiceKind,
+    ) -> Result<g::ServiceDescriptor, g::ClusterError> {
         convert(&self.wait(self.services.create_worker(node.into(), convert(&kind))))
     }
     fn recover_log(
@@ -206,9 +262,19 @@ impl GuestHost for NativeHost {
         first: g::Version,
         last: g::Version,
     ) -> Result<(), g::ClusterError> {
-        convert(&self.wait(self.services.recover_log(target.into(), sources.to_vec(), tags.to_vec(), first, last)))
+        convert(&self.wait(self.services.recover_log(
+            target.into(),
+            sources.to_vec(),
+            tags.to_vec(),
+            first,
+            last,
+        )))
     }
-    fn start_role(&mut self, node: &str, kind: g::ServiceKind) -> Result<g::ServiceDescriptor, g::ClusterError> {
+    fn start_role(
+        &mut self,
+        node: &str,
+        kind: g::ServiceKind,
+    ) -> Result<g::ServiceDescriptor, g::ClusterError> {
         convert(&self.wait(self.services.start_role(node.into(), convert(&kind))))
     }
     fn unlock(&mut self, ids: &[String], layout: &g::Layout) -> Vec<Result<(), g::ClusterError>> {
@@ -217,7 +283,10 @@ impl GuestHost for NativeHost {
     fn persist_layout(&mut self, layout: &g::Layout) -> Result<(), g::ClusterError> {
         convert(&self.wait(self.services.persist_layout(convert(layout))))
     }
-    fn place(&mut self, request: &g::PlacementRequest) -> Result<Vec<g::Assignment>, g::PlacementError> {
+    fn place(
+        &mut self,
+        request: &g::PlacementRequest,
+    ) -> Result<Vec<g::Assignment>, g::PlacementError> {
         convert(&self.wait(self.services.place(convert(request))))
     }
     fn now_ms(&mut self) -> u64 {

@@ -78,4 +78,12 @@ pub fn kind_name(kind: types::ServiceKind) -> &'static str {
 #[doc(hidden)]
 pub mod __private {
     pub use wit_bindgen;
+
+    /// The outcome as it crosses back to the host: without the old layout,
+    /// which the host owns and restores (see `old-layout` in the WIT), so the
+    /// largest part of the state is never copied out of the guest.
+    pub fn returned(mut outcome: crate::types::PhaseOutcome) -> crate::types::PhaseOutcome {
+        outcome.state.old_layout = None;
+        outcome
+    }
 }

@@ -102,7 +102,7 @@ macro_rules! export_phase {
 
             impl exports::ratchet::recovery::phase::Guest for Component {
                 fn run(state: t::AttemptState) -> t::PhaseOutcome {
-                    <$phase as ::ratchet_guest::Phase>::run(state, &mut WitHost)
+                    ::ratchet_guest::__private::returned(<$phase as ::ratchet_guest::Phase>::run(state, &mut WitHost))
                 }
             }
 

@@ -75,7 +75,13 @@ impl Director {
         config: RecoveryConfig,
         options: DirectorOptions,
     ) -> Self {
-        Director { registry, cluster, store, config, options }
+        Director {
+            registry,
+            cluster,
+            store,
+            config,
+            options,
+        }
     }
 
     /// Runs attempts until one completes, one fails, the director is
@@ -111,7 +117,11 @@ impl Director {
 
     /// Runs one attempt with an epoch the coordinator issued earlier, as a
     /// director that was slow to start does; tests use it to stage races.
-    pub async fn run_attempt_at(&self, epoch: Epoch, attempt: u32) -> Result<AttemptReport, DirectorError> {
+    pub async fn run_attempt_at(
+        &self,
+        epoch: Epoch,
+        attempt: u32,
+    ) -> Result<AttemptReport, DirectorError> {
         let old_layout = self.store.state()?.layout;
         let span = tracing::info_span!("attempt", epoch, attempt, outcome = tracing::field::Empty);
         let guard = Arc::new(AttemptGuard::new(
@@ -127,7 +137,9 @@ impl Director {
         let (outcome, timeline, state) = match old_layout.as_ref().map(|l| l.epoch) {
             // A layout persisted by this epoch or a newer one: a newer director
             // has already finished, so this one stops before touching anything.
-            Some(persisted) if persisted >= epoch => (AttemptOutcome::Superseded(persisted), Vec::new(), state),
+            Some(persisted) if persisted >= epoch => {
+                (AttemptOutcome::Superseded(persisted), Vec::new(), state)
+            }
             _ => self.drive(state, &guard).instrument(span.clone()).await,
         };
         let released = match &outcome {
@@ -166,18 +178,27 @@ impl Director {
         for _ in 0..self.options.max_steps {
             // I5: with logs in the old layout, initialization is never run.
             if phase == "initialize" && guard.old_layout_has_logs() {
-                let reason = "I5 refused: the old layout names logs, so the initialize path is forbidden";
+                let reason =
+                    "I5 refused: the old layout names logs, so the initialize path is forbidden";
                 return (AttemptOutcome::Stalled(reason.into()), timeline, state);
             }
             let span = tracing::info_span!("phase", name = %phase, epoch = state.epoch, attempt = state.attempt, outcome = tracing::field::Empty);
             let started = Instant::now();
-            let result = self.registry.run_phase(&phase, &state, guard.clone()).instrument(span.clone()).await;
-            let mut record = PhaseRecord { phase: phase.clone(), duration: started.elapsed(), outcome: String::new() };
+            let result = self
+                .registry
+                .run_phase(&phase, &state, guard.clone())
+                .instrument(span.clone())
+                .await;
+            let mut record = PhaseRecord {
+                phase: phase.clone(),
+                duration: started.elapsed(),
+                outcome: String::new(),
+            };
             // I2/I8: once superseded, the attempt ends, whatever the plugin returned.
             if let Some(newer) = guard.superseded() {
                 if let Ok(out) = result {
                     // Kept for the report only: nothing of it is acted on.
-                    state = out.state;
+                    let _ = take_returned(&mut state, out.state);
                 }
                 record.outcome = format!("superseded by epoch {newer}");
                 span.record("outcome", record.outcome.as_str());
@@ -190,31 +211,36 @@ impl Director {
                     record.outcome = "trapped".into();
                     Some(AttemptOutcome::Stalled(format!("{phase}: {err}")))
                 }
-                Ok(out) => match check_identity(&state, &out.state) {
+                Ok(out) => match take_returned(&mut state, out.state) {
                     Err(reason) => {
                         record.outcome = "refused".into();
                         Some(AttemptOutcome::Stalled(format!("{phase}: {reason}")))
                     }
                     Ok(()) => {
-                        state = out.state;
                         guard.observe_recovery_version(state.recovery_version);
                         record.outcome = step_label(&out.step);
                         match out.step {
-                            PhaseStep::Next(next) if world_of(&next) == Some(World::RecoveryPhase) => {
+                            PhaseStep::Next(next)
+                                if world_of(&next) == Some(World::RecoveryPhase) =>
+                            {
                                 phase = next;
                                 None
                             }
-                            PhaseStep::Next(next) => {
-                                Some(AttemptOutcome::Stalled(format!("{phase} named an unknown next phase `{next}`")))
-                            }
+                            PhaseStep::Next(next) => Some(AttemptOutcome::Stalled(format!(
+                                "{phase} named an unknown next phase `{next}`"
+                            ))),
                             PhaseStep::Completed => match guard.persisted() {
                                 Some(layout) => Some(AttemptOutcome::Completed(layout)),
                                 None => Some(AttemptOutcome::Stalled(format!(
                                     "{phase} reported completion but no layout was persisted"
                                 ))),
                             },
-                            PhaseStep::Stalled(reason) => Some(AttemptOutcome::Stalled(format!("{phase}: {reason}"))),
-                            PhaseStep::Failed(reason) => Some(AttemptOutcome::Failed(format!("{phase}: {reason}"))),
+                            PhaseStep::Stalled(reason) => {
+                                Some(AttemptOutcome::Stalled(format!("{phase}: {reason}")))
+                            }
+                            PhaseStep::Failed(reason) => {
+                                Some(AttemptOutcome::Failed(format!("{phase}: {reason}")))
+                            }
                         }
                     }
                 },
@@ -240,17 +266,26 @@ impl Director {
     }
 }
 
-/// A phase may update what it decides, never who the attempt is.
-fn check_identity(before: &AttemptState, after: &AttemptState) -> Result<(), String> {
-    if after.epoch != before.epoch || after.attempt != before.attempt {
+/// Takes the state a phase returned as the attempt's new state. A phase may
+/// update what it decides, never who the attempt is: a changed epoch, attempt
+/// number, configuration or old layout is refused and `current` is kept.
+///
+/// The old layout is host-owned: a returned `none` means "unchanged" (the SDK
+/// never copies the layout back out of the guest), and the host moves its own
+/// copy into the new state instead of comparing or cloning it.
+fn take_returned(current: &mut AttemptState, mut returned: AttemptState) -> Result<(), String> {
+    if returned.epoch != current.epoch || returned.attempt != current.attempt {
         return Err("a phase may not change the attempt's epoch or number".into());
     }
-    if after.old_layout != before.old_layout {
-        return Err("a phase may not rewrite the old layout".into());
-    }
-    if after.config != before.config {
+    if returned.config != current.config {
         return Err("a phase may not change the recovery configuration".into());
     }
+    match &returned.old_layout {
+        None => returned.old_layout = current.old_layout.take(),
+        Some(layout) if current.old_layout.as_ref() == Some(layout) => {}
+        Some(_) => return Err("a phase may not rewrite the old layout".into()),
+    }
+    *current = returned;
     Ok(())
 }
 
@@ -260,5 +295,82 @@ fn step_label(step: &PhaseStep) -> String {
         PhaseStep::Completed => "completed".into(),
         PhaseStep::Stalled(reason) => format!("stalled: {reason}"),
         PhaseStep::Failed(reason) => format!("failed: {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::types::Layout;
+
+    fn layout(epoch: Epoch) -> Layout {
+        Layout {
+            epoch,
+            sequencer: None,
+            commit_proxies: vec![],
+            resolvers: vec![],
+            logs: vec![],
+            storage_teams: vec![],
+            services: vec![],
+            recovery_version: 7,
+        }
+    }
+
+    fn state() -> AttemptState {
+        AttemptState::new(2, 1, RecoveryConfig::default(), Some(layout(1)))
+    }
+
+    #[test]
+    fn a_returned_none_keeps_the_hosts_old_layout() {
+        let mut current = state();
+        let mut returned = state();
+        returned.old_layout = None;
+        returned.durable_version = Some(5);
+        take_returned(&mut current, returned).unwrap();
+        assert_eq!(current.old_layout, Some(layout(1)));
+        assert_eq!(current.durable_version, Some(5));
+    }
+
+    #[test]
+    fn an_unchanged_old_layout_is_accepted_and_a_rewritten_one_refused() {
+        let mut current = state();
+        take_returned(&mut current, state()).unwrap();
+        let mut rewritten = state();
+        rewritten.old_layout = Some(layout(9));
+        rewritten.durable_version = Some(5);
+        let err = take_returned(&mut current, rewritten).unwrap_err();
+        assert!(err.contains("old layout"), "{err}");
+        assert_eq!(
+            current,
+            state(),
+            "a refused step leaves the state as it was"
+        );
+    }
+
+    #[test]
+    fn a_new_cluster_cannot_gain_an_old_layout() {
+        let mut current = AttemptState::new(1, 1, RecoveryConfig::default(), None);
+        let mut returned = current.clone();
+        returned.old_layout = Some(layout(0));
+        assert!(take_returned(&mut current, returned).is_err());
+    }
+
+    #[test]
+    fn identity_and_configuration_are_fixed() {
+        let mut current = state();
+        let mut forged = state();
+        forged.epoch += 1_000;
+        assert!(
+            take_returned(&mut current, forged)
+                .unwrap_err()
+                .contains("epoch")
+        );
+        let mut reshaped = state();
+        reshaped.config.shards = 99;
+        assert!(
+            take_returned(&mut current, reshaped)
+                .unwrap_err()
+                .contains("configuration")
+        );
     }
 }

@@ -28,7 +28,10 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { max_instances: 64, max_memory_bytes: 256 << 20 }
+        EngineConfig {
+            max_instances: 64,
+            max_memory_bytes: 256 << 20,
+        }
     }
 }
 
@@ -59,6 +62,11 @@ pub(crate) fn build(config: &EngineConfig) -> wasmtime::Result<Engine> {
         .epoch_interruption(true)
         .consume_fuel(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // `RATCHET_PERFMAP=1` writes /tmp/perf-PID.map so that `perf report`
+    // names the guests' functions: how a plugin author profiles a plugin.
+    if std::env::var_os("RATCHET_PERFMAP").is_some() {
+        wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Engine::new(&wasm)
 }
 
@@ -72,12 +80,14 @@ impl EpochTicker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let engine = engine.clone();
-        std::thread::Builder::new().name("ratchet-epoch".into()).spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
-            }
-        })?;
+        std::thread::Builder::new()
+            .name("ratchet-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
         Ok(EpochTicker { stop })
     }
 }
