@@ -18,6 +18,8 @@ const PROFILE: &str = "guest";
 enum Use {
     /// Embedded in the binary as the default of this slot.
     Default(&'static str),
+    /// Embedded in the binary as an alternative for a slot: (slot, name).
+    Bundled(&'static str, &'static str),
     /// A test fixture; its path is exported under this constant name.
     Fixture(&'static str),
 }
@@ -40,6 +42,8 @@ const GUESTS: &[(&str, Use)] = &[
     ("phase-assemble-layout", Use::Default("assemble-layout")),
     ("phase-persist-layout", Use::Default("persist-layout")),
     ("policy-spread-zones", Use::Default("placement")),
+    ("policy-least-loaded", Use::Bundled("placement", "least-loaded")),
+    ("policy-pack", Use::Bundled("placement", "pack")),
     ("fixture-adversarial", Use::Fixture("ADVERSARIAL")),
     ("fixture-wrong-world", Use::Fixture("WRONG_WORLD")),
     ("fixture-greedy-lock", Use::Fixture("GREEDY_LOCK")),
@@ -50,6 +54,7 @@ const GUESTS: &[(&str, Use)] = &[
     ("fixture-forge-epoch", Use::Fixture("FORGE_EPOCH")),
     ("fixture-unlocked-source", Use::Fixture("UNLOCKED_SOURCE")),
     ("fixture-stale-persist", Use::Fixture("STALE_PERSIST")),
+    ("fixture-same-node", Use::Fixture("SAME_NODE")),
 ];
 
 fn main() {
@@ -77,6 +82,19 @@ fn main() {
             writeln!(
                 generated,
                 "    EmbeddedComponent {{ slot: {slot:?}, package: {package:?}, bytes: include_bytes!({path:?}) }},",
+            )
+            .unwrap();
+        }
+    }
+    generated.push_str("];\n\n");
+    generated.push_str("/// Alternatives shipped in the binary, chosen by name (`builtin:NAME`).\n");
+    generated.push_str("pub static BUNDLED: &[BundledComponent] = &[\n");
+    for (package, usage) in GUESTS {
+        if let Use::Bundled(slot, name) = usage {
+            let path = artifact(&out_dir, package);
+            writeln!(
+                generated,
+                "    BundledComponent {{ name: {name:?}, slot: {slot:?}, package: {package:?}, bytes: include_bytes!({path:?}) }},",
             )
             .unwrap();
         }

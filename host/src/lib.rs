@@ -7,7 +7,10 @@
 //! - [`runtime`]: the one wasmtime engine, the component cache and the
 //!   per-call sandbox;
 //! - [`registry`]: named plugin slots with validation, atomic swap and rollback;
-//! - [`components`]: the default components embedded in the binary.
+//! - [`components`]: the default components embedded in the binary;
+//! - [`guard`]: the invariant guard between plugins and the cluster;
+//! - [`director`]: the phase driver;
+//! - [`quality`]: how good a layout's placement is.
 
 pub mod bindings;
 pub mod cluster;
@@ -15,6 +18,7 @@ pub mod components;
 pub mod coordinator;
 pub mod director;
 pub mod guard;
+pub mod quality;
 pub mod registry;
 pub mod services;
 pub mod runtime;

@@ -34,6 +34,7 @@ mod bindings {
 
 mod host;
 mod macros;
+pub mod placement;
 pub mod recruit;
 pub mod testing;
 

@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use clap::Args;
 use ratchet::bindings::types::{Layout, RecoveryConfig};
-use ratchet::cluster::InProcessCluster;
+use ratchet::cluster::{Cluster, InProcessCluster};
 use ratchet::coordinator::{CoordinatorStore, FileStore};
 use ratchet::director::{Director, DirectorOptions, RecoveryReport};
+use ratchet::quality::PlacementQuality;
 use ratchet::registry::Registry;
 use ratchet::runtime::Runtime;
 
@@ -29,7 +30,9 @@ pub struct DemoArgs {
     /// Storage teams (shards) of the new cluster.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     shards: u32,
-    /// Replace a slot's component: `--plugin SLOT=FILE` (repeatable).
+    /// Replace a slot's component: `--plugin SLOT=FILE`, or a component
+    /// shipped in the binary: `--plugin placement=builtin:least-loaded` or
+    /// `builtin:pack` (repeatable).
     #[arg(long = "plugin", value_name = "SLOT=FILE")]
     plugins: Vec<String>,
     /// Where the coordinator keeps its state [default: a temporary directory].
@@ -44,7 +47,7 @@ pub fn run(args: DemoArgs, runtime: Runtime) -> Result<(), Failure> {
             .split_once('=')
             .ok_or_else(|| Failure::input(format!("--plugin {spec}: expected SLOT=FILE")))?;
         let version = registry
-            .load_file(slot, std::path::Path::new(file))
+            .load_spec(slot, file)
             .map_err(|e| Failure::input(format!("--plugin {spec}: {e}")))?;
         println!("plugin: {slot} <- {file} (v{}, sha256 {})", version.number, version.sha256.short());
     }
@@ -75,6 +78,7 @@ fn run_in(args: &DemoArgs, registry: Registry, data: &std::path::Path) -> Result
     let boot = tokio.block_on(director.recover()).map_err(anyhow::Error::new)?;
     print_recovery("boot", &boot);
     let first = boot.layout().cloned().ok_or_else(|| anyhow::anyhow!("the new cluster did not boot"))?;
+    print_quality("boot", &first, &tokio.block_on(cluster.nodes()));
 
     let started = Instant::now();
     let mut acked = Vec::with_capacity(args.writes);
@@ -107,6 +111,7 @@ fn run_in(args: &DemoArgs, registry: Registry, data: &std::path::Path) -> Result
     let second = recovery.layout().cloned();
     if let Some(second) = &second {
         print_layouts(&first, second);
+        print_quality("recovery", second, &tokio.block_on(cluster.nodes()));
     }
 
     cluster.pump();
@@ -151,8 +156,17 @@ fn print_recovery(title: &str, report: &RecoveryReport) {
     }
 }
 
+fn print_quality(title: &str, layout: &Layout, nodes: &[ratchet::bindings::types::Node]) {
+    println!("\n{title}: placement quality of epoch {}", layout.epoch);
+    println!("{}", PlacementQuality::of(layout, nodes));
+}
+
 fn print_layouts(old: &Layout, new: &Layout) {
     let describe = |layout: &Layout| -> Vec<String> {
+        let placed = |id: &String| match layout.services.iter().find(|s| &s.id == id) {
+            Some(service) => format!("{id}@{}", service.node),
+            None => id.clone(),
+        };
         let mut lines = vec![
             format!("epoch {}", layout.epoch),
             format!("recovery version {}", layout.recovery_version),
@@ -161,10 +175,10 @@ fn print_layouts(old: &Layout, new: &Layout) {
             format!("resolvers {}", layout.resolvers.join(",")),
         ];
         for log in &layout.logs {
-            lines.push(format!("log {} tags {:?}", log.id, log.tags));
+            lines.push(format!("log {} tags {:?}", placed(&log.id), log.tags));
         }
         for team in &layout.storage_teams {
-            lines.push(format!("team {} {}", team.tag, team.storage_ids.join(",")));
+            lines.push(format!("team {} {}", team.tag, team.storage_ids.iter().map(placed).collect::<Vec<_>>().join(",")));
         }
         lines
     };

@@ -128,6 +128,20 @@ impl InProcessCluster {
         revived
     }
 
+    /// Takes a whole node down: it reports unhealthy, refuses new workers, and
+    /// every worker on it stops answering. Returns the workers it killed.
+    pub fn take_node_down(&self, node: &str) -> Vec<String> {
+        let mut state = self.lock_state();
+        let Some(n) = state.nodes.get_mut(node) else { return Vec::new() };
+        n.up = false;
+        let hosted: Vec<String> =
+            state.workers.values().filter(|w| w.descriptor.node == node && w.alive).map(|w| w.descriptor.id.clone()).collect();
+        for id in &hosted {
+            state.set_alive(id, false);
+        }
+        hosted
+    }
+
     /// Registers an idle log or storage worker on `node` that no layout
     /// names yet, as a machine that joined the cluster does.
     pub fn spawn_idle(&self, node: &str, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {

@@ -197,6 +197,27 @@ impl Registry {
         self.load(slot, &bytes, path.display().to_string())
     }
 
+    /// Loads a component into `slot` from a spec: `builtin:NAME` for an
+    /// alternative shipped in the binary (`placement=builtin:pack`), else a
+    /// file path.
+    pub fn load_spec(&self, slot: &str, spec: &str) -> Result<VersionInfo, LoadError> {
+        let Some(name) = spec.strip_prefix("builtin:") else {
+            return self.load_file(slot, Path::new(spec));
+        };
+        match crate::components::bundled(name) {
+            Some(found) if found.slot == slot => self.load(slot, found.bytes, spec),
+            _ => Err(LoadError::UnknownBuiltin {
+                name: name.into(),
+                slot: slot.into(),
+                known: crate::components::BUNDLED
+                    .iter()
+                    .map(|c| format!("{}=builtin:{}", c.slot, c.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
     /// Makes an earlier version active again: `to`, or else the version that
     /// was active before the current one.
     pub fn rollback(&self, slot: &str, to: Option<u32>) -> Result<VersionInfo, RegistryError> {

@@ -47,6 +47,16 @@ pub enum LoadError {
         /// The slots that exist.
         known: String,
     },
+    /// No bundled component has that name, or it is written for another slot.
+    #[error("no built-in component `{name}` for slot `{slot}` (built-ins: {known})")]
+    UnknownBuiltin {
+        /// The name asked for.
+        name: String,
+        /// The slot it was asked for.
+        slot: String,
+        /// The built-ins that exist, as `slot=builtin:name`.
+        known: String,
+    },
     /// The file could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {

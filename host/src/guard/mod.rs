@@ -14,6 +14,8 @@
 //! I1 lives in the coordinator store, I5 and I9 in the director, which sees
 //! the steps phases return and the failures of their calls.
 
+pub mod placement_check;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -256,50 +258,6 @@ impl AttemptGuard {
         }
         Ok(())
     }
-
-    /// The host's check of a placement answer.
-    fn check_placement(
-        &self,
-        request: &PlacementRequest,
-        answer: &[Assignment],
-    ) -> Result<(), PlacementError> {
-        let nodes: BTreeMap<&str, &Node> = request.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
-        let bad = |vacancy: u32, constraint: &str, message: String| PlacementError {
-            vacancy,
-            constraint: format!("host-check: {constraint}"),
-            message,
-        };
-        for (index, group) in request.vacancies.iter().enumerate() {
-            let index = index as u32;
-            let Some(assignment) = answer.iter().find(|a| a.vacancy == index) else {
-                return Err(bad(index, "complete", "the policy left this group unplaced".into()));
-            };
-            if assignment.nodes.len() != group.count as usize {
-                return Err(bad(
-                    index,
-                    "count",
-                    format!("{} nodes for {} vacancies", assignment.nodes.len(), group.count),
-                ));
-            }
-            for id in &assignment.nodes {
-                match nodes.get(id.as_str()) {
-                    None => return Err(bad(index, "exists", format!("node {id} does not exist"))),
-                    Some(node) if !node.healthy => return Err(bad(index, "healthy", format!("node {id} is down"))),
-                    Some(node) if !node.capabilities.contains(&group.kind) => {
-                        return Err(bad(index, "capable", format!("node {id} cannot host this kind")));
-                    }
-                    Some(_) => {}
-                }
-            }
-            if group.constraints.distinct_nodes {
-                let distinct: BTreeSet<&String> = assignment.nodes.iter().collect();
-                if distinct.len() != assignment.nodes.len() {
-                    return Err(bad(index, "distinct-nodes", "a node was picked twice".into()));
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Every service id a layout names.
@@ -446,7 +404,12 @@ impl HostServices for AttemptGuard {
             .await
             .map_err(|err| PlacementError { vacancy: 0, constraint: "policy-failed".into(), message: err.to_string() })??;
         let _timer = self.timer();
-        self.check_placement(&request, &answer)?;
+        if let Err(error) = placement_check::check(&request, &answer) {
+            let reason = format!("placement answer refused: group {}: {}: {}", error.vacancy, error.constraint, error.message);
+            tracing::warn!(epoch = self.epoch, %reason, "invariant guard refused a placement");
+            self.ledger().refusals.push(reason);
+            return Err(error);
+        }
         Ok(answer)
     }
 
