@@ -129,10 +129,10 @@ async fn the_wrong_world_is_refused_and_the_slot_keeps_its_version() {
 }
 
 #[tokio::test]
-async fn guests_see_no_environment_filesystem_or_clock() {
+async fn guests_see_no_environment_filesystem_clock_or_network() {
     let registry = registry_with_adversary(Limits::default());
     let outcome = registry.call_phase(SLOT, &command("probe"), detached()).await.unwrap();
-    assert_eq!(outcome.step, PhaseStep::Stalled("env=0 file=false dir=false now=0".into()));
+    assert_eq!(outcome.step, PhaseStep::Stalled("env=0 file=false dir=false now=0 net=false".into()));
 }
 
 #[tokio::test]

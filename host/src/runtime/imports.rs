@@ -12,16 +12,21 @@ use crate::bindings::types::{
 };
 use crate::bindings::{clock, cluster, log, placement, types};
 
-/// Links WASI without sockets: I/O streams, clocks, random, the CLI
-/// interfaces and filesystem types. The call's `WasiCtx` grants no preopened
-/// directory, no environment, frozen clocks and a fixed seed, so these
-/// imports give a guest nothing of the host's.
+/// Links the WASI a language runtime expects: I/O streams, clocks, random,
+/// the CLI interfaces, filesystem types and sockets. The call's `WasiCtx`
+/// grants no preopened directory, no environment, frozen clocks, a fixed
+/// seed and no network (TCP, UDP and name lookup are all denied), so these
+/// imports give a guest nothing of the host's. Sockets are linked only so
+/// that runtimes which import them (CPython under componentize-py does)
+/// can load: every socket call fails with `access-denied`.
 pub(super) fn add_wasi(linker: &mut Linker<CallCtx>) -> wasmtime::Result<()> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
     use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
     use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
     use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
+    use wasmtime_wasi::p2::bindings::sockets;
     use wasmtime_wasi::random::WasiRandom;
+    use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
     use wasmtime_wasi_io::bindings::wasi::io;
 
     let l = linker;
@@ -45,6 +50,13 @@ pub(super) fn add_wasi(linker: &mut Linker<CallCtx>) -> wasmtime::Result<()> {
     cli::terminal_stdin::add_to_linker::<CallCtx, WasiCli>(l, CallCtx::cli)?;
     cli::terminal_stdout::add_to_linker::<CallCtx, WasiCli>(l, CallCtx::cli)?;
     cli::terminal_stderr::add_to_linker::<CallCtx, WasiCli>(l, CallCtx::cli)?;
+    sockets::network::add_to_linker::<CallCtx, WasiSockets>(l, &Default::default(), CallCtx::sockets)?;
+    sockets::instance_network::add_to_linker::<CallCtx, WasiSockets>(l, CallCtx::sockets)?;
+    sockets::tcp::add_to_linker::<CallCtx, WasiSockets>(l, CallCtx::sockets)?;
+    sockets::tcp_create_socket::add_to_linker::<CallCtx, WasiSockets>(l, CallCtx::sockets)?;
+    sockets::udp::add_to_linker::<CallCtx, WasiSockets>(l, CallCtx::sockets)?;
+    sockets::udp_create_socket::add_to_linker::<CallCtx, WasiSockets>(l, CallCtx::sockets)?;
+    sockets::ip_name_lookup::add_to_linker::<CallCtx, WasiSockets>(l, CallCtx::sockets)?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@
 //! | `spew`     | writes 64 MiB to stdout                               |
 //! | `sleep:MS` | sleeps MS milliseconds of host time, then stalls      |
 //! | `log`      | writes a structured log line and a stderr line        |
-//! | `probe`    | reports what it can see of the host's environment     |
+//! | `probe`    | reports what it can see of the host and its network   |
 //! | otherwise  | stalls with `adversarial: idle`                       |
 
 use std::io::Write;
@@ -61,7 +61,11 @@ impl Phase for Adversarial {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
                     .unwrap_or(u64::MAX);
-                PhaseStep::Stalled(format!("env={env} file={file} dir={dir} now={now}"))
+                use std::net::ToSocketAddrs;
+                let net = std::net::TcpStream::connect("127.0.0.1:9").is_ok()
+                    || std::net::UdpSocket::bind("127.0.0.1:0").is_ok()
+                    || ("localhost", 80).to_socket_addrs().is_ok();
+                PhaseStep::Stalled(format!("env={env} file={file} dir={dir} now={now} net={net}"))
             }
             other => match other.strip_prefix("sleep:").and_then(|ms| ms.parse().ok()) {
                 Some(ms) => {
