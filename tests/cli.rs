@@ -147,3 +147,44 @@ fn the_demo_runs_a_swapped_phase_and_refuses_a_bad_one() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("expected SLOT=FILE"));
 }
+
+/// The per-team lines of a placement-quality table after `heading`.
+fn quality_after<'a>(text: &'a str, heading: &str) -> Vec<&'a str> {
+    let start = text.find(heading).unwrap_or_else(|| panic!("no `{heading}` in:\n{text}"));
+    text[start..].lines().skip(1).take_while(|l| l.starts_with("  ")).collect()
+}
+
+#[test]
+fn the_demo_reports_placement_quality_and_a_policy_changes_it() {
+    let out = ratchet(&["demo", "--writes", "100"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let spread = stdout(&out);
+    let table = quality_after(&spread, "recovery: placement quality of epoch 2");
+    assert!(table.iter().any(|l| l.contains("ZONES/BEST")), "{table:?}");
+    assert!(table.iter().any(|l| l.trim() == "teams held whole by one zone: none"), "{table:?}");
+    assert!(table.iter().any(|l| l.contains("nodes used: 9")), "spread-zones uses every node: {table:?}");
+    assert!(spread.contains("@n"), "the layouts show each service's node");
+
+    let out = ratchet(&["demo", "--writes", "100", "--plugin", "placement=builtin:pack"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let packed = stdout(&out);
+    let table = quality_after(&packed, "recovery: placement quality of epoch 2");
+    assert!(table.iter().any(|l| l.contains("nodes used: 3")), "pack fills three nodes, one per zone: {table:?}");
+    assert!(packed.lines().last().unwrap().starts_with("demo ok:"));
+
+    let out = ratchet(&["demo", "--plugin", "placement=builtin:no-such-policy"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("placement=builtin:least-loaded"), "the error lists the built-ins: {}", stderr(&out));
+}
+
+#[test]
+fn the_custom_placement_example_checks_and_runs_in_the_demo() {
+    let out = ratchet(&["plugin", "check", fixtures::CUSTOM_PLACEMENT, "--slot", "placement"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let spec = format!("placement={}", fixtures::CUSTOM_PLACEMENT);
+    let out = ratchet(&["demo", "--writes", "100", "--plugin", &spec]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("plugin: placement <- "), "{text}");
+    assert_eq!(text.lines().last(), Some("demo ok: epochs=2 committed=100 lost=0"), "{text}");
+}

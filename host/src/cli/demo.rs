@@ -170,9 +170,9 @@ fn print_layouts(old: &Layout, new: &Layout) {
         let mut lines = vec![
             format!("epoch {}", layout.epoch),
             format!("recovery version {}", layout.recovery_version),
-            format!("sequencer {}", layout.sequencer.as_deref().unwrap_or("-")),
-            format!("proxies {}", layout.commit_proxies.join(",")),
-            format!("resolvers {}", layout.resolvers.join(",")),
+            format!("sequencer {}", layout.sequencer.as_ref().map_or("-".into(), placed)),
+            format!("proxies {}", layout.commit_proxies.iter().map(placed).collect::<Vec<_>>().join(",")),
+            format!("resolvers {}", layout.resolvers.iter().map(placed).collect::<Vec<_>>().join(",")),
         ];
         for log in &layout.logs {
             lines.push(format!("log {} tags {:?}", placed(&log.id), log.tags));
@@ -183,10 +183,11 @@ fn print_layouts(old: &Layout, new: &Layout) {
         lines
     };
     let (left, right) = (describe(old), describe(new));
-    println!("\n  {:<44} {}", "OLD LAYOUT", "NEW LAYOUT");
+    let width = left.iter().map(String::len).max().unwrap_or(0).max(10) + 2;
+    println!("\n  {:<width$} {}", "OLD LAYOUT", "NEW LAYOUT");
     for i in 0..left.len().max(right.len()) {
         println!(
-            "  {:<44} {}",
+            "  {:<width$} {}",
             left.get(i).map(String::as_str).unwrap_or(""),
             right.get(i).map(String::as_str).unwrap_or("")
         );
