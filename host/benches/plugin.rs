@@ -145,3 +145,67 @@ fn call_phase_nine_node_state(bencher: divan::Bencher) {
             .unwrap()
     });
 }
+
+/// 10,000 vacancies over 1,000 nodes in 10 zones: 3,333 storage teams of
+/// three that must span three zones, and one sequencer.
+fn large_placement_request() -> ratchet::bindings::types::PlacementRequest {
+    use ratchet::bindings::types::{Node, PlacementConstraints, PlacementRequest, PlacementVacancy, ServiceKind};
+    let kinds = vec![ServiceKind::Log, ServiceKind::Storage, ServiceKind::Sequencer, ServiceKind::CommitProxy, ServiceKind::Resolver];
+    let nodes = (0..1_000)
+        .map(|i| Node {
+            id: format!("n{}", i + 1),
+            zone: format!("z{}", i % 10 + 1),
+            capabilities: kinds.clone(),
+            load: (i % 7) as u32,
+            capacity: 64,
+            healthy: i % 97 != 0,
+            last_seen_ms: 0,
+        })
+        .collect();
+    let group = |kind, count, team| PlacementVacancy {
+        kind,
+        count,
+        team,
+        constraints: PlacementConstraints {
+            min_distinct_zones: count,
+            exclude_nodes: vec![],
+            required_capabilities: vec![],
+            distinct_nodes: true,
+        },
+    };
+    let mut vacancies: Vec<PlacementVacancy> = (0..3_333).map(|t| group(ServiceKind::Storage, 3, Some(t))).collect();
+    vacancies.push(group(ServiceKind::Sequencer, 1, None));
+    PlacementRequest { vacancies, nodes, teams: vec![] }
+}
+
+/// The default placement policy (spread-zones, in wasm) answering 10,000
+/// vacancies over 1,000 nodes: instantiation, copying the request in and
+/// the answer out, and the policy itself. Target: median ≤ 50 ms.
+#[divan::bench(sample_count = 20, sample_size = 1)]
+fn place_10k_vacancies_over_1k_nodes(bencher: divan::Bencher) {
+    let registry = Registry::with_defaults(runtime()).unwrap();
+    let services: Arc<dyn HostServices> = Arc::new(Detached::default());
+    let request = large_placement_request();
+    let vacancies: u32 = request.vacancies.iter().map(|v| v.count).sum();
+    assert_eq!(vacancies, 10_000);
+    bencher.bench_local(|| {
+        let answer = tokio()
+            .block_on(registry.call_placement(&request, services.clone()))
+            .unwrap()
+            .expect("the request can be placed");
+        ratchet::guard::placement_check::check(&request, &answer).expect("the host accepts the answer");
+        answer
+    });
+}
+
+/// The host's check of that answer alone (part of the figure above).
+#[divan::bench(sample_count = 20, sample_size = 1)]
+fn check_10k_placement_answer(bencher: divan::Bencher) {
+    let registry = Registry::with_defaults(runtime()).unwrap();
+    let request = large_placement_request();
+    let answer = tokio()
+        .block_on(registry.call_placement(&request, Arc::new(Detached::default())))
+        .unwrap()
+        .unwrap();
+    bencher.bench_local(|| ratchet::guard::placement_check::check(&request, &answer).unwrap());
+}
