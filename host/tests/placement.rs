@@ -145,3 +145,21 @@ async fn a_policy_swapped_in_takes_over_at_the_next_placement() {
         .collect();
     assert!(recruits.len() < spread_nodes, "pack used {recruits:?}, spread-zones used {spread_nodes} nodes");
 }
+
+#[tokio::test]
+async fn a_request_that_cannot_be_met_stalls_with_the_constraint_named() {
+    // Two nodes cannot hold three logs on distinct nodes.
+    let registry = Arc::new(Registry::with_defaults(common::runtime()).unwrap());
+    let cluster = Arc::new(InProcessCluster::with_zones(2, 2, 10));
+    let options = DirectorOptions { max_attempts: 2, initial_backoff: Duration::from_millis(1), ..Default::default() };
+    let director =
+        Director::new(registry, cluster.clone(), Arc::new(MemoryStore::default()), RecoveryConfig::default(), options);
+    let report = director.recover().await.unwrap();
+    assert_eq!(report.attempts.len(), 2, "each attempt stalls and is retried");
+    for attempt in &report.attempts {
+        let AttemptOutcome::Stalled(reason) = &attempt.outcome else { panic!("expected a stall: {}", attempt.outcome) };
+        assert!(reason.starts_with("recruit-logs: placement failed"), "{reason}");
+        assert!(reason.contains("(capacity)"), "the policy names the constraint: {reason}");
+    }
+    assert!(cluster.live_workers().is_empty());
+}
