@@ -10,7 +10,8 @@
 //! - [`components`]: the default components embedded in the binary;
 //! - [`guard`]: the invariant guard between plugins and the cluster;
 //! - [`director`]: the phase driver;
-//! - [`quality`]: how good a layout's placement is.
+//! - [`quality`]: how good a layout's placement is;
+//! - [`transport`]: framed, versioned calls between processes over TCP.
 
 pub mod bindings;
 pub mod cluster;
@@ -21,4 +22,5 @@ pub mod guard;
 pub mod quality;
 pub mod registry;
 pub mod services;
+pub mod transport;
 pub mod runtime;

@@ -1,12 +1,18 @@
 //! The data-plane services as plain state machines: no I/O, no clock, no
-//! threads. The in-process cluster, the simulator and (later) the worker
-//! process each wrap these same machines; none of them copies the logic.
+//! threads. The in-process cluster, the simulator and the worker process
+//! each wrap these same machines; none of them copies the logic. The worker
+//! makes the log and storage durable with [`DurableLog`] and
+//! [`DurableStorage`], which journal every input before acknowledging it.
 
+mod durable;
+mod journal;
 mod lock;
 mod log;
 mod roles;
 mod storage;
 
+pub use durable::{DurableError, DurableLog, DurableStorage};
+pub use journal::{Journal, JournalError};
 pub use lock::EpochLock;
 pub use log::LogService;
 pub use roles::{CommitProxy, Resolver, Sequencer};

@@ -16,7 +16,7 @@ pub struct StorageService {
 }
 
 /// A copy of a replica's data, to seed a new teammate.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     /// The version the data is durable at.
     pub version: Version,

@@ -1,0 +1,288 @@
+//! The log and storage state machines made durable: every input is applied,
+//! then journaled and fsynced, and only then acknowledged. On restart the
+//! journal is replayed through the same machine.
+//!
+//! A restarted service also refuses locks at or below the epoch that held
+//! it before the restart: an attempt of that epoch may have counted on
+//! something the crash interrupted, so only a newer epoch may take over.
+//! If a journal write fails the service is poisoned: it refuses everything,
+//! as a crashed process would, rather than acknowledge what is not on disk.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::journal::{Journal, JournalError};
+use super::{LogService, Mutation, ServiceError, Snapshot, StorageService};
+use crate::bindings::types::{Epoch, LogRecoveryInfo, ShardTag, StorageRecoveryInfo, Version};
+
+/// Why a durable service refused a call.
+#[derive(Debug, thiserror::Error)]
+pub enum DurableError {
+    /// The state machine refused the input.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// The input could not be made durable; the service is now poisoned.
+    #[error("not durable: {0}")]
+    Journal(#[from] JournalError),
+    /// An earlier journal write failed: the service refuses everything.
+    #[error("the service failed to write its journal earlier and serves nothing until restarted")]
+    Poisoned,
+}
+
+/// The journal, the poison flag and the pre-restart lock floor shared by
+/// both durable services.
+struct Durability<R> {
+    journal: Journal<R>,
+    poisoned: bool,
+    /// Locks at or below this epoch are refused (the holder before a restart).
+    floor: Option<Epoch>,
+}
+
+impl<R: Serialize + for<'de> Deserialize<'de>> Durability<R> {
+    fn check(&self) -> Result<(), DurableError> {
+        if self.poisoned { Err(DurableError::Poisoned) } else { Ok(()) }
+    }
+
+    fn check_lock(&self, epoch: Epoch) -> Result<(), DurableError> {
+        self.check()?;
+        match self.floor {
+            Some(floor) if epoch <= floor => Err(ServiceError::Superseded(floor).into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn record(&mut self, input: &R) -> Result<(), DurableError> {
+        self.journal.append(input).map_err(|err| {
+            self.poisoned = true;
+            tracing::error!(path = %self.journal.path().display(), %err, "journal write failed; service poisoned");
+            DurableError::Journal(err)
+        })
+    }
+}
+
+/// An input of a log, as journaled.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum LogInput {
+    Lock(Epoch),
+    Push { epoch: Epoch, prev: Version, version: Version, mutations: Vec<Mutation> },
+    Install { epoch: Epoch, tags: Vec<ShardTag>, first: Version, last: Version, entries: Vec<(Version, Vec<Mutation>)> },
+    Unlock { epoch: Epoch, tags: Vec<ShardTag>, start: Version },
+}
+
+/// A log whose acknowledged inputs survive a crash.
+pub struct DurableLog {
+    log: LogService,
+    durability: Durability<LogInput>,
+}
+
+impl DurableLog {
+    /// Opens the log journaled at `path`, replaying what it holds.
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let (journal, inputs) = Journal::open(path)?;
+        let mut log = LogService::new();
+        for input in inputs {
+            // Every journaled input was accepted once; it is accepted again.
+            let _ = match input {
+                LogInput::Lock(epoch) => log.lock(epoch, "").map(drop),
+                LogInput::Push { epoch, prev, version, mutations } => log.push(epoch, prev, version, mutations),
+                LogInput::Install { epoch, tags, first, last, entries } => {
+                    log.install_range(epoch, &tags, first, last, entries)
+                }
+                LogInput::Unlock { epoch, tags, start } => log.unlock(epoch, &tags, start),
+            };
+        }
+        let floor = log.lock_holder();
+        Ok(DurableLog { log, durability: Durability { journal, poisoned: false, floor } })
+    }
+
+    /// See [`LogService::lock`].
+    pub fn lock(&mut self, epoch: Epoch, id: &str) -> Result<LogRecoveryInfo, DurableError> {
+        self.durability.check_lock(epoch)?;
+        let info = self.log.lock(epoch, id)?;
+        self.durability.record(&LogInput::Lock(epoch))?;
+        Ok(info)
+    }
+
+    /// See [`LogService::push`]; acknowledged only once on disk.
+    pub fn push(&mut self, epoch: Epoch, prev: Version, version: Version, mutations: Vec<Mutation>) -> Result<(), DurableError> {
+        self.durability.check()?;
+        self.log.push(epoch, prev, version, mutations.clone())?;
+        self.durability.record(&LogInput::Push { epoch, prev, version, mutations })
+    }
+
+    /// See [`LogService::install_range`].
+    pub fn install_range(
+        &mut self,
+        epoch: Epoch,
+        tags: &[ShardTag],
+        first: Version,
+        last: Version,
+        entries: Vec<(Version, Vec<Mutation>)>,
+    ) -> Result<(), DurableError> {
+        self.durability.check()?;
+        self.log.install_range(epoch, tags, first, last, entries.clone())?;
+        self.durability.record(&LogInput::Install { epoch, tags: tags.to_vec(), first, last, entries })
+    }
+
+    /// See [`LogService::unlock`].
+    pub fn unlock(&mut self, epoch: Epoch, tags: &[ShardTag], start: Version) -> Result<(), DurableError> {
+        self.durability.check()?;
+        self.log.unlock(epoch, tags, start)?;
+        self.durability.record(&LogInput::Unlock { epoch, tags: tags.to_vec(), start })
+    }
+
+    /// The state machine, for reads (`read_range`, `pull`, versions).
+    pub fn service(&self) -> &LogService {
+        &self.log
+    }
+}
+
+/// An input of a storage replica, as journaled.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum StorageInput {
+    Lock(Epoch),
+    Unlock(Epoch),
+    Apply { mutations: Vec<(Version, Mutation)>, upto: Version },
+    Install(Snapshot),
+}
+
+/// A storage replica whose applied data and durable version survive a crash.
+pub struct DurableStorage {
+    storage: StorageService,
+    durability: Durability<StorageInput>,
+}
+
+impl DurableStorage {
+    /// Opens the replica journaled at `path`, replaying what it holds.
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let (journal, inputs) = Journal::open(path)?;
+        let mut storage = StorageService::new();
+        for input in inputs {
+            match input {
+                StorageInput::Lock(epoch) => drop(storage.lock(epoch, "")),
+                StorageInput::Unlock(epoch) => drop(storage.unlock(epoch)),
+                StorageInput::Apply { mutations, upto } => storage.apply(mutations, upto),
+                StorageInput::Install(snapshot) => storage.install(snapshot),
+            }
+        }
+        let floor = storage.lock_holder();
+        Ok(DurableStorage { storage, durability: Durability { journal, poisoned: false, floor } })
+    }
+
+    /// See [`StorageService::lock`].
+    pub fn lock(&mut self, epoch: Epoch, id: &str) -> Result<StorageRecoveryInfo, DurableError> {
+        self.durability.check_lock(epoch)?;
+        let info = self.storage.lock(epoch, id)?;
+        self.durability.record(&StorageInput::Lock(epoch))?;
+        Ok(info)
+    }
+
+    /// See [`StorageService::unlock`].
+    pub fn unlock(&mut self, epoch: Epoch) -> Result<(), DurableError> {
+        self.durability.check()?;
+        self.storage.unlock(epoch)?;
+        self.durability.record(&StorageInput::Unlock(epoch))
+    }
+
+    /// See [`StorageService::apply`]; the new durable version is on disk
+    /// when this returns. Inputs that change nothing are not journaled.
+    pub fn apply(&mut self, mutations: Vec<(Version, Mutation)>, upto: Version) -> Result<(), DurableError> {
+        self.durability.check()?;
+        let before = self.storage.durable_version();
+        self.storage.apply(mutations.clone(), upto);
+        if self.storage.durable_version() == before {
+            return Ok(());
+        }
+        let applied: Vec<(Version, Mutation)> = mutations.into_iter().filter(|(v, _)| *v > before && *v <= upto).collect();
+        self.durability.record(&StorageInput::Apply { mutations: applied, upto })
+    }
+
+    /// See [`StorageService::install`].
+    pub fn install(&mut self, snapshot: Snapshot) -> Result<(), DurableError> {
+        self.durability.check()?;
+        let before = self.storage.durable_version();
+        self.storage.install(snapshot.clone());
+        if self.storage.durable_version() == before {
+            return Ok(());
+        }
+        self.durability.record(&StorageInput::Install(snapshot))
+    }
+
+    /// The state machine, for reads.
+    pub fn service(&self) -> &StorageService {
+        &self.storage
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(tag: ShardTag, key: &str) -> Mutation {
+        Mutation { tag, key: key.into(), value: format!("v-{key}") }
+    }
+
+    #[test]
+    fn a_reopened_log_holds_what_it_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log-1.journal");
+        {
+            let mut log = DurableLog::open(&path).unwrap();
+            log.lock(1, "log-1").unwrap();
+            log.unlock(1, &[0], 0).unwrap();
+            log.push(1, 0, 3, vec![m(0, "a")]).unwrap();
+            log.push(1, 3, 4, vec![m(0, "b")]).unwrap();
+            assert!(log.push(1, 0, 9, vec![]).is_err(), "a refused push is not journaled");
+        }
+        let log = DurableLog::open(&path).unwrap();
+        assert_eq!(log.service().last_version(), 4);
+        assert_eq!(log.service().pull(0, 0, 4), vec![(3, m(0, "a")), (4, m(0, "b"))]);
+    }
+
+    #[test]
+    fn a_restarted_log_refuses_locks_at_or_below_its_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.journal");
+        DurableLog::open(&path).unwrap().lock(5, "log").unwrap();
+        let mut log = DurableLog::open(&path).unwrap();
+        assert!(matches!(log.lock(5, "log"), Err(DurableError::Service(ServiceError::Superseded(5)))));
+        assert!(matches!(log.lock(4, "log"), Err(DurableError::Service(ServiceError::Superseded(5)))));
+        assert_eq!(log.lock(6, "log").unwrap().last_version, 0);
+        drop(log);
+        assert_eq!(DurableLog::open(&path).unwrap().service().lock_holder(), Some(6));
+    }
+
+    #[test]
+    fn a_reopened_replica_keeps_its_data_and_durable_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("storage.journal");
+        {
+            let mut s = DurableStorage::open(&path).unwrap();
+            s.lock(1, "s").unwrap();
+            s.unlock(1).unwrap();
+            s.apply(vec![(1, m(0, "a")), (2, m(0, "b"))], 2).unwrap();
+            s.apply(vec![(2, m(0, "b"))], 2).unwrap();
+        }
+        let s = DurableStorage::open(&path).unwrap();
+        assert_eq!(s.service().durable_version(), 2);
+        assert_eq!(s.service().read("b"), Some("v-b"));
+        assert!(s.service().is_serving());
+    }
+
+    #[test]
+    fn a_failed_journal_write_poisons_the_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.journal");
+        let mut log = DurableLog::open(&path).unwrap();
+        log.lock(1, "log").unwrap();
+        log.unlock(1, &[0], 0).unwrap();
+        // From here on every write fails, as on a dead disk.
+        log.durability.journal = Journal::read_only(&path).unwrap();
+        assert!(matches!(log.push(1, 0, 1, vec![m(0, "a")]), Err(DurableError::Journal(_))));
+        assert!(matches!(log.push(1, 1, 2, vec![]), Err(DurableError::Poisoned)));
+        assert!(matches!(log.lock(2, "log"), Err(DurableError::Poisoned)));
+        // What was not acknowledged is not there after a restart.
+        assert_eq!(DurableLog::open(&path).unwrap().service().last_version(), 0);
+    }
+}

@@ -1,0 +1,204 @@
+//! An append-only journal of a service's state-machine inputs, fsynced
+//! before the input is acknowledged. A restarted service replays its journal
+//! through the same state machine, so what it reloads is exactly what it had
+//! acknowledged.
+//!
+//! Each record is a length (4 bytes, big-endian), a CRC-32 of the body
+//! (4 bytes, big-endian) and a postcard body. A crash can leave a torn last
+//! record; [`Journal::open`] drops it (it was never acknowledged) and
+//! truncates the file there. A damaged record anywhere before the tail is
+//! corruption, and opening fails with its offset rather than silently losing
+//! what follows.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The largest record accepted, in bytes.
+const MAX_RECORD: usize = 64 << 20;
+
+/// Why a journal could not be opened or appended to.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The file could not be read, written or synced.
+    #[error("journal {}: {source}", path.display())]
+    Io {
+        /// The journal file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// A record before the tail is damaged.
+    #[error("journal {} is corrupt at byte {offset}: {reason}", path.display())]
+    Corrupt {
+        /// The journal file.
+        path: PathBuf,
+        /// Where the damaged record starts.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A record could not be encoded.
+    #[error("journal {}: cannot encode a record: {reason}", path.display())]
+    Encode {
+        /// The journal file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// An append-only, fsynced file of records of type `R`.
+pub struct Journal<R> {
+    path: PathBuf,
+    file: File,
+    _records: PhantomData<fn(R)>,
+}
+
+impl<R: Serialize + DeserializeOwned> Journal<R> {
+    /// Opens (or creates) the journal at `path` and returns it with every
+    /// record it holds, in order. A torn tail is truncated away.
+    pub fn open(path: &Path) -> Result<(Self, Vec<R>), JournalError> {
+        let io_err = |source| JournalError::Io { path: path.to_path_buf(), source };
+        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io_err)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io_err)?;
+        let (records, valid) = parse(path, &bytes)?;
+        if valid < bytes.len() {
+            tracing::warn!(path = %path.display(), dropped = bytes.len() - valid, "journal: dropping a torn last record");
+            file.set_len(valid as u64).map_err(io_err)?;
+            file.sync_all().map_err(io_err)?;
+        }
+        file.seek(SeekFrom::End(0)).map_err(io_err)?;
+        if let Some(dir) = path.parent() {
+            // Make the file's creation itself durable.
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io_err)?;
+        }
+        Ok((Journal { path: path.to_path_buf(), file, _records: PhantomData }, records))
+    }
+
+    /// Appends `record` and syncs it to disk before returning.
+    pub fn append(&mut self, record: &R) -> Result<(), JournalError> {
+        let body = postcard::to_stdvec(record)
+            .map_err(|e| JournalError::Encode { path: self.path.clone(), reason: e.to_string() })?;
+        if body.len() > MAX_RECORD {
+            return Err(JournalError::Encode {
+                path: self.path.clone(),
+                reason: format!("{} bytes exceeds the record maximum of {MAX_RECORD}", body.len()),
+            });
+        }
+        let mut frame = Vec::with_capacity(8 + body.len());
+        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+        frame.extend_from_slice(&body);
+        let io_err = |source| JournalError::Io { path: self.path.clone(), source };
+        self.file.write_all(&frame).map_err(io_err)?;
+        self.file.sync_data().map_err(io_err)
+    }
+
+    /// A journal on a read-only descriptor, whose every append fails: a
+    /// dead disk, for tests of what a service does then.
+    #[cfg(test)]
+    pub(crate) fn read_only(path: &Path) -> io::Result<Self> {
+        Ok(Journal { path: path.to_path_buf(), file: File::open(path)?, _records: PhantomData })
+    }
+
+    /// The journal's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The records of `bytes` and the length of its valid prefix.
+fn parse<R: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<(Vec<R>, usize), JournalError> {
+    let mut records = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let Some(header) = bytes.get(at..at + 8) else { break };
+        let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_be_bytes(header[4..].try_into().expect("4 bytes"));
+        let corrupt = |reason: String| JournalError::Corrupt { path: path.to_path_buf(), offset: at as u64, reason };
+        if len > MAX_RECORD {
+            return Err(corrupt(format!("record length {len} exceeds the maximum")));
+        }
+        let Some(body) = bytes.get(at + 8..at + 8 + len) else { break };
+        let last = at + 8 + len == bytes.len();
+        if crc32fast::hash(body) != crc {
+            // A torn write can only be the last record.
+            if last {
+                break;
+            }
+            return Err(corrupt("checksum mismatch".into()));
+        }
+        let record = postcard::from_bytes(body).map_err(|e| corrupt(format!("undecodable record: {e}")))?;
+        records.push(record);
+        at += 8 + len;
+    }
+    Ok((records, at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    enum Op {
+        Lock(u64),
+        Push(u64, String),
+    }
+
+    #[test]
+    fn records_survive_a_reopen_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.journal");
+        let (mut journal, records) = Journal::<Op>::open(&path).unwrap();
+        assert!(records.is_empty());
+        journal.append(&Op::Lock(3)).unwrap();
+        journal.append(&Op::Push(4, "a".into())).unwrap();
+        drop(journal);
+        let (mut journal, records) = Journal::<Op>::open(&path).unwrap();
+        assert_eq!(records, [Op::Lock(3), Op::Push(4, "a".into())]);
+        journal.append(&Op::Lock(5)).unwrap();
+        assert_eq!(Journal::<Op>::open(&path).unwrap().1.len(), 3);
+    }
+
+    #[test]
+    fn a_torn_last_record_is_dropped_and_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (mut journal, _) = Journal::<Op>::open(&path).unwrap();
+        journal.append(&Op::Lock(1)).unwrap();
+        let first = std::fs::metadata(&path).unwrap().len();
+        journal.append(&Op::Push(2, "hello".into())).unwrap();
+        let full = std::fs::metadata(&path).unwrap().len();
+        drop(journal);
+        // Cut inside the body, the checksum and the length of the second record.
+        for cut in [full - 1, first + 6, first + 2] {
+            OpenOptions::new().write(true).open(&path).unwrap().set_len(cut).unwrap();
+            let (mut journal, records) = Journal::<Op>::open(&path).unwrap();
+            assert_eq!(records, [Op::Lock(1)], "cut at {cut}");
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), first, "truncated to the last whole record");
+            journal.append(&Op::Push(2, "hello".into())).unwrap();
+        }
+    }
+
+    #[test]
+    fn damage_before_the_tail_is_corruption_with_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (mut journal, _) = Journal::<Op>::open(&path).unwrap();
+        journal.append(&Op::Push(1, "first".into())).unwrap();
+        journal.append(&Op::Push(2, "second".into())).unwrap();
+        drop(journal);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[10] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Journal::<Op>::open(&path).err().unwrap();
+        assert!(matches!(err, JournalError::Corrupt { offset: 0, .. }), "{err}");
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    }
+}

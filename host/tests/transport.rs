@@ -1,0 +1,177 @@
+//! The transport over real sockets on 127.0.0.1: calls and replies, the
+//! handshake's refusals, malformed and oversized frames, timeouts and
+//! reconnection. Whatever one peer sends, the server keeps serving the others.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratchet::transport::rpc::{Call, Hello, HelloReply, MAGIC, PROTOCOL_VERSION, Reply};
+use ratchet::transport::{Client, Handler, Protocol, TransportConfig, TransportError, frame, serve};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+struct Echo;
+
+#[derive(Debug, Serialize, Deserialize)]
+enum EchoRequest {
+    Say(String),
+    SleepMs(u64),
+}
+
+impl Protocol for Echo {
+    const SERVICE: &'static str = "echo";
+    type Request = EchoRequest;
+    type Response = String;
+}
+
+struct EchoHandler;
+
+#[async_trait::async_trait]
+impl Handler<Echo> for EchoHandler {
+    async fn handle(&self, request: EchoRequest) -> String {
+        match request {
+            EchoRequest::Say(text) => text,
+            EchoRequest::SleepMs(ms) => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                format!("slept {ms}")
+            }
+        }
+    }
+}
+
+fn config() -> TransportConfig {
+    TransportConfig { call_timeout: Duration::from_millis(500), max_frame: 1 << 16 }
+}
+
+/// Starts an echo server on a free port; returns its address and task.
+async fn start() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    (addr, tokio::spawn(serve::<Echo, _>(listener, Arc::new(EchoHandler), config())))
+}
+
+async fn raw_connect(addr: &str, service: &str, version: u32) -> (TcpStream, HelloReply) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let hello = Hello { magic: MAGIC, version, service: service.into() };
+    frame::write(&mut stream, &hello, 1 << 16).await.unwrap();
+    let reply = frame::read(&mut stream, 1 << 16).await.unwrap();
+    (stream, reply)
+}
+
+#[tokio::test]
+async fn calls_get_their_replies() {
+    let (addr, _server) = start().await;
+    let client = Client::<Echo>::new(&addr, config());
+    for i in 0..20 {
+        assert_eq!(client.call(EchoRequest::Say(format!("hi {i}"))).await.unwrap(), format!("hi {i}"));
+    }
+}
+
+#[tokio::test]
+async fn the_handshake_refuses_another_service_or_version() {
+    let (addr, _server) = start().await;
+    let (_, reply) = raw_connect(&addr, "coordinator", PROTOCOL_VERSION).await;
+    assert_eq!(reply, HelloReply::Refused("this is a ratchet echo service, not coordinator".into()));
+    let (_, reply) = raw_connect(&addr, "echo", PROTOCOL_VERSION + 1).await;
+    let HelloReply::Refused(reason) = reply else { panic!("a newer version must be refused") };
+    assert!(reason.contains("protocol version 2 is not supported"), "{reason}");
+
+    struct Other;
+    impl Protocol for Other {
+        const SERVICE: &'static str = "coordinator";
+        type Request = EchoRequest;
+        type Response = String;
+    }
+    let err = Client::<Other>::new(&addr, config()).call(EchoRequest::Say("x".into())).await.unwrap_err();
+    assert!(matches!(err, TransportError::Handshake { .. }), "{err}");
+    assert!(err.to_string().contains("not coordinator"), "{err}");
+}
+
+#[tokio::test]
+async fn a_peer_that_is_not_ratchet_is_named_at_handshake() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+    });
+    let err = Client::<Echo>::new(&addr, config()).call(EchoRequest::Say("x".into())).await.unwrap_err();
+    assert!(err.to_string().contains("not a ratchet echo service?"), "{err}");
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_frames_get_an_error_and_the_server_serves_on() {
+    let (addr, _server) = start().await;
+    let client = Client::<Echo>::new(&addr, config());
+
+    // A frame whose body is not a call.
+    let (mut stream, reply) = raw_connect(&addr, "echo", PROTOCOL_VERSION).await;
+    assert!(matches!(reply, HelloReply::Welcome { .. }));
+    stream.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).await.unwrap();
+    let reply: Reply<String> = frame::read(&mut stream, 1 << 16).await.unwrap();
+    assert_eq!(reply.id, 0);
+    assert!(reply.result.unwrap_err().starts_with("malformed frame"));
+    let mut rest = Vec::new();
+    assert_eq!(stream.read_to_end(&mut rest).await.unwrap(), 0, "the connection is closed");
+
+    // A length beyond the maximum.
+    let (mut stream, _) = raw_connect(&addr, "echo", PROTOCOL_VERSION).await;
+    stream.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    let reply: Reply<String> = frame::read(&mut stream, 1 << 16).await.unwrap();
+    assert!(reply.result.unwrap_err().contains("exceeds the maximum"));
+
+    // Garbage instead of a hello.
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    stream.write_all(b"\0\0\0\x01\x07garbage").await.unwrap();
+
+    assert_eq!(client.call(EchoRequest::Say("still here".into())).await.unwrap(), "still here");
+}
+
+#[tokio::test]
+async fn a_call_too_large_to_send_is_refused_by_the_client() {
+    let (addr, _server) = start().await;
+    let client = Client::<Echo>::new(&addr, config());
+    let err = client.call(EchoRequest::Say("x".repeat(1 << 17))).await.unwrap_err();
+    assert!(err.to_string().contains("exceeds the maximum"), "{err}");
+    assert_eq!(client.call(EchoRequest::Say("small".into())).await.unwrap(), "small");
+}
+
+#[tokio::test]
+async fn a_slow_call_times_out_and_its_late_reply_is_never_mistaken() {
+    let (addr, _server) = start().await;
+    let client = Client::<Echo>::new(&addr, config());
+    let err = client.call(EchoRequest::SleepMs(800)).await.unwrap_err();
+    assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+    assert_eq!(client.call(EchoRequest::Say("next".into())).await.unwrap(), "next");
+}
+
+#[tokio::test]
+async fn the_client_reconnects_after_the_server_restarts() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(serve::<Echo, _>(listener, Arc::new(EchoHandler), config()));
+    let client = Client::<Echo>::new(addr.to_string(), config());
+    assert_eq!(client.call(EchoRequest::Say("one".into())).await.unwrap(), "one");
+
+    server.abort();
+    let _ = server.await;
+    let err = client.call(EchoRequest::Say("down".into())).await.unwrap_err();
+    assert!(matches!(err, TransportError::Connect { .. } | TransportError::Frame { .. }), "{err}");
+
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let _server = tokio::spawn(serve::<Echo, _>(listener, Arc::new(EchoHandler), config()));
+    assert_eq!(client.call(EchoRequest::Say("two".into())).await.unwrap(), "two");
+}
+
+#[tokio::test]
+async fn calls_and_replies_are_matched_by_id() {
+    let (addr, _server) = start().await;
+    let mut stream = raw_connect(&addr, "echo", PROTOCOL_VERSION).await.0;
+    frame::write(&mut stream, &Call { id: 41, request: EchoRequest::Say("a".into()) }, 1 << 16).await.unwrap();
+    frame::write(&mut stream, &Call { id: 42, request: EchoRequest::Say("b".into()) }, 1 << 16).await.unwrap();
+    let first: Reply<String> = frame::read(&mut stream, 1 << 16).await.unwrap();
+    let second: Reply<String> = frame::read(&mut stream, 1 << 16).await.unwrap();
+    assert_eq!((first.id, first.result.unwrap()), (41, "a".to_string()));
+    assert_eq!((second.id, second.result.unwrap()), (42, "b".to_string()));
+}
