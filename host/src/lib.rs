@@ -11,7 +11,8 @@
 //! - [`guard`]: the invariant guard between plugins and the cluster;
 //! - [`director`]: the phase driver;
 //! - [`quality`]: how good a layout's placement is;
-//! - [`transport`]: framed, versioned calls between processes over TCP.
+//! - [`transport`]: framed, versioned calls between processes over TCP;
+//! - [`worker`]: the worker process's foreman and protocol.
 
 pub mod bindings;
 pub mod cluster;
@@ -23,4 +24,5 @@ pub mod quality;
 pub mod registry;
 pub mod services;
 pub mod transport;
+pub mod worker;
 pub mod runtime;

@@ -1,11 +1,14 @@
 //! The cluster as the director reaches it: one trait, [`Cluster`], with the
-//! in-process implementation ([`InProcessCluster`]) here. The real-process
-//! transport and the simulator implement the same trait, so every phase and
-//! policy runs unchanged against any of them.
+//! in-process implementation ([`InProcessCluster`]) and the cluster of worker
+//! processes over the transport ([`RemoteCluster`]). The simulator will
+//! implement the same trait, so every phase and policy runs unchanged
+//! against any of them.
 
 mod in_process;
+mod remote;
 
-pub use in_process::{CommitError, InProcessCluster, NodeSpec};
+pub use in_process::{CommitError, InProcessCluster, NodeSpec, tag_of};
+pub use remote::RemoteCluster;
 
 use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,

@@ -1,0 +1,309 @@
+//! The cluster of real worker processes, reached over the transport. It
+//! implements the same [`Cluster`] trait as the in-process cluster, so the
+//! director, the guard and every phase and policy run unchanged; only the
+//! service handles differ.
+//!
+//! Workers register with their node, zone, capacity and address. A node
+//! whose worker does not answer is reported unhealthy, so placement skips it.
+//! Data a recovery moves (a log range, a replica's snapshot) flows through
+//! here: read from one worker, written to another.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::future::join_all;
+use tokio::sync::watch;
+
+use super::{Cluster, CommitError, tag_of};
+use crate::bindings::types::{
+    ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
+};
+use crate::services::Mutation;
+use crate::transport::{Client, TransportConfig};
+use crate::worker::{WorkerProtocol, WorkerReply, WorkerRequest};
+
+/// A registered worker process.
+#[derive(Clone)]
+struct Member {
+    zone: String,
+    capacity: u32,
+    client: Arc<Client<WorkerProtocol>>,
+}
+
+/// The cluster of worker processes.
+pub struct RemoteCluster {
+    config: TransportConfig,
+    members: Mutex<BTreeMap<String, Member>>,
+    /// Which node hosts each service, as last seen.
+    directory: Mutex<BTreeMap<String, String>>,
+    live: Mutex<Option<Arc<Layout>>>,
+    committed: AtomicU64,
+    registrations: watch::Sender<u64>,
+}
+
+impl RemoteCluster {
+    /// An empty cluster; workers join with [`RemoteCluster::register`].
+    pub fn new(config: TransportConfig) -> Self {
+        RemoteCluster {
+            config,
+            members: Mutex::default(),
+            directory: Mutex::default(),
+            live: Mutex::default(),
+            committed: AtomicU64::new(0),
+            registrations: watch::channel(0).0,
+        }
+    }
+
+    /// Adds (or re-adds, at a new address) the worker of `node`, and wakes a
+    /// stalled director.
+    pub fn register(&self, node: &str, zone: &str, capacity: u32, addr: &str) {
+        let client = Arc::new(Client::new(addr, self.config.clone()));
+        lock(&self.members).insert(node.into(), Member { zone: zone.into(), capacity, client });
+        self.registrations.send_modify(|n| *n += 1);
+        tracing::info!(node, zone, addr, "worker registered");
+    }
+
+    /// The layout of the live generation.
+    pub fn live_layout(&self) -> Option<Arc<Layout>> {
+        lock(&self.live).clone()
+    }
+
+    /// The newest acknowledged version.
+    pub fn committed_version(&self) -> Version {
+        self.committed.load(Ordering::SeqCst)
+    }
+
+    /// Commits `writes` through the live generation: admitted by a proxy,
+    /// versioned by the sequencer, checked by every resolver, and pushed to
+    /// every log. Acknowledged (returns the version) only when every log has
+    /// made it durable.
+    pub async fn commit(&self, writes: &[(String, String)]) -> Result<Version, CommitError> {
+        let layout = self.live_layout().ok_or(CommitError::NoGeneration)?;
+        let refused = |service: &str, err: ClusterError| CommitError::Refused {
+            service: service.into(),
+            reason: format!("{err:?}"),
+        };
+        let proxy = layout.commit_proxies.first().ok_or(CommitError::NoGeneration)?;
+        let epoch = match self.ask(proxy, WorkerRequest::Admit { id: proxy.clone() }).await {
+            Ok(WorkerReply::Admitted(epoch)) => epoch,
+            other => return Err(refused(proxy, unexpected(other))),
+        };
+        let sequencer = layout.sequencer.as_deref().ok_or(CommitError::NoGeneration)?;
+        let (prev, version) = match self.ask(sequencer, WorkerRequest::NextVersion { id: sequencer.into(), epoch }).await {
+            Ok(WorkerReply::Versions { prev, version }) => (prev, version),
+            other => return Err(refused(sequencer, unexpected(other))),
+        };
+        for resolver in &layout.resolvers {
+            if let Err(err) = self.ask(resolver, WorkerRequest::Resolve { id: resolver.clone(), epoch }).await {
+                return Err(refused(resolver, err));
+            }
+        }
+        let mutations: Vec<Mutation> = writes
+            .iter()
+            .map(|(key, value)| Mutation { tag: tag_of(&layout, key), key: key.clone(), value: value.clone() })
+            .collect();
+        let pushes = layout.logs.iter().map(|log| {
+            let request =
+                WorkerRequest::Push { id: log.id.clone(), epoch, prev, version, mutations: mutations.clone() };
+            async move { (log.id.as_str(), self.ask(&log.id, request).await) }
+        });
+        for (log, result) in join_all(pushes).await {
+            result.map_err(|err| refused(log, err))?;
+        }
+        self.committed.fetch_max(version, Ordering::SeqCst);
+        Ok(version)
+    }
+
+    /// Lets every serving replica of the live generation catch up from a log
+    /// of its shard that holds the acknowledged version.
+    pub async fn pump(&self) {
+        let Some(layout) = self.live_layout() else { return };
+        let upto = self.committed_version();
+        for team in &layout.storage_teams {
+            for member in &team.storage_ids {
+                let after = match self.ask(member, WorkerRequest::Read { id: member.clone(), key: String::new() }).await {
+                    Ok(WorkerReply::Value { durable, serving: true, .. }) if durable < upto => durable,
+                    _ => continue,
+                };
+                for log in layout.logs.iter().filter(|l| l.tags.contains(&team.tag)) {
+                    let pulled = self.ask(&log.id, WorkerRequest::Pull { id: log.id.clone(), tag: team.tag, after, upto }).await;
+                    if let Ok(WorkerReply::Pulled { mutations, last }) = pulled
+                        && last >= upto
+                    {
+                        let _ = self.ask(member, WorkerRequest::Apply { id: member.clone(), mutations, upto }).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads `key` from a serving replica of its team.
+    pub async fn read(&self, key: &str) -> Option<String> {
+        let layout = self.live_layout()?;
+        let tag = tag_of(&layout, key);
+        let team = layout.storage_teams.iter().find(|t| t.tag == tag)?;
+        for id in &team.storage_ids {
+            if let Ok(WorkerReply::Value { value, serving: true, .. }) =
+                self.ask(id, WorkerRequest::Read { id: id.clone(), key: key.into() }).await
+            {
+                return value;
+            }
+        }
+        None
+    }
+
+    /// Sends `request` to the worker hosting service `id`.
+    async fn ask(&self, id: &str, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
+        let known = lock(&self.directory).get(id).cloned();
+        let node = match known {
+            Some(node) => node,
+            None => {
+                self.services().await;
+                lock(&self.directory).get(id).cloned().ok_or_else(|| ClusterError::NotFound(format!("service {id}")))?
+            }
+        };
+        self.ask_node(&node, request).await
+    }
+
+    async fn ask_node(&self, node: &str, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
+        let member = lock(&self.members).get(node).cloned().ok_or_else(|| ClusterError::NotFound(format!("node {node}")))?;
+        match member.client.call(request).await {
+            Ok(reply) => reply,
+            Err(err) => Err(ClusterError::Unreachable(err.to_string())),
+        }
+    }
+
+    fn note(&self, descriptor: &ServiceDescriptor) {
+        lock(&self.directory).insert(descriptor.id.clone(), descriptor.node.clone());
+    }
+}
+
+#[async_trait::async_trait]
+impl Cluster for RemoteCluster {
+    async fn nodes(&self) -> Vec<Node> {
+        let members: Vec<(String, Member)> = lock(&self.members).iter().map(|(n, m)| (n.clone(), m.clone())).collect();
+        let answers = members.iter().map(|(node, member)| async move {
+            match member.client.call(WorkerRequest::Info).await {
+                Ok(Ok(WorkerReply::Info { node, .. })) => node,
+                _ => Node {
+                    id: node.clone(),
+                    zone: member.zone.clone(),
+                    capabilities: vec![],
+                    load: 0,
+                    capacity: member.capacity,
+                    healthy: false,
+                    last_seen_ms: 0,
+                },
+            }
+        });
+        join_all(answers).await
+    }
+
+    async fn services(&self) -> Vec<ServiceDescriptor> {
+        let members: Vec<Member> = lock(&self.members).values().cloned().collect();
+        let answers = members.iter().map(|member| member.client.call(WorkerRequest::Info));
+        let mut services = Vec::new();
+        for answer in join_all(answers).await {
+            if let Ok(Ok(WorkerReply::Info { services: hosted, .. })) = answer {
+                services.extend(hosted);
+            }
+        }
+        for service in &services {
+            self.note(service);
+        }
+        services
+    }
+
+    async fn lock(&self, id: &str, epoch: Epoch) -> Result<LockInfo, ClusterError> {
+        match self.ask(id, WorkerRequest::Lock { id: id.into(), epoch }).await? {
+            WorkerReply::Locked(info) => Ok(info),
+            other => Err(unexpected(Ok(other))),
+        }
+    }
+
+    async fn create_worker(&self, node: &str, kind: ServiceKind, epoch: Epoch) -> Result<ServiceDescriptor, ClusterError> {
+        match self.ask_node(node, WorkerRequest::CreateWorker { kind, epoch }).await? {
+            WorkerReply::Created(descriptor) => {
+                self.note(&descriptor);
+                Ok(descriptor)
+            }
+            other => Err(unexpected(Ok(other))),
+        }
+    }
+
+    async fn recover_log(
+        &self,
+        epoch: Epoch,
+        target: &str,
+        sources: &[String],
+        tags: &[ShardTag],
+        first: Version,
+        last: Version,
+    ) -> Result<(), ClusterError> {
+        let mut failures = Vec::new();
+        for source in sources {
+            let request = WorkerRequest::ReadRange { id: source.clone(), epoch, tags: tags.to_vec(), first, last };
+            match self.ask(source, request).await {
+                Ok(WorkerReply::Range(entries)) => {
+                    let install =
+                        WorkerRequest::InstallRange { id: target.into(), epoch, tags: tags.to_vec(), first, last, entries };
+                    return self.ask(target, install).await.map(drop);
+                }
+                other => failures.push(format!("{source}: {:?}", unexpected(other))),
+            }
+        }
+        Err(ClusterError::Failed(format!("no source could provide [{first}, {last}]: {}", failures.join("; "))))
+    }
+
+    async fn start_role(&self, node: &str, kind: ServiceKind, epoch: Epoch, start: Version) -> Result<ServiceDescriptor, ClusterError> {
+        match self.ask_node(node, WorkerRequest::StartRole { kind, epoch, start }).await? {
+            WorkerReply::Created(descriptor) => {
+                self.note(&descriptor);
+                Ok(descriptor)
+            }
+            other => Err(unexpected(Ok(other))),
+        }
+    }
+
+    async fn unlock(&self, id: &str, epoch: Epoch, layout: &Layout) -> Result<(), ClusterError> {
+        // A replica new to its team (still empty) is seeded from a teammate first.
+        if let Ok(WorkerReply::Value { durable: 0, .. }) = self.ask(id, WorkerRequest::Read { id: id.into(), key: String::new() }).await
+            && let Some(team) = layout.storage_teams.iter().find(|t| t.storage_ids.iter().any(|s| s == id))
+        {
+            for mate in team.storage_ids.iter().filter(|s| *s != id) {
+                if let Ok(WorkerReply::Snapshot(snapshot)) = self.ask(mate, WorkerRequest::Snapshot { id: mate.clone() }).await {
+                    self.ask(id, WorkerRequest::Install { id: id.into(), snapshot }).await?;
+                    break;
+                }
+            }
+        }
+        self.ask(id, WorkerRequest::Unlock { id: id.into(), epoch, layout: layout.clone() }).await.map(drop)
+    }
+
+    async fn adopt(&self, layout: &Layout) {
+        self.committed.fetch_max(layout.recovery_version, Ordering::SeqCst);
+        *lock(&self.live) = Some(Arc::new(layout.clone()));
+    }
+
+    async fn release(&self, id: &str) {
+        let _ = self.ask(id, WorkerRequest::Release { id: id.into() }).await;
+        lock(&self.directory).remove(id);
+    }
+
+    fn registrations(&self) -> watch::Receiver<u64> {
+        self.registrations.subscribe()
+    }
+}
+
+fn unexpected(reply: Result<WorkerReply, ClusterError>) -> ClusterError {
+    match reply {
+        Err(err) => err,
+        Ok(other) => ClusterError::Failed(format!("unexpected reply {other:?}")),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,291 @@
+//! The foreman of one worker process: it hosts the log, storage, sequencer,
+//! proxy and resolver roles the coordinator asks for, on the same state
+//! machines as the in-process cluster, with logs and storage made durable
+//! in the worker's data directory (`<id>.log` and `<id>.storage` journals).
+//! A restarted foreman reopens every journal it finds; stateless roles die
+//! with the process, as they should.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::protocol::{WorkerProtocol, WorkerReply, WorkerRequest};
+use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag};
+use crate::bindings::kind_name;
+use crate::cluster::NodeSpec;
+use crate::services::{CommitProxy, DurableError, DurableLog, DurableStorage, JournalError, Resolver, Sequencer, ServiceError};
+use crate::transport::Handler;
+
+const ALL_KINDS: [ServiceKind; 5] =
+    [ServiceKind::Log, ServiceKind::Storage, ServiceKind::Sequencer, ServiceKind::CommitProxy, ServiceKind::Resolver];
+
+enum Role {
+    Log(DurableLog),
+    Storage(DurableStorage),
+    Sequencer(Sequencer),
+    Proxy(CommitProxy),
+    Resolver(Resolver),
+}
+
+struct Hosted {
+    descriptor: ServiceDescriptor,
+    role: Role,
+}
+
+/// The foreman of one node.
+pub struct Foreman {
+    spec: NodeSpec,
+    address: String,
+    dir: PathBuf,
+    roles: Mutex<BTreeMap<String, Hosted>>,
+    next: Mutex<u64>,
+}
+
+impl Foreman {
+    /// Opens the foreman of `spec` with its data in `dir`, reloading every
+    /// log and storage journal there. `address` is where it is reached.
+    pub fn open(spec: NodeSpec, dir: &Path, address: impl Into<String>) -> Result<Self, JournalError> {
+        let address = address.into();
+        std::fs::create_dir_all(dir).map_err(|source| JournalError::Io { path: dir.to_path_buf(), source })?;
+        let mut roles = BTreeMap::new();
+        let entries = std::fs::read_dir(dir).map_err(|source| JournalError::Io { path: dir.to_path_buf(), source })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let (id, kind, role) = if let Some(id) = name.strip_suffix(".log") {
+                (id, ServiceKind::Log, Role::Log(DurableLog::open(&path)?))
+            } else if let Some(id) = name.strip_suffix(".storage") {
+                (id, ServiceKind::Storage, Role::Storage(DurableStorage::open(&path)?))
+            } else {
+                continue;
+            };
+            let descriptor = ServiceDescriptor { id: id.into(), kind, node: spec.id.clone(), address: address.clone() };
+            tracing::info!(id, kind = kind_name(kind), "reloaded from disk");
+            roles.insert(id.to_string(), Hosted { descriptor, role });
+        }
+        Ok(Foreman { spec, address, dir: dir.to_path_buf(), roles: Mutex::new(roles), next: Mutex::new(0) })
+    }
+
+    /// Answers one request.
+    pub fn answer(&self, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
+        let mut roles = self.roles.lock().unwrap_or_else(|e| e.into_inner());
+        match request {
+            WorkerRequest::Info => Ok(WorkerReply::Info {
+                node: self.node(roles.len()),
+                services: roles.values().map(|h| h.descriptor.clone()).collect(),
+            }),
+            WorkerRequest::Lock { id, epoch } => {
+                let info = match &mut hosted(&mut roles, &id)?.role {
+                    Role::Log(log) => LockInfo::Log(log.lock(epoch, &id).map_err(durable)?),
+                    Role::Storage(storage) => LockInfo::Storage(storage.lock(epoch, &id).map_err(durable)?),
+                    Role::Sequencer(role) => {
+                        role.stop(epoch)?;
+                        LockInfo::Stateless(ServiceKind::Sequencer)
+                    }
+                    Role::Proxy(role) => {
+                        role.stop(epoch)?;
+                        LockInfo::Stateless(ServiceKind::CommitProxy)
+                    }
+                    Role::Resolver(role) => {
+                        role.stop(epoch)?;
+                        LockInfo::Stateless(ServiceKind::Resolver)
+                    }
+                };
+                Ok(WorkerReply::Locked(info))
+            }
+            WorkerRequest::CreateWorker { kind, epoch } => {
+                self.check_room(roles.len())?;
+                let id = self.new_id(kind, epoch);
+                let role = match kind {
+                    ServiceKind::Log => {
+                        let mut log = DurableLog::open(&self.dir.join(format!("{id}.log"))).map_err(journal)?;
+                        log.lock(epoch, &id).map_err(durable)?;
+                        Role::Log(log)
+                    }
+                    ServiceKind::Storage => {
+                        let mut storage =
+                            DurableStorage::open(&self.dir.join(format!("{id}.storage"))).map_err(journal)?;
+                        storage.lock(epoch, &id).map_err(durable)?;
+                        Role::Storage(storage)
+                    }
+                    other => {
+                        return Err(ClusterError::Failed(format!(
+                            "a foreman creates logs and storage; start a {} with start-role",
+                            kind_name(other)
+                        )));
+                    }
+                };
+                Ok(WorkerReply::Created(self.host(&mut roles, id, kind, role)))
+            }
+            WorkerRequest::StartRole { kind, epoch, start } => {
+                self.check_room(roles.len())?;
+                let id = self.new_id(kind, epoch);
+                let role = match kind {
+                    ServiceKind::Sequencer => Role::Sequencer(Sequencer::new(epoch, start)),
+                    ServiceKind::CommitProxy => Role::Proxy(CommitProxy::new(epoch)),
+                    ServiceKind::Resolver => Role::Resolver(Resolver::new(epoch)),
+                    other => {
+                        return Err(ClusterError::Failed(format!(
+                            "{} is not a stateless role; recruit it with create-worker",
+                            kind_name(other)
+                        )));
+                    }
+                };
+                Ok(WorkerReply::Created(self.host(&mut roles, id, kind, role)))
+            }
+            WorkerRequest::ReadRange { id, epoch, tags, first, last } => match &hosted(&mut roles, &id)?.role {
+                Role::Log(log) => match log.service().lock_holder() {
+                    Some(holder) if holder == epoch => Ok(WorkerReply::Range(log.service().read_range(&tags, first, last)?)),
+                    holder => Err(ClusterError::Refused(format!("{id} is not locked by epoch {epoch} ({holder:?})"))),
+                },
+                _ => Err(not_a(&id, "log")),
+            },
+            WorkerRequest::InstallRange { id, epoch, tags, first, last, entries } => match &mut hosted(&mut roles, &id)?.role {
+                Role::Log(log) => log.install_range(epoch, &tags, first, last, entries).map(done).map_err(durable),
+                _ => Err(not_a(&id, "log")),
+            },
+            WorkerRequest::Unlock { id, epoch, layout } => unlock(hosted(&mut roles, &id)?, epoch, &layout),
+            WorkerRequest::Release { id } => {
+                if let Some(hosted) = roles.remove(&id) {
+                    let file = match hosted.role {
+                        Role::Log(_) => Some(self.dir.join(format!("{id}.log"))),
+                        Role::Storage(_) => Some(self.dir.join(format!("{id}.storage"))),
+                        _ => None,
+                    };
+                    if let Some(file) = file {
+                        let _ = std::fs::remove_file(file);
+                    }
+                }
+                Ok(WorkerReply::Done)
+            }
+            WorkerRequest::Snapshot { id } => match &hosted(&mut roles, &id)?.role {
+                Role::Storage(storage) => Ok(WorkerReply::Snapshot(storage.service().snapshot())),
+                _ => Err(not_a(&id, "storage server")),
+            },
+            WorkerRequest::Install { id, snapshot } => match &mut hosted(&mut roles, &id)?.role {
+                Role::Storage(storage) => storage.install(snapshot).map(done).map_err(durable),
+                _ => Err(not_a(&id, "storage server")),
+            },
+            WorkerRequest::Admit { id } => match &hosted(&mut roles, &id)?.role {
+                Role::Proxy(proxy) => Ok(WorkerReply::Admitted(proxy.admit()?)),
+                _ => Err(not_a(&id, "commit proxy")),
+            },
+            WorkerRequest::NextVersion { id, epoch } => match &mut hosted(&mut roles, &id)?.role {
+                Role::Sequencer(sequencer) => {
+                    let (prev, version) = sequencer.next_version(epoch)?;
+                    Ok(WorkerReply::Versions { prev, version })
+                }
+                _ => Err(not_a(&id, "sequencer")),
+            },
+            WorkerRequest::Resolve { id, epoch } => match &hosted(&mut roles, &id)?.role {
+                Role::Resolver(resolver) => resolver.resolve(epoch).map(done).map_err(ClusterError::from),
+                _ => Err(not_a(&id, "resolver")),
+            },
+            WorkerRequest::Push { id, epoch, prev, version, mutations } => match &mut hosted(&mut roles, &id)?.role {
+                Role::Log(log) => log.push(epoch, prev, version, mutations).map(done).map_err(durable),
+                _ => Err(not_a(&id, "log")),
+            },
+            WorkerRequest::Pull { id, tag, after, upto } => match &hosted(&mut roles, &id)?.role {
+                Role::Log(log) => Ok(WorkerReply::Pulled {
+                    mutations: log.service().pull(tag, after, upto),
+                    last: log.service().last_version(),
+                }),
+                _ => Err(not_a(&id, "log")),
+            },
+            WorkerRequest::Apply { id, mutations, upto } => match &mut hosted(&mut roles, &id)?.role {
+                Role::Storage(storage) => storage.apply(mutations, upto).map(done).map_err(durable),
+                _ => Err(not_a(&id, "storage server")),
+            },
+            WorkerRequest::Read { id, key } => match &hosted(&mut roles, &id)?.role {
+                Role::Storage(storage) => Ok(WorkerReply::Value {
+                    value: storage.service().read(&key).map(str::to_string),
+                    durable: storage.service().durable_version(),
+                    serving: storage.service().is_serving(),
+                }),
+                _ => Err(not_a(&id, "storage server")),
+            },
+        }
+    }
+
+    fn node(&self, load: usize) -> Node {
+        Node {
+            id: self.spec.id.clone(),
+            zone: self.spec.zone.clone(),
+            capabilities: ALL_KINDS.to_vec(),
+            load: load as u32,
+            capacity: self.spec.capacity,
+            healthy: true,
+            last_seen_ms: 0,
+        }
+    }
+
+    fn check_room(&self, load: usize) -> Result<(), ClusterError> {
+        if load as u32 >= self.spec.capacity {
+            return Err(ClusterError::Failed(format!("node {} is full ({} workers)", self.spec.id, self.spec.capacity)));
+        }
+        Ok(())
+    }
+
+    /// A service id unique in the cluster: the node, the epoch that created
+    /// it (epochs are never reissued) and a counter.
+    fn new_id(&self, kind: ServiceKind, epoch: Epoch) -> String {
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        *next += 1;
+        format!("{}-{}-e{epoch}-{}", kind_name(kind), self.spec.id, *next)
+    }
+
+    fn host(&self, roles: &mut BTreeMap<String, Hosted>, id: String, kind: ServiceKind, role: Role) -> ServiceDescriptor {
+        let descriptor =
+            ServiceDescriptor { id: id.clone(), kind, node: self.spec.id.clone(), address: self.address.clone() };
+        roles.insert(id, Hosted { descriptor: descriptor.clone(), role });
+        descriptor
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler<WorkerProtocol> for Foreman {
+    async fn handle(&self, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
+        // Journal writes fsync: keep them off the async threads.
+        tokio::task::block_in_place(|| self.answer(request))
+    }
+}
+
+fn unlock(hosted: &mut Hosted, epoch: Epoch, layout: &Layout) -> Result<WorkerReply, ClusterError> {
+    let id = hosted.descriptor.id.clone();
+    match &mut hosted.role {
+        Role::Log(log) => {
+            let tags: Vec<ShardTag> = layout.logs.iter().find(|l| l.id == id).map(|l| l.tags.clone()).unwrap_or_default();
+            log.unlock(epoch, &tags, layout.recovery_version).map_err(durable)?;
+        }
+        Role::Storage(storage) => storage.unlock(epoch).map_err(durable)?,
+        Role::Proxy(proxy) => proxy.unlock(epoch)?,
+        Role::Sequencer(role) if role.epoch() == epoch => {}
+        Role::Resolver(role) if role.epoch() == epoch => {}
+        Role::Sequencer(role) => return Err(ServiceError::Fenced { serving: role.epoch(), request: epoch }.into()),
+        Role::Resolver(role) => return Err(ServiceError::Fenced { serving: role.epoch(), request: epoch }.into()),
+    }
+    Ok(WorkerReply::Done)
+}
+
+fn hosted<'a>(roles: &'a mut BTreeMap<String, Hosted>, id: &str) -> Result<&'a mut Hosted, ClusterError> {
+    roles.get_mut(id).ok_or_else(|| ClusterError::NotFound(format!("service {id}")))
+}
+
+fn done(_: ()) -> WorkerReply {
+    WorkerReply::Done
+}
+
+fn not_a(id: &str, what: &str) -> ClusterError {
+    ClusterError::Failed(format!("{id} is not a {what}"))
+}
+
+fn durable(err: DurableError) -> ClusterError {
+    match err {
+        DurableError::Service(err) => err.into(),
+        other => ClusterError::Failed(other.to_string()),
+    }
+}
+
+fn journal(err: JournalError) -> ClusterError {
+    ClusterError::Failed(err.to_string())
+}

@@ -1,0 +1,91 @@
+//! What the coordinator (and clients) ask a worker process, over the
+//! transport. One request per service operation; every change carries the
+//! caller's epoch, and the worker's state machines enforce their locks.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version};
+use crate::services::{Mutation, Snapshot};
+use crate::transport::Protocol;
+
+/// The worker protocol.
+pub struct WorkerProtocol;
+
+impl Protocol for WorkerProtocol {
+    const SERVICE: &'static str = "worker";
+    type Request = WorkerRequest;
+    type Response = Result<WorkerReply, ClusterError>;
+}
+
+/// A request to a worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum WorkerRequest {
+    /// The node and the services it hosts.
+    Info,
+    /// Lock a service at `epoch` and report its recovery information.
+    Lock { id: String, epoch: Epoch },
+    /// Create a log or storage server, locked at `epoch`.
+    CreateWorker { kind: ServiceKind, epoch: Epoch },
+    /// Start a sequencer, proxy or resolver of generation `epoch`.
+    StartRole { kind: ServiceKind, epoch: Epoch, start: Version },
+    /// The mutations of `tags` in `[first, last]` held by a log locked by `epoch`.
+    ReadRange { id: String, epoch: Epoch, tags: Vec<ShardTag>, first: Version, last: Version },
+    /// Install a recovered range into a log locked by `epoch`.
+    InstallRange {
+        id: String,
+        epoch: Epoch,
+        tags: Vec<ShardTag>,
+        first: Version,
+        last: Version,
+        entries: Vec<(Version, Vec<Mutation>)>,
+    },
+    /// Serve generation `epoch` with `layout`.
+    Unlock { id: String, epoch: Epoch, layout: Layout },
+    /// Stop and forget a service.
+    Release { id: String },
+    /// A storage replica's data, to seed a teammate.
+    Snapshot { id: String },
+    /// Seed an empty replica with a teammate's data.
+    Install { id: String, snapshot: Snapshot },
+    /// Admit a commit at a proxy: answers the proxy's generation.
+    Admit { id: String },
+    /// Take the next commit version from a sequencer: answers `(prev, version)`.
+    NextVersion { id: String, epoch: Epoch },
+    /// Check a commit at a resolver.
+    Resolve { id: String, epoch: Epoch },
+    /// Append a committed version to a log.
+    Push { id: String, epoch: Epoch, prev: Version, version: Version, mutations: Vec<Mutation> },
+    /// The mutations of `tag` in `(after, upto]` held by a log.
+    Pull { id: String, tag: ShardTag, after: Version, upto: Version },
+    /// Apply pulled mutations to a replica, durable up to `upto`.
+    Apply { id: String, mutations: Vec<(Version, Mutation)>, upto: Version },
+    /// Read a key from a replica: answers the value and the replica's durable version.
+    Read { id: String, key: String },
+}
+
+/// A worker's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum WorkerReply {
+    /// For [`WorkerRequest::Info`].
+    Info { node: Node, services: Vec<ServiceDescriptor> },
+    /// For [`WorkerRequest::Lock`].
+    Locked(LockInfo),
+    /// For a created worker or started role.
+    Created(ServiceDescriptor),
+    /// For [`WorkerRequest::ReadRange`].
+    Range(Vec<(Version, Vec<Mutation>)>),
+    /// For [`WorkerRequest::Snapshot`].
+    Snapshot(Snapshot),
+    /// For [`WorkerRequest::Admit`].
+    Admitted(Epoch),
+    /// For [`WorkerRequest::NextVersion`].
+    Versions { prev: Version, version: Version },
+    /// For [`WorkerRequest::Pull`]: the mutations, and the log's last
+    /// version (a range past it is not whole yet).
+    Pulled { mutations: Vec<(Version, Mutation)>, last: Version },
+    /// For [`WorkerRequest::Read`]: the value, the replica's durable version,
+    /// and whether it serves a live generation.
+    Value { value: Option<String>, durable: Version, serving: bool },
+    /// Done, nothing to report.
+    Done,
+}
