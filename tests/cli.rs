@@ -101,7 +101,7 @@ fn list_shows_the_embedded_defaults() {
 
 #[test]
 fn every_command_has_help_and_bad_flags_exit_2() {
-    for args in [&["--help"][..], &["plugin", "--help"], &["plugin", "check", "--help"], &["plugin", "list", "--help"], &["demo", "--help"]] {
+    for args in [&["--help"][..], &["plugin", "--help"], &["plugin", "check", "--help"], &["plugin", "list", "--help"], &["demo", "--help"], &["coordinator", "--help"], &["worker", "--help"], &["load", "--help"], &["verify", "--help"], &["status", "--help"]] {
         let out = ratchet(args);
         assert!(out.status.success(), "{args:?}");
         assert!(stdout(&out).contains("Usage:"), "{args:?}");
@@ -187,4 +187,21 @@ fn the_custom_placement_example_checks_and_runs_in_the_demo() {
     let text = stdout(&out);
     assert!(text.contains("plugin: placement <- "), "{text}");
     assert_eq!(text.lines().last(), Some("demo ok: epochs=2 committed=100 lost=0"), "{text}");
+}
+
+#[test]
+fn cluster_commands_name_what_is_wrong() {
+    // No coordinator listening: one line naming the address.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let out = ratchet(&["status", "--coordinator", &port]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("cannot connect to {port}")), "{}", stderr(&out));
+    // A missing acks file is bad input.
+    let out = ratchet(&["verify", "--coordinator", &port, "--acks", "/nonexistent/acks"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--acks /nonexistent/acks"), "{}", stderr(&out));
+    // An address that cannot be bound.
+    let out = ratchet(&["worker", "--coordinator", &port, "--node", "n1", "--zone", "z1", "--data", "/tmp", "--listen", "256.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--listen 256.0.0.1:1"), "{}", stderr(&out));
 }

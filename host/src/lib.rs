@@ -12,13 +12,15 @@
 //! - [`director`]: the phase driver;
 //! - [`quality`]: how good a layout's placement is;
 //! - [`transport`]: framed, versioned calls between processes over TCP;
-//! - [`worker`]: the worker process's foreman and protocol.
+//! - [`worker`]: the worker process's foreman and protocol;
+//! - [`process`]: the coordinator and worker processes of a real cluster.
 
 pub mod bindings;
 pub mod cluster;
 pub mod components;
 pub mod coordinator;
 pub mod director;
+pub mod process;
 pub mod guard;
 pub mod quality;
 pub mod registry;

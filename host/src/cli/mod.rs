@@ -2,6 +2,7 @@
 //! exit code: 2 for bad input (a bad file, an unknown slot, a bad flag), 1 for
 //! anything else.
 
+mod cluster;
 mod demo;
 mod plugin;
 
@@ -41,6 +42,19 @@ enum Command {
     /// Inspect and list plugin components.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Run the coordinator of a real cluster: its store, its director, and
+    /// the endpoint workers and clients reach.
+    Coordinator(cluster::CoordinatorArgs),
+    /// Run a worker: a foreman hosting the roles the coordinator asks for.
+    Worker(cluster::WorkerArgs),
+    /// Commit writes through the live generation and record every
+    /// acknowledged one.
+    Load(cluster::LoadArgs),
+    /// Read back every acknowledged write; exits 1 on any loss.
+    Verify(cluster::VerifyArgs),
+    /// Show the epoch, the layout, the director's state and the per-phase
+    /// timeline of the last recovery.
+    Status(cluster::StatusArgs),
 }
 
 /// An error that ends the command, with its exit code.
@@ -87,6 +101,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Plugin(command) => plugin::run(command, runtime),
         Command::Demo(args) => demo::run(args, runtime()?),
+        Command::Coordinator(args) => cluster::coordinator(args, runtime()?),
+        Command::Worker(args) => cluster::worker(args),
+        Command::Load(args) => cluster::load(args),
+        Command::Verify(args) => cluster::verify(args),
+        Command::Status(args) => cluster::status(args),
     }
 }
 

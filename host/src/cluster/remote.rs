@@ -139,17 +139,24 @@ impl RemoteCluster {
         }
     }
 
-    /// Reads `key` from a serving replica of its team.
+    /// Reads `key` from a serving replica of its team that holds every
+    /// acknowledged version, letting replicas catch up first when none does:
+    /// a read never misses an acknowledged write because storage lags.
     pub async fn read(&self, key: &str) -> Option<String> {
         let layout = self.live_layout()?;
         let tag = tag_of(&layout, key);
         let team = layout.storage_teams.iter().find(|t| t.tag == tag)?;
-        for id in &team.storage_ids {
-            if let Ok(WorkerReply::Value { value, serving: true, .. }) =
-                self.ask(id, WorkerRequest::Read { id: id.clone(), key: key.into() }).await
-            {
-                return value;
+        for _ in 0..3 {
+            let committed = self.committed_version();
+            for id in &team.storage_ids {
+                if let Ok(WorkerReply::Value { value, durable, serving: true }) =
+                    self.ask(id, WorkerRequest::Read { id: id.clone(), key: key.into() }).await
+                    && durable >= committed
+                {
+                    return value;
+                }
             }
+            self.pump().await;
         }
         None
     }

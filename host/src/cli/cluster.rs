@@ -1,0 +1,256 @@
+//! The real-cluster commands: `coordinator`, `worker`, `load`, `verify` and
+//! `status`.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use ratchet::bindings::types::RecoveryConfig;
+use ratchet::cluster::NodeSpec;
+use ratchet::process::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest, Status};
+use ratchet::registry::Registry;
+use ratchet::runtime::Runtime;
+use ratchet::transport::{Client, TransportConfig};
+
+use super::Failure;
+
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// Where the coordinator keeps its durable state.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Address to listen on for workers and clients.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7400")]
+    listen: String,
+    /// Storage teams (shards) of a new cluster.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    shards: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The coordinator's address.
+    #[arg(long, value_name = "ADDR")]
+    coordinator: String,
+    /// This node's id, unique in the cluster.
+    #[arg(long, value_name = "ID")]
+    node: String,
+    /// This node's zone (failure domain).
+    #[arg(long, value_name = "ZONE")]
+    zone: String,
+    /// Where this worker keeps its logs and storage.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Address to listen on for the coordinator.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    listen: String,
+    /// The most workers this node hosts.
+    #[arg(long, default_value_t = 16)]
+    capacity: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The coordinator's address.
+    #[arg(long, value_name = "ADDR")]
+    coordinator: String,
+    /// Writes to commit.
+    #[arg(long, default_value_t = 10_000)]
+    writes: usize,
+    /// Writes per commit.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    batch: u32,
+    /// File every acknowledged write is appended to (key, value, version).
+    #[arg(long, value_name = "FILE")]
+    acks: PathBuf,
+    /// How long to keep retrying one commit while the cluster recovers.
+    #[arg(long, default_value_t = 60)]
+    retry_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The coordinator's address.
+    #[arg(long, value_name = "ADDR")]
+    coordinator: String,
+    /// The acknowledged writes, as written by `ratchet load`.
+    #[arg(long, value_name = "FILE")]
+    acks: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The coordinator's address.
+    #[arg(long, value_name = "ADDR")]
+    coordinator: String,
+}
+
+fn tokio() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::from(anyhow::anyhow!("cannot start the async runtime: {e}")))
+}
+
+fn client(addr: &str) -> Client<CoordinatorProtocol> {
+    Client::new(addr, TransportConfig { call_timeout: Duration::from_secs(5), ..TransportConfig::default() })
+}
+
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener, Failure> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| Failure::input(format!("--listen {addr}: {e}")))
+}
+
+pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failure> {
+    let registry = Arc::new(Registry::with_defaults(Arc::new(runtime)).map_err(anyhow::Error::new)?);
+    let config = RecoveryConfig { shards: args.shards, ..RecoveryConfig::default() };
+    tokio()?.block_on(async {
+        let listener = bind(&args.listen).await?;
+        println!("coordinator listening on {}", listener.local_addr().map_err(anyhow::Error::new)?);
+        ratchet::process::coordinator::run(&args.data, listener, registry, config).await.map_err(Failure::from)
+    })
+}
+
+pub fn worker(args: WorkerArgs) -> Result<(), Failure> {
+    let spec = NodeSpec { id: args.node, zone: args.zone, capacity: args.capacity };
+    tokio()?.block_on(async {
+        let listener = bind(&args.listen).await?;
+        println!("worker {} listening on {}", spec.id, listener.local_addr().map_err(anyhow::Error::new)?);
+        ratchet::process::worker::run(spec, &args.data, listener, &args.coordinator).await.map_err(Failure::from)
+    })
+}
+
+pub fn load(args: LoadArgs) -> Result<(), Failure> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.acks)
+        .map_err(|e| Failure::input(format!("--acks {}: {e}", args.acks.display())))?;
+    let mut acks = std::io::BufWriter::new(file);
+    let client = client(&args.coordinator);
+    let started = Instant::now();
+    let mut acked = 0usize;
+    let mut next = 0usize;
+    let run = tokio()?.block_on(async {
+        while next < args.writes {
+            let end = (next + args.batch as usize).min(args.writes);
+            let writes: Vec<(String, String)> = (next..end).map(write).collect();
+            let version = commit(&client, &writes, Duration::from_secs(args.retry_secs)).await?;
+            for (key, value) in &writes {
+                writeln!(acks, "{key}\t{value}\t{version}").map_err(|e| anyhow::anyhow!("writing acks: {e}"))?;
+            }
+            // An acknowledged write is on disk in the acks file before the next commit.
+            acks.flush().map_err(|e| anyhow::anyhow!("writing acks: {e}"))?;
+            acks.get_ref().sync_data().map_err(|e| anyhow::anyhow!("syncing acks: {e}"))?;
+            acked += writes.len();
+            next = end;
+            if acked % 1_000 < args.batch as usize {
+                eprintln!("load: {acked} of {} writes acknowledged", args.writes);
+            }
+        }
+        Ok::<(), Failure>(())
+    });
+    println!("load: {acked} writes acknowledged in {:.1} s", started.elapsed().as_secs_f64());
+    run
+}
+
+/// Commits `writes`, retrying while the cluster recovers, for up to `patience`.
+async fn commit(client: &Client<CoordinatorProtocol>, writes: &[(String, String)], patience: Duration) -> Result<u64, Failure> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let reason = match client.call(CoordinatorRequest::Commit { writes: writes.to_vec() }).await {
+            Ok(Ok(CoordinatorReply::Committed(version))) => return Ok(version),
+            Ok(Ok(other)) => format!("unexpected reply {other:?}"),
+            Ok(Err(reason)) => reason,
+            Err(err) => err.to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Err(anyhow::anyhow!("no commit acknowledged for {patience:?}: {reason}").into());
+        }
+        tracing::debug!(%reason, "commit not acknowledged; retrying");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The write number `i`: a key starting with a hash, so keys spread over shards.
+fn write(i: usize) -> (String, String) {
+    (format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761)), format!("value-{i}"))
+}
+
+pub fn verify(args: VerifyArgs) -> Result<(), Failure> {
+    let file = std::fs::File::open(&args.acks).map_err(|e| Failure::input(format!("--acks {}: {e}", args.acks.display())))?;
+    let mut expected = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| Failure::input(format!("--acks {}: {e}", args.acks.display())))?;
+        let mut fields = line.split('\t');
+        match (fields.next(), fields.next()) {
+            (Some(key), Some(value)) => expected.push((key.to_string(), value.to_string())),
+            _ => return Err(Failure::input(format!("--acks {}: line {} is not `key<TAB>value<TAB>version`", args.acks.display(), n + 1))),
+        }
+    }
+    let client = client(&args.coordinator);
+    let mut lost = Vec::new();
+    tokio()?.block_on(async {
+        for (key, value) in &expected {
+            match client.call(CoordinatorRequest::Read { key: key.clone() }).await {
+                Ok(Ok(CoordinatorReply::Value(Some(found)))) if found == *value => {}
+                Ok(Ok(CoordinatorReply::Value(found))) => lost.push(format!("{key}: expected {value}, found {found:?}")),
+                Ok(other) => return Err(Failure::from(anyhow::anyhow!("reading {key}: {other:?}"))),
+                Err(err) => return Err(Failure::from(anyhow::anyhow!("reading {key}: {err}"))),
+            }
+        }
+        Ok(())
+    })?;
+    for line in lost.iter().take(20) {
+        println!("lost {line}");
+    }
+    println!("verified {} acknowledged writes: {} lost", expected.len(), lost.len());
+    if lost.is_empty() { Ok(()) } else { Err(Failure { code: 1, message: format!("{} acknowledged writes lost", lost.len()) }) }
+}
+
+pub fn status(args: StatusArgs) -> Result<(), Failure> {
+    let reply = tokio()?.block_on(client(&args.coordinator).call(CoordinatorRequest::Status));
+    let status: Status = match reply {
+        Ok(Ok(CoordinatorReply::Status(status))) => *status,
+        Ok(other) => return Err(anyhow::anyhow!("unexpected reply {other:?}").into()),
+        Err(err) => return Err(anyhow::anyhow!("{err}").into()),
+    };
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let epoch = status.epoch.map_or("-".into(), |e| e.to_string());
+    let _ = writeln!(out, "epoch      {epoch}");
+    let _ = writeln!(out, "state      {}", status.state);
+    let _ = writeln!(out, "committed  {}", status.committed);
+    let nodes: Vec<String> = status
+        .nodes
+        .iter()
+        .map(|n| format!("{}({}{})", n.id, n.zone, if n.healthy { "" } else { ", down" }))
+        .collect();
+    let _ = writeln!(out, "nodes      {}", nodes.join(" "));
+    if let Some(layout) = &status.layout {
+        let _ = writeln!(out, "sequencer  {}", layout.sequencer.as_deref().unwrap_or("-"));
+        let _ = writeln!(out, "proxies    {}", layout.commit_proxies.join(" "));
+        let _ = writeln!(out, "resolvers  {}", layout.resolvers.join(" "));
+        for log in &layout.logs {
+            let _ = writeln!(out, "log        {} tags {:?}", log.id, log.tags);
+        }
+        for team in &layout.storage_teams {
+            let _ = writeln!(out, "team {:<5} {}", team.tag, team.storage_ids.join(" "));
+        }
+    }
+    for attempt in &status.last_recovery {
+        let _ = writeln!(
+            out,
+            "\nattempt {} at epoch {}: {} in {:.2} ms",
+            attempt.attempt, attempt.epoch, attempt.outcome, attempt.millis
+        );
+        let _ = writeln!(out, "  {:<28} {:>10}  OUTCOME", "PHASE", "MS");
+        for (phase, millis, outcome) in &attempt.phases {
+            let _ = writeln!(out, "  {phase:<28} {millis:>10.3}  {outcome}");
+        }
+    }
+    // A closed pipe (`| head`) ends the output quietly.
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    Ok(())
+}
