@@ -175,3 +175,15 @@ async fn calls_and_replies_are_matched_by_id() {
     assert_eq!((first.id, first.result.unwrap()), (41, "a".to_string()));
     assert_eq!((second.id, second.result.unwrap()), (42, "b".to_string()));
 }
+
+#[tokio::test]
+async fn a_cancelled_call_leaves_nothing_behind_for_the_next() {
+    let (addr, _server) = start().await;
+    let client = Client::<Echo>::new(&addr, config());
+    // Dropped mid-call, as a plugin's deadline drops the host call it waits on.
+    let cancelled = tokio::time::timeout(Duration::from_millis(50), client.call(EchoRequest::SleepMs(300))).await;
+    assert!(cancelled.is_err());
+    assert_eq!(client.call(EchoRequest::Say("after".into())).await.unwrap(), "after");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(client.call(EchoRequest::Say("later".into())).await.unwrap(), "later");
+}

@@ -28,6 +28,7 @@ use crate::worker::{WorkerProtocol, WorkerReply, WorkerRequest};
 struct Member {
     zone: String,
     capacity: u32,
+    addr: String,
     client: Arc<Client<WorkerProtocol>>,
 }
 
@@ -40,6 +41,11 @@ pub struct RemoteCluster {
     live: Mutex<Option<Arc<Layout>>>,
     committed: AtomicU64,
     registrations: watch::Sender<u64>,
+    /// Commits run one at a time: a log accepts versions only in order.
+    commits: tokio::sync::Mutex<()>,
+    /// Raised when a commit failed after taking a version: the generation
+    /// cannot commit again and must be replaced.
+    broken: tokio::sync::Notify,
 }
 
 impl RemoteCluster {
@@ -52,16 +58,30 @@ impl RemoteCluster {
             live: Mutex::default(),
             committed: AtomicU64::new(0),
             registrations: watch::channel(0).0,
+            commits: tokio::sync::Mutex::new(()),
+            broken: tokio::sync::Notify::new(),
         }
     }
 
-    /// Adds (or re-adds, at a new address) the worker of `node`, and wakes a
-    /// stalled director.
+    /// Adds the worker of `node`, or moves it to a new address, and wakes a
+    /// stalled director. A heartbeat (the same registration again) changes
+    /// nothing: its connection is kept and no retry is triggered.
     pub fn register(&self, node: &str, zone: &str, capacity: u32, addr: &str) {
+        let mut members = lock(&self.members);
+        if members.get(node).is_some_and(|m| m.addr == addr && m.zone == zone && m.capacity == capacity) {
+            return;
+        }
         let client = Arc::new(Client::new(addr, self.config.clone()));
-        lock(&self.members).insert(node.into(), Member { zone: zone.into(), capacity, client });
+        members.insert(node.into(), Member { zone: zone.into(), capacity, addr: addr.into(), client });
+        drop(members);
         self.registrations.send_modify(|n| *n += 1);
         tracing::info!(node, zone, addr, "worker registered");
+    }
+
+    /// Resolves when a commit has failed after taking a version: the live
+    /// generation has a gap in its logs and must be recovered.
+    pub async fn generation_broken(&self) {
+        self.broken.notified().await
     }
 
     /// The layout of the live generation.
@@ -84,6 +104,7 @@ impl RemoteCluster {
             service: service.into(),
             reason: format!("{err:?}"),
         };
+        let _one_at_a_time = self.commits.lock().await;
         let proxy = layout.commit_proxies.first().ok_or(CommitError::NoGeneration)?;
         let epoch = match self.ask(proxy, WorkerRequest::Admit { id: proxy.clone() }).await {
             Ok(WorkerReply::Admitted(epoch)) => epoch,
@@ -94,6 +115,27 @@ impl RemoteCluster {
             Ok(WorkerReply::Versions { prev, version }) => (prev, version),
             other => return Err(refused(sequencer, unexpected(other))),
         };
+        // From here on the version is taken: a failure leaves a gap no later
+        // push can cross, so the generation is reported broken.
+        let result = self.finish_commit(&layout, epoch, prev, version, writes).await;
+        if result.is_err() {
+            self.broken.notify_waiters();
+        }
+        result
+    }
+
+    async fn finish_commit(
+        &self,
+        layout: &Layout,
+        epoch: Epoch,
+        prev: Version,
+        version: Version,
+        writes: &[(String, String)],
+    ) -> Result<Version, CommitError> {
+        let refused = |service: &str, err: ClusterError| CommitError::Refused {
+            service: service.into(),
+            reason: format!("{err:?}"),
+        };
         for resolver in &layout.resolvers {
             if let Err(err) = self.ask(resolver, WorkerRequest::Resolve { id: resolver.clone(), epoch }).await {
                 return Err(refused(resolver, err));
@@ -101,7 +143,7 @@ impl RemoteCluster {
         }
         let mutations: Vec<Mutation> = writes
             .iter()
-            .map(|(key, value)| Mutation { tag: tag_of(&layout, key), key: key.clone(), value: value.clone() })
+            .map(|(key, value)| Mutation { tag: tag_of(layout, key), key: key.clone(), value: value.clone() })
             .collect();
         let pushes = layout.logs.iter().map(|log| {
             let request =
@@ -275,15 +317,28 @@ impl Cluster for RemoteCluster {
     }
 
     async fn unlock(&self, id: &str, epoch: Epoch, layout: &Layout) -> Result<(), ClusterError> {
-        // A replica new to its team (still empty) is seeded from a teammate first.
+        // A replica new to its team (still empty) is seeded from a teammate
+        // first; it is never unlocked empty while a teammate holds data.
         if let Ok(WorkerReply::Value { durable: 0, .. }) = self.ask(id, WorkerRequest::Read { id: id.into(), key: String::new() }).await
             && let Some(team) = layout.storage_teams.iter().find(|t| t.storage_ids.iter().any(|s| s == id))
         {
+            let mut failures = Vec::new();
+            let mut seeded = team.storage_ids.len() == 1;
             for mate in team.storage_ids.iter().filter(|s| *s != id) {
-                if let Ok(WorkerReply::Snapshot(snapshot)) = self.ask(mate, WorkerRequest::Snapshot { id: mate.clone() }).await {
-                    self.ask(id, WorkerRequest::Install { id: id.into(), snapshot }).await?;
-                    break;
+                match self.ask(mate, WorkerRequest::Snapshot { id: mate.clone() }).await {
+                    Ok(WorkerReply::Snapshot(snapshot)) => {
+                        let empty = snapshot.version == 0;
+                        self.ask(id, WorkerRequest::Install { id: id.into(), snapshot }).await?;
+                        seeded = true;
+                        if !empty {
+                            break;
+                        }
+                    }
+                    other => failures.push(format!("{mate}: {:?}", unexpected(other))),
                 }
+            }
+            if !seeded {
+                return Err(ClusterError::Unreachable(format!("no teammate could seed {id}: {}", failures.join("; "))));
             }
         }
         self.ask(id, WorkerRequest::Unlock { id: id.into(), epoch, layout: layout.clone() }).await.map(drop)

@@ -119,7 +119,13 @@ pub async fn run(
 async fn monitor(cluster: &RemoteCluster, layout: &Layout) {
     let members = named_services(layout);
     loop {
-        tokio::time::sleep(MONITOR_EVERY).await;
+        tokio::select! {
+            _ = tokio::time::sleep(MONITOR_EVERY) => {}
+            _ = cluster.generation_broken() => {
+                tracing::warn!("a commit failed after taking a version");
+                return;
+            }
+        }
         cluster.pump().await;
         let live: std::collections::BTreeSet<String> = cluster.services().await.into_iter().map(|s| s.id).collect();
         if let Some(gone) = members.iter().find(|id| !live.contains(*id)) {

@@ -171,24 +171,35 @@ impl<P: Protocol> Client<P> {
         let mut slot = self.connection.lock().await;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let after = self.config.call_timeout;
-        let result = tokio::time::timeout(after, self.exchange(&mut slot, Call { id, request })).await;
-        let result = result.unwrap_or_else(|_| Err(TransportError::Timeout { addr: self.addr.clone(), after }));
-        if result.is_err() {
-            // The stream may hold half a frame or a late reply: start afresh.
-            *slot = None;
+        // The stream is taken out of the slot for the exchange and put back
+        // only after a whole, successful one: a call that fails, times out or
+        // is cancelled mid-frame never leaves half a frame for the next call.
+        let stream = slot.take();
+        let result = tokio::time::timeout(after, self.exchange(stream, Call { id, request })).await;
+        match result {
+            Ok(Ok((stream, response))) => {
+                *slot = Some(stream);
+                Ok(response)
+            }
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(TransportError::Timeout { addr: self.addr.clone(), after }),
         }
-        result
     }
 
     async fn exchange(
         &self,
-        slot: &mut Option<TcpStream>,
+        stream: Option<TcpStream>,
         call: Call<P::Request>,
-    ) -> Result<P::Response, TransportError> {
-        if slot.is_none() {
-            *slot = Some(self.connect().await?);
-        }
-        let stream = slot.as_mut().expect("connected above");
+    ) -> Result<(TcpStream, P::Response), TransportError> {
+        let mut stream = match stream {
+            Some(stream) => stream,
+            None => self.connect().await?,
+        };
+        let response = self.round_trip(&mut stream, call).await?;
+        Ok((stream, response))
+    }
+
+    async fn round_trip(&self, stream: &mut TcpStream, call: Call<P::Request>) -> Result<P::Response, TransportError> {
         let max = self.config.max_frame;
         frame::write(stream, &call, max).await.map_err(|source| self.frame_error(source))?;
         loop {

@@ -63,7 +63,10 @@ impl Foreman {
             tracing::info!(id, kind = kind_name(kind), "reloaded from disk");
             roles.insert(id.to_string(), Hosted { descriptor, role });
         }
-        Ok(Foreman { spec, address, dir: dir.to_path_buf(), roles: Mutex::new(roles), next: Mutex::new(0) })
+        // Ids end in a counter: continue above every id reloaded, so a
+        // restarted worker never reuses one.
+        let next = roles.keys().filter_map(|id| id.rsplit('-').next()?.parse::<u64>().ok()).max().unwrap_or(0);
+        Ok(Foreman { spec, address, dir: dir.to_path_buf(), roles: Mutex::new(roles), next: Mutex::new(next) })
     }
 
     /// Answers one request.
