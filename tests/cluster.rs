@@ -4,7 +4,7 @@
 //! write and `ratchet verify` reads each one back.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 /// A child process killed (SIGKILL) when dropped.

@@ -82,14 +82,6 @@ pub struct InProcessCluster {
     registrations: watch::Sender<u64>,
 }
 
-const ALL_KINDS: [ServiceKind; 5] = [
-    ServiceKind::Log,
-    ServiceKind::Storage,
-    ServiceKind::Sequencer,
-    ServiceKind::CommitProxy,
-    ServiceKind::Resolver,
-];
-
 impl InProcessCluster {
     /// A cluster of `nodes`, with no workers yet.
     pub fn new(nodes: impl IntoIterator<Item = NodeSpec>) -> Self {
@@ -345,7 +337,7 @@ impl Cluster for InProcessCluster {
             .map(|n| Node {
                 id: n.spec.id.clone(),
                 zone: n.spec.zone.clone(),
-                capabilities: ALL_KINDS.to_vec(),
+                capabilities: crate::services::ALL_KINDS.to_vec(),
                 load: state.load(&n.spec.id),
                 capacity: n.spec.capacity,
                 healthy: n.up,

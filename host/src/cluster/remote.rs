@@ -100,10 +100,6 @@ impl RemoteCluster {
     /// made it durable.
     pub async fn commit(&self, writes: &[(String, String)]) -> Result<Version, CommitError> {
         let layout = self.live_layout().ok_or(CommitError::NoGeneration)?;
-        let refused = |service: &str, err: ClusterError| CommitError::Refused {
-            service: service.into(),
-            reason: format!("{err:?}"),
-        };
         let _one_at_a_time = self.commits.lock().await;
         let proxy = layout.commit_proxies.first().ok_or(CommitError::NoGeneration)?;
         let epoch = match self.ask(proxy, WorkerRequest::Admit { id: proxy.clone() }).await {
@@ -132,10 +128,6 @@ impl RemoteCluster {
         version: Version,
         writes: &[(String, String)],
     ) -> Result<Version, CommitError> {
-        let refused = |service: &str, err: ClusterError| CommitError::Refused {
-            service: service.into(),
-            reason: format!("{err:?}"),
-        };
         for resolver in &layout.resolvers {
             if let Err(err) = self.ask(resolver, WorkerRequest::Resolve { id: resolver.clone(), epoch }).await {
                 return Err(refused(resolver, err));
@@ -357,6 +349,10 @@ impl Cluster for RemoteCluster {
     fn registrations(&self) -> watch::Receiver<u64> {
         self.registrations.subscribe()
     }
+}
+
+fn refused(service: &str, err: ClusterError) -> CommitError {
+    CommitError::Refused { service: service.into(), reason: format!("{err:?}") }
 }
 
 fn unexpected(reply: Result<WorkerReply, ClusterError>) -> ClusterError {

@@ -22,6 +22,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::bindings::types::{Epoch, ShardTag, Version};
 
+/// Every kind of worker; the nodes of both clusters can host them all.
+pub const ALL_KINDS: [crate::bindings::types::ServiceKind; 5] = {
+    use crate::bindings::types::ServiceKind as K;
+    [K::Log, K::Storage, K::Sequencer, K::CommitProxy, K::Resolver]
+};
+
 /// One write: a key set to a value, in the shard that owns the key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mutation {

@@ -16,9 +16,6 @@ use crate::cluster::NodeSpec;
 use crate::services::{CommitProxy, DurableError, DurableLog, DurableStorage, JournalError, Resolver, Sequencer, ServiceError};
 use crate::transport::Handler;
 
-const ALL_KINDS: [ServiceKind; 5] =
-    [ServiceKind::Log, ServiceKind::Storage, ServiceKind::Sequencer, ServiceKind::CommitProxy, ServiceKind::Resolver];
-
 enum Role {
     Log(DurableLog),
     Storage(DurableStorage),
@@ -214,7 +211,7 @@ impl Foreman {
         Node {
             id: self.spec.id.clone(),
             zone: self.spec.zone.clone(),
-            capabilities: ALL_KINDS.to_vec(),
+            capabilities: crate::services::ALL_KINDS.to_vec(),
             load: load as u32,
             capacity: self.spec.capacity,
             healthy: true,

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ratchet_guest::PlacementPolicy;
+use ratchet_guest::placement::eligible;
 use ratchet_guest::types::{Assignment, Node, PlacementError, PlacementRequest, PlacementVacancy};
 
 /// The spread-zones policy.
@@ -109,7 +110,8 @@ impl<'a> ZoneIndex<'a> {
         let mut best: Option<(bool, u32, &str, usize)> = None;
         for (zone, candidates) in &self.zones {
             let first = candidates.iter().find(|(_, id, i)| {
-                eligible(&self.all[*i], group) && !(group.constraints.distinct_nodes && taken.contains(id))
+                eligible(&self.all[*i], self.load[*i], group)
+                    && !(group.constraints.distinct_nodes && taken.contains(id))
             });
             if let Some(&(load, id, i)) = first {
                 let key = (used_zones.contains(zone), load, id, i);
@@ -133,14 +135,6 @@ impl<'a> ZoneIndex<'a> {
         }
         node
     }
-}
-
-/// Whether `node` can host a worker of `group` at all.
-fn eligible(node: &Node, group: &PlacementVacancy) -> bool {
-    let constraints = &group.constraints;
-    node.capabilities.contains(&group.kind)
-        && constraints.required_capabilities.iter().all(|c| node.capabilities.contains(c))
-        && !constraints.exclude_nodes.contains(&node.id)
 }
 
 #[cfg(test)]
