@@ -55,6 +55,7 @@ const GUESTS: &[(&str, Use)] = &[
     ("fixture-unlocked-source", Use::Fixture("UNLOCKED_SOURCE")),
     ("fixture-stale-persist", Use::Fixture("STALE_PERSIST")),
     ("fixture-same-node", Use::Fixture("SAME_NODE")),
+    ("fixture-slow-sequencer", Use::Fixture("SLOW_SEQUENCER")),
     ("custom-placement", Use::Fixture("CUSTOM_PLACEMENT")),
 ];
 

@@ -47,34 +47,64 @@ fn free_port() -> String {
 struct Cluster {
     dir: tempfile::TempDir,
     addr: String,
+    /// Extra arguments of the coordinator, such as `--plugin`.
+    extra: Vec<String>,
     coordinator: Proc,
     workers: Vec<(String, Proc)>,
 }
 
+/// Node `n{i}` is in zone `z{(i - 1) % 3 + 1}`: n1 and n4 in z1, and so on.
+fn zone_of(node: &str) -> String {
+    let i: usize = node.trim_start_matches('n').parse().unwrap();
+    format!("z{}", (i - 1) % 3 + 1)
+}
+
 impl Cluster {
     fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let addr = free_port();
-        let coordinator = Self::coordinator(dir.path(), &addr);
-        let workers = (1..=6)
-            .map(|i| {
-                let node = format!("n{i}");
-                let data = dir.path().join(&node);
-                let args = [
-                    "worker", "--coordinator", &addr, "--node", &node, "--zone", &format!("z{}", (i - 1) % 3 + 1),
-                    "--data", data.to_str().unwrap(),
-                ];
-                let proc = spawn(&args, &dir.path().join(format!("{node}.out")));
-                (node, proc)
-            })
-            .collect();
-        Cluster { dir, addr, coordinator, workers }
+        Self::start_with(&[])
     }
 
-    fn coordinator(dir: &Path, addr: &str) -> Proc {
+    fn start_with(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = free_port();
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let coordinator = Self::coordinator(dir.path(), &addr, &extra);
+        let mut cluster = Cluster { dir, addr, extra, coordinator, workers: Vec::new() };
+        for i in 1..=6 {
+            let node = format!("n{i}");
+            let proc = cluster.worker(&node);
+            cluster.workers.push((node, proc));
+        }
+        cluster
+    }
+
+    fn worker(&self, node: &str) -> Proc {
+        let data = self.data_of(node);
+        let zone = zone_of(node);
+        let args = ["worker", "--coordinator", &self.addr, "--node", node, "--zone", &zone, "--data", data.to_str().unwrap()];
+        spawn(&args, &self.dir.path().join(format!("{node}.out")))
+    }
+
+    fn data_of(&self, node: &str) -> PathBuf {
+        self.dir.path().join(node)
+    }
+
+    fn coordinator(dir: &Path, addr: &str, extra: &[String]) -> Proc {
         let data = dir.join("coordinator");
-        let args = ["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", addr];
+        let mut args = vec!["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", addr];
+        args.extend(extra.iter().map(String::as_str));
         spawn(&args, &dir.join("coordinator.out"))
+    }
+
+    fn restart_coordinator(&mut self) {
+        self.coordinator.kill();
+        self.coordinator = Self::coordinator(self.dir.path(), &self.addr, &self.extra);
+    }
+
+    fn restart_worker(&mut self, node: &str) {
+        let proc = self.worker(node);
+        let (_, slot) = self.workers.iter_mut().find(|(n, _)| n == node).unwrap();
+        *slot = proc;
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -180,8 +210,7 @@ fn a_restarted_coordinator_takes_a_higher_epoch_and_recovers() {
     let mut load = cluster.load(1_000, 20, &acks);
     assert!(wait_for_exit(&mut load, Duration::from_secs(120)).success());
 
-    cluster.coordinator.kill();
-    cluster.coordinator = Cluster::coordinator(cluster.dir.path(), &cluster.addr);
+    cluster.restart_coordinator();
     let (second, _) = cluster.serving_after(first);
     assert!(second > first, "epoch {second} after a restart at {first}");
     let report = cluster.verify(&acks);
@@ -190,4 +219,104 @@ fn a_restarted_coordinator_takes_a_higher_epoch_and_recovers() {
     let more = cluster.acks("more");
     let mut load = cluster.load(200, 20, &more);
     assert!(wait_for_exit(&mut load, Duration::from_secs(120)).success(), "the new generation commits");
+}
+
+/// The epoch in a service id `<kind>-<node>-e<epoch>-<n>`.
+fn epoch_of(id: &str) -> Option<u64> {
+    id.rsplit('-').nth(1)?.strip_prefix('e')?.parse().ok()
+}
+
+/// Every service id the persisted layout names, from `ratchet status`.
+fn layout_ids(status: &str) -> Vec<String> {
+    status
+        .lines()
+        .filter(|l| ["sequencer ", "proxies ", "resolvers ", "log ", "team "].iter().any(|p| l.starts_with(p)))
+        .flat_map(|l| l.split_whitespace().skip(1).map(str::to_string).collect::<Vec<_>>())
+        .filter(|word| epoch_of(word).is_some())
+        .collect()
+}
+
+/// Every service the live workers host, from `ratchet status`.
+fn hosted_ids(status: &str) -> Vec<String> {
+    status
+        .lines()
+        .filter_map(|l| l.strip_prefix("hosted "))
+        .flat_map(|l| l.split_whitespace().skip(1).map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
+#[test]
+fn sigkill_a_freshly_recruited_worker_during_recovery_leaves_no_stray_worker() {
+    // start-sequencer waits 1.2 s before its work, so the attempt is still
+    // running when the workers recruit-logs and recruit-storage created exist.
+    let slow = format!("start-sequencer={}", ratchet::components::fixtures::SLOW_SEQUENCER);
+    let mut cluster = Cluster::start_with(&["--plugin", &slow]);
+    let (first, status) = cluster.serving_after(0);
+    let acks = cluster.acks("acks");
+    let mut load = cluster.load(500, 10, &acks);
+    assert!(wait_for_exit(&mut load, Duration::from_secs(120)).success());
+
+    // Kill a log's node; the recovery it starts recruits new logs elsewhere.
+    let log = field(&status, "log").unwrap();
+    let dead = log.split('-').nth(1).unwrap().to_string();
+    cluster.kill_worker(&dead);
+
+    // The first worker the recovery creates on a node of another zone (so
+    // that three zones remain) has a journal named for an epoch above the
+    // first: kill its node as soon as it appears.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (victim, recruited) = loop {
+        let found = cluster.workers.iter().map(|(n, _)| n.clone()).filter(|n| zone_of(n) != zone_of(&dead)).find_map(|node| {
+            let entries = std::fs::read_dir(cluster.data_of(&node)).ok()?;
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .find(|name| name.split('.').next().and_then(epoch_of).is_some_and(|e| e > first))
+                .map(|name| (node.clone(), name))
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "the recovery recruited no worker in time");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    cluster.kill_worker(&victim);
+
+    let (second, status) = cluster.serving_after(first);
+    // The attempt that recruited on the victim did not complete; a later one did.
+    let recruited_epoch = epoch_of(recruited.split('.').next().unwrap()).unwrap();
+    assert!(second > recruited_epoch, "epoch {second} completed, but {recruited} was recruited at {recruited_epoch}:\n{status}");
+    let ended = |how: &str| status.contains(&format!("at epoch {recruited_epoch}: {how}"));
+    assert!(ended("stalled") || ended("failed"), "the attempt at epoch {recruited_epoch} did not complete:\n{status}");
+    assert!(status.contains(&format!("completed at epoch {second}")), "{status}");
+    let named = layout_ids(&status);
+    assert!(!named.iter().any(|id| id.contains(&format!("-{victim}-")) || id.contains(&format!("-{dead}-"))), "{status}");
+
+    // The victim comes back with the journals of the failed attempt; the
+    // coordinator releases them, and every service left is in the layout.
+    cluster.restart_worker(&victim);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = cluster.status().unwrap_or_default();
+        let named = layout_ids(&status);
+        let strays: Vec<String> = hosted_ids(&status).into_iter().filter(|id| !named.contains(id)).collect();
+        let back = status.contains(&format!("{victim}({})", zone_of(&victim)));
+        let leftover: Vec<String> = std::fs::read_dir(cluster.data_of(&victim))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|name| name.split('.').next().and_then(epoch_of).is_some_and(|e| e > first && e < second))
+            .collect();
+        let epoch = field(&status, "epoch").and_then(|e| e.parse().ok());
+        if back && strays.is_empty() && leftover.is_empty() && epoch == Some(second) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "strays left {strays:?}, journals of the failed attempt on {victim}: {leftover:?}\n{status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let report = cluster.verify(&acks);
+    assert!(report.contains("verified 500 acknowledged writes: 0 lost"), "{report}");
 }

@@ -27,6 +27,10 @@ pub struct CoordinatorArgs {
     /// Storage teams (shards) of a new cluster.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     shards: u32,
+    /// Replace a slot's component: `--plugin SLOT=FILE`, or a component
+    /// shipped in the binary: `--plugin placement=builtin:pack` (repeatable).
+    #[arg(long = "plugin", value_name = "SLOT=FILE")]
+    plugins: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -103,7 +107,9 @@ async fn bind(addr: &str) -> Result<tokio::net::TcpListener, Failure> {
 }
 
 pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failure> {
-    let registry = Arc::new(Registry::with_defaults(Arc::new(runtime)).map_err(anyhow::Error::new)?);
+    let registry = Registry::with_defaults(Arc::new(runtime)).map_err(anyhow::Error::new)?;
+    super::load_plugins(&registry, &args.plugins)?;
+    let registry = Arc::new(registry);
     let config = RecoveryConfig { shards: args.shards, ..RecoveryConfig::default() };
     tokio()?.block_on(async {
         let listener = bind(&args.listen).await?;
@@ -228,6 +234,12 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
         .map(|n| format!("{}({}{})", n.id, n.zone, if n.healthy { "" } else { ", down" }))
         .collect();
     let _ = writeln!(out, "nodes      {}", nodes.join(" "));
+    for node in &status.nodes {
+        let hosted: Vec<&str> = status.services.iter().filter(|s| s.node == node.id).map(|s| s.id.as_str()).collect();
+        if !hosted.is_empty() {
+            let _ = writeln!(out, "hosted {:<4}{}", node.id, hosted.join(" "));
+        }
+    }
     if let Some(layout) = &status.layout {
         let _ = writeln!(out, "sequencer  {}", layout.sequencer.as_deref().unwrap_or("-"));
         let _ = writeln!(out, "proxies    {}", layout.commit_proxies.join(" "));
@@ -238,6 +250,10 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
         for team in &layout.storage_teams {
             let _ = writeln!(out, "team {:<5} {}", team.tag, team.storage_ids.join(" "));
         }
+    }
+    if !status.trigger.is_empty() {
+        let took = status.recovery_millis.map_or("did not complete".into(), |ms| format!("{ms:.2} ms to the persisted layout"));
+        let _ = writeln!(out, "\nlast recovery: {}: {took}", status.trigger);
     }
     for attempt in &status.last_recovery {
         let _ = writeln!(

@@ -42,15 +42,7 @@ pub struct DemoArgs {
 
 pub fn run(args: DemoArgs, runtime: Runtime) -> Result<(), Failure> {
     let registry = Registry::with_defaults(Arc::new(runtime)).map_err(anyhow::Error::new)?;
-    for spec in &args.plugins {
-        let (slot, file) = spec
-            .split_once('=')
-            .ok_or_else(|| Failure::input(format!("--plugin {spec}: expected SLOT=FILE")))?;
-        let version = registry
-            .load_spec(slot, file)
-            .map_err(|e| Failure::input(format!("--plugin {spec}: {e}")))?;
-        println!("plugin: {slot} <- {file} (v{}, sha256 {})", version.number, version.sha256.short());
-    }
+    super::load_plugins(&registry, &args.plugins)?;
     let data = match &args.data {
         Some(dir) => dir.clone(),
         None => tempdir()?,

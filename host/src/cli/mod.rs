@@ -119,3 +119,18 @@ fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
+
+/// Loads each `--plugin SLOT=FILE` (or `SLOT=builtin:NAME`) into its slot,
+/// printing what became active; a bad spec or file is bad input (exit 2).
+fn load_plugins(registry: &ratchet::registry::Registry, specs: &[String]) -> Result<(), Failure> {
+    for spec in specs {
+        let (slot, file) = spec
+            .split_once('=')
+            .ok_or_else(|| Failure::input(format!("--plugin {spec}: expected SLOT=FILE")))?;
+        let version = registry
+            .load_spec(slot, file)
+            .map_err(|e| Failure::input(format!("--plugin {spec}: {e}")))?;
+        println!("plugin: {slot} <- {file} (v{}, sha256 {})", version.number, version.sha256.short());
+    }
+    Ok(())
+}

@@ -2,10 +2,11 @@
 //! workers register with, and a director that recovers whenever the live
 //! generation loses a member.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::protocol::{AttemptSummary, CoordinatorProtocol, CoordinatorReply, CoordinatorRequest, Status};
 use crate::bindings::types::{Layout, RecoveryConfig};
@@ -23,29 +24,51 @@ const MONITOR_EVERY: Duration = Duration::from_millis(200);
 pub struct Coordinator {
     cluster: Arc<RemoteCluster>,
     store: Arc<FileStore>,
-    state: Mutex<(String, Vec<AttemptSummary>)>,
+    progress: Mutex<Progress>,
+}
+
+/// What the director is doing, and how its last recovery went.
+#[derive(Clone, Default)]
+struct Progress {
+    state: String,
+    trigger: String,
+    millis: Option<f64>,
+    attempts: Vec<AttemptSummary>,
 }
 
 impl Coordinator {
     fn status(&self) -> Status {
         let persisted = self.store.state().ok().and_then(|s| s.layout);
-        let (state, last) = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let progress = self.progress().clone();
         Status {
             epoch: persisted.as_ref().map(|l| l.epoch),
             layout: persisted,
-            state,
+            state: progress.state,
             committed: self.cluster.committed_version(),
             nodes: Vec::new(),
-            last_recovery: last,
+            services: Vec::new(),
+            trigger: progress.trigger,
+            recovery_millis: progress.millis,
+            last_recovery: progress.attempts,
         }
     }
 
-    fn set_state(&self, state: &str, report: Option<&RecoveryReport>) {
-        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        guard.0 = state.into();
-        if let Some(report) = report {
-            guard.1 = summarize(report);
-        }
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_state(&self, state: &str) {
+        self.progress().state = state.into();
+    }
+
+    /// Records a recovery that ended: its attempts, and its wall time since
+    /// `since` when it persisted a layout.
+    fn recovered(&self, state: &str, trigger: &str, since: Instant, report: &RecoveryReport) {
+        let mut progress = self.progress();
+        progress.state = state.into();
+        progress.trigger = trigger.into();
+        progress.millis = report.layout().is_some().then(|| since.elapsed().as_secs_f64() * 1e3);
+        progress.attempts = summarize(report);
     }
 }
 
@@ -64,6 +87,7 @@ impl Handler<CoordinatorProtocol> for Coordinator {
             CoordinatorRequest::Status => {
                 let mut status = self.status();
                 status.nodes = self.cluster.nodes().await;
+                status.services = self.cluster.services().await;
                 Ok(CoordinatorReply::Status(Box::new(status)))
             }
         }
@@ -85,7 +109,7 @@ pub async fn run(
     let coordinator = Arc::new(Coordinator {
         cluster: cluster.clone(),
         store: store.clone(),
-        state: Mutex::new(("waiting for workers".into(), Vec::new())),
+        progress: Mutex::new(Progress { state: "waiting for workers".into(), ..Progress::default() }),
     });
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, data = %data.display(), "coordinator listening");
@@ -93,8 +117,10 @@ pub async fn run(
 
     let options = DirectorOptions { max_attempts: u32::MAX, max_backoff: Duration::from_secs(1), ..Default::default() };
     let director = Director::new(registry, cluster.clone(), store, config, options);
+    let mut trigger = String::from("boot");
+    let mut since = Instant::now();
     loop {
-        coordinator.set_state("recovering", None);
+        coordinator.set_state("recovering");
         let report = match director.recover().await {
             Ok(report) => report,
             Err(err) => {
@@ -104,33 +130,40 @@ pub async fn run(
             }
         };
         let Some(layout) = report.layout().cloned() else {
-            coordinator.set_state("recovery did not complete", Some(&report));
+            coordinator.recovered("recovery did not complete", &trigger, since, &report);
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        coordinator.set_state("serving", Some(&report));
+        coordinator.recovered("serving", &trigger, since, &report);
         tracing::info!(epoch = layout.epoch, "generation live");
-        monitor(&cluster, &layout).await;
-        tracing::warn!(epoch = layout.epoch, "a member of the live generation is gone: recovering");
+        trigger = monitor(&cluster, &layout).await;
+        since = Instant::now();
+        tracing::warn!(epoch = layout.epoch, %trigger, "the live generation is broken: recovering");
     }
 }
 
-/// Pumps storage and watches the live generation until a member is gone.
-async fn monitor(cluster: &RemoteCluster, layout: &Layout) {
+/// Pumps storage and watches the live generation until it breaks; returns
+/// what broke it.
+async fn monitor(cluster: &RemoteCluster, layout: &Layout) -> String {
     let members = named_services(layout);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(MONITOR_EVERY) => {}
-            _ = cluster.generation_broken() => {
-                tracing::warn!("a commit failed after taking a version");
-                return;
-            }
+            _ = cluster.generation_broken() => return "a commit failed after taking a version".into(),
         }
         cluster.pump().await;
-        let live: std::collections::BTreeSet<String> = cluster.services().await.into_iter().map(|s| s.id).collect();
-        if let Some(gone) = members.iter().find(|id| !live.contains(*id)) {
-            tracing::warn!(service = %gone, "member unreachable");
-            return;
+        let hosted = cluster.services().await;
+        let live: BTreeSet<&str> = hosted.iter().map(|s| s.id.as_str()).collect();
+        if let Some(gone) = members.iter().find(|id| !live.contains(id.as_str())) {
+            return format!("{gone} unreachable");
+        }
+        // No recovery runs while serving, so a service the persisted layout
+        // does not name is needed by nothing: an old generation's, one an
+        // attempt created on a worker that was down during its rollback, or
+        // one a restarted worker reloaded. Release it, journal and all.
+        for stray in hosted.iter().filter(|s| !members.contains(&s.id)) {
+            tracing::info!(service = %stray.id, node = %stray.node, "releasing a service no generation needs");
+            cluster.release(&stray.id).await;
         }
     }
 }

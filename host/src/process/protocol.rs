@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bindings::types::{Epoch, Layout, Node, Version};
+use crate::bindings::types::{Epoch, Layout, Node, ServiceDescriptor, Version};
 use crate::transport::Protocol;
 
 /// The coordinator protocol.
@@ -68,6 +68,13 @@ pub struct Status {
     pub committed: Version,
     /// The registered nodes, with their health.
     pub nodes: Vec<Node>,
+    /// Every service the live workers host, of any generation.
+    pub services: Vec<ServiceDescriptor>,
+    /// What started the last recovery: `boot`, or the failure detected.
+    pub trigger: String,
+    /// Wall time of the last recovery, from the detected failure (or the
+    /// first attempt, at boot) to the persisted layout, in milliseconds.
+    pub recovery_millis: Option<f64>,
     /// The attempts of the last recovery, in order.
     pub last_recovery: Vec<AttemptSummary>,
 }
