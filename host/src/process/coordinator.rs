@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::protocol::{AttemptSummary, CoordinatorProtocol, CoordinatorReply, CoordinatorRequest, Status};
-use crate::bindings::types::{Layout, RecoveryConfig};
+use crate::bindings::types::{Layout, RecoveryConfig, ServiceDescriptor};
 use crate::cluster::{Cluster, RemoteCluster};
 use crate::coordinator::{CoordinatorStore, FileStore};
 use crate::director::{Director, DirectorOptions, RecoveryReport};
@@ -142,10 +142,23 @@ pub async fn run(
     }
 }
 
+/// No recovery runs while serving, so a service the persisted layout does
+/// not name is needed by nothing: an old generation's, one an attempt created
+/// on a worker that was down during its rollback, or one a restarted worker
+/// reloaded. Each is released, journal and all, so that they cannot fill a
+/// node's capacity over many recoveries.
+async fn release_strays(cluster: &RemoteCluster, members: &BTreeSet<String>, hosted: &[ServiceDescriptor]) {
+    for stray in hosted.iter().filter(|s| !members.contains(&s.id)) {
+        tracing::info!(service = %stray.id, node = %stray.node, "releasing a service no generation needs");
+        cluster.release(&stray.id).await;
+    }
+}
+
 /// Pumps storage and watches the live generation until it breaks; returns
-/// what broke it.
+/// what broke it. The previous generation's services are released first.
 async fn monitor(cluster: &RemoteCluster, layout: &Layout) -> String {
     let members = named_services(layout);
+    release_strays(cluster, &members, &cluster.services().await).await;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(MONITOR_EVERY) => {}
@@ -157,14 +170,7 @@ async fn monitor(cluster: &RemoteCluster, layout: &Layout) -> String {
         if let Some(gone) = members.iter().find(|id| !live.contains(id.as_str())) {
             return format!("{gone} unreachable");
         }
-        // No recovery runs while serving, so a service the persisted layout
-        // does not name is needed by nothing: an old generation's, one an
-        // attempt created on a worker that was down during its rollback, or
-        // one a restarted worker reloaded. Release it, journal and all.
-        for stray in hosted.iter().filter(|s| !members.contains(&s.id)) {
-            tracing::info!(service = %stray.id, node = %stray.node, "releasing a service no generation needs");
-            cluster.release(&stray.id).await;
-        }
+        release_strays(cluster, &members, &hosted).await;
     }
 }
 
