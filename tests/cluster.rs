@@ -210,11 +210,30 @@ fn a_restarted_coordinator_takes_a_higher_epoch_and_recovers() {
     let mut load = cluster.load(1_000, 20, &acks);
     assert!(wait_for_exit(&mut load, Duration::from_secs(120)).success());
 
+    // Clients commit through the proxies, not the coordinator: with the
+    // coordinator dead, a client that knows the generation carries on.
+    let during = cluster.acks("during");
+    let mut load = cluster.load(3_000, 5, &during);
+    while lines(&during) < 100 {
+        assert!(load.child.try_wait().unwrap().is_none(), "the load ended early");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cluster.coordinator.kill();
+    let down = lines(&during);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lines(&during) < down + 200 {
+        assert!(Instant::now() < deadline, "no commit acknowledged while the coordinator was down");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
     cluster.restart_coordinator();
+    assert!(wait_for_exit(&mut load, Duration::from_secs(120)).success());
     let (second, _) = cluster.serving_after(first);
     assert!(second > first, "epoch {second} after a restart at {first}");
     let report = cluster.verify(&acks);
     assert!(report.contains("verified 1000 acknowledged writes: 0 lost"), "{report}");
+    let report = cluster.verify(&during);
+    assert!(report.contains("verified 3000 acknowledged writes: 0 lost"), "{report}");
 
     let more = cluster.acks("more");
     let mut load = cluster.load(200, 20, &more);

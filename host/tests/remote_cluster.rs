@@ -66,7 +66,8 @@ async fn six_workers() -> (Vec<Worker>, Arc<RemoteCluster>) {
 fn director(cluster: Arc<RemoteCluster>) -> Director {
     let registry = Arc::new(Registry::with_defaults(common::runtime()).unwrap());
     let options = DirectorOptions { max_attempts: 4, initial_backoff: Duration::from_millis(5), ..Default::default() };
-    let config = RecoveryConfig { shards: 3, ..RecoveryConfig::default() };
+    // Three proxies: concurrent commits reach the logs out of order.
+    let config = RecoveryConfig { shards: 3, desired_proxies: 3, ..RecoveryConfig::default() };
     Director::new(registry, cluster, Arc::new(MemoryStore::default()), config, options)
 }
 
@@ -88,6 +89,7 @@ async fn a_cluster_of_workers_over_tcp_recovers_from_a_dead_worker_without_loss(
     let first = completed(&director.recover().await.unwrap());
     assert_eq!(first.epoch, 1);
     assert_eq!(first.logs.len(), 3);
+    assert_eq!(first.commit_proxies.len(), 3);
 
     let mut acked = Vec::new();
     for i in 0..200 {
@@ -99,7 +101,8 @@ async fn a_cluster_of_workers_over_tcp_recovers_from_a_dead_worker_without_loss(
         }
     }
 
-    // Clients commit concurrently: the cluster orders their versions.
+    // Clients commit concurrently, through three proxies in turn: a log
+    // holds a push until the versions before it have arrived.
     let writers = (0..4).map(|w| {
         let cluster = cluster.clone();
         tokio::spawn(async move {
@@ -121,6 +124,12 @@ async fn a_cluster_of_workers_over_tcp_recovers_from_a_dead_worker_without_loss(
     let dead_index = workers.iter().position(|w| w.spec.id == dead).unwrap();
     workers[dead_index].stop().await;
     assert!(cluster.commit(&[("k".into(), "v".into())]).await.is_err(), "a generation missing a log cannot commit");
+    if node_of(&first, first.sequencer.as_deref().unwrap()) != dead {
+        // The proxy took a version it could not push: it reports its
+        // generation broken, which is what makes the coordinator recover.
+        cluster.services().await;
+        assert_eq!(cluster.broken_proxies().len(), 1, "{:?}", cluster.broken_proxies());
+    }
 
     let report = director.recover().await.unwrap();
     let second = completed(&report);
@@ -129,7 +138,7 @@ async fn a_cluster_of_workers_over_tcp_recovers_from_a_dead_worker_without_loss(
     cluster.pump().await;
     let mut lost = Vec::new();
     for (key, value) in &acked {
-        if cluster.read(key).await.as_deref() != Some(value.as_str()) {
+        if cluster.read(key).await.ok().flatten().as_deref() != Some(value.as_str()) {
             lost.push(key.clone());
         }
     }
@@ -145,4 +154,54 @@ async fn a_cluster_of_workers_over_tcp_recovers_from_a_dead_worker_without_loss(
     let info = cluster.lock(&log, 3).await.unwrap();
     let ratchet::bindings::types::LockInfo::Log(info) = info else { panic!("not a log: {info:?}") };
     assert!(info.last_version >= 300, "the restarted log kept its acknowledged versions: {info:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_holds_a_push_until_the_versions_before_it_arrive() {
+    use ratchet::bindings::types::{LogAssignment, ServiceKind};
+    use ratchet::services::Mutation;
+    use ratchet::transport::Client;
+    use ratchet::worker::{WorkerReply, WorkerRequest};
+
+    let addr = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().to_string();
+    let spec = NodeSpec { id: "n1".into(), zone: "z1".into(), capacity: 4 };
+    let mut worker = Worker { spec, dir: tempfile::tempdir().unwrap(), addr: addr.clone(), server: None };
+    worker.start().await;
+    // Longer than the second a push waits for the versions before it.
+    let patient = TransportConfig { call_timeout: Duration::from_secs(3), ..TransportConfig::default() };
+    let client = || Client::<WorkerProtocol>::new(addr.as_str(), patient.clone());
+    let Ok(Ok(WorkerReply::Created(log))) = client().call(WorkerRequest::CreateWorker { kind: ServiceKind::Log, epoch: 1 }).await
+    else {
+        panic!("the log was not created");
+    };
+    let layout = Layout {
+        epoch: 1,
+        sequencer: None,
+        commit_proxies: vec![],
+        resolvers: vec![],
+        logs: vec![LogAssignment { id: log.id.clone(), tags: vec![0] }],
+        storage_teams: vec![],
+        services: vec![log.clone()],
+        recovery_version: 0,
+    };
+    client().call(WorkerRequest::Unlock { id: log.id.clone(), epoch: 1, layout }).await.unwrap().unwrap();
+    let push = |prev, version| {
+        let mutations = vec![Mutation { tag: 0, key: format!("k{version}"), value: "v".into() }];
+        let request = WorkerRequest::Push { id: log.id.clone(), epoch: 1, prev, version, mutations };
+        let client = client();
+        async move { client.call(request).await.unwrap() }
+    };
+
+    // Version 2 (after 1) arrives first, from one proxy; version 1 a little
+    // later, from another. The log takes both, in order.
+    let early = tokio::spawn(push(1, 2));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!early.is_finished(), "version 2 was answered before version 1 arrived");
+    assert_eq!(push(0, 1).await, Ok(WorkerReply::Done));
+    assert_eq!(early.await.unwrap(), Ok(WorkerReply::Done));
+
+    // A gap that never fills is refused after the wait, and the log is intact.
+    let refused = push(5, 6).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(push(2, 3).await, Ok(WorkerReply::Done));
 }

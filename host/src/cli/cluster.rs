@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use ratchet::bindings::types::RecoveryConfig;
 use ratchet::cluster::NodeSpec;
-use ratchet::process::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest, Status};
+use ratchet::process::{CommitClient, CoordinatorProtocol, CoordinatorReply, CoordinatorRequest, Status};
 use ratchet::registry::Registry;
 use ratchet::runtime::Runtime;
 use ratchet::transport::{Client, TransportConfig};
@@ -82,6 +82,9 @@ pub struct VerifyArgs {
     /// The acknowledged writes, as written by `ratchet load`.
     #[arg(long, value_name = "FILE")]
     acks: PathBuf,
+    /// How long to keep retrying one read while the cluster recovers.
+    #[arg(long, default_value_t = 60)]
+    retry_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -98,8 +101,12 @@ fn tokio() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::from(anyhow::anyhow!("cannot start the async runtime: {e}")))
 }
 
+fn transport() -> TransportConfig {
+    TransportConfig { call_timeout: Duration::from_secs(5), ..TransportConfig::default() }
+}
+
 fn client(addr: &str) -> Client<CoordinatorProtocol> {
-    Client::new(addr, TransportConfig { call_timeout: Duration::from_secs(5), ..TransportConfig::default() })
+    Client::new(addr, transport())
 }
 
 async fn bind(addr: &str) -> Result<tokio::net::TcpListener, Failure> {
@@ -134,7 +141,7 @@ pub fn load(args: LoadArgs) -> Result<(), Failure> {
         .open(&args.acks)
         .map_err(|e| Failure::input(format!("--acks {}: {e}", args.acks.display())))?;
     let mut acks = std::io::BufWriter::new(file);
-    let client = client(&args.coordinator);
+    let mut client = CommitClient::new(&args.coordinator, transport());
     let started = Instant::now();
     let mut acked = 0usize;
     let mut next = 0usize;
@@ -142,7 +149,7 @@ pub fn load(args: LoadArgs) -> Result<(), Failure> {
         while next < args.writes {
             let end = (next + args.batch as usize).min(args.writes);
             let writes: Vec<(String, String)> = (next..end).map(write).collect();
-            let version = commit(&client, &writes, Duration::from_secs(args.retry_secs)).await?;
+            let version = commit(&mut client, &writes, Duration::from_secs(args.retry_secs)).await?;
             for (key, value) in &writes {
                 writeln!(acks, "{key}\t{value}\t{version}").map_err(|e| anyhow::anyhow!("writing acks: {e}"))?;
             }
@@ -162,13 +169,11 @@ pub fn load(args: LoadArgs) -> Result<(), Failure> {
 }
 
 /// Commits `writes`, retrying while the cluster recovers, for up to `patience`.
-async fn commit(client: &Client<CoordinatorProtocol>, writes: &[(String, String)], patience: Duration) -> Result<u64, Failure> {
+async fn commit(client: &mut CommitClient, writes: &[(String, String)], patience: Duration) -> Result<u64, Failure> {
     let deadline = Instant::now() + patience;
     loop {
-        let reason = match client.call(CoordinatorRequest::Commit { writes: writes.to_vec() }).await {
-            Ok(Ok(CoordinatorReply::Committed(version))) => return Ok(version),
-            Ok(Ok(other)) => format!("unexpected reply {other:?}"),
-            Ok(Err(reason)) => reason,
+        let reason = match client.commit(writes).await {
+            Ok(version) => return Ok(version),
             Err(err) => err.to_string(),
         };
         if Instant::now() >= deadline {
@@ -182,6 +187,25 @@ async fn commit(client: &Client<CoordinatorProtocol>, writes: &[(String, String)
 /// The write number `i`: a key starting with a hash, so keys spread over shards.
 fn write(i: usize) -> (String, String) {
     (format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761)), format!("value-{i}"))
+}
+
+/// Reads `key`, retrying while the cluster cannot serve the read (it is
+/// recovering, say) for up to `patience`. A read that is served is final.
+async fn read(client: &Client<CoordinatorProtocol>, key: &str, patience: Duration) -> Result<Option<String>, Failure> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let reason = match client.call(CoordinatorRequest::Read { key: key.into() }).await {
+            Ok(Ok(CoordinatorReply::Value(found))) => return Ok(found),
+            Ok(Ok(other)) => format!("unexpected reply {other:?}"),
+            Ok(Err(reason)) => reason,
+            Err(err) => err.to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Err(anyhow::anyhow!("reading {key}: no answer for {patience:?}: {reason}").into());
+        }
+        tracing::debug!(key, %reason, "read not served; retrying");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 pub fn verify(args: VerifyArgs) -> Result<(), Failure> {
@@ -199,14 +223,12 @@ pub fn verify(args: VerifyArgs) -> Result<(), Failure> {
     let mut lost = Vec::new();
     tokio()?.block_on(async {
         for (key, value) in &expected {
-            match client.call(CoordinatorRequest::Read { key: key.clone() }).await {
-                Ok(Ok(CoordinatorReply::Value(Some(found)))) if found == *value => {}
-                Ok(Ok(CoordinatorReply::Value(found))) => lost.push(format!("{key}: expected {value}, found {found:?}")),
-                Ok(other) => return Err(Failure::from(anyhow::anyhow!("reading {key}: {other:?}"))),
-                Err(err) => return Err(Failure::from(anyhow::anyhow!("reading {key}: {err}"))),
+            match read(&client, key, Duration::from_secs(args.retry_secs)).await? {
+                Some(found) if found == *value => {}
+                found => lost.push(format!("{key}: expected {value}, found {found:?}")),
             }
         }
-        Ok(())
+        Ok::<(), Failure>(())
     })?;
     for line in lost.iter().take(20) {
         println!("lost {line}");

@@ -47,8 +47,8 @@ enum Command {
     Coordinator(cluster::CoordinatorArgs),
     /// Run a worker: a foreman hosting the roles the coordinator asks for.
     Worker(cluster::WorkerArgs),
-    /// Commit writes through the live generation and record every
-    /// acknowledged one.
+    /// Commit writes through the live generation's proxies (learned from the
+    /// coordinator) and record every acknowledged one.
     Load(cluster::LoadArgs),
     /// Read back every acknowledged write; exits 1 on any loss.
     Verify(cluster::VerifyArgs),

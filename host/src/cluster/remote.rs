@@ -8,8 +8,8 @@
 //! Data a recovery moves (a log range, a replica's snapshot) flows through
 //! here: read from one worker, written to another.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::join_all;
@@ -19,7 +19,6 @@ use super::{Cluster, CommitError, tag_of};
 use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
-use crate::services::Mutation;
 use crate::transport::{Client, TransportConfig};
 use crate::worker::{WorkerProtocol, WorkerReply, WorkerRequest};
 
@@ -41,11 +40,10 @@ pub struct RemoteCluster {
     live: Mutex<Option<Arc<Layout>>>,
     committed: AtomicU64,
     registrations: watch::Sender<u64>,
-    /// Commits run one at a time: a log accepts versions only in order.
-    commits: tokio::sync::Mutex<()>,
-    /// Raised when a commit failed after taking a version: the generation
-    /// cannot commit again and must be replaced.
-    broken: tokio::sync::Notify,
+    /// The proxy the next commit goes to, round robin.
+    next_proxy: AtomicUsize,
+    /// Proxies whose generation broke, as last surveyed.
+    broken: Mutex<BTreeSet<String>>,
 }
 
 impl RemoteCluster {
@@ -58,8 +56,8 @@ impl RemoteCluster {
             live: Mutex::default(),
             committed: AtomicU64::new(0),
             registrations: watch::channel(0).0,
-            commits: tokio::sync::Mutex::new(()),
-            broken: tokio::sync::Notify::new(),
+            next_proxy: AtomicUsize::new(0),
+            broken: Mutex::default(),
         }
     }
 
@@ -78,12 +76,6 @@ impl RemoteCluster {
         tracing::info!(node, zone, addr, "worker registered");
     }
 
-    /// Resolves when a commit has failed after taking a version: the live
-    /// generation has a gap in its logs and must be recovered.
-    pub async fn generation_broken(&self) {
-        self.broken.notified().await
-    }
-
     /// The layout of the live generation.
     pub fn live_layout(&self) -> Option<Arc<Layout>> {
         lock(&self.live).clone()
@@ -94,59 +86,45 @@ impl RemoteCluster {
         self.committed.load(Ordering::SeqCst)
     }
 
-    /// Commits `writes` through the live generation: admitted by a proxy,
-    /// versioned by the sequencer, checked by every resolver, and pushed to
-    /// every log. Acknowledged (returns the version) only when every log has
-    /// made it durable.
+    /// Commits `writes` through a proxy of the live generation (each in
+    /// turn); see the worker's commit path. Returns the acknowledged version.
     pub async fn commit(&self, writes: &[(String, String)]) -> Result<Version, CommitError> {
         let layout = self.live_layout().ok_or(CommitError::NoGeneration)?;
-        let _one_at_a_time = self.commits.lock().await;
-        let proxy = layout.commit_proxies.first().ok_or(CommitError::NoGeneration)?;
-        let epoch = match self.ask(proxy, WorkerRequest::Admit { id: proxy.clone() }).await {
-            Ok(WorkerReply::Admitted(epoch)) => epoch,
-            other => return Err(refused(proxy, unexpected(other))),
-        };
-        let sequencer = layout.sequencer.as_deref().ok_or(CommitError::NoGeneration)?;
-        let (prev, version) = match self.ask(sequencer, WorkerRequest::NextVersion { id: sequencer.into(), epoch }).await {
-            Ok(WorkerReply::Versions { prev, version }) => (prev, version),
-            other => return Err(refused(sequencer, unexpected(other))),
-        };
-        // From here on the version is taken: a failure leaves a gap no later
-        // push can cross, so the generation is reported broken.
-        let result = self.finish_commit(&layout, epoch, prev, version, writes).await;
-        if result.is_err() {
-            self.broken.notify_waiters();
+        if layout.commit_proxies.is_empty() {
+            return Err(CommitError::NoGeneration);
         }
-        result
+        let proxy = &layout.commit_proxies[self.next_proxy.fetch_add(1, Ordering::Relaxed) % layout.commit_proxies.len()];
+        match self.ask(proxy, WorkerRequest::Commit { id: proxy.clone(), writes: writes.to_vec() }).await {
+            Ok(WorkerReply::Committed(version)) => {
+                self.committed.fetch_max(version, Ordering::SeqCst);
+                Ok(version)
+            }
+            other => Err(refused(proxy, unexpected(other))),
+        }
     }
 
-    async fn finish_commit(
-        &self,
-        layout: &Layout,
-        epoch: Epoch,
-        prev: Version,
-        version: Version,
-        writes: &[(String, String)],
-    ) -> Result<Version, CommitError> {
-        for resolver in &layout.resolvers {
-            if let Err(err) = self.ask(resolver, WorkerRequest::Resolve { id: resolver.clone(), epoch }).await {
-                return Err(refused(resolver, err));
+    /// Learns the newest acknowledged version from every proxy of the live
+    /// generation (a read version, as FoundationDB's clients get one). Fails
+    /// when a proxy does not answer: it may have acknowledged more.
+    pub async fn refresh_committed(&self) -> Result<Version, ClusterError> {
+        let Some(layout) = self.live_layout() else { return Ok(self.committed_version()) };
+        let asks = layout.commit_proxies.iter().map(|proxy| self.ask(proxy, WorkerRequest::ReadVersion { id: proxy.clone() }));
+        for (proxy, answer) in layout.commit_proxies.iter().zip(join_all(asks).await) {
+            match answer {
+                Ok(WorkerReply::ReadVersion(version)) => {
+                    self.committed.fetch_max(version, Ordering::SeqCst);
+                }
+                other => return Err(ClusterError::Unreachable(format!("read version from {proxy}: {:?}", unexpected(other)))),
             }
         }
-        let mutations: Vec<Mutation> = writes
-            .iter()
-            .map(|(key, value)| Mutation { tag: tag_of(layout, key), key: key.clone(), value: value.clone() })
-            .collect();
-        let pushes = layout.logs.iter().map(|log| {
-            let request =
-                WorkerRequest::Push { id: log.id.clone(), epoch, prev, version, mutations: mutations.clone() };
-            async move { (log.id.as_str(), self.ask(&log.id, request).await) }
-        });
-        for (log, result) in join_all(pushes).await {
-            result.map_err(|err| refused(log, err))?;
-        }
-        self.committed.fetch_max(version, Ordering::SeqCst);
-        Ok(version)
+        Ok(self.committed_version())
+    }
+
+    /// The proxies that reported, at the last [`Cluster::services`] survey,
+    /// that a commit failed after taking a version: their generation has a
+    /// gap in its logs and must be recovered.
+    pub fn broken_proxies(&self) -> BTreeSet<String> {
+        lock(&self.broken).clone()
     }
 
     /// Lets every serving replica of the live generation catch up from a log
@@ -175,24 +153,29 @@ impl RemoteCluster {
 
     /// Reads `key` from a serving replica of its team that holds every
     /// acknowledged version, letting replicas catch up first when none does:
-    /// a read never misses an acknowledged write because storage lags.
-    pub async fn read(&self, key: &str) -> Option<String> {
-        let layout = self.live_layout()?;
+    /// a read never misses an acknowledged write because storage lags. Fails
+    /// when no read version can be had, or no replica catches up.
+    pub async fn read(&self, key: &str) -> Result<Option<String>, ClusterError> {
+        let layout = self.live_layout().ok_or_else(|| ClusterError::Unreachable("no live generation".into()))?;
+        let committed = self.refresh_committed().await?;
         let tag = tag_of(&layout, key);
-        let team = layout.storage_teams.iter().find(|t| t.tag == tag)?;
+        let team = layout
+            .storage_teams
+            .iter()
+            .find(|t| t.tag == tag)
+            .ok_or_else(|| ClusterError::NotFound(format!("no storage team for tag {tag}")))?;
         for _ in 0..3 {
-            let committed = self.committed_version();
             for id in &team.storage_ids {
                 if let Ok(WorkerReply::Value { value, durable, serving: true }) =
                     self.ask(id, WorkerRequest::Read { id: id.clone(), key: key.into() }).await
                     && durable >= committed
                 {
-                    return value;
+                    return Ok(value);
                 }
             }
             self.pump().await;
         }
-        None
+        Err(ClusterError::Unreachable(format!("no replica of team {tag} reached version {committed}")))
     }
 
     /// Sends `request` to the worker hosting service `id`.
@@ -246,11 +229,14 @@ impl Cluster for RemoteCluster {
         let members: Vec<Member> = lock(&self.members).values().cloned().collect();
         let answers = members.iter().map(|member| member.client.call(WorkerRequest::Info));
         let mut services = Vec::new();
+        let mut broken = BTreeSet::new();
         for answer in join_all(answers).await {
-            if let Ok(Ok(WorkerReply::Info { services: hosted, .. })) = answer {
+            if let Ok(Ok(WorkerReply::Info { services: hosted, broken: proxies, .. })) = answer {
                 services.extend(hosted);
+                broken.extend(proxies);
             }
         }
+        *lock(&self.broken) = broken;
         for service in &services {
             self.note(service);
         }

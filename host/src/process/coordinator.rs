@@ -80,11 +80,15 @@ impl Handler<CoordinatorProtocol> for Coordinator {
                 self.cluster.register(&node, &zone, capacity, &addr);
                 Ok(CoordinatorReply::Registered)
             }
-            CoordinatorRequest::Commit { writes } => {
-                self.cluster.commit(&writes).await.map(CoordinatorReply::Committed).map_err(|e| e.to_string())
+            CoordinatorRequest::Generation => {
+                Ok(CoordinatorReply::Generation(self.cluster.live_layout().map(|l| Box::new((*l).clone()))))
             }
-            CoordinatorRequest::Read { key } => Ok(CoordinatorReply::Value(self.cluster.read(&key).await)),
+            CoordinatorRequest::Read { key } => {
+                self.cluster.read(&key).await.map(CoordinatorReply::Value).map_err(|e| e.to_string())
+            }
             CoordinatorRequest::Status => {
+                // Best effort: a proxy that does not answer leaves the last figure.
+                let _ = self.cluster.refresh_committed().await;
                 let mut status = self.status();
                 status.nodes = self.cluster.nodes().await;
                 status.services = self.cluster.services().await;
@@ -160,15 +164,16 @@ async fn monitor(cluster: &RemoteCluster, layout: &Layout) -> String {
     let members = named_services(layout);
     release_strays(cluster, &members, &cluster.services().await).await;
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(MONITOR_EVERY) => {}
-            _ = cluster.generation_broken() => return "a commit failed after taking a version".into(),
-        }
+        tokio::time::sleep(MONITOR_EVERY).await;
+        let _ = cluster.refresh_committed().await;
         cluster.pump().await;
         let hosted = cluster.services().await;
         let live: BTreeSet<&str> = hosted.iter().map(|s| s.id.as_str()).collect();
         if let Some(gone) = members.iter().find(|id| !live.contains(id.as_str())) {
             return format!("{gone} unreachable");
+        }
+        if let Some(proxy) = cluster.broken_proxies().into_iter().find(|p| members.contains(p)) {
+            return format!("{proxy}: a commit failed after taking a version");
         }
         release_strays(cluster, &members, &hosted).await;
     }

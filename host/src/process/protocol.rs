@@ -28,11 +28,9 @@ pub enum CoordinatorRequest {
         /// Where its foreman listens.
         addr: String,
     },
-    /// Commit writes through the live generation's proxies.
-    Commit {
-        /// The writes, as key and value.
-        writes: Vec<(String, String)>,
-    },
+    /// The live generation's layout, with the address of every service, so
+    /// a client commits through its proxies directly.
+    Generation,
     /// Read a key from a serving replica of its team.
     Read {
         /// The key.
@@ -47,8 +45,9 @@ pub enum CoordinatorRequest {
 pub enum CoordinatorReply {
     /// For [`CoordinatorRequest::Register`].
     Registered,
-    /// For [`CoordinatorRequest::Commit`]: the acknowledged version.
-    Committed(Version),
+    /// For [`CoordinatorRequest::Generation`]: none before the first
+    /// recovery completes.
+    Generation(Option<Box<Layout>>),
     /// For [`CoordinatorRequest::Read`].
     Value(Option<String>),
     /// For [`CoordinatorRequest::Status`].

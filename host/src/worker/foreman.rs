@@ -9,12 +9,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::commit::{self, Generation, Peers};
 use super::protocol::{WorkerProtocol, WorkerReply, WorkerRequest};
 use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag};
 use crate::bindings::kind_name;
 use crate::cluster::NodeSpec;
 use crate::services::{CommitProxy, DurableError, DurableLog, DurableStorage, JournalError, Resolver, Sequencer, ServiceError};
-use crate::transport::Handler;
+use crate::transport::{Handler, TransportConfig};
 
 enum Role {
     Log(DurableLog),
@@ -36,6 +37,14 @@ pub struct Foreman {
     dir: PathBuf,
     roles: Mutex<BTreeMap<String, Hosted>>,
     next: Mutex<u64>,
+    /// The generation of each unlocked proxy.
+    generations: Mutex<BTreeMap<String, Generation>>,
+    /// The workers a proxy pushes to.
+    peers: Peers,
+    /// A proxy's commits run one at a time: a log takes versions in order.
+    commits: tokio::sync::Mutex<()>,
+    /// Woken after every push, for a push waiting on an earlier version.
+    pushed: tokio::sync::Notify,
 }
 
 impl Foreman {
@@ -63,16 +72,32 @@ impl Foreman {
         // Ids end in a counter: continue above every id reloaded, so a
         // restarted worker never reuses one.
         let next = roles.keys().filter_map(|id| id.rsplit('-').next()?.parse::<u64>().ok()).max().unwrap_or(0);
-        Ok(Foreman { spec, address, dir: dir.to_path_buf(), roles: Mutex::new(roles), next: Mutex::new(next) })
+        Ok(Foreman {
+            spec,
+            address,
+            dir: dir.to_path_buf(),
+            roles: Mutex::new(roles),
+            next: Mutex::new(next),
+            generations: Mutex::default(),
+            peers: Peers::new(TransportConfig::default()),
+            commits: tokio::sync::Mutex::new(()),
+            pushed: tokio::sync::Notify::new(),
+        })
     }
 
-    /// Answers one request.
+    fn generations(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Generation>> {
+        self.generations.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Answers one request that needs no other worker. A commit is refused
+    /// here: it is served by [`Handler::handle`], which reaches the logs.
     pub fn answer(&self, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
         let mut roles = self.roles.lock().unwrap_or_else(|e| e.into_inner());
         match request {
             WorkerRequest::Info => Ok(WorkerReply::Info {
                 node: self.node(roles.len()),
                 services: roles.values().map(|h| h.descriptor.clone()).collect(),
+                broken: self.generations().iter().filter(|(_, g)| g.broken).map(|(id, _)| id.clone()).collect(),
             }),
             WorkerRequest::Lock { id, epoch } => {
                 let info = match &mut hosted(&mut roles, &id)?.role {
@@ -144,8 +169,16 @@ impl Foreman {
                 Role::Log(log) => log.install_range(epoch, &tags, first, last, entries).map(done).map_err(durable),
                 _ => Err(not_a(&id, "log")),
             },
-            WorkerRequest::Unlock { id, epoch, layout } => unlock(hosted(&mut roles, &id)?, epoch, &layout),
+            WorkerRequest::Unlock { id, epoch, layout } => {
+                let hosted = hosted(&mut roles, &id)?;
+                let reply = unlock(hosted, epoch, &layout)?;
+                if let Role::Proxy(_) = hosted.role {
+                    self.generations().insert(id, Generation::new(&layout));
+                }
+                Ok(reply)
+            }
             WorkerRequest::Release { id } => {
+                self.generations().remove(&id);
                 if let Some(hosted) = roles.remove(&id) {
                     let file = match hosted.role {
                         Role::Log(_) => Some(self.dir.join(format!("{id}.log"))),
@@ -166,8 +199,13 @@ impl Foreman {
                 Role::Storage(storage) => storage.install(snapshot).map(done).map_err(durable),
                 _ => Err(not_a(&id, "storage server")),
             },
-            WorkerRequest::Admit { id } => match &hosted(&mut roles, &id)?.role {
-                Role::Proxy(proxy) => Ok(WorkerReply::Admitted(proxy.admit()?)),
+            WorkerRequest::Commit { id, .. } => Err(ClusterError::Failed(format!("{id}: a commit is served asynchronously"))),
+            WorkerRequest::ReadVersion { id } => match &hosted(&mut roles, &id)?.role {
+                Role::Proxy(_) => self
+                    .generations()
+                    .get(&id)
+                    .map(|g| WorkerReply::ReadVersion(g.committed))
+                    .ok_or_else(|| ClusterError::Failed(format!("{id} is not unlocked yet"))),
                 _ => Err(not_a(&id, "commit proxy")),
             },
             WorkerRequest::NextVersion { id, epoch } => match &mut hosted(&mut roles, &id)?.role {
@@ -242,11 +280,82 @@ impl Foreman {
     }
 }
 
+impl Foreman {
+    /// Commits `writes` through proxy `id`; see [`commit`].
+    async fn commit(&self, id: &str, writes: &[(String, String)]) -> Result<WorkerReply, ClusterError> {
+        let _one_at_a_time = self.commits.lock().await;
+        let (epoch, generation) = {
+            let mut roles = self.roles.lock().unwrap_or_else(|e| e.into_inner());
+            let epoch = match &hosted(&mut roles, id)?.role {
+                Role::Proxy(proxy) => proxy.admit()?,
+                _ => return Err(not_a(id, "commit proxy")),
+            };
+            let generation = self.generations().get(id).cloned();
+            (epoch, generation.ok_or_else(|| ClusterError::Failed(format!("{id} is not unlocked yet")))?)
+        };
+        if generation.broken {
+            return Err(ClusterError::Failed(format!("{id}: generation {epoch} is broken and awaits recovery")));
+        }
+        let versions = commit::take_version(&self.peers, &generation.layout, epoch).await?;
+        let finished = commit::finish(&self.peers, &generation.layout, epoch, versions, writes).await;
+        let mut generations = self.generations();
+        let Some(current) = generations.get_mut(id) else {
+            return Err(ClusterError::Failed(format!("{id} was released during the commit")));
+        };
+        match finished {
+            Ok(()) => {
+                current.committed = current.committed.max(versions.1);
+                Ok(WorkerReply::Committed(versions.1))
+            }
+            Err(err) => {
+                tracing::warn!(proxy = id, epoch, version = versions.1, %err, "commit failed after taking a version: generation broken");
+                current.broken = true;
+                Err(err)
+            }
+        }
+    }
+
+    /// Whether log `id` has not yet reached `prev`: a push of a later version
+    /// from another proxy arrived first.
+    fn log_behind(&self, id: &str, prev: u64) -> bool {
+        let roles = self.roles.lock().unwrap_or_else(|e| e.into_inner());
+        matches!(roles.get(id).map(|h| &h.role), Some(Role::Log(log)) if log.service().last_version() < prev)
+    }
+
+    /// Pushes to a log, first waiting (up to a second) for the versions
+    /// before it, which other proxies may still be pushing.
+    async fn push(&self, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
+        if let WorkerRequest::Push { id, prev, .. } = &request {
+            let deadline = tokio::time::Instant::now() + PUSH_WAIT;
+            loop {
+                let pushed = self.pushed.notified();
+                tokio::pin!(pushed);
+                pushed.as_mut().enable();
+                if !self.log_behind(id, *prev) || tokio::time::timeout_at(deadline, pushed).await.is_err() {
+                    break;
+                }
+            }
+        }
+        let reply = tokio::task::block_in_place(|| self.answer(request));
+        if reply.is_ok() {
+            self.pushed.notify_waiters();
+        }
+        reply
+    }
+}
+
+/// How long a push waits for the versions before it.
+const PUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[async_trait::async_trait]
 impl Handler<WorkerProtocol> for Foreman {
     async fn handle(&self, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
-        // Journal writes fsync: keep them off the async threads.
-        tokio::task::block_in_place(|| self.answer(request))
+        match request {
+            WorkerRequest::Commit { id, writes } => self.commit(&id, &writes).await,
+            push @ WorkerRequest::Push { .. } => self.push(push).await,
+            // Journal writes fsync: keep them off the async threads.
+            request => tokio::task::block_in_place(|| self.answer(request)),
+        }
     }
 }
 

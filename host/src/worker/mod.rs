@@ -2,6 +2,7 @@
 //! coordinator speaks to it ([`protocol`]) and the [`Foreman`] that answers,
 //! hosting durable logs and storage and the stateless roles.
 
+mod commit;
 mod foreman;
 pub mod protocol;
 

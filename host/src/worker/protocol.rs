@@ -20,7 +20,8 @@ impl Protocol for WorkerProtocol {
 /// A request to a worker.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum WorkerRequest {
-    /// The node and the services it hosts.
+    /// The node, the services it hosts, and which of its proxies saw their
+    /// generation break. Asked by the coordinator as its heartbeat check.
     Info,
     /// Lock a service at `epoch` and report its recovery information.
     Lock { id: String, epoch: Epoch },
@@ -47,8 +48,13 @@ pub enum WorkerRequest {
     Snapshot { id: String },
     /// Seed an empty replica with a teammate's data.
     Install { id: String, snapshot: Snapshot },
-    /// Admit a commit at a proxy: answers the proxy's generation.
-    Admit { id: String },
+    /// Commit writes through a proxy, which takes a version from its
+    /// generation's sequencer, checks with every resolver and pushes to
+    /// every log. Answered only once every log has made it durable.
+    Commit { id: String, writes: Vec<(String, String)> },
+    /// The newest version a proxy has acknowledged: a read at it sees
+    /// every write acknowledged before the request.
+    ReadVersion { id: String },
     /// Take the next commit version from a sequencer: answers `(prev, version)`.
     NextVersion { id: String, epoch: Epoch },
     /// Check a commit at a resolver.
@@ -67,7 +73,7 @@ pub enum WorkerRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum WorkerReply {
     /// For [`WorkerRequest::Info`].
-    Info { node: Node, services: Vec<ServiceDescriptor> },
+    Info { node: Node, services: Vec<ServiceDescriptor>, broken: Vec<String> },
     /// For [`WorkerRequest::Lock`].
     Locked(LockInfo),
     /// For a created worker or started role.
@@ -76,8 +82,10 @@ pub enum WorkerReply {
     Range(Vec<(Version, Vec<Mutation>)>),
     /// For [`WorkerRequest::Snapshot`].
     Snapshot(Snapshot),
-    /// For [`WorkerRequest::Admit`].
-    Admitted(Epoch),
+    /// For [`WorkerRequest::Commit`]: the acknowledged version.
+    Committed(Version),
+    /// For [`WorkerRequest::ReadVersion`].
+    ReadVersion(Version),
     /// For [`WorkerRequest::NextVersion`].
     Versions { prev: Version, version: Version },
     /// For [`WorkerRequest::Pull`]: the mutations, and the log's last

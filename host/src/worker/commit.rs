@@ -1,0 +1,104 @@
+//! The commit path of a proxy hosted by a worker. A client sends its writes
+//! to a proxy of the live generation; the proxy takes a version from the
+//! sequencer, checks with every resolver, and pushes the version to every
+//! log, each on its own worker, reached through the addresses in the layout
+//! the proxy was unlocked with. The proxy answers only when every log has
+//! made the version durable, so an acknowledged write survives any failure
+//! the logs' replication covers.
+//!
+//! A failure after the version was taken leaves a gap no later push can
+//! cross: the proxy then refuses every further commit and reports its
+//! generation broken (in its worker's `Info`), and the coordinator recovers.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use futures::future::join_all;
+
+use super::protocol::{WorkerProtocol, WorkerReply, WorkerRequest};
+use crate::bindings::types::{ClusterError, Epoch, Layout, Version};
+use crate::cluster::tag_of;
+use crate::services::Mutation;
+use crate::transport::{Client, TransportConfig};
+
+/// What a proxy knows of its generation once unlocked.
+#[derive(Clone)]
+pub(super) struct Generation {
+    pub layout: Arc<Layout>,
+    /// The newest version this proxy acknowledged.
+    pub committed: Version,
+    /// Set when a commit failed after taking a version.
+    pub broken: bool,
+}
+
+impl Generation {
+    pub fn new(layout: &Layout) -> Self {
+        Generation { layout: Arc::new(layout.clone()), committed: layout.recovery_version, broken: false }
+    }
+}
+
+/// Clients of the other workers, one per address, opened on first use.
+pub(super) struct Peers {
+    config: TransportConfig,
+    clients: Mutex<BTreeMap<String, Arc<Client<WorkerProtocol>>>>,
+}
+
+impl Peers {
+    pub fn new(config: TransportConfig) -> Self {
+        Peers { config, clients: Mutex::default() }
+    }
+
+    /// Sends `request` to the worker hosting service `id` of `layout`.
+    pub async fn ask(&self, layout: &Layout, id: &str, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
+        let address = layout
+            .services
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.address.clone())
+            .ok_or_else(|| ClusterError::NotFound(format!("no address for {id} in the layout of epoch {}", layout.epoch)))?;
+        let client = {
+            let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+            let config = self.config.clone();
+            clients.entry(address.clone()).or_insert_with(|| Arc::new(Client::new(address, config))).clone()
+        };
+        match client.call(request).await {
+            Ok(reply) => reply,
+            Err(err) => Err(ClusterError::Unreachable(format!("{id}: {err}"))),
+        }
+    }
+}
+
+/// Takes the next version from the generation's sequencer: `(prev, version)`.
+pub(super) async fn take_version(peers: &Peers, layout: &Layout, epoch: Epoch) -> Result<(Version, Version), ClusterError> {
+    let sequencer = layout.sequencer.as_deref().ok_or_else(|| ClusterError::Failed("the layout has no sequencer".into()))?;
+    match peers.ask(layout, sequencer, WorkerRequest::NextVersion { id: sequencer.into(), epoch }).await? {
+        WorkerReply::Versions { prev, version } => Ok((prev, version)),
+        other => Err(ClusterError::Failed(format!("{sequencer}: unexpected reply {other:?}"))),
+    }
+}
+
+/// Checks `version` with every resolver, then pushes it to every log at
+/// once; done when every log has made it durable.
+pub(super) async fn finish(
+    peers: &Peers,
+    layout: &Layout,
+    epoch: Epoch,
+    (prev, version): (Version, Version),
+    writes: &[(String, String)],
+) -> Result<(), ClusterError> {
+    for resolver in &layout.resolvers {
+        peers.ask(layout, resolver, WorkerRequest::Resolve { id: resolver.clone(), epoch }).await?;
+    }
+    let mutations: Vec<Mutation> = writes
+        .iter()
+        .map(|(key, value)| Mutation { tag: tag_of(layout, key), key: key.clone(), value: value.clone() })
+        .collect();
+    let pushes = layout.logs.iter().map(|log| {
+        let request = WorkerRequest::Push { id: log.id.clone(), epoch, prev, version, mutations: mutations.clone() };
+        peers.ask(layout, &log.id, request)
+    });
+    for result in join_all(pushes).await {
+        result?;
+    }
+    Ok(())
+}
