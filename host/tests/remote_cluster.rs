@@ -64,10 +64,13 @@ async fn six_workers() -> (Vec<Worker>, Arc<RemoteCluster>) {
 }
 
 fn director(cluster: Arc<RemoteCluster>) -> Director {
+    // Three proxies: concurrent commits reach the logs out of order.
+    director_with(cluster, RecoveryConfig { shards: 3, desired_proxies: 3, ..RecoveryConfig::default() })
+}
+
+fn director_with(cluster: Arc<RemoteCluster>, config: RecoveryConfig) -> Director {
     let registry = Arc::new(Registry::with_defaults(common::runtime()).unwrap());
     let options = DirectorOptions { max_attempts: 4, initial_backoff: Duration::from_millis(5), ..Default::default() };
-    // Three proxies: concurrent commits reach the logs out of order.
-    let config = RecoveryConfig { shards: 3, desired_proxies: 3, ..RecoveryConfig::default() };
     Director::new(registry, cluster, Arc::new(MemoryStore::default()), config, options)
 }
 
@@ -204,4 +207,46 @@ async fn a_log_holds_a_push_until_the_versions_before_it_arrive() {
     let refused = push(5, 6).await;
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(push(2, 3).await, Ok(WorkerReply::Done));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_and_a_replica_larger_than_a_frame_move_in_pages() {
+    let (mut workers, cluster) = six_workers().await;
+    // One shard: its log range and its replicas hold everything.
+    let director = director_with(cluster.clone(), RecoveryConfig { shards: 1, ..RecoveryConfig::default() });
+    let first = completed(&director.recover().await.unwrap());
+
+    // About 19 MB of writes: more than one frame (16 MiB) can carry.
+    let value = "x".repeat(8 << 10);
+    let mut keys = Vec::new();
+    for commit in 0..24 {
+        let writes: Vec<(String, String)> =
+            (0..100).map(|i| (format!("{:08x}-{commit}-{i}", (i as u32).wrapping_mul(2_654_435_761)), value.clone())).collect();
+        cluster.commit(&writes).await.unwrap();
+        keys.extend(writes.into_iter().map(|(k, _)| k));
+    }
+    assert!(keys.len() * value.len() > ratchet::transport::MAX_FRAME);
+
+    // A log's worker dies before storage pulled anything: replay copies the
+    // whole history into the new logs, a replica lost with the worker is
+    // seeded from a teammate, and storage pulls what it lacks, each a page
+    // at a time.
+    cluster.pump().await;
+    // Two nodes die, in two zones: one with a log, one with a replica.
+    let zone = |node: &str| workers.iter().find(|w| w.spec.id == node).unwrap().spec.zone.clone();
+    let log_node = node_of(&first, &first.logs[0].id);
+    let replica_node = first.storage_teams[0]
+        .storage_ids
+        .iter()
+        .map(|id| node_of(&first, id))
+        .find(|n| *n != log_node && zone(n) != zone(&log_node))
+        .expect("a replica in another zone");
+    for dead in [log_node, replica_node] {
+        workers.iter_mut().find(|w| w.spec.id == dead).unwrap().stop().await;
+    }
+    let second = completed(&director.recover().await.unwrap());
+    assert!(second.epoch > first.epoch);
+    for key in keys.iter().step_by(97) {
+        assert_eq!(cluster.read(key).await.unwrap().as_deref(), Some(value.as_str()), "{key}");
+    }
 }

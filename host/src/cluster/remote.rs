@@ -138,15 +138,30 @@ impl RemoteCluster {
                     Ok(WorkerReply::Value { durable, serving: true, .. }) if durable < upto => durable,
                     _ => continue,
                 };
-                for log in layout.logs.iter().filter(|l| l.tags.contains(&team.tag)) {
-                    let pulled = self.ask(&log.id, WorkerRequest::Pull { id: log.id.clone(), tag: team.tag, after, upto }).await;
-                    if let Ok(WorkerReply::Pulled { mutations, last }) = pulled
-                        && last >= upto
-                    {
-                        let _ = self.ask(member, WorkerRequest::Apply { id: member.clone(), mutations, upto }).await;
-                        break;
-                    }
+                self.catch_up(&layout, team.tag, member, after, upto).await;
+            }
+        }
+    }
+
+    /// Pulls `(after, upto]` of `tag` into replica `member` a page at a
+    /// time, from the first log that holds it, moving to the next log of
+    /// the tag when one fails part of the way.
+    async fn catch_up(&self, layout: &Layout, tag: ShardTag, member: &str, mut after: Version, upto: Version) {
+        for log in layout.logs.iter().filter(|l| l.tags.contains(&tag)) {
+            while after < upto {
+                let pulled = self.ask(&log.id, WorkerRequest::Pull { id: log.id.clone(), tag, after, upto }).await;
+                let Ok(WorkerReply::Pulled { mutations, through, last }) = pulled else { break };
+                if last < upto || through <= after || through > upto {
+                    break;
                 }
+                let apply = WorkerRequest::Apply { id: member.into(), mutations, upto: through };
+                if self.ask(member, apply).await.is_err() {
+                    return;
+                }
+                after = through;
+            }
+            if after >= upto {
+                return;
             }
         }
     }
@@ -176,6 +191,35 @@ impl RemoteCluster {
             self.pump().await;
         }
         Err(ClusterError::Unreachable(format!("no replica of team {tag} reached version {committed}")))
+    }
+
+    /// Copies teammate `mate`'s data into the empty replica `id`, a page at a
+    /// time; returns the version it was durable at. Starts over (a few times)
+    /// when the teammate's version moves during the copy, so a seeded
+    /// replica never holds pages of two versions.
+    async fn seed(&self, id: &str, mate: &str) -> Result<Version, ClusterError> {
+        'transfer: for _ in 0..3 {
+            let (mut after, mut first, mut version) = (None, true, None);
+            loop {
+                let reply = self.ask(mate, WorkerRequest::Snapshot { id: mate.into(), after: after.clone() }).await;
+                let (page_version, entries, more) = match reply {
+                    Ok(WorkerReply::SnapshotPage { version, entries, more }) => (version, entries, more),
+                    other => return Err(unexpected(other)),
+                };
+                if version.is_some_and(|v| v != page_version) {
+                    continue 'transfer;
+                }
+                version = Some(page_version);
+                after = entries.last().map(|(key, _)| key.clone());
+                let install = WorkerRequest::Install { id: id.into(), version: page_version, entries, first, last: !more };
+                self.ask(id, install).await?;
+                first = false;
+                if !more {
+                    return Ok(page_version);
+                }
+            }
+        }
+        Err(ClusterError::Failed(format!("{mate} kept changing while it was copied")))
     }
 
     /// Sends `request` to the worker hosting service `id`.
@@ -269,19 +313,32 @@ impl Cluster for RemoteCluster {
         first: Version,
         last: Version,
     ) -> Result<(), ClusterError> {
-        let mut failures = Vec::new();
-        for source in sources {
-            let request = WorkerRequest::ReadRange { id: source.clone(), epoch, tags: tags.to_vec(), first, last };
-            match self.ask(source, request).await {
-                Ok(WorkerReply::Range(entries)) => {
-                    let install =
-                        WorkerRequest::InstallRange { id: target.into(), epoch, tags: tags.to_vec(), first, last, entries };
-                    return self.ask(target, install).await.map(drop);
+        // A page at a time, each from the first source that serves it: a
+        // source failing part of the way is replaced for the rest.
+        let mut from = first;
+        loop {
+            let mut failures = Vec::new();
+            let mut page = None;
+            for source in sources {
+                let request = WorkerRequest::ReadRange { id: source.clone(), epoch, tags: tags.to_vec(), first: from, last };
+                match self.ask(source, request).await {
+                    Ok(WorkerReply::Range { entries, through }) if through <= last && (through >= from || from > last) => {
+                        page = Some((entries, through));
+                        break;
+                    }
+                    other => failures.push(format!("{source}: {:?}", unexpected(other))),
                 }
-                other => failures.push(format!("{source}: {:?}", unexpected(other))),
             }
+            let Some((entries, through)) = page else {
+                return Err(ClusterError::Failed(format!("no source could provide [{from}, {last}]: {}", failures.join("; "))));
+            };
+            let install = WorkerRequest::InstallRange { id: target.into(), epoch, tags: tags.to_vec(), first: from, last: through, entries };
+            self.ask(target, install).await?;
+            if through >= last {
+                return Ok(());
+            }
+            from = through + 1;
         }
-        Err(ClusterError::Failed(format!("no source could provide [{first}, {last}]: {}", failures.join("; "))))
     }
 
     async fn start_role(&self, node: &str, kind: ServiceKind, epoch: Epoch, start: Version) -> Result<ServiceDescriptor, ClusterError> {
@@ -303,16 +360,14 @@ impl Cluster for RemoteCluster {
             let mut failures = Vec::new();
             let mut seeded = team.storage_ids.len() == 1;
             for mate in team.storage_ids.iter().filter(|s| *s != id) {
-                match self.ask(mate, WorkerRequest::Snapshot { id: mate.clone() }).await {
-                    Ok(WorkerReply::Snapshot(snapshot)) => {
-                        let empty = snapshot.version == 0;
-                        self.ask(id, WorkerRequest::Install { id: id.into(), snapshot }).await?;
+                match self.seed(id, mate).await {
+                    Ok(version) => {
                         seeded = true;
-                        if !empty {
+                        if version > 0 {
                             break;
                         }
                     }
-                    other => failures.push(format!("{mate}: {:?}", unexpected(other))),
+                    Err(err) => failures.push(format!("{mate}: {err:?}")),
                 }
             }
             if !seeded {

@@ -83,15 +83,37 @@ impl LogService {
         first: Version,
         last: Version,
     ) -> Result<Vec<(Version, Vec<Mutation>)>, ServiceError> {
+        Ok(self.read_range_page(tags, first, last, usize::MAX)?.0)
+    }
+
+    /// Like [`LogService::read_range`], but stops after the version that brings the
+    /// page to `budget` bytes (at least one version is always included), and
+    /// also answers the last version the page covers: the caller asks again
+    /// from the one after it. Keeps a transfer under the frame limit.
+    pub fn read_range_page(
+        &self,
+        tags: &[ShardTag],
+        first: Version,
+        last: Version,
+        budget: usize,
+    ) -> Result<(Vec<(Version, Vec<Mutation>)>, Version), ServiceError> {
         if first < self.oldest || last > self.last {
             return Err(ServiceError::Missing { oldest: self.oldest, last: self.last, first, wanted: last });
         }
-        Ok(self
-            .entries
-            .range(first..=last)
-            .map(|(v, ms)| (*v, ms.iter().filter(|m| tags.contains(&m.tag)).cloned().collect::<Vec<_>>()))
-            .filter(|(_, ms)| !ms.is_empty())
-            .collect())
+        let mut page = Vec::new();
+        let mut size = 0;
+        for (version, mutations) in self.entries.range(first..=last) {
+            let kept: Vec<Mutation> = mutations.iter().filter(|m| tags.contains(&m.tag)).cloned().collect();
+            if kept.is_empty() {
+                continue;
+            }
+            size += kept.iter().map(Mutation::size).sum::<usize>();
+            page.push((*version, kept));
+            if size >= budget {
+                return Ok((page, *version));
+            }
+        }
+        Ok((page, last))
     }
 
     /// Installs a recovered range `[first, last]` of `tags`. Requires the lock
@@ -127,13 +149,27 @@ impl LogService {
 
     /// The mutations of `tag` with versions in `(after, upto]`, for storage.
     pub fn pull(&self, tag: ShardTag, after: Version, upto: Version) -> Vec<(Version, Mutation)> {
+        self.pull_page(tag, after, upto, usize::MAX).0
+    }
+
+    /// Like [`LogService::pull`], but stops after the version that brings the page
+    /// to `budget` bytes, and answers the last version the page covers.
+    pub fn pull_page(&self, tag: ShardTag, after: Version, upto: Version, budget: usize) -> (Vec<(Version, Mutation)>, Version) {
+        let mut page = Vec::new();
         if after >= upto {
-            return Vec::new();
+            return (page, upto);
         }
-        self.entries
-            .range(after + 1..=upto)
-            .flat_map(|(v, ms)| ms.iter().filter(|m| m.tag == tag).map(|m| (*v, m.clone())))
-            .collect()
+        let mut size = 0;
+        for (version, mutations) in self.entries.range(after + 1..=upto) {
+            for mutation in mutations.iter().filter(|m| m.tag == tag) {
+                size += mutation.size();
+                page.push((*version, mutation.clone()));
+            }
+            if size >= budget {
+                return (page, *version);
+            }
+        }
+        (page, upto)
     }
 
     /// The last version received.
@@ -196,5 +232,33 @@ mod tests {
         assert_eq!(new.last_version(), 4);
         assert_eq!(new.pull(1, 0, 4), vec![(4, m(1, "b"))]);
         assert!(old.read_range(&[0], 1, 9).is_err(), "a range beyond the log is refused");
+    }
+
+    #[test]
+    fn pages_cover_the_range_once_each_and_stop_at_the_budget() {
+        let mut log = serving_log(1);
+        for v in 1..=10 {
+            log.push(1, v - 1, v, vec![m(0, &format!("k{v}")), m(1, &format!("other{v}"))]).unwrap();
+        }
+        let whole = log.read_range(&[0], 1, 10).unwrap();
+        let one = m(0, "k1").size();
+        let (mut paged, mut from) = (Vec::new(), 1);
+        loop {
+            let (page, through) = log.read_range_page(&[0], from, 10, 3 * one).unwrap();
+            assert!(page.len() <= 3 && !page.is_empty(), "{page:?}");
+            assert!(page.iter().all(|(v, _)| (from..=through).contains(v)));
+            paged.extend(page);
+            if through == 10 {
+                break;
+            }
+            from = through + 1;
+        }
+        assert_eq!(paged, whole);
+
+        let (page, through) = log.pull_page(0, 4, 10, 2 * one);
+        assert_eq!(through, 6);
+        assert_eq!(page, log.pull(0, 4, 6));
+        assert_eq!(log.pull_page(0, 4, 10, usize::MAX), (log.pull(0, 4, 10), 10));
+        assert_eq!(log.pull_page(0, 10, 10, 1), (vec![], 10));
     }
 }

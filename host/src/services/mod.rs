@@ -39,6 +39,13 @@ pub struct Mutation {
     pub value: String,
 }
 
+impl Mutation {
+    /// Its size on the wire, roughly: what a page of a transfer counts.
+    pub fn size(&self) -> usize {
+        self.key.len() + self.value.len() + 16
+    }
+}
+
 /// Why a service refused a request.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ServiceError {

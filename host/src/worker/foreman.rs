@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::commit::{self, Generation, Peers};
-use super::protocol::{WorkerProtocol, WorkerReply, WorkerRequest};
+use super::protocol::{PAGE_BYTES, WorkerProtocol, WorkerReply, WorkerRequest};
 use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag};
 use crate::bindings::kind_name;
 use crate::cluster::NodeSpec;
-use crate::services::{CommitProxy, DurableError, DurableLog, DurableStorage, JournalError, Resolver, Sequencer, ServiceError};
+use crate::services::{CommitProxy, DurableError, DurableLog, DurableStorage, JournalError, Resolver, Sequencer, ServiceError, Snapshot};
 use crate::transport::{Handler, TransportConfig};
 
 enum Role {
@@ -45,6 +45,8 @@ pub struct Foreman {
     commits: tokio::sync::Mutex<()>,
     /// Woken after every push, for a push waiting on an earlier version.
     pushed: tokio::sync::Notify,
+    /// Snapshot pages received so far, by the replica they seed.
+    staged: Mutex<BTreeMap<String, Snapshot>>,
 }
 
 impl Foreman {
@@ -82,6 +84,7 @@ impl Foreman {
             peers: Peers::new(TransportConfig::default()),
             commits: tokio::sync::Mutex::new(()),
             pushed: tokio::sync::Notify::new(),
+            staged: Mutex::default(),
         })
     }
 
@@ -160,7 +163,10 @@ impl Foreman {
             }
             WorkerRequest::ReadRange { id, epoch, tags, first, last } => match &hosted(&mut roles, &id)?.role {
                 Role::Log(log) => match log.service().lock_holder() {
-                    Some(holder) if holder == epoch => Ok(WorkerReply::Range(log.service().read_range(&tags, first, last)?)),
+                    Some(holder) if holder == epoch => {
+                        let (entries, through) = log.service().read_range_page(&tags, first, last, PAGE_BYTES)?;
+                        Ok(WorkerReply::Range { entries, through })
+                    }
                     holder => Err(ClusterError::Refused(format!("{id} is not locked by epoch {epoch} ({holder:?})"))),
                 },
                 _ => Err(not_a(&id, "log")),
@@ -179,6 +185,7 @@ impl Foreman {
             }
             WorkerRequest::Release { id } => {
                 self.generations().remove(&id);
+                self.staged.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
                 if let Some(hosted) = roles.remove(&id) {
                     let file = match hosted.role {
                         Role::Log(_) => Some(self.dir.join(format!("{id}.log"))),
@@ -191,12 +198,32 @@ impl Foreman {
                 }
                 Ok(WorkerReply::Done)
             }
-            WorkerRequest::Snapshot { id } => match &hosted(&mut roles, &id)?.role {
-                Role::Storage(storage) => Ok(WorkerReply::Snapshot(storage.service().snapshot())),
+            WorkerRequest::Snapshot { id, after } => match &hosted(&mut roles, &id)?.role {
+                Role::Storage(storage) => {
+                    let (version, entries, more) = storage.service().snapshot_page(after.as_deref(), PAGE_BYTES);
+                    Ok(WorkerReply::SnapshotPage { version, entries, more })
+                }
                 _ => Err(not_a(&id, "storage server")),
             },
-            WorkerRequest::Install { id, snapshot } => match &mut hosted(&mut roles, &id)?.role {
-                Role::Storage(storage) => storage.install(snapshot).map(done).map_err(durable),
+            WorkerRequest::Install { id, version, entries, first, last } => match &mut hosted(&mut roles, &id)?.role {
+                Role::Storage(storage) => {
+                    // Pages are staged in memory; the data is installed (and
+                    // journaled) whole, with the last one.
+                    let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+                    if first {
+                        staged.insert(id.clone(), Snapshot { version, data: Default::default() });
+                    }
+                    let snapshot = match staged.get_mut(&id) {
+                        Some(snapshot) if snapshot.version == version => snapshot,
+                        _ => return Err(ClusterError::Failed(format!("{id}: a snapshot page of version {version} out of its transfer"))),
+                    };
+                    snapshot.data.extend(entries);
+                    if !last {
+                        return Ok(WorkerReply::Done);
+                    }
+                    let snapshot = staged.remove(&id).unwrap_or_default();
+                    storage.install(snapshot).map(done).map_err(durable)
+                }
                 _ => Err(not_a(&id, "storage server")),
             },
             WorkerRequest::Commit { id, .. } => Err(ClusterError::Failed(format!("{id}: a commit is served asynchronously"))),
@@ -224,10 +251,10 @@ impl Foreman {
                 _ => Err(not_a(&id, "log")),
             },
             WorkerRequest::Pull { id, tag, after, upto } => match &hosted(&mut roles, &id)?.role {
-                Role::Log(log) => Ok(WorkerReply::Pulled {
-                    mutations: log.service().pull(tag, after, upto),
-                    last: log.service().last_version(),
-                }),
+                Role::Log(log) => {
+                    let (mutations, through) = log.service().pull_page(tag, after, upto, PAGE_BYTES);
+                    Ok(WorkerReply::Pulled { mutations, through, last: log.service().last_version() })
+                }
                 _ => Err(not_a(&id, "log")),
             },
             WorkerRequest::Apply { id, mutations, upto } => match &mut hosted(&mut roles, &id)?.role {

@@ -5,8 +5,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version};
-use crate::services::{Mutation, Snapshot};
+use crate::services::Mutation;
 use crate::transport::Protocol;
+
+/// The most a page of a bulk transfer (a log range, a pull) holds, in
+/// bytes: a large log moves in many frames, each well under the frame limit.
+pub const PAGE_BYTES: usize = 4 << 20;
 
 /// The worker protocol.
 pub struct WorkerProtocol;
@@ -29,7 +33,8 @@ pub enum WorkerRequest {
     CreateWorker { kind: ServiceKind, epoch: Epoch },
     /// Start a sequencer, proxy or resolver of generation `epoch`.
     StartRole { kind: ServiceKind, epoch: Epoch, start: Version },
-    /// The mutations of `tags` in `[first, last]` held by a log locked by `epoch`.
+    /// The mutations of `tags` in `[first, last]` held by a log locked by
+    /// `epoch`, a page of about [`PAGE_BYTES`] at a time.
     ReadRange { id: String, epoch: Epoch, tags: Vec<ShardTag>, first: Version, last: Version },
     /// Install a recovered range into a log locked by `epoch`.
     InstallRange {
@@ -44,10 +49,12 @@ pub enum WorkerRequest {
     Unlock { id: String, epoch: Epoch, layout: Layout },
     /// Stop and forget a service.
     Release { id: String },
-    /// A storage replica's data, to seed a teammate.
-    Snapshot { id: String },
-    /// Seed an empty replica with a teammate's data.
-    Install { id: String, snapshot: Snapshot },
+    /// A page of a storage replica's data (the keys after `after`), to
+    /// seed a teammate.
+    Snapshot { id: String, after: Option<String> },
+    /// A page of a teammate's data for an empty replica: `first` starts a
+    /// transfer, and the data is installed, at `version`, with the `last`.
+    Install { id: String, version: Version, entries: Vec<(String, String)>, first: bool, last: bool },
     /// Commit writes through a proxy, which takes a version from its
     /// generation's sequencer, checks with every resolver and pushes to
     /// every log. Answered only once every log has made it durable.
@@ -61,7 +68,8 @@ pub enum WorkerRequest {
     Resolve { id: String, epoch: Epoch },
     /// Append a committed version to a log.
     Push { id: String, epoch: Epoch, prev: Version, version: Version, mutations: Vec<Mutation> },
-    /// The mutations of `tag` in `(after, upto]` held by a log.
+    /// The mutations of `tag` in `(after, upto]` held by a log, a page of
+    /// about [`PAGE_BYTES`] at a time.
     Pull { id: String, tag: ShardTag, after: Version, upto: Version },
     /// Apply pulled mutations to a replica, durable up to `upto`.
     Apply { id: String, mutations: Vec<(Version, Mutation)>, upto: Version },
@@ -78,19 +86,22 @@ pub enum WorkerReply {
     Locked(LockInfo),
     /// For a created worker or started role.
     Created(ServiceDescriptor),
-    /// For [`WorkerRequest::ReadRange`].
-    Range(Vec<(Version, Vec<Mutation>)>),
-    /// For [`WorkerRequest::Snapshot`].
-    Snapshot(Snapshot),
+    /// For [`WorkerRequest::ReadRange`]: a page of the range, and the last
+    /// version it covers (`last` when the page ends the range).
+    Range { entries: Vec<(Version, Vec<Mutation>)>, through: Version },
+    /// For [`WorkerRequest::Snapshot`]: the version the replica is durable
+    /// at, the page's keys and values, and whether more keys follow.
+    SnapshotPage { version: Version, entries: Vec<(String, String)>, more: bool },
     /// For [`WorkerRequest::Commit`]: the acknowledged version.
     Committed(Version),
     /// For [`WorkerRequest::ReadVersion`].
     ReadVersion(Version),
     /// For [`WorkerRequest::NextVersion`].
     Versions { prev: Version, version: Version },
-    /// For [`WorkerRequest::Pull`]: the mutations, and the log's last
-    /// version (a range past it is not whole yet).
-    Pulled { mutations: Vec<(Version, Mutation)>, last: Version },
+    /// For [`WorkerRequest::Pull`]: a page of the mutations, the last
+    /// version the page covers (`upto` when it ends the range), and the
+    /// log's last version (a range past it is not whole yet).
+    Pulled { mutations: Vec<(Version, Mutation)>, through: Version, last: Version },
     /// For [`WorkerRequest::Read`]: the value, the replica's durable version,
     /// and whether it serves a live generation.
     Value { value: Option<String>, durable: Version, serving: bool },
