@@ -56,6 +56,7 @@ const GUESTS: &[(&str, Use)] = &[
     ("fixture-stale-persist", Use::Fixture("STALE_PERSIST")),
     ("fixture-same-node", Use::Fixture("SAME_NODE")),
     ("fixture-slow-sequencer", Use::Fixture("SLOW_SEQUENCER")),
+    ("fixture-always-trap", Use::Fixture("ALWAYS_TRAP")),
     ("custom-placement", Use::Fixture("CUSTOM_PLACEMENT")),
 ];
 

@@ -47,6 +47,8 @@ fn free_port() -> String {
 struct Cluster {
     dir: tempfile::TempDir,
     addr: String,
+    /// The coordinator's admin endpoint.
+    admin: String,
     /// Extra arguments of the coordinator, such as `--plugin`.
     extra: Vec<String>,
     coordinator: Proc,
@@ -67,9 +69,11 @@ impl Cluster {
     fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let addr = free_port();
-        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let admin = free_port();
+        let mut extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        extra.extend(["--admin".to_string(), admin.clone()]);
         let coordinator = Self::coordinator(dir.path(), &addr, &extra);
-        let mut cluster = Cluster { dir, addr, extra, coordinator, workers: Vec::new() };
+        let mut cluster = Cluster { dir, addr, admin, extra, coordinator, workers: Vec::new() };
         for i in 1..=6 {
             let node = format!("n{i}");
             let proc = cluster.worker(&node);
@@ -338,4 +342,53 @@ fn sigkill_a_freshly_recruited_worker_during_recovery_leaves_no_stray_worker() {
     }
     let report = cluster.verify(&acks);
     assert!(report.contains("verified 500 acknowledged writes: 0 lost"), "{report}");
+}
+
+#[test]
+fn a_swap_during_a_running_recovery_lets_it_complete_without_loss() {
+    let slow = format!("start-sequencer={}", ratchet::components::fixtures::SLOW_SEQUENCER);
+    let mut cluster = Cluster::start_with(&["--plugin", &slow]);
+    let (first, status) = cluster.serving_after(0);
+    let acks = cluster.acks("acks");
+    let mut load = cluster.load(2_000, 10, &acks);
+    while lines(&acks) < 500 {
+        assert!(load.child.try_wait().unwrap().is_none(), "the load ended before the kill");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let log = field(&status, "log").unwrap();
+    cluster.kill_worker(log.split('-').nth(1).unwrap());
+    // The recovery is under way when start-sequencer is swapped back to the
+    // default: the call in flight (waiting its 1.2 s) finishes on the old
+    // version, and the recovery goes on.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.status().and_then(|s| field(&s, "state")).as_deref() != Some("recovering") {
+        assert!(Instant::now() < deadline, "no recovery started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let default = ratchet::components::DEFAULTS.iter().find(|c| c.slot == "start-sequencer").unwrap();
+    let file = cluster.dir.path().join("start-sequencer.wasm");
+    std::fs::write(&file, default.bytes).unwrap();
+    let out = cluster.run(&["plugin", "swap", "start-sequencer", file.to_str().unwrap(), "--admin", &cluster.admin]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let during = cluster.status().and_then(|s| field(&s, "state"));
+    eprintln!("state right after the swap: {during:?}");
+
+    assert!(wait_for_exit(&mut load, Duration::from_secs(180)).success(), "the load failed");
+    let (second, status) = cluster.serving_after(first);
+    assert!(second > first);
+    assert!(status.contains(&format!("completed at epoch {second}")), "{status}");
+    let report = cluster.verify(&acks);
+    assert!(report.contains("verified 2000 acknowledged writes: 0 lost"), "{report}");
+
+    // The metrics saw both recoveries, the swap and the plugin calls.
+    let metrics = ureq::get(format!("http://{}/metrics", cluster.admin)).call().unwrap().body_mut().read_to_string().unwrap();
+    let completed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"ratchet_recovery_attempts_total{outcome="completed"} "#))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(completed >= Some(2), "{metrics}");
+    assert!(metrics.contains(&format!("ratchet_epoch {second}")), "{metrics}");
+    assert!(metrics.contains(r#"ratchet_plugin_swaps_total{result="activated",slot="start-sequencer"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"ratchet_phase_duration_seconds_count{phase="persist-layout"}"#), "{metrics}");
+    assert!(metrics.contains(r#"ratchet_plugin_calls_total{outcome="ok",slot="start-sequencer",version="2"}"#), "{metrics}");
 }

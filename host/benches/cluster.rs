@@ -60,7 +60,7 @@ impl Bench {
         let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
         let data = dir.path().join("coordinator");
         let coordinator = spawn(
-            &["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &addr],
+            &["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &addr, "--admin", "127.0.0.1:0"],
             &dir.path().join("coordinator.out"),
         );
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

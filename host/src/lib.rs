@@ -13,8 +13,13 @@
 //! - [`quality`]: how good a layout's placement is;
 //! - [`transport`]: framed, versioned calls between processes over TCP;
 //! - [`worker`]: the worker process's foreman and protocol;
-//! - [`process`]: the coordinator and worker processes of a real cluster.
+//! - [`process`]: the coordinator and worker processes of a real cluster;
+//! - [`admin`]: the coordinator's admin endpoint (swap with validation and a
+//!   dry run, rollback, history, status, metrics), with [`audit`] and
+//!   [`metrics`] behind it.
 
+pub mod admin;
+pub mod audit;
 pub mod bindings;
 pub mod cluster;
 pub mod components;
@@ -22,6 +27,7 @@ pub mod coordinator;
 pub mod director;
 pub mod process;
 pub mod guard;
+pub mod metrics;
 pub mod quality;
 pub mod registry;
 pub mod services;

@@ -15,6 +15,7 @@ use ratchet::runtime::Runtime;
 use ratchet::transport::{Client, TransportConfig};
 
 use super::Failure;
+use super::admin::{AdminArgs, AdminClient};
 
 #[derive(Debug, Args)]
 pub struct CoordinatorArgs {
@@ -31,6 +32,17 @@ pub struct CoordinatorArgs {
     /// shipped in the binary: `--plugin placement=builtin:pack` (repeatable).
     #[arg(long = "plugin", value_name = "SLOT=FILE")]
     plugins: Vec<String>,
+    /// Address of the admin endpoint (HTTP, JSON, /metrics). Beyond
+    /// loopback it requires --admin-token.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7401")]
+    admin: String,
+    /// A file holding the bearer token every admin request must carry.
+    #[arg(long, value_name = "FILE")]
+    admin_token: Option<PathBuf>,
+    /// Roll a slot back to its previous version after this many consecutive
+    /// traps or timeouts of its active version (0: never).
+    #[arg(long, value_name = "K", default_value_t = 3)]
+    rollback_after: u32,
 }
 
 #[derive(Debug, Args)]
@@ -88,10 +100,17 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["coordinator", "admin"])))]
 pub struct StatusArgs {
     /// The coordinator's address.
     #[arg(long, value_name = "ADDR")]
-    coordinator: String,
+    coordinator: Option<String>,
+    /// The coordinator's admin endpoint, instead of its address.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<String>,
+    /// A file holding the admin endpoint's bearer token.
+    #[arg(long, value_name = "FILE", requires = "admin")]
+    token_file: Option<PathBuf>,
 }
 
 fn tokio() -> Result<tokio::runtime::Runtime, Failure> {
@@ -118,10 +137,26 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
     super::load_plugins(&registry, &args.plugins)?;
     let registry = Arc::new(registry);
     let config = RecoveryConfig { shards: args.shards, ..RecoveryConfig::default() };
+    let token = match &args.admin_token {
+        Some(path) => Some(ratchet::admin::auth::read_token(path).map_err(|e| Failure::input(e.to_string()))?),
+        None => None,
+    };
     tokio()?.block_on(async {
+        let admin_addr: std::net::SocketAddr = tokio::net::lookup_host(&args.admin)
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| Failure::input(format!("--admin {}: not an address", args.admin)))?;
+        ratchet::admin::auth::check_bind(admin_addr, token.as_deref()).map_err(|e| Failure::input(e.to_string()))?;
         let listener = bind(&args.listen).await?;
+        let admin = tokio::net::TcpListener::bind(admin_addr)
+            .await
+            .map_err(|e| Failure::input(format!("--admin {}: {e}", args.admin)))?;
         println!("coordinator listening on {}", listener.local_addr().map_err(anyhow::Error::new)?);
-        ratchet::process::coordinator::run(&args.data, listener, registry, config).await.map_err(Failure::from)
+        println!("admin endpoint on http://{}", admin.local_addr().map_err(anyhow::Error::new)?);
+        let admin_options = ratchet::admin::AdminOptions { token, rollback_after: args.rollback_after };
+        let endpoints = ratchet::process::coordinator::Endpoints { listener, admin, admin_options };
+        ratchet::process::coordinator::run(&args.data, endpoints, registry, config).await.map_err(Failure::from)
     })
 }
 
@@ -238,11 +273,14 @@ pub fn verify(args: VerifyArgs) -> Result<(), Failure> {
 }
 
 pub fn status(args: StatusArgs) -> Result<(), Failure> {
-    let reply = tokio()?.block_on(client(&args.coordinator).call(CoordinatorRequest::Status));
-    let status: Status = match reply {
-        Ok(Ok(CoordinatorReply::Status(status))) => *status,
-        Ok(other) => return Err(anyhow::anyhow!("unexpected reply {other:?}").into()),
-        Err(err) => return Err(anyhow::anyhow!("{err}").into()),
+    let status: Status = match (&args.coordinator, args.admin) {
+        (Some(coordinator), _) => match tokio()?.block_on(client(coordinator).call(CoordinatorRequest::Status)) {
+            Ok(Ok(CoordinatorReply::Status(status))) => *status,
+            Ok(other) => return Err(anyhow::anyhow!("unexpected reply {other:?}").into()),
+            Err(err) => return Err(anyhow::anyhow!("{err}").into()),
+        },
+        (None, Some(addr)) => AdminClient::new(&AdminArgs { addr, token_file: args.token_file })?.get("/status")?,
+        (None, None) => return Err(Failure::input("give --coordinator ADDR or --admin ADDR")),
     };
     use std::fmt::Write as _;
     let mut out = String::new();

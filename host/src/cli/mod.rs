@@ -2,6 +2,7 @@
 //! exit code: 2 for bad input (a bad file, an unknown slot, a bad flag), 1 for
 //! anything else.
 
+mod admin;
 mod cluster;
 mod demo;
 mod plugin;

@@ -1,4 +1,6 @@
-//! `ratchet plugin ...`: check a component file, list the embedded defaults.
+//! `ratchet plugin ...`: check a component file, list the embedded defaults,
+//! and list, swap, roll back and show the history of a running coordinator's
+//! slots through its admin endpoint.
 
 use std::path::PathBuf;
 
@@ -8,6 +10,8 @@ use ratchet::registry::{all_slots, world_of};
 use ratchet::runtime::{Digest256, Runtime, inspect};
 
 use super::Failure;
+use super::admin::{AdminArgs, AdminClient};
+use ratchet::admin::{History, PluginVersion, SlotSummary};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
@@ -21,18 +25,126 @@ pub enum PluginCommand {
         #[arg(long, value_name = "SLOT")]
         slot: Option<String>,
     },
-    /// List the default components embedded in this binary.
-    List,
+    /// List the default components embedded in this binary, or, with
+    /// `--admin`, every slot of a running coordinator and its active version.
+    List {
+        /// A running coordinator's admin endpoint.
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<String>,
+        /// A file holding the admin endpoint's bearer token.
+        #[arg(long, value_name = "FILE", requires = "admin")]
+        token_file: Option<PathBuf>,
+    },
+    /// Swap a slot of a running coordinator to a new component. It serves
+    /// from the slot's next call once it compiles, satisfies the slot's world
+    /// and passes a dry run against a copy of the cluster; otherwise it is
+    /// refused (exit 1, with the reason) and the active version keeps serving.
+    Swap {
+        /// The slot: a phase name or `placement`.
+        slot: String,
+        /// The component file (.wasm).
+        file: PathBuf,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Roll a slot of a running coordinator back to its previous version.
+    Rollback {
+        /// The slot: a phase name or `placement`.
+        slot: String,
+        /// The version to return to, instead of the previous one.
+        #[arg(long, value_name = "N")]
+        to: Option<u32>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show a slot's versions and its audit trail on a running coordinator.
+    History {
+        /// The slot: a phase name or `placement`.
+        slot: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 pub fn run(command: PluginCommand, runtime: impl FnOnce() -> Result<Runtime, Failure>) -> Result<(), Failure> {
     match command {
         PluginCommand::Check { file, slot } => check(&file, slot.as_deref(), runtime),
-        PluginCommand::List => {
+        PluginCommand::List { admin: None, .. } => {
             list();
             Ok(())
         }
+        PluginCommand::List { admin: Some(addr), token_file } => list_remote(&AdminArgs { addr, token_file }),
+        PluginCommand::Swap { slot, file, admin } => swap(&slot, &file, &admin),
+        PluginCommand::Rollback { slot, to, admin } => rollback(&slot, to, &admin),
+        PluginCommand::History { slot, admin } => history(&slot, &admin),
     }
+}
+
+fn list_remote(admin: &AdminArgs) -> Result<(), Failure> {
+    let slots: Vec<SlotSummary> = AdminClient::new(admin)?.get("/plugins")?;
+    println!("{:<28} {:>7} {:>8}  {:<16} {:<24} SOURCE", "SLOT", "ACTIVE", "VERSIONS", "SHA256", "LOADED");
+    for slot in slots {
+        match slot.active {
+            Some(v) => println!(
+                "{:<28} {:>7} {:>8}  {:<16} {:<24} {}",
+                slot.slot,
+                format!("v{}", v.number),
+                slot.versions,
+                &v.sha256[..16.min(v.sha256.len())],
+                v.loaded_at,
+                v.source
+            ),
+            None => println!("{:<28} {:>7} {:>8}", slot.slot, "-", slot.versions),
+        }
+    }
+    Ok(())
+}
+
+fn swap(slot: &str, file: &PathBuf, admin: &AdminArgs) -> Result<(), Failure> {
+    let bytes = std::fs::read(file).map_err(|e| Failure::input(format!("{}: cannot read: {e}", file.display())))?;
+    let client = AdminClient::new(admin)?;
+    let source = file.display().to_string();
+    let swapped: serde_json::Value = client.post(&format!("/plugins/{slot}"), &[("source", &source)], &bytes)?;
+    let version = &swapped["version"];
+    println!(
+        "swapped: {slot} v{} (sha256 {}) serves from its next call",
+        version["number"], version["sha256"].as_str().unwrap_or("?")
+    );
+    println!(
+        "  dry run passed: {} attempts, {} writes read back, {:.1} ms",
+        swapped["dry_run"]["attempts"], swapped["dry_run"]["writes"], swapped["dry_run"]["millis"].as_f64().unwrap_or(0.0)
+    );
+    Ok(())
+}
+
+fn rollback(slot: &str, to: Option<u32>, admin: &AdminArgs) -> Result<(), Failure> {
+    let to = to.map(|n| n.to_string());
+    let query: Vec<(&str, &str)> = to.as_deref().map(|n| ("to", n)).into_iter().collect();
+    let version: PluginVersion = AdminClient::new(admin)?.post(&format!("/plugins/{slot}/rollback"), &query, &[])?;
+    println!("rolled back: {slot} v{} (sha256 {}, {}) is active", version.number, version.sha256, version.source);
+    Ok(())
+}
+
+fn history(slot: &str, admin: &AdminArgs) -> Result<(), Failure> {
+    let history: History = AdminClient::new(admin)?.get(&format!("/plugins/{slot}/history"))?;
+    println!("{:<8} {:<64} {:<24} SOURCE", "VERSION", "SHA256", "LOADED");
+    for v in &history.versions {
+        let mark = if v.active { "*" } else { " " };
+        println!("{:<8} {:<64} {:<24} {}", format!("{mark}v{}", v.number), v.sha256, v.loaded_at, v.source);
+    }
+    println!("\n{:<24} {:<9} {:<13} {:<8} {:<16} RESULT", "TIME", "ACTION", "TRIGGER", "VERSION", "SHA256");
+    for e in &history.events {
+        println!(
+            "{:<24} {:<9} {:<13} {:<8} {:<16} {}",
+            e.time,
+            e.action,
+            e.trigger,
+            e.version.map_or("-".into(), |n| format!("v{n}")),
+            e.sha256.as_deref().map_or("-", |s| &s[..16.min(s.len())]),
+            e.result
+        );
+    }
+    Ok(())
 }
 
 fn check(

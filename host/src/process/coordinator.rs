@@ -9,7 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::protocol::{AttemptSummary, CoordinatorProtocol, CoordinatorReply, CoordinatorRequest, Status};
-use crate::bindings::types::{Layout, RecoveryConfig, ServiceDescriptor};
+use crate::admin::{Admin, AdminHost, AdminOptions};
+use crate::audit::{AuditEntry, AuditLog};
+use crate::bindings::types::{Layout, Node, RecoveryConfig, ServiceDescriptor};
+use crate::metrics::Metrics;
+use crate::registry::all_slots;
 use crate::cluster::{Cluster, RemoteCluster};
 use crate::coordinator::{CoordinatorStore, FileStore};
 use crate::director::{Director, DirectorOptions, RecoveryReport};
@@ -37,7 +41,18 @@ struct Progress {
 }
 
 impl Coordinator {
-    fn status(&self) -> Status {
+    /// The status `ratchet status` shows: the persisted layout, what the
+    /// director does, the last recovery, and the workers as they answer now.
+    async fn status(&self) -> Status {
+        // Best effort: a proxy that does not answer leaves the last figure.
+        let _ = self.cluster.refresh_committed().await;
+        let mut status = self.recorded_status();
+        status.nodes = self.cluster.nodes().await;
+        status.services = self.cluster.services().await;
+        status
+    }
+
+    fn recorded_status(&self) -> Status {
         let persisted = self.store.state().ok().and_then(|s| s.layout);
         let progress = self.progress().clone();
         Status {
@@ -86,27 +101,45 @@ impl Handler<CoordinatorProtocol> for Coordinator {
             CoordinatorRequest::Read { key } => {
                 self.cluster.read(&key).await.map(CoordinatorReply::Value).map_err(|e| e.to_string())
             }
-            CoordinatorRequest::Status => {
-                // Best effort: a proxy that does not answer leaves the last figure.
-                let _ = self.cluster.refresh_committed().await;
-                let mut status = self.status();
-                status.nodes = self.cluster.nodes().await;
-                status.services = self.cluster.services().await;
-                Ok(CoordinatorReply::Status(Box::new(status)))
-            }
+            CoordinatorRequest::Status => Ok(CoordinatorReply::Status(Box::new(Coordinator::status(self).await))),
         }
     }
 }
 
-/// Runs the coordinator until the process ends: serves `listener` and
+/// Where the coordinator listens.
+pub struct Endpoints {
+    /// For workers and clients.
+    pub listener: tokio::net::TcpListener,
+    /// For operators: the admin endpoint.
+    pub admin: tokio::net::TcpListener,
+    /// The admin endpoint's token and automatic rollback.
+    pub admin_options: AdminOptions,
+}
+
+#[async_trait::async_trait]
+impl AdminHost for Coordinator {
+    async fn status(&self) -> Status {
+        Coordinator::status(self).await
+    }
+
+    async fn nodes(&self) -> Vec<Node> {
+        self.cluster.nodes().await
+    }
+}
+
+/// Runs the coordinator until the process ends: serves its endpoints and
 /// drives recovery against the workers that register.
-pub async fn run(
-    data: &Path,
-    listener: tokio::net::TcpListener,
-    registry: Arc<Registry>,
-    config: RecoveryConfig,
-) -> anyhow::Result<()> {
+pub async fn run(data: &Path, endpoints: Endpoints, registry: Arc<Registry>, config: RecoveryConfig) -> anyhow::Result<()> {
+    let Endpoints { listener, admin, admin_options } = endpoints;
     let store = Arc::new(FileStore::open(data)?);
+    let metrics = Arc::new(Metrics::new());
+    let audit = AuditLog::open(&data.join("audit.jsonl"))?;
+    for slot in all_slots() {
+        if let Some(active) = registry.active(slot) {
+            let entry = AuditEntry::now("load", slot, "startup", "ok").component(active.sha256, Some(active.number));
+            audit.record(&entry)?;
+        }
+    }
     let transport = TransportConfig { call_timeout: Duration::from_secs(2), ..TransportConfig::default() };
     // Workers register whenever they start; known ones are reached at once.
     let cluster = Arc::new(RemoteCluster::new(transport.clone()));
@@ -118,6 +151,15 @@ pub async fn run(
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, data = %data.display(), "coordinator listening");
     tokio::spawn(serve::<CoordinatorProtocol, _>(listener, coordinator.clone(), transport));
+    let admin_state =
+        Arc::new(Admin::new(registry.clone(), coordinator.clone(), audit, metrics.clone(), config.clone(), admin_options));
+    registry.set_observer(admin_state.clone());
+    tracing::info!(addr = %admin.local_addr()?, "admin endpoint listening");
+    tokio::spawn(async move {
+        if let Err(err) = crate::admin::serve(admin, admin_state).await {
+            tracing::error!(%err, "the admin endpoint stopped");
+        }
+    });
 
     let options = DirectorOptions { max_attempts: u32::MAX, max_backoff: Duration::from_secs(1), ..Default::default() };
     let director = Director::new(registry, cluster.clone(), store, config, options);
@@ -125,8 +167,14 @@ pub async fn run(
     let mut since = Instant::now();
     loop {
         coordinator.set_state("recovering");
+        if let Some(epoch) = coordinator.store.state().ok().and_then(|s| s.layout).map(|l| l.epoch) {
+            metrics.set_epoch(epoch);
+        }
         let report = match director.recover().await {
-            Ok(report) => report,
+            Ok(report) => {
+                metrics.record_recovery(&report);
+                report
+            }
             Err(err) => {
                 tracing::error!(%err, "recovery could not run");
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -22,7 +22,7 @@ pub use slots::{PHASES, PLACEMENT, all as all_slots, world_of};
 use crate::bindings::types::{Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest};
 use crate::components;
 use crate::runtime::{
-    CacheOrigin, CallError, CallInfo, Digest256, HostServices, Limits, Linked, LoadError, Prepared, Runtime,
+    CacheOrigin, CallError, CallFailure, CallInfo, Digest256, HostServices, Limits, Linked, LoadError, Prepared, Runtime,
     World,
 };
 
@@ -89,6 +89,8 @@ pub enum InvokeError {
 }
 
 /// A component compiled and checked against a slot's world, not yet active.
+/// Cloning is cheap: the compiled code is shared.
+#[derive(Clone)]
 pub struct Candidate {
     slot: &'static str,
     prepared: Prepared,
@@ -112,6 +114,7 @@ struct Version {
     linked: Linked,
 }
 
+#[derive(Clone)]
 struct Slot {
     versions: Vec<Arc<Version>>,
     /// Version numbers in the order they were activated; the last is active.
@@ -126,10 +129,50 @@ impl Slot {
     }
 }
 
+/// How a plugin call ended, as counted by a [`CallObserver`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// The plugin answered.
+    Ok,
+    /// It ran out of wall time or fuel.
+    Timeout,
+    /// It trapped, ran out of memory, flooded its output or did not start.
+    Trap,
+}
+
+impl CallOutcome {
+    fn of<T>(result: &Result<T, CallError>) -> Self {
+        match result {
+            Ok(_) => CallOutcome::Ok,
+            Err(err) => match err.failure {
+                CallFailure::Deadline(_) | CallFailure::FuelExhausted(_) => CallOutcome::Timeout,
+                _ => CallOutcome::Trap,
+            },
+        }
+    }
+
+    /// A one-word label: `ok`, `timeout` or `trap`.
+    pub fn label(self) -> &'static str {
+        match self {
+            CallOutcome::Ok => "ok",
+            CallOutcome::Timeout => "timeout",
+            CallOutcome::Trap => "trap",
+        }
+    }
+}
+
+/// Told of every plugin call the registry makes: for metrics, and for
+/// rolling a misbehaving version back.
+pub trait CallObserver: Send + Sync {
+    /// A call of `version` of `slot` ended with `outcome`.
+    fn call_ended(&self, slot: &str, version: u32, outcome: CallOutcome);
+}
+
 /// The plugin registry.
 pub struct Registry {
     runtime: Arc<Runtime>,
     slots: RwLock<BTreeMap<&'static str, Slot>>,
+    observer: RwLock<Option<Arc<dyn CallObserver>>>,
 }
 
 impl Registry {
@@ -138,7 +181,25 @@ impl Registry {
         let slots = all_slots()
             .map(|name| (name, Slot { versions: Vec::new(), activations: Vec::new(), limits: Limits::default() }))
             .collect();
-        Registry { runtime, slots: RwLock::new(slots) }
+        Registry { runtime, slots: RwLock::new(slots), observer: RwLock::new(None) }
+    }
+
+    /// A copy of the registry as it is now (every slot's versions and active
+    /// one, sharing their compiled code), for trying a candidate in a dry run
+    /// without touching the slots that serve. The copy has no observer.
+    pub fn fork(&self) -> Registry {
+        Registry { runtime: self.runtime.clone(), slots: RwLock::new(self.read().clone()), observer: RwLock::new(None) }
+    }
+
+    /// Tells `observer` of every call from now on.
+    pub fn set_observer(&self, observer: Arc<dyn CallObserver>) {
+        *self.observer.write().unwrap_or_else(|e| e.into_inner()) = Some(observer);
+    }
+
+    fn observe<T>(&self, slot: &str, version: u32, result: &Result<T, CallError>) {
+        if let Some(observer) = self.observer.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            observer.call_ended(slot, version, CallOutcome::of(result));
+        }
     }
 
     /// A registry with every embedded default loaded.
@@ -289,7 +350,9 @@ impl Registry {
             epoch: state.epoch,
             attempt: state.attempt,
         };
-        Ok(self.runtime.call_phase(pre, version.info.sha256, info, &limits, services, state).await?)
+        let result = self.runtime.call_phase(pre, version.info.sha256, info, &limits, services, state).await;
+        self.observe(slot, version.info.number, &result);
+        Ok(result?)
     }
 
     /// Asks the active placement policy.
@@ -301,7 +364,9 @@ impl Registry {
         let (version, limits) = self.checkout(PLACEMENT, World::PlacementPolicy)?;
         let Linked::Policy(pre) = &version.linked else { unreachable!("checked by checkout") };
         let info = CallInfo { slot: PLACEMENT.to_string(), version: version.info.number, ..CallInfo::default() };
-        Ok(self.runtime.call_policy(pre, version.info.sha256, info, &limits, services, request).await?)
+        let result = self.runtime.call_policy(pre, version.info.sha256, info, &limits, services, request).await;
+        self.observe(PLACEMENT, version.info.number, &result);
+        Ok(result?)
     }
 
     /// The active version of `slot` and its limits, held for one call.

@@ -63,6 +63,7 @@ fn default_cache_dir() -> Option<PathBuf> {
 }
 
 /// A component compiled and checked against a world, ready to instantiate.
+#[derive(Clone)]
 pub struct Prepared {
     /// The sha256 of the component's bytes.
     pub sha256: Digest256,

@@ -1,0 +1,389 @@
+//! The coordinator's admin endpoint: HTTP with JSON, for operators (through
+//! `ratchet plugin ... --admin ADDR`, `ratchet status --admin ADDR`, or curl).
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /status` | the coordinator's status, as `ratchet status` shows it |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /plugins` | every slot and its active version |
+//! | `POST /plugins/{slot}` | swap: the body is the component; `?source=NAME` labels it |
+//! | `GET /plugins/{slot}/history` | the slot's versions and its audit entries |
+//! | `POST /plugins/{slot}/rollback` | back to the previous version, or `?to=N` |
+//! | `GET /audit` | the whole audit trail |
+//!
+//! A swap is validated before it serves: the component must compile and
+//! satisfy the slot's world, then pass a dry run ([`dry_run`]) against a
+//! simulated copy of the cluster. A refused candidate changes nothing, and
+//! the answer (422) says at which stage and why. An accepted one serves from
+//! the next call of its slot; a recovery already running is not disturbed.
+
+pub mod auth;
+pub mod dry_run;
+mod watchdog;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditEntry, AuditLog};
+use crate::bindings::types::{Node, RecoveryConfig};
+use crate::cluster::NodeSpec;
+use crate::metrics::Metrics;
+use crate::process::Status;
+use crate::registry::{CallObserver, CallOutcome, Registry, VersionInfo, all_slots};
+
+/// The largest component a swap accepts, in bytes.
+pub const MAX_COMPONENT: usize = 64 << 20;
+
+/// What the admin endpoint asks of the process it serves.
+#[async_trait::async_trait]
+pub trait AdminHost: Send + Sync {
+    /// The status `ratchet status` shows.
+    async fn status(&self) -> Status;
+    /// The registered nodes, for the dry run's copy of the cluster.
+    async fn nodes(&self) -> Vec<Node>;
+}
+
+/// How the admin endpoint behaves.
+#[derive(Clone, Debug)]
+pub struct AdminOptions {
+    /// The bearer token every request must carry, if any.
+    pub token: Option<String>,
+    /// Consecutive traps or timeouts of a version after which its slot rolls
+    /// back to the version before; 0 never rolls back.
+    pub rollback_after: u32,
+}
+
+impl Default for AdminOptions {
+    fn default() -> Self {
+        AdminOptions { token: None, rollback_after: 3 }
+    }
+}
+
+/// The admin endpoint's state. It is also the registry's [`CallObserver`]:
+/// it counts every call and rolls a failing version back.
+pub struct Admin {
+    registry: Arc<Registry>,
+    host: Arc<dyn AdminHost>,
+    audit: AuditLog,
+    metrics: Arc<Metrics>,
+    config: RecoveryConfig,
+    token: Option<String>,
+    streaks: watchdog::Streaks,
+    rollback_after: u32,
+    /// Swaps and rollbacks run one at a time.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl Admin {
+    /// The admin endpoint of `registry`, recording into `audit` and
+    /// `metrics`. Set it as the registry's observer for the metrics of
+    /// plugin calls and automatic rollback.
+    pub fn new(
+        registry: Arc<Registry>,
+        host: Arc<dyn AdminHost>,
+        audit: AuditLog,
+        metrics: Arc<Metrics>,
+        config: RecoveryConfig,
+        options: AdminOptions,
+    ) -> Self {
+        Admin {
+            registry,
+            host,
+            audit,
+            metrics,
+            config,
+            token: options.token,
+            streaks: watchdog::Streaks::new(options.rollback_after),
+            rollback_after: options.rollback_after,
+            changes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Rolls `slot` back from `version` after its run of failed calls.
+    fn auto_rollback(&self, slot: &str, version: u32) {
+        // A call of an older version still in flight says nothing of the
+        // version serving now.
+        if self.registry.active(slot).map(|a| a.number) != Some(version) {
+            return;
+        }
+        let why = format!("v{version} trapped or timed out {} calls in a row", self.rollback_after);
+        match self.registry.rollback(slot, None) {
+            Ok(info) => {
+                tracing::warn!(slot, from = version, to = info.number, "{why}: rolled back");
+                self.metrics.rollback(slot, "auto-rollback");
+                self.record(AuditEntry::now("rollback", slot, "auto-rollback", format!("ok: {why}")).component(info.sha256, Some(info.number)));
+            }
+            Err(err) => {
+                tracing::error!(slot, version, %err, "{why}, and it cannot be rolled back");
+                self.record(AuditEntry::now("rollback", slot, "auto-rollback", format!("refused: {why}: {err}")));
+            }
+        }
+    }
+
+    /// The audit trail.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    fn record(&self, entry: AuditEntry) {
+        if let Err(err) = self.audit.record(&entry) {
+            tracing::error!(%err, "could not write the audit trail");
+        }
+    }
+
+    /// Validates `bytes` for `slot` and, if it passes, activates it.
+    pub async fn swap(&self, slot: &str, bytes: Vec<u8>, source: String, trigger: &str) -> Result<Swapped, Refused> {
+        let _one_at_a_time = self.changes.lock().await;
+        let sha256 = crate::runtime::Digest256::of(&bytes);
+        let refuse = |stage: &'static str, reason: String| {
+            self.metrics.swap(slot, "refused");
+            self.record(AuditEntry::now("refuse", slot, trigger, format!("{stage}: {reason}")).component(sha256, None));
+            tracing::warn!(slot, %sha256, stage, %reason, "swap refused");
+            Refused { stage, reason }
+        };
+        // Compiling takes a while: off the async threads.
+        let registry = self.registry.clone();
+        let (slot_name, src) = (slot.to_string(), source.clone());
+        let prepared = tokio::task::spawn_blocking(move || registry.prepare(&slot_name, &bytes, src)).await;
+        let candidate = match prepared {
+            Ok(Ok(candidate)) => candidate,
+            Ok(Err(err)) => return Err(refuse("validate", err.to_string())),
+            Err(err) => return Err(refuse("validate", format!("the compiler stopped: {err}"))),
+        };
+        let trial = self.registry.fork();
+        trial.activate(candidate.clone());
+        let nodes = self.host.nodes().await;
+        let shape = dry_run::Shape {
+            nodes: nodes.iter().map(|n| NodeSpec { id: n.id.clone(), zone: n.zone.clone(), capacity: n.capacity }).collect(),
+            config: self.config.clone(),
+        };
+        let passed = match dry_run::run(Arc::new(trial), &shape).await {
+            Ok(passed) => passed,
+            Err(reason) => return Err(refuse("dry-run", reason)),
+        };
+        let info = self.registry.activate(candidate);
+        self.metrics.swap(slot, "activated");
+        self.record(AuditEntry::now("swap", slot, trigger, "ok").component(info.sha256, Some(info.number)));
+        Ok(Swapped { version: PluginVersion::of(&info, true), dry_run: passed })
+    }
+
+    /// Rolls `slot` back to the previous version, or to version `to`.
+    pub async fn rollback(&self, slot: &str, to: Option<u32>, trigger: &str) -> Result<VersionInfo, String> {
+        let _one_at_a_time = self.changes.lock().await;
+        match self.registry.rollback(slot, to) {
+            Ok(info) => {
+                self.metrics.rollback(slot, trigger);
+                self.record(AuditEntry::now("rollback", slot, trigger, "ok").component(info.sha256, Some(info.number)));
+                Ok(info)
+            }
+            Err(err) => {
+                self.record(AuditEntry::now("rollback", slot, trigger, format!("refused: {err}")));
+                Err(err.to_string())
+            }
+        }
+    }
+}
+
+impl CallObserver for Admin {
+    fn call_ended(&self, slot: &str, version: u32, outcome: CallOutcome) {
+        self.metrics.call_ended(slot, version, outcome);
+        if self.streaks.note(slot, version, outcome) {
+            self.auto_rollback(slot, version);
+        }
+    }
+}
+
+/// A version of a slot, as the admin API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginVersion {
+    /// The slot.
+    pub slot: String,
+    /// Its number in the slot, from 1.
+    pub number: u32,
+    /// The component's sha256.
+    pub sha256: String,
+    /// The component's size in bytes.
+    pub size: usize,
+    /// When it was loaded, in RFC 3339.
+    pub loaded_at: String,
+    /// Where it came from.
+    pub source: String,
+    /// Whether it is the slot's active version.
+    pub active: bool,
+}
+
+impl PluginVersion {
+    fn of(info: &VersionInfo, active: bool) -> Self {
+        PluginVersion {
+            slot: info.slot.clone(),
+            number: info.number,
+            sha256: info.sha256.to_string(),
+            size: info.size,
+            loaded_at: humantime::format_rfc3339_millis(info.loaded_at).to_string(),
+            source: info.source.clone(),
+            active,
+        }
+    }
+}
+
+/// One slot in `GET /plugins`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SlotSummary {
+    /// The slot.
+    pub slot: String,
+    /// Its active version.
+    pub active: Option<PluginVersion>,
+    /// How many versions it holds.
+    pub versions: usize,
+}
+
+/// `GET /plugins/{slot}/history`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct History {
+    /// The slot.
+    pub slot: String,
+    /// Every version, oldest first.
+    pub versions: Vec<PluginVersion>,
+    /// The audit entries of the slot, oldest first.
+    pub events: Vec<AuditEntry>,
+}
+
+/// The answer to an accepted swap.
+#[derive(Clone, Debug, Serialize)]
+pub struct Swapped {
+    /// The version now active.
+    pub version: PluginVersion,
+    /// What the dry run did.
+    pub dry_run: dry_run::Passed,
+}
+
+/// Why a swap was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// `validate` (compile and world check) or `dry-run`.
+    pub stage: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+/// The JSON body of every error answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Where it went wrong: `auth`, `validate`, `dry-run`, `rollback`, ...
+    pub stage: String,
+    /// Why.
+    pub error: String,
+}
+
+fn error(status: StatusCode, stage: &str, message: impl Into<String>) -> (StatusCode, axum::Json<ErrorBody>) {
+    (status, axum::Json(ErrorBody { stage: stage.into(), error: message.into() }))
+}
+
+/// The router of the admin endpoint.
+pub fn router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/plugins", get(list))
+        .route("/plugins/{slot}", post(swap))
+        .route("/plugins/{slot}/history", get(history))
+        .route("/plugins/{slot}/rollback", post(rollback))
+        .route("/audit", get(audit))
+        .layer(DefaultBodyLimit::max(MAX_COMPONENT))
+        .layer(axum::middleware::from_fn_with_state(admin.clone(), auth::require_token))
+        .with_state(admin)
+}
+
+/// Serves the admin endpoint on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, admin: Arc<Admin>) -> std::io::Result<()> {
+    axum::serve(listener, router(admin)).await
+}
+
+async fn status(State(admin): State<Arc<Admin>>) -> Response {
+    axum::Json(admin.host.status().await).into_response()
+}
+
+async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
+    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], admin.metrics.render()).into_response()
+}
+
+async fn list(State(admin): State<Arc<Admin>>) -> Response {
+    let slots: Vec<SlotSummary> = all_slots()
+        .map(|slot| SlotSummary {
+            slot: slot.to_string(),
+            active: admin.registry.active(slot).map(|info| PluginVersion::of(&info, true)),
+            versions: admin.registry.history(slot).len(),
+        })
+        .collect();
+    axum::Json(slots).into_response()
+}
+
+fn known_slot(slot: &str) -> Result<(), (StatusCode, axum::Json<ErrorBody>)> {
+    if all_slots().any(|s| s == slot) {
+        return Ok(());
+    }
+    let slots: Vec<&str> = all_slots().collect();
+    Err(error(StatusCode::NOT_FOUND, "slot", format!("unknown slot `{slot}` (slots: {})", slots.join(", "))))
+}
+
+async fn history(State(admin): State<Arc<Admin>>, Path(slot): Path<String>) -> Response {
+    if let Err(err) = known_slot(&slot) {
+        return err.into_response();
+    }
+    let active = admin.registry.active(&slot).map(|v| v.number);
+    let versions = admin.registry.history(&slot).iter().map(|v| PluginVersion::of(v, Some(v.number) == active)).collect();
+    let events = match admin.audit.entries() {
+        Ok(entries) => entries.into_iter().filter(|e| e.slot == slot).collect(),
+        Err(err) => return error(StatusCode::INTERNAL_SERVER_ERROR, "audit", err.to_string()).into_response(),
+    };
+    axum::Json(History { slot, versions, events }).into_response()
+}
+
+#[derive(Deserialize)]
+struct SwapQuery {
+    source: Option<String>,
+}
+
+async fn swap(
+    State(admin): State<Arc<Admin>>,
+    Path(slot): Path<String>,
+    Query(query): Query<SwapQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(err) = known_slot(&slot) {
+        return err.into_response();
+    }
+    let source = query.source.unwrap_or_else(|| "admin upload".into());
+    match admin.swap(&slot, body.to_vec(), source, "admin").await {
+        Ok(swapped) => axum::Json(swapped).into_response(),
+        Err(refused) => error(StatusCode::UNPROCESSABLE_ENTITY, refused.stage, refused.reason).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct RollbackQuery {
+    to: Option<u32>,
+}
+
+async fn rollback(State(admin): State<Arc<Admin>>, Path(slot): Path<String>, Query(query): Query<RollbackQuery>) -> Response {
+    if let Err(err) = known_slot(&slot) {
+        return err.into_response();
+    }
+    match admin.rollback(&slot, query.to, "admin").await {
+        Ok(info) => axum::Json(PluginVersion::of(&info, true)).into_response(),
+        Err(reason) => error(StatusCode::CONFLICT, "rollback", reason).into_response(),
+    }
+}
+
+async fn audit(State(admin): State<Arc<Admin>>) -> Response {
+    match admin.audit.entries() {
+        Ok(entries) => axum::Json(entries).into_response(),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, "audit", err.to_string()).into_response(),
+    }
+}

@@ -1,0 +1,125 @@
+//! Hot-swap logic through the real host and components, on the in-process
+//! cluster: automatic rollback of a version that keeps trapping, and a
+//! candidate checked by the admin's swap path (validation and dry run).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratchet::admin::{Admin, AdminHost, AdminOptions};
+use ratchet::audit::AuditLog;
+use ratchet::bindings::types::{Node, RecoveryConfig};
+use ratchet::cluster::{Cluster, InProcessCluster};
+use ratchet::components::fixtures;
+use ratchet::coordinator::MemoryStore;
+use ratchet::director::{AttemptOutcome, Director, DirectorOptions};
+use ratchet::metrics::Metrics;
+use ratchet::process::Status;
+use ratchet::registry::Registry;
+
+/// The admin's view of an in-process cluster.
+struct Host(Arc<InProcessCluster>);
+
+#[async_trait::async_trait]
+impl AdminHost for Host {
+    async fn status(&self) -> Status {
+        Status::default()
+    }
+
+    async fn nodes(&self) -> Vec<Node> {
+        self.0.nodes().await
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    registry: Arc<Registry>,
+    admin: Arc<Admin>,
+    metrics: Arc<Metrics>,
+    cluster: Arc<InProcessCluster>,
+}
+
+fn setup(rollback_after: u32) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(Registry::with_defaults(common::runtime()).unwrap());
+    let cluster = Arc::new(InProcessCluster::with_zones(9, 3, 16));
+    let metrics = Arc::new(Metrics::new());
+    let audit = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+    let options = AdminOptions { token: None, rollback_after };
+    let admin = Arc::new(Admin::new(
+        registry.clone(),
+        Arc::new(Host(cluster.clone())),
+        audit,
+        metrics.clone(),
+        RecoveryConfig::default(),
+        options,
+    ));
+    registry.set_observer(admin.clone());
+    Setup { _dir: dir, registry, admin, metrics, cluster }
+}
+
+fn director(setup: &Setup, max_attempts: u32) -> Director {
+    let options = DirectorOptions { max_attempts, initial_backoff: Duration::from_millis(1), ..DirectorOptions::default() };
+    Director::new(setup.registry.clone(), setup.cluster.clone(), Arc::new(MemoryStore::default()), RecoveryConfig::default(), options)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_that_traps_k_times_in_a_row_is_rolled_back_and_recovery_completes() {
+    let setup = setup(3);
+    // As if it had passed validation: loaded straight into the slot.
+    let bytes = std::fs::read(fixtures::ALWAYS_TRAP).unwrap();
+    let bad = setup.registry.load("start-proxies", &bytes, "always-trap").unwrap();
+    assert_eq!(bad.number, 2);
+
+    let report = director(&setup, 6).recover().await.unwrap();
+    let outcomes: Vec<String> = report.attempts.iter().map(|a| a.outcome.to_string()).collect();
+    // Three attempts trap in start-proxies, then the slot is back on v1.
+    assert_eq!(report.attempts.len(), 4, "{outcomes:?}");
+    for attempt in &report.attempts[..3] {
+        assert!(matches!(&attempt.outcome, AttemptOutcome::Stalled(r) if r.contains("always-trap traps")), "{outcomes:?}");
+    }
+    assert!(report.layout().is_some(), "{outcomes:?}");
+    assert_eq!(setup.registry.active("start-proxies").unwrap().number, 1);
+
+    let rollbacks: Vec<_> = setup.admin.audit().entries().unwrap().into_iter().filter(|e| e.action == "rollback").collect();
+    assert_eq!(rollbacks.len(), 1, "{rollbacks:?}");
+    assert_eq!(rollbacks[0].trigger, "auto-rollback");
+    assert_eq!(rollbacks[0].version, Some(1));
+    assert!(rollbacks[0].result.contains("v2 trapped or timed out 3 calls in a row"), "{:?}", rollbacks[0]);
+    let metrics = setup.metrics.render();
+    assert!(metrics.contains(r#"ratchet_plugin_rollbacks_total{slot="start-proxies",trigger="auto-rollback"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"ratchet_plugin_calls_total{outcome="trap",slot="start-proxies",version="2"} 3"#), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_automatic_rollback_the_trapping_version_stays() {
+    let setup = setup(0);
+    let bytes = std::fs::read(fixtures::ALWAYS_TRAP).unwrap();
+    setup.registry.load("start-proxies", &bytes, "always-trap").unwrap();
+    let report = director(&setup, 4).recover().await.unwrap();
+    assert!(report.layout().is_none());
+    assert_eq!(setup.registry.active("start-proxies").unwrap().number, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_swap_path_refuses_a_trapping_phase_and_accepts_a_policy_that_passes() {
+    let setup = setup(3);
+    let bytes = std::fs::read(fixtures::ALWAYS_TRAP).unwrap();
+    let refused = setup.admin.swap("start-proxies", bytes, "always-trap".into(), "test").await.unwrap_err();
+    assert_eq!(refused.stage, "dry-run");
+    assert!(refused.reason.contains("trapped"), "{refused:?}");
+    assert_eq!(setup.registry.active("start-proxies").unwrap().number, 1, "the active version keeps serving");
+
+    let pack = ratchet::components::bundled("pack").unwrap().bytes.to_vec();
+    let swapped = setup.admin.swap("placement", pack, "pack".into(), "test").await.unwrap();
+    assert_eq!(swapped.version.number, 2);
+    assert!(swapped.dry_run.writes > 0);
+    assert_eq!(setup.registry.active("placement").unwrap().number, 2);
+    // The next recovery places with it.
+    let report = director(&setup, 4).recover().await.unwrap();
+    assert!(report.layout().is_some());
+    let metrics = setup.metrics.render();
+    assert!(metrics.contains(r#"ratchet_plugin_calls_total{outcome="ok",slot="placement",version="2"}"#), "{metrics}");
+    assert!(!metrics.contains(r#"slot="placement",version="1""#), "the dry run's calls are not counted: {metrics}");
+}

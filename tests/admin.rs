@@ -1,0 +1,164 @@
+//! The coordinator's admin endpoint, end to end through the `ratchet`
+//! binary: who may use it, swaps validated by a dry run (bad candidates
+//! refused while the active version keeps serving), rollback, history and
+//! the audit trail across a restart, and the metrics.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ratchet::components::{self, fixtures};
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ratchet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ratchet")).args(args).output().expect("the ratchet binary runs")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn free_port() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
+}
+
+/// A coordinator with no workers, its admin endpoint on `admin`.
+fn coordinator(data: &Path, admin: &str, extra: &[&str]) -> Proc {
+    let listen = free_port();
+    let mut args = vec!["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &listen, "--admin", admin];
+    args.extend_from_slice(extra);
+    let log = std::fs::File::create(data.with_extension("out")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_ratchet"))
+        .args(&args)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let proc = Proc(child);
+    // Up once the endpoint answers.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(admin).is_err() {
+        assert!(Instant::now() < deadline, "the admin endpoint did not come up: {}", std::fs::read_to_string(data.with_extension("out")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proc
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn active_version(admin: &str, slot: &str) -> String {
+    let out = ratchet(&["plugin", "list", "--admin", admin]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listing = text(&out);
+    let line = listing.lines().find(|l| l.split_whitespace().next() == Some(slot)).unwrap_or_else(|| panic!("{listing}"));
+    line.split_whitespace().nth(1).unwrap().to_string()
+}
+
+#[test]
+fn admin_beyond_loopback_needs_a_token_and_a_wrong_token_gets_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("coordinator");
+    let out = ratchet(&["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &free_port(), "--admin", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--admin 0.0.0.0:0 is not a loopback address"), "{}", text(&out));
+
+    let token = write(dir.path(), "token", b"s3cret\n");
+    let wrong = write(dir.path(), "wrong", b"guess\n");
+    let admin = free_port();
+    let _coordinator = coordinator(&data, &admin, &["--admin-token", token.to_str().unwrap()]);
+    for args in [vec!["plugin", "list", "--admin", &admin], vec!["plugin", "list", "--admin", &admin, "--token-file", wrong.to_str().unwrap()]] {
+        let out = ratchet(&args);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains("auth (401): missing or wrong bearer token"), "{}", text(&out));
+    }
+    let out = ratchet(&["plugin", "list", "--admin", &admin, "--token-file", token.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("placement"), "{}", text(&out));
+}
+
+#[test]
+fn bad_candidates_are_refused_and_the_active_version_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("coordinator");
+    let admin = free_port();
+    let _coordinator = coordinator(&data, &admin, &[]);
+    assert_eq!(active_version(&admin, "placement"), "v1");
+
+    // Wrong world, a policy that breaks an invariant, a phase that traps.
+    let cases = [
+        ("placement", fixtures::WRONG_WORLD, "validate (422): "),
+        ("placement", fixtures::SAME_NODE, "dry-run (422): "),
+        ("start-proxies", fixtures::FLAKY_PROXIES, "dry-run (422): "),
+    ];
+    for (slot, file, expected) in cases {
+        let out = ratchet(&["plugin", "swap", slot, file, "--admin", &admin]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains(expected), "{slot} {file}: {}", text(&out));
+        assert_eq!(active_version(&admin, slot), "v1", "{slot} still serves its first version");
+    }
+    let out = ratchet(&["plugin", "swap", "start-proxies", fixtures::FLAKY_PROXIES, "--admin", &admin]);
+    assert!(text(&out).contains("trapped"), "the reason names the trap: {}", text(&out));
+
+    // The history names each refusal and why.
+    let out = ratchet(&["plugin", "history", "placement", "--admin", &admin]);
+    let history = text(&out);
+    assert_eq!(history.lines().filter(|l| l.contains(" refuse ")).count(), 2, "{history}");
+    assert!(history.contains("the invariant guard refused"), "{history}");
+    assert!(history.contains("missing export"), "{history}");
+
+    // An unknown slot is named.
+    let out = ratchet(&["plugin", "swap", "no-such-slot", fixtures::SAME_NODE, "--admin", &admin]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("unknown slot `no-such-slot`"), "{}", text(&out));
+}
+
+#[test]
+fn a_swap_serves_then_rolls_back_and_the_audit_trail_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("coordinator");
+    let admin = free_port();
+    let pack = write(dir.path(), "pack.wasm", components::bundled("pack").unwrap().bytes);
+    let mut coordinator_proc = coordinator(&data, &admin, &[]);
+
+    let out = ratchet(&["plugin", "swap", "placement", pack.to_str().unwrap(), "--admin", &admin]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("swapped: placement v2"), "{}", text(&out));
+    assert!(text(&out).contains("dry run passed"), "{}", text(&out));
+    assert_eq!(active_version(&admin, "placement"), "v2");
+
+    let out = ratchet(&["plugin", "rollback", "placement", "--admin", &admin]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("rolled back: placement v1"), "{}", text(&out));
+    assert_eq!(active_version(&admin, "placement"), "v1");
+    let out = ratchet(&["plugin", "rollback", "placement", "--to", "7", "--admin", &admin]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("rollback (409): slot `placement` has no version 7"), "{}", text(&out));
+
+    let metrics = ureq::get(format!("http://{admin}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
+    assert!(metrics.contains(r#"ratchet_plugin_swaps_total{result="activated",slot="placement"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"ratchet_plugin_rollbacks_total{slot="placement",trigger="admin"} 1"#), "{metrics}");
+
+    // Restarted, the coordinator still has the trail (and starts from its
+    // embedded defaults, which it records as loaded).
+    drop(coordinator_proc);
+    coordinator_proc = coordinator(&data, &admin, &[]);
+    let out = ratchet(&["plugin", "history", "placement", "--admin", &admin]);
+    let history = text(&out);
+    let actions: Vec<&str> = history.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|a| ["load", "swap", "rollback"].contains(a)).collect();
+    assert_eq!(actions, ["load", "swap", "rollback", "rollback", "load"], "{history}");
+    drop(coordinator_proc);
+}
