@@ -162,3 +162,55 @@ fn a_swap_serves_then_rolls_back_and_the_audit_trail_survives_a_restart() {
     assert_eq!(actions, ["load", "swap", "rollback", "rollback", "load"], "{history}");
     drop(coordinator_proc);
 }
+
+#[test]
+fn a_watched_plugin_directory_swaps_good_files_in_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("coordinator");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let out = ratchet(&["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &free_port(), "--admin", &free_port(), "--plugin-dir", "/nonexistent/plugins"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--plugin-dir /nonexistent/plugins: not a directory"), "{}", text(&out));
+
+    let admin = free_port();
+    let _coordinator = coordinator(&data, &admin, &["--plugin-dir", plugins.to_str().unwrap()]);
+    // Written elsewhere and renamed in, as a deployment tool would.
+    let put = |name: &str, bytes: &[u8]| {
+        let staging = dir.path().join(name);
+        std::fs::write(&staging, bytes).unwrap();
+        std::fs::rename(&staging, plugins.join(name)).unwrap();
+    };
+    put("placement.wasm", components::bundled("pack").unwrap().bytes);
+    put("start-proxies.wasm", &std::fs::read(fixtures::ALWAYS_TRAP).unwrap());
+    put("no-such-slot.wasm", components::bundled("pack").unwrap().bytes);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while active_version(&admin, "placement") != "v2" {
+        assert!(Instant::now() < deadline, "placement.wasm was not swapped in");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = ratchet(&["plugin", "list", "--admin", &admin]);
+    assert!(text(&out).contains(&plugins.join("placement.wasm").display().to_string()), "{}", text(&out));
+
+    // The trapping phase is refused by its dry run, the unknown slot by
+    // validation; both are in the audit trail, and nothing else changed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = ureq::get(format!("http://{admin}/audit")).call().unwrap().body_mut().read_to_string().unwrap();
+        let audit: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        let refusals: Vec<&serde_json::Value> =
+            audit.iter().filter(|e| e["action"] == "refuse" && e["trigger"] == "plugin-dir").collect();
+        if refusals.len() == 2 {
+            let refused = |slot: &str, stage: &str| {
+                refusals.iter().any(|e| e["slot"] == slot && e["result"].as_str().is_some_and(|r| r.starts_with(stage)))
+            };
+            assert!(refused("start-proxies", "dry-run"), "{body}");
+            assert!(refused("no-such-slot", "validate"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the bad files were not refused: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(active_version(&admin, "start-proxies"), "v1");
+}

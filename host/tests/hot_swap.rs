@@ -43,7 +43,9 @@ struct Setup {
 fn setup(rollback_after: u32) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let registry = Arc::new(Registry::with_defaults(common::runtime()).unwrap());
-    let cluster = Arc::new(InProcessCluster::with_zones(9, 3, 16));
+    // Room for many recoveries: the in-process cluster keeps every old
+    // generation's services, and the storm runs dozens of recoveries.
+    let cluster = Arc::new(InProcessCluster::with_zones(9, 3, 1_000));
     let metrics = Arc::new(Metrics::new());
     let audit = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
     let options = AdminOptions { token: None, rollback_after };
@@ -122,4 +124,46 @@ async fn the_swap_path_refuses_a_trapping_phase_and_accepts_a_policy_that_passes
     let metrics = setup.metrics.render();
     assert!(metrics.contains(r#"ratchet_plugin_calls_total{outcome="ok",slot="placement",version="2"}"#), "{metrics}");
     assert!(!metrics.contains(r#"slot="placement",version="1""#), "the dry run's calls are not counted: {metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_100_swaps_during_recoveries_fails_none_of_them() {
+    let setup = setup(3);
+    let director = director(&setup, 10);
+    assert!(director.recover().await.unwrap().layout().is_some());
+
+    let admin = setup.admin.clone();
+    let storm = tokio::spawn(async move {
+        let policies = [ratchet::components::bundled("pack").unwrap(), ratchet::components::bundled("least-loaded").unwrap()];
+        for i in 0..100 {
+            let policy = policies[i % 2];
+            admin.swap("placement", policy.bytes.to_vec(), policy.name.into(), "storm").await.expect("a good policy passes");
+        }
+    });
+
+    // Meanwhile: writes, a log lost, a recovery; again and again.
+    let mut acked = Vec::new();
+    let mut recoveries = 0;
+    while !storm.is_finished() || recoveries < 3 {
+        for i in 0..20 {
+            let write = (format!("{:08x}-storm-{recoveries}-{i}", (i as u32).wrapping_mul(2_654_435_761)), format!("v{i}"));
+            if setup.cluster.commit(std::slice::from_ref(&write)).is_ok() {
+                acked.push(write);
+            }
+        }
+        setup.cluster.pump();
+        let layout = setup.cluster.live_layout().unwrap();
+        setup.cluster.kill(&layout.logs[0].id);
+        let report = director.recover().await.unwrap();
+        let outcomes: Vec<String> = report.attempts.iter().map(|a| a.outcome.to_string()).collect();
+        assert_eq!(outcomes.len(), 1, "recovery {recoveries} needed more than one attempt: {outcomes:?}");
+        assert!(report.layout().is_some(), "{outcomes:?}");
+        recoveries += 1;
+    }
+    storm.await.unwrap();
+    assert_eq!(setup.registry.history("placement").len(), 101);
+    setup.cluster.pump();
+    let lost = acked.iter().filter(|(k, v)| setup.cluster.read(k).as_deref() != Some(v.as_str())).count();
+    assert_eq!(lost, 0, "of {} acknowledged writes over {recoveries} recoveries", acked.len());
+    eprintln!("{recoveries} recoveries during 100 swaps");
 }

@@ -19,6 +19,7 @@
 
 pub mod auth;
 pub mod dry_run;
+pub mod plugin_dir;
 mod watchdog;
 
 use std::sync::Arc;

@@ -43,6 +43,10 @@ pub struct CoordinatorArgs {
     /// traps or timeouts of its active version (0: never).
     #[arg(long, value_name = "K", default_value_t = 3)]
     rollback_after: u32,
+    /// Watch this directory: a new or changed `SLOT.wasm` is validated,
+    /// dry-run and swapped in; a bad one is refused and logged.
+    #[arg(long, value_name = "DIR")]
+    plugin_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +141,11 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
     super::load_plugins(&registry, &args.plugins)?;
     let registry = Arc::new(registry);
     let config = RecoveryConfig { shards: args.shards, ..RecoveryConfig::default() };
+    if let Some(dir) = &args.plugin_dir
+        && !dir.is_dir()
+    {
+        return Err(Failure::input(format!("--plugin-dir {}: not a directory", dir.display())));
+    }
     let token = match &args.admin_token {
         Some(path) => Some(ratchet::admin::auth::read_token(path).map_err(|e| Failure::input(e.to_string()))?),
         None => None,
@@ -155,8 +164,8 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
         println!("coordinator listening on {}", listener.local_addr().map_err(anyhow::Error::new)?);
         println!("admin endpoint on http://{}", admin.local_addr().map_err(anyhow::Error::new)?);
         let admin_options = ratchet::admin::AdminOptions { token, rollback_after: args.rollback_after };
-        let endpoints = ratchet::process::coordinator::Endpoints { listener, admin, admin_options };
-        ratchet::process::coordinator::run(&args.data, endpoints, registry, config).await.map_err(Failure::from)
+        let setup = ratchet::process::coordinator::Setup { listener, admin, admin_options, plugin_dir: args.plugin_dir };
+        ratchet::process::coordinator::run(&args.data, setup, registry, config).await.map_err(Failure::from)
     })
 }
 

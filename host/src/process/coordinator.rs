@@ -106,15 +106,20 @@ impl Handler<CoordinatorProtocol> for Coordinator {
     }
 }
 
-/// Where the coordinator listens.
-pub struct Endpoints {
-    /// For workers and clients.
+/// How a coordinator process is set up.
+pub struct Setup {
+    /// Where workers and clients reach it.
     pub listener: tokio::net::TcpListener,
-    /// For operators: the admin endpoint.
+    /// Where operators reach it: the admin endpoint.
     pub admin: tokio::net::TcpListener,
     /// The admin endpoint's token and automatic rollback.
     pub admin_options: AdminOptions,
+    /// A directory of `SLOT.wasm` files to watch and swap in.
+    pub plugin_dir: Option<std::path::PathBuf>,
 }
+
+/// How often the plugin directory is scanned.
+const PLUGIN_DIR_EVERY: Duration = Duration::from_millis(500);
 
 #[async_trait::async_trait]
 impl AdminHost for Coordinator {
@@ -129,8 +134,8 @@ impl AdminHost for Coordinator {
 
 /// Runs the coordinator until the process ends: serves its endpoints and
 /// drives recovery against the workers that register.
-pub async fn run(data: &Path, endpoints: Endpoints, registry: Arc<Registry>, config: RecoveryConfig) -> anyhow::Result<()> {
-    let Endpoints { listener, admin, admin_options } = endpoints;
+pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: RecoveryConfig) -> anyhow::Result<()> {
+    let Setup { listener, admin, admin_options, plugin_dir } = setup;
     let store = Arc::new(FileStore::open(data)?);
     let metrics = Arc::new(Metrics::new());
     let audit = AuditLog::open(&data.join("audit.jsonl"))?;
@@ -154,6 +159,10 @@ pub async fn run(data: &Path, endpoints: Endpoints, registry: Arc<Registry>, con
     let admin_state =
         Arc::new(Admin::new(registry.clone(), coordinator.clone(), audit, metrics.clone(), config.clone(), admin_options));
     registry.set_observer(admin_state.clone());
+    if let Some(dir) = plugin_dir {
+        tracing::info!(dir = %dir.display(), "watching the plugin directory");
+        tokio::spawn(crate::admin::plugin_dir::watch(dir, admin_state.clone(), PLUGIN_DIR_EVERY));
+    }
     tracing::info!(addr = %admin.local_addr()?, "admin endpoint listening");
     tokio::spawn(async move {
         if let Err(err) = crate::admin::serve(admin, admin_state).await {
