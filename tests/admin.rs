@@ -214,3 +214,27 @@ fn a_watched_plugin_directory_swaps_good_files_in_and_refuses_bad_ones() {
     }
     assert_eq!(active_version(&admin, "start-proxies"), "v1");
 }
+
+#[test]
+fn a_shadow_is_started_shown_and_discarded_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("coordinator");
+    let admin = free_port();
+    let pack = write(dir.path(), "pack.wasm", components::bundled("pack").unwrap().bytes);
+    let _coordinator = coordinator(&data, &admin, &[]);
+
+    let out = ratchet(&["plugin", "swap", "placement", pack.to_str().unwrap(), "--shadow", "--admin", &admin]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("shadowing: placement v2"), "{}", text(&out));
+    assert_eq!(active_version(&admin, "placement"), "v1", "a shadow does not serve");
+    let out = ratchet(&["plugin", "shadow", "placement", "--admin", &admin]);
+    assert!(text(&out).contains("shadow: placement v2"), "{}", text(&out));
+    assert!(text(&out).contains("calls 0, decided differently 0"), "no recovery ran: {}", text(&out));
+    let out = ratchet(&["plugin", "discard", "placement", "--admin", &admin]);
+    assert!(text(&out).contains("placement v2 (sha256"), "{}", text(&out));
+    assert!(text(&out).contains("discarded: never served"), "{}", text(&out));
+    let out = ratchet(&["plugin", "promote", "placement", "--admin", &admin]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("shadow (409): slot `placement` has no shadow running"), "{}", text(&out));
+    assert_eq!(active_version(&admin, "placement"), "v1");
+}

@@ -101,7 +101,7 @@ fn list_shows_the_embedded_defaults() {
 
 #[test]
 fn every_command_has_help_and_bad_flags_exit_2() {
-    for args in [&["--help"][..], &["plugin", "--help"], &["plugin", "check", "--help"], &["plugin", "list", "--help"], &["demo", "--help"], &["coordinator", "--help"], &["worker", "--help"], &["load", "--help"], &["verify", "--help"], &["status", "--help"], &["plugin", "swap", "--help"], &["plugin", "rollback", "--help"], &["plugin", "history", "--help"]] {
+    for args in [&["--help"][..], &["plugin", "--help"], &["plugin", "check", "--help"], &["plugin", "list", "--help"], &["demo", "--help"], &["coordinator", "--help"], &["worker", "--help"], &["load", "--help"], &["verify", "--help"], &["status", "--help"], &["plugin", "swap", "--help"], &["plugin", "rollback", "--help"], &["plugin", "history", "--help"], &["plugin", "shadow", "--help"], &["plugin", "promote", "--help"], &["plugin", "discard", "--help"]] {
         let out = ratchet(args);
         assert!(out.status.success(), "{args:?}");
         assert!(stdout(&out).contains("Usage:"), "{args:?}");

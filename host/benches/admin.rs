@@ -7,6 +7,9 @@
 //!   new version serving: compile (a cache hit after the first), world
 //!   check, dry run, activation and the audit record (fsynced).
 //!
+//! - `shadow`: the same boot-and-recovery as the dry run, on a registry with
+//!   and without a placement policy (pack) running in shadow.
+//!
 //! Each prints its median over `RATCHET_BENCH_RUNS` runs (default 20).
 
 use std::sync::Arc;
@@ -45,6 +48,15 @@ impl AdminHost for NineNodes {
     }
 }
 
+/// Counts shadow calls, as the admin endpoint does.
+struct Count(std::sync::atomic::AtomicU64);
+
+impl ratchet::registry::ShadowSink for Count {
+    fn shadow_call(&self, _slot: &str, _divergence: Option<ratchet::registry::Divergence>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -71,6 +83,33 @@ fn main() {
             })
             .collect();
         println!("dry_run: median {:.2} ms over {runs} runs (9 nodes, 3 zones, defaults)", median(times));
+    }
+
+    if wanted("shadow") {
+        let nodes: Vec<NodeSpec> =
+            (0..9).map(|i| NodeSpec { id: format!("n{}", i + 1), zone: format!("z{}", i % 3 + 1), capacity: 16 }).collect();
+        let shape = dry_run::Shape { nodes, config: config.clone() };
+        let shadowed = Arc::new(registry.fork());
+        let count = Arc::new(Count(Default::default()));
+        shadowed.set_shadow_sink(count.clone());
+        let pack = ratchet::components::bundled("pack").unwrap();
+        shadowed.start_shadow(shadowed.prepare("placement", pack.bytes, "pack").unwrap());
+        let mut time = |plugins: Arc<Registry>| -> f64 {
+            let times: Vec<f64> = (0..runs)
+                .map(|_| {
+                    let started = Instant::now();
+                    tokio.block_on(dry_run::run(plugins.clone(), &shape)).expect("the defaults pass");
+                    started.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            median(times)
+        };
+        let without = time(Arc::new(registry.fork()));
+        let with = time(shadowed);
+        println!(
+            "shadow: boot + recovery median {without:.2} ms without a shadow, {with:.2} ms with placement in shadow ({} shadow calls)",
+            count.0.load(std::sync::atomic::Ordering::Relaxed)
+        );
     }
 
     if wanted("swap_to_effect") {

@@ -58,6 +58,7 @@ fn setup(rollback_after: u32) -> Setup {
         options,
     ));
     registry.set_observer(admin.clone());
+    registry.set_shadow_sink(admin.clone());
     Setup { _dir: dir, registry, admin, metrics, cluster }
 }
 
@@ -166,4 +167,73 @@ async fn a_storm_of_100_swaps_during_recoveries_fails_none_of_them() {
     let lost = acked.iter().filter(|(k, v)| setup.cluster.read(k).as_deref() != Some(v.as_str())).count();
     assert_eq!(lost, 0, "of {} acknowledged writes over {recoveries} recoveries", acked.len());
     eprintln!("{recoveries} recoveries during 100 swaps");
+}
+
+/// Waits until the shadow of `slot` has made `calls` calls.
+async fn shadow_calls(admin: &Admin, slot: &str, calls: u64) -> ratchet::admin::ShadowRecord {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let record = admin.shadow_report(slot).record;
+        if record.calls >= calls {
+            return record;
+        }
+        assert!(std::time::Instant::now() < deadline, "{slot}: {} shadow calls", record.calls);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_reports_where_it_decides_differently_and_changes_nothing() {
+    let setup = setup(3);
+    let pack = ratchet::components::bundled("pack").unwrap().bytes.to_vec();
+    let shadow = setup.admin.shadow("placement", pack, "pack".into(), "test").await.unwrap();
+    assert_eq!(shadow.number, 2);
+    // The default start-sequencer beside itself: replayed, it must agree.
+    let same = ratchet::components::DEFAULTS.iter().find(|c| c.slot == "start-sequencer").unwrap().bytes.to_vec();
+    setup.admin.shadow("start-sequencer", same, "itself".into(), "test").await.unwrap();
+    // A start-proxies that traps: in shadow it breaks nothing.
+    let trap = std::fs::read(fixtures::ALWAYS_TRAP).unwrap();
+    setup.admin.shadow("start-proxies", trap, "always-trap".into(), "test").await.unwrap();
+
+    let report = director(&setup, 4).recover().await.unwrap();
+    assert_eq!(report.attempts.len(), 1, "the shadows do not touch the recovery");
+    let layout = report.layout().unwrap().clone();
+    let nodes = setup.cluster.nodes().await;
+    let quality = ratchet::quality::PlacementQuality::of(&layout, &nodes);
+    assert!(!quality.to_string().is_empty());
+    for team in &layout.storage_teams {
+        let zones: std::collections::BTreeSet<String> = team
+            .storage_ids
+            .iter()
+            .map(|id| layout.services.iter().find(|s| s.id == *id).unwrap().node.clone())
+            .map(|node| nodes.iter().find(|n| n.id == node).unwrap().zone.clone())
+            .collect();
+        assert_eq!(zones.len(), 3, "the active spread-zones placed team {}", team.tag);
+    }
+
+    let placement = shadow_calls(&setup.admin, "placement", 1).await;
+    assert!(!placement.divergences.is_empty(), "pack packs where spread-zones spreads");
+    let d = &placement.divergences[0];
+    assert_eq!((d.active_version, d.shadow_version), (1, 2));
+    assert_ne!(d.active, d.shadow);
+
+    let sequencer = shadow_calls(&setup.admin, "start-sequencer", 1).await;
+    assert!(sequencer.divergences.is_empty(), "{:?}", sequencer.divergences);
+
+    let proxies = shadow_calls(&setup.admin, "start-proxies", 1).await;
+    assert_eq!(proxies.divergences.len(), 1);
+    assert!(proxies.divergences[0].shadow.contains("always-trap traps"), "{:?}", proxies.divergences[0]);
+
+    // Nothing is active that was not before.
+    for slot in ["placement", "start-sequencer", "start-proxies"] {
+        assert_eq!(setup.registry.active(slot).unwrap().number, 1, "{slot}");
+    }
+    // The operator promotes one and discards another.
+    assert_eq!(setup.admin.end_shadow("placement", true, "test").await.unwrap().number, 2);
+    assert_eq!(setup.registry.active("placement").unwrap().number, 2);
+    setup.admin.end_shadow("start-proxies", false, "test").await.unwrap();
+    assert_eq!(setup.registry.active("start-proxies").unwrap().number, 1);
+    assert!(setup.admin.end_shadow("start-proxies", false, "test").await.is_err(), "no shadow left to discard");
+    let actions: Vec<String> = setup.admin.audit().entries().unwrap().into_iter().map(|e| e.action).collect();
+    assert_eq!(actions, ["shadow", "shadow", "shadow", "promote", "discard"]);
 }

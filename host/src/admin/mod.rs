@@ -9,6 +9,10 @@
 //! | `POST /plugins/{slot}` | swap: the body is the component; `?source=NAME` labels it |
 //! | `GET /plugins/{slot}/history` | the slot's versions and its audit entries |
 //! | `POST /plugins/{slot}/rollback` | back to the previous version, or `?to=N` |
+//! | `POST /plugins/{slot}?shadow=true` | run the body in shadow beside the active version |
+//! | `GET /plugins/{slot}/shadow` | the shadow's calls and every call where it decided differently |
+//! | `POST /plugins/{slot}/shadow/promote` | make the shadow active |
+//! | `POST /plugins/{slot}/shadow/discard` | stop the shadow |
 //! | `GET /audit` | the whole audit trail |
 //!
 //! A swap is validated before it serves: the component must compile and
@@ -22,6 +26,7 @@ pub mod dry_run;
 pub mod plugin_dir;
 mod watchdog;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -36,7 +41,7 @@ use crate::bindings::types::{Node, RecoveryConfig};
 use crate::cluster::NodeSpec;
 use crate::metrics::Metrics;
 use crate::process::Status;
-use crate::registry::{CallObserver, CallOutcome, Registry, VersionInfo, all_slots};
+use crate::registry::{CallObserver, CallOutcome, Divergence, Registry, ShadowSink, VersionInfo, all_slots};
 
 /// The largest component a swap accepts, in bytes.
 pub const MAX_COMPONENT: usize = 64 << 20;
@@ -79,6 +84,31 @@ pub struct Admin {
     rollback_after: u32,
     /// Swaps and rollbacks run one at a time.
     changes: tokio::sync::Mutex<()>,
+    /// What each slot's shadow did.
+    shadows: std::sync::Mutex<BTreeMap<String, ShadowRecord>>,
+}
+
+/// The most divergences kept per slot; older ones are dropped.
+const MAX_DIVERGENCES: usize = 1_000;
+
+/// A slot's shadow run so far.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ShadowRecord {
+    /// Shadow calls made.
+    pub calls: u64,
+    /// Calls where the shadow decided differently, newest last.
+    pub divergences: Vec<Divergence>,
+}
+
+/// `GET /plugins/{slot}/shadow`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShadowReport {
+    /// The slot.
+    pub slot: String,
+    /// The version running in shadow, if any.
+    pub shadow: Option<PluginVersion>,
+    /// What it did.
+    pub record: ShadowRecord,
 }
 
 impl Admin {
@@ -103,7 +133,63 @@ impl Admin {
             streaks: watchdog::Streaks::new(options.rollback_after),
             rollback_after: options.rollback_after,
             changes: tokio::sync::Mutex::new(()),
+            shadows: std::sync::Mutex::default(),
         }
+    }
+
+    /// Validates `bytes` for `slot` (compile and world check) and runs it in
+    /// shadow beside the active version: no dry run, as it changes nothing.
+    pub async fn shadow(&self, slot: &str, bytes: Vec<u8>, source: String, trigger: &str) -> Result<PluginVersion, Refused> {
+        let _one_at_a_time = self.changes.lock().await;
+        let sha256 = crate::runtime::Digest256::of(&bytes);
+        let registry = self.registry.clone();
+        let (slot_name, src) = (slot.to_string(), source);
+        let prepared = tokio::task::spawn_blocking(move || registry.prepare(&slot_name, &bytes, src)).await;
+        let candidate = match prepared {
+            Ok(Ok(candidate)) => candidate,
+            Ok(Err(err)) => {
+                let reason = err.to_string();
+                self.metrics.swap(slot, "refused");
+                self.record(AuditEntry::now("refuse", slot, trigger, format!("validate: {reason}")).component(sha256, None));
+                return Err(Refused { stage: "validate", reason });
+            }
+            Err(err) => return Err(Refused { stage: "validate", reason: format!("the compiler stopped: {err}") }),
+        };
+        self.shadows().insert(slot.to_string(), ShadowRecord::default());
+        let info = self.registry.start_shadow(candidate);
+        self.record(AuditEntry::now("shadow", slot, trigger, "ok").component(info.sha256, Some(info.number)));
+        Ok(PluginVersion::of(&info, false))
+    }
+
+    /// Ends the shadow of `slot`: `promote` makes it active, otherwise it is
+    /// discarded.
+    pub async fn end_shadow(&self, slot: &str, promote: bool, trigger: &str) -> Result<PluginVersion, String> {
+        let _one_at_a_time = self.changes.lock().await;
+        let (action, ended) =
+            if promote { ("promote", self.registry.promote_shadow(slot)) } else { ("discard", self.registry.discard_shadow(slot)) };
+        match ended {
+            Ok(info) => {
+                if promote {
+                    self.metrics.swap(slot, "activated");
+                }
+                self.record(AuditEntry::now(action, slot, trigger, "ok").component(info.sha256, Some(info.number)));
+                Ok(PluginVersion::of(&info, promote))
+            }
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    /// The shadow of `slot` and what it did.
+    pub fn shadow_report(&self, slot: &str) -> ShadowReport {
+        ShadowReport {
+            slot: slot.to_string(),
+            shadow: self.registry.shadow(slot).map(|info| PluginVersion::of(&info, false)),
+            record: self.shadows().get(slot).cloned().unwrap_or_default(),
+        }
+    }
+
+    fn shadows(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ShadowRecord>> {
+        self.shadows.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Rolls `slot` back from `version` after its run of failed calls.
@@ -187,6 +273,21 @@ impl Admin {
                 self.record(AuditEntry::now("rollback", slot, trigger, format!("refused: {err}")));
                 Err(err.to_string())
             }
+        }
+    }
+}
+
+impl ShadowSink for Admin {
+    fn shadow_call(&self, slot: &str, divergence: Option<Divergence>) {
+        let mut shadows = self.shadows();
+        let record = shadows.entry(slot.to_string()).or_default();
+        record.calls += 1;
+        if let Some(divergence) = divergence {
+            tracing::info!(slot, epoch = divergence.epoch, attempt = divergence.attempt, "shadow decided differently");
+            if record.divergences.len() == MAX_DIVERGENCES {
+                record.divergences.remove(0);
+            }
+            record.divergences.push(divergence);
         }
     }
 }
@@ -295,6 +396,9 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/plugins/{slot}", post(swap))
         .route("/plugins/{slot}/history", get(history))
         .route("/plugins/{slot}/rollback", post(rollback))
+        .route("/plugins/{slot}/shadow", get(shadow_report))
+        .route("/plugins/{slot}/shadow/promote", post(promote))
+        .route("/plugins/{slot}/shadow/discard", post(discard))
         .route("/audit", get(audit))
         .layer(DefaultBodyLimit::max(MAX_COMPONENT))
         .layer(axum::middleware::from_fn_with_state(admin.clone(), auth::require_token))
@@ -349,6 +453,8 @@ async fn history(State(admin): State<Arc<Admin>>, Path(slot): Path<String>) -> R
 #[derive(Deserialize)]
 struct SwapQuery {
     source: Option<String>,
+    #[serde(default)]
+    shadow: bool,
 }
 
 async fn swap(
@@ -361,6 +467,12 @@ async fn swap(
         return err.into_response();
     }
     let source = query.source.unwrap_or_else(|| "admin upload".into());
+    if query.shadow {
+        return match admin.shadow(&slot, body.to_vec(), source, "admin").await {
+            Ok(version) => axum::Json(version).into_response(),
+            Err(refused) => error(StatusCode::UNPROCESSABLE_ENTITY, refused.stage, refused.reason).into_response(),
+        };
+    }
     match admin.swap(&slot, body.to_vec(), source, "admin").await {
         Ok(swapped) => axum::Json(swapped).into_response(),
         Err(refused) => error(StatusCode::UNPROCESSABLE_ENTITY, refused.stage, refused.reason).into_response(),
@@ -379,6 +491,31 @@ async fn rollback(State(admin): State<Arc<Admin>>, Path(slot): Path<String>, Que
     match admin.rollback(&slot, query.to, "admin").await {
         Ok(info) => axum::Json(PluginVersion::of(&info, true)).into_response(),
         Err(reason) => error(StatusCode::CONFLICT, "rollback", reason).into_response(),
+    }
+}
+
+async fn shadow_report(State(admin): State<Arc<Admin>>, Path(slot): Path<String>) -> Response {
+    if let Err(err) = known_slot(&slot) {
+        return err.into_response();
+    }
+    axum::Json(admin.shadow_report(&slot)).into_response()
+}
+
+async fn promote(State(admin): State<Arc<Admin>>, Path(slot): Path<String>) -> Response {
+    end_shadow(admin, slot, true).await
+}
+
+async fn discard(State(admin): State<Arc<Admin>>, Path(slot): Path<String>) -> Response {
+    end_shadow(admin, slot, false).await
+}
+
+async fn end_shadow(admin: Arc<Admin>, slot: String, promote: bool) -> Response {
+    if let Err(err) = known_slot(&slot) {
+        return err.into_response();
+    }
+    match admin.end_shadow(&slot, promote, "admin").await {
+        Ok(version) => axum::Json(version).into_response(),
+        Err(reason) => error(StatusCode::CONFLICT, "shadow", reason).into_response(),
     }
 }
 

@@ -11,7 +11,7 @@ use ratchet::runtime::{Digest256, Runtime, inspect};
 
 use super::Failure;
 use super::admin::{AdminArgs, AdminClient};
-use ratchet::admin::{History, PluginVersion, SlotSummary};
+use ratchet::admin::{History, PluginVersion, ShadowReport, SlotSummary};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
@@ -44,6 +44,33 @@ pub enum PluginCommand {
         slot: String,
         /// The component file (.wasm).
         file: PathBuf,
+        /// Run it in shadow instead: beside the active version on every call
+        /// of the slot, with no side effects, reporting where they differ
+        /// (see `plugin shadow`, `plugin promote`, `plugin discard`).
+        #[arg(long)]
+        shadow: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show a slot's shadow: its calls, and every call where it decided
+    /// differently from the active version.
+    Shadow {
+        /// The slot: a phase name or `placement`.
+        slot: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Make a slot's shadow its active version.
+    Promote {
+        /// The slot: a phase name or `placement`.
+        slot: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Stop a slot's shadow without activating it.
+    Discard {
+        /// The slot: a phase name or `placement`.
+        slot: String,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -74,7 +101,11 @@ pub fn run(command: PluginCommand, runtime: impl FnOnce() -> Result<Runtime, Fai
             Ok(())
         }
         PluginCommand::List { admin: Some(addr), token_file } => list_remote(&AdminArgs { addr, token_file }),
-        PluginCommand::Swap { slot, file, admin } => swap(&slot, &file, &admin),
+        PluginCommand::Swap { slot, file, shadow: false, admin } => swap(&slot, &file, &admin),
+        PluginCommand::Swap { slot, file, shadow: true, admin } => shadow(&slot, &file, &admin),
+        PluginCommand::Shadow { slot, admin } => shadow_report(&slot, &admin),
+        PluginCommand::Promote { slot, admin } => end_shadow(&slot, "promote", &admin),
+        PluginCommand::Discard { slot, admin } => end_shadow(&slot, "discard", &admin),
         PluginCommand::Rollback { slot, to, admin } => rollback(&slot, to, &admin),
         PluginCommand::History { slot, admin } => history(&slot, &admin),
     }
@@ -114,6 +145,41 @@ fn swap(slot: &str, file: &PathBuf, admin: &AdminArgs) -> Result<(), Failure> {
         "  dry run passed: {} attempts, {} writes read back, {:.1} ms",
         swapped["dry_run"]["attempts"], swapped["dry_run"]["writes"], swapped["dry_run"]["millis"].as_f64().unwrap_or(0.0)
     );
+    Ok(())
+}
+
+fn shadow(slot: &str, file: &PathBuf, admin: &AdminArgs) -> Result<(), Failure> {
+    let bytes = std::fs::read(file).map_err(|e| Failure::input(format!("{}: cannot read: {e}", file.display())))?;
+    let source = file.display().to_string();
+    let query = [("source", source.as_str()), ("shadow", "true")];
+    let version: PluginVersion = AdminClient::new(admin)?.post(&format!("/plugins/{slot}"), &query, &bytes)?;
+    println!("shadowing: {slot} v{} (sha256 {}) runs beside the active version from its next call", version.number, version.sha256);
+    Ok(())
+}
+
+fn shadow_report(slot: &str, admin: &AdminArgs) -> Result<(), Failure> {
+    let report: ShadowReport = AdminClient::new(admin)?.get(&format!("/plugins/{slot}/shadow"))?;
+    match &report.shadow {
+        Some(v) => println!("shadow: {slot} v{} ({})", v.number, v.source),
+        None => println!("shadow: none running in {slot}"),
+    }
+    println!("calls {}, decided differently {}", report.record.calls, report.record.divergences.len());
+    for d in &report.record.divergences {
+        let at = if d.epoch > 0 { format!("epoch {} attempt {}", d.epoch, d.attempt) } else { "placement call".into() };
+        println!("\n{at}: active v{} vs shadow v{}", d.active_version, d.shadow_version);
+        println!("  active: {}", d.active);
+        println!("  shadow: {}", d.shadow);
+        for call in &d.would_have_made {
+            println!("  would have made: {call}");
+        }
+    }
+    Ok(())
+}
+
+fn end_shadow(slot: &str, action: &str, admin: &AdminArgs) -> Result<(), Failure> {
+    let version: PluginVersion = AdminClient::new(admin)?.post(&format!("/plugins/{slot}/shadow/{action}"), &[], &[])?;
+    let done = if action == "promote" { "promoted: now active" } else { "discarded: never served" };
+    println!("{slot} v{} (sha256 {}) {done}", version.number, version.sha256);
     Ok(())
 }
 

@@ -159,6 +159,7 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
     let admin_state =
         Arc::new(Admin::new(registry.clone(), coordinator.clone(), audit, metrics.clone(), config.clone(), admin_options));
     registry.set_observer(admin_state.clone());
+    registry.set_shadow_sink(admin_state.clone());
     if let Some(dir) = plugin_dir {
         tracing::info!(dir = %dir.display(), "watching the plugin directory");
         tokio::spawn(crate::admin::plugin_dir::watch(dir, admin_state.clone(), PLUGIN_DIR_EVERY));

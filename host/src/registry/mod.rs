@@ -9,6 +9,7 @@
 //! version stays in the slot's history, so a rollback is a pointer move.
 
 mod plugins;
+mod shadow;
 mod slots;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 pub use plugins::Plugins;
+pub use shadow::{Divergence, ShadowSink};
 pub use slots::{PHASES, PLACEMENT, all as all_slots, world_of};
 
 use crate::bindings::types::{Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest};
@@ -62,6 +64,9 @@ pub enum RegistryError {
         /// The version asked for.
         version: u32,
     },
+    /// The slot runs no shadow.
+    #[error("slot `{0}` has no shadow running")]
+    NoShadow(String),
     /// There is no earlier activation to roll back to.
     #[error("slot `{0}` has no earlier version to roll back to")]
     NothingToRollBack(String),
@@ -120,6 +125,8 @@ struct Slot {
     /// Version numbers in the order they were activated; the last is active.
     activations: Vec<u32>,
     limits: Limits,
+    /// A version running in shadow beside the active one.
+    shadow: Option<u32>,
 }
 
 impl Slot {
@@ -173,22 +180,89 @@ pub struct Registry {
     runtime: Arc<Runtime>,
     slots: RwLock<BTreeMap<&'static str, Slot>>,
     observer: RwLock<Option<Arc<dyn CallObserver>>>,
+    shadow_sink: RwLock<Option<Arc<dyn ShadowSink>>>,
 }
 
 impl Registry {
     /// An empty registry: every slot exists, none is loaded.
     pub fn new(runtime: Arc<Runtime>) -> Self {
         let slots = all_slots()
-            .map(|name| (name, Slot { versions: Vec::new(), activations: Vec::new(), limits: Limits::default() }))
+            .map(|name| (name, Slot { versions: Vec::new(), activations: Vec::new(), limits: Limits::default(), shadow: None }))
             .collect();
-        Registry { runtime, slots: RwLock::new(slots), observer: RwLock::new(None) }
+        Registry { runtime, slots: RwLock::new(slots), observer: RwLock::new(None), shadow_sink: RwLock::new(None) }
     }
 
     /// A copy of the registry as it is now (every slot's versions and active
     /// one, sharing their compiled code), for trying a candidate in a dry run
     /// without touching the slots that serve. The copy has no observer.
     pub fn fork(&self) -> Registry {
-        Registry { runtime: self.runtime.clone(), slots: RwLock::new(self.read().clone()), observer: RwLock::new(None) }
+        let mut slots = self.read().clone();
+        for slot in slots.values_mut() {
+            slot.shadow = None;
+        }
+        Registry { runtime: self.runtime.clone(), slots: RwLock::new(slots), observer: RwLock::new(None), shadow_sink: RwLock::new(None) }
+    }
+
+    /// Sends every shadow call's comparison to `sink`. Without a sink, no
+    /// shadow runs.
+    pub fn set_shadow_sink(&self, sink: Arc<dyn ShadowSink>) {
+        *self.shadow_sink.write().unwrap_or_else(|e| e.into_inner()) = Some(sink);
+    }
+
+    /// Adds a prepared candidate to its slot without activating it: it runs
+    /// in shadow beside the active version from the slot's next call,
+    /// replacing any shadow already running.
+    pub fn start_shadow(&self, candidate: Candidate) -> VersionInfo {
+        let mut slots = self.write();
+        let slot = slots.get_mut(candidate.slot).expect("candidates name existing slots");
+        let number = slot.versions.len() as u32 + 1;
+        let info = VersionInfo {
+            slot: candidate.slot.to_string(),
+            number,
+            sha256: candidate.prepared.sha256,
+            size: candidate.prepared.size,
+            loaded_at: SystemTime::now(),
+            source: candidate.source,
+            origin: candidate.prepared.origin,
+        };
+        slot.versions.push(Arc::new(Version { info: info.clone(), linked: candidate.prepared.linked }));
+        slot.shadow = Some(number);
+        tracing::info!(slot = %info.slot, version = number, "plugin shadowing");
+        info
+    }
+
+    /// The version running in shadow in `slot`.
+    pub fn shadow(&self, slot: &str) -> Option<VersionInfo> {
+        let slots = self.read();
+        let state = slots.get(slot)?;
+        Some(state.versions.get(state.shadow? as usize - 1)?.info.clone())
+    }
+
+    /// Makes the shadow of `slot` its active version.
+    pub fn promote_shadow(&self, slot: &str) -> Result<VersionInfo, RegistryError> {
+        let mut slots = self.write();
+        let state = slots.get_mut(slot).ok_or_else(|| RegistryError::UnknownSlot(slot.into()))?;
+        let number = state.shadow.take().ok_or_else(|| RegistryError::NoShadow(slot.into()))?;
+        state.activations.push(number);
+        Ok(state.versions[number as usize - 1].info.clone())
+    }
+
+    /// Stops the shadow of `slot`; it stays in the slot's history, never
+    /// having served.
+    pub fn discard_shadow(&self, slot: &str) -> Result<VersionInfo, RegistryError> {
+        let mut slots = self.write();
+        let state = slots.get_mut(slot).ok_or_else(|| RegistryError::UnknownSlot(slot.into()))?;
+        let number = state.shadow.take().ok_or_else(|| RegistryError::NoShadow(slot.into()))?;
+        Ok(state.versions[number as usize - 1].info.clone())
+    }
+
+    /// The shadow of `slot`, when one runs and a sink hears it.
+    fn shadow_of(&self, slot: &str) -> Option<(Arc<Version>, Arc<dyn ShadowSink>)> {
+        let sink = self.shadow_sink.read().unwrap_or_else(|e| e.into_inner()).clone()?;
+        let slots = self.read();
+        let state = slots.get(slot)?;
+        let version = state.versions.get(state.shadow? as usize - 1)?.clone();
+        Some((version, sink))
     }
 
     /// Tells `observer` of every call from now on.
@@ -350,8 +424,38 @@ impl Registry {
             epoch: state.epoch,
             attempt: state.attempt,
         };
-        let result = self.runtime.call_phase(pre, version.info.sha256, info, &limits, services, state).await;
+        let Some((shadow, sink)) = self.shadow_of(slot) else {
+            let result = self.runtime.call_phase(pre, version.info.sha256, info, &limits, services, state).await;
+            self.observe(slot, version.info.number, &result);
+            return Ok(result?);
+        };
+        // With a shadow: record what the active version does, then let the
+        // shadow decide on the same input, in the background.
+        let recorder = Arc::new(shadow::Recorder::new(services));
+        let result = self.runtime.call_phase(pre, version.info.sha256, info.clone(), &limits, recorder.clone(), state).await;
         self.observe(slot, version.info.number, &result);
+        let replayer = Arc::new(recorder.replayer());
+        let (runtime, state, active) = (self.runtime.clone(), state.clone(), describe_phase(&result));
+        let active_version = version.info.number;
+        tokio::spawn(async move {
+            let Linked::Phase(pre) = &shadow.linked else { return };
+            let info = CallInfo { version: shadow.info.number, ..info };
+            let slot = info.slot.clone();
+            let outcome = runtime.call_phase(pre, shadow.info.sha256, info, &limits, replayer.clone(), &state).await;
+            let decided = describe_phase(&outcome);
+            let would_have_made = replayer.would_have_made();
+            let divergence = (decided != active || !would_have_made.is_empty()).then(|| Divergence {
+                slot: slot.clone(),
+                active_version,
+                shadow_version: shadow.info.number,
+                epoch: state.epoch,
+                attempt: state.attempt,
+                active,
+                shadow: decided,
+                would_have_made,
+            });
+            sink.shadow_call(&slot, divergence);
+        });
         Ok(result?)
     }
 
@@ -364,8 +468,29 @@ impl Registry {
         let (version, limits) = self.checkout(PLACEMENT, World::PlacementPolicy)?;
         let Linked::Policy(pre) = &version.linked else { unreachable!("checked by checkout") };
         let info = CallInfo { slot: PLACEMENT.to_string(), version: version.info.number, ..CallInfo::default() };
-        let result = self.runtime.call_policy(pre, version.info.sha256, info, &limits, services, request).await;
+        let result = self.runtime.call_policy(pre, version.info.sha256, info.clone(), &limits, services.clone(), request).await;
         self.observe(PLACEMENT, version.info.number, &result);
+        if let Some((shadow, sink)) = self.shadow_of(PLACEMENT) {
+            let (runtime, request, active) = (self.runtime.clone(), request.clone(), describe_placement(&result));
+            let active_version = version.info.number;
+            tokio::spawn(async move {
+                let Linked::Policy(pre) = &shadow.linked else { return };
+                let info = CallInfo { version: shadow.info.number, ..info };
+                let answer = runtime.call_policy(pre, shadow.info.sha256, info, &limits, services, &request).await;
+                let decided = describe_placement(&answer);
+                let divergence = (decided != active).then(|| Divergence {
+                    slot: PLACEMENT.into(),
+                    active_version,
+                    shadow_version: shadow.info.number,
+                    epoch: 0,
+                    attempt: 0,
+                    active,
+                    shadow: decided,
+                    would_have_made: Vec::new(),
+                });
+                sink.shadow_call(PLACEMENT, divergence);
+            });
+        }
         Ok(result?)
     }
 
@@ -399,4 +524,25 @@ fn slot_and_world(slot: &str) -> Result<(&'static str, World), LoadError> {
             slot: slot.to_string(),
             known: all_slots().collect::<Vec<_>>().join(", "),
         })
+}
+
+/// A phase's decision, for comparing an active version with its shadow: the
+/// step it returned and the attempt state it handed back, or its failure.
+fn describe_phase(result: &Result<PhaseOutcome, CallError>) -> String {
+    match result {
+        Ok(outcome) => format!("{:?} with {:?}", outcome.step, outcome.state),
+        Err(err) => format!("failed: {}", err.failure),
+    }
+}
+
+/// A placement answer, for the same comparison: `vacancy -> node` pairs.
+fn describe_placement(result: &Result<Result<Vec<Assignment>, PlacementError>, CallError>) -> String {
+    match result {
+        Ok(Ok(assignments)) => {
+            let pairs: Vec<String> = assignments.iter().map(|a| format!("{}->{}", a.vacancy, a.nodes.join(","))).collect();
+            pairs.join(" ")
+        }
+        Ok(Err(err)) => format!("refused vacancy {} ({}): {}", err.vacancy, err.constraint, err.message),
+        Err(err) => format!("failed: {}", err.failure),
+    }
 }
