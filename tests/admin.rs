@@ -88,6 +88,11 @@ fn admin_beyond_loopback_needs_a_token_and_a_wrong_token_gets_401() {
     let out = ratchet(&["plugin", "list", "--admin", &admin, "--token-file", token.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("placement"), "{}", text(&out));
+    let out = ratchet(&["status", "--admin", &admin, "--token-file", token.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("epoch      -\nstate      "), "no generation yet: {}", text(&out));
+    let out = ratchet(&["status", "--admin", &admin]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 }
 
 #[test]
