@@ -94,7 +94,7 @@ fn main() {
         shadowed.set_shadow_sink(count.clone());
         let pack = ratchet::components::bundled("pack").unwrap();
         shadowed.start_shadow(shadowed.prepare("placement", pack.bytes, "pack").unwrap());
-        let mut time = |plugins: Arc<Registry>| -> f64 {
+        let time = |plugins: Arc<Registry>| -> f64 {
             let times: Vec<f64> = (0..runs)
                 .map(|_| {
                     let started = Instant::now();

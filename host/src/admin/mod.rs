@@ -41,7 +41,8 @@ use crate::bindings::types::{Node, RecoveryConfig};
 use crate::cluster::NodeSpec;
 use crate::metrics::Metrics;
 use crate::process::Status;
-use crate::registry::{CallObserver, CallOutcome, Divergence, Registry, ShadowSink, VersionInfo, all_slots};
+use crate::runtime::Digest256;
+use crate::registry::{Candidate, CallObserver, CallOutcome, Divergence, Registry, ShadowSink, VersionInfo, all_slots};
 
 /// The largest component a swap accepts, in bytes.
 pub const MAX_COMPONENT: usize = 64 << 20;
@@ -141,20 +142,7 @@ impl Admin {
     /// shadow beside the active version: no dry run, as it changes nothing.
     pub async fn shadow(&self, slot: &str, bytes: Vec<u8>, source: String, trigger: &str) -> Result<PluginVersion, Refused> {
         let _one_at_a_time = self.changes.lock().await;
-        let sha256 = crate::runtime::Digest256::of(&bytes);
-        let registry = self.registry.clone();
-        let (slot_name, src) = (slot.to_string(), source);
-        let prepared = tokio::task::spawn_blocking(move || registry.prepare(&slot_name, &bytes, src)).await;
-        let candidate = match prepared {
-            Ok(Ok(candidate)) => candidate,
-            Ok(Err(err)) => {
-                let reason = err.to_string();
-                self.metrics.swap(slot, "refused");
-                self.record(AuditEntry::now("refuse", slot, trigger, format!("validate: {reason}")).component(sha256, None));
-                return Err(Refused { stage: "validate", reason });
-            }
-            Err(err) => return Err(Refused { stage: "validate", reason: format!("the compiler stopped: {err}") }),
-        };
+        let candidate = self.validate(slot, bytes, source, trigger).await?;
         self.shadows().insert(slot.to_string(), ShadowRecord::default());
         let info = self.registry.start_shadow(candidate);
         self.record(AuditEntry::now("shadow", slot, trigger, "ok").component(info.sha256, Some(info.number)));
@@ -227,22 +215,8 @@ impl Admin {
     /// Validates `bytes` for `slot` and, if it passes, activates it.
     pub async fn swap(&self, slot: &str, bytes: Vec<u8>, source: String, trigger: &str) -> Result<Swapped, Refused> {
         let _one_at_a_time = self.changes.lock().await;
-        let sha256 = crate::runtime::Digest256::of(&bytes);
-        let refuse = |stage: &'static str, reason: String| {
-            self.metrics.swap(slot, "refused");
-            self.record(AuditEntry::now("refuse", slot, trigger, format!("{stage}: {reason}")).component(sha256, None));
-            tracing::warn!(slot, %sha256, stage, %reason, "swap refused");
-            Refused { stage, reason }
-        };
-        // Compiling takes a while: off the async threads.
-        let registry = self.registry.clone();
-        let (slot_name, src) = (slot.to_string(), source.clone());
-        let prepared = tokio::task::spawn_blocking(move || registry.prepare(&slot_name, &bytes, src)).await;
-        let candidate = match prepared {
-            Ok(Ok(candidate)) => candidate,
-            Ok(Err(err)) => return Err(refuse("validate", err.to_string())),
-            Err(err) => return Err(refuse("validate", format!("the compiler stopped: {err}"))),
-        };
+        let candidate = self.validate(slot, bytes, source, trigger).await?;
+        let sha256 = candidate.sha256();
         let trial = self.registry.fork();
         trial.activate(candidate.clone());
         let nodes = self.host.nodes().await;
@@ -252,12 +226,34 @@ impl Admin {
         };
         let passed = match dry_run::run(Arc::new(trial), &shape).await {
             Ok(passed) => passed,
-            Err(reason) => return Err(refuse("dry-run", reason)),
+            Err(reason) => return Err(self.refuse(slot, trigger, sha256, "dry-run", reason)),
         };
         let info = self.registry.activate(candidate);
         self.metrics.swap(slot, "activated");
         self.record(AuditEntry::now("swap", slot, trigger, "ok").component(info.sha256, Some(info.number)));
         Ok(Swapped { version: PluginVersion::of(&info, true), dry_run: passed })
+    }
+
+    /// Compiles `bytes` and checks them against the world of `slot`, off the
+    /// async threads: the first stage of a swap or a shadow.
+    async fn validate(&self, slot: &str, bytes: Vec<u8>, source: String, trigger: &str) -> Result<Candidate, Refused> {
+        let sha256 = Digest256::of(&bytes);
+        let registry = self.registry.clone();
+        let slot_name = slot.to_string();
+        let prepared = tokio::task::spawn_blocking(move || registry.prepare(&slot_name, &bytes, source)).await;
+        match prepared {
+            Ok(Ok(candidate)) => Ok(candidate),
+            Ok(Err(err)) => Err(self.refuse(slot, trigger, sha256, "validate", err.to_string())),
+            Err(err) => Err(self.refuse(slot, trigger, sha256, "validate", format!("the compiler stopped: {err}"))),
+        }
+    }
+
+    /// Counts, audits and logs a refused candidate.
+    fn refuse(&self, slot: &str, trigger: &str, sha256: Digest256, stage: &'static str, reason: String) -> Refused {
+        self.metrics.swap(slot, "refused");
+        self.record(AuditEntry::now("refuse", slot, trigger, format!("{stage}: {reason}")).component(sha256, None));
+        tracing::warn!(slot, %sha256, stage, %reason, "candidate refused");
+        Refused { stage, reason }
     }
 
     /// Rolls `slot` back to the previous version, or to version `to`.

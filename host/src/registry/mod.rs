@@ -213,29 +213,20 @@ impl Registry {
     /// in shadow beside the active version from the slot's next call,
     /// replacing any shadow already running.
     pub fn start_shadow(&self, candidate: Candidate) -> VersionInfo {
-        let mut slots = self.write();
-        let slot = slots.get_mut(candidate.slot).expect("candidates name existing slots");
-        let number = slot.versions.len() as u32 + 1;
-        let info = VersionInfo {
-            slot: candidate.slot.to_string(),
-            number,
-            sha256: candidate.prepared.sha256,
-            size: candidate.prepared.size,
-            loaded_at: SystemTime::now(),
-            source: candidate.source,
-            origin: candidate.prepared.origin,
-        };
-        slot.versions.push(Arc::new(Version { info: info.clone(), linked: candidate.prepared.linked }));
-        slot.shadow = Some(number);
-        tracing::info!(slot = %info.slot, version = number, "plugin shadowing");
+        let info = self.add_version(candidate, |slot, number| slot.shadow = Some(number));
+        tracing::info!(slot = %info.slot, version = info.number, "plugin shadowing");
         info
     }
 
     /// The version running in shadow in `slot`.
     pub fn shadow(&self, slot: &str) -> Option<VersionInfo> {
+        Some(self.shadow_version(slot)?.info.clone())
+    }
+
+    fn shadow_version(&self, slot: &str) -> Option<Arc<Version>> {
         let slots = self.read();
         let state = slots.get(slot)?;
-        Some(state.versions.get(state.shadow? as usize - 1)?.info.clone())
+        state.versions.get(state.shadow? as usize - 1).cloned()
     }
 
     /// Makes the shadow of `slot` its active version.
@@ -259,10 +250,7 @@ impl Registry {
     /// The shadow of `slot`, when one runs and a sink hears it.
     fn shadow_of(&self, slot: &str) -> Option<(Arc<Version>, Arc<dyn ShadowSink>)> {
         let sink = self.shadow_sink.read().unwrap_or_else(|e| e.into_inner()).clone()?;
-        let slots = self.read();
-        let state = slots.get(slot)?;
-        let version = state.versions.get(state.shadow? as usize - 1)?.clone();
-        Some((version, sink))
+        Some((self.shadow_version(slot)?, sink))
     }
 
     /// Tells `observer` of every call from now on.
@@ -301,6 +289,14 @@ impl Registry {
     /// Makes a prepared candidate the active version of its slot. The next call
     /// of the slot uses it; calls already running finish on their version.
     pub fn activate(&self, candidate: Candidate) -> VersionInfo {
+        let info = self.add_version(candidate, |slot, number| slot.activations.push(number));
+        tracing::info!(slot = %info.slot, version = info.number, sha256 = %info.sha256.short(), source = %info.source, "plugin activated");
+        info
+    }
+
+    /// Adds `candidate` as its slot's next version, then lets `place` make
+    /// it active or its shadow, under the same write lock.
+    fn add_version(&self, candidate: Candidate, place: impl FnOnce(&mut Slot, u32)) -> VersionInfo {
         let mut slots = self.write();
         let slot = slots.get_mut(candidate.slot).expect("candidates name existing slots");
         let number = slot.versions.len() as u32 + 1;
@@ -314,9 +310,7 @@ impl Registry {
             origin: candidate.prepared.origin,
         };
         slot.versions.push(Arc::new(Version { info: info.clone(), linked: candidate.prepared.linked }));
-        slot.activations.push(number);
-        drop(slots);
-        tracing::info!(slot = %info.slot, version = number, sha256 = %info.sha256.short(), source = %info.source, "plugin activated");
+        place(slot, number);
         info
     }
 
