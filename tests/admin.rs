@@ -234,7 +234,12 @@ fn a_shadow_is_started_shown_and_discarded_from_the_command_line() {
     assert_eq!(active_version(&admin, "placement"), "v1", "a shadow does not serve");
     let out = ratchet(&["plugin", "shadow", "placement", "--admin", &admin]);
     assert!(text(&out).contains("shadow: placement v2"), "{}", text(&out));
-    assert!(text(&out).contains("calls 0, decided differently 0"), "no recovery ran: {}", text(&out));
+    // The director may already be retrying its first attempt on this empty
+    // cluster, so the shadow can have seen calls; with no service to place,
+    // both policies decide alike.
+    let shown = text(&out);
+    let counts = shown.lines().find(|l| l.starts_with("calls ")).unwrap_or_else(|| panic!("no call counts: {shown}"));
+    assert!(counts.ends_with(", decided differently 0"), "{shown}");
     let out = ratchet(&["plugin", "discard", "placement", "--admin", &admin]);
     assert!(text(&out).contains("placement v2 (sha256"), "{}", text(&out));
     assert!(text(&out).contains("discarded: never served"), "{}", text(&out));
