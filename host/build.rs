@@ -57,6 +57,8 @@ const GUESTS: &[(&str, Use)] = &[
     ("fixture-same-node", Use::Fixture("SAME_NODE")),
     ("fixture-slow-sequencer", Use::Fixture("SLOW_SEQUENCER")),
     ("fixture-always-trap", Use::Fixture("ALWAYS_TRAP")),
+    ("fixture-first-zone", Use::Fixture("FIRST_ZONE")),
+    ("fixture-tail-replay", Use::Fixture("TAIL_REPLAY")),
     ("custom-placement", Use::Fixture("CUSTOM_PLACEMENT")),
 ];
 

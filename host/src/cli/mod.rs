@@ -5,6 +5,7 @@
 mod admin;
 mod cluster;
 mod demo;
+mod experiment;
 mod plugin;
 
 use std::path::PathBuf;
@@ -40,6 +41,10 @@ enum Command {
     /// Boot an in-process cluster, commit writes, kill a log and a storage
     /// worker, recover, and check that no acknowledged write was lost.
     Demo(demo::DemoArgs),
+    /// Run plugin sets over many seeded fault scenarios in the deterministic
+    /// simulator, check every run, and summarize (`--faults help` lists the
+    /// fault profiles).
+    Experiment(experiment::ExperimentArgs),
     /// Inspect and list plugin components.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -102,6 +107,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Plugin(command) => plugin::run(command, runtime),
         Command::Demo(args) => demo::run(args, runtime()?),
+        Command::Experiment(args) => experiment::run(args, runtime()?),
         Command::Coordinator(args) => cluster::coordinator(args, runtime()?),
         Command::Worker(args) => cluster::worker(args),
         Command::Load(args) => cluster::load(args),

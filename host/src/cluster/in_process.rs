@@ -134,6 +134,22 @@ impl InProcessCluster {
         hosted
     }
 
+    /// Brings a node taken down back up, with `workers` (those
+    /// [`InProcessCluster::take_node_down`] killed) restarted from their
+    /// state, as from their disks, and announces them. Returns whether the
+    /// node exists.
+    pub fn bring_node_up(&self, node: &str, workers: &[String]) -> bool {
+        let mut state = self.lock_state();
+        let Some(n) = state.nodes.get_mut(node) else { return false };
+        n.up = true;
+        for id in workers {
+            state.set_alive(id, true);
+        }
+        drop(state);
+        self.registrations.send_modify(|n| *n += 1);
+        true
+    }
+
     /// Registers an idle log or storage worker on `node` that no layout
     /// names yet, as a machine that joined the cluster does.
     pub fn spawn_idle(&self, node: &str, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
@@ -241,6 +257,26 @@ impl InProcessCluster {
             Ok(Role::Storage(s)) if s.is_serving() => s.read(key).map(str::to_string),
             _ => None,
         })
+    }
+
+    /// A member of the live generation that is down or no longer serves it
+    /// (a newer epoch locked it), if any: while there is one, the generation
+    /// cannot commit.
+    pub fn unserving_member(&self) -> Option<String> {
+        let state = self.lock_state();
+        let layout = state.live.as_ref()?;
+        let epoch = layout.epoch;
+        layout.services.iter().map(|s| &s.id).find(|id| {
+            let serves = match state.role(id) {
+                Ok(Role::Log(log)) => log.serves(epoch),
+                Ok(Role::Storage(storage)) => storage.serves(epoch),
+                Ok(Role::Sequencer(role)) => role.serves(epoch),
+                Ok(Role::Proxy(role)) => role.serves(epoch),
+                Ok(Role::Resolver(role)) => role.serves(epoch),
+                Err(_) => false,
+            };
+            !serves
+        }).cloned()
     }
 
     /// The newest acknowledged version.

@@ -12,7 +12,10 @@ mod report;
 pub use report::{AttemptOutcome, AttemptReport, PhaseRecord, RecoveryReport};
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock: the wall clock in a cluster, the virtual one under simulation.
+use tokio::time::Instant;
 
 use tracing::Instrument;
 
@@ -99,6 +102,8 @@ impl Director {
                 break;
             }
             tokio::select! {
+                // Polled in order, so that a simulated run is reproducible.
+                biased;
                 _ = tokio::time::sleep(backoff) => {}
                 _ = registrations.changed() => {
                     tracing::info!("a service registered: retrying now");

@@ -64,7 +64,9 @@ pub struct AttemptGuard {
     cluster: Arc<dyn Cluster>,
     store: Arc<dyn CoordinatorStore>,
     registry: Arc<dyn Plugins>,
-    origin: Instant,
+    /// Where the plugins' `clock` starts: tokio's clock, so virtual under
+    /// simulation.
+    origin: tokio::time::Instant,
     ledger: Mutex<Ledger>,
     /// Time spent in host calls, in nanoseconds: a phase's wall time minus
     /// this is the time spent in wasm (instantiation, the guest, the copies).
@@ -102,7 +104,7 @@ impl AttemptGuard {
             cluster,
             store,
             registry,
-            origin: Instant::now(),
+            origin: tokio::time::Instant::now(),
             ledger: Mutex::default(),
             host_nanos: AtomicU64::new(0),
         }

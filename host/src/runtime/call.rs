@@ -83,7 +83,7 @@ impl Runtime {
         let span = call_span(&info);
         let mut store = self.new_store(info, limits, services);
         let started = Instant::now();
-        let result = tokio::time::timeout(limits.deadline, async {
+        let result = bounded(limits, async {
             let instance = pre.instantiate_async(&mut store).await.map_err(Failed::Instantiate)?;
             instance.ratchet_recovery_phase().call_run(&mut store, state).await.map_err(Failed::Run)
         })
@@ -105,7 +105,7 @@ impl Runtime {
         let span = call_span(&info);
         let mut store = self.new_store(info, limits, services);
         let started = Instant::now();
-        let result = tokio::time::timeout(limits.deadline, async {
+        let result = bounded(limits, async {
             let instance = pre.instantiate_async(&mut store).await.map_err(Failed::Instantiate)?;
             instance.ratchet_recovery_placement().call_place(&mut store, request).await.map_err(Failed::Run)
         })
@@ -120,6 +120,11 @@ impl Runtime {
         store
             .set_fuel(limits.fuel.unwrap_or(u64::MAX))
             .expect("fuel is enabled on the engine");
+        if limits.fuel_only {
+            // Fuel alone ends the call; the epoch deadline is never reached.
+            store.set_epoch_deadline(u64::MAX / 2);
+            return store;
+        }
         let deadline = Instant::now() + limits.deadline;
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
@@ -133,6 +138,18 @@ impl Runtime {
         store.set_epoch_deadline(1);
         store
     }
+}
+
+/// Runs `call` under the wall-time deadline, or unbounded in time when the
+/// limits are fuel-only.
+async fn bounded<T>(
+    limits: &Limits,
+    call: impl std::future::Future<Output = T>,
+) -> Result<T, tokio::time::error::Elapsed> {
+    if limits.fuel_only {
+        return Ok(call.await);
+    }
+    tokio::time::timeout(limits.deadline, call).await
 }
 
 fn call_span(info: &CallInfo) -> tracing::Span {
@@ -187,7 +204,8 @@ fn classify(
     started: Instant,
     stderr: &str,
 ) -> CallFailure {
-    if err.chain().any(|e| e.is::<DeadlineExceeded>()) || started.elapsed() >= limits.deadline {
+    let overran = !limits.fuel_only && started.elapsed() >= limits.deadline;
+    if err.chain().any(|e| e.is::<DeadlineExceeded>()) || overran {
         return CallFailure::Deadline(limits.deadline);
     }
     if let Some(requested) = *refused {

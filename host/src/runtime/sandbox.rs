@@ -21,7 +21,8 @@ use super::services::HostServices;
 /// The bounds of one plugin call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall time the whole call may take, including time spent in host calls.
+    /// Wall time the whole call may take, including time spent in host calls
+    /// (ignored when `fuel_only`).
     pub deadline: Duration,
     /// Fuel the call may burn, for bounds that do not depend on machine speed.
     /// `None` means unbounded fuel (the deadline still applies).
@@ -30,6 +31,18 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// The most the guest may write to stdout and stderr together, in bytes.
     pub output_bytes: usize,
+    /// Bound the call by `fuel` alone: no wall-time deadline and no yielding
+    /// on the engine's wall-clock ticks, so neither machine speed nor thread
+    /// timing can change how the call ends. The simulator sets it.
+    pub fuel_only: bool,
+}
+
+impl Limits {
+    /// The limits of a simulated call: `fuel` and nothing measured in wall
+    /// time, with the default memory and output caps.
+    pub fn fuel_only(fuel: u64) -> Self {
+        Limits { fuel: Some(fuel), fuel_only: true, ..Limits::default() }
+    }
 }
 
 impl Default for Limits {
@@ -39,6 +52,7 @@ impl Default for Limits {
             fuel: None,
             memory_bytes: 64 << 20,
             output_bytes: 64 << 10,
+            fuel_only: false,
         }
     }
 }

@@ -181,6 +181,11 @@ impl LogService {
     pub fn lock_holder(&self) -> Option<Epoch> {
         self.lock.holder()
     }
+
+    /// Whether it takes pushes from generation `epoch`.
+    pub fn serves(&self, epoch: Epoch) -> bool {
+        self.serving == Some(epoch)
+    }
 }
 
 #[cfg(test)]

@@ -9,26 +9,30 @@ use crate::bindings::types::{Epoch, Version};
 #[derive(Clone, Debug)]
 struct Fence {
     epoch: Epoch,
-    stopped: bool,
+    /// The newest generation that stopped the role, if any.
+    stopped_by: Option<Epoch>,
 }
 
 impl Fence {
     fn new(epoch: Epoch) -> Self {
-        Fence { epoch, stopped: false }
+        Fence { epoch, stopped_by: None }
     }
 
-    /// Stops the role: a newer (or the same) generation has locked it.
+    /// Stops the role: a newer (or the same) generation has locked it. A
+    /// generation older than one that already stopped it is refused, as a
+    /// log refuses a lock below its holder: it has been superseded.
     fn stop(&mut self, by: Epoch) -> Result<(), ServiceError> {
-        if by < self.epoch {
-            return Err(ServiceError::Superseded(self.epoch));
+        let fence = self.stopped_by.unwrap_or(self.epoch).max(self.epoch);
+        if by < fence {
+            return Err(ServiceError::Superseded(fence));
         }
-        self.stopped = true;
+        self.stopped_by = Some(by);
         Ok(())
     }
 
     /// Admits a request of generation `epoch`.
     fn admit(&self, epoch: Epoch) -> Result<(), ServiceError> {
-        if self.stopped || epoch != self.epoch {
+        if self.stopped_by.is_some() || epoch != self.epoch {
             return Err(ServiceError::Fenced { serving: self.epoch, request: epoch });
         }
         Ok(())
@@ -65,6 +69,11 @@ impl Sequencer {
     pub fn epoch(&self) -> Epoch {
         self.fence.epoch
     }
+
+    /// Whether it serves generation `epoch` (it has not been stopped).
+    pub fn serves(&self, epoch: Epoch) -> bool {
+        self.fence.admit(epoch).is_ok()
+    }
 }
 
 /// Accepts commits for one generation, once unlocked.
@@ -94,6 +103,11 @@ impl CommitProxy {
             return Err(ServiceError::NotLocked { caller: self.fence.epoch, holder: None });
         }
         Ok(self.fence.epoch)
+    }
+
+    /// Whether it admits commits of generation `epoch`.
+    pub fn serves(&self, epoch: Epoch) -> bool {
+        self.open && self.fence.admit(epoch).is_ok()
     }
 
     /// Stops the proxy: a newer generation has locked it.
@@ -130,6 +144,11 @@ impl Resolver {
     pub fn epoch(&self) -> Epoch {
         self.fence.epoch
     }
+
+    /// Whether it serves generation `epoch` (it has not been stopped).
+    pub fn serves(&self, epoch: Epoch) -> bool {
+        self.fence.admit(epoch).is_ok()
+    }
 }
 
 #[cfg(test)]
@@ -150,5 +169,17 @@ mod tests {
         assert_eq!(proxy.stop(1), Err(ServiceError::Superseded(2)));
         let resolver = Resolver::new(2);
         assert!(resolver.resolve(2).is_ok() && resolver.resolve(3).is_err());
+    }
+
+    #[test]
+    fn a_role_stopped_by_a_newer_generation_refuses_an_older_one() {
+        // Found by the simulator: a late lock of epoch 4 reached a resolver
+        // that epoch 6 had already stopped, and was accepted.
+        let mut resolver = Resolver::new(2);
+        resolver.stop(6).unwrap();
+        assert_eq!(resolver.stop(4), Err(ServiceError::Superseded(6)));
+        assert_eq!(resolver.stop(6), Ok(()), "the same generation may lock again");
+        resolver.stop(7).unwrap();
+        assert_eq!(resolver.stop(6), Err(ServiceError::Superseded(7)));
     }
 }

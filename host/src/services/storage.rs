@@ -111,6 +111,11 @@ impl StorageService {
     pub fn is_serving(&self) -> bool {
         self.serving.is_some()
     }
+
+    /// Whether it serves generation `epoch`.
+    pub fn serves(&self, epoch: Epoch) -> bool {
+        self.serving == Some(epoch)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,632 @@
+//! One simulated run: boot a cluster, load it while the seed's faults play
+//! out, stop the faults, wait for the cluster to recover, and check it.
+//!
+//! The run lives on a current-thread tokio runtime whose clock is paused:
+//! time moves only when every task waits, and then straight to the next
+//! timer. Every choice comes from the seed's streams, so a seed always
+//! gives the same run, event for event.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep};
+
+use super::checker::{self, Violation};
+use super::faults::FaultProfile;
+use super::history::{History, RecordingStore};
+use super::net::{Network, SimCluster};
+use super::plugins::FaultyPlugins;
+use super::rng::SimRng;
+use crate::bindings::types::{Epoch, Layout, RecoveryConfig};
+use crate::cluster::{Cluster, InProcessCluster};
+use crate::director::{AttemptOutcome, Director, DirectorError, DirectorOptions, RecoveryReport};
+use crate::guard::named_services;
+use crate::quality::PlacementQuality;
+use crate::registry::Plugins;
+
+/// One step of the run's driver, in virtual time.
+const TICK: Duration = Duration::from_millis(10);
+/// Workers a node may host (room for strays and replacements).
+const NODE_CAPACITY: u32 = 16;
+/// Keeps the network's stream apart from the driver's.
+const NET_STREAM: u64 = 0x6e65_7477_6f72_6b00;
+
+/// What a simulated run is asked to do.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Nodes in the cluster.
+    pub nodes: usize,
+    /// Zones the nodes are spread over.
+    pub zones: usize,
+    /// Storage teams of the new cluster.
+    pub shards: u32,
+    /// Which faults, how often.
+    pub profile: FaultProfile,
+    /// How long faults are injected, in virtual time.
+    pub fault_window: Duration,
+    /// Liveness: once faults stop, recovery must complete within this.
+    pub liveness_bound: Duration,
+    /// Fuel of every plugin call: the simulator bounds plugins by fuel only.
+    pub fuel: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            nodes: 9,
+            zones: 3,
+            shards: 4,
+            profile: FaultProfile::named("default").expect("the default profile exists"),
+            fault_window: Duration::from_secs(3),
+            liveness_bound: Duration::from_secs(60),
+            fuel: 2_000_000_000,
+        }
+    }
+}
+
+/// How one director's recovery ended.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecoveryEnd {
+    /// Its layout was persisted.
+    Completed,
+    /// It ran out of attempts.
+    Stalled,
+    /// A newer epoch took over.
+    Superseded,
+    /// A phase declared the recovery impossible.
+    Failed,
+}
+
+/// One director's recovery within a run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Recovery {
+    /// Which director (1 for the first the run started).
+    pub director: u32,
+    /// Why it started.
+    pub trigger: String,
+    /// Whether it was started to race another director.
+    pub competing: bool,
+    /// Virtual time it started and ended, in ms since the run began.
+    pub started_ms: f64,
+    /// See `started_ms`.
+    pub ended_ms: f64,
+    /// How it ended.
+    pub end: RecoveryEnd,
+    /// Attempts it made.
+    pub attempts: u32,
+    /// The epoch of its last attempt.
+    pub epoch: Epoch,
+    /// The phases of every attempt: (epoch, phase, virtual ms, outcome).
+    pub timeline: Vec<PhaseSpan>,
+}
+
+/// One phase of one attempt, in virtual time.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PhaseSpan {
+    /// The attempt's epoch.
+    pub epoch: Epoch,
+    /// The phase.
+    pub phase: String,
+    /// When it started, in virtual ms since its recovery started.
+    pub start_ms: f64,
+    /// How long it took, in virtual ms.
+    pub ms: f64,
+    /// How it ended.
+    pub outcome: String,
+}
+
+impl Recovery {
+    /// Its length in virtual time.
+    pub fn ms(&self) -> f64 {
+        self.ended_ms - self.started_ms
+    }
+}
+
+/// The placement of the final layout, in figures.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Placement {
+    /// Zones spanned over zones possible, summed over the teams (1.0 best).
+    pub spread: f64,
+    /// Teams held whole by one zone.
+    pub one_zone_teams: usize,
+    /// The highest number of workers on one node.
+    pub max_node_load: u32,
+}
+
+/// The result of one simulated run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SimRun {
+    /// The seed.
+    pub seed: u64,
+    /// Every recovery, the boot included.
+    pub recoveries: Vec<Recovery>,
+    /// What the checker found.
+    pub violations: Vec<Violation>,
+    /// Writes acknowledged to the client.
+    pub acked: usize,
+    /// Faults injected.
+    pub faults: usize,
+    /// Virtual time the run took, in ms.
+    pub virtual_ms: f64,
+    /// The placement of the final layout, if the run has one.
+    pub placement: Option<Placement>,
+    /// The event trace.
+    #[serde(skip)]
+    pub trace: Vec<String>,
+}
+
+/// Why a run could not be simulated at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The runtime would not start.
+    #[error("cannot start the simulation runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+    /// The coordinator store failed.
+    #[error(transparent)]
+    Director(#[from] DirectorError),
+}
+
+/// Runs seed `seed` with `plugins` (normally the registry, its slots under
+/// fuel-only limits).
+pub fn simulate(seed: u64, config: &SimConfig, plugins: Arc<dyn Plugins>) -> Result<SimRun, SimError> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build()?;
+    // The driver is made inside the runtime, so that its clock starts on the
+    // paused virtual clock.
+    runtime.block_on(async { Driver::new(seed, config.clone(), plugins).run().await })
+}
+
+/// A director's recovery in flight.
+struct Running {
+    director: u32,
+    trigger: String,
+    competing: bool,
+    started: Instant,
+    handle: JoinHandle<Result<RecoveryReport, DirectorError>>,
+}
+
+/// A director's recovery that ended.
+struct Ended {
+    director: u32,
+    trigger: String,
+    competing: bool,
+    started: Instant,
+}
+
+/// What comes back, and when.
+enum Restart {
+    Worker(String),
+    Node { node: String, workers: Vec<String> },
+    Partition(String),
+}
+
+struct Driver {
+    seed: u64,
+    config: SimConfig,
+    rng: SimRng,
+    history: History,
+    net: Arc<Network>,
+    inner: Arc<InProcessCluster>,
+    cluster: Arc<SimCluster>,
+    store: Arc<RecordingStore>,
+    plugins: Arc<dyn Plugins>,
+    running: Vec<Running>,
+    recoveries: Vec<Recovery>,
+    directors: u32,
+    /// A competing director to start, and when.
+    rival_at: Option<Instant>,
+    restarts: Vec<(Instant, Restart)>,
+    /// Nodes lost for good.
+    lost_nodes: BTreeSet<String>,
+    acked: Vec<(String, String)>,
+    writes: usize,
+    faults: usize,
+}
+
+impl Driver {
+    fn new(seed: u64, config: SimConfig, plugins: Arc<dyn Plugins>) -> Self {
+        let history = History::new();
+        let net = Arc::new(Network::new(seed ^ NET_STREAM, config.profile.clone()));
+        let inner = Arc::new(InProcessCluster::with_zones(config.nodes, config.zones, NODE_CAPACITY));
+        let cluster = Arc::new(SimCluster::new(inner.clone(), net.clone(), history.clone()));
+        let store = Arc::new(RecordingStore::new(history.clone()));
+        let plugins: Arc<dyn Plugins> = Arc::new(FaultyPlugins::new(plugins, net.clone(), history.clone()));
+        Driver {
+            seed,
+            rng: SimRng::new(seed),
+            history,
+            net,
+            inner,
+            cluster,
+            store,
+            plugins,
+            running: Vec::new(),
+            recoveries: Vec::new(),
+            directors: 0,
+            rival_at: None,
+            restarts: Vec::new(),
+            lost_nodes: BTreeSet::new(),
+            acked: Vec::new(),
+            writes: 0,
+            faults: 0,
+            config,
+        }
+    }
+
+    async fn run(mut self) -> Result<SimRun, SimError> {
+        let c = &self.config;
+        self.history.event(
+            "sim",
+            format_args!("seed {}: {} nodes in {} zones, {} shards, faults `{}`", self.seed, c.nodes, c.zones, c.shards, c.profile.name),
+        );
+        let mut violations = Vec::new();
+
+        // Boot, without faults.
+        self.start_recovery("boot".into(), false);
+        if !self.settle(self.config.liveness_bound).await {
+            violations.push(Violation::new("liveness", "the new cluster did not boot"));
+            return Ok(self.finish(violations));
+        }
+
+        // The fault window: load, faults, and the recoveries they cause.
+        self.net.set_faults(true);
+        self.history.event("sim", "faults on");
+        let window_end = Instant::now() + self.config.fault_window;
+        let ticks = (self.config.fault_window.as_millis() / TICK.as_millis()).max(1) as u64;
+        // Every run loses a log of the live generation early on, so that
+        // every run has at least one recovery to measure.
+        let first_crash = self.rng.below(ticks / 3).max(1);
+        let zone_loss = self.config.profile.zone_loss.then(|| ticks / 2 + self.rng.below(ticks * 2 / 5));
+        let mut tick = 0;
+        while Instant::now() < window_end {
+            tick += 1;
+            if tick == first_crash {
+                self.crash_a_log();
+            }
+            if zone_loss == Some(tick) {
+                self.lose_a_zone();
+            }
+            self.inject_faults();
+            self.step(true).await;
+        }
+
+        // Faults stop: everything that was coming back comes back.
+        self.net.set_faults(false);
+        self.net.heal();
+        let restarts = std::mem::take(&mut self.restarts);
+        for (_, restart) in restarts {
+            self.restart(restart);
+        }
+        self.history.event("sim", "faults off: partitions healed, crashed workers restarted");
+        if !self.settle(self.config.liveness_bound).await {
+            let reason = match self.broken_member() {
+                Some(member) => format!("the live generation is still broken ({member})"),
+                None => "recovery still running".into(),
+            };
+            violations.push(Violation::new(
+                "liveness",
+                format!("no completed recovery within {:?} after the faults stopped: {reason}", self.config.liveness_bound),
+            ));
+        } else if !self.commit() {
+            violations.push(Violation::new("liveness", "the recovered generation refused a write"));
+        }
+        Ok(self.finish(violations))
+    }
+
+    /// Steps until no recovery is running and the live generation is whole,
+    /// or `bound` passes. Returns whether it settled.
+    async fn settle(&mut self, bound: Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        loop {
+            self.step(false).await;
+            let idle = self.running.is_empty() && self.rival_at.is_none();
+            if idle && self.inner.live_layout().is_some() && self.broken_member().is_none() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+        }
+    }
+
+    /// One tick: collect ended recoveries, deliver late messages, bring
+    /// back what is due, let the client work, and watch the generation.
+    async fn step(&mut self, load: bool) {
+        self.collect().await;
+        self.cluster.deliver_late_locks().await;
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.restarts).into_iter().partition(|(at, _)| *at <= now);
+        self.restarts = later;
+        for (_, restart) in due {
+            self.restart(restart);
+        }
+        if load {
+            let _ = self.commit();
+            if self.writes % 5 == 0 {
+                self.inner.pump();
+            }
+        }
+        if let Some(at) = self.rival_at
+            && at <= now
+        {
+            self.rival_at = None;
+            self.start_recovery("a rival director".into(), true);
+        }
+        if self.running.is_empty()
+            && let Some(member) = self.broken_member()
+        {
+            self.start_recovery(format!("{member} is unreachable"), false);
+            if self.net.draw(|p| p.competing_director) {
+                self.rival_at = Some(now + self.rng.millis(0, 40));
+            }
+        }
+        sleep(TICK).await;
+    }
+
+    fn start_recovery(&mut self, trigger: String, competing: bool) {
+        self.directors += 1;
+        let director = self.directors;
+        self.history.event("director", format_args!("d{director} starts: {trigger}"));
+        let options = DirectorOptions { max_attempts: 12, ..DirectorOptions::default() };
+        let config = RecoveryConfig { shards: self.config.shards, ..RecoveryConfig::default() };
+        let cluster: Arc<dyn Cluster> = self.cluster.clone();
+        let d = Director::new(self.plugins.clone(), cluster, self.store.clone(), config, options);
+        let handle = tokio::spawn(async move { d.recover().await });
+        self.running.push(Running { director, trigger, competing, started: Instant::now(), handle });
+    }
+
+    /// Records the recoveries that ended; after a completed one, releases
+    /// every worker its layout does not name, as the coordinator does.
+    async fn collect(&mut self) {
+        let mut still = Vec::new();
+        for running in std::mem::take(&mut self.running) {
+            if !running.handle.is_finished() {
+                still.push(running);
+                continue;
+            }
+            let Running { director, trigger, competing, started, handle } = running;
+            let running = Ended { director, trigger, competing, started };
+            let report = match handle.await {
+                Ok(Ok(report)) => report,
+                Ok(Err(err)) => {
+                    self.history.event("director", format_args!("d{} error: {err}", running.director));
+                    RecoveryReport::default()
+                }
+                Err(join) => {
+                    self.history.event("director", format_args!("d{} panicked: {join}", running.director));
+                    RecoveryReport::default()
+                }
+            };
+            let recovery = self.record(&running, &report);
+            if recovery.end == RecoveryEnd::Completed
+                && let Some(layout) = report.layout()
+            {
+                self.release_strays(layout).await;
+            }
+            self.recoveries.push(recovery);
+        }
+        self.running = still;
+    }
+
+    fn record(&self, running: &Ended, report: &RecoveryReport) -> Recovery {
+        let started_ms = self.history.ms_at(running.started);
+        let mut timeline = Vec::new();
+        let mut offset = 0.0;
+        for attempt in &report.attempts {
+            for phase in &attempt.timeline {
+                let ms = phase.duration.as_secs_f64() * 1e3;
+                timeline.push(PhaseSpan { epoch: attempt.epoch, phase: phase.phase.clone(), start_ms: offset, ms, outcome: phase.outcome.clone() });
+                offset += ms;
+            }
+        }
+        let last = report.last();
+        let end = match last.map(|a| &a.outcome) {
+            Some(AttemptOutcome::Completed(_)) => RecoveryEnd::Completed,
+            Some(AttemptOutcome::Superseded(_)) => RecoveryEnd::Superseded,
+            Some(AttemptOutcome::Failed(_)) => RecoveryEnd::Failed,
+            Some(AttemptOutcome::Stalled(_)) | None => RecoveryEnd::Stalled,
+        };
+        let recovery = Recovery {
+            director: running.director,
+            trigger: running.trigger.clone(),
+            competing: running.competing,
+            started_ms,
+            ended_ms: self.history.now_ms(),
+            end,
+            attempts: report.attempts.len() as u32,
+            epoch: last.map_or(0, |a| a.epoch),
+            timeline,
+        };
+        let why = last.map(|a| a.outcome.to_string()).unwrap_or_else(|| "no attempt".into());
+        self.history.event(
+            "director",
+            format_args!("d{} ends after {} attempts, epoch {}: {why}", recovery.director, recovery.attempts, recovery.epoch),
+        );
+        recovery
+    }
+
+    async fn release_strays(&self, layout: &Layout) {
+        let named = named_services(layout);
+        for service in self.inner.services().await {
+            if !named.contains(&service.id) {
+                self.cluster.release(&service.id).await;
+            }
+        }
+    }
+
+    /// A member of the live generation that is down, cut off, or locked by
+    /// a newer epoch, if any: the generation cannot commit while there is.
+    fn broken_member(&self) -> Option<String> {
+        let layout = self.inner.live_layout()?;
+        if let Some(cut) = layout.services.iter().find(|s| self.net.is_partitioned(&s.node)) {
+            return Some(cut.id.clone());
+        }
+        self.inner.unserving_member()
+    }
+
+    /// The client commits one write, if it can reach the whole generation.
+    /// Returns whether the write was acknowledged.
+    fn commit(&mut self) -> bool {
+        let Some(layout) = self.inner.live_layout() else { return false };
+        if layout.services.iter().any(|s| self.net.is_partitioned(&s.node)) {
+            return false;
+        }
+        let i = self.writes;
+        self.writes += 1;
+        let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
+        let value = format!("s{}-v{i}", self.seed);
+        if let Ok(version) = self.inner.commit(&[(key.clone(), value.clone())]) {
+            for log in &layout.logs {
+                self.history.accepted(&log.id, layout.epoch, "push");
+            }
+            self.history.event("client", format_args!("{key} acknowledged at version {version} (epoch {})", layout.epoch));
+            self.acked.push((key, value));
+            return true;
+        }
+        false
+    }
+
+    fn crash_a_log(&mut self) {
+        let Some(layout) = self.inner.live_layout() else { return };
+        let logs: Vec<String> = layout.logs.iter().map(|l| l.id.clone()).collect();
+        if let Some(id) = self.rng.pick(&logs).cloned() {
+            let back = self.rng.millis(200, 2000);
+            self.crash(id, back);
+        }
+    }
+
+    fn crash(&mut self, id: String, back: Duration) {
+        if self.inner.kill(&id) {
+            self.faults += 1;
+            self.history.event("fault", format_args!("crash {id}; restarts in {back:?}"));
+            self.restarts.push((Instant::now() + back, Restart::Worker(id)));
+        }
+    }
+
+    fn inject_faults(&mut self) {
+        let workers: Vec<String> = self.inner.live_workers().into_iter().map(|w| w.id).collect();
+        if self.net.draw(|p| p.crash)
+            && let Some(id) = self.rng.pick(&workers).cloned()
+        {
+            let back = self.rng.millis(50, 1500);
+            self.crash(id, back);
+        }
+        if self.net.draw(|p| p.replica_loss)
+            && let Some(layout) = self.inner.live_layout()
+        {
+            // Within the replication budget: only a team with every replica
+            // alive loses one, so a later zone loss still leaves a replica.
+            let alive: BTreeSet<&String> = workers.iter().collect();
+            let replicas: Vec<String> = layout
+                .storage_teams
+                .iter()
+                .filter(|t| t.storage_ids.iter().all(|id| alive.contains(id)))
+                .flat_map(|t| t.storage_ids.iter().cloned())
+                .collect();
+            if let Some(id) = self.rng.pick(&replicas).cloned()
+                && self.inner.kill(&id)
+            {
+                self.faults += 1;
+                self.history.event("fault", format_args!("{id} lost for good"));
+            }
+        }
+        let nodes: Vec<String> = (1..=self.config.nodes).map(|i| format!("n{i}")).filter(|n| !self.lost_nodes.contains(n)).collect();
+        if self.net.draw(|p| p.node_crash)
+            && let Some(node) = self.rng.pick(&nodes).cloned()
+        {
+            let workers = self.inner.take_node_down(&node);
+            let back = self.rng.millis(100, 2000);
+            self.faults += 1;
+            self.history.event("fault", format_args!("node {node} down ({} workers); back in {back:?}", workers.len()));
+            self.restarts.push((Instant::now() + back, Restart::Node { node, workers }));
+        }
+        if self.net.draw(|p| p.partition)
+            && let Some(node) = self.rng.pick(&nodes).cloned()
+            && !self.net.is_partitioned(&node)
+        {
+            let back = self.rng.millis(100, 1500);
+            self.net.set_partitioned(&node, true);
+            self.faults += 1;
+            self.history.event("fault", format_args!("node {node} partitioned for {back:?}"));
+            self.restarts.push((Instant::now() + back, Restart::Partition(node)));
+        }
+    }
+
+    fn lose_a_zone(&mut self) {
+        // Nodes are dealt round-robin over the zones (see `InProcessCluster::with_zones`).
+        let zones = self.config.zones.max(1);
+        let lost = self.rng.below(zones as u64) as usize;
+        let zone = format!("z{}", lost + 1);
+        let nodes: Vec<String> = (0..self.config.nodes).filter(|i| i % zones == lost).map(|i| format!("n{}", i + 1)).collect();
+        let mut workers = 0;
+        for node in &nodes {
+            workers += self.inner.take_node_down(node).len();
+            self.lost_nodes.insert(node.clone());
+        }
+        // Whatever was coming back in that zone is gone too.
+        self.restarts.retain(|(_, r)| !matches!(r, Restart::Node { node, .. } if nodes.contains(node)));
+        self.faults += 1;
+        self.history.event("fault", format_args!("zone {zone} lost for good: nodes {} ({workers} workers)", nodes.join(",")));
+    }
+
+    fn restart(&mut self, restart: Restart) {
+        match restart {
+            Restart::Worker(id) => {
+                if self.inner.revive(&id) {
+                    self.history.event("fault", format_args!("{id} restarts"));
+                }
+            }
+            Restart::Node { node, workers } => {
+                if !self.lost_nodes.contains(&node) && self.inner.bring_node_up(&node, &workers) {
+                    self.history.event("fault", format_args!("node {node} back up"));
+                }
+            }
+            Restart::Partition(node) => {
+                if self.net.is_partitioned(&node) {
+                    self.net.set_partitioned(&node, false);
+                    self.history.event("fault", format_args!("node {node} reconnected"));
+                }
+            }
+        }
+    }
+
+    fn finish(self, mut violations: Vec<Violation>) -> SimRun {
+        self.inner.pump();
+        let lost: Vec<String> = self
+            .acked
+            .iter()
+            .filter(|(key, value)| self.inner.read(key).as_deref() != Some(value.as_str()))
+            .map(|(key, _)| key.clone())
+            .collect();
+        self.history.event("sim", format_args!("verified {} acknowledged writes: {} lost", self.acked.len(), lost.len()));
+        let facts = self.history.facts();
+        violations.extend(checker::check(&facts, &lost));
+        let placement = self.inner.live_layout().map(|layout| {
+            let nodes = futures::executor::block_on(self.inner.nodes());
+            placement(&PlacementQuality::of(&layout, &nodes))
+        });
+        let trace = facts.trace.clone();
+        drop(facts);
+        SimRun {
+            seed: self.seed,
+            recoveries: self.recoveries,
+            violations,
+            acked: self.acked.len(),
+            faults: self.faults,
+            virtual_ms: self.history.now_ms(),
+            placement,
+            trace,
+        }
+    }
+}
+
+fn placement(quality: &PlacementQuality) -> Placement {
+    let (zones, best) = quality.teams.iter().fold((0, 0), |(z, b), t| (z + t.zones, b + t.best_zones));
+    Placement {
+        spread: if best == 0 { 1.0 } else { zones as f64 / best as f64 },
+        one_zone_teams: quality.in_one_zone().count(),
+        max_node_load: quality.max_node_load,
+    }
+}
