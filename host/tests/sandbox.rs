@@ -65,6 +65,17 @@ async fn an_infinite_loop_is_stopped_by_fuel() {
 }
 
 #[tokio::test]
+async fn under_fuel_only_limits_the_wall_clock_never_ends_a_call() {
+    // As the simulator runs plugins: a deadline that would end the loop
+    // long before its fuel is ignored, so how the call ends does not depend
+    // on how fast the machine is.
+    let limits = Limits { deadline: Duration::from_millis(1), ..Limits::fuel_only(50_000_000) };
+    let registry = registry_with_adversary(limits);
+    assert_eq!(failure_of(&registry, "loop").await, CallFailure::FuelExhausted(50_000_000));
+    slot_keeps_serving(&registry).await;
+}
+
+#[tokio::test]
 async fn unbounded_memory_growth_hits_the_cap() {
     let limits = Limits { memory_bytes: 16 << 20, ..Limits::default() };
     let registry = registry_with_adversary(limits);

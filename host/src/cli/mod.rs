@@ -84,7 +84,10 @@ impl From<anyhow::Error> for Failure {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    // An experiment provokes thousands of stalls and refusals on purpose:
+    // its report says what matters, so only errors are logged by default.
+    let quiet = matches!(cli.command, Command::Experiment(_));
+    init_tracing(cli.verbose, quiet);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -116,8 +119,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, quiet: bool) {
     let default = match verbose {
+        0 if quiet => "error",
         0 => "warn",
         1 => "debug",
         _ => "trace",

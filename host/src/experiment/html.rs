@@ -208,7 +208,12 @@ fn histogram(page: &mut String, set: &SetView) {
     let _ = writeln!(page, "<line x1=\"{left}\" y1=\"{height}\" x2=\"{WIDTH}\" y2=\"{height}\" stroke=\"#333\"/>");
     for i in 0..=4 {
         let x = left + (WIDTH - left) * i as f64 / 4.0;
-        let _ = writeln!(page, "<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{:.0} ms</text>", height + 15.0, max * i as f64 / 4.0);
+        let anchor = match i {
+            0 => "start",
+            4 => "end",
+            _ => "middle",
+        };
+        let _ = writeln!(page, "<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{:.0} ms</text>", height + 15.0, max * i as f64 / 4.0);
     }
     let _ = writeln!(page, "<text x=\"2\" y=\"12\">{}</text>", peak as usize);
     page.push_str("</svg>\n");

@@ -1,0 +1,133 @@
+//! The deterministic simulator through the real host and the real
+//! components: reproducible traces, hundreds of seeds of the default fault
+//! profile with zero violations, and plugins broken on purpose caught by
+//! the checker with their failing seeds.
+
+mod common;
+
+use std::sync::Arc;
+
+use ratchet::components::fixtures;
+use ratchet::experiment::{Seeds, Summary, run_seeds};
+use ratchet::registry::{Registry, all_slots};
+use ratchet::runtime::Limits;
+use ratchet::sim::{FaultProfile, RecoveryEnd, SimConfig, SimRun, simulate};
+
+/// The default components, with `overrides` loaded from files, every slot
+/// under fuel-only limits as `ratchet experiment` runs them.
+fn plugins(overrides: &[(&str, &str)]) -> Arc<Registry> {
+    let registry = Registry::with_defaults(common::runtime()).unwrap();
+    for (slot, file) in overrides {
+        registry.load_file(slot, std::path::Path::new(file)).unwrap();
+    }
+    for slot in all_slots() {
+        registry.set_limits(slot, Limits::fuel_only(SimConfig::default().fuel)).unwrap();
+    }
+    Arc::new(registry)
+}
+
+fn profile(name: &str) -> SimConfig {
+    SimConfig { profile: FaultProfile::named(name).unwrap(), ..SimConfig::default() }
+}
+
+fn runs(seeds: &str, config: &SimConfig, overrides: &[(&str, &str)]) -> Vec<SimRun> {
+    let seeds: Seeds = seeds.parse().unwrap();
+    run_seeds(&seeds, config, plugins(overrides), 2, &|_| {}).unwrap()
+}
+
+#[test]
+fn a_seed_always_gives_a_byte_identical_trace() {
+    let config = profile("chaos");
+    let registry = plugins(&[]);
+    let trace = |seed| simulate(seed, &config, registry.clone()).unwrap().trace.join("\n");
+    let first = trace(11);
+    assert!(first.lines().count() > 100, "a run of the chaos profile does things:\n{first}");
+    assert!(first.contains("fault"), "{first}");
+    assert_eq!(first, trace(11), "the same seed, twice");
+    assert_ne!(first, trace(12), "another seed, another run");
+}
+
+#[test]
+fn five_hundred_seeds_of_the_default_profile_keep_every_invariant() {
+    let config = profile("default");
+    let runs = runs("0..500", &config, &[]);
+    let summary = Summary::of("default", &runs);
+    let failing: Vec<String> = runs
+        .iter()
+        .filter(|r| !r.violations.is_empty())
+        .map(|r| format!("seed {}: {:?}", r.seed, r.violations))
+        .collect();
+    assert!(failing.is_empty(), "{}", failing.join("\n"));
+    assert_eq!(summary.runs, 500);
+    assert!(summary.completed >= 500, "every run recovers at least once: {summary:?}");
+    assert!(summary.superseded > 0, "competing directors raced: {summary:?}");
+    assert!(runs.iter().all(|r| r.acked > 0), "every run committed writes");
+
+    // Every kind of fault of the profile was injected somewhere.
+    let traces: Vec<&String> = runs.iter().flat_map(|r| &r.trace).collect();
+    for marker in [
+        "fault     crash ",
+        "fault     node ",
+        "partitioned for",
+        "(reply lost)",
+        "request lost",
+        "delivered twice",
+        "late lock",
+        "(reply too late)",
+        "a rival director",
+        "traps (injected)",
+    ] {
+        assert!(traces.iter().any(|line| line.contains(marker)), "no `{marker}` in 500 runs");
+    }
+}
+
+#[test]
+fn a_zone_blind_placement_is_caught_after_a_zone_failure() {
+    let config = profile("zone-loss");
+    let baseline = runs("0..20", &config, &[]);
+    assert!(baseline.iter().all(|r| r.violations.is_empty()), "spread-zones rides out a zone loss");
+
+    let broken = runs("0..20", &config, &[("placement", fixtures::FIRST_ZONE)]);
+    let summary = Summary::of("first-zone", &broken);
+    assert!(!summary.failing_seeds.is_empty(), "the zone-blind policy must be caught: {summary:?}");
+    assert!(summary.one_zone_layouts > 0, "it leaves whole teams in one zone: {summary:?}");
+    for seed in &summary.failing_seeds {
+        let run = broken.iter().find(|r| r.seed == *seed).unwrap();
+        assert!(run.violations.iter().any(|v| v.rule == "liveness"), "seed {seed}: {:?}", run.violations);
+        assert!(run.trace.iter().any(|l| l.contains("lost for good")), "seed {seed} lost a zone or replica");
+    }
+}
+
+#[test]
+fn a_replay_that_skips_part_of_the_kept_range_is_caught() {
+    let config = profile("default");
+    let broken = runs("0..10", &config, &[("replay-logs", fixtures::TAIL_REPLAY)]);
+    let failing: Vec<&SimRun> = broken.iter().filter(|r| !r.violations.is_empty()).collect();
+    assert!(!failing.is_empty(), "the hasty replay must lose writes somewhere in 10 seeds");
+    for run in failing {
+        assert!(
+            run.violations.iter().any(|v| v.rule == "acked-write-lost"),
+            "seed {}: {:?}",
+            run.seed,
+            run.violations
+        );
+        // The guard let the layouts through: the recoveries completed.
+        assert!(run.recoveries.iter().any(|r| r.end == RecoveryEnd::Completed && r.trigger != "boot"));
+    }
+    // The same seeds with the default replay lose nothing.
+    assert!(runs("0..10", &config, &[]).iter().all(|r| r.violations.is_empty()));
+}
+
+#[test]
+fn the_baseline_profile_recovers_once_in_every_run() {
+    let runs = runs("0..10", &profile("none"), &[]);
+    for run in &runs {
+        assert!(run.violations.is_empty(), "seed {}: {:?}", run.seed, run.violations);
+        let recoveries: Vec<_> = run.recoveries.iter().filter(|r| r.trigger != "boot").collect();
+        assert_eq!(recoveries.len(), 1, "seed {}: one log crash, one recovery", run.seed);
+        assert_eq!(recoveries[0].end, RecoveryEnd::Completed);
+        assert_eq!(recoveries[0].attempts, 1, "nothing else goes wrong");
+        assert!(recoveries[0].ms() > 0.0, "recovery takes virtual time");
+        assert!(!recoveries[0].timeline.is_empty());
+    }
+}
