@@ -45,6 +45,11 @@ fn a_seed_always_gives_a_byte_identical_trace() {
     assert!(first.contains("fault"), "{first}");
     assert_eq!(first, trace(11), "the same seed, twice");
     assert_ne!(first, trace(12), "another seed, another run");
+
+    // Seeds spread over threads, as `ratchet experiment` runs them: which
+    // thread ran a seed, and what ran beside it, changes nothing.
+    let traces = || runs("0..16", &config, &[]).into_iter().map(|r| r.trace).collect::<Vec<_>>();
+    assert_eq!(traces(), traces());
 }
 
 #[test]

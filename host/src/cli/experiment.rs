@@ -152,9 +152,11 @@ pub fn run(args: ExperimentArgs, runtime: Runtime) -> Result<(), Failure> {
     println!();
     print!("{}", summary::table(&results.iter().map(|r| r.summary.clone()).collect::<Vec<_>>()));
     let recoveries: usize = results.iter().flat_map(|r| &r.runs).map(|r| r.recoveries.len()).sum();
+    let boots: usize = results.iter().map(|r| r.runs.len()).sum();
     let virtual_ms: f64 = results.iter().map(|r| r.summary.virtual_ms).sum();
     println!(
-        "simulated {recoveries} recoveries (boots included) in {:.1} s: {:.0} recoveries per minute; virtual time ran {:.1}x real time",
+        "simulated {recoveries} recoveries ({boots} boots, {} after failures) in {:.1} s: {:.0} recoveries per minute; virtual time ran {:.1}x real time",
+        recoveries.saturating_sub(boots),
         wall.as_secs_f64(),
         recoveries as f64 / wall.as_secs_f64().max(1e-9) * 60.0,
         virtual_ms / 1e3 / wall.as_secs_f64().max(1e-9)

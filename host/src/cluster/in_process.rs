@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
 
 use super::Cluster;
 use crate::bindings::types::{
@@ -79,7 +78,7 @@ struct State {
 /// The in-process cluster.
 pub struct InProcessCluster {
     state: Mutex<State>,
-    registrations: watch::Sender<u64>,
+    registrations: super::Registrations,
 }
 
 impl InProcessCluster {
@@ -88,7 +87,7 @@ impl InProcessCluster {
         let nodes = nodes.into_iter().map(|spec| (spec.id.clone(), NodeState { spec, up: true, load: 0 })).collect();
         InProcessCluster {
             state: Mutex::new(State { nodes, ..State::default() }),
-            registrations: watch::channel(0).0,
+            registrations: super::Registrations::new(),
         }
     }
 
@@ -115,7 +114,7 @@ impl InProcessCluster {
     pub fn revive(&self, id: &str) -> bool {
         let revived = self.lock_state().set_alive(id, true);
         if revived {
-            self.registrations.send_modify(|n| *n += 1);
+            self.registrations.announce();
         }
         revived
     }
@@ -146,7 +145,7 @@ impl InProcessCluster {
             state.set_alive(id, true);
         }
         drop(state);
-        self.registrations.send_modify(|n| *n += 1);
+        self.registrations.announce();
         true
     }
 
@@ -159,7 +158,7 @@ impl InProcessCluster {
             other => return Err(ClusterError::Failed(format!("{} is started, not spawned", crate::bindings::kind_name(other)))),
         };
         let spawned = self.lock_state().spawn(node, kind, role)?;
-        self.registrations.send_modify(|n| *n += 1);
+        self.registrations.announce();
         Ok(spawned)
     }
 
@@ -526,7 +525,7 @@ impl Cluster for InProcessCluster {
         }
     }
 
-    fn registrations(&self) -> watch::Receiver<u64> {
+    fn registrations(&self) -> super::RegistrationWatch {
         self.registrations.subscribe()
     }
 }

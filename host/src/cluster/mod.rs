@@ -5,9 +5,11 @@
 //! against any of them.
 
 mod in_process;
+mod registrations;
 mod remote;
 
 pub use in_process::{CommitError, InProcessCluster, NodeSpec, tag_of};
+pub use registrations::{RegistrationWatch, Registrations};
 pub use remote::RemoteCluster;
 
 use crate::bindings::types::{
@@ -51,7 +53,7 @@ pub trait Cluster: Send + Sync {
     async fn release(&self, id: &str);
     /// A counter that rises whenever a service registers or comes back, so a
     /// stalled director can retry at once.
-    fn registrations(&self) -> tokio::sync::watch::Receiver<u64>;
+    fn registrations(&self) -> RegistrationWatch;
 }
 
 impl From<ServiceError> for ClusterError {

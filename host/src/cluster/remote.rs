@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::join_all;
-use tokio::sync::watch;
 
 use super::{Cluster, CommitError, tag_of};
 use crate::bindings::types::{
@@ -39,7 +38,7 @@ pub struct RemoteCluster {
     directory: Mutex<BTreeMap<String, String>>,
     live: Mutex<Option<Arc<Layout>>>,
     committed: AtomicU64,
-    registrations: watch::Sender<u64>,
+    registrations: super::Registrations,
     /// The proxy the next commit goes to, round robin.
     next_proxy: AtomicUsize,
     /// Proxies whose generation broke, as last surveyed.
@@ -55,7 +54,7 @@ impl RemoteCluster {
             directory: Mutex::default(),
             live: Mutex::default(),
             committed: AtomicU64::new(0),
-            registrations: watch::channel(0).0,
+            registrations: super::Registrations::new(),
             next_proxy: AtomicUsize::new(0),
             broken: Mutex::default(),
         }
@@ -72,7 +71,7 @@ impl RemoteCluster {
         let client = Arc::new(Client::new(addr, self.config.clone()));
         members.insert(node.into(), Member { zone: zone.into(), capacity, addr: addr.into(), client });
         drop(members);
-        self.registrations.send_modify(|n| *n += 1);
+        self.registrations.announce();
         tracing::info!(node, zone, addr, "worker registered");
     }
 
@@ -387,7 +386,7 @@ impl Cluster for RemoteCluster {
         lock(&self.directory).remove(id);
     }
 
-    fn registrations(&self) -> watch::Receiver<u64> {
+    fn registrations(&self) -> super::RegistrationWatch {
         self.registrations.subscribe()
     }
 }

@@ -93,7 +93,6 @@ impl Director {
         let mut attempts = Vec::new();
         let mut backoff = self.options.initial_backoff;
         let mut registrations = self.cluster.registrations();
-        registrations.borrow_and_update();
         for number in 1..=self.options.max_attempts {
             let report = self.run_attempt(number).await?;
             let stalled = matches!(report.outcome, AttemptOutcome::Stalled(_));

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::watch;
 use tokio::time::{Instant, sleep};
 
 use super::faults::FaultProfile;
@@ -371,7 +370,7 @@ impl Cluster for SimCluster {
         self.inner.release(id).await
     }
 
-    fn registrations(&self) -> watch::Receiver<u64> {
+    fn registrations(&self) -> crate::cluster::RegistrationWatch {
         self.inner.registrations()
     }
 }

@@ -184,7 +184,8 @@ struct Running {
     trigger: String,
     competing: bool,
     started: Instant,
-    handle: JoinHandle<Result<RecoveryReport, DirectorError>>,
+    /// The report, and the virtual time the director finished.
+    handle: JoinHandle<(Result<RecoveryReport, DirectorError>, Instant)>,
 }
 
 /// A director's recovery that ended.
@@ -193,6 +194,7 @@ struct Ended {
     trigger: String,
     competing: bool,
     started: Instant,
+    ended: Instant,
 }
 
 /// What comes back, and when.
@@ -373,7 +375,7 @@ impl Driver {
         let config = RecoveryConfig { shards: self.config.shards, ..RecoveryConfig::default() };
         let cluster: Arc<dyn Cluster> = self.cluster.clone();
         let d = Director::new(self.plugins.clone(), cluster, self.store.clone(), config, options);
-        let handle = tokio::spawn(async move { d.recover().await });
+        let handle = tokio::spawn(async move { (d.recover().await, Instant::now()) });
         self.running.push(Running { director, trigger, competing, started: Instant::now(), handle });
     }
 
@@ -387,10 +389,13 @@ impl Driver {
                 continue;
             }
             let Running { director, trigger, competing, started, handle } = running;
-            let running = Ended { director, trigger, competing, started };
+            let mut running = Ended { director, trigger, competing, started, ended: Instant::now() };
             let report = match handle.await {
-                Ok(Ok(report)) => report,
-                Ok(Err(err)) => {
+                Ok((Ok(report), ended)) => {
+                    running.ended = ended;
+                    report
+                }
+                Ok((Err(err), _)) => {
                     self.history.event("director", format_args!("d{} error: {err}", running.director));
                     RecoveryReport::default()
                 }
@@ -433,7 +438,7 @@ impl Driver {
             trigger: running.trigger.clone(),
             competing: running.competing,
             started_ms,
-            ended_ms: self.history.now_ms(),
+            ended_ms: self.history.ms_at(running.ended),
             end,
             attempts: report.attempts.len() as u32,
             epoch: last.map_or(0, |a| a.epoch),
