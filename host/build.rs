@@ -42,6 +42,7 @@ const GUESTS: &[(&str, Use)] = &[
     ("phase-assemble-layout", Use::Default("assemble-layout")),
     ("phase-persist-layout", Use::Default("persist-layout")),
     ("policy-spread-zones", Use::Default("placement")),
+    ("replica-recovery-default", Use::Default("replica-recovery")),
     ("policy-least-loaded", Use::Bundled("placement", "least-loaded")),
     ("policy-pack", Use::Bundled("placement", "pack")),
     ("fixture-adversarial", Use::Fixture("ADVERSARIAL")),
@@ -59,6 +60,7 @@ const GUESTS: &[(&str, Use)] = &[
     ("fixture-always-trap", Use::Fixture("ALWAYS_TRAP")),
     ("fixture-first-zone", Use::Fixture("FIRST_ZONE")),
     ("fixture-tail-replay", Use::Fixture("TAIL_REPLAY")),
+    ("fixture-always-zero-gap", Use::Fixture("ALWAYS_ZERO_GAP")),
     ("custom-placement", Use::Fixture("CUSTOM_PLACEMENT")),
 ];
 

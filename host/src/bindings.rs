@@ -1,7 +1,8 @@
 //! Host-side bindings of the WIT package `ratchet:recovery@0.1.0`.
 //!
 //! The data types are generated once, from the `recovery-phase` world, and
-//! shared with the `placement-policy` world through `with`. They derive serde
+//! shared with the `placement-policy` and `replica-recovery` worlds through
+//! `with`. They derive serde
 //! so that layouts and attempt states can be persisted and sent as is.
 
 mod phase_world {
@@ -27,9 +28,23 @@ mod policy_world {
     });
 }
 
+mod replica_world {
+    wasmtime::component::bindgen!({
+        world: "ratchet:recovery/replica-recovery@0.1.0",
+        path: "../wit",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "ratchet:recovery/types@0.1.0": super::phase_world::ratchet::recovery::types,
+            "ratchet:recovery/log@0.1.0": super::phase_world::ratchet::recovery::log,
+        },
+    });
+}
+
 pub use phase_world::ratchet::recovery::{clock, cluster, log, placement, types};
 pub use phase_world::{RecoveryPhase, RecoveryPhasePre};
 pub use policy_world::{PlacementPolicy, PlacementPolicyPre};
+pub use replica_world::{ReplicaRecovery, ReplicaRecoveryPre};
 
 impl Default for types::RecoveryConfig {
     /// A small cluster: 3 logs carrying every shard, 4 shards of 3 replicas,

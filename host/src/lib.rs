@@ -31,6 +31,7 @@ pub mod guard;
 pub mod metrics;
 pub mod quality;
 pub mod registry;
+pub mod replica;
 pub mod services;
 pub mod sim;
 pub mod transport;

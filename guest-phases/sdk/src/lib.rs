@@ -59,6 +59,13 @@ pub trait PlacementPolicy {
     ) -> Result<Vec<types::Assignment>, types::PlacementError>;
 }
 
+/// A replica recovery policy: decides how a storage replica that rejoins, or
+/// is recruited into a team, is brought up to date, with its proof.
+pub trait ReplicaPolicy {
+    /// Decides from the replica's durable version and its shard's history.
+    fn decide(history: types::ReplicaHistory) -> types::ReplicaPlan;
+}
+
 /// Builds the outcome of a phase: the state it returns and the next step.
 pub fn outcome(state: types::AttemptState, step: types::PhaseStep) -> types::PhaseOutcome {
     types::PhaseOutcome { state, step }

@@ -149,3 +149,40 @@ macro_rules! export_placement_policy {
         }
     };
 }
+
+/// Exports a [`ReplicaPolicy`](crate::ReplicaPolicy) as the
+/// `replica-recovery` world.
+///
+/// `export_replica_policy!(MyPolicy)` reads the WIT from `../../wit`;
+/// `export_replica_policy!(MyPolicy, wit = "path/to/wit")` from elsewhere.
+#[macro_export]
+macro_rules! export_replica_policy {
+    ($policy:ty) => {
+        $crate::export_replica_policy!($policy, wit = "../../wit");
+    };
+    ($policy:ty, wit = $wit:literal) => {
+        #[cfg(target_arch = "wasm32")]
+        mod __ratchet_replica_bindings {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__private::wit_bindgen::generate!({
+                world: "ratchet:recovery/replica-recovery@0.1.0",
+                path: $wit,
+                runtime_path: "::ratchet_guest::__private::wit_bindgen::rt",
+                with: { "ratchet:recovery/types@0.1.0": ::ratchet_guest::types },
+            });
+
+            use ::ratchet_guest::types as t;
+
+            struct Component;
+
+            impl exports::ratchet::recovery::replica::Guest for Component {
+                fn decide(history: t::ReplicaHistory) -> t::ReplicaPlan {
+                    <$policy as ::ratchet_guest::ReplicaPolicy>::decide(history)
+                }
+            }
+
+            export!(Component);
+        }
+    };
+}

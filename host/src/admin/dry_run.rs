@@ -5,15 +5,19 @@
 //! attempt traps or times out in a plugin, the invariant guard refuses
 //! anything, an attempt fails, either recovery does not complete, or an
 //! acknowledged write is lost.
+//!
+//! A replica recovery policy is not called by a recovery: its dry run asks it
+//! to decide for histories at every boundary of the rules instead.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bindings::types::RecoveryConfig;
+use crate::bindings::types::{RecoveryConfig, ReplicaHistory};
 use crate::cluster::{InProcessCluster, NodeSpec};
 use crate::coordinator::MemoryStore;
 use crate::director::{AttemptOutcome, Director, DirectorOptions, RecoveryReport};
-use crate::registry::Plugins;
+use crate::registry::{Plugins, Registry};
+use crate::replica::check_plan;
 
 /// Writes committed between the boot and the failure.
 const WRITES: usize = 200;
@@ -30,7 +34,8 @@ pub struct Shape {
 /// What a passed dry run did.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Passed {
-    /// Attempts over both recoveries.
+    /// Attempts over both recoveries (for a replica recovery policy: the
+    /// decisions it was asked for).
     pub attempts: usize,
     /// Writes read back after the recovery.
     pub writes: usize,
@@ -86,6 +91,41 @@ pub async fn run(plugins: Arc<dyn Plugins>, shape: &Shape) -> Result<Passed, Str
         writes: acked.len(),
         millis: started.elapsed().as_secs_f64() * 1e3,
     })
+}
+
+/// The dry run of a replica recovery policy (`registry` holds the candidate
+/// in its slot): it decides for histories at every boundary of the rules,
+/// and a trap, or a plan that does not fit its own figures, refuses it.
+pub async fn run_replica(registry: &Registry) -> Result<Passed, String> {
+    let started = Instant::now();
+    let histories = replica_histories();
+    for history in &histories {
+        let plan = registry.call_replica(history).await.map_err(|e| format!("deciding for {history:?}: {e}"))?;
+        if &plan.history != history {
+            return Err(format!("deciding for {history:?}: the proof carries other figures: {:?}", plan.history));
+        }
+        check_plan(&plan).map_err(|reason| format!("deciding for {history:?}: {reason}"))?;
+    }
+    Ok(Passed { attempts: histories.len(), writes: 0, millis: started.elapsed().as_secs_f64() * 1e3 })
+}
+
+/// Histories at and around every boundary: equal, ahead, at and below
+/// retention, with a checkpoint inside, at the edge of and outside it.
+fn replica_histories() -> Vec<ReplicaHistory> {
+    let (oldest, committed) = (100, 200);
+    let mut histories = Vec::new();
+    for durable in [0, oldest - 1, oldest, oldest + 1, committed - 1, committed, committed + 1, committed + 50] {
+        for checkpoint in [None, Some(oldest - 1), Some(oldest), Some(committed), Some(committed + 1)] {
+            histories.push(ReplicaHistory {
+                durable_version: durable,
+                oldest_retained: oldest,
+                head_version: committed,
+                committed_version: committed,
+                checkpoint_version: checkpoint,
+            });
+        }
+    }
+    histories
 }
 
 /// The layout of a recovery that went cleanly, or why it did not.

@@ -224,7 +224,12 @@ impl Admin {
             nodes: nodes.iter().map(|n| NodeSpec { id: n.id.clone(), zone: n.zone.clone(), capacity: n.capacity }).collect(),
             config: self.config.clone(),
         };
-        let passed = match dry_run::run(Arc::new(trial), &shape).await {
+        let tried = if slot == crate::registry::REPLICA {
+            dry_run::run_replica(&trial).await
+        } else {
+            dry_run::run(Arc::new(trial), &shape).await
+        };
+        let passed = match tried {
             Ok(passed) => passed,
             Err(reason) => return Err(self.refuse(slot, trigger, sha256, "dry-run", reason)),
         };

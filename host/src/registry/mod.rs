@@ -19,9 +19,11 @@ use std::time::SystemTime;
 
 pub use plugins::Plugins;
 pub use shadow::{Divergence, ShadowSink};
-pub use slots::{PHASES, PLACEMENT, all as all_slots, world_of};
+pub use slots::{PHASES, PLACEMENT, REPLICA, all as all_slots, world_of};
 
-use crate::bindings::types::{Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest};
+use crate::bindings::types::{
+    Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan,
+};
 use crate::components;
 use crate::runtime::{
     CacheOrigin, CallError, CallFailure, CallInfo, Digest256, HostServices, Limits, Linked, LoadError, Prepared, Runtime,
@@ -488,6 +490,40 @@ impl Registry {
         Ok(result?)
     }
 
+    /// Asks the active replica recovery policy how to bring a replica up to
+    /// date. A shadow, if any, decides on the same figures in the background.
+    pub async fn call_replica(&self, history: &ReplicaHistory) -> Result<ReplicaPlan, InvokeError> {
+        let (version, limits) = self.checkout(REPLICA, World::ReplicaRecovery)?;
+        let Linked::Replica(pre) = &version.linked else { unreachable!("checked by checkout") };
+        let info = CallInfo { slot: REPLICA.to_string(), version: version.info.number, ..CallInfo::default() };
+        // A replica policy imports only `log`: it reaches nothing else.
+        let services: Arc<dyn HostServices> = Arc::new(crate::runtime::Detached::default());
+        let result = self.runtime.call_replica(pre, version.info.sha256, info.clone(), &limits, services.clone(), history).await;
+        self.observe(REPLICA, version.info.number, &result);
+        if let Some((shadow, sink)) = self.shadow_of(REPLICA) {
+            let (runtime, history, active) = (self.runtime.clone(), history.clone(), describe_replica(&result));
+            let active_version = version.info.number;
+            tokio::spawn(async move {
+                let Linked::Replica(pre) = &shadow.linked else { return };
+                let info = CallInfo { version: shadow.info.number, ..info };
+                let plan = runtime.call_replica(pre, shadow.info.sha256, info, &limits, services, &history).await;
+                let decided = describe_replica(&plan);
+                let divergence = (decided != active).then(|| Divergence {
+                    slot: REPLICA.into(),
+                    active_version,
+                    shadow_version: shadow.info.number,
+                    epoch: 0,
+                    attempt: 0,
+                    active,
+                    shadow: decided,
+                    would_have_made: Vec::new(),
+                });
+                sink.shadow_call(REPLICA, divergence);
+            });
+        }
+        Ok(result?)
+    }
+
     /// The active version of `slot` and its limits, held for one call.
     fn checkout(&self, slot: &str, wanted: World) -> Result<(Arc<Version>, Limits), RegistryError> {
         let slots = self.read();
@@ -530,6 +566,13 @@ fn describe_phase(result: &Result<PhaseOutcome, CallError>) -> String {
 }
 
 /// A placement answer, for the same comparison: `vacancy -> node` pairs.
+fn describe_replica(result: &Result<ReplicaPlan, CallError>) -> String {
+    match result {
+        Ok(plan) => format!("{:?}", plan.outcome),
+        Err(err) => format!("failed: {}", err.failure),
+    }
+}
+
 fn describe_placement(result: &Result<Result<Vec<Assignment>, PlacementError>, CallError>) -> String {
     match result {
         Ok(Ok(assignments)) => {

@@ -24,10 +24,15 @@ pub const PHASES: [&str; 15] = [
 /// The slot of the placement policy.
 pub const PLACEMENT: &str = "placement";
 
+/// The slot of the replica recovery policy.
+pub const REPLICA: &str = "replica-recovery";
+
 /// The world a slot requires, or `None` for a name that is not a slot.
 pub fn world_of(slot: &str) -> Option<World> {
     if slot == PLACEMENT {
         Some(World::PlacementPolicy)
+    } else if slot == REPLICA {
+        Some(World::ReplicaRecovery)
     } else if PHASES.contains(&slot) {
         Some(World::RecoveryPhase)
     } else {
@@ -35,9 +40,10 @@ pub fn world_of(slot: &str) -> Option<World> {
     }
 }
 
-/// Every slot name, pipeline order first, then `placement`.
+/// Every slot name, pipeline order first, then `placement` and
+/// `replica-recovery`.
 pub fn all() -> impl Iterator<Item = &'static str> {
-    PHASES.into_iter().chain([PLACEMENT])
+    PHASES.into_iter().chain([PLACEMENT, REPLICA])
 }
 
 #[cfg(test)]
@@ -45,9 +51,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_phase_and_placement_is_a_slot_and_nothing_else() {
-        assert_eq!(all().count(), 16);
+    fn every_phase_placement_and_replica_recovery_is_a_slot_and_nothing_else() {
+        assert_eq!(all().count(), 17);
         assert_eq!(world_of("placement"), Some(World::PlacementPolicy));
+        assert_eq!(world_of("replica-recovery"), Some(World::ReplicaRecovery));
         assert_eq!(world_of("replay-logs"), Some(World::RecoveryPhase));
         assert_eq!(world_of("replay"), None);
     }

@@ -11,9 +11,9 @@ use super::sandbox::{CallCtx, CallInfo, Channel, Limits, OutputLimitExceeded};
 use super::services::HostServices;
 use super::{Digest256, Runtime};
 use crate::bindings::types::{
-    Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest,
+    Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan,
 };
-use crate::bindings::{PlacementPolicyPre, RecoveryPhasePre};
+use crate::bindings::{PlacementPolicyPre, RecoveryPhasePre, ReplicaRecoveryPre};
 
 /// What stopped a plugin call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,6 +108,28 @@ impl Runtime {
         let result = bounded(limits, async {
             let instance = pre.instantiate_async(&mut store).await.map_err(Failed::Instantiate)?;
             instance.ratchet_recovery_placement().call_place(&mut store, request).await.map_err(Failed::Run)
+        })
+        .instrument(span.clone())
+        .await;
+        span.in_scope(|| finish(store, digest, limits, started, result))
+    }
+
+    /// Runs a replica recovery policy once in a fresh sandbox.
+    pub(crate) async fn call_replica(
+        &self,
+        pre: &ReplicaRecoveryPre<CallCtx>,
+        digest: Digest256,
+        info: CallInfo,
+        limits: &Limits,
+        services: Arc<dyn HostServices>,
+        history: &ReplicaHistory,
+    ) -> Result<ReplicaPlan, CallError> {
+        let span = call_span(&info);
+        let mut store = self.new_store(info, limits, services);
+        let started = Instant::now();
+        let result = bounded(limits, async {
+            let instance = pre.instantiate_async(&mut store).await.map_err(Failed::Instantiate)?;
+            instance.ratchet_recovery_replica().call_decide(&mut store, *history).await.map_err(Failed::Run)
         })
         .instrument(span.clone())
         .await;

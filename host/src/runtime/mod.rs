@@ -148,7 +148,8 @@ impl Runtime {
     fn linker(&self, world: World) -> &Linker<CallCtx> {
         match world {
             World::RecoveryPhase => &self.phase_linker,
-            World::PlacementPolicy => &self.policy_linker,
+            // A replica policy imports what a placement policy does: `log`.
+            World::PlacementPolicy | World::ReplicaRecovery => &self.policy_linker,
         }
     }
 }

@@ -1,9 +1,9 @@
-//! The two worlds a plugin can satisfy, and linking a component against one.
+//! The worlds a plugin can satisfy, and linking a component against one.
 
 use wasmtime::component::Component;
 
 use super::{CallCtx, LoadError, Runtime};
-use crate::bindings::{PlacementPolicyPre, RecoveryPhasePre};
+use crate::bindings::{PlacementPolicyPre, RecoveryPhasePre, ReplicaRecoveryPre};
 
 /// A WIT world of the package `ratchet:recovery@0.1.0` that a plugin exports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -12,17 +12,20 @@ pub enum World {
     RecoveryPhase,
     /// A placement policy.
     PlacementPolicy,
+    /// A replica recovery policy.
+    ReplicaRecovery,
 }
 
 impl World {
     /// Every world, in the order `plugin check` tries them.
-    pub const ALL: [World; 2] = [World::RecoveryPhase, World::PlacementPolicy];
+    pub const ALL: [World; 3] = [World::RecoveryPhase, World::PlacementPolicy, World::ReplicaRecovery];
 
     /// The world's WIT name.
     pub fn name(self) -> &'static str {
         match self {
             World::RecoveryPhase => "recovery-phase",
             World::PlacementPolicy => "placement-policy",
+            World::ReplicaRecovery => "replica-recovery",
         }
     }
 
@@ -31,6 +34,7 @@ impl World {
         match self {
             World::RecoveryPhase => "ratchet:recovery/phase@0.1.0",
             World::PlacementPolicy => "ratchet:recovery/placement@0.1.0",
+            World::ReplicaRecovery => "ratchet:recovery/replica@0.1.0",
         }
     }
 }
@@ -48,6 +52,8 @@ pub enum Linked {
     Phase(RecoveryPhasePre<CallCtx>),
     /// A placement policy.
     Policy(PlacementPolicyPre<CallCtx>),
+    /// A replica recovery policy.
+    Replica(ReplicaRecoveryPre<CallCtx>),
 }
 
 impl Linked {
@@ -56,6 +62,7 @@ impl Linked {
         match self {
             Linked::Phase(_) => World::RecoveryPhase,
             Linked::Policy(_) => World::PlacementPolicy,
+            Linked::Replica(_) => World::ReplicaRecovery,
         }
     }
 }
@@ -79,6 +86,7 @@ pub(super) fn link(runtime: &Runtime, component: &Component, world: World) -> Re
     match world {
         World::RecoveryPhase => RecoveryPhasePre::new(pre).map(Linked::Phase),
         World::PlacementPolicy => PlacementPolicyPre::new(pre).map(Linked::Policy),
+        World::ReplicaRecovery => ReplicaRecoveryPre::new(pre).map(Linked::Replica),
     }
     .map_err(|e| wrong(format!("{e:#}")))
 }

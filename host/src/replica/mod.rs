@@ -1,0 +1,16 @@
+//! Replica recovery: how a storage replica that rejoins, or is recruited
+//! into a team, is brought up to date.
+//!
+//! The decision (zero-gap, catch-up, truncation, rebuild) is a plugin in the
+//! `replica-recovery` slot, which returns it with its proof. The host owns
+//! everything around it:
+//! - [`check`]: the plan must fit its figures;
+//! - [`session`]: epoch- and endpoint-bound sessions, frozen targets,
+//!   budgets that escalate to a rebuild, required truncations, and the
+//!   event log of every transition.
+
+pub mod check;
+pub mod session;
+
+pub use check::check_plan;
+pub use session::{Budget, ReplicaEvent, Session, SessionError, SessionId, SessionState, Sessions};
