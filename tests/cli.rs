@@ -205,3 +205,28 @@ fn cluster_commands_name_what_is_wrong() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--listen 256.0.0.1:1"), "{}", stderr(&out));
 }
+
+#[test]
+fn replica_plan_shows_the_policys_decision_and_the_hosts_verdict() {
+    let out = ratchet(&["replica", "plan", "--durable", "9", "--oldest", "10", "--committed", "50", "--checkpoint", "20"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("outcome  rebuild: snapshot at 20, then the tail"), "{text}");
+    assert!(text.contains("figures  durable 9, oldest retained 10 (exclusive), head 50, committed 50, checkpoint 20"), "{text}");
+    assert!(text.contains("host     accepts the plan"), "{text}");
+
+    let out = ratchet(&["replica", "plan", "--durable", "10", "--oldest", "10", "--committed", "50"]);
+    assert!(stdout(&out).contains("outcome  catch-up: replay (10, 50]"), "{}", stdout(&out));
+
+    // A policy that always answers zero-gap: the host refuses its plan.
+    let out = ratchet(&[
+        "replica", "plan", "--durable", "3", "--oldest", "10", "--committed", "50", "--plugin", fixtures::ALWAYS_ZERO_GAP,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("host     refuses the plan: zero-gap, but durable 3 is not committed 50"), "{}", stdout(&out));
+
+    // A placement policy is not a replica policy.
+    let out = ratchet(&["replica", "plan", "--durable", "3", "--oldest", "10", "--committed", "50", "--plugin", fixtures::SAME_NODE]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("does not satisfy the world `replica-recovery`"), "{}", stderr(&out));
+}

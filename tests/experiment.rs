@@ -131,6 +131,10 @@ fn bad_input_is_refused_with_a_reason() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown fault profile `hurricane` (known: none, default, crash"), "{}", stderr(&out));
 
+    let out = ratchet(&["experiment", "--faults", "zone-loss", "--zones", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("needs --zones 2 or more"), "{}", stderr(&out));
+
     let out = ratchet(&["experiment", "--seeds", "5..2"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("holds no seed"), "{}", stderr(&out));

@@ -86,6 +86,12 @@ pub fn run(args: ExperimentArgs, runtime: Runtime) -> Result<(), Failure> {
     if args.zones > args.nodes {
         return Err(Failure::input(format!("--zones {} is more than --nodes {}", args.zones, args.nodes)));
     }
+    if profile.zone_loss && args.zones < 2 {
+        return Err(Failure::input(format!(
+            "--faults {} loses a whole zone: it needs --zones 2 or more (a cluster in one zone cannot survive it)",
+            profile.name
+        )));
+    }
     let config = SimConfig {
         nodes: args.nodes as usize,
         zones: args.zones as usize,

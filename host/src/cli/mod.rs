@@ -7,6 +7,7 @@ mod cluster;
 mod demo;
 mod experiment;
 mod plugin;
+mod replica;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,9 @@ enum Command {
     /// simulator, check every run, and summarize (`--faults help` lists the
     /// fault profiles).
     Experiment(experiment::ExperimentArgs),
+    /// Ask a replica recovery policy what it would do, with its proof.
+    #[command(subcommand)]
+    Replica(replica::ReplicaCommand),
     /// Inspect and list plugin components.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -111,6 +115,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Plugin(command) => plugin::run(command, runtime),
         Command::Demo(args) => demo::run(args, runtime()?),
         Command::Experiment(args) => experiment::run(args, runtime()?),
+        Command::Replica(command) => replica::run(command, runtime()?),
         Command::Coordinator(args) => cluster::coordinator(args, runtime()?),
         Command::Worker(args) => cluster::worker(args),
         Command::Load(args) => cluster::load(args),
