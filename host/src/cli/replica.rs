@@ -71,12 +71,7 @@ pub fn run(command: ReplicaCommand, runtime: Runtime) -> Result<(), Failure> {
         h.committed_version,
         h.checkpoint_version.map_or("none".to_string(), |v| v.to_string())
     );
-    let verdict = if plan.history != history {
-        Err("the proof carries other figures than the ones given".to_string())
-    } else {
-        check_plan(&plan)
-    };
-    match verdict {
+    match check_plan(&history, &plan) {
         Ok(()) => {
             println!("host     accepts the plan");
             Ok(())

@@ -171,6 +171,11 @@ impl InProcessCluster {
         }
     }
 
+    /// The node hosting worker `id`, dead or alive.
+    pub fn node_of(&self, id: &str) -> Option<String> {
+        self.lock_state().workers.get(id).map(|w| w.descriptor.node.clone())
+    }
+
     /// Workers alive now, with their kinds.
     pub fn live_workers(&self) -> Vec<ServiceDescriptor> {
         self.lock_state().workers.values().filter(|w| w.alive).map(|w| w.descriptor.clone()).collect()

@@ -473,17 +473,7 @@ impl Registry {
                 let Linked::Policy(pre) = &shadow.linked else { return };
                 let info = CallInfo { version: shadow.info.number, ..info };
                 let answer = runtime.call_policy(pre, shadow.info.sha256, info, &limits, services, &request).await;
-                let decided = describe_placement(&answer);
-                let divergence = (decided != active).then(|| Divergence {
-                    slot: PLACEMENT.into(),
-                    active_version,
-                    shadow_version: shadow.info.number,
-                    epoch: 0,
-                    attempt: 0,
-                    active,
-                    shadow: decided,
-                    would_have_made: Vec::new(),
-                });
+                let divergence = policy_divergence(PLACEMENT, active_version, shadow.info.number, active, describe_placement(&answer));
                 sink.shadow_call(PLACEMENT, divergence);
             });
         }
@@ -507,17 +497,7 @@ impl Registry {
                 let Linked::Replica(pre) = &shadow.linked else { return };
                 let info = CallInfo { version: shadow.info.number, ..info };
                 let plan = runtime.call_replica(pre, shadow.info.sha256, info, &limits, services, &history).await;
-                let decided = describe_replica(&plan);
-                let divergence = (decided != active).then(|| Divergence {
-                    slot: REPLICA.into(),
-                    active_version,
-                    shadow_version: shadow.info.number,
-                    epoch: 0,
-                    attempt: 0,
-                    active,
-                    shadow: decided,
-                    would_have_made: Vec::new(),
-                });
+                let divergence = policy_divergence(REPLICA, active_version, shadow.info.number, active, describe_replica(&plan));
                 sink.shadow_call(REPLICA, divergence);
             });
         }
@@ -566,6 +546,21 @@ fn describe_phase(result: &Result<PhaseOutcome, CallError>) -> String {
 }
 
 /// A placement answer, for the same comparison: `vacancy -> node` pairs.
+/// A policy shadow's call (placement, replica recovery: no attempt, no host
+/// calls), if its decision differs from the active version's.
+fn policy_divergence(slot: &str, active_version: u32, shadow_version: u32, active: String, shadow: String) -> Option<Divergence> {
+    (shadow != active).then(|| Divergence {
+        slot: slot.into(),
+        active_version,
+        shadow_version,
+        epoch: 0,
+        attempt: 0,
+        active,
+        shadow,
+        would_have_made: Vec::new(),
+    })
+}
+
 fn describe_replica(result: &Result<ReplicaPlan, CallError>) -> String {
     match result {
         Ok(plan) => format!("{:?}", plan.outcome),

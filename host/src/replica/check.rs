@@ -3,9 +3,10 @@
 //! the plan fits the figures, so that no replica is ever told to claim data
 //! it does not have.
 
-use crate::bindings::types::{CatchUpPlan, RebuildPlan, ReplicaOutcome, ReplicaPlan};
+use crate::bindings::types::{CatchUpPlan, RebuildPlan, ReplicaHistory, ReplicaOutcome, ReplicaPlan};
 
-/// Checks `plan` against the figures it carries:
+/// Checks `plan`, made from the host's figures `given`: its proof must carry
+/// exactly those figures, and the plan must fit them:
 ///
 /// - zero-gap only when the durable version is the committed one;
 /// - a truncation only for a replica ahead of committed, and to committed;
@@ -14,7 +15,10 @@ use crate::bindings::types::{CatchUpPlan, RebuildPlan, ReplicaOutcome, ReplicaPl
 /// - a snapshot+tail only from the trusted checkpoint, within retention and
 ///   at most committed;
 /// - a full rebuild always (it claims nothing).
-pub fn check_plan(plan: &ReplicaPlan) -> Result<(), String> {
+pub fn check_plan(given: &ReplicaHistory, plan: &ReplicaPlan) -> Result<(), String> {
+    if &plan.history != given {
+        return Err(format!("the proof carries figures {:?}, not the host's {given:?}", plan.history));
+    }
     let h = &plan.history;
     let (d, oldest, head, committed) = (h.durable_version, h.oldest_retained, h.head_version, h.committed_version);
     if oldest > head || committed > head {
@@ -54,7 +58,7 @@ pub fn check_plan(plan: &ReplicaPlan) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::types::{ReplicaHistory, VersionRange};
+    use crate::bindings::types::VersionRange;
 
     fn plan(outcome: ReplicaOutcome, durable: u64, oldest: u64, committed: u64, checkpoint: Option<u64>) -> ReplicaPlan {
         let history = ReplicaHistory {
@@ -67,22 +71,26 @@ mod tests {
         ReplicaPlan { outcome, history, reason: String::new() }
     }
 
+    fn check(plan: &ReplicaPlan) -> Result<(), String> {
+        check_plan(&plan.history, plan)
+    }
+
     fn replay(after: u64, through: u64) -> ReplicaOutcome {
         ReplicaOutcome::CatchUp(CatchUpPlan::Replay(VersionRange { after, through }))
     }
 
     #[test]
     fn plans_that_fit_their_figures_pass() {
-        assert!(check_plan(&plan(ReplicaOutcome::ZeroGap, 50, 10, 50, None)).is_ok());
-        assert!(check_plan(&plan(ReplicaOutcome::CatchUp(CatchUpPlan::Truncate(50)), 60, 10, 50, None)).is_ok());
-        assert!(check_plan(&plan(replay(10, 50), 10, 10, 50, None)).is_ok());
-        assert!(check_plan(&plan(ReplicaOutcome::Rebuild(RebuildPlan::SnapshotTail(10)), 3, 10, 50, Some(10))).is_ok());
-        assert!(check_plan(&plan(ReplicaOutcome::Rebuild(RebuildPlan::Full), 50, 10, 50, None)).is_ok());
+        assert!(check(&plan(ReplicaOutcome::ZeroGap, 50, 10, 50, None)).is_ok());
+        assert!(check(&plan(ReplicaOutcome::CatchUp(CatchUpPlan::Truncate(50)), 60, 10, 50, None)).is_ok());
+        assert!(check(&plan(replay(10, 50), 10, 10, 50, None)).is_ok());
+        assert!(check(&plan(ReplicaOutcome::Rebuild(RebuildPlan::SnapshotTail(10)), 3, 10, 50, Some(10))).is_ok());
+        assert!(check(&plan(ReplicaOutcome::Rebuild(RebuildPlan::Full), 50, 10, 50, None)).is_ok());
     }
 
     #[test]
     fn plans_that_would_claim_data_the_replica_lacks_are_refused() {
-        let refused = |p: ReplicaPlan| check_plan(&p).unwrap_err();
+        let refused = |p: ReplicaPlan| check(&p).unwrap_err();
         assert!(refused(plan(ReplicaOutcome::ZeroGap, 40, 10, 50, None)).contains("zero-gap"));
         assert!(refused(plan(replay(9, 50), 9, 10, 50, None)).contains("retain only"));
         assert!(refused(plan(replay(10, 40), 10, 10, 50, None)).contains("the gap is (10, 50]"));
@@ -92,5 +100,9 @@ mod tests {
         let mut inconsistent = plan(ReplicaOutcome::Rebuild(RebuildPlan::Full), 3, 10, 50, None);
         inconsistent.history.head_version = 40;
         assert!(refused(inconsistent).contains("inconsistent"));
+        let honest = plan(ReplicaOutcome::Rebuild(RebuildPlan::Full), 3, 10, 50, None);
+        let mut forged = honest.clone();
+        forged.history.durable_version = 9;
+        assert!(check_plan(&honest.history, &forged).unwrap_err().contains("not the host's"));
     }
 }

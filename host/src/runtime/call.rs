@@ -80,16 +80,11 @@ impl Runtime {
         services: Arc<dyn HostServices>,
         state: &AttemptState,
     ) -> Result<PhaseOutcome, CallError> {
-        let span = call_span(&info);
-        let mut store = self.new_store(info, limits, services);
-        let started = Instant::now();
-        let result = bounded(limits, async {
-            let instance = pre.instantiate_async(&mut store).await.map_err(Failed::Instantiate)?;
-            instance.ratchet_recovery_phase().call_run(&mut store, state).await.map_err(Failed::Run)
+        self.sandboxed(digest, info, limits, services, async |store| {
+            let instance = pre.instantiate_async(&mut *store).await.map_err(Failed::Instantiate)?;
+            instance.ratchet_recovery_phase().call_run(store, state).await.map_err(Failed::Run)
         })
-        .instrument(span.clone())
-        .await;
-        span.in_scope(|| finish(store, digest, limits, started, result))
+        .await
     }
 
     /// Runs a placement policy once in a fresh sandbox.
@@ -102,16 +97,11 @@ impl Runtime {
         services: Arc<dyn HostServices>,
         request: &PlacementRequest,
     ) -> Result<Result<Vec<Assignment>, PlacementError>, CallError> {
-        let span = call_span(&info);
-        let mut store = self.new_store(info, limits, services);
-        let started = Instant::now();
-        let result = bounded(limits, async {
-            let instance = pre.instantiate_async(&mut store).await.map_err(Failed::Instantiate)?;
-            instance.ratchet_recovery_placement().call_place(&mut store, request).await.map_err(Failed::Run)
+        self.sandboxed(digest, info, limits, services, async |store| {
+            let instance = pre.instantiate_async(&mut *store).await.map_err(Failed::Instantiate)?;
+            instance.ratchet_recovery_placement().call_place(store, request).await.map_err(Failed::Run)
         })
-        .instrument(span.clone())
-        .await;
-        span.in_scope(|| finish(store, digest, limits, started, result))
+        .await
     }
 
     /// Runs a replica recovery policy once in a fresh sandbox.
@@ -124,15 +114,27 @@ impl Runtime {
         services: Arc<dyn HostServices>,
         history: &ReplicaHistory,
     ) -> Result<ReplicaPlan, CallError> {
+        self.sandboxed(digest, info, limits, services, async |store| {
+            let instance = pre.instantiate_async(&mut *store).await.map_err(Failed::Instantiate)?;
+            instance.ratchet_recovery_replica().call_decide(store, *history).await.map_err(Failed::Run)
+        })
+        .await
+    }
+
+    /// Runs `call` (instantiate, then call the export) in a fresh store under
+    /// `limits`, in the call's span, and turns its end into a result.
+    async fn sandboxed<T>(
+        &self,
+        digest: Digest256,
+        info: CallInfo,
+        limits: &Limits,
+        services: Arc<dyn HostServices>,
+        call: impl AsyncFnOnce(&mut Store<CallCtx>) -> Result<T, Failed>,
+    ) -> Result<T, CallError> {
         let span = call_span(&info);
         let mut store = self.new_store(info, limits, services);
         let started = Instant::now();
-        let result = bounded(limits, async {
-            let instance = pre.instantiate_async(&mut store).await.map_err(Failed::Instantiate)?;
-            instance.ratchet_recovery_replica().call_decide(&mut store, *history).await.map_err(Failed::Run)
-        })
-        .instrument(span.clone())
-        .await;
+        let result = bounded(limits, call(&mut store)).instrument(span.clone()).await;
         span.in_scope(|| finish(store, digest, limits, started, result))
     }
 

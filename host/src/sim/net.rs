@@ -191,10 +191,6 @@ impl SimCluster {
         &self.inner
     }
 
-    async fn node_of(&self, id: &str) -> Option<String> {
-        self.inner.services().await.into_iter().find(|s| s.id == id).map(|s| s.node)
-    }
-
     /// Carries one call across the network. `op` is the request's effect on
     /// the service, run once per delivery.
     async fn call<'a, T>(
@@ -282,7 +278,7 @@ impl Cluster for SimCluster {
     }
 
     async fn lock(&self, id: &str, epoch: Epoch) -> Result<LockInfo, ClusterError> {
-        let node = self.node_of(id).await;
+        let node = self.inner.node_of(id);
         self.call(format!("lock {id} e{epoch}"), node, true, Some((id, epoch)), || {
             Box::pin(async move {
                 let result = self.inner.lock(id, epoch).await;
@@ -318,7 +314,7 @@ impl Cluster for SimCluster {
         first: Version,
         last: Version,
     ) -> Result<(), ClusterError> {
-        let node = self.node_of(target).await;
+        let node = self.inner.node_of(target);
         let what = format!("recover {target} tags {tags:?} [{first}, {last}] from {} e{epoch}", sources.join(","));
         self.call(what, node, true, None, || {
             Box::pin(async move {
@@ -347,7 +343,7 @@ impl Cluster for SimCluster {
     }
 
     async fn unlock(&self, id: &str, epoch: Epoch, layout: &Layout) -> Result<(), ClusterError> {
-        let node = self.node_of(id).await;
+        let node = self.inner.node_of(id);
         self.call(format!("unlock {id} e{epoch}"), node, true, None, || {
             Box::pin(async move {
                 let result = self.inner.unlock(id, epoch, layout).await;
