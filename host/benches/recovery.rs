@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use ratchet::bindings::types::{
     Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, RecoveryConfig,
+    ReplicaHistory, ReplicaPlan,
 };
 use ratchet::cluster::InProcessCluster;
 use ratchet::coordinator::MemoryStore;
@@ -221,6 +222,10 @@ impl Plugins for NativePlugins {
     ) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
         let answer = <policy_spread_zones::SpreadZones as PlacementPolicy>::place(convert(request));
         Ok(convert(&answer))
+    }
+
+    async fn replica_plan(&self, history: &ReplicaHistory) -> Result<ReplicaPlan, InvokeError> {
+        Ok(convert(&replica_recovery_default::decide(convert(history))))
     }
 }
 

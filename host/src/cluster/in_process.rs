@@ -8,12 +8,15 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-
-use super::Cluster;
+use super::{Cluster, PulledPage, SnapshotPage};
 use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
-use crate::services::{CommitProxy, LogService, Mutation, Resolver, Sequencer, ServiceError, StorageService};
+use crate::replica::{Budget, Sessions};
+use crate::services::{
+    CommitProxy, LogService, Mutation, Resolver, Sequencer, ServiceError, StagedSnapshots, StorageService,
+};
+use crate::worker::protocol::PAGE_BYTES;
 
 /// A node to create the cluster with.
 #[derive(Clone, Debug)]
@@ -73,12 +76,22 @@ struct State {
     live: Option<Arc<Layout>>,
     /// The newest version acknowledged by the live generation.
     committed: Version,
+    /// How many versions a log keeps beyond what its replicas hold, if
+    /// logs are popped at all.
+    retention: Option<Version>,
+    /// Snapshot pages on their way to the replica they rebuild.
+    staged: StagedSnapshots,
+    /// Serving replicas the logs no longer hold the history of: they cannot
+    /// catch up by pulling, and the generation must be recovered (which
+    /// rebuilds them).
+    stranded: std::collections::BTreeSet<String>,
 }
 
 /// The in-process cluster.
 pub struct InProcessCluster {
     state: Mutex<State>,
     registrations: super::Registrations,
+    sessions: Mutex<Sessions>,
 }
 
 impl InProcessCluster {
@@ -88,6 +101,57 @@ impl InProcessCluster {
         InProcessCluster {
             state: Mutex::new(State { nodes, ..State::default() }),
             registrations: super::Registrations::new(),
+            sessions: Mutex::new(Sessions::new(Budget::default())),
+        }
+    }
+
+    /// Logs keep `versions` versions before the newest, and pop older ones
+    /// as the pump finds them applied by some live replica of their shard.
+    /// A replica that falls further behind must be rebuilt. By default logs
+    /// are never popped.
+    pub fn with_retention(self, versions: Version) -> Self {
+        self.lock_state().retention = Some(versions);
+        self
+    }
+
+    /// Bounds every replica recovery session by `budget`.
+    pub fn with_replica_budget(self, budget: Budget) -> Self {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).set_budget(budget);
+        self
+    }
+
+    /// Every serving replica of each team of the live generation, with its
+    /// durable version and its data: to check that replicas agree.
+    pub fn team_contents(&self) -> Vec<(ShardTag, Vec<(String, Version, BTreeMap<String, String>)>)> {
+        let state = self.lock_state();
+        let Some(layout) = state.live.as_ref() else { return Vec::new() };
+        layout
+            .storage_teams
+            .iter()
+            .map(|team| {
+                let members = team
+                    .storage_ids
+                    .iter()
+                    .filter_map(|id| match state.role(id) {
+                        Ok(Role::Storage(s)) => Some((id.clone(), s.durable_version(), s.contents().clone())),
+                        _ => None,
+                    })
+                    .collect();
+                (team.tag, members)
+            })
+            .collect()
+    }
+
+    /// For tests of truncation: replica `id` applies `writes` at `version`,
+    /// which the cluster never acknowledged, as a replica that pulled from
+    /// a log ahead of a commit that then failed. Requires the lock of `epoch`.
+    pub fn apply_unacknowledged(&self, id: &str, epoch: Epoch, version: Version, writes: &[(String, String)]) -> Result<(), ClusterError> {
+        let mut state = self.lock_state();
+        let tag = state.live.as_deref().map_or(0, |layout| tag_of(layout, writes.first().map_or("", |(k, _)| k)));
+        let mutations = writes.iter().map(|(key, value)| (version, Mutation { tag, key: key.clone(), value: value.clone() })).collect();
+        match state.role_mut(id)? {
+            Role::Storage(storage) => Ok(storage.recover_apply(epoch, mutations, version)?),
+            _ => Err(ClusterError::Failed(format!("{id} is not a storage server"))),
         }
     }
 
@@ -238,29 +302,46 @@ impl InProcessCluster {
                     Ok(Role::Storage(s)) if s.is_serving() => s.durable_version(),
                     _ => continue,
                 };
+                let mut missing = false;
                 let source = layout.logs.iter().filter(|l| l.tags.contains(&team.tag)).find_map(|l| {
-                    match state.role(&l.id) {
-                        Ok(Role::Log(log)) if log.last_version() >= upto => Some(log.pull(team.tag, after, upto)),
+                    match state.role(&l.id).map(|role| match role {
+                        Role::Log(log) => log.pull(team.tag, after, upto),
+                        _ => Ok(Vec::new()),
+                    }) {
+                        Ok(Ok(mutations)) => Some(mutations),
+                        Ok(Err(ServiceError::Missing { oldest, .. })) if after < oldest.saturating_sub(1) => {
+                            missing = true;
+                            None
+                        }
                         _ => None,
                     }
                 });
+                if missing && source.is_none() {
+                    state.stranded.insert(member.clone());
+                }
                 if let (Some(mutations), Ok(Role::Storage(storage))) = (source, state.role_mut(member)) {
                     storage.apply(mutations, upto);
                 }
             }
         }
+        if let Some(retention) = state.retention {
+            state.pop_logs(&layout, retention);
+        }
     }
 
-    /// Reads `key` from a live replica of its team.
+    /// Reads `key` from a live replica of its team that holds every
+    /// acknowledged version (after a [`InProcessCluster::pump`], each one
+    /// that could catch up does).
     pub fn read(&self, key: &str) -> Option<String> {
         let state = self.lock_state();
         let layout = state.live.as_ref()?;
         let tag = tag_of(layout, key);
         let team = layout.storage_teams.iter().find(|t| t.tag == tag)?;
+        let current = |s: &StorageService| s.is_serving() && s.durable_version() >= state.committed;
         team.storage_ids.iter().find_map(|id| match state.role(id) {
-            Ok(Role::Storage(s)) if s.is_serving() => s.read(key).map(str::to_string),
+            Ok(Role::Storage(s)) if current(s) => Some(s.read(key).map(str::to_string)),
             _ => None,
-        })
+        })?
     }
 
     /// A member of the live generation that is down or no longer serves it
@@ -271,6 +352,9 @@ impl InProcessCluster {
         let layout = state.live.as_ref()?;
         let epoch = layout.epoch;
         layout.services.iter().map(|s| &s.id).find(|id| {
+            if state.stranded.contains(*id) {
+                return true;
+            }
             let serves = match state.role(id) {
                 Ok(Role::Log(log)) => log.serves(epoch),
                 Ok(Role::Storage(storage)) => storage.serves(epoch),
@@ -309,6 +393,31 @@ pub fn tag_of(layout: &Layout, key: &str) -> ShardTag {
 }
 
 impl State {
+    /// Pops each live log of `layout` to `retention` versions before its
+    /// newest, but never past what some live replica of each of its shards
+    /// holds: the logs may drop a lagging replica's history, never the
+    /// data itself.
+    fn pop_logs(&mut self, layout: &Layout, retention: Version) {
+        let held: BTreeMap<ShardTag, Version> = layout
+            .storage_teams
+            .iter()
+            .map(|team| {
+                let best = team.storage_ids.iter().filter_map(|id| match self.role(id) {
+                    Ok(Role::Storage(s)) if s.is_serving() => Some(s.durable_version()),
+                    _ => None,
+                });
+                (team.tag, best.max().unwrap_or(0))
+            })
+            .collect();
+        for log in &layout.logs {
+            let floor = log.tags.iter().map(|tag| held.get(tag).copied().unwrap_or(0)).min().unwrap_or(0);
+            if let Ok(Role::Log(service)) = self.role_mut(&log.id) {
+                let through = service.last_version().saturating_sub(retention).min(floor);
+                service.pop(through);
+            }
+        }
+    }
+
     fn worker(&self, id: &str) -> Result<&Worker, ClusterError> {
         match self.workers.get(id) {
             None => Err(ClusterError::NotFound(id.to_string())),
@@ -357,6 +466,13 @@ impl State {
 
     /// Marks a worker alive or dead, keeping its node's load in step.
     fn set_alive(&mut self, id: &str, alive: bool) -> bool {
+        if !self.workers.contains_key(id) {
+            return false;
+        }
+        if !alive {
+            // What it held in memory only is gone.
+            self.staged.discard(id);
+        }
         let Some(worker) = self.workers.get_mut(id) else { return false };
         if worker.alive != alive {
             worker.alive = alive;
@@ -485,29 +601,16 @@ impl Cluster for InProcessCluster {
     }
 
     async fn unlock(&self, id: &str, epoch: Epoch, layout: &Layout) -> Result<(), ClusterError> {
-        let mut guard = self.lock_state();
-        let state = &mut *guard;
-        // A replica new to its team (still empty) is seeded from a live
-        // teammate first.
-        let empty = matches!(state.role(id), Ok(Role::Storage(s)) if s.durable_version() == 0);
-        let seed = layout.storage_teams.iter().filter(|_| empty).find(|t| t.storage_ids.iter().any(|s| s == id)).and_then(|team| {
-            team.storage_ids.iter().filter(|s| *s != id).find_map(|mate| match state.role(mate) {
-                Ok(Role::Storage(s)) => Some(s.snapshot()),
-                _ => None,
-            })
-        });
+        // A storage replica was brought up to date by replica recovery
+        // before this (see `crate::replica`).
+        let mut state = self.lock_state();
         match state.role_mut(id)? {
             Role::Log(log) => {
                 let tags: Vec<ShardTag> =
                     layout.logs.iter().find(|l| l.id == id).map(|l| l.tags.clone()).unwrap_or_default();
                 log.unlock(epoch, &tags, layout.recovery_version)?;
             }
-            Role::Storage(storage) => {
-                if let Some(snapshot) = seed {
-                    storage.install(snapshot);
-                }
-                storage.unlock(epoch)?;
-            }
+            Role::Storage(storage) => storage.unlock(epoch)?,
             Role::Proxy(proxy) => proxy.unlock(epoch)?,
             Role::Sequencer(role) if role.epoch() == epoch => {}
             Role::Resolver(role) if role.epoch() == epoch => {}
@@ -521,6 +624,7 @@ impl Cluster for InProcessCluster {
         let mut state = self.lock_state();
         state.committed = state.committed.max(layout.recovery_version);
         state.live = Some(Arc::new(layout.clone()));
+        state.stranded.clear();
     }
 
     async fn release(&self, id: &str) {
@@ -532,5 +636,75 @@ impl Cluster for InProcessCluster {
 
     fn registrations(&self) -> super::RegistrationWatch {
         self.registrations.subscribe()
+    }
+
+    fn replica_sessions(&self) -> &Mutex<Sessions> {
+        &self.sessions
+    }
+
+    async fn replica_state(&self, id: &str) -> Result<(Version, String), ClusterError> {
+        let state = self.lock_state();
+        let worker = state.worker(id)?;
+        match &worker.role {
+            Role::Storage(storage) => Ok((storage.durable_version(), worker.descriptor.node.clone())),
+            _ => Err(ClusterError::Failed(format!("{id} is not a storage server"))),
+        }
+    }
+
+    async fn log_retained(&self, id: &str) -> Result<(Version, Version), ClusterError> {
+        match self.lock_state().role(id)? {
+            Role::Log(log) => Ok(log.retained()),
+            _ => Err(ClusterError::Failed(format!("{id} is not a log"))),
+        }
+    }
+
+    async fn pull(&self, log: &str, tag: ShardTag, after: Version, upto: Version) -> Result<PulledPage, ClusterError> {
+        match self.lock_state().role(log)? {
+            Role::Log(service) => Ok(service.pull_page(tag, after, upto, PAGE_BYTES)?),
+            _ => Err(ClusterError::Failed(format!("{log} is not a log"))),
+        }
+    }
+
+    async fn recover_apply(&self, id: &str, epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version) -> Result<(), ClusterError> {
+        match self.lock_state().role_mut(id)? {
+            Role::Storage(storage) => Ok(storage.recover_apply(epoch, mutations, upto)?),
+            _ => Err(ClusterError::Failed(format!("{id} is not a storage server"))),
+        }
+    }
+
+    async fn truncate(&self, id: &str, epoch: Epoch, to: Version) -> Result<(), ClusterError> {
+        match self.lock_state().role_mut(id)? {
+            Role::Storage(storage) => Ok(storage.truncate(epoch, to)?),
+            _ => Err(ClusterError::Failed(format!("{id} is not a storage server"))),
+        }
+    }
+
+    async fn snapshot_page(&self, id: &str, after: Option<String>) -> Result<SnapshotPage, ClusterError> {
+        match self.lock_state().role(id)? {
+            Role::Storage(storage) => Ok(storage.snapshot_page(after.as_deref(), PAGE_BYTES)),
+            _ => Err(ClusterError::Failed(format!("{id} is not a storage server"))),
+        }
+    }
+
+    async fn rebuild_page(
+        &self,
+        id: &str,
+        epoch: Epoch,
+        version: Version,
+        entries: Vec<(String, String)>,
+        first: bool,
+        last: bool,
+    ) -> Result<(), ClusterError> {
+        let mut guard = self.lock_state();
+        let state = &mut *guard;
+        let Role::Storage(_) = state.role(id)? else {
+            return Err(ClusterError::Failed(format!("{id} is not a storage server")));
+        };
+        if let Some(snapshot) = state.staged.page(id, version, entries, first, last)?
+            && let Ok(Role::Storage(storage)) = state.role_mut(id)
+        {
+            storage.rebuild(epoch, snapshot)?;
+        }
+        Ok(())
     }
 }

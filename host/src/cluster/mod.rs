@@ -15,7 +15,15 @@ pub use remote::RemoteCluster;
 use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
-use crate::services::ServiceError;
+use crate::replica::Sessions;
+use crate::services::{Mutation, ServiceError};
+
+/// A page of a replica's data: the version it is durable at, the keys and
+/// values, and whether more keys follow.
+pub type SnapshotPage = (Version, Vec<(String, String)>, bool);
+
+/// A page pulled from a log: the mutations, and the last version it covers.
+pub type PulledPage = (Vec<(Version, Mutation)>, Version);
 
 /// The operations a director performs on a cluster. Every call that changes a
 /// service carries the attempt's epoch, and the service enforces its lock.
@@ -54,6 +62,38 @@ pub trait Cluster: Send + Sync {
     /// A counter that rises whenever a service registers or comes back, so a
     /// stalled director can retry at once.
     fn registrations(&self) -> RegistrationWatch;
+
+    // Replica recovery: the figures it decides on and the moves it makes
+    // (see `crate::replica`). Every change carries the recovery's epoch and
+    // the replica enforces its lock.
+
+    /// The replica recovery sessions of this cluster and their event log.
+    fn replica_sessions(&self) -> &std::sync::Mutex<Sessions>;
+    /// A storage replica's durable version, and the endpoint it is reached at.
+    async fn replica_state(&self, id: &str) -> Result<(Version, String), ClusterError>;
+    /// The versions a log retains: `(oldest, last]`.
+    async fn log_retained(&self, id: &str) -> Result<(Version, Version), ClusterError>;
+    /// A page of the mutations of `tag` in `(after, upto]` held by log `log`.
+    async fn pull(&self, log: &str, tag: ShardTag, after: Version, upto: Version) -> Result<PulledPage, ClusterError>;
+    /// Applies pulled mutations to a replica locked by `epoch`, durable up to `upto`.
+    async fn recover_apply(&self, id: &str, epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version)
+    -> Result<(), ClusterError>;
+    /// Rolls a replica locked by `epoch` back to `to`.
+    async fn truncate(&self, id: &str, epoch: Epoch, to: Version) -> Result<(), ClusterError>;
+    /// A page of replica `id`'s data: the keys after `after`.
+    async fn snapshot_page(&self, id: &str, after: Option<String>) -> Result<SnapshotPage, ClusterError>;
+    /// A page of a teammate's snapshot for replica `id`, locked by `epoch`:
+    /// `first` starts the transfer; with `last` the replica's data is
+    /// replaced, whole, by the snapshot at `version`.
+    async fn rebuild_page(
+        &self,
+        id: &str,
+        epoch: Epoch,
+        version: Version,
+        entries: Vec<(String, String)>,
+        first: bool,
+        last: bool,
+    ) -> Result<(), ClusterError>;
 }
 
 impl From<ServiceError> for ClusterError {

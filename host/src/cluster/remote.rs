@@ -14,10 +14,12 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::join_all;
 
-use super::{Cluster, CommitError, tag_of};
+use super::{Cluster, CommitError, PulledPage, SnapshotPage, tag_of};
 use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
+use crate::replica::{Budget, Sessions};
+use crate::services::Mutation;
 use crate::transport::{Client, TransportConfig};
 use crate::worker::{WorkerProtocol, WorkerReply, WorkerRequest};
 
@@ -43,6 +45,7 @@ pub struct RemoteCluster {
     next_proxy: AtomicUsize,
     /// Proxies whose generation broke, as last surveyed.
     broken: Mutex<BTreeSet<String>>,
+    sessions: Mutex<Sessions>,
 }
 
 impl RemoteCluster {
@@ -57,6 +60,7 @@ impl RemoteCluster {
             registrations: super::Registrations::new(),
             next_proxy: AtomicUsize::new(0),
             broken: Mutex::default(),
+            sessions: Mutex::new(Sessions::new(Budget::default())),
         }
     }
 
@@ -192,35 +196,6 @@ impl RemoteCluster {
         Err(ClusterError::Unreachable(format!("no replica of team {tag} reached version {committed}")))
     }
 
-    /// Copies teammate `mate`'s data into the empty replica `id`, a page at a
-    /// time; returns the version it was durable at. Starts over (a few times)
-    /// when the teammate's version moves during the copy, so a seeded
-    /// replica never holds pages of two versions.
-    async fn seed(&self, id: &str, mate: &str) -> Result<Version, ClusterError> {
-        'transfer: for _ in 0..3 {
-            let (mut after, mut first, mut version) = (None, true, None);
-            loop {
-                let reply = self.ask(mate, WorkerRequest::Snapshot { id: mate.into(), after: after.clone() }).await;
-                let (page_version, entries, more) = match reply {
-                    Ok(WorkerReply::SnapshotPage { version, entries, more }) => (version, entries, more),
-                    other => return Err(unexpected(other)),
-                };
-                if version.is_some_and(|v| v != page_version) {
-                    continue 'transfer;
-                }
-                version = Some(page_version);
-                after = entries.last().map(|(key, _)| key.clone());
-                let install = WorkerRequest::Install { id: id.into(), version: page_version, entries, first, last: !more };
-                self.ask(id, install).await?;
-                first = false;
-                if !more {
-                    return Ok(page_version);
-                }
-            }
-        }
-        Err(ClusterError::Failed(format!("{mate} kept changing while it was copied")))
-    }
-
     /// Sends `request` to the worker hosting service `id`.
     async fn ask(&self, id: &str, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
         let known = lock(&self.directory).get(id).cloned();
@@ -351,28 +326,8 @@ impl Cluster for RemoteCluster {
     }
 
     async fn unlock(&self, id: &str, epoch: Epoch, layout: &Layout) -> Result<(), ClusterError> {
-        // A replica new to its team (still empty) is seeded from a teammate
-        // first; it is never unlocked empty while a teammate holds data.
-        if let Ok(WorkerReply::Value { durable: 0, .. }) = self.ask(id, WorkerRequest::Read { id: id.into(), key: String::new() }).await
-            && let Some(team) = layout.storage_teams.iter().find(|t| t.storage_ids.iter().any(|s| s == id))
-        {
-            let mut failures = Vec::new();
-            let mut seeded = team.storage_ids.len() == 1;
-            for mate in team.storage_ids.iter().filter(|s| *s != id) {
-                match self.seed(id, mate).await {
-                    Ok(version) => {
-                        seeded = true;
-                        if version > 0 {
-                            break;
-                        }
-                    }
-                    Err(err) => failures.push(format!("{mate}: {err:?}")),
-                }
-            }
-            if !seeded {
-                return Err(ClusterError::Unreachable(format!("no teammate could seed {id}: {}", failures.join("; "))));
-            }
-        }
+        // A storage replica was brought up to date by replica recovery
+        // before this (see `crate::replica`).
         self.ask(id, WorkerRequest::Unlock { id: id.into(), epoch, layout: layout.clone() }).await.map(drop)
     }
 
@@ -388,6 +343,62 @@ impl Cluster for RemoteCluster {
 
     fn registrations(&self) -> super::RegistrationWatch {
         self.registrations.subscribe()
+    }
+
+    fn replica_sessions(&self) -> &Mutex<Sessions> {
+        &self.sessions
+    }
+
+    async fn replica_state(&self, id: &str) -> Result<(Version, String), ClusterError> {
+        match self.ask(id, WorkerRequest::Read { id: id.into(), key: String::new() }).await? {
+            WorkerReply::Value { durable, .. } => {
+                let node = lock(&self.directory).get(id).cloned().unwrap_or_default();
+                let endpoint = lock(&self.members).get(&node).map(|m| m.addr.clone()).unwrap_or(node);
+                Ok((durable, endpoint))
+            }
+            other => Err(unexpected(Ok(other))),
+        }
+    }
+
+    async fn log_retained(&self, id: &str) -> Result<(Version, Version), ClusterError> {
+        match self.ask(id, WorkerRequest::Retained { id: id.into() }).await? {
+            WorkerReply::Retained { after, last } => Ok((after, last)),
+            other => Err(unexpected(Ok(other))),
+        }
+    }
+
+    async fn pull(&self, log: &str, tag: ShardTag, after: Version, upto: Version) -> Result<PulledPage, ClusterError> {
+        match self.ask(log, WorkerRequest::Pull { id: log.into(), tag, after, upto }).await? {
+            WorkerReply::Pulled { mutations, through, .. } => Ok((mutations, through)),
+            other => Err(unexpected(Ok(other))),
+        }
+    }
+
+    async fn recover_apply(&self, id: &str, epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version) -> Result<(), ClusterError> {
+        self.ask(id, WorkerRequest::RecoverApply { id: id.into(), epoch, mutations, upto }).await.map(drop)
+    }
+
+    async fn truncate(&self, id: &str, epoch: Epoch, to: Version) -> Result<(), ClusterError> {
+        self.ask(id, WorkerRequest::Truncate { id: id.into(), epoch, to }).await.map(drop)
+    }
+
+    async fn snapshot_page(&self, id: &str, after: Option<String>) -> Result<SnapshotPage, ClusterError> {
+        match self.ask(id, WorkerRequest::Snapshot { id: id.into(), after }).await? {
+            WorkerReply::SnapshotPage { version, entries, more } => Ok((version, entries, more)),
+            other => Err(unexpected(Ok(other))),
+        }
+    }
+
+    async fn rebuild_page(
+        &self,
+        id: &str,
+        epoch: Epoch,
+        version: Version,
+        entries: Vec<(String, String)>,
+        first: bool,
+        last: bool,
+    ) -> Result<(), ClusterError> {
+        self.ask(id, WorkerRequest::Rebuild { id: id.into(), epoch, version, entries, first, last }).await.map(drop)
     }
 }
 

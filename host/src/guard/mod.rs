@@ -367,10 +367,18 @@ impl HostServices for AttemptGuard {
             return ids.iter().map(|_| Err(refusal.clone())).collect();
         }
         let layout = &layout;
-        let calls = ids.iter().map(|id| async move {
+        // A storage replica serves only once it holds the recovery version:
+        // replica recovery brings each there first, while every teammate is
+        // still locked (a snapshot source does not move).
+        let recoveries = ids.iter().map(|id| async move {
             if !self.holds(id) {
                 return Err(self.refuse("I4", format!("{id} is not locked by epoch {} and may not be unlocked", self.epoch)));
             }
+            self.note(crate::replica::recover_replica(&*self.registry, &*self.cluster, layout, self.epoch, id).await)
+        });
+        let recovered = futures::future::join_all(recoveries).await;
+        let calls = ids.iter().zip(recovered).map(|(id, recovered)| async move {
+            recovered?;
             self.note(self.cluster.unlock(id, self.epoch, layout).await)
         });
         futures::future::join_all(calls).await

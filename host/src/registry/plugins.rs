@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use super::{InvokeError, Registry};
-use crate::bindings::types::{Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest};
+use crate::bindings::types::{
+    Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan,
+};
 use crate::runtime::{Detached, HostServices};
 
 /// The phases and the placement policy a director runs. The [`Registry`]
@@ -22,6 +24,9 @@ pub trait Plugins: Send + Sync {
     /// Asks the placement policy.
     async fn place(&self, request: &PlacementRequest)
     -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError>;
+
+    /// Asks the replica recovery policy how to bring a replica up to date.
+    async fn replica_plan(&self, history: &ReplicaHistory) -> Result<ReplicaPlan, InvokeError>;
 }
 
 #[async_trait::async_trait]
@@ -41,5 +46,9 @@ impl Plugins for Registry {
     ) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
         // A placement policy imports only `log`: it reaches nothing else.
         self.call_placement(request, Arc::new(Detached::default())).await
+    }
+
+    async fn replica_plan(&self, history: &ReplicaHistory) -> Result<ReplicaPlan, InvokeError> {
+        self.call_replica(history).await
     }
 }

@@ -7,10 +7,14 @@
 //! - [`check`]: the plan must fit its figures;
 //! - [`session`]: epoch- and endpoint-bound sessions, frozen targets,
 //!   budgets that escalate to a rebuild, required truncations, and the
-//!   event log of every transition.
+//!   event log of every transition;
+//! - [`recover`]: the figures, the plan and the moves, on any
+//!   [`Cluster`](crate::cluster::Cluster), before a replica serves.
 
 pub mod check;
+pub mod recover;
 pub mod session;
 
 pub use check::check_plan;
+pub use recover::recover_replica;
 pub use session::{Budget, ReplicaEvent, Session, SessionError, SessionId, SessionState, Sessions};

@@ -23,6 +23,9 @@ use tokio::time::Instant;
 use super::check::check_plan;
 use crate::bindings::types::{CatchUpPlan, Epoch, ReplicaHistory, ReplicaOutcome, ReplicaPlan, Version};
 
+/// How many of the newest events the log keeps (at least).
+pub const EVENTS_KEPT: usize = 1_000;
+
 /// A session's id, unique within a [`Sessions`].
 pub type SessionId = u64;
 
@@ -54,6 +57,9 @@ pub enum SessionState {
     Invalidated(String),
     /// It broke its budget; the replica must be rebuilt.
     Escalated(String),
+    /// A step failed (a worker down, no source); the recovery attempt
+    /// will try again, in a new session.
+    Abandoned(String),
 }
 
 impl SessionState {
@@ -63,6 +69,7 @@ impl SessionState {
             SessionState::Completed => "completed",
             SessionState::Invalidated(_) => "invalidated",
             SessionState::Escalated(_) => "escalated",
+            SessionState::Abandoned(_) => "abandoned",
         }
     }
 }
@@ -154,7 +161,7 @@ pub struct ReplicaEvent {
     /// The epoch.
     pub epoch: Epoch,
     /// The new state: `opened`, `progress`, `truncated`, `completed`,
-    /// `invalidated`, `escalated`, `refused`.
+    /// `invalidated`, `escalated`, `abandoned`, `refused`.
     pub event: String,
     /// The figures or the reason.
     pub detail: String,
@@ -163,6 +170,19 @@ pub struct ReplicaEvent {
 impl fmt::Display for ReplicaEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:>8} ms  #{:<4} {:<12} e{:<4} {:<11} {}", self.at_ms, self.session, self.replica, self.epoch, self.event, self.detail)
+    }
+}
+
+/// An outcome in a few words: `catch-up: replay (10, 50]`, `rebuild:
+/// snapshot at 40 + tail`...
+pub fn describe(outcome: &ReplicaOutcome) -> String {
+    use crate::bindings::types::RebuildPlan;
+    match outcome {
+        ReplicaOutcome::ZeroGap => "zero-gap".into(),
+        ReplicaOutcome::CatchUp(CatchUpPlan::Replay(range)) => format!("catch-up: replay ({}, {}]", range.after, range.through),
+        ReplicaOutcome::CatchUp(CatchUpPlan::Truncate(to)) => format!("catch-up: truncate to {to}"),
+        ReplicaOutcome::Rebuild(RebuildPlan::SnapshotTail(at)) => format!("rebuild: snapshot at {at} + tail"),
+        ReplicaOutcome::Rebuild(RebuildPlan::Full) => "rebuild: full".into(),
     }
 }
 
@@ -190,6 +210,11 @@ impl Sessions {
         }
     }
 
+    /// Bounds every session opened from now on by `budget`.
+    pub fn set_budget(&mut self, budget: Budget) {
+        self.budget = budget;
+    }
+
     /// The event log, oldest first.
     pub fn events(&self) -> &[ReplicaEvent] {
         &self.events
@@ -202,7 +227,12 @@ impl Sessions {
 
     fn log(&mut self, id: SessionId, replica: &str, epoch: Epoch, event: &str, detail: String) {
         let at_ms = self.origin.elapsed().as_millis() as u64;
+        tracing::info!(session = id, replica, epoch, event, %detail, "replica recovery");
         self.events.push(ReplicaEvent { at_ms, session: id, replica: replica.to_string(), epoch, event: event.to_string(), detail });
+        // Keep the newest events only, trimming now and then.
+        if self.events.len() >= 2 * EVENTS_KEPT {
+            self.events.drain(..self.events.len() - EVENTS_KEPT);
+        }
     }
 
     /// Opens a session for `replica` at `endpoint` in `epoch`, carrying out
@@ -247,7 +277,7 @@ impl Sessions {
             _ => h.durable_version.min(target),
         };
         let now = Instant::now();
-        let detail = format!("{:?} to {target}: {}", plan.outcome, plan.reason);
+        let detail = format!("{} to {target}: {}", describe(&plan.outcome), plan.reason);
         let done = matches!(plan.outcome, ReplicaOutcome::ZeroGap);
         self.sessions.insert(id, Session {
             id,
@@ -354,6 +384,13 @@ impl Sessions {
         Ok(())
     }
 
+    /// Ends session `id`, still running, on a failed step.
+    pub fn abandon(&mut self, id: SessionId, reason: &str) {
+        if self.sessions.get(&id).is_some_and(|s| s.state == SessionState::Running) {
+            self.end(id, SessionState::Abandoned(reason.to_string()));
+        }
+    }
+
     /// Escalates every running session past its duration or its progress
     /// deadline; returns them.
     pub fn check_deadlines(&mut self) -> Vec<SessionId> {
@@ -408,7 +445,9 @@ impl Sessions {
     fn end(&mut self, id: SessionId, state: SessionState) {
         let Some(session) = self.sessions.get_mut(&id) else { return };
         let detail = match &state {
-            SessionState::Invalidated(reason) | SessionState::Escalated(reason) => reason.clone(),
+            SessionState::Invalidated(reason) | SessionState::Escalated(reason) | SessionState::Abandoned(reason) => {
+                reason.clone()
+            }
             _ => format!("at {}", session.applied),
         };
         let (replica, epoch, label) = (session.replica.clone(), session.epoch, state.label());

@@ -68,6 +68,7 @@ enum LogInput {
     Push { epoch: Epoch, prev: Version, version: Version, mutations: Vec<Mutation> },
     Install { epoch: Epoch, tags: Vec<ShardTag>, first: Version, last: Version, entries: Vec<(Version, Vec<Mutation>)> },
     Unlock { epoch: Epoch, tags: Vec<ShardTag>, start: Version },
+    Pop(Version),
 }
 
 /// A log whose acknowledged inputs survive a crash.
@@ -90,6 +91,10 @@ impl DurableLog {
                     log.install_range(epoch, &tags, first, last, entries)
                 }
                 LogInput::Unlock { epoch, tags, start } => log.unlock(epoch, &tags, start),
+                LogInput::Pop(through) => {
+                    log.pop(through);
+                    Ok(())
+                }
             };
         }
         let floor = log.lock_holder();
@@ -132,6 +137,17 @@ impl DurableLog {
         self.durability.record(&LogInput::Unlock { epoch, tags: tags.to_vec(), start })
     }
 
+    /// See [`LogService::pop`]. A pop that discards nothing is not journaled.
+    pub fn pop(&mut self, through: Version) -> Result<(), DurableError> {
+        self.durability.check()?;
+        let before = self.log.retained();
+        self.log.pop(through);
+        if self.log.retained() == before {
+            return Ok(());
+        }
+        self.durability.record(&LogInput::Pop(through))
+    }
+
     /// The state machine, for reads (`read_range`, `pull`, versions).
     pub fn service(&self) -> &LogService {
         &self.log
@@ -144,7 +160,12 @@ enum StorageInput {
     Lock(Epoch),
     Unlock(Epoch),
     Apply { mutations: Vec<(Version, Mutation)>, upto: Version },
+    /// Written by earlier versions, which seeded an empty replica; still
+    /// replayed.
     Install(Snapshot),
+    RecoverApply { epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version },
+    Truncate { epoch: Epoch, to: Version },
+    Rebuild { epoch: Epoch, snapshot: Snapshot },
 }
 
 /// A storage replica whose applied data and durable version survive a crash.
@@ -164,6 +185,9 @@ impl DurableStorage {
                 StorageInput::Unlock(epoch) => drop(storage.unlock(epoch)),
                 StorageInput::Apply { mutations, upto } => storage.apply(mutations, upto),
                 StorageInput::Install(snapshot) => storage.install(snapshot),
+                StorageInput::RecoverApply { epoch, mutations, upto } => drop(storage.recover_apply(epoch, mutations, upto)),
+                StorageInput::Truncate { epoch, to } => drop(storage.truncate(epoch, to)),
+                StorageInput::Rebuild { epoch, snapshot } => drop(storage.rebuild(epoch, snapshot)),
             }
         }
         let floor = storage.lock_holder();
@@ -198,15 +222,32 @@ impl DurableStorage {
         self.durability.record(&StorageInput::Apply { mutations: applied, upto })
     }
 
-    /// See [`StorageService::install`].
-    pub fn install(&mut self, snapshot: Snapshot) -> Result<(), DurableError> {
+    /// See [`StorageService::recover_apply`]; durable when this returns.
+    pub fn recover_apply(&mut self, epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version) -> Result<(), DurableError> {
         self.durability.check()?;
         let before = self.storage.durable_version();
-        self.storage.install(snapshot.clone());
+        self.storage.recover_apply(epoch, mutations.clone(), upto)?;
         if self.storage.durable_version() == before {
             return Ok(());
         }
-        self.durability.record(&StorageInput::Install(snapshot))
+        let applied: Vec<(Version, Mutation)> = mutations.into_iter().filter(|(v, _)| *v > before && *v <= upto).collect();
+        self.durability.record(&StorageInput::RecoverApply { epoch, mutations: applied, upto })
+    }
+
+    /// See [`StorageService::truncate`]; durable when this returns.
+    pub fn truncate(&mut self, epoch: Epoch, to: Version) -> Result<(), DurableError> {
+        self.durability.check()?;
+        self.storage.truncate(epoch, to)?;
+        self.durability.record(&StorageInput::Truncate { epoch, to })
+    }
+
+    /// See [`StorageService::rebuild`]: the snapshot is installed whole,
+    /// in one journal record, so a crash leaves either the old data and
+    /// version or the new ones, never a mix.
+    pub fn rebuild(&mut self, epoch: Epoch, snapshot: Snapshot) -> Result<(), DurableError> {
+        self.durability.check()?;
+        self.storage.rebuild(epoch, snapshot.clone())?;
+        self.durability.record(&StorageInput::Rebuild { epoch, snapshot })
     }
 
     /// The state machine, for reads.
@@ -237,7 +278,46 @@ mod tests {
         }
         let log = DurableLog::open(&path).unwrap();
         assert_eq!(log.service().last_version(), 4);
-        assert_eq!(log.service().pull(0, 0, 4), vec![(3, m(0, "a")), (4, m(0, "b"))]);
+        assert_eq!(log.service().pull(0, 0, 4).unwrap(), vec![(3, m(0, "a")), (4, m(0, "b"))]);
+    }
+
+    #[test]
+    fn a_reopened_log_keeps_its_pops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log-1.journal");
+        {
+            let mut log = DurableLog::open(&path).unwrap();
+            log.lock(1, "log-1").unwrap();
+            log.unlock(1, &[0], 0).unwrap();
+            for v in 1..=5 {
+                log.push(1, v - 1, v, vec![m(0, &format!("k{v}"))]).unwrap();
+            }
+            log.pop(3).unwrap();
+        }
+        let log = DurableLog::open(&path).unwrap();
+        assert_eq!(log.service().retained(), (3, 5));
+        assert!(log.service().pull(0, 2, 5).is_err());
+    }
+
+    #[test]
+    fn a_reopened_replica_keeps_what_its_recovery_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("storage-1.journal");
+        let data: std::collections::BTreeMap<String, String> = [("a".to_string(), "1".to_string())].into();
+        let expected = {
+            let mut storage = DurableStorage::open(&path).unwrap();
+            storage.lock(2, "storage-1").unwrap();
+            storage.recover_apply(2, vec![(1, m(0, "stale"))], 1).unwrap();
+            storage.rebuild(2, Snapshot { version: 5, data }).unwrap();
+            storage.recover_apply(2, vec![(6, m(0, "b")), (7, m(0, "c"))], 7).unwrap();
+            storage.truncate(2, 6).unwrap();
+            assert!(storage.truncate(3, 5).is_err(), "a truncation needs the lock");
+            storage.service().contents().clone()
+        };
+        let storage = DurableStorage::open(&path).unwrap();
+        assert_eq!(storage.service().durable_version(), 6);
+        assert_eq!(storage.service().contents(), &expected);
+        assert_eq!(expected.keys().collect::<Vec<_>>(), ["a", "b"]);
     }
 
     #[test]

@@ -148,16 +148,27 @@ impl LogService {
     }
 
     /// The mutations of `tag` with versions in `(after, upto]`, for storage.
-    pub fn pull(&self, tag: ShardTag, after: Version, upto: Version) -> Vec<(Version, Mutation)> {
-        self.pull_page(tag, after, upto, usize::MAX).0
+    /// Refused when the log no longer (or never) held all of them.
+    pub fn pull(&self, tag: ShardTag, after: Version, upto: Version) -> Result<Vec<(Version, Mutation)>, ServiceError> {
+        Ok(self.pull_page(tag, after, upto, usize::MAX)?.0)
     }
 
     /// Like [`LogService::pull`], but stops after the version that brings the page
     /// to `budget` bytes, and answers the last version the page covers.
-    pub fn pull_page(&self, tag: ShardTag, after: Version, upto: Version, budget: usize) -> (Vec<(Version, Mutation)>, Version) {
+    pub fn pull_page(
+        &self,
+        tag: ShardTag,
+        after: Version,
+        upto: Version,
+        budget: usize,
+    ) -> Result<(Vec<(Version, Mutation)>, Version), ServiceError> {
         let mut page = Vec::new();
         if after >= upto {
-            return (page, upto);
+            return Ok((page, upto));
+        }
+        let (retained_after, last) = self.retained();
+        if after < retained_after || upto > last {
+            return Err(ServiceError::Missing { oldest: self.oldest, last, first: after + 1, wanted: upto });
         }
         let mut size = 0;
         for (version, mutations) in self.entries.range(after + 1..=upto) {
@@ -166,10 +177,28 @@ impl LogService {
                 page.push((*version, mutation.clone()));
             }
             if size >= budget {
-                return (page, *version);
+                return Ok((page, *version));
             }
         }
-        (page, upto)
+        Ok((page, upto))
+    }
+
+    /// Discards every version through `through` (never past the last one
+    /// received): storage holds them, and a log retains only a window of
+    /// history. A replica that falls further behind must be rebuilt.
+    pub fn pop(&mut self, through: Version) {
+        let through = through.min(self.last);
+        if through < self.oldest {
+            return;
+        }
+        self.entries = self.entries.split_off(&(through + 1));
+        self.oldest = through + 1;
+    }
+
+    /// The versions it retains, as replica recovery counts them: every
+    /// version after the first figure through the second (`(oldest, last]`).
+    pub fn retained(&self) -> (Version, Version) {
+        (self.oldest.saturating_sub(1), self.last)
     }
 
     /// The last version received.
@@ -209,7 +238,7 @@ mod tests {
         log.push(1, 0, 5, vec![m(0, "a"), m(7, "x")]).unwrap();
         assert_eq!(log.push(1, 0, 6, vec![]), Err(ServiceError::Gap { last: 5, prev: 0 }));
         log.push(1, 5, 9, vec![m(1, "b")]).unwrap();
-        assert_eq!(log.pull(0, 0, 9), vec![(5, m(0, "a"))]);
+        assert_eq!(log.pull(0, 0, 9).unwrap(), vec![(5, m(0, "a"))]);
         assert_eq!(log.read_range(&[0, 1, 7], 1, 9).unwrap().len(), 2);
     }
 
@@ -235,7 +264,7 @@ mod tests {
         new.install_range(2, &[0, 1], 1, 4, entries).unwrap();
         new.unlock(2, &[0, 1], 4).unwrap();
         assert_eq!(new.last_version(), 4);
-        assert_eq!(new.pull(1, 0, 4), vec![(4, m(1, "b"))]);
+        assert_eq!(new.pull(1, 0, 4).unwrap(), vec![(4, m(1, "b"))]);
         assert!(old.read_range(&[0], 1, 9).is_err(), "a range beyond the log is refused");
     }
 
@@ -260,10 +289,28 @@ mod tests {
         }
         assert_eq!(paged, whole);
 
-        let (page, through) = log.pull_page(0, 4, 10, 2 * one);
+        let (page, through) = log.pull_page(0, 4, 10, 2 * one).unwrap();
         assert_eq!(through, 6);
-        assert_eq!(page, log.pull(0, 4, 6));
-        assert_eq!(log.pull_page(0, 4, 10, usize::MAX), (log.pull(0, 4, 10), 10));
-        assert_eq!(log.pull_page(0, 10, 10, 1), (vec![], 10));
+        assert_eq!(page, log.pull(0, 4, 6).unwrap());
+        assert_eq!(log.pull_page(0, 4, 10, usize::MAX).unwrap(), (log.pull(0, 4, 10).unwrap(), 10));
+        assert_eq!(log.pull_page(0, 10, 10, 1).unwrap(), (vec![], 10));
+    }
+
+    #[test]
+    fn a_popped_log_refuses_what_it_no_longer_holds() {
+        let mut log = serving_log(1);
+        for v in 1..=10 {
+            log.push(1, v - 1, v, vec![m(0, &format!("k{v}"))]).unwrap();
+        }
+        assert_eq!(log.retained(), (0, 10));
+        log.pop(6);
+        assert_eq!(log.retained(), (6, 10));
+        assert_eq!(log.pull(0, 6, 10).unwrap().len(), 4);
+        assert!(matches!(log.pull(0, 5, 10), Err(ServiceError::Missing { .. })), "version 6 is gone");
+        assert!(matches!(log.read_range(&[0], 6, 10), Err(ServiceError::Missing { .. })));
+        log.pop(3);
+        assert_eq!(log.retained(), (6, 10), "a pop never brings history back");
+        log.pop(99);
+        assert_eq!(log.retained(), (10, 10), "nor goes past the last version");
     }
 }

@@ -16,7 +16,7 @@ pub use journal::{Journal, JournalError};
 pub use lock::EpochLock;
 pub use log::LogService;
 pub use roles::{CommitProxy, Resolver, Sequencer};
-pub use storage::{Snapshot, StorageService};
+pub use storage::{Snapshot, StagedSnapshots, StorageService, UNDO_VERSIONS};
 
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +75,21 @@ pub enum ServiceError {
         last: Version,
         /// The version the push claims to follow.
         prev: Version,
+    },
+    /// A replica cannot roll back that far: it keeps undo entries only for
+    /// the versions above `floor`.
+    #[error("cannot truncate to {to}: the replica can undo only the versions after {floor}")]
+    CannotTruncate {
+        /// The version asked for.
+        to: Version,
+        /// The oldest version it can roll back to.
+        floor: Version,
+    },
+    /// A snapshot page that belongs to no transfer in progress.
+    #[error("a snapshot page of version {version} out of its transfer")]
+    OutOfTransfer {
+        /// The page's version.
+        version: Version,
     },
     /// A source log does not hold the versions asked for.
     #[error("source holds [{oldest}, {last}], asked for [{first}, {wanted}]")]

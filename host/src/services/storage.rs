@@ -5,6 +5,10 @@ use std::collections::BTreeMap;
 use super::{EpochLock, Mutation, ServiceError};
 use crate::bindings::types::{Epoch, StorageRecoveryInfo, Version};
 
+/// How many of its newest versions a replica can roll back: a truncation
+/// to an older version is refused (the replica must be rebuilt instead).
+pub const UNDO_VERSIONS: Version = 1_000;
+
 /// A storage replica: a key-value map with the version it is durable at.
 #[derive(Clone, Debug, Default)]
 pub struct StorageService {
@@ -13,6 +17,11 @@ pub struct StorageService {
     serving: Option<Epoch>,
     data: BTreeMap<String, String>,
     durable: Version,
+    /// For each recent version applied, the values its mutations replaced
+    /// (`None`: the key was absent), so that a truncation can undo it.
+    undo: BTreeMap<Version, Vec<(String, Option<String>)>>,
+    /// Every version above this one has its undo entries.
+    undo_floor: Version,
 }
 
 /// A copy of a replica's data, to seed a new teammate.
@@ -22,6 +31,41 @@ pub struct Snapshot {
     pub version: Version,
     /// The data.
     pub data: BTreeMap<String, String>,
+}
+
+/// Snapshot pages received so far, by the replica they are for: a
+/// transfer is staged, and handed over whole with its last page, so a
+/// replica never holds pages of two versions, or half a snapshot.
+#[derive(Debug, Default)]
+pub struct StagedSnapshots {
+    staged: BTreeMap<String, Snapshot>,
+}
+
+impl StagedSnapshots {
+    /// Adds a page of the snapshot at `version` for `id`; `first` starts
+    /// a transfer. Answers the whole snapshot with the `last` page.
+    pub fn page(
+        &mut self,
+        id: &str,
+        version: Version,
+        entries: Vec<(String, String)>,
+        first: bool,
+        last: bool,
+    ) -> Result<Option<Snapshot>, ServiceError> {
+        if first {
+            self.staged.insert(id.to_string(), Snapshot { version, data: BTreeMap::new() });
+        }
+        match self.staged.get_mut(id) {
+            Some(snapshot) if snapshot.version == version => snapshot.data.extend(entries),
+            _ => return Err(ServiceError::OutOfTransfer { version }),
+        }
+        Ok(if last { self.staged.remove(id) } else { None })
+    }
+
+    /// Drops `id`'s transfer, if any.
+    pub fn discard(&mut self, id: &str) {
+        self.staged.remove(id);
+    }
 }
 
 impl StorageService {
@@ -50,15 +94,71 @@ impl StorageService {
     /// Only a serving replica applies; mutations at or below the durable
     /// version are already applied and are skipped.
     pub fn apply(&mut self, mutations: Vec<(Version, Mutation)>, upto: Version) {
-        if self.serving.is_none() || upto <= self.durable {
+        if self.serving.is_some() {
+            self.apply_through(mutations, upto);
+        }
+    }
+
+    /// Applies a page of a replica recovery's catch-up (or of a rebuild's
+    /// tail) for recovery `epoch`, which must hold the lock: the replica is
+    /// brought up to date before it serves.
+    pub fn recover_apply(&mut self, epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version) -> Result<(), ServiceError> {
+        self.lock.check(epoch)?;
+        self.apply_through(mutations, upto);
+        Ok(())
+    }
+
+    fn apply_through(&mut self, mutations: Vec<(Version, Mutation)>, upto: Version) {
+        if upto <= self.durable {
             return;
         }
         for (version, mutation) in mutations {
             if version > self.durable && version <= upto {
-                self.data.insert(mutation.key, mutation.value);
+                let old = self.data.insert(mutation.key.clone(), mutation.value);
+                self.undo.entry(version).or_default().push((mutation.key, old));
             }
         }
         self.durable = upto;
+        // Keep the undo entries of the newest versions only.
+        let floor = upto.saturating_sub(UNDO_VERSIONS);
+        if floor > self.undo_floor {
+            self.undo = self.undo.split_off(&(floor + 1));
+            self.undo_floor = floor;
+        }
+    }
+
+    /// Rolls the replica back to `to`, for recovery `epoch`: a replica ahead
+    /// of the committed version must drop what it applied past it. Refused
+    /// below the oldest version it can undo.
+    pub fn truncate(&mut self, epoch: Epoch, to: Version) -> Result<(), ServiceError> {
+        self.lock.check(epoch)?;
+        if to >= self.durable {
+            return Ok(());
+        }
+        if to < self.undo_floor {
+            return Err(ServiceError::CannotTruncate { to, floor: self.undo_floor });
+        }
+        for (_, changes) in self.undo.split_off(&(to + 1)).into_iter().rev() {
+            for (key, old) in changes.into_iter().rev() {
+                match old {
+                    Some(value) => self.data.insert(key, value),
+                    None => self.data.remove(&key),
+                };
+            }
+        }
+        self.durable = to;
+        Ok(())
+    }
+
+    /// Replaces the replica's data, whatever it held, with a teammate's
+    /// snapshot, for recovery `epoch`: the first half of a rebuild.
+    pub fn rebuild(&mut self, epoch: Epoch, snapshot: Snapshot) -> Result<(), ServiceError> {
+        self.lock.check(epoch)?;
+        self.data = snapshot.data;
+        self.durable = snapshot.version;
+        self.undo.clear();
+        self.undo_floor = snapshot.version;
+        Ok(())
     }
 
     /// The replica's data, to seed a new teammate.
@@ -89,12 +189,19 @@ impl StorageService {
         if self.durable < snapshot.version {
             self.data = snapshot.data;
             self.durable = snapshot.version;
+            self.undo.clear();
+            self.undo_floor = snapshot.version;
         }
     }
 
     /// The value of `key`.
     pub fn read(&self, key: &str) -> Option<&str> {
         self.data.get(key).map(String::as_str)
+    }
+
+    /// Every key and value, in order: to compare replicas.
+    pub fn contents(&self) -> &BTreeMap<String, String> {
+        &self.data
     }
 
     /// The version the replica is durable at.
@@ -148,6 +255,61 @@ mod tests {
         let mut fresh = StorageService::new();
         fresh.install(s.snapshot());
         assert_eq!(fresh.read("a"), Some("1"));
+    }
+
+    #[test]
+    fn recovery_applies_under_its_epochs_lock_before_serving() {
+        let mut s = StorageService::new();
+        s.lock(2, "s").unwrap();
+        assert_eq!(s.recover_apply(1, vec![(1, m("a", "1"))], 1), Err(ServiceError::Superseded(2)));
+        s.recover_apply(2, vec![(1, m("a", "1")), (2, m("b", "2"))], 2).unwrap();
+        assert!(!s.is_serving());
+        assert_eq!((s.read("a"), s.read("b"), s.durable_version()), (Some("1"), Some("2"), 2));
+    }
+
+    #[test]
+    fn a_truncation_undoes_exactly_the_versions_past_it() {
+        let mut s = StorageService::new();
+        s.lock(1, "s").unwrap();
+        s.recover_apply(1, vec![(1, m("a", "1")), (2, m("a", "2")), (2, m("b", "2")), (3, m("c", "3"))], 3).unwrap();
+        let before: BTreeMap<String, String> = [("a", "1")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        s.truncate(1, 1).unwrap();
+        assert_eq!((s.contents(), s.durable_version()), (&before, 1));
+        assert_eq!(s.truncate(2, 0), Err(ServiceError::NotLocked { caller: 2, holder: Some(1) }));
+    }
+
+    #[test]
+    fn a_truncation_below_the_undo_window_is_refused() {
+        let mut s = StorageService::new();
+        s.lock(1, "s").unwrap();
+        let writes: Vec<(Version, Mutation)> = (1..=UNDO_VERSIONS + 10).map(|v| (v, m("k", &v.to_string()))).collect();
+        s.recover_apply(1, writes, UNDO_VERSIONS + 10).unwrap();
+        assert_eq!(s.truncate(1, 5), Err(ServiceError::CannotTruncate { to: 5, floor: 10 }));
+        s.truncate(1, 10).unwrap();
+        assert_eq!(s.read("k"), Some("10"));
+    }
+
+    #[test]
+    fn a_rebuild_replaces_whatever_the_replica_held() {
+        let mut s = StorageService::new();
+        s.lock(1, "s").unwrap();
+        s.recover_apply(1, vec![(9, m("stale", "x"))], 9).unwrap();
+        let data: BTreeMap<String, String> = [("a".to_string(), "1".to_string())].into();
+        s.rebuild(1, Snapshot { version: 4, data: data.clone() }).unwrap();
+        assert_eq!((s.contents(), s.durable_version()), (&data, 4));
+        assert_eq!(s.truncate(1, 3), Err(ServiceError::CannotTruncate { to: 3, floor: 4 }), "nothing before the snapshot to undo");
+    }
+
+    #[test]
+    fn a_staged_transfer_is_handed_over_whole_and_only_in_order() {
+        let mut staged = StagedSnapshots::default();
+        let page = |k: &str| vec![(k.to_string(), "v".to_string())];
+        assert_eq!(staged.page("s", 3, page("a"), false, false), Err(ServiceError::OutOfTransfer { version: 3 }));
+        assert_eq!(staged.page("s", 3, page("a"), true, false), Ok(None));
+        assert_eq!(staged.page("s", 4, page("b"), false, true), Err(ServiceError::OutOfTransfer { version: 4 }));
+        let whole = staged.page("s", 3, page("b"), false, true).unwrap().unwrap();
+        assert_eq!((whole.version, whole.data.len()), (3, 2));
+        assert_eq!(staged.page("s", 3, page("c"), false, true), Err(ServiceError::OutOfTransfer { version: 3 }), "handed over once");
     }
 
     #[test]

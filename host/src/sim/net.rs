@@ -17,7 +17,9 @@ use super::rng::SimRng;
 use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
-use crate::cluster::{Cluster, InProcessCluster};
+use crate::cluster::{Cluster, InProcessCluster, PulledPage, SnapshotPage};
+use crate::replica::Sessions;
+use crate::services::Mutation;
 
 /// How long the director waits for any one reply.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(250);
@@ -368,5 +370,86 @@ impl Cluster for SimCluster {
 
     fn registrations(&self) -> crate::cluster::RegistrationWatch {
         self.inner.registrations()
+    }
+
+    fn replica_sessions(&self) -> &Mutex<Sessions> {
+        self.inner.replica_sessions()
+    }
+
+    async fn replica_state(&self, id: &str) -> Result<(Version, String), ClusterError> {
+        let node = self.inner.node_of(id);
+        self.call(format!("state of {id}"), node, true, None, || Box::pin(self.inner.replica_state(id))).await
+    }
+
+    async fn log_retained(&self, id: &str) -> Result<(Version, Version), ClusterError> {
+        let node = self.inner.node_of(id);
+        self.call(format!("retained by {id}"), node, true, None, || Box::pin(self.inner.log_retained(id))).await
+    }
+
+    async fn pull(&self, log: &str, tag: ShardTag, after: Version, upto: Version) -> Result<PulledPage, ClusterError> {
+        let node = self.inner.node_of(log);
+        let what = format!("pull tag {tag} ({after}, {upto}] from {log}");
+        self.call(what, node, true, None, || Box::pin(self.inner.pull(log, tag, after, upto))).await
+    }
+
+    async fn recover_apply(&self, id: &str, epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version) -> Result<(), ClusterError> {
+        let node = self.inner.node_of(id);
+        let what = format!("catch-up {id} {} entries through {upto} e{epoch}", mutations.len());
+        self.call(what, node, true, None, || {
+            let mutations = mutations.clone();
+            Box::pin(async move {
+                let result = self.inner.recover_apply(id, epoch, mutations, upto).await;
+                if result.is_ok() {
+                    self.history.accepted(id, epoch, "catch-up");
+                }
+                result
+            })
+        })
+        .await
+    }
+
+    async fn truncate(&self, id: &str, epoch: Epoch, to: Version) -> Result<(), ClusterError> {
+        let node = self.inner.node_of(id);
+        self.call(format!("truncate {id} to {to} e{epoch}"), node, true, None, || {
+            Box::pin(async move {
+                let result = self.inner.truncate(id, epoch, to).await;
+                if result.is_ok() {
+                    self.history.accepted(id, epoch, "truncate");
+                }
+                result
+            })
+        })
+        .await
+    }
+
+    async fn snapshot_page(&self, id: &str, after: Option<String>) -> Result<SnapshotPage, ClusterError> {
+        let node = self.inner.node_of(id);
+        self.call(format!("snapshot page of {id}"), node, true, None, || Box::pin(self.inner.snapshot_page(id, after.clone())))
+            .await
+    }
+
+    async fn rebuild_page(
+        &self,
+        id: &str,
+        epoch: Epoch,
+        version: Version,
+        entries: Vec<(String, String)>,
+        first: bool,
+        last: bool,
+    ) -> Result<(), ClusterError> {
+        let node = self.inner.node_of(id);
+        let what = format!("rebuild {id} at {version}: {} keys (first {first}, last {last}) e{epoch}", entries.len());
+        // A page delivered twice would be staged twice: not idempotent.
+        self.call(what, node, false, None, || {
+            let entries = entries.clone();
+            Box::pin(async move {
+                let result = self.inner.rebuild_page(id, epoch, version, entries, first, last).await;
+                if result.is_ok() && last {
+                    self.history.accepted(id, epoch, "rebuild");
+                }
+                result
+            })
+        })
+        .await
     }
 }

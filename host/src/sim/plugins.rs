@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use super::history::History;
 use super::net::Network;
-use crate::bindings::types::{Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest};
+use crate::bindings::types::{
+    Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan,
+};
 use crate::registry::{InvokeError, Plugins};
 use crate::runtime::{CallError, CallFailure, HostServices};
 
@@ -52,5 +54,9 @@ impl Plugins for FaultyPlugins {
         request: &PlacementRequest,
     ) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
         self.inner.place(request).await
+    }
+
+    async fn replica_plan(&self, history: &ReplicaHistory) -> Result<ReplicaPlan, InvokeError> {
+        self.inner.replica_plan(history).await
     }
 }

@@ -14,7 +14,7 @@ use super::protocol::{PAGE_BYTES, WorkerProtocol, WorkerReply, WorkerRequest};
 use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag};
 use crate::bindings::kind_name;
 use crate::cluster::NodeSpec;
-use crate::services::{CommitProxy, DurableError, DurableLog, DurableStorage, JournalError, Resolver, Sequencer, ServiceError, Snapshot};
+use crate::services::{CommitProxy, DurableError, DurableLog, DurableStorage, JournalError, Resolver, Sequencer, ServiceError, StagedSnapshots};
 use crate::transport::{Handler, TransportConfig};
 
 enum Role {
@@ -45,8 +45,8 @@ pub struct Foreman {
     commits: tokio::sync::Mutex<()>,
     /// Woken after every push, for a push waiting on an earlier version.
     pushed: tokio::sync::Notify,
-    /// Snapshot pages received so far, by the replica they seed.
-    staged: Mutex<BTreeMap<String, Snapshot>>,
+    /// Snapshot pages received so far, by the replica they rebuild.
+    staged: Mutex<StagedSnapshots>,
 }
 
 impl Foreman {
@@ -185,7 +185,7 @@ impl Foreman {
             }
             WorkerRequest::Release { id } => {
                 self.generations().remove(&id);
-                self.staged.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                self.staged.lock().unwrap_or_else(|e| e.into_inner()).discard(&id);
                 if let Some(hosted) = roles.remove(&id) {
                     let file = match hosted.role {
                         Role::Log(_) => Some(self.dir.join(format!("{id}.log"))),
@@ -205,26 +205,32 @@ impl Foreman {
                 }
                 _ => Err(not_a(&id, "storage server")),
             },
-            WorkerRequest::Install { id, version, entries, first, last } => match &mut hosted(&mut roles, &id)?.role {
+            WorkerRequest::Rebuild { id, epoch, version, entries, first, last } => match &mut hosted(&mut roles, &id)?.role {
                 Role::Storage(storage) => {
-                    // Pages are staged in memory; the data is installed (and
+                    // Pages are staged in memory; the data is replaced (and
                     // journaled) whole, with the last one.
-                    let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
-                    if first {
-                        staged.insert(id.clone(), Snapshot { version, data: Default::default() });
+                    let whole = self.staged.lock().unwrap_or_else(|e| e.into_inner()).page(&id, version, entries, first, last)?;
+                    match whole {
+                        Some(snapshot) => storage.rebuild(epoch, snapshot).map(done).map_err(durable),
+                        None => Ok(WorkerReply::Done),
                     }
-                    let snapshot = match staged.get_mut(&id) {
-                        Some(snapshot) if snapshot.version == version => snapshot,
-                        _ => return Err(ClusterError::Failed(format!("{id}: a snapshot page of version {version} out of its transfer"))),
-                    };
-                    snapshot.data.extend(entries);
-                    if !last {
-                        return Ok(WorkerReply::Done);
-                    }
-                    let snapshot = staged.remove(&id).unwrap_or_default();
-                    storage.install(snapshot).map(done).map_err(durable)
                 }
                 _ => Err(not_a(&id, "storage server")),
+            },
+            WorkerRequest::RecoverApply { id, epoch, mutations, upto } => match &mut hosted(&mut roles, &id)?.role {
+                Role::Storage(storage) => storage.recover_apply(epoch, mutations, upto).map(done).map_err(durable),
+                _ => Err(not_a(&id, "storage server")),
+            },
+            WorkerRequest::Truncate { id, epoch, to } => match &mut hosted(&mut roles, &id)?.role {
+                Role::Storage(storage) => storage.truncate(epoch, to).map(done).map_err(durable),
+                _ => Err(not_a(&id, "storage server")),
+            },
+            WorkerRequest::Retained { id } => match &hosted(&mut roles, &id)?.role {
+                Role::Log(log) => {
+                    let (after, last) = log.service().retained();
+                    Ok(WorkerReply::Retained { after, last })
+                }
+                _ => Err(not_a(&id, "log")),
             },
             WorkerRequest::Commit { id, .. } => Err(ClusterError::Failed(format!("{id}: a commit is served asynchronously"))),
             WorkerRequest::ReadVersion { id } => match &hosted(&mut roles, &id)?.role {
@@ -252,7 +258,7 @@ impl Foreman {
             },
             WorkerRequest::Pull { id, tag, after, upto } => match &hosted(&mut roles, &id)?.role {
                 Role::Log(log) => {
-                    let (mutations, through) = log.service().pull_page(tag, after, upto, PAGE_BYTES);
+                    let (mutations, through) = log.service().pull_page(tag, after, upto, PAGE_BYTES)?;
                     Ok(WorkerReply::Pulled { mutations, through, last: log.service().last_version() })
                 }
                 _ => Err(not_a(&id, "log")),

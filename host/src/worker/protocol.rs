@@ -52,9 +52,17 @@ pub enum WorkerRequest {
     /// A page of a storage replica's data (the keys after `after`), to
     /// seed a teammate.
     Snapshot { id: String, after: Option<String> },
-    /// A page of a teammate's data for an empty replica: `first` starts a
-    /// transfer, and the data is installed, at `version`, with the `last`.
-    Install { id: String, version: Version, entries: Vec<(String, String)>, first: bool, last: bool },
+    /// A page of a teammate's snapshot for a replica locked by `epoch`,
+    /// which replica recovery rebuilds: `first` starts a transfer, and the
+    /// replica's data is replaced, whole, at `version`, with the `last`.
+    Rebuild { id: String, epoch: Epoch, version: Version, entries: Vec<(String, String)>, first: bool, last: bool },
+    /// Apply a page of a replica recovery's catch-up to a replica locked by
+    /// `epoch`, durable up to `upto`.
+    RecoverApply { id: String, epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version },
+    /// Roll a replica locked by `epoch` back to `to`.
+    Truncate { id: String, epoch: Epoch, to: Version },
+    /// The versions a log retains.
+    Retained { id: String },
     /// Commit writes through a proxy, which takes a version from its
     /// generation's sequencer, checks with every resolver and pushes to
     /// every log. Answered only once every log has made it durable.
@@ -105,6 +113,8 @@ pub enum WorkerReply {
     /// For [`WorkerRequest::Read`]: the value, the replica's durable version,
     /// and whether it serves a live generation.
     Value { value: Option<String>, durable: Version, serving: bool },
+    /// For [`WorkerRequest::Retained`]: the log holds `(after, last]`.
+    Retained { after: Version, last: Version },
     /// Done, nothing to report.
     Done,
 }

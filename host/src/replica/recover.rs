@@ -1,0 +1,338 @@
+//! Replica recovery carried out: the host gathers the figures, asks the
+//! policy in the `replica-recovery` slot for a plan, and moves the data
+//! under a session, before the replica serves its new generation.
+//!
+//! - Catch-up pulls `(durable, committed]` from the logs of the replica's
+//!   shard, a page at a time, each page applied and made durable under the
+//!   recovery's epoch lock and reported to the session.
+//! - A truncation rolls the replica back to committed, then is recorded.
+//! - A rebuild copies a teammate's snapshot (staged, installed whole with
+//!   its last page), then replays the tail from the logs.
+//! - A catch-up that breaks its budget escalates: the host rebuilds the
+//!   replica instead, from the trusted checkpoint when there is one.
+//!
+//! A replica already at the committed version is zero-gap by the contract's
+//! first rule, and is left alone without a call or a session: a recovery of
+//! a large cluster recovers thousands of replicas that need nothing.
+
+use std::sync::Mutex;
+
+use crate::bindings::types::{
+    CatchUpPlan, ClusterError, Epoch, Layout, RebuildPlan, ReplicaHistory, ReplicaOutcome,
+    ReplicaPlan, ShardTag, Version,
+};
+use crate::cluster::Cluster;
+use crate::registry::Plugins;
+
+use super::session::{SessionError, SessionId, Sessions};
+
+/// Why a step of a replica recovery failed.
+enum Failure {
+    Cluster(ClusterError),
+    Session(SessionError),
+}
+
+impl From<ClusterError> for Failure {
+    fn from(err: ClusterError) -> Self {
+        Failure::Cluster(err)
+    }
+}
+
+impl From<SessionError> for Failure {
+    fn from(err: SessionError) -> Self {
+        Failure::Session(err)
+    }
+}
+
+/// What one replica's recovery needs to know, gathered once.
+struct Recovery<'a> {
+    cluster: &'a dyn Cluster,
+    replica: &'a str,
+    epoch: Epoch,
+    tag: ShardTag,
+    /// The logs that hold the whole range through committed, oldest
+    /// history first.
+    sources: Vec<String>,
+    /// The replica's teammates, the most recent first.
+    peers: Vec<(String, Version)>,
+    history: ReplicaHistory,
+}
+
+/// Brings storage replica `replica` of `layout` up to the layout's recovery
+/// version, under a session of `epoch`. Answers the session it ran, or
+/// `None` when the replica needed nothing (or is not a storage replica of
+/// the layout).
+pub async fn recover_replica(
+    plugins: &dyn Plugins,
+    cluster: &dyn Cluster,
+    layout: &Layout,
+    epoch: Epoch,
+    replica: &str,
+) -> Result<Option<SessionId>, ClusterError> {
+    let Some(team) = layout
+        .storage_teams
+        .iter()
+        .find(|t| t.storage_ids.iter().any(|id| id == replica))
+    else {
+        return Ok(None);
+    };
+    let sessions = cluster.replica_sessions();
+    let (durable, endpoint) = cluster.replica_state(replica).await?;
+    {
+        let mut sessions = lock(sessions);
+        sessions.epoch_changed(epoch);
+        sessions.endpoint_changed(replica, &endpoint);
+    }
+    let committed = layout.recovery_version;
+    if durable == committed {
+        return Ok(None);
+    }
+
+    // The figures: what the shard's logs retain, and the teammates' versions.
+    let mut spans = Vec::new();
+    for log in layout.logs.iter().filter(|l| l.tags.contains(&team.tag)) {
+        if let Ok((after, last)) = cluster.log_retained(&log.id).await
+            && last >= committed
+        {
+            spans.push((log.id.clone(), after, last));
+        }
+    }
+    spans.sort_by_key(|(_, after, _)| *after);
+    let oldest = spans.first().map_or(committed, |(_, after, _)| *after);
+    let head = spans
+        .iter()
+        .map(|(_, _, last)| *last)
+        .max()
+        .unwrap_or(committed);
+    let mut peers = Vec::new();
+    for peer in team.storage_ids.iter().filter(|id| *id != replica) {
+        if let Ok((version, _)) = cluster.replica_state(peer).await
+            && version <= committed
+        {
+            peers.push((peer.clone(), version));
+        }
+    }
+    peers.sort_by_key(|(_, version)| std::cmp::Reverse(*version));
+    let history = ReplicaHistory {
+        durable_version: durable,
+        oldest_retained: oldest,
+        head_version: head,
+        committed_version: committed,
+        checkpoint_version: peers.first().map(|(_, version)| *version),
+    };
+    let recovery = Recovery {
+        cluster,
+        replica,
+        epoch,
+        tag: team.tag,
+        sources: spans.into_iter().map(|(id, _, _)| id).collect(),
+        peers,
+        history,
+    };
+
+    let plan = plugins
+        .replica_plan(&recovery.history)
+        .await
+        .map_err(|err| ClusterError::Failed(format!("replica policy for {replica}: {err}")))?;
+    let id = lock(sessions)
+        .open(replica, epoch, &endpoint, &recovery.history, plan.clone())
+        .map_err(|err| ClusterError::Refused(format!("replica recovery of {replica}: {err}")))?;
+    match recovery.carry_out(id, &plan.outcome).await {
+        Ok(()) => Ok(Some(id)),
+        Err(Failure::Session(SessionError::Escalated(reason))) => {
+            let rebuild = recovery.escalated_plan(&reason);
+            let outcome = rebuild.outcome.clone();
+            let id = lock(sessions)
+                .open(replica, epoch, &endpoint, &recovery.history, rebuild)
+                .map_err(|err| {
+                    ClusterError::Refused(format!("replica recovery of {replica}: {err}"))
+                })?;
+            recovery
+                .carry_out(id, &outcome)
+                .await
+                .map_err(|failure| recovery.fail(id, failure))?;
+            Ok(Some(id))
+        }
+        Err(failure) => Err(recovery.fail(id, failure)),
+    }
+}
+
+impl Recovery<'_> {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        lock(self.cluster.replica_sessions())
+    }
+
+    /// Carries out `outcome` under session `id`, to completion.
+    async fn carry_out(&self, id: SessionId, outcome: &ReplicaOutcome) -> Result<(), Failure> {
+        let committed = self.history.committed_version;
+        match outcome {
+            ReplicaOutcome::ZeroGap => return Ok(()),
+            ReplicaOutcome::CatchUp(CatchUpPlan::Truncate(to)) => {
+                self.cluster.truncate(self.replica, self.epoch, *to).await?;
+                self.sessions().record_truncation(id, self.epoch, *to)?;
+            }
+            ReplicaOutcome::CatchUp(CatchUpPlan::Replay(range)) => {
+                self.replay(id, range.after, committed).await?
+            }
+            ReplicaOutcome::Rebuild(plan) => {
+                let at = match plan {
+                    RebuildPlan::SnapshotTail(at) => Some(*at),
+                    RebuildPlan::Full => None,
+                };
+                let copied = self.copy(at).await?;
+                self.sessions().progress(id, self.epoch, copied, 0)?;
+                self.replay(id, copied, committed).await?;
+            }
+        }
+        // The replica must still be where the session began.
+        let (_, endpoint) = self.cluster.replica_state(self.replica).await?;
+        let mut sessions = self.sessions();
+        sessions.endpoint_changed(self.replica, &endpoint);
+        Ok(sessions.complete(id, self.epoch)?)
+    }
+
+    /// Pulls `(after, upto]` of the shard from its logs into the replica, a
+    /// page at a time, moving to the next log when one fails.
+    async fn replay(
+        &self,
+        id: SessionId,
+        mut after: Version,
+        upto: Version,
+    ) -> Result<(), Failure> {
+        for log in &self.sources {
+            while after < upto {
+                let (mutations, through) = match self.cluster.pull(log, self.tag, after, upto).await
+                {
+                    Ok(page) => page,
+                    Err(err @ ClusterError::Superseded(_)) => return Err(err.into()),
+                    Err(_) => break,
+                };
+                if through <= after || through > upto {
+                    break;
+                }
+                let entries = mutations.len() as u64;
+                self.cluster
+                    .recover_apply(self.replica, self.epoch, mutations, through)
+                    .await?;
+                self.sessions().progress(id, self.epoch, through, entries)?;
+                after = through;
+            }
+        }
+        if after < upto {
+            let sources = if self.sources.is_empty() {
+                "none".to_string()
+            } else {
+                self.sources.join(", ")
+            };
+            return Err(ClusterError::Unreachable(format!(
+                "no log of shard {} gave ({after}, {upto}] to {} (logs holding it: {sources})",
+                self.tag, self.replica
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Copies a teammate's snapshot into the replica, a page at a time:
+    /// the teammate at `at` when given, else the most recent one. Starts
+    /// over when the teammate's version moves during the copy. Answers the
+    /// version copied.
+    async fn copy(&self, at: Option<Version>) -> Result<Version, Failure> {
+        let mut failures = Vec::new();
+        for (peer, version) in &self.peers {
+            if at.is_some_and(|at| at != *version) {
+                continue;
+            }
+            match self.copy_from(peer).await {
+                Ok(copied) if at.is_none_or(|at| at == copied) => return Ok(copied),
+                Ok(copied) => failures.push(format!("{peer} moved to {copied}")),
+                Err(err @ ClusterError::Superseded(_)) => return Err(err.into()),
+                Err(err) => failures.push(format!("{peer}: {err:?}")),
+            }
+        }
+        let wanted = at.map_or("any version".to_string(), |at| format!("version {at}"));
+        let tried = if failures.is_empty() {
+            "no teammate holds it".to_string()
+        } else {
+            failures.join("; ")
+        };
+        Err(ClusterError::Unreachable(format!(
+            "no snapshot at {wanted} for {}: {tried}",
+            self.replica
+        ))
+        .into())
+    }
+
+    async fn copy_from(&self, peer: &str) -> Result<Version, ClusterError> {
+        'transfer: for _ in 0..3 {
+            let (mut after, mut first, mut version) = (None, true, None);
+            loop {
+                let (page_version, entries, more) =
+                    self.cluster.snapshot_page(peer, after.clone()).await?;
+                if version.is_some_and(|v| v != page_version) {
+                    continue 'transfer;
+                }
+                version = Some(page_version);
+                after = entries.last().map(|(key, _)| key.clone());
+                self.cluster
+                    .rebuild_page(
+                        self.replica,
+                        self.epoch,
+                        page_version,
+                        entries,
+                        first,
+                        !more,
+                    )
+                    .await?;
+                first = false;
+                if !more {
+                    return Ok(page_version);
+                }
+            }
+        }
+        Err(ClusterError::Failed(format!(
+            "{peer} kept changing while it was copied"
+        )))
+    }
+
+    /// The host's plan after an escalation: a rebuild, from the trusted
+    /// checkpoint when it lies within retention.
+    fn escalated_plan(&self, reason: &str) -> ReplicaPlan {
+        let h = &self.history;
+        let rebuild = match h.checkpoint_version {
+            Some(at) if at >= h.oldest_retained && at <= h.committed_version => {
+                RebuildPlan::SnapshotTail(at)
+            }
+            _ => RebuildPlan::Full,
+        };
+        ReplicaPlan {
+            outcome: ReplicaOutcome::Rebuild(rebuild),
+            history: h.clone(),
+            reason: format!("escalated by the host: {reason}"),
+        }
+    }
+
+    /// Ends session `id` on a failure, and turns it into the error the
+    /// recovery attempt sees.
+    fn fail(&self, id: SessionId, failure: Failure) -> ClusterError {
+        let err = match failure {
+            Failure::Cluster(ClusterError::Superseded(newer)) => {
+                // A newer recovery locked the replica: the session is void.
+                self.sessions().epoch_changed(newer);
+                return ClusterError::Superseded(newer);
+            }
+            Failure::Cluster(err) => {
+                ClusterError::Failed(format!("replica recovery of {}: {err:?}", self.replica))
+            }
+            Failure::Session(err) => {
+                ClusterError::Refused(format!("replica recovery of {}: {err}", self.replica))
+            }
+        };
+        self.sessions().abandon(id, &format!("{err:?}"));
+        err
+    }
+}
+
+fn lock(sessions: &Mutex<Sessions>) -> std::sync::MutexGuard<'_, Sessions> {
+    sessions.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,472 @@
+//! Replica recovery carried out by the real host on the in-process cluster:
+//! the default component in the `replica-recovery` slot decides, and the
+//! replica is caught up, truncated or rebuilt before it serves its new
+//! generation, under the host's session rules.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ratchet::bindings::types::{
+    ClusterError, Epoch, Layout, LockInfo, Node, RecoveryConfig, ServiceDescriptor, ServiceKind,
+    ShardTag, Version,
+};
+use ratchet::cluster::{Cluster, InProcessCluster, PulledPage, RegistrationWatch, SnapshotPage};
+use ratchet::coordinator::{CoordinatorStore, MemoryStore};
+use ratchet::director::{AttemptOutcome, Director, DirectorOptions, RecoveryReport};
+use ratchet::registry::Registry;
+use ratchet::replica::{Budget, ReplicaEvent, SessionError, Sessions};
+use ratchet::services::Mutation;
+
+struct Harness {
+    cluster: Arc<InProcessCluster>,
+    store: Arc<MemoryStore>,
+    registry: Arc<Registry>,
+}
+
+impl Harness {
+    fn new(cluster: InProcessCluster) -> Self {
+        Harness {
+            cluster: Arc::new(cluster),
+            store: Arc::new(MemoryStore::default()),
+            registry: Arc::new(Registry::with_defaults(common::runtime()).unwrap()),
+        }
+    }
+
+    fn small() -> InProcessCluster {
+        InProcessCluster::with_zones(9, 3, 10)
+    }
+
+    async fn recover_through(&self, cluster: Arc<dyn Cluster>) -> RecoveryReport {
+        let options = DirectorOptions {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(1),
+            ..DirectorOptions::default()
+        };
+        let director = Director::new(
+            self.registry.clone(),
+            cluster,
+            self.store.clone(),
+            RecoveryConfig::default(),
+            options,
+        );
+        director.recover().await.unwrap()
+    }
+
+    async fn recover(&self) -> RecoveryReport {
+        self.recover_through(self.cluster.clone()).await
+    }
+
+    /// Commits `count` writes from `start`, pumping every 20.
+    fn write(&self, start: usize, count: usize) -> Vec<(String, String)> {
+        let mut acked = Vec::new();
+        for i in start..start + count {
+            let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
+            let value = format!("value-{i}");
+            if self.cluster.commit(&[(key.clone(), value.clone())]).is_ok() {
+                acked.push((key, value));
+            }
+            if i % 20 == 0 {
+                self.cluster.pump();
+            }
+        }
+        self.cluster.pump();
+        acked
+    }
+
+    fn lost(&self, acked: &[(String, String)]) -> usize {
+        self.cluster.pump();
+        acked
+            .iter()
+            .filter(|(k, v)| self.cluster.read(k).as_deref() != Some(v.as_str()))
+            .count()
+    }
+
+    fn events_of(&self, replica: &str) -> Vec<ReplicaEvent> {
+        let sessions = self.cluster.replica_sessions().lock().unwrap();
+        sessions
+            .events()
+            .iter()
+            .filter(|e| e.replica == replica)
+            .cloned()
+            .collect()
+    }
+
+    /// Every replica of every team holds the same data at the same version.
+    fn assert_teams_identical(&self) {
+        self.cluster.pump();
+        for (tag, members) in self.cluster.team_contents() {
+            let (first, version, data) = &members[0];
+            for (id, v, d) in &members[1..] {
+                assert_eq!(
+                    (v, d.len()),
+                    (version, data.len()),
+                    "team {tag}: {id} differs from {first}"
+                );
+                assert!(d == data, "team {tag}: {id} holds other data than {first}");
+            }
+        }
+    }
+
+    /// A replica of team 1 is killed, `writes` more are acknowledged
+    /// without it, and it comes back: it rejoins behind its teammates.
+    async fn replica_left_behind(&self, writes: usize) -> (String, Vec<(String, String)>) {
+        let boot = completed(&self.recover().await).clone();
+        let mut acked = self.write(0, 100);
+        let replica = boot.storage_teams[1].storage_ids[0].clone();
+        self.cluster.kill(&replica);
+        acked.extend(self.write(100, writes));
+        self.cluster.revive(&replica);
+        (replica, acked)
+    }
+}
+
+fn completed(report: &RecoveryReport) -> &Layout {
+    report.layout().unwrap_or_else(|| {
+        let outcomes: Vec<_> = report
+            .attempts
+            .iter()
+            .map(|a| a.outcome.to_string())
+            .collect();
+        panic!("recovery did not complete: {outcomes:?}")
+    })
+}
+
+fn kinds(events: &[ReplicaEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.event.as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_replica_that_rejoins_behind_catches_up_from_the_logs_before_serving() {
+    let h = Harness::new(Harness::small());
+    let (replica, acked) = h.replica_left_behind(150).await;
+    let layout = completed(&h.recover().await).clone();
+    assert!(
+        layout.storage_teams[1].storage_ids.contains(&replica),
+        "the replica rejoined its team"
+    );
+
+    let events = h.events_of(&replica);
+    let opened = &events[0];
+    assert!(
+        opened.detail.starts_with("catch-up: replay (100, "),
+        "{opened}"
+    );
+    assert_eq!(kinds(&events).last(), Some(&"completed"));
+    assert!(kinds(&events).contains(&"progress"));
+    assert!(events.iter().all(|e| e.epoch == layout.epoch));
+    h.assert_teams_identical();
+    assert_eq!(h.lost(&acked), 0);
+}
+
+#[tokio::test]
+async fn a_replica_behind_retention_is_rebuilt_from_a_teammate_and_the_tail() {
+    let h = Harness::new(Harness::small().with_retention(40));
+    let (replica, acked) = h.replica_left_behind(200).await;
+    let layout = completed(&h.recover().await).clone();
+    assert!(layout.storage_teams[1].storage_ids.contains(&replica));
+
+    let events = h.events_of(&replica);
+    assert!(
+        events[0].detail.starts_with("rebuild: snapshot at "),
+        "{}",
+        events[0]
+    );
+    assert_eq!(kinds(&events).last(), Some(&"completed"));
+    h.assert_teams_identical();
+    assert_eq!(h.lost(&acked), 0);
+}
+
+#[tokio::test]
+async fn a_catch_up_over_its_entry_budget_escalates_to_a_rebuild() {
+    let budget = Budget {
+        max_entries: 25,
+        ..Budget::default()
+    };
+    let h = Harness::new(Harness::small().with_replica_budget(budget));
+    let (replica, acked) = h.replica_left_behind(150).await;
+    completed(&h.recover().await);
+
+    let events = h.events_of(&replica);
+    let escalated = events
+        .iter()
+        .position(|e| e.event == "escalated")
+        .expect("the catch-up escalated");
+    assert!(
+        events[escalated].detail.contains("over the budget of 25"),
+        "{}",
+        events[escalated]
+    );
+    let rebuild = &events[escalated + 1];
+    assert_eq!(rebuild.event, "opened");
+    assert!(
+        rebuild.detail.starts_with("rebuild: ") && rebuild.detail.contains("escalated by the host"),
+        "{rebuild}"
+    );
+    assert_eq!(kinds(&events).last(), Some(&"completed"));
+    h.assert_teams_identical();
+    assert_eq!(h.lost(&acked), 0);
+}
+
+#[tokio::test]
+async fn a_replica_ahead_of_committed_is_truncated_before_it_serves() {
+    let h = Harness::new(Harness::small());
+    let boot = completed(&h.recover().await).clone();
+    let acked = h.write(0, 100);
+    let replica = boot.storage_teams[1].storage_ids[0].clone();
+    let committed = h.cluster.committed_version();
+    // Versions the cluster never acknowledged, as from a log ahead of a
+    // commit that then failed.
+    let ghost = [("zz-ghost".to_string(), "never acknowledged".to_string())];
+    h.cluster
+        .apply_unacknowledged(&replica, boot.epoch, committed + 3, &ghost)
+        .unwrap();
+
+    completed(&h.recover().await);
+    let events = h.events_of(&replica);
+    assert!(
+        events[0]
+            .detail
+            .starts_with(&format!("catch-up: truncate to {committed}")),
+        "{}",
+        events[0]
+    );
+    assert_eq!(kinds(&events), ["opened", "truncated", "completed"]);
+    h.assert_teams_identical();
+    assert_eq!(h.cluster.read("zz-ghost"), None);
+    assert_eq!(h.lost(&acked), 0);
+}
+
+/// The in-process cluster, with a hook on the calls replica recovery makes.
+struct Hooked {
+    inner: Arc<InProcessCluster>,
+    applies: AtomicU32,
+    /// Runs before the n-th catch-up page is applied (from 1).
+    on_apply: Box<dyn Fn(u32, &InProcessCluster, &str) + Send + Sync>,
+    /// The endpoint reported for a replica, from the one it has.
+    endpoint: Box<dyn Fn(&str, String) -> String + Send + Sync>,
+}
+
+impl Hooked {
+    fn new(inner: Arc<InProcessCluster>) -> Self {
+        Hooked {
+            inner,
+            applies: AtomicU32::new(0),
+            on_apply: Box::new(|_, _, _| {}),
+            endpoint: Box::new(|_, endpoint| endpoint),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Cluster for Hooked {
+    async fn nodes(&self) -> Vec<Node> {
+        self.inner.nodes().await
+    }
+    async fn services(&self) -> Vec<ServiceDescriptor> {
+        self.inner.services().await
+    }
+    async fn lock(&self, id: &str, epoch: Epoch) -> Result<LockInfo, ClusterError> {
+        self.inner.lock(id, epoch).await
+    }
+    async fn create_worker(
+        &self,
+        node: &str,
+        kind: ServiceKind,
+        epoch: Epoch,
+    ) -> Result<ServiceDescriptor, ClusterError> {
+        self.inner.create_worker(node, kind, epoch).await
+    }
+    async fn recover_log(
+        &self,
+        epoch: Epoch,
+        target: &str,
+        sources: &[String],
+        tags: &[ShardTag],
+        first: Version,
+        last: Version,
+    ) -> Result<(), ClusterError> {
+        self.inner
+            .recover_log(epoch, target, sources, tags, first, last)
+            .await
+    }
+    async fn start_role(
+        &self,
+        node: &str,
+        kind: ServiceKind,
+        epoch: Epoch,
+        start: Version,
+    ) -> Result<ServiceDescriptor, ClusterError> {
+        self.inner.start_role(node, kind, epoch, start).await
+    }
+    async fn unlock(&self, id: &str, epoch: Epoch, layout: &Layout) -> Result<(), ClusterError> {
+        self.inner.unlock(id, epoch, layout).await
+    }
+    async fn adopt(&self, layout: &Layout) {
+        self.inner.adopt(layout).await
+    }
+    async fn release(&self, id: &str) {
+        self.inner.release(id).await
+    }
+    fn registrations(&self) -> RegistrationWatch {
+        self.inner.registrations()
+    }
+    fn replica_sessions(&self) -> &Mutex<Sessions> {
+        self.inner.replica_sessions()
+    }
+    async fn replica_state(&self, id: &str) -> Result<(Version, String), ClusterError> {
+        let (version, endpoint) = self.inner.replica_state(id).await?;
+        Ok((version, (self.endpoint)(id, endpoint)))
+    }
+    async fn log_retained(&self, id: &str) -> Result<(Version, Version), ClusterError> {
+        self.inner.log_retained(id).await
+    }
+    async fn pull(
+        &self,
+        log: &str,
+        tag: ShardTag,
+        after: Version,
+        upto: Version,
+    ) -> Result<PulledPage, ClusterError> {
+        self.inner.pull(log, tag, after, upto).await
+    }
+    async fn recover_apply(
+        &self,
+        id: &str,
+        epoch: Epoch,
+        mutations: Vec<(Version, Mutation)>,
+        upto: Version,
+    ) -> Result<(), ClusterError> {
+        let n = self.applies.fetch_add(1, Ordering::SeqCst) + 1;
+        (self.on_apply)(n, &self.inner, id);
+        self.inner.recover_apply(id, epoch, mutations, upto).await
+    }
+    async fn truncate(&self, id: &str, epoch: Epoch, to: Version) -> Result<(), ClusterError> {
+        self.inner.truncate(id, epoch, to).await
+    }
+    async fn snapshot_page(
+        &self,
+        id: &str,
+        after: Option<String>,
+    ) -> Result<SnapshotPage, ClusterError> {
+        self.inner.snapshot_page(id, after).await
+    }
+    async fn rebuild_page(
+        &self,
+        id: &str,
+        epoch: Epoch,
+        version: Version,
+        entries: Vec<(String, String)>,
+        first: bool,
+        last: bool,
+    ) -> Result<(), ClusterError> {
+        self.inner
+            .rebuild_page(id, epoch, version, entries, first, last)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn an_epoch_bump_mid_catch_up_voids_the_session_and_the_newer_epoch_finishes() {
+    let h = Harness::new(Harness::small());
+    let (replica, acked) = h.replica_left_behind(150).await;
+    let mut hooked = Hooked::new(h.cluster.clone());
+    let bumped = Arc::new(Mutex::new(None::<Epoch>));
+    let seen = bumped.clone();
+    // Once the catch-up has begun, a newer recovery takes an epoch and
+    // locks the replica before its first page lands.
+    let store = h.store.clone();
+    hooked.on_apply = Box::new(move |n, cluster, id| {
+        if n == 1 {
+            let epoch = store.next_epoch().unwrap();
+            futures::executor::block_on(cluster.lock(id, epoch)).unwrap();
+            *seen.lock().unwrap() = Some(epoch);
+        }
+    });
+    let report = h.recover_through(Arc::new(hooked)).await;
+    let first = &report.attempts[0];
+    assert!(
+        matches!(first.outcome, AttemptOutcome::Superseded(_)),
+        "{}",
+        first.outcome
+    );
+
+    let events = h.events_of(&replica);
+    let voided = events
+        .iter()
+        .find(|e| e.event == "invalidated")
+        .expect("the session was invalidated");
+    assert!(voided.detail.contains("began"), "{voided}");
+    let stale =
+        h.cluster
+            .replica_sessions()
+            .lock()
+            .unwrap()
+            .progress(voided.session, voided.epoch, 1, 1);
+    assert!(
+        matches!(stale, Err(SessionError::Stale { .. })),
+        "{stale:?}"
+    );
+    assert!(bumped.lock().unwrap().is_some());
+
+    // The next recovery, above the bump, brings the replica up to date.
+    let layout = completed(&h.recover().await).clone();
+    let events = h.events_of(&replica);
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last.event.as_str(), last.epoch),
+        ("completed", layout.epoch)
+    );
+    h.assert_teams_identical();
+    assert_eq!(h.lost(&acked), 0);
+}
+
+#[tokio::test]
+async fn an_endpoint_change_mid_session_voids_it_and_the_retry_keeps_what_was_made_durable() {
+    let h = Harness::new(Harness::small());
+    let (replica, acked) = h.replica_left_behind(120).await;
+    let mut hooked = Hooked::new(h.cluster.clone());
+    let target = replica.clone();
+    let asked = AtomicU32::new(0);
+    // The replica answers from a new endpoint from its second state query
+    // on, as a worker restarted on another address would.
+    hooked.endpoint = Box::new(move |id, endpoint| {
+        if id == target && asked.fetch_add(1, Ordering::SeqCst) >= 1 {
+            format!("{endpoint}-moved")
+        } else {
+            endpoint
+        }
+    });
+    let report = h.recover_through(Arc::new(hooked)).await;
+    completed(&report);
+    assert!(
+        matches!(report.attempts[0].outcome, AttemptOutcome::Stalled(_)),
+        "{}",
+        report.attempts[0].outcome
+    );
+
+    let events = h.events_of(&replica);
+    let voided = events.last().unwrap();
+    assert_eq!(
+        voided.event, "invalidated",
+        "the session could not complete: {events:?}"
+    );
+    assert!(voided.detail.contains("endpoint changed"), "{voided}");
+    assert!(events.iter().all(|e| e.event != "completed"));
+    // What the voided session applied was made durable page by page, with
+    // its true version: the retry finds the replica at the committed version.
+    let stale = h
+        .cluster
+        .replica_sessions()
+        .lock()
+        .unwrap()
+        .complete(voided.session, voided.epoch);
+    assert!(
+        matches!(stale, Err(SessionError::Stale { .. })),
+        "{stale:?}"
+    );
+    h.assert_teams_identical();
+    assert_eq!(h.lost(&acked), 0);
+}
