@@ -11,9 +11,7 @@ use ratchet::runtime::{Detached, HostServices, Runtime, RuntimeConfig};
 /// One runtime for the whole test binary, as in production.
 pub fn runtime() -> Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| Arc::new(Runtime::new(RuntimeConfig::default()).expect("runtime starts")))
-        .clone()
+    RUNTIME.get_or_init(|| Arc::new(Runtime::new(RuntimeConfig::default()).expect("runtime starts"))).clone()
 }
 
 pub fn detached() -> Arc<dyn HostServices> {
@@ -80,11 +78,7 @@ impl HostServices for Gate {
     async fn lock(&self, ids: Vec<String>) -> Vec<Result<LockInfo, ClusterError>> {
         self.inner.lock(ids).await
     }
-    async fn create_worker(
-        &self,
-        node: String,
-        kind: ServiceKind,
-    ) -> Result<ServiceDescriptor, ClusterError> {
+    async fn create_worker(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
         self.inner.create_worker(node, kind).await
     }
     async fn recover_log(
@@ -95,15 +89,9 @@ impl HostServices for Gate {
         first: Version,
         last: Version,
     ) -> Result<(), ClusterError> {
-        self.inner
-            .recover_log(target, sources, tags, first, last)
-            .await
+        self.inner.recover_log(target, sources, tags, first, last).await
     }
-    async fn start_role(
-        &self,
-        node: String,
-        kind: ServiceKind,
-    ) -> Result<ServiceDescriptor, ClusterError> {
+    async fn start_role(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
         self.inner.start_role(node, kind).await
     }
     async fn unlock(&self, ids: Vec<String>, layout: Layout) -> Vec<Result<(), ClusterError>> {

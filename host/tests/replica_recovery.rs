@@ -10,8 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ratchet::bindings::types::{
-    ClusterError, Epoch, Layout, LockInfo, Node, RecoveryConfig, ServiceDescriptor, ServiceKind,
-    ShardTag, Version,
+    ClusterError, Epoch, Layout, LockInfo, Node, RecoveryConfig, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
 use ratchet::cluster::{Cluster, InProcessCluster, PulledPage, RegistrationWatch, SnapshotPage};
 use ratchet::coordinator::{CoordinatorStore, MemoryStore};
@@ -45,13 +44,8 @@ impl Harness {
             initial_backoff: Duration::from_millis(1),
             ..DirectorOptions::default()
         };
-        let director = Director::new(
-            self.registry.clone(),
-            cluster,
-            self.store.clone(),
-            RecoveryConfig::default(),
-            options,
-        );
+        let director =
+            Director::new(self.registry.clone(), cluster, self.store.clone(), RecoveryConfig::default(), options);
         director.recover().await.unwrap()
     }
 
@@ -78,20 +72,12 @@ impl Harness {
 
     fn lost(&self, acked: &[(String, String)]) -> usize {
         self.cluster.pump();
-        acked
-            .iter()
-            .filter(|(k, v)| self.cluster.read(k).as_deref() != Some(v.as_str()))
-            .count()
+        acked.iter().filter(|(k, v)| self.cluster.read(k).as_deref() != Some(v.as_str())).count()
     }
 
     fn events_of(&self, replica: &str) -> Vec<ReplicaEvent> {
         let sessions = self.cluster.replica_sessions().lock().unwrap();
-        sessions
-            .events()
-            .iter()
-            .filter(|e| e.replica == replica)
-            .cloned()
-            .collect()
+        sessions.events().iter().filter(|e| e.replica == replica).cloned().collect()
     }
 
     /// Every replica of every team holds the same data at the same version.
@@ -100,11 +86,7 @@ impl Harness {
         for (tag, members) in self.cluster.team_contents() {
             let (first, version, data) = &members[0];
             for (id, v, d) in &members[1..] {
-                assert_eq!(
-                    (v, d.len()),
-                    (version, data.len()),
-                    "team {tag}: {id} differs from {first}"
-                );
+                assert_eq!((v, d.len()), (version, data.len()), "team {tag}: {id} differs from {first}");
                 assert!(d == data, "team {tag}: {id} holds other data than {first}");
             }
         }
@@ -125,11 +107,7 @@ impl Harness {
 
 fn completed(report: &RecoveryReport) -> &Layout {
     report.layout().unwrap_or_else(|| {
-        let outcomes: Vec<_> = report
-            .attempts
-            .iter()
-            .map(|a| a.outcome.to_string())
-            .collect();
+        let outcomes: Vec<_> = report.attempts.iter().map(|a| a.outcome.to_string()).collect();
         panic!("recovery did not complete: {outcomes:?}")
     })
 }
@@ -143,17 +121,11 @@ async fn a_replica_that_rejoins_behind_catches_up_from_the_logs_before_serving()
     let h = Harness::new(Harness::small());
     let (replica, acked) = h.replica_left_behind(150).await;
     let layout = completed(&h.recover().await).clone();
-    assert!(
-        layout.storage_teams[1].storage_ids.contains(&replica),
-        "the replica rejoined its team"
-    );
+    assert!(layout.storage_teams[1].storage_ids.contains(&replica), "the replica rejoined its team");
 
     let events = h.events_of(&replica);
     let opened = &events[0];
-    assert!(
-        opened.detail.starts_with("catch-up: replay (100, "),
-        "{opened}"
-    );
+    assert!(opened.detail.starts_with("catch-up: replay (100, "), "{opened}");
     assert_eq!(kinds(&events).last(), Some(&"completed"));
     assert!(kinds(&events).contains(&"progress"));
     assert!(events.iter().all(|e| e.epoch == layout.epoch));
@@ -169,11 +141,7 @@ async fn a_replica_behind_retention_is_rebuilt_from_a_teammate_and_the_tail() {
     assert!(layout.storage_teams[1].storage_ids.contains(&replica));
 
     let events = h.events_of(&replica);
-    assert!(
-        events[0].detail.starts_with("rebuild: snapshot at "),
-        "{}",
-        events[0]
-    );
+    assert!(events[0].detail.starts_with("rebuild: snapshot at "), "{}", events[0]);
     assert_eq!(kinds(&events).last(), Some(&"completed"));
     h.assert_teams_identical();
     assert_eq!(h.lost(&acked), 0);
@@ -181,30 +149,17 @@ async fn a_replica_behind_retention_is_rebuilt_from_a_teammate_and_the_tail() {
 
 #[tokio::test]
 async fn a_catch_up_over_its_entry_budget_escalates_to_a_rebuild() {
-    let budget = Budget {
-        max_entries: 25,
-        ..Budget::default()
-    };
+    let budget = Budget { max_entries: 25, ..Budget::default() };
     let h = Harness::new(Harness::small().with_replica_budget(budget));
     let (replica, acked) = h.replica_left_behind(150).await;
     completed(&h.recover().await);
 
     let events = h.events_of(&replica);
-    let escalated = events
-        .iter()
-        .position(|e| e.event == "escalated")
-        .expect("the catch-up escalated");
-    assert!(
-        events[escalated].detail.contains("over the budget of 25"),
-        "{}",
-        events[escalated]
-    );
+    let escalated = events.iter().position(|e| e.event == "escalated").expect("the catch-up escalated");
+    assert!(events[escalated].detail.contains("over the budget of 25"), "{}", events[escalated]);
     let rebuild = &events[escalated + 1];
     assert_eq!(rebuild.event, "opened");
-    assert!(
-        rebuild.detail.starts_with("rebuild: ") && rebuild.detail.contains("escalated by the host"),
-        "{rebuild}"
-    );
+    assert!(rebuild.detail.starts_with("rebuild: ") && rebuild.detail.contains("escalated by the host"), "{rebuild}");
     assert_eq!(kinds(&events).last(), Some(&"completed"));
     h.assert_teams_identical();
     assert_eq!(h.lost(&acked), 0);
@@ -220,19 +175,11 @@ async fn a_replica_ahead_of_committed_is_truncated_before_it_serves() {
     // Versions the cluster never acknowledged, as from a log ahead of a
     // commit that then failed.
     let ghost = [("zz-ghost".to_string(), "never acknowledged".to_string())];
-    h.cluster
-        .apply_unacknowledged(&replica, boot.epoch, committed + 3, &ghost)
-        .unwrap();
+    h.cluster.apply_unacknowledged(&replica, boot.epoch, committed + 3, &ghost).unwrap();
 
     completed(&h.recover().await);
     let events = h.events_of(&replica);
-    assert!(
-        events[0]
-            .detail
-            .starts_with(&format!("catch-up: truncate to {committed}")),
-        "{}",
-        events[0]
-    );
+    assert!(events[0].detail.starts_with(&format!("catch-up: truncate to {committed}")), "{}", events[0]);
     assert_eq!(kinds(&events), ["opened", "truncated", "completed"]);
     h.assert_teams_identical();
     assert_eq!(h.cluster.read("zz-ghost"), None);
@@ -288,9 +235,7 @@ impl Cluster for Hooked {
         first: Version,
         last: Version,
     ) -> Result<(), ClusterError> {
-        self.inner
-            .recover_log(epoch, target, sources, tags, first, last)
-            .await
+        self.inner.recover_log(epoch, target, sources, tags, first, last).await
     }
     async fn start_role(
         &self,
@@ -323,13 +268,7 @@ impl Cluster for Hooked {
     async fn log_retained(&self, id: &str) -> Result<(Version, Version), ClusterError> {
         self.inner.log_retained(id).await
     }
-    async fn pull(
-        &self,
-        log: &str,
-        tag: ShardTag,
-        after: Version,
-        upto: Version,
-    ) -> Result<PulledPage, ClusterError> {
+    async fn pull(&self, log: &str, tag: ShardTag, after: Version, upto: Version) -> Result<PulledPage, ClusterError> {
         self.inner.pull(log, tag, after, upto).await
     }
     async fn recover_apply(
@@ -346,11 +285,7 @@ impl Cluster for Hooked {
     async fn truncate(&self, id: &str, epoch: Epoch, to: Version) -> Result<(), ClusterError> {
         self.inner.truncate(id, epoch, to).await
     }
-    async fn snapshot_page(
-        &self,
-        id: &str,
-        after: Option<String>,
-    ) -> Result<SnapshotPage, ClusterError> {
+    async fn snapshot_page(&self, id: &str, after: Option<String>) -> Result<SnapshotPage, ClusterError> {
         self.inner.snapshot_page(id, after).await
     }
     async fn rebuild_page(
@@ -362,9 +297,7 @@ impl Cluster for Hooked {
         first: bool,
         last: bool,
     ) -> Result<(), ClusterError> {
-        self.inner
-            .rebuild_page(id, epoch, version, entries, first, last)
-            .await
+        self.inner.rebuild_page(id, epoch, version, entries, first, last).await
     }
 }
 
@@ -387,38 +320,20 @@ async fn an_epoch_bump_mid_catch_up_voids_the_session_and_the_newer_epoch_finish
     });
     let report = h.recover_through(Arc::new(hooked)).await;
     let first = &report.attempts[0];
-    assert!(
-        matches!(first.outcome, AttemptOutcome::Superseded(_)),
-        "{}",
-        first.outcome
-    );
+    assert!(matches!(first.outcome, AttemptOutcome::Superseded(_)), "{}", first.outcome);
 
     let events = h.events_of(&replica);
-    let voided = events
-        .iter()
-        .find(|e| e.event == "invalidated")
-        .expect("the session was invalidated");
+    let voided = events.iter().find(|e| e.event == "invalidated").expect("the session was invalidated");
     assert!(voided.detail.contains("began"), "{voided}");
-    let stale =
-        h.cluster
-            .replica_sessions()
-            .lock()
-            .unwrap()
-            .progress(voided.session, voided.epoch, 1, 1);
-    assert!(
-        matches!(stale, Err(SessionError::Stale { .. })),
-        "{stale:?}"
-    );
+    let stale = h.cluster.replica_sessions().lock().unwrap().progress(voided.session, voided.epoch, 1, 1);
+    assert!(matches!(stale, Err(SessionError::Stale { .. })), "{stale:?}");
     assert!(bumped.lock().unwrap().is_some());
 
     // The next recovery, above the bump, brings the replica up to date.
     let layout = completed(&h.recover().await).clone();
     let events = h.events_of(&replica);
     let last = events.last().unwrap();
-    assert_eq!(
-        (last.event.as_str(), last.epoch),
-        ("completed", layout.epoch)
-    );
+    assert_eq!((last.event.as_str(), last.epoch), ("completed", layout.epoch));
     h.assert_teams_identical();
     assert_eq!(h.lost(&acked), 0);
 }
@@ -433,40 +348,21 @@ async fn an_endpoint_change_mid_session_voids_it_and_the_retry_keeps_what_was_ma
     // The replica answers from a new endpoint from its second state query
     // on, as a worker restarted on another address would.
     hooked.endpoint = Box::new(move |id, endpoint| {
-        if id == target && asked.fetch_add(1, Ordering::SeqCst) >= 1 {
-            format!("{endpoint}-moved")
-        } else {
-            endpoint
-        }
+        if id == target && asked.fetch_add(1, Ordering::SeqCst) >= 1 { format!("{endpoint}-moved") } else { endpoint }
     });
     let report = h.recover_through(Arc::new(hooked)).await;
     completed(&report);
-    assert!(
-        matches!(report.attempts[0].outcome, AttemptOutcome::Stalled(_)),
-        "{}",
-        report.attempts[0].outcome
-    );
+    assert!(matches!(report.attempts[0].outcome, AttemptOutcome::Stalled(_)), "{}", report.attempts[0].outcome);
 
     let events = h.events_of(&replica);
     let voided = events.last().unwrap();
-    assert_eq!(
-        voided.event, "invalidated",
-        "the session could not complete: {events:?}"
-    );
+    assert_eq!(voided.event, "invalidated", "the session could not complete: {events:?}");
     assert!(voided.detail.contains("endpoint changed"), "{voided}");
     assert!(events.iter().all(|e| e.event != "completed"));
     // What the voided session applied was made durable page by page, with
     // its true version: the retry finds the replica at the committed version.
-    let stale = h
-        .cluster
-        .replica_sessions()
-        .lock()
-        .unwrap()
-        .complete(voided.session, voided.epoch);
-    assert!(
-        matches!(stale, Err(SessionError::Stale { .. })),
-        "{stale:?}"
-    );
+    let stale = h.cluster.replica_sessions().lock().unwrap().complete(voided.session, voided.epoch);
+    assert!(matches!(stale, Err(SessionError::Stale { .. })), "{stale:?}");
     h.assert_teams_identical();
     assert_eq!(h.lost(&acked), 0);
 }

@@ -18,8 +18,8 @@
 use std::sync::Mutex;
 
 use crate::bindings::types::{
-    CatchUpPlan, ClusterError, Epoch, Layout, RebuildPlan, ReplicaHistory, ReplicaOutcome,
-    ReplicaPlan, ShardTag, Version,
+    CatchUpPlan, ClusterError, Epoch, Layout, RebuildPlan, ReplicaHistory, ReplicaOutcome, ReplicaPlan, ShardTag,
+    Version,
 };
 use crate::cluster::Cluster;
 use crate::registry::Plugins;
@@ -69,11 +69,7 @@ pub async fn recover_replica(
     epoch: Epoch,
     replica: &str,
 ) -> Result<Option<SessionId>, ClusterError> {
-    let Some(team) = layout
-        .storage_teams
-        .iter()
-        .find(|t| t.storage_ids.iter().any(|id| id == replica))
-    else {
+    let Some(team) = layout.storage_teams.iter().find(|t| t.storage_ids.iter().any(|id| id == replica)) else {
         return Ok(None);
     };
     let sessions = cluster.replica_sessions();
@@ -99,11 +95,7 @@ pub async fn recover_replica(
     }
     spans.sort_by_key(|(_, after, _)| *after);
     let oldest = spans.first().map_or(committed, |(_, after, _)| *after);
-    let head = spans
-        .iter()
-        .map(|(_, _, last)| *last)
-        .max()
-        .unwrap_or(committed);
+    let head = spans.iter().map(|(_, _, last)| *last).max().unwrap_or(committed);
     let mut peers = Vec::new();
     for peer in team.storage_ids.iter().filter(|id| *id != replica) {
         if let Ok((version, _)) = cluster.replica_state(peer).await
@@ -144,13 +136,8 @@ pub async fn recover_replica(
             let outcome = rebuild.outcome.clone();
             let id = lock(sessions)
                 .open(replica, epoch, &endpoint, &recovery.history, rebuild)
-                .map_err(|err| {
-                    ClusterError::Refused(format!("replica recovery of {replica}: {err}"))
-                })?;
-            recovery
-                .carry_out(id, &outcome)
-                .await
-                .map_err(|failure| recovery.fail(id, failure))?;
+                .map_err(|err| ClusterError::Refused(format!("replica recovery of {replica}: {err}")))?;
+            recovery.carry_out(id, &outcome).await.map_err(|failure| recovery.fail(id, failure))?;
             Ok(Some(id))
         }
         Err(failure) => Err(recovery.fail(id, failure)),
@@ -171,9 +158,7 @@ impl Recovery<'_> {
                 self.cluster.truncate(self.replica, self.epoch, *to).await?;
                 self.sessions().record_truncation(id, self.epoch, *to)?;
             }
-            ReplicaOutcome::CatchUp(CatchUpPlan::Replay(range)) => {
-                self.replay(id, range.after, committed).await?
-            }
+            ReplicaOutcome::CatchUp(CatchUpPlan::Replay(range)) => self.replay(id, range.after, committed).await?,
             ReplicaOutcome::Rebuild(plan) => {
                 let at = match plan {
                     RebuildPlan::SnapshotTail(at) => Some(*at),
@@ -193,16 +178,10 @@ impl Recovery<'_> {
 
     /// Pulls `(after, upto]` of the shard from its logs into the replica, a
     /// page at a time, moving to the next log when one fails.
-    async fn replay(
-        &self,
-        id: SessionId,
-        mut after: Version,
-        upto: Version,
-    ) -> Result<(), Failure> {
+    async fn replay(&self, id: SessionId, mut after: Version, upto: Version) -> Result<(), Failure> {
         for log in &self.sources {
             while after < upto {
-                let (mutations, through) = match self.cluster.pull(log, self.tag, after, upto).await
-                {
+                let (mutations, through) = match self.cluster.pull(log, self.tag, after, upto).await {
                     Ok(page) => page,
                     Err(err @ ClusterError::Superseded(_)) => return Err(err.into()),
                     Err(_) => break,
@@ -211,19 +190,13 @@ impl Recovery<'_> {
                     break;
                 }
                 let entries = mutations.len() as u64;
-                self.cluster
-                    .recover_apply(self.replica, self.epoch, mutations, through)
-                    .await?;
+                self.cluster.recover_apply(self.replica, self.epoch, mutations, through).await?;
                 self.sessions().progress(id, self.epoch, through, entries)?;
                 after = through;
             }
         }
         if after < upto {
-            let sources = if self.sources.is_empty() {
-                "none".to_string()
-            } else {
-                self.sources.join(", ")
-            };
+            let sources = if self.sources.is_empty() { "none".to_string() } else { self.sources.join(", ") };
             return Err(ClusterError::Unreachable(format!(
                 "no log of shard {} gave ({after}, {upto}] to {} (logs holding it: {sources})",
                 self.tag, self.replica
@@ -251,48 +224,28 @@ impl Recovery<'_> {
             }
         }
         let wanted = at.map_or("any version".to_string(), |at| format!("version {at}"));
-        let tried = if failures.is_empty() {
-            "no teammate holds it".to_string()
-        } else {
-            failures.join("; ")
-        };
-        Err(ClusterError::Unreachable(format!(
-            "no snapshot at {wanted} for {}: {tried}",
-            self.replica
-        ))
-        .into())
+        let tried = if failures.is_empty() { "no teammate holds it".to_string() } else { failures.join("; ") };
+        Err(ClusterError::Unreachable(format!("no snapshot at {wanted} for {}: {tried}", self.replica)).into())
     }
 
     async fn copy_from(&self, peer: &str) -> Result<Version, ClusterError> {
         'transfer: for _ in 0..3 {
             let (mut after, mut first, mut version) = (None, true, None);
             loop {
-                let (page_version, entries, more) =
-                    self.cluster.snapshot_page(peer, after.clone()).await?;
+                let (page_version, entries, more) = self.cluster.snapshot_page(peer, after.clone()).await?;
                 if version.is_some_and(|v| v != page_version) {
                     continue 'transfer;
                 }
                 version = Some(page_version);
                 after = entries.last().map(|(key, _)| key.clone());
-                self.cluster
-                    .rebuild_page(
-                        self.replica,
-                        self.epoch,
-                        page_version,
-                        entries,
-                        first,
-                        !more,
-                    )
-                    .await?;
+                self.cluster.rebuild_page(self.replica, self.epoch, page_version, entries, first, !more).await?;
                 first = false;
                 if !more {
                     return Ok(page_version);
                 }
             }
         }
-        Err(ClusterError::Failed(format!(
-            "{peer} kept changing while it was copied"
-        )))
+        Err(ClusterError::Failed(format!("{peer} kept changing while it was copied")))
     }
 
     /// The host's plan after an escalation: a rebuild, from the trusted
@@ -300,9 +253,7 @@ impl Recovery<'_> {
     fn escalated_plan(&self, reason: &str) -> ReplicaPlan {
         let h = &self.history;
         let rebuild = match h.checkpoint_version {
-            Some(at) if at >= h.oldest_retained && at <= h.committed_version => {
-                RebuildPlan::SnapshotTail(at)
-            }
+            Some(at) if at >= h.oldest_retained && at <= h.committed_version => RebuildPlan::SnapshotTail(at),
             _ => RebuildPlan::Full,
         };
         ReplicaPlan {
@@ -321,12 +272,8 @@ impl Recovery<'_> {
                 self.sessions().epoch_changed(newer);
                 return ClusterError::Superseded(newer);
             }
-            Failure::Cluster(err) => {
-                ClusterError::Failed(format!("replica recovery of {}: {err:?}", self.replica))
-            }
-            Failure::Session(err) => {
-                ClusterError::Refused(format!("replica recovery of {}: {err}", self.replica))
-            }
+            Failure::Cluster(err) => ClusterError::Failed(format!("replica recovery of {}: {err:?}", self.replica)),
+            Failure::Session(err) => ClusterError::Refused(format!("replica recovery of {}: {err}", self.replica)),
         };
         self.sessions().abandon(id, &format!("{err:?}"));
         err
