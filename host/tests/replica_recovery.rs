@@ -366,3 +366,25 @@ async fn an_endpoint_change_mid_session_voids_it_and_the_retry_keeps_what_was_ma
     h.assert_teams_identical();
     assert_eq!(h.lost(&acked), 0);
 }
+
+#[tokio::test]
+async fn a_truncation_beyond_the_replicas_undo_window_escalates_to_a_rebuild() {
+    let h = Harness::new(Harness::small());
+    let boot = completed(&h.recover().await).clone();
+    let acked = h.write(0, 100);
+    let replica = boot.storage_teams[1].storage_ids[0].clone();
+    let committed = h.cluster.committed_version();
+    // So far ahead that the replica keeps no undo entries back to committed.
+    let ahead = committed + ratchet::services::UNDO_VERSIONS + 5;
+    let ghost = [("zz-ghost".to_string(), "never acknowledged".to_string())];
+    h.cluster.apply_unacknowledged(&replica, boot.epoch, ahead, &ghost).unwrap();
+
+    completed(&h.recover().await);
+    let events = h.events_of(&replica);
+    assert_eq!(kinds(&events), ["opened", "escalated", "opened", "progress", "completed"], "{events:#?}");
+    assert!(events[1].detail.contains("cannot truncate"), "{}", events[1]);
+    assert!(events[2].detail.starts_with("rebuild: snapshot at"), "{}", events[2]);
+    h.assert_teams_identical();
+    assert_eq!(h.cluster.read("zz-ghost"), None);
+    assert_eq!(h.lost(&acked), 0);
+}

@@ -136,3 +136,33 @@ fn the_baseline_profile_recovers_once_in_every_run() {
         assert!(!recoveries[0].timeline.is_empty());
     }
 }
+
+#[test]
+fn replicas_left_behind_retention_under_load_are_rebuilt_and_end_identical_to_their_teammates() {
+    // Logs keep 20 versions behind their newest: a storage replica down for
+    // a few hundred milliseconds of load falls out of their history.
+    let config = SimConfig { retention: Some(20), ..profile("crash") };
+    let runs = runs("0..120", &config, &[]);
+    let failing: Vec<String> = runs
+        .iter()
+        .filter(|r| !r.violations.is_empty())
+        .map(|r| format!("seed {}: {}", r.seed, r.violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; ")))
+        .collect();
+    assert!(failing.is_empty(), "{}", failing.join("\n"));
+    let rebuilt: Vec<u64> = runs.iter().filter(|r| r.replicas.rebuilds > 0).map(|r| r.seed).collect();
+    let caught_up = runs.iter().filter(|r| r.replicas.catch_ups > 0).count();
+    assert!(rebuilt.len() >= 10, "only seeds {rebuilt:?} rebuilt a replica");
+    assert!(caught_up >= 10, "only {caught_up} runs caught a replica up from the logs");
+    // The trace of a rebuilt seed shows the rebuild and its completion.
+    let trace = runs.iter().find(|r| r.seed == rebuilt[0]).unwrap().trace.join("\n");
+    assert!(trace.contains("rebuild: snapshot at") || trace.contains("rebuild: full"), "{trace}");
+    assert!(trace.contains("completed"), "{trace}");
+
+    // Without retention the logs hold every version: the same faults are
+    // all caught up from the logs, new teammates included, and nothing is
+    // rebuilt.
+    let kept = runs("0..40", &SimConfig { retention: None, ..config.clone() }, &[]);
+    assert!(kept.iter().all(|r| r.violations.is_empty()));
+    assert!(kept.iter().all(|r| r.replicas.rebuilds == 0), "a rebuild with every version retained");
+    assert!(kept.iter().any(|r| r.replicas.catch_ups > 0));
+}

@@ -335,6 +335,13 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
             let _ = writeln!(out, "  {phase:<28} {millis:>10.3}  {outcome}");
         }
     }
+    if !status.replica_events.is_empty() {
+        let _ = writeln!(out, "\nreplica recovery ({} newest events)", status.replica_events.len());
+        let _ = writeln!(out, "  {:>8}     {:<5} {:<12} {:<5} {:<11} DETAIL", "AT", "#", "REPLICA", "EPOCH", "EVENT");
+        for event in &status.replica_events {
+            let _ = writeln!(out, "  {event}");
+        }
+    }
     // A closed pipe (`| head`) ends the output quietly.
     let _ = std::io::stdout().write_all(out.as_bytes());
     Ok(())

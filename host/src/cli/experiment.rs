@@ -65,6 +65,11 @@ pub struct ExperimentArgs {
     /// Fuel of each plugin call: the only bound on plugins in simulation.
     #[arg(long, default_value_t = SimConfig::default().fuel)]
     fuel: u64,
+    /// Logs keep only this many versions behind their newest (never past
+    /// what a live replica of the shard holds), so a replica down longer
+    /// must be rebuilt [default: logs keep every version].
+    #[arg(long, value_name = "VERSIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    retention: Option<u64>,
 }
 
 /// One plugin set's runs.
@@ -99,6 +104,7 @@ pub fn run(args: ExperimentArgs, runtime: Runtime) -> Result<(), Failure> {
         profile: profile.clone(),
         fault_window: args.fault_window,
         fuel: args.fuel,
+        retention: args.retention,
         ..SimConfig::default()
     };
     let runtime = Arc::new(runtime);
@@ -214,6 +220,9 @@ fn replay_command(args: &ExperimentArgs, specs: &[String], seed: u64) -> String 
     );
     if args.fuel != SimConfig::default().fuel {
         command.push_str(&format!(" --fuel {}", args.fuel));
+    }
+    if let Some(versions) = args.retention {
+        command.push_str(&format!(" --retention {versions}"));
     }
     for spec in specs {
         command.push_str(&format!(" --plugin {spec}"));

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::sim::{RecoveryEnd, SimRun};
+use crate::sim::{RecoveryEnd, ReplicaCounts, SimRun};
 
 /// What one plugin set did over a range of seeds. Recoveries are counted per
 /// director (a competing director is a recovery of its own); the boot is
@@ -38,6 +38,8 @@ pub struct Summary {
     pub one_zone_layouts: usize,
     /// Virtual time simulated, in ms.
     pub virtual_ms: f64,
+    /// Replica recovery sessions, over every run.
+    pub replicas: ReplicaCounts,
 }
 
 impl Summary {
@@ -63,6 +65,14 @@ impl Summary {
             placement_spread: mean(placements.iter().map(|p| p.spread)),
             one_zone_layouts: placements.iter().filter(|p| p.one_zone_teams > 0).count(),
             virtual_ms: runs.iter().map(|r| r.virtual_ms).sum(),
+            replicas: runs.iter().fold(ReplicaCounts::default(), |mut sum, r| {
+                sum.catch_ups += r.replicas.catch_ups;
+                sum.truncations += r.replicas.truncations;
+                sum.rebuilds += r.replicas.rebuilds;
+                sum.escalations += r.replicas.escalations;
+                sum.completed += r.replicas.completed;
+                sum
+            }),
         }
     }
 }
@@ -106,6 +116,14 @@ pub fn table(summaries: &[Summary]) -> String {
             s.attempts_per_recovery,
             s.placement_spread,
             s.one_zone_layouts
+        );
+    }
+    for s in summaries {
+        let r = &s.replicas;
+        let _ = writeln!(
+            out,
+            "{:<width$} replica recovery: {} catch-ups, {} truncations, {} rebuilds ({} escalated), {} completed",
+            s.name, r.catch_ups, r.truncations, r.rebuilds, r.escalations, r.completed
         );
     }
     out

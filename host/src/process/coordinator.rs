@@ -21,6 +21,9 @@ use crate::guard::named_services;
 use crate::registry::Registry;
 use crate::transport::{Handler, TransportConfig, serve};
 
+/// How many of the newest replica recovery events a status carries.
+const STATUS_REPLICA_EVENTS: usize = 50;
+
 /// How often the live generation is checked and storage is pumped.
 const MONITOR_EVERY: Duration = Duration::from_millis(200);
 
@@ -65,6 +68,11 @@ impl Coordinator {
             trigger: progress.trigger,
             recovery_millis: progress.millis,
             last_recovery: progress.attempts,
+            replica_events: {
+                let sessions = self.cluster.replica_sessions().lock().unwrap_or_else(|e| e.into_inner());
+                let events = sessions.events();
+                events[events.len().saturating_sub(STATUS_REPLICA_EVENTS)..].to_vec()
+            },
         }
     }
 

@@ -76,6 +76,10 @@ pub struct Status {
     pub recovery_millis: Option<f64>,
     /// The attempts of the last recovery, in order.
     pub last_recovery: Vec<AttemptSummary>,
+    /// The newest replica recovery events (every transition of every
+    /// replica's sessions), oldest first.
+    #[serde(default)]
+    pub replica_events: Vec<crate::replica::ReplicaEvent>,
 }
 
 /// One attempt, as `ratchet status` shows it.

@@ -155,7 +155,12 @@ impl Recovery<'_> {
         match outcome {
             ReplicaOutcome::ZeroGap => return Ok(()),
             ReplicaOutcome::CatchUp(CatchUpPlan::Truncate(to)) => {
-                self.cluster.truncate(self.replica, self.epoch, *to).await?;
+                match self.cluster.truncate(self.replica, self.epoch, *to).await {
+                    Ok(()) => {}
+                    // The replica cannot undo that far: rebuild it instead.
+                    Err(ClusterError::Failed(reason)) => self.sessions().give_up(id, self.epoch, &reason)?,
+                    Err(err) => return Err(err.into()),
+                }
                 self.sessions().record_truncation(id, self.epoch, *to)?;
             }
             ReplicaOutcome::CatchUp(CatchUpPlan::Replay(range)) => self.replay(id, range.after, committed).await?,

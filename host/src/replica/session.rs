@@ -150,7 +150,7 @@ pub struct Session {
 }
 
 /// One transition, for the event log.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReplicaEvent {
     /// Milliseconds since the sessions began.
     pub at_ms: u64,
@@ -277,7 +277,7 @@ impl Sessions {
             _ => h.durable_version.min(target),
         };
         let now = Instant::now();
-        let detail = format!("{} to {target}: {}", describe(&plan.outcome), plan.reason);
+        let detail = format!("{}, target {target}: {}", describe(&plan.outcome), plan.reason);
         let done = matches!(plan.outcome, ReplicaOutcome::ZeroGap);
         self.sessions.insert(id, Session {
             id,
@@ -382,6 +382,15 @@ impl Sessions {
         }
         self.end(id, SessionState::Completed);
         Ok(())
+    }
+
+    /// Session `id` cannot be carried out as planned (the replica cannot
+    /// truncate that far): it is escalated, and the replica must be
+    /// rebuilt in this epoch.
+    pub fn give_up(&mut self, id: SessionId, epoch: Epoch, reason: &str) -> Result<(), SessionError> {
+        self.running(id, epoch)?;
+        self.escalate(id, reason.to_string());
+        Err(SessionError::Escalated(reason.to_string()))
     }
 
     /// Ends session `id`, still running, on a failed step.

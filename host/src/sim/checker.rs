@@ -5,14 +5,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::history::Facts;
+use crate::bindings::types::{ShardTag, Version};
 use crate::guard::named_services;
 
 /// One broken property.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Violation {
     /// The property: `acked-write-lost`, `epochs-increase`,
-    /// `one-layout-per-epoch`, `layout-names-held-services`, `fencing` or
-    /// `liveness`.
+    /// `one-layout-per-epoch`, `layout-names-held-services`, `fencing`,
+    /// `replicas-agree` or `liveness`.
     pub rule: &'static str,
     /// What happened.
     pub detail: String,
@@ -77,6 +78,27 @@ pub fn check(facts: &Facts, lost: &[String]) -> Vec<Violation> {
     violations
 }
 
+/// Every live replica of a team holds the same data at the same version:
+/// once the run settled, a replica caught up, truncated or rebuilt must be
+/// identical to its teammates.
+pub fn check_replicas(teams: &[(ShardTag, Vec<(String, Version, BTreeMap<String, String>)>)]) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for (tag, members) in teams {
+        let Some((first, version, data)) = members.first() else { continue };
+        for (id, v, d) in &members[1..] {
+            if v != version || d != data {
+                let differ = d.iter().filter(|(k, value)| data.get(*k) != Some(*value)).count()
+                    + data.keys().filter(|k| !d.contains_key(*k)).count();
+                violations.push(Violation::new(
+                    "replicas-agree",
+                    format!("team {tag}: {id} at version {v} differs from {first} at {version} in {differ} keys"),
+                ));
+            }
+        }
+    }
+    violations
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +119,20 @@ mod tests {
 
     fn rules(facts: &Facts, lost: &[String]) -> Vec<&'static str> {
         check(facts, lost).into_iter().map(|v| v.rule).collect()
+    }
+
+    #[test]
+    fn replicas_that_differ_are_named() {
+        let data = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+        let same = data(&[("a", "1"), ("b", "2")]);
+        let agreeing = vec![(1, vec![("s1".to_string(), 5, same.clone()), ("s2".to_string(), 5, same.clone())])];
+        assert!(check_replicas(&agreeing).is_empty());
+        let apart = vec![(1, vec![("s1".to_string(), 5, same.clone()), ("s2".to_string(), 5, data(&[("a", "1")]))])];
+        let found = check_replicas(&apart);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].detail.contains("s2 at version 5 differs from s1 at 5 in 1 keys"), "{}", found[0]);
+        let behind = vec![(1, vec![("s1".to_string(), 5, same.clone()), ("s2".to_string(), 4, same)])];
+        assert_eq!(check_replicas(&behind)[0].rule, "replicas-agree");
     }
 
     #[test]

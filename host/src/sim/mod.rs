@@ -25,4 +25,4 @@ pub mod run;
 
 pub use checker::Violation;
 pub use faults::{FaultProfile, UnknownProfile};
-pub use run::{Placement, PhaseSpan, Recovery, RecoveryEnd, SimConfig, SimError, SimRun, simulate};
+pub use run::{Placement, PhaseSpan, Recovery, RecoveryEnd, ReplicaCounts, SimConfig, SimError, SimRun, simulate};

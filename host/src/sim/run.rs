@@ -50,6 +50,10 @@ pub struct SimConfig {
     pub liveness_bound: Duration,
     /// Fuel of every plugin call: the simulator bounds plugins by fuel only.
     pub fuel: u64,
+    /// How many versions logs retain behind their newest (never past what
+    /// a live replica of the shard holds); `None` keeps every version. A
+    /// replica down for longer than this must be rebuilt.
+    pub retention: Option<u64>,
 }
 
 impl Default for SimConfig {
@@ -62,6 +66,7 @@ impl Default for SimConfig {
             fault_window: Duration::from_secs(3),
             liveness_bound: Duration::from_secs(60),
             fuel: 2_000_000_000,
+            retention: None,
         }
     }
 }
@@ -153,9 +158,43 @@ pub struct SimRun {
     pub virtual_ms: f64,
     /// The placement of the final layout, if the run has one.
     pub placement: Option<Placement>,
+    /// Replica recovery sessions, by how they began.
+    pub replicas: ReplicaCounts,
     /// The event trace.
     #[serde(skip)]
     pub trace: Vec<String>,
+}
+
+/// Replica recovery sessions of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReplicaCounts {
+    /// Catch-ups from the logs.
+    pub catch_ups: usize,
+    /// Truncations.
+    pub truncations: usize,
+    /// Rebuilds from a teammate (escalations included).
+    pub rebuilds: usize,
+    /// Catch-ups that broke their budget.
+    pub escalations: usize,
+    /// Sessions completed.
+    pub completed: usize,
+}
+
+impl ReplicaCounts {
+    fn of(events: &[crate::replica::ReplicaEvent]) -> Self {
+        let mut counts = ReplicaCounts::default();
+        for event in events {
+            match event.event.as_str() {
+                "opened" if event.detail.starts_with("catch-up: replay") => counts.catch_ups += 1,
+                "opened" if event.detail.starts_with("catch-up: truncate") => counts.truncations += 1,
+                "opened" if event.detail.starts_with("rebuild") => counts.rebuilds += 1,
+                "escalated" => counts.escalations += 1,
+                "completed" => counts.completed += 1,
+                _ => {}
+            }
+        }
+        counts
+    }
 }
 
 /// Why a run could not be simulated at all.
@@ -231,7 +270,11 @@ impl Driver {
     fn new(seed: u64, config: SimConfig, plugins: Arc<dyn Plugins>) -> Self {
         let history = History::new();
         let net = Arc::new(Network::new(seed ^ NET_STREAM, config.profile.clone()));
-        let inner = Arc::new(InProcessCluster::with_zones(config.nodes, config.zones, NODE_CAPACITY));
+        let mut inner = InProcessCluster::with_zones(config.nodes, config.zones, NODE_CAPACITY);
+        if let Some(versions) = config.retention {
+            inner = inner.with_retention(versions);
+        }
+        let inner = Arc::new(inner);
         let cluster = Arc::new(SimCluster::new(inner.clone(), net.clone(), history.clone()));
         let store = Arc::new(RecordingStore::new(history.clone()));
         let plugins: Arc<dyn Plugins> = Arc::new(FaultyPlugins::new(plugins, net.clone(), history.clone()));
@@ -606,6 +649,14 @@ impl Driver {
             .map(|(key, _)| key.clone())
             .collect();
         self.history.event("sim", format_args!("verified {} acknowledged writes: {} lost", self.acked.len(), lost.len()));
+        let replicas = {
+            let sessions = self.inner.replica_sessions().lock().unwrap_or_else(|e| e.into_inner());
+            for event in sessions.events() {
+                self.history.event("replica", format_args!("{event}"));
+            }
+            ReplicaCounts::of(sessions.events())
+        };
+        violations.extend(checker::check_replicas(&self.inner.team_contents()));
         let facts = self.history.facts();
         violations.extend(checker::check(&facts, &lost));
         let placement = self.inner.live_layout().map(|layout| {
@@ -622,6 +673,7 @@ impl Driver {
             faults: self.faults,
             virtual_ms: self.history.now_ms(),
             placement,
+            replicas,
             trace,
         }
     }
