@@ -106,9 +106,9 @@ fn a_zone_blind_placement_is_caught_after_a_zone_failure() {
 #[test]
 fn a_replay_that_skips_part_of_the_kept_range_is_caught() {
     let config = profile("default");
-    let broken = runs("0..10", &config, &[("replay-logs", fixtures::TAIL_REPLAY)]);
+    let broken = runs("0..20", &config, &[("replay-logs", fixtures::TAIL_REPLAY)]);
     let failing: Vec<&SimRun> = broken.iter().filter(|r| !r.violations.is_empty()).collect();
-    assert!(!failing.is_empty(), "the hasty replay must lose writes somewhere in 10 seeds");
+    assert!(!failing.is_empty(), "the hasty replay must lose writes somewhere in 20 seeds");
     for run in failing {
         assert!(
             run.violations.iter().any(|v| v.rule == "acked-write-lost"),
@@ -116,8 +116,9 @@ fn a_replay_that_skips_part_of_the_kept_range_is_caught() {
             run.seed,
             run.violations
         );
-        // The guard let the layouts through: the recoveries completed.
-        assert!(run.recoveries.iter().any(|r| r.end == RecoveryEnd::Completed && r.trigger != "boot"));
+        // The guard let its layouts through; what stops the cluster is that
+        // no replica may be brought to versions no log or teammate holds.
+        assert!(run.trace.iter().any(|l| l.contains("no log of shard")), "seed {}", run.seed);
     }
     // The same seeds with the default replay lose nothing.
     assert!(runs("0..10", &config, &[]).iter().all(|r| r.violations.is_empty()));
@@ -142,19 +143,19 @@ fn replicas_left_behind_retention_under_load_are_rebuilt_and_end_identical_to_th
     // Logs keep 20 versions behind their newest: a storage replica down for
     // a few hundred milliseconds of load falls out of their history.
     let config = SimConfig { retention: Some(20), ..profile("crash") };
-    let runs = runs("0..120", &config, &[]);
-    let failing: Vec<String> = runs
+    let retained = runs("0..120", &config, &[]);
+    let failing: Vec<String> = retained
         .iter()
         .filter(|r| !r.violations.is_empty())
         .map(|r| format!("seed {}: {}", r.seed, r.violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; ")))
         .collect();
     assert!(failing.is_empty(), "{}", failing.join("\n"));
-    let rebuilt: Vec<u64> = runs.iter().filter(|r| r.replicas.rebuilds > 0).map(|r| r.seed).collect();
-    let caught_up = runs.iter().filter(|r| r.replicas.catch_ups > 0).count();
+    let rebuilt: Vec<u64> = retained.iter().filter(|r| r.replicas.rebuilds > 0).map(|r| r.seed).collect();
+    let caught_up = retained.iter().filter(|r| r.replicas.catch_ups > 0).count();
     assert!(rebuilt.len() >= 10, "only seeds {rebuilt:?} rebuilt a replica");
     assert!(caught_up >= 10, "only {caught_up} runs caught a replica up from the logs");
     // The trace of a rebuilt seed shows the rebuild and its completion.
-    let trace = runs.iter().find(|r| r.seed == rebuilt[0]).unwrap().trace.join("\n");
+    let trace = retained.iter().find(|r| r.seed == rebuilt[0]).unwrap().trace.join("\n");
     assert!(trace.contains("rebuild: snapshot at") || trace.contains("rebuild: full"), "{trace}");
     assert!(trace.contains("completed"), "{trace}");
 
