@@ -303,18 +303,14 @@ impl InProcessCluster {
                     _ => continue,
                 };
                 let mut missing = false;
-                let source = layout.logs.iter().filter(|l| l.tags.contains(&team.tag)).find_map(|l| {
-                    match state.role(&l.id).map(|role| match role {
-                        Role::Log(log) => log.pull(team.tag, after, upto),
-                        _ => Ok(Vec::new()),
-                    }) {
-                        Ok(Ok(mutations)) => Some(mutations),
-                        Ok(Err(ServiceError::Missing { oldest, .. })) if after < oldest.saturating_sub(1) => {
-                            missing = true;
-                            None
-                        }
-                        _ => None,
+                let source = layout.logs.iter().filter(|l| l.tags.contains(&team.tag)).find_map(|l| match state.role(&l.id) {
+                    // This log popped versions the replica still lacks.
+                    Ok(Role::Log(log)) if after < log.retained().0 => {
+                        missing = true;
+                        None
                     }
+                    Ok(Role::Log(log)) => log.pull(team.tag, after, upto).ok(),
+                    _ => None,
                 });
                 if missing && source.is_none() {
                     state.stranded.insert(member.clone());

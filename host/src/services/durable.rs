@@ -168,6 +168,12 @@ enum StorageInput {
     Rebuild { epoch: Epoch, snapshot: Snapshot },
 }
 
+/// The mutations a replica durable at `before` applied from a page through
+/// `upto`: only those are journaled.
+fn newly_applied(mutations: Vec<(Version, Mutation)>, before: Version, upto: Version) -> Vec<(Version, Mutation)> {
+    mutations.into_iter().filter(|(v, _)| *v > before && *v <= upto).collect()
+}
+
 /// A storage replica whose applied data and durable version survive a crash.
 pub struct DurableStorage {
     storage: StorageService,
@@ -218,8 +224,7 @@ impl DurableStorage {
         if self.storage.durable_version() == before {
             return Ok(());
         }
-        let applied: Vec<(Version, Mutation)> = mutations.into_iter().filter(|(v, _)| *v > before && *v <= upto).collect();
-        self.durability.record(&StorageInput::Apply { mutations: applied, upto })
+        self.durability.record(&StorageInput::Apply { mutations: newly_applied(mutations, before, upto), upto })
     }
 
     /// See [`StorageService::recover_apply`]; durable when this returns.
@@ -230,8 +235,8 @@ impl DurableStorage {
         if self.storage.durable_version() == before {
             return Ok(());
         }
-        let applied: Vec<(Version, Mutation)> = mutations.into_iter().filter(|(v, _)| *v > before && *v <= upto).collect();
-        self.durability.record(&StorageInput::RecoverApply { epoch, mutations: applied, upto })
+        let mutations = newly_applied(mutations, before, upto);
+        self.durability.record(&StorageInput::RecoverApply { epoch, mutations, upto })
     }
 
     /// See [`StorageService::truncate`]; durable when this returns.
