@@ -51,6 +51,8 @@ struct Cluster {
     admin: String,
     /// Extra arguments of the coordinator, such as `--plugin`.
     extra: Vec<String>,
+    /// Extra arguments of every worker, such as `--page-bytes`.
+    worker_extra: Vec<String>,
     coordinator: Proc,
     workers: Vec<(String, Proc)>,
 }
@@ -67,13 +69,18 @@ impl Cluster {
     }
 
     fn start_with(extra: &[&str]) -> Self {
+        Self::start_with_workers(extra, &[])
+    }
+
+    fn start_with_workers(extra: &[&str], worker_extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let addr = free_port();
         let admin = free_port();
         let mut extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         extra.extend(["--admin".to_string(), admin.clone()]);
         let coordinator = Self::coordinator(dir.path(), &addr, &extra);
-        let mut cluster = Cluster { dir, addr, admin, extra, coordinator, workers: Vec::new() };
+        let worker_extra = worker_extra.iter().map(|a| a.to_string()).collect();
+        let mut cluster = Cluster { dir, addr, admin, extra, worker_extra, coordinator, workers: Vec::new() };
         for i in 1..=6 {
             let node = format!("n{i}");
             let proc = cluster.worker(&node);
@@ -85,7 +92,8 @@ impl Cluster {
     fn worker(&self, node: &str) -> Proc {
         let data = self.data_of(node);
         let zone = zone_of(node);
-        let args = ["worker", "--coordinator", &self.addr, "--node", node, "--zone", &zone, "--data", data.to_str().unwrap()];
+        let mut args = vec!["worker", "--coordinator", &self.addr, "--node", node, "--zone", &zone, "--data", data.to_str().unwrap()];
+        args.extend(self.worker_extra.iter().map(String::as_str));
         spawn(&args, &self.dir.path().join(format!("{node}.out")))
     }
 
@@ -391,4 +399,186 @@ fn a_swap_during_a_running_recovery_lets_it_complete_without_loss() {
     assert!(metrics.contains(r#"ratchet_plugin_swaps_total{result="activated",slot="start-sequencer"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"ratchet_phase_duration_seconds_count{phase="persist-layout"}"#), "{metrics}");
     assert!(metrics.contains(r#"ratchet_plugin_calls_total{outcome="ok",slot="start-sequencer",version="2"}"#), "{metrics}");
+}
+
+/// Every storage journal of the cluster's workers, with its size.
+fn storage_journals(cluster: &Cluster) -> Vec<(PathBuf, u64)> {
+    let mut journals = Vec::new();
+    for (node, _) in &cluster.workers {
+        for entry in std::fs::read_dir(cluster.data_of(node)).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "storage") {
+                journals.push((path.clone(), entry.metadata().map(|m| m.len()).unwrap_or(0)));
+            }
+        }
+    }
+    journals
+}
+
+/// What a storage journal holds, read from a copy as a restarted worker
+/// would reload it: its durable version and its data.
+fn reload_replica(journal: &Path, scratch: &Path) -> (u64, std::collections::BTreeMap<String, String>) {
+    let copy = scratch.join(journal.file_name().unwrap());
+    std::fs::copy(journal, &copy).unwrap();
+    let storage = ratchet::services::DurableStorage::open(&copy).unwrap();
+    (storage.service().durable_version(), storage.service().contents().clone())
+}
+
+/// Every acknowledged write: key, value and version.
+fn acknowledged(acks: &Path) -> Vec<(String, String, u64)> {
+    std::fs::read_to_string(acks)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut fields = line.split('\t');
+            let (key, value) = (fields.next().unwrap().to_string(), fields.next().unwrap().to_string());
+            (key, value, fields.next().unwrap().parse().unwrap())
+        })
+        .collect()
+}
+
+/// Asserts that a replica of the shard `[start, end)` holding `data` at
+/// `durable` holds exactly the acknowledged writes of its shard through
+/// `durable`: nothing it lacks is claimed, nothing later leaked in.
+fn assert_holds_exactly(replica: &str, data: &std::collections::BTreeMap<String, String>, durable: u64, range: (&str, &str), acks: &[(String, String, u64)]) {
+    let in_shard = |key: &str| key >= range.0 && (range.1.is_empty() || key < range.1);
+    let expected: std::collections::BTreeMap<String, String> = acks
+        .iter()
+        .filter(|(key, _, version)| *version <= durable && in_shard(key))
+        .map(|(key, value, _)| (key.clone(), value.clone()))
+        .collect();
+    let missing = expected.keys().filter(|k| !data.contains_key(*k)).count();
+    let extra: Vec<&String> = data.keys().filter(|k| !expected.contains_key(*k)).take(5).collect();
+    assert!(
+        missing == 0 && extra.is_empty() && &expected == data,
+        "{replica} at {durable}: {missing} acknowledged writes missing, unexpected keys {extra:?}"
+    );
+}
+
+/// The key range of the team `replica` belongs to in the coordinator's
+/// persisted layout.
+fn shard_of(cluster: &Cluster, replica: &str) -> (String, String) {
+    let store = ratchet::coordinator::FileStore::open(&cluster.dir.path().join("coordinator")).unwrap();
+    let layout = ratchet::coordinator::CoordinatorStore::state(&store).unwrap().layout.unwrap();
+    let team = layout.storage_teams.iter().find(|t| t.storage_ids.iter().any(|id| id == replica)).unwrap();
+    (team.key_range.start.clone(), team.key_range.end.clone())
+}
+
+#[test]
+fn a_catch_up_killed_midway_resumes_from_what_the_replica_made_durable() {
+    // Small pages: catching a replica up on thousands of writes takes
+    // hundreds of pages, each applied and fsynced before it counts.
+    let mut cluster = Cluster::start_with_workers(&[], &["--page-bytes", "1024"]);
+    let (first, status) = cluster.serving_after(0);
+    let replicas: Vec<String> = layout_ids(&status).into_iter().filter(|id| id.starts_with("storage-")).collect();
+
+    // The coordinator pumps storage: while it is down, clients go on
+    // committing through the proxies and every replica falls behind.
+    let acks = cluster.acks("acks");
+    let mut load = cluster.load(20_000, 20, &acks);
+    while lines(&acks) < 100 {
+        assert!(load.child.try_wait().unwrap().is_none(), "the load ended early");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cluster.coordinator.kill();
+    assert!(wait_for_exit(&mut load, Duration::from_secs(180)).success(), "the load failed");
+    let acked = acknowledged(&acks);
+    let target = acked.iter().map(|(_, _, v)| *v).max().unwrap();
+
+    // The restarted coordinator's recovery catches every replica up. Kill
+    // it while the replicas' journals grow, part of the way through.
+    let before = storage_journals(&cluster);
+    cluster.restart_coordinator();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let grown = loop {
+        let now = storage_journals(&cluster);
+        let grown = now.iter().find(|(path, size)| {
+            let replica = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            replicas.iter().any(|r| r == replica)
+                && before.iter().find(|(p, _)| p == path).is_some_and(|(_, was)| *size > was + 64 * 1024)
+        });
+        if let Some((path, _)) = grown {
+            break path.clone();
+        }
+        assert!(Instant::now() < deadline, "no replica caught up in time; logs in {}", cluster.dir.path().display());
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    cluster.coordinator.kill();
+
+    // What the replica made durable, page by page, survives; it claims
+    // exactly the writes through its durable version.
+    let replica = grown.file_stem().unwrap().to_str().unwrap().to_string();
+    let scratch = tempfile::tempdir().unwrap();
+    let (durable, data) = reload_replica(&grown, scratch.path());
+    eprintln!("{replica}: durable at {durable} of {target} when the coordinator died, holding {} keys", data.len());
+    assert!(durable < target, "{replica} caught up whole ({durable}) before the kill: nothing was cut midway");
+    let (start, end) = shard_of(&cluster, &replica);
+    assert_holds_exactly(&replica, &data, durable, (&start, &end), &acked);
+
+    // The next coordinator resumes the catch-up from there, not from the start.
+    cluster.restart_coordinator();
+    let (second, status) = cluster.serving_after(first);
+    let resumed = format!("catch-up: replay ({durable}, {target}]");
+    assert!(
+        status.lines().any(|l| l.contains(&replica) && l.contains(" opened ") && l.contains(&resumed)),
+        "{replica} did not resume with `{resumed}` at epoch {second}:\n{status}"
+    );
+    let report = cluster.verify(&acks);
+    assert!(report.contains("verified 20000 acknowledged writes: 0 lost"), "{report}");
+}
+
+#[test]
+fn a_rebuild_killed_halfway_restarts_and_never_leaves_a_replica_claiming_data_it_lacks() {
+    // The logs keep 20 versions: a new replica of the one shard cannot
+    // catch up from the logs and is rebuilt from a teammate's snapshot,
+    // which moves in small pages.
+    let mut cluster = Cluster::start_with_workers(&["--log-retention", "20", "--shards", "1"], &["--page-bytes", "256"]);
+    let (first, status) = cluster.serving_after(0);
+    let acks = cluster.acks("acks");
+    let mut load = cluster.load(30_000, 100, &acks);
+    assert!(wait_for_exit(&mut load, Duration::from_secs(180)).success(), "the load failed");
+
+    // Lose a replica's node: its replacement is rebuilt.
+    let team = status.lines().find_map(|l| l.strip_prefix("team ")).unwrap().to_string();
+    let lost = team.split_whitespace().nth(1).unwrap();
+    let dead = lost.split('-').nth(1).unwrap().to_string();
+    cluster.kill_worker(&dead);
+
+    // Kill the node of the replica being rebuilt while its snapshot moves.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rebuilding = loop {
+        let status = cluster.status().unwrap_or_default();
+        let opened = status.lines().filter(|l| l.contains(" opened ") && l.contains("rebuild")).find_map(|l| {
+            let replica = l.split_whitespace().find(|w| w.starts_with("storage-"))?.to_string();
+            let done = status.lines().any(|m| m.contains(&replica) && m.contains(" completed "));
+            (!done).then_some(replica)
+        });
+        if let Some(replica) = opened {
+            break replica;
+        }
+        assert!(Instant::now() < deadline, "no rebuild started in time:\n{status}");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let victim = rebuilding.split('-').nth(1).unwrap().to_string();
+    cluster.kill_worker(&victim);
+
+    // The snapshot's pages died with the process: the replica holds nothing
+    // and claims nothing.
+    let journal = cluster.data_of(&victim).join(format!("{rebuilding}.storage"));
+    let scratch = tempfile::tempdir().unwrap();
+    let (durable, data) = reload_replica(&journal, scratch.path());
+    assert_eq!((durable, data.len()), (0, 0), "{rebuilding} after a kill midway through its rebuild");
+
+    // The victim comes back; a later attempt rebuilds a replica whole.
+    cluster.restart_worker(&victim);
+    let (second, status) = cluster.serving_after(first);
+    let rebuilt = status
+        .lines()
+        .filter(|l| l.contains(&format!(" e{second} ")) && l.contains(" completed "))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("storage-")))
+        .find(|replica| status.lines().any(|l| l.contains(replica) && l.contains(" opened ") && l.contains("rebuild")));
+    assert!(rebuilt.is_some(), "no rebuild completed at epoch {second}:\n{status}");
+    eprintln!("{rebuilding} killed midway; {rebuilt:?} rebuilt at epoch {second}");
+    let report = cluster.verify(&acks);
+    assert!(report.contains("verified 30000 acknowledged writes: 0 lost"), "{report}");
 }

@@ -49,7 +49,11 @@ fn config() -> TransportConfig {
 
 /// Six workers over three zones, registered with a new remote cluster.
 async fn six_workers() -> (Vec<Worker>, Arc<RemoteCluster>) {
-    let cluster = Arc::new(RemoteCluster::new(config()));
+    six_workers_of(RemoteCluster::new(config())).await
+}
+
+async fn six_workers_of(cluster: RemoteCluster) -> (Vec<Worker>, Arc<RemoteCluster>) {
+    let cluster = Arc::new(cluster);
     let mut workers = Vec::new();
     for i in 0..6 {
         // Reserve a port, then let the foreman bind it.
@@ -249,4 +253,43 @@ async fn a_log_and_a_replica_larger_than_a_frame_move_in_pages() {
     for key in keys.iter().step_by(97) {
         assert_eq!(cluster.read(key).await.unwrap().as_deref(), Some(value.as_str()), "{key}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pump_pops_the_logs_to_their_retention_and_reports_a_replica_left_behind() {
+    let (mut workers, cluster) = six_workers_of(RemoteCluster::new(config()).with_log_retention(10)).await;
+    let director = director_with(cluster.clone(), RecoveryConfig { shards: 1, ..RecoveryConfig::default() });
+    let layout = completed(&director.recover().await.unwrap());
+    let retained = || async {
+        let mut spans = Vec::new();
+        for log in &layout.logs {
+            spans.push(cluster.log_retained(&log.id).await.unwrap());
+        }
+        spans
+    };
+
+    // A replica whose node hosts nothing else the generation needs is
+    // down while the others take 40 versions: the logs drop the history
+    // it lacks, but never what no live replica holds.
+    let hosts = |node: &str| layout.services.iter().filter(|s| s.node == node).count();
+    let behind = layout.storage_teams[0].storage_ids.iter().find(|id| hosts(&node_of(&layout, id)) == 1).expect("a storage-only node");
+    let node = node_of(&layout, behind);
+    workers.iter_mut().find(|w| w.spec.id == node).unwrap().stop().await;
+    let mut last = 0;
+    for i in 0..40 {
+        last = cluster.commit(&[(format!("k{i:02}"), format!("v{i}"))]).await.unwrap();
+    }
+    assert!(cluster.pump().await.is_empty(), "the live replicas caught up");
+    assert_eq!(retained().await, vec![(last - 10, last); layout.logs.len()]);
+    for i in 0..40 {
+        assert_eq!(cluster.read(&format!("k{i:02}")).await.unwrap(), Some(format!("v{i}")), "storage holds what was popped");
+    }
+
+    // Back, it serves but cannot catch up from the logs: reported, so the
+    // coordinator recovers and rebuilds it.
+    workers.iter_mut().find(|w| w.spec.id == node).unwrap().start().await;
+    assert_eq!(cluster.pump().await, vec![behind.clone()]);
+    let more = cluster.commit(&[("k40".into(), "v40".into())]).await.unwrap();
+    cluster.pump().await;
+    assert_eq!(retained().await, vec![(more - 10, more); layout.logs.len()]);
 }

@@ -47,6 +47,15 @@ pub struct CoordinatorArgs {
     /// dry-run and swapped in; a bad one is refused and logged.
     #[arg(long, value_name = "DIR")]
     plugin_dir: Option<PathBuf>,
+    /// Versions each log keeps behind its newest once storage holds them;
+    /// older ones are popped. A replica further behind than the logs keep
+    /// is rebuilt from a teammate's snapshot plus the tail.
+    #[arg(long, value_name = "VERSIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    log_retention: u64,
+    /// Seconds a restarted coordinator waits for the workers of the
+    /// persisted layout to register before it recovers without them.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    boot_grace: u64,
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +78,12 @@ pub struct WorkerArgs {
     /// The most workers this node hosts.
     #[arg(long, default_value_t = 16)]
     capacity: u32,
+    /// The most bytes a page of a bulk transfer holds (a log range, a
+    /// replica's catch-up, a snapshot). Smaller pages interleave better with
+    /// commits; larger ones move data faster.
+    #[arg(long, value_name = "BYTES", default_value_t = ratchet::worker::protocol::PAGE_BYTES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64 << 20))]
+    page_bytes: usize,
 }
 
 #[derive(Debug, Args)]
@@ -164,7 +179,14 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
         println!("coordinator listening on {}", listener.local_addr().map_err(anyhow::Error::new)?);
         println!("admin endpoint on http://{}", admin.local_addr().map_err(anyhow::Error::new)?);
         let admin_options = ratchet::admin::AdminOptions { token, rollback_after: args.rollback_after };
-        let setup = ratchet::process::coordinator::Setup { listener, admin, admin_options, plugin_dir: args.plugin_dir };
+        let setup = ratchet::process::coordinator::Setup {
+            listener,
+            admin,
+            admin_options,
+            plugin_dir: args.plugin_dir,
+            log_retention: args.log_retention,
+            boot_grace: Duration::from_secs(args.boot_grace),
+        };
         ratchet::process::coordinator::run(&args.data, setup, registry, config).await.map_err(Failure::from)
     })
 }
@@ -174,7 +196,9 @@ pub fn worker(args: WorkerArgs) -> Result<(), Failure> {
     tokio()?.block_on(async {
         let listener = bind(&args.listen).await?;
         println!("worker {} listening on {}", spec.id, listener.local_addr().map_err(anyhow::Error::new)?);
-        ratchet::process::worker::run(spec, &args.data, listener, &args.coordinator).await.map_err(Failure::from)
+        ratchet::process::worker::run(spec, &args.data, listener, &args.coordinator, args.page_bytes)
+            .await
+            .map_err(Failure::from)
     })
 }
 
@@ -337,7 +361,7 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
     }
     if !status.replica_events.is_empty() {
         let _ = writeln!(out, "\nreplica recovery ({} newest events)", status.replica_events.len());
-        let _ = writeln!(out, "  {:>8}     {:<5} {:<12} {:<5} {:<11} DETAIL", "AT", "#", "REPLICA", "EPOCH", "EVENT");
+        let _ = writeln!(out, "  {:>8}     {:<5} {:<18} {:<5} {:<11} DETAIL", "AT", "#", "REPLICA", "EPOCH", "EVENT");
         for event in &status.replica_events {
             let _ = writeln!(out, "  {event}");
         }

@@ -46,6 +46,16 @@ pub struct RemoteCluster {
     /// Proxies whose generation broke, as last surveyed.
     broken: Mutex<BTreeSet<String>>,
     sessions: Mutex<Sessions>,
+    /// Versions each log keeps behind its newest; `None` keeps everything.
+    retention: Option<Version>,
+}
+
+/// How one replica's catch-up by the pump ended.
+enum Pumped {
+    /// It reached the version asked (or a log did not answer: try later).
+    Done(Version),
+    /// Every log of its shard popped versions it still lacks.
+    Stranded,
 }
 
 impl RemoteCluster {
@@ -61,7 +71,17 @@ impl RemoteCluster {
             next_proxy: AtomicUsize::new(0),
             broken: Mutex::default(),
             sessions: Mutex::new(Sessions::new(Budget::default())),
+            retention: None,
         }
+    }
+
+    /// Lets [`RemoteCluster::pump`] pop each log of the live generation to
+    /// `versions` before its newest, never past what the most recent live
+    /// replica of each of its shards holds: the logs may drop a lagging
+    /// replica's history, never the data itself.
+    pub fn with_log_retention(mut self, versions: Version) -> Self {
+        self.retention = Some(versions);
+        self
     }
 
     /// Adds the worker of `node`, or moves it to a new address, and wakes a
@@ -77,6 +97,11 @@ impl RemoteCluster {
         drop(members);
         self.registrations.announce();
         tracing::info!(node, zone, addr, "worker registered");
+    }
+
+    /// The nodes whose workers have registered.
+    pub fn registered_nodes(&self) -> BTreeSet<String> {
+        lock(&self.members).keys().cloned().collect()
     }
 
     /// The layout of the live generation.
@@ -131,26 +156,60 @@ impl RemoteCluster {
     }
 
     /// Lets every serving replica of the live generation catch up from a log
-    /// of its shard that holds the acknowledged version.
-    pub async fn pump(&self) {
-        let Some(layout) = self.live_layout() else { return };
+    /// of its shard that holds the acknowledged version, then pops the logs
+    /// to the retention window. Answers the replicas that cannot catch up
+    /// because the logs no longer hold what they lack: only a recovery (a
+    /// rebuild) brings them back.
+    pub async fn pump(&self) -> Vec<String> {
+        let Some(layout) = self.live_layout() else { return Vec::new() };
         let upto = self.committed_version();
+        let mut stranded = Vec::new();
+        // The most recent version a live replica of each shard holds.
+        let mut held: BTreeMap<ShardTag, Version> = BTreeMap::new();
         for team in &layout.storage_teams {
+            let mut best = None;
             for member in &team.storage_ids {
-                let after = match self.ask(member, WorkerRequest::Read { id: member.clone(), key: String::new() }).await {
-                    Ok(WorkerReply::Value { durable, serving: true, .. }) if durable < upto => durable,
+                let durable = match self.ask(member, WorkerRequest::Read { id: member.clone(), key: String::new() }).await {
+                    Ok(WorkerReply::Value { durable, serving: true, .. }) => durable,
                     _ => continue,
                 };
-                self.catch_up(&layout, team.tag, member, after, upto).await;
+                let reached = if durable < upto {
+                    match self.catch_up(&layout, team.tag, member, durable, upto).await {
+                        Pumped::Done(reached) => reached,
+                        Pumped::Stranded => {
+                            stranded.push(member.clone());
+                            durable
+                        }
+                    }
+                } else {
+                    durable
+                };
+                best = best.max(Some(reached));
             }
+            held.insert(team.tag, best.unwrap_or(0));
         }
+        if let Some(retention) = self.retention {
+            self.pop_logs(&layout, &held, retention).await;
+        }
+        stranded
     }
 
     /// Pulls `(after, upto]` of `tag` into replica `member` a page at a
     /// time, from the first log that holds it, moving to the next log of
     /// the tag when one fails part of the way.
-    async fn catch_up(&self, layout: &Layout, tag: ShardTag, member: &str, mut after: Version, upto: Version) {
+    async fn catch_up(&self, layout: &Layout, tag: ShardTag, member: &str, mut after: Version, upto: Version) -> Pumped {
+        let (mut popped, mut logs) = (0, 0);
         for log in layout.logs.iter().filter(|l| l.tags.contains(&tag)) {
+            logs += 1;
+            match self.ask(&log.id, WorkerRequest::Retained { id: log.id.clone() }).await {
+                // This log popped versions the replica still lacks.
+                Ok(WorkerReply::Retained { after: oldest, .. }) if after < oldest => {
+                    popped += 1;
+                    continue;
+                }
+                Ok(WorkerReply::Retained { .. }) => {}
+                _ => continue,
+            }
             while after < upto {
                 let pulled = self.ask(&log.id, WorkerRequest::Pull { id: log.id.clone(), tag, after, upto }).await;
                 let Ok(WorkerReply::Pulled { mutations, through, last }) = pulled else { break };
@@ -159,12 +218,36 @@ impl RemoteCluster {
                 }
                 let apply = WorkerRequest::Apply { id: member.into(), mutations, upto: through };
                 if self.ask(member, apply).await.is_err() {
-                    return;
+                    return Pumped::Done(after);
                 }
                 after = through;
             }
             if after >= upto {
-                return;
+                break;
+            }
+        }
+        if after < upto && logs > 0 && popped == logs {
+            return Pumped::Stranded;
+        }
+        Pumped::Done(after)
+    }
+
+    /// Pops each log of `layout` to `retention` versions before its newest,
+    /// but never past `held`, what a live replica of each of its shards
+    /// holds.
+    async fn pop_logs(&self, layout: &Layout, held: &BTreeMap<ShardTag, Version>, retention: Version) {
+        for log in &layout.logs {
+            let floor = log.tags.iter().map(|tag| held.get(tag).copied().unwrap_or(0)).min().unwrap_or(0);
+            let Ok(WorkerReply::Retained { after, last }) =
+                self.ask(&log.id, WorkerRequest::Retained { id: log.id.clone() }).await
+            else {
+                continue;
+            };
+            let through = last.saturating_sub(retention).min(floor);
+            if through > after
+                && let Err(err) = self.ask(&log.id, WorkerRequest::Pop { id: log.id.clone(), through }).await
+            {
+                tracing::warn!(log = %log.id, through, ?err, "cannot pop the log");
             }
         }
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::protocol::{AttemptSummary, CoordinatorProtocol, CoordinatorReply, CoordinatorRequest, Status};
 use crate::admin::{Admin, AdminHost, AdminOptions};
 use crate::audit::{AuditEntry, AuditLog};
-use crate::bindings::types::{Layout, Node, RecoveryConfig, ServiceDescriptor};
+use crate::bindings::types::{Layout, Node, RecoveryConfig, ServiceDescriptor, Version};
 use crate::metrics::Metrics;
 use crate::registry::all_slots;
 use crate::cluster::{Cluster, RemoteCluster};
@@ -124,6 +124,12 @@ pub struct Setup {
     pub admin_options: AdminOptions,
     /// A directory of `SLOT.wasm` files to watch and swap in.
     pub plugin_dir: Option<std::path::PathBuf>,
+    /// Versions each log keeps behind its newest (see
+    /// [`RemoteCluster::with_log_retention`]).
+    pub log_retention: Version,
+    /// How long a restarted coordinator waits for the workers of the
+    /// persisted layout to register before its first recovery.
+    pub boot_grace: Duration,
 }
 
 /// How often the plugin directory is scanned.
@@ -143,7 +149,7 @@ impl AdminHost for Coordinator {
 /// Runs the coordinator until the process ends: serves its endpoints and
 /// drives recovery against the workers that register.
 pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: RecoveryConfig) -> anyhow::Result<()> {
-    let Setup { listener, admin, admin_options, plugin_dir } = setup;
+    let Setup { listener, admin, admin_options, plugin_dir, log_retention, boot_grace } = setup;
     let store = Arc::new(FileStore::open(data)?);
     let metrics = Arc::new(Metrics::new());
     let audit = AuditLog::open(&data.join("audit.jsonl"))?;
@@ -155,7 +161,7 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
     }
     let transport = TransportConfig { call_timeout: Duration::from_secs(2), ..TransportConfig::default() };
     // Workers register whenever they start; known ones are reached at once.
-    let cluster = Arc::new(RemoteCluster::new(transport.clone()));
+    let cluster = Arc::new(RemoteCluster::new(transport.clone()).with_log_retention(log_retention));
     let coordinator = Arc::new(Coordinator {
         cluster: cluster.clone(),
         store: store.clone(),
@@ -179,6 +185,7 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
         }
     });
 
+    await_layout_nodes(&coordinator, boot_grace).await;
     let options = DirectorOptions { max_attempts: u32::MAX, max_backoff: Duration::from_secs(1), ..Default::default() };
     let director = Director::new(registry, cluster.clone(), store, config, options);
     let mut trigger = String::from("boot");
@@ -212,6 +219,29 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
     }
 }
 
+/// Waits, up to `grace`, until every node the persisted layout places a
+/// service on has registered. Workers register within a heartbeat of a
+/// coordinator's start: a recovery that began at once would find most of
+/// them missing and replace their replicas, copying whole shards for a
+/// restart that lost nothing.
+async fn await_layout_nodes(coordinator: &Coordinator, grace: Duration) {
+    let Some(layout) = coordinator.store.state().ok().and_then(|s| s.layout) else { return };
+    let needed: BTreeSet<String> = layout.services.iter().map(|s| s.node.clone()).collect();
+    let deadline = Instant::now() + grace;
+    coordinator.set_state("waiting for the layout's workers");
+    loop {
+        let missing: Vec<String> = needed.difference(&coordinator.cluster.registered_nodes()).cloned().collect();
+        if missing.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(?missing, "recovering without the workers that have not registered");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// No recovery runs while serving, so a service the persisted layout does
 /// not name is needed by nothing: an old generation's, one an attempt created
 /// on a worker that was down during its rollback, or one a restarted worker
@@ -232,7 +262,9 @@ async fn monitor(cluster: &RemoteCluster, layout: &Layout) -> String {
     loop {
         tokio::time::sleep(MONITOR_EVERY).await;
         let _ = cluster.refresh_committed().await;
-        cluster.pump().await;
+        if let Some(stranded) = cluster.pump().await.into_iter().find(|id| members.contains(id)) {
+            return format!("{stranded} is behind what the logs retain");
+        }
         let hosted = cluster.services().await;
         let live: BTreeSet<&str> = hosted.iter().map(|s| s.id.as_str()).collect();
         if let Some(gone) = members.iter().find(|id| !live.contains(id.as_str())) {

@@ -13,10 +13,17 @@ use crate::worker::{Foreman, WorkerProtocol};
 /// How often a worker registers again.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// Runs a worker until the process ends.
-pub async fn run(spec: NodeSpec, data: &Path, listener: tokio::net::TcpListener, coordinator: &str) -> anyhow::Result<()> {
+/// Runs a worker until the process ends, serving bulk transfers in pages
+/// of at most `page_bytes`.
+pub async fn run(
+    spec: NodeSpec,
+    data: &Path,
+    listener: tokio::net::TcpListener,
+    coordinator: &str,
+    page_bytes: usize,
+) -> anyhow::Result<()> {
     let addr = listener.local_addr()?.to_string();
-    let foreman = Arc::new(Foreman::open(spec.clone(), data, addr.clone())?);
+    let foreman = Arc::new(Foreman::open(spec.clone(), data, addr.clone())?.with_page_bytes(page_bytes));
     tracing::info!(node = %spec.id, %addr, data = %data.display(), "worker listening");
     let transport = TransportConfig::default();
     tokio::spawn(serve::<WorkerProtocol, _>(listener, foreman, transport.clone()));

@@ -169,7 +169,7 @@ pub struct ReplicaEvent {
 
 impl fmt::Display for ReplicaEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:>8} ms  #{:<4} {:<12} e{:<4} {:<11} {}", self.at_ms, self.session, self.replica, self.epoch, self.event, self.detail)
+        write!(f, "{:>8} ms  #{:<4} {:<18} e{:<4} {:<11} {}", self.at_ms, self.session, self.replica, self.epoch, self.event, self.detail)
     }
 }
 
@@ -232,6 +232,21 @@ impl Sessions {
         // Keep the newest events only, trimming now and then.
         if self.events.len() >= 2 * EVENTS_KEPT {
             self.events.drain(..self.events.len() - EVENTS_KEPT);
+        }
+    }
+
+    /// Records a page of progress. A session's progress since its last
+    /// transition is one event, updated in place: a catch-up of thousands
+    /// of pages must not push every transition out of the event log.
+    fn log_progress(&mut self, id: SessionId, replica: &str, epoch: Epoch, detail: String) {
+        tracing::debug!(session = id, replica, epoch, %detail, "replica recovery progress");
+        let at_ms = self.origin.elapsed().as_millis() as u64;
+        match self.events.iter_mut().rev().find(|e| e.session == id) {
+            Some(last) if last.event == "progress" => {
+                last.at_ms = at_ms;
+                last.detail = detail;
+            }
+            _ => self.log(id, replica, epoch, "progress", detail),
         }
     }
 
@@ -344,7 +359,7 @@ impl Sessions {
         session.entries += entries;
         session.last_progress = Instant::now();
         let (replica, detail) = (session.replica.clone(), format!("through {applied} ({} entries)", session.entries));
-        self.log(id, &replica, epoch, "progress", detail);
+        self.log_progress(id, &replica, epoch, detail);
         Ok(())
     }
 
@@ -600,5 +615,34 @@ mod tests {
         let events: Vec<&str> = s.events().iter().map(|e| e.event.as_str()).collect();
         assert_eq!(events, ["opened", "completed", "refused"]);
         assert!(s.events()[0].to_string().contains("storage-1"));
+    }
+
+    #[test]
+    fn a_sessions_pages_of_progress_are_one_event_between_transitions() {
+        let mut s = sessions();
+        let a = open(&mut s, "storage-1", 3, "a", catch_up(10, 500)).unwrap();
+        let b = open(&mut s, "storage-2", 3, "b", catch_up(20, 600)).unwrap();
+        for page in 1..=49 {
+            s.progress(a, 3, 10 + page * 10, 1).unwrap();
+            s.progress(b, 3, 20 + page * 10, 1).unwrap();
+        }
+        s.complete(a, 3).unwrap();
+        let events: Vec<(SessionId, &str, &str)> =
+            s.events().iter().map(|e| (e.session, e.event.as_str(), e.detail.as_str())).collect();
+        assert_eq!(
+            events,
+            [
+                (a, "opened", events[0].2),
+                (b, "opened", events[1].2),
+                (a, "progress", "through 500 (49 entries)"),
+                (b, "progress", "through 510 (49 entries)"),
+                (a, "completed", "at 500"),
+            ],
+            "interleaved sessions each keep one progress event, with the newest figures"
+        );
+        s.progress(b, 3, 600, 1).unwrap();
+        let b_progress = (b, "progress".to_string(), "through 600 (50 entries)".to_string());
+        assert_eq!((s.events()[3].session, s.events()[3].event.clone(), s.events()[3].detail.clone()), b_progress);
+        assert_eq!(s.events().len(), 5, "b's progress was updated in place");
     }
 }

@@ -47,6 +47,9 @@ pub struct Foreman {
     pushed: tokio::sync::Notify,
     /// Snapshot pages received so far, by the replica they rebuild.
     staged: Mutex<StagedSnapshots>,
+    /// The most a page of a bulk transfer (a log range, a pull, a
+    /// snapshot) holds, in bytes.
+    page_bytes: usize,
 }
 
 impl Foreman {
@@ -85,7 +88,16 @@ impl Foreman {
             commits: tokio::sync::Mutex::new(()),
             pushed: tokio::sync::Notify::new(),
             staged: Mutex::default(),
+            page_bytes: PAGE_BYTES,
         })
+    }
+
+    /// Serves bulk transfers in pages of at most `bytes` (at least one
+    /// entry each). Smaller pages interleave better with commits; the
+    /// default is [`PAGE_BYTES`].
+    pub fn with_page_bytes(mut self, bytes: usize) -> Self {
+        self.page_bytes = bytes.max(1);
+        self
     }
 
     fn generations(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Generation>> {
@@ -164,7 +176,7 @@ impl Foreman {
             WorkerRequest::ReadRange { id, epoch, tags, first, last } => match &hosted(&mut roles, &id)?.role {
                 Role::Log(log) => match log.service().lock_holder() {
                     Some(holder) if holder == epoch => {
-                        let (entries, through) = log.service().read_range_page(&tags, first, last, PAGE_BYTES)?;
+                        let (entries, through) = log.service().read_range_page(&tags, first, last, self.page_bytes)?;
                         Ok(WorkerReply::Range { entries, through })
                     }
                     holder => Err(ClusterError::Refused(format!("{id} is not locked by epoch {epoch} ({holder:?})"))),
@@ -200,7 +212,7 @@ impl Foreman {
             }
             WorkerRequest::Snapshot { id, after } => match &hosted(&mut roles, &id)?.role {
                 Role::Storage(storage) => {
-                    let (version, entries, more) = storage.service().snapshot_page(after.as_deref(), PAGE_BYTES);
+                    let (version, entries, more) = storage.service().snapshot_page(after.as_deref(), self.page_bytes);
                     Ok(WorkerReply::SnapshotPage { version, entries, more })
                 }
                 _ => Err(not_a(&id, "storage server")),
@@ -232,6 +244,10 @@ impl Foreman {
                 }
                 _ => Err(not_a(&id, "log")),
             },
+            WorkerRequest::Pop { id, through } => match &mut hosted(&mut roles, &id)?.role {
+                Role::Log(log) => log.pop(through).map(done).map_err(durable),
+                _ => Err(not_a(&id, "log")),
+            },
             WorkerRequest::Commit { id, .. } => Err(ClusterError::Failed(format!("{id}: a commit is served asynchronously"))),
             WorkerRequest::ReadVersion { id } => match &hosted(&mut roles, &id)?.role {
                 Role::Proxy(_) => self
@@ -258,7 +274,7 @@ impl Foreman {
             },
             WorkerRequest::Pull { id, tag, after, upto } => match &hosted(&mut roles, &id)?.role {
                 Role::Log(log) => {
-                    let (mutations, through) = log.service().pull_page(tag, after, upto, PAGE_BYTES)?;
+                    let (mutations, through) = log.service().pull_page(tag, after, upto, self.page_bytes)?;
                     Ok(WorkerReply::Pulled { mutations, through, last: log.service().last_version() })
                 }
                 _ => Err(not_a(&id, "log")),

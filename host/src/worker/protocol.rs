@@ -8,8 +8,9 @@ use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, Servic
 use crate::services::Mutation;
 use crate::transport::Protocol;
 
-/// The most a page of a bulk transfer (a log range, a pull) holds, in
-/// bytes: a large log moves in many frames, each well under the frame limit.
+/// The most a page of a bulk transfer (a log range, a pull, a snapshot)
+/// holds, in bytes, unless a worker is told otherwise: a large log moves in
+/// many frames, each well under the frame limit.
 pub const PAGE_BYTES: usize = 4 << 20;
 
 /// The worker protocol.
@@ -63,6 +64,8 @@ pub enum WorkerRequest {
     Truncate { id: String, epoch: Epoch, to: Version },
     /// The versions a log retains.
     Retained { id: String },
+    /// Discard a log's versions through `through` (storage holds them).
+    Pop { id: String, through: Version },
     /// Commit writes through a proxy, which takes a version from its
     /// generation's sequencer, checks with every resolver and pushes to
     /// every log. Answered only once every log has made it durable.
