@@ -12,6 +12,21 @@
 //!   generation every 200 ms) and this bench's polling.
 //!
 //! `RATCHET_BENCH_RUNS` sets the number of runs (default 12).
+//!
+//! Replica recovery on the same processes, where every catch-up page and
+//! every installed snapshot is journaled and fsynced before it counts
+//! (`cargo bench -p ratchet --bench cluster -- replica`), each run on a new
+//! cluster, `RATCHET_REPLICA_RUNS` runs (default 3):
+//!
+//! - `replica_catch_up`: the coordinator is SIGKILLed while a client
+//!   commits 100,000 writes through the proxies, so no replica is pumped;
+//!   the restarted coordinator's recovery catches its 12 replicas up from
+//!   the logs, concurrently. Entries per second over all of them, from the
+//!   first session opened to the last completed (the sessions' own clocks).
+//! - `replica_rebuild`: one shard of 100,000 keys, logs keeping 20 versions;
+//!   a replica's node is SIGKILLed and its replacement is rebuilt from a
+//!   teammate's snapshot plus the tail: the session's time, opened to
+//!   completed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,7 +50,9 @@ struct Bench {
     addr: String,
     client: Client<CoordinatorProtocol>,
     runtime: tokio::runtime::Runtime,
-    _coordinator: Proc,
+    coordinator: Proc,
+    /// Extra arguments of the coordinator.
+    extra: Vec<String>,
     /// Set when a run fails, so the temporary directory outlives the bench.
     kept: std::cell::RefCell<bool>,
     workers: Vec<(String, Proc)>,
@@ -56,23 +73,43 @@ fn spawn(args: &[&str], log: &Path) -> Proc {
 
 impl Bench {
     fn start() -> Bench {
+        Self::start_with(&[])
+    }
+
+    /// Starts the coordinator, with `extra` arguments, and six workers.
+    fn start_with(extra: &[&str]) -> Bench {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
-        let data = dir.path().join("coordinator");
-        let coordinator = spawn(
-            &["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &addr, "--admin", "127.0.0.1:0"],
-            &dir.path().join("coordinator.out"),
-        );
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let coordinator = Self::coordinator(dir.path(), &addr, &extra);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let config = TransportConfig { call_timeout: Duration::from_secs(5), ..TransportConfig::default() };
         let client = Client::new(addr.as_str(), config);
-        let mut bench = Bench { dir, addr, client, runtime, _coordinator: coordinator, workers: Vec::new(), kept: Default::default() };
+        let mut bench =
+            Bench { dir, addr, client, runtime, coordinator, extra, workers: Vec::new(), kept: Default::default() };
         for i in 1..=6 {
             let node = format!("n{i}");
             let worker = bench.worker(&node);
             bench.workers.push((node, worker));
         }
         bench
+    }
+
+    fn coordinator(dir: &Path, addr: &str, extra: &[String]) -> Proc {
+        let data = dir.join("coordinator");
+        let mut args = vec!["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", addr, "--admin", "127.0.0.1:0"];
+        args.extend(extra.iter().map(String::as_str));
+        spawn(&args, &dir.join("coordinator.out"))
+    }
+
+    fn kill_coordinator(&mut self) {
+        let _ = self.coordinator.0.kill();
+        let _ = self.coordinator.0.wait();
+    }
+
+    fn restart_coordinator(&mut self) {
+        self.kill_coordinator();
+        self.coordinator = Self::coordinator(self.dir.path(), &self.addr, &self.extra);
     }
 
     fn worker(&self, node: &str) -> Proc {
@@ -120,14 +157,23 @@ impl Bench {
     }
 
     fn load(&self, writes: usize) {
-        let acks: PathBuf = self.dir.path().join("acks");
-        let status = Command::new(env!("CARGO_BIN_EXE_ratchet"))
-            .args(["load", "--coordinator", &self.addr, "--writes", &writes.to_string(), "--acks", acks.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("ratchet load runs");
+        let status = self.load_command(writes, 20).status().expect("ratchet load runs");
         assert!(status.success(), "ratchet load failed");
+    }
+
+    fn acks(&self) -> PathBuf {
+        self.dir.path().join("acks")
+    }
+
+    fn load_command(&self, writes: usize, batch: usize) -> Command {
+        let acks = self.acks();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ratchet"));
+        command
+            .args(["load", "--coordinator", &self.addr, "--writes", &writes.to_string(), "--batch", &batch.to_string()])
+            .args(["--acks", acks.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
     }
 }
 
@@ -146,11 +192,23 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    // `cargo bench -- FILTER` passes the filter: run only when it matches.
+    // `cargo bench -- FILTER` passes the filter: run a benchmark only when
+    // its name contains it.
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    if !filter.is_empty() && !filter.iter().any(|f| "cluster_recovery".contains(f.as_str())) {
-        return;
+    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    if wanted("cluster_recovery") {
+        cluster_recovery();
     }
+    let runs: usize = std::env::var("RATCHET_REPLICA_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    if wanted("replica_catch_up") {
+        replica_catch_up(runs);
+    }
+    if wanted("replica_rebuild") {
+        replica_rebuild(runs);
+    }
+}
+
+fn cluster_recovery() {
     let runs: usize = std::env::var("RATCHET_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(12);
     let mut bench = Bench::start();
     let (mut status, _) = bench.serving_after(0, 6);
@@ -196,4 +254,108 @@ fn main() {
     for (name, mut all) in phases {
         println!("  {name:<28} {:>8.2} ms", median(&mut all));
     }
+}
+
+/// A completed replica recovery session, read from a status's event log.
+struct Session {
+    /// The plan, as its `opened` event describes it.
+    plan: String,
+    opened_ms: u64,
+    completed_ms: u64,
+    /// Entries replayed from the logs.
+    entries: u64,
+}
+
+fn completed_sessions(status: &Status) -> Vec<Session> {
+    let events = &status.replica_events;
+    let epoch = status.epoch.unwrap_or(0);
+    let mut sessions = Vec::new();
+    for opened in events.iter().filter(|e| e.epoch == epoch && e.event == "opened") {
+        let last = |kind: &str| events.iter().rfind(|e| e.session == opened.session && e.event == kind);
+        let Some(completed) = last("completed") else { continue };
+        // `through V (N entries)`
+        let entries = last("progress").and_then(|p| p.detail.split('(').nth(1)?.split(' ').next()?.parse().ok());
+        sessions.push(Session {
+            plan: opened.detail.clone(),
+            opened_ms: opened.at_ms,
+            completed_ms: completed.at_ms,
+            entries: entries.unwrap_or(0),
+        });
+    }
+    sessions
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map(|t| t.lines().count()).unwrap_or(0)
+}
+
+fn replica_catch_up(runs: usize) {
+    const WRITES: usize = 100_000;
+    println!("replica_catch_up: 6 workers, 4 shards of 3 replicas, {WRITES} writes committed while the coordinator is down");
+    println!("{:>4} {:>9} {:>10} {:>9} {:>12}", "run", "sessions", "entries", "ms", "entries/s");
+    let mut rates = Vec::new();
+    for run in 1..=runs {
+        let mut bench = Bench::start();
+        let (status, _) = bench.serving_after(0, 6);
+        let first = status.epoch.unwrap_or(0);
+        let mut load = bench.load_command(WRITES, 500).spawn().expect("ratchet load runs");
+        while lines(&bench.acks()) < 1 {
+            assert!(load.try_wait().unwrap().is_none(), "the load ended early");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        bench.kill_coordinator();
+        assert!(load.wait().unwrap().success(), "the load failed");
+        bench.restart_coordinator();
+        let (status, _) = bench.serving_after(first, 6);
+        let sessions: Vec<Session> =
+            completed_sessions(&status).into_iter().filter(|s| s.plan.starts_with("catch-up")).collect();
+        assert!(!sessions.is_empty(), "no catch-up completed: {:#?}", status.replica_events);
+        let entries: u64 = sessions.iter().map(|s| s.entries).sum();
+        let begin = sessions.iter().map(|s| s.opened_ms).min().unwrap_or(0);
+        let end = sessions.iter().map(|s| s.completed_ms).max().unwrap_or(0);
+        let millis = (end - begin).max(1) as f64;
+        let rate = entries as f64 / (millis / 1e3);
+        println!("{run:>4} {:>9} {entries:>10} {millis:>9.0} {rate:>12.0}", sessions.len());
+        rates.push(rate);
+    }
+    let (min, max) = rates.iter().fold((f64::MAX, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    println!(
+        "replica_catch_up: median {:.0} entries/s (min {min:.0}, max {max:.0}) over {runs} runs, every page fsynced",
+        median(&mut rates)
+    );
+}
+
+fn replica_rebuild(runs: usize) {
+    const KEYS: usize = 100_000;
+    println!("replica_rebuild: 6 workers, 1 shard of {KEYS} keys, logs keeping 20 versions; a replica's node is SIGKILLed");
+    println!("{:>4} {:>24} {:>10} {:>10}", "run", "lost replica", "tail", "ms");
+    let mut times = Vec::new();
+    for run in 1..=runs {
+        let mut bench = Bench::start_with(&["--shards", "1", "--log-retention", "20"]);
+        bench.serving_after(0, 6);
+        let loaded = bench.load_command(KEYS, 1_000).status().expect("ratchet load runs");
+        assert!(loaded.success(), "ratchet load failed");
+        // Let the pump bring every replica to the last write and pop the logs.
+        std::thread::sleep(Duration::from_secs(1));
+        let status = bench.status().expect("the coordinator answers");
+        let layout = status.layout.clone().expect("a serving coordinator has a layout");
+        let lost = &layout.storage_teams[0].storage_ids[0];
+        let node = status.services.iter().find(|s| &s.id == lost).map(|s| s.node.clone()).expect("the replica is hosted");
+        let slot = bench.workers.iter().position(|(n, _)| *n == node).expect("a bench worker");
+        let _ = bench.workers[slot].1.0.kill();
+        let _ = bench.workers[slot].1.0.wait();
+        let (next, _) = bench.serving_after(layout.epoch, 5);
+        let rebuilt: Vec<Session> = completed_sessions(&next).into_iter().filter(|s| s.plan.starts_with("rebuild")).collect();
+        let [session] = rebuilt.as_slice() else {
+            panic!("not one rebuild completed: {:#?}", next.replica_events);
+        };
+        let millis = (session.completed_ms - session.opened_ms) as f64;
+        println!("{run:>4} {lost:>24} {:>10} {millis:>10.0}", session.entries);
+        times.push(millis);
+    }
+    let (min, max) = times.iter().fold((f64::MAX, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    println!(
+        "replica_rebuild: median {:.0} ms to rebuild a replica of {KEYS} keys (min {min:.0}, max {max:.0}) over {runs} runs",
+        median(&mut times)
+    );
 }
