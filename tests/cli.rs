@@ -230,3 +230,21 @@ fn replica_plan_shows_the_policys_decision_and_the_hosts_verdict() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("does not satisfy the world `replica-recovery`"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_coordinator_on_an_unreachable_or_malformed_etcd_store_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("c");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let store = format!("etcd://127.0.0.1:{port}");
+    let args = ["coordinator", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--store", &store];
+    let out = ratchet(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("127.0.0.1:{port}")) && err.contains("no member answered"), "{err}");
+
+    let args = ["coordinator", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0", "--store", "etcd://nohost"];
+    let out = ratchet(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--store") && stderr(&out).contains("HOST:PORT"), "{}", stderr(&out));
+}

@@ -3,6 +3,9 @@
 //! with SIGKILL as a machine dies. `ratchet load` records every acknowledged
 //! write and `ratchet verify` reads each one back.
 
+#[path = "../host/tests/support/etcd.rs"]
+mod etcd_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
@@ -581,4 +584,115 @@ fn a_rebuild_killed_halfway_restarts_and_never_leaves_a_replica_claiming_data_it
     eprintln!("{rebuilding} killed midway; {rebuilt:?} rebuilt at epoch {second}");
     let report = cluster.verify(&acks);
     assert!(report.contains("verified 30000 acknowledged writes: 0 lost"), "{report}");
+}
+
+/// The state line of each coordinator's status (`None`: it does not answer).
+fn states(coordinators: &[String]) -> Vec<Option<(String, u64)>> {
+    coordinators
+        .iter()
+        .map(|addr| {
+            let out = ratchet().args(["status", "--coordinator", addr]).output().ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let epoch = field(&text, "epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+            out.status.success().then(|| (field(&text, "state").unwrap_or_default(), epoch))
+        })
+        .collect()
+}
+
+/// Waits until exactly one coordinator serves, at an epoch above `after`,
+/// and every other one that answers stands by; returns its index and epoch.
+fn one_leader_after(coordinators: &[String], after: u64, dir: &Path) -> (usize, u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let states = states(coordinators);
+        let serving: Vec<(usize, u64)> = states
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().filter(|(state, epoch)| state == "serving" && *epoch > after).map(|(_, e)| (i, *e)))
+            .collect();
+        let standing_by = states.iter().flatten().filter(|(state, _)| state.starts_with("standby")).count();
+        let answering = states.iter().flatten().count();
+        if let [(leader, epoch)] = serving.as_slice()
+            && standing_by == answering - 1
+        {
+            return (*leader, *epoch);
+        }
+        assert!(Instant::now() < deadline, "not one leader above epoch {after}: {states:?}; logs in {}", dir.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn three_coordinators_on_etcd_elect_one_leader_and_a_successor_recovers_after_a_sigkill_or_a_pause() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut members = etcd_support::etcd(dir.path(), 3);
+    let store = etcd_support::url(&members);
+    let addrs: Vec<String> = (0..3).map(|_| free_port()).collect();
+    let start_coordinator = |i: usize| {
+        let data = dir.path().join(format!("coordinator{i}"));
+        let args = [
+            "--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &addrs[i], "--admin", "127.0.0.1:0",
+            "--store", &store, "--lease-ttl", "2",
+        ];
+        spawn(&args, &dir.path().join(format!("coordinator{i}.out")))
+    };
+    let mut coordinators: Vec<Proc> = (0..3).map(start_coordinator).collect();
+    let all = addrs.join(",");
+    let _workers: Vec<Proc> = (1..=6)
+        .map(|i| {
+            let (node, data) = (format!("n{i}"), dir.path().join(format!("n{i}")));
+            let args = ["worker", "--coordinator", &all, "--node", &node, "--zone", &zone_of(&node), "--data", data.to_str().unwrap()];
+            spawn(&args, &dir.path().join(format!("{node}.out")))
+        })
+        .collect();
+
+    let (leader, first) = one_leader_after(&addrs, 0, dir.path());
+    let acks = dir.path().join("acks");
+    let load = ["load", "--coordinator", &all, "--writes", "1000", "--batch", "10", "--acks", acks.to_str().unwrap()];
+    assert!(ratchet().args(load).status().unwrap().success(), "the load failed");
+
+    // The state is in etcd: the epoch, the layout, the service directory.
+    let etcd = ratchet::coordinator::EtcdStore::connect(&store).unwrap();
+    let state = ratchet::coordinator::CoordinatorStore::state(&etcd).unwrap();
+    let layout = state.layout.clone().unwrap();
+    assert_eq!((state.epoch, layout.epoch), (first, first));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ratchet::coordinator::CoordinatorStore::state(&etcd).unwrap().services.len() != layout.services.len() {
+        assert!(Instant::now() < deadline, "the directory in etcd does not list the generation's services");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // One etcd member of three dies (the one every store asks first): the
+    // coordinators carry on with the other two.
+    drop(members.remove(0));
+
+    // SIGKILL the leader: a standby takes over within the lease's time to
+    // live and recovers with a higher epoch.
+    coordinators[leader].kill();
+    let killed = Instant::now();
+    let (successor, second) = one_leader_after(&addrs, first, dir.path());
+    assert_ne!(successor, leader);
+    eprintln!("coordinator {successor} serves epoch {second} {:?} after the SIGKILL of {leader}", killed.elapsed());
+    // The lease lives 2 s; the takeover and its recovery follow at once
+    // (the bound leaves room for a slow machine).
+    assert!(killed.elapsed() < Duration::from_secs(15), "took {:?}", killed.elapsed());
+    let verify = ratchet().args(["verify", "--coordinator", &all, "--acks", acks.to_str().unwrap()]).output().unwrap();
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(report.contains("verified 1000 acknowledged writes: 0 lost"), "{report}{}", String::from_utf8_lossy(&verify.stderr));
+
+    // Pause the new leader past its lease: the last coordinator takes over;
+    // the paused one, resumed, finds its lease gone and stops at once.
+    let pid = coordinators[successor].child.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let (third_leader, third) = one_leader_after(&addrs, second, dir.path());
+    assert!(third_leader != successor && third_leader != leader);
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    let ended = wait_for_exit(&mut coordinators[successor], Duration::from_secs(10));
+    assert_eq!(ended.code(), Some(3), "the resumed old leader stops when it finds its lease lost");
+    let out = std::fs::read_to_string(dir.path().join(format!("coordinator{successor}.out"))).unwrap();
+    assert!(out.contains("leadership lost"), "{out}");
+    let (still, epoch) = one_leader_after(&addrs, second, dir.path());
+    assert_eq!((still, epoch), (third_leader, third), "the resumed leader persisted nothing");
+    let verify = ratchet().args(["verify", "--coordinator", &all, "--acks", acks.to_str().unwrap()]).output().unwrap();
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("0 lost"));
 }

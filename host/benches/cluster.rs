@@ -27,6 +27,15 @@
 //!   a replica's node is SIGKILLed and its replacement is rebuilt from a
 //!   teammate's snapshot plus the tail: the session's time, opened to
 //!   completed.
+//!
+//! `etcd_failover` (issue #9): three coordinators sharing one etcd member
+//! (`--store etcd://`, `--lease-ttl 2`) and six workers. Each run SIGKILLs
+//! the leader and times it to the successor's persisted layout, read from
+//! etcd itself; the killed coordinator is restarted as a standby.
+//! `RATCHET_FAILOVER_RUNS` runs (default 10).
+
+#[path = "../tests/support/etcd.rs"]
+mod etcd_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -206,6 +215,10 @@ fn main() {
     if wanted("replica_rebuild") {
         replica_rebuild(runs);
     }
+    if wanted("etcd_failover") {
+        let runs = std::env::var("RATCHET_FAILOVER_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
+        etcd_failover(runs);
+    }
 }
 
 fn cluster_recovery() {
@@ -356,6 +369,83 @@ fn replica_rebuild(runs: usize) {
     let (min, max) = times.iter().fold((f64::MAX, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     println!(
         "replica_rebuild: median {:.0} ms to rebuild a replica of {KEYS} keys (min {min:.0}, max {max:.0}) over {runs} runs",
+        median(&mut times)
+    );
+}
+
+fn etcd_failover(runs: usize) {
+    use ratchet::coordinator::{CoordinatorStore, EtcdStore};
+    const TTL: &str = "2";
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let members = etcd_support::etcd(dir.path(), 1);
+    let url = etcd_support::url(&members);
+    let store = EtcdStore::connect(&url).expect("etcd answers");
+    let addrs: Vec<String> =
+        (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()).collect();
+    let coordinator = |i: usize| {
+        let data = dir.path().join(format!("coordinator{i}"));
+        let args = [
+            "--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &addrs[i], "--admin", "127.0.0.1:0",
+            "--store", &url, "--lease-ttl", TTL,
+        ];
+        spawn(&args, &dir.path().join(format!("coordinator{i}.out")))
+    };
+    let mut coordinators: Vec<Proc> = (0..3).map(coordinator).collect();
+    let all = addrs.join(",");
+    let _workers: Vec<Proc> = (1..=6)
+        .map(|i| {
+            let (node, data) = (format!("n{i}"), dir.path().join(format!("n{i}")));
+            let zone = format!("z{}", (i - 1) % 3 + 1);
+            spawn(&["worker", "--coordinator", &all, "--node", &node, "--zone", &zone, "--data", data.to_str().unwrap()], &dir.path().join(format!("{node}.out")))
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let config = TransportConfig { call_timeout: Duration::from_secs(1), ..TransportConfig::default() };
+    let clients: Vec<Client<CoordinatorProtocol>> = addrs.iter().map(|a| Client::new(a.as_str(), config.clone())).collect();
+    let state = |i: usize| match runtime.block_on(clients[i].call(CoordinatorRequest::Status)) {
+        Ok(Ok(CoordinatorReply::Status(status))) => Some((status.state.clone(), status.epoch.unwrap_or(0))),
+        _ => None,
+    };
+    // The coordinator that serves above `after`, once the others stand by.
+    let leader_after = |after: u64| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let states: Vec<_> = (0..3).map(state).collect();
+            let serving: Vec<usize> =
+                (0..3).filter(|&i| states[i].as_ref().is_some_and(|(s, e)| s == "serving" && *e > after)).collect();
+            let standing = states.iter().flatten().filter(|(s, _)| s.starts_with("standby")).count();
+            if let ([leader], 2) = (serving.as_slice(), standing) {
+                return (*leader, states[*leader].as_ref().map_or(0, |(_, e)| *e));
+            }
+            assert!(Instant::now() < deadline, "no single leader above {after}: {states:?}; logs in {}", dir.path().display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let (mut leader, mut epoch) = leader_after(0);
+    println!("etcd_failover: 3 coordinators on 1 etcd member (lease TTL {TTL} s), 6 workers; SIGKILL the leader");
+    println!("{:>4} {:>7} {:>10} {:>6} {:>12}", "run", "killed", "successor", "epoch", "failover ms");
+    let mut times = Vec::new();
+    for run in 1..=runs {
+        let killed = Instant::now();
+        let _ = coordinators[leader].0.kill();
+        let _ = coordinators[leader].0.wait();
+        let persisted = loop {
+            if store.state().ok().and_then(|s| s.layout).is_some_and(|l| l.epoch > epoch) {
+                break killed.elapsed();
+            }
+            assert!(killed.elapsed() < Duration::from_secs(60), "no successor persisted a layout");
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        coordinators[leader] = coordinator(leader);
+        let (next, next_epoch) = leader_after(epoch);
+        let millis = persisted.as_secs_f64() * 1e3;
+        println!("{run:>4} {leader:>7} {next:>10} {next_epoch:>6} {millis:>12.1}");
+        times.push(millis);
+        (leader, epoch) = (next, next_epoch);
+    }
+    let (min, max) = times.iter().fold((f64::MAX, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    println!(
+        "etcd_failover: SIGKILL of the leader to the successor's persisted layout: median {:.1} ms (min {min:.1}, max {max:.1}) over {runs} runs",
         median(&mut times)
     );
 }

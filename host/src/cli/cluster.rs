@@ -56,12 +56,22 @@ pub struct CoordinatorArgs {
     /// persisted layout to register before it recovers without them.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     boot_grace: u64,
+    /// Keep the coordinator state in etcd instead of the data directory:
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`. Coordinators sharing it
+    /// elect one leader, the only one that recovers.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// Seconds the leader's etcd lease lives without being renewed: how
+    /// soon a standby takes over from a leader that died.
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    lease_ttl: u64,
 }
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// The coordinator's address.
-    #[arg(long, value_name = "ADDR")]
+    /// The coordinator's address; with an etcd store, every coordinator's,
+    /// comma-separated.
+    #[arg(long, value_name = "ADDR[,ADDR...]")]
     coordinator: String,
     /// This node's id, unique in the cluster.
     #[arg(long, value_name = "ID")]
@@ -88,8 +98,9 @@ pub struct WorkerArgs {
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// The coordinator's address.
-    #[arg(long, value_name = "ADDR")]
+    /// The coordinator's address; with an etcd store, every coordinator's,
+    /// comma-separated.
+    #[arg(long, value_name = "ADDR[,ADDR...]")]
     coordinator: String,
     /// Writes to commit.
     #[arg(long, default_value_t = 10_000)]
@@ -107,8 +118,9 @@ pub struct LoadArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The coordinator's address.
-    #[arg(long, value_name = "ADDR")]
+    /// The coordinator's address; with an etcd store, every coordinator's,
+    /// comma-separated.
+    #[arg(long, value_name = "ADDR[,ADDR...]")]
     coordinator: String,
     /// The acknowledged writes, as written by `ratchet load`.
     #[arg(long, value_name = "FILE")]
@@ -165,6 +177,18 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
         Some(path) => Some(ratchet::admin::auth::read_token(path).map_err(|e| Failure::input(e.to_string()))?),
         None => None,
     };
+    let store = match &args.store {
+        None => ratchet::process::coordinator::StoreChoice::File,
+        Some(url) => {
+            let store = ratchet::coordinator::EtcdStore::connect(url).map_err(|err| match err {
+                ratchet::coordinator::StoreError::BadUrl { .. } => Failure::input(format!("--store: {err}")),
+                other => Failure::from(anyhow::anyhow!("--store {url}: {other}")),
+            })?;
+            let id = hostname();
+            let ttl = Duration::from_secs(args.lease_ttl);
+            ratchet::process::coordinator::StoreChoice::Etcd { store: Arc::new(store), id, ttl }
+        }
+    };
     tokio()?.block_on(async {
         let admin_addr: std::net::SocketAddr = tokio::net::lookup_host(&args.admin)
             .await
@@ -186,6 +210,7 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
             plugin_dir: args.plugin_dir,
             log_retention: args.log_retention,
             boot_grace: Duration::from_secs(args.boot_grace),
+            store,
         };
         ratchet::process::coordinator::run(&args.data, setup, registry, config).await.map_err(Failure::from)
     })
@@ -257,17 +282,22 @@ fn write(i: usize) -> (String, String) {
     (format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761)), format!("value-{i}"))
 }
 
-/// Reads `key`, retrying while the cluster cannot serve the read (it is
-/// recovering, say) for up to `patience`. A read that is served is final.
-async fn read(client: &Client<CoordinatorProtocol>, key: &str, patience: Duration) -> Result<Option<String>, Failure> {
+/// Reads `key` through the first coordinator that serves it (a standby
+/// does not), retrying while none can (the cluster is recovering, say) for
+/// up to `patience`. A read that is served is final.
+async fn read(clients: &[Client<CoordinatorProtocol>], key: &str, patience: Duration) -> Result<Option<String>, Failure> {
     let deadline = Instant::now() + patience;
     loop {
-        let reason = match client.call(CoordinatorRequest::Read { key: key.into() }).await {
-            Ok(Ok(CoordinatorReply::Value(found))) => return Ok(found),
-            Ok(Ok(other)) => format!("unexpected reply {other:?}"),
-            Ok(Err(reason)) => reason,
-            Err(err) => err.to_string(),
-        };
+        let mut reasons = Vec::new();
+        for client in clients {
+            match client.call(CoordinatorRequest::Read { key: key.into() }).await {
+                Ok(Ok(CoordinatorReply::Value(found))) => return Ok(found),
+                Ok(Ok(other)) => reasons.push(format!("unexpected reply {other:?}")),
+                Ok(Err(reason)) => reasons.push(reason),
+                Err(err) => reasons.push(err.to_string()),
+            }
+        }
+        let reason = reasons.join("; ");
         if Instant::now() >= deadline {
             return Err(anyhow::anyhow!("reading {key}: no answer for {patience:?}: {reason}").into());
         }
@@ -287,11 +317,11 @@ pub fn verify(args: VerifyArgs) -> Result<(), Failure> {
             _ => return Err(Failure::input(format!("--acks {}: line {} is not `key<TAB>value<TAB>version`", args.acks.display(), n + 1))),
         }
     }
-    let client = client(&args.coordinator);
+    let clients: Vec<Client<CoordinatorProtocol>> = args.coordinator.split(',').filter(|a| !a.is_empty()).map(client).collect();
     let mut lost = Vec::new();
     tokio()?.block_on(async {
         for (key, value) in &expected {
-            match read(&client, key, Duration::from_secs(args.retry_secs)).await? {
+            match read(&clients, key, Duration::from_secs(args.retry_secs)).await? {
                 Some(found) if found == *value => {}
                 found => lost.push(format!("{key}: expected {value}, found {found:?}")),
             }
@@ -369,4 +399,13 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
     // A closed pipe (`| head`) ends the output quietly.
     let _ = std::io::stdout().write_all(out.as_bytes());
     Ok(())
+}
+
+/// This machine's name, for naming a coordinator that leads.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "coordinator".into())
 }

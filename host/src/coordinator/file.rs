@@ -104,4 +104,11 @@ impl CoordinatorStore for FileStore {
             Ok(())
         })
     }
+
+    fn remove_service(&self, id: &str) -> Result<(), StoreError> {
+        self.update(|state| {
+            rules::remove_service(state, id);
+            Ok(())
+        })
+    }
 }

@@ -35,4 +35,9 @@ impl CoordinatorStore for MemoryStore {
         rules::register_service(&mut self.lock(), service);
         Ok(())
     }
+
+    fn remove_service(&self, id: &str) -> Result<(), StoreError> {
+        rules::remove_service(&mut self.lock(), id);
+        Ok(())
+    }
 }

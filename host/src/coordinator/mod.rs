@@ -1,13 +1,16 @@
 //! The coordinator store: the durable cluster state the director works from.
 //!
 //! It holds the epoch counter, the service directory and the current layout.
-//! [`CoordinatorStore`] is the seam for other backends (a replicated one can
-//! come later); [`FileStore`] is the embedded default, [`MemoryStore`] keeps
-//! everything in memory for tests and simulation.
+//! [`CoordinatorStore`] is the seam between backends: [`FileStore`] is the
+//! embedded default, [`EtcdStore`] keeps the state under consensus in etcd
+//! for clusters beyond one machine, [`MemoryStore`] keeps everything in
+//! memory for tests and simulation.
 
+mod etcd;
 mod file;
 mod memory;
 
+pub use etcd::{EtcdStore, KeepAlive, Leadership, keep_leading};
 pub use file::FileStore;
 pub use memory::MemoryStore;
 
@@ -37,10 +40,40 @@ pub enum StoreError {
     /// The state file exists but cannot be decoded.
     #[error("coordinator state at {path} is corrupt: {reason}")]
     Corrupt {
-        /// The state file.
+        /// The state file (or key).
         path: String,
         /// What is wrong.
         reason: String,
+    },
+    /// A store URL that cannot be used.
+    #[error("coordinator store {url}: {reason}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No member of the replicated store answered.
+    #[error("coordinator store etcd://{endpoints}: no member answered ({reason})")]
+    Unreachable {
+        /// The members tried.
+        endpoints: String,
+        /// What each one said.
+        reason: String,
+    },
+    /// The replicated store refused a request.
+    #[error("coordinator store: etcd: {reason}")]
+    Etcd {
+        /// What etcd said.
+        reason: String,
+    },
+    /// I8: this coordinator no longer leads, so it may change nothing.
+    #[error("{id} no longer leads (the leader key is held by {holder:?})")]
+    NotLeader {
+        /// Who this coordinator was as a leader.
+        id: String,
+        /// Who holds the leader key now.
+        holder: Option<String>,
     },
 }
 
@@ -70,6 +103,25 @@ pub trait CoordinatorStore: Send + Sync {
 
     /// Adds or replaces a service in the directory.
     fn register_service(&self, service: ServiceDescriptor) -> Result<(), StoreError>;
+
+    /// Removes a service from the directory (nothing when it is not there).
+    fn remove_service(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Makes the directory hold exactly `hosted`, writing only what
+    /// differs. Answers whether anything changed.
+    fn sync_services(&self, hosted: &[ServiceDescriptor]) -> Result<bool, StoreError> {
+        let known = self.state()?.services;
+        let mut changed = false;
+        for service in hosted.iter().filter(|s| !known.contains(s)) {
+            self.register_service(service.clone())?;
+            changed = true;
+        }
+        for gone in known.iter().filter(|k| !hosted.iter().any(|s| s.id == k.id)) {
+            self.remove_service(&gone.id)?;
+            changed = true;
+        }
+        Ok(changed)
+    }
 }
 
 /// The rules every backend applies to a state; the backends differ only in
@@ -88,6 +140,10 @@ pub(crate) mod rules {
         }
         state.layout = Some(layout.clone());
         Ok(())
+    }
+
+    pub(crate) fn remove_service(state: &mut CoordinatorState, id: &str) {
+        state.services.retain(|s| s.id != id);
     }
 
     pub(crate) fn register_service(state: &mut CoordinatorState, service: ServiceDescriptor) {

@@ -33,7 +33,8 @@ pub enum ClientError {
 
 /// Commits through the proxies of the live generation, each in turn.
 pub struct CommitClient {
-    coordinator: Client<CoordinatorProtocol>,
+    /// Every coordinator; only the leader knows a live generation.
+    coordinators: Vec<Client<CoordinatorProtocol>>,
     config: TransportConfig,
     layout: Option<Layout>,
     /// One client per worker address.
@@ -42,10 +43,11 @@ pub struct CommitClient {
 }
 
 impl CommitClient {
-    /// A client of the cluster whose coordinator listens at `coordinator`.
+    /// A client of the cluster whose coordinator listens at `coordinator`
+    /// (a comma-separated list when several share an etcd store).
     pub fn new(coordinator: &str, config: TransportConfig) -> Self {
         CommitClient {
-            coordinator: Client::new(coordinator, config.clone()),
+            coordinators: coordinator.split(',').filter(|a| !a.is_empty()).map(|a| Client::new(a, config.clone())).collect(),
             config,
             layout: None,
             workers: BTreeMap::new(),
@@ -96,13 +98,28 @@ impl CommitClient {
         }
     }
 
+    /// The newest live generation any coordinator knows.
     async fn generation(&self) -> Result<Layout, ClientError> {
-        match self.coordinator.call(CoordinatorRequest::Generation).await {
-            Ok(Ok(CoordinatorReply::Generation(Some(layout)))) => Ok(*layout),
-            Ok(Ok(CoordinatorReply::Generation(None))) => Err(ClientError::NoGeneration),
-            Ok(Ok(other)) => Err(ClientError::Coordinator(format!("unexpected reply {other:?}"))),
-            Ok(Err(reason)) => Err(ClientError::Coordinator(reason)),
-            Err(err) => Err(ClientError::Coordinator(err.to_string())),
+        let asks = self.coordinators.iter().map(|c| c.call(CoordinatorRequest::Generation));
+        let (mut newest, mut failures, mut answered) = (None::<Layout>, Vec::new(), false);
+        for answer in futures::future::join_all(asks).await {
+            match answer {
+                Ok(Ok(CoordinatorReply::Generation(Some(layout)))) => {
+                    answered = true;
+                    if newest.as_ref().is_none_or(|n| n.epoch < layout.epoch) {
+                        newest = Some(*layout);
+                    }
+                }
+                Ok(Ok(CoordinatorReply::Generation(None))) => answered = true,
+                Ok(Ok(other)) => failures.push(format!("unexpected reply {other:?}")),
+                Ok(Err(reason)) => failures.push(reason),
+                Err(err) => failures.push(err.to_string()),
+            }
+        }
+        match newest {
+            Some(layout) => Ok(layout),
+            None if answered => Err(ClientError::NoGeneration),
+            None => Err(ClientError::Coordinator(failures.join("; "))),
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::bindings::types::{Layout, Node, RecoveryConfig, ServiceDescriptor, Ve
 use crate::metrics::Metrics;
 use crate::registry::all_slots;
 use crate::cluster::{Cluster, RemoteCluster};
-use crate::coordinator::{CoordinatorStore, FileStore};
+use crate::coordinator::{CoordinatorStore, EtcdStore, FileStore, keep_leading};
 use crate::director::{Director, DirectorOptions, RecoveryReport};
 use crate::guard::named_services;
 use crate::registry::Registry;
@@ -30,7 +30,7 @@ const MONITOR_EVERY: Duration = Duration::from_millis(200);
 /// The coordinator's request handler and shared state.
 pub struct Coordinator {
     cluster: Arc<RemoteCluster>,
-    store: Arc<FileStore>,
+    store: Arc<dyn CoordinatorStore>,
     progress: Mutex<Progress>,
 }
 
@@ -130,6 +130,24 @@ pub struct Setup {
     /// How long a restarted coordinator waits for the workers of the
     /// persisted layout to register before its first recovery.
     pub boot_grace: Duration,
+    /// Where the coordinator state lives.
+    pub store: StoreChoice,
+}
+
+/// Where the coordinator state lives.
+pub enum StoreChoice {
+    /// A file in the data directory: the embedded default.
+    File,
+    /// etcd, shared by several coordinators of which one leads at a time.
+    Etcd {
+        /// The connected store.
+        store: Arc<EtcdStore>,
+        /// This coordinator's name as a leader: its listening address and
+        /// process id are added.
+        id: String,
+        /// The leader lease's time to live.
+        ttl: Duration,
+    },
 }
 
 /// How often the plugin directory is scanned.
@@ -149,8 +167,11 @@ impl AdminHost for Coordinator {
 /// Runs the coordinator until the process ends: serves its endpoints and
 /// drives recovery against the workers that register.
 pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: RecoveryConfig) -> anyhow::Result<()> {
-    let Setup { listener, admin, admin_options, plugin_dir, log_retention, boot_grace } = setup;
-    let store = Arc::new(FileStore::open(data)?);
+    let Setup { listener, admin, admin_options, plugin_dir, log_retention, boot_grace, store: choice } = setup;
+    let store: Arc<dyn CoordinatorStore> = match &choice {
+        StoreChoice::File => Arc::new(FileStore::open(data)?),
+        StoreChoice::Etcd { store, .. } => store.clone(),
+    };
     let metrics = Arc::new(Metrics::new());
     let audit = AuditLog::open(&data.join("audit.jsonl"))?;
     for slot in all_slots() {
@@ -185,6 +206,9 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
         }
     });
 
+    if let StoreChoice::Etcd { store, id, ttl } = choice {
+        lead(&coordinator, store, format!("{id}@{addr}#{}", std::process::id()), ttl).await?;
+    }
     await_layout_nodes(&coordinator, boot_grace).await;
     let options = DirectorOptions { max_attempts: u32::MAX, max_backoff: Duration::from_secs(1), ..Default::default() };
     let director = Director::new(registry, cluster.clone(), store, config, options);
@@ -213,10 +237,38 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
         };
         coordinator.recovered("serving", &trigger, since, &report);
         tracing::info!(epoch = layout.epoch, "generation live");
-        trigger = monitor(&cluster, &layout).await;
+        trigger = monitor(&cluster, coordinator.store.as_ref(), &layout).await;
         since = Instant::now();
         tracing::warn!(epoch = layout.epoch, %trigger, "the live generation is broken: recovering");
     }
+}
+
+/// Stands by until this coordinator holds etcd's leader key, then keeps
+/// its lease alive. Only the leader runs a director; when the lease is lost
+/// the process ends at once (I8), for its successor recovers with a higher
+/// epoch and anything this one would still do is fenced.
+async fn lead(coordinator: &Coordinator, store: Arc<EtcdStore>, id: String, ttl: Duration) -> anyhow::Result<()> {
+    coordinator.set_state("standby: another coordinator leads");
+    tracing::info!(%id, "campaigning for leadership");
+    loop {
+        let (campaign, who) = (store.clone(), id.clone());
+        match tokio::task::spawn_blocking(move || campaign.campaign(&who, ttl, Duration::from_millis(200))).await? {
+            Ok(_) => break,
+            // etcd unreachable: act on nothing, and try again.
+            Err(err) => {
+                tracing::warn!(%err, "cannot campaign for leadership; retrying");
+                coordinator.set_state(&format!("standby: {err}"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    println!("leading as {id}");
+    keep_leading(store, |reason| {
+        tracing::error!(reason, "leadership lost: stopping");
+        eprintln!("leadership lost ({reason}): stopping");
+        std::process::exit(3);
+    });
+    Ok(())
 }
 
 /// Waits, up to `grace`, until every node the persisted layout places a
@@ -255,10 +307,12 @@ async fn release_strays(cluster: &RemoteCluster, members: &BTreeSet<String>, hos
 }
 
 /// Pumps storage and watches the live generation until it breaks; returns
-/// what broke it. The previous generation's services are released first.
-async fn monitor(cluster: &RemoteCluster, layout: &Layout) -> String {
+/// what broke it. The previous generation's services are released first;
+/// the store's service directory follows the generation's services.
+async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: &Layout) -> String {
     let members = named_services(layout);
     release_strays(cluster, &members, &cluster.services().await).await;
+    let mut recorded = Vec::new();
     loop {
         tokio::time::sleep(MONITOR_EVERY).await;
         let _ = cluster.refresh_committed().await;
@@ -274,6 +328,15 @@ async fn monitor(cluster: &RemoteCluster, layout: &Layout) -> String {
             return format!("{proxy}: a commit failed after taking a version");
         }
         release_strays(cluster, &members, &hosted).await;
+        // The directory in the store follows what the workers host.
+        let mut directory: Vec<ServiceDescriptor> = hosted.into_iter().filter(|s| members.contains(&s.id)).collect();
+        directory.sort_by(|a, b| a.id.cmp(&b.id));
+        if directory != recorded {
+            match store.sync_services(&directory) {
+                Ok(_) => recorded = directory,
+                Err(err) => tracing::warn!(%err, "cannot record the service directory"),
+            }
+        }
     }
 }
 

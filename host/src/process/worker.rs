@@ -14,7 +14,8 @@ use crate::worker::{Foreman, WorkerProtocol};
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Runs a worker until the process ends, serving bulk transfers in pages
-/// of at most `page_bytes`.
+/// of at most `page_bytes`, registering with every coordinator of the
+/// comma-separated list `coordinator`.
 pub async fn run(
     spec: NodeSpec,
     data: &Path,
@@ -27,7 +28,13 @@ pub async fn run(
     tracing::info!(node = %spec.id, %addr, data = %data.display(), "worker listening");
     let transport = TransportConfig::default();
     tokio::spawn(serve::<WorkerProtocol, _>(listener, foreman, transport.clone()));
-    let client = Client::<CoordinatorProtocol>::new(coordinator, transport);
+    // Coordinators sharing an etcd store stand by for each other: a worker
+    // registers with each, so whichever leads knows it.
+    let clients: Vec<(String, Client<CoordinatorProtocol>)> = coordinator
+        .split(',')
+        .filter(|a| !a.is_empty())
+        .map(|a| (a.to_string(), Client::new(a, transport.clone())))
+        .collect();
     let register = CoordinatorRequest::Register {
         node: spec.id.clone(),
         zone: spec.zone.clone(),
@@ -35,10 +42,13 @@ pub async fn run(
         addr,
     };
     loop {
-        match client.call(register.clone()).await {
-            Ok(Ok(_)) => tracing::debug!("registered"),
-            Ok(Err(reason)) => tracing::warn!(%reason, "the coordinator refused the registration"),
-            Err(err) => tracing::warn!(%err, "cannot reach the coordinator"),
+        let calls = clients.iter().map(|(_, client)| client.call(register.clone()));
+        for ((coordinator, _), answer) in clients.iter().zip(futures::future::join_all(calls).await) {
+            match answer {
+                Ok(Ok(_)) => tracing::debug!(%coordinator, "registered"),
+                Ok(Err(reason)) => tracing::warn!(%coordinator, %reason, "the coordinator refused the registration"),
+                Err(err) => tracing::warn!(%coordinator, %err, "cannot reach the coordinator"),
+            }
         }
         tokio::time::sleep(HEARTBEAT).await;
     }

@@ -140,4 +140,8 @@ impl CoordinatorStore for RecordingStore {
     fn register_service(&self, service: crate::bindings::types::ServiceDescriptor) -> Result<(), StoreError> {
         self.inner.register_service(service)
     }
+
+    fn remove_service(&self, id: &str) -> Result<(), StoreError> {
+        self.inner.remove_service(id)
+    }
 }

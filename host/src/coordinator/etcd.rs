@@ -1,0 +1,466 @@
+//! Coordinator state on etcd, for clusters that outgrow one machine: the
+//! state lives under consensus in a trusted engine, not in a home-made one.
+//!
+//! Spoken over etcd's v3 JSON gateway (`/v3/kv/txn` and friends), so the
+//! store stays synchronous like [`super::FileStore`] and needs no gRPC
+//! stack. Under `PREFIX` (`/ratchet/` unless told otherwise):
+//!
+//! - `epoch`: the newest epoch issued, in decimal. A new one is written by a
+//!   transaction that compares the key's revision with the one read, so two
+//!   coordinators can never issue the same epoch (I1).
+//! - `layout`: the persisted layout (JSON), written by a transaction guarded
+//!   on `epoch` still holding the layout's epoch (I7).
+//! - `services/<id>`: the service directory (JSON).
+//! - `leader`: the coordinator that may run a director, held with a lease.
+//!   Once a store has won it ([`EtcdStore::campaign`]), every epoch and
+//!   every layout it writes is also guarded on still holding it: a leader
+//!   that lost its lease (paused, cut off) cannot change anything (I8).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Value, json};
+
+use super::{CoordinatorState, CoordinatorStore, StoreError};
+use crate::bindings::types::{Epoch, Layout, ServiceDescriptor};
+
+/// How long one request to an etcd member may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a request keeps going round the members while none can serve
+/// it (one is down, a new etcd leader is being elected).
+const PATIENCE: Duration = Duration::from_secs(5);
+
+/// How often a conflicting epoch transaction is retried before giving up.
+const MAX_CONFLICTS: usize = 1_000;
+
+/// The coordinator state in etcd.
+pub struct EtcdStore {
+    /// `http://host:port` of each member, in the order given.
+    endpoints: Vec<String>,
+    /// The member that answered last: asked first.
+    preferred: Mutex<usize>,
+    prefix: String,
+    agent: ureq::Agent,
+    /// Set once this store leads, and kept: a store that led and lost
+    /// the lease stays fenced ([`EtcdStore::deposed`]).
+    leadership: Mutex<Option<Leadership>>,
+    /// The lease was lost or given up: every change is refused.
+    deposed: AtomicBool,
+}
+
+/// This store's hold on the leader key.
+#[derive(Clone, Debug)]
+pub struct Leadership {
+    /// Who leads: the value of the leader key.
+    pub id: String,
+    /// The lease the key is attached to.
+    pub lease: i64,
+    /// The lease's time to live.
+    pub ttl: Duration,
+}
+
+/// How a keep-alive of the leader's lease went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// Renewed for another time to live.
+    Renewed,
+    /// etcd did not answer: the lease may still hold, until its time to live.
+    Unanswered,
+    /// The lease has expired or was revoked: this store no longer leads.
+    Lost,
+}
+
+impl EtcdStore {
+    /// Parses `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` and checks that a
+    /// member answers: a coordinator must not start on a store it cannot
+    /// reach.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        let (endpoints, prefix) = parse_url(url)?;
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .build();
+        let store = EtcdStore {
+            endpoints,
+            preferred: Mutex::new(0),
+            prefix,
+            agent: config.into(),
+            leadership: Mutex::new(None),
+            deposed: AtomicBool::new(false),
+        };
+        store.call_within("/v3/maintenance/status", &json!({}), Duration::ZERO)?;
+        Ok(store)
+    }
+
+    /// The members, as `http://host:port`.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// Waits until this store holds the leader key as `id`, attached to a
+    /// new lease of `ttl`, polling every `poll`. Keep the lease alive with
+    /// [`EtcdStore::keep_alive`] at a fraction of `ttl`. Fails when etcd
+    /// cannot be reached; keeps waiting while another store leads.
+    pub fn campaign(&self, id: &str, ttl: Duration, poll: Duration) -> Result<Leadership, StoreError> {
+        let seconds = ttl.as_secs().max(1);
+        let granted = self.call("/v3/lease/grant", json!({ "TTL": seconds.to_string() }))?;
+        let lease = int(&granted["ID"]).ok_or_else(|| unexpected("lease grant", &granted))?;
+        let key = self.key("leader");
+        loop {
+            let txn = json!({
+                "compare": [{ "key": b64(&key), "target": "CREATE", "result": "EQUAL", "create_revision": "0" }],
+                "success": [{ "request_put": { "key": b64(&key), "value": b64(id), "lease": lease.to_string() } }],
+            });
+            let answer = self.call("/v3/kv/txn", txn)?;
+            if answer["succeeded"].as_bool() == Some(true) {
+                let leadership = Leadership { id: id.to_string(), lease, ttl: Duration::from_secs(seconds) };
+                *self.leader() = Some(leadership.clone());
+                self.deposed.store(false, Ordering::SeqCst);
+                tracing::info!(id, lease, "leading: holding the leader key");
+                return Ok(leadership);
+            }
+            // Renew our own lease while we wait, so it is still ours if we win.
+            let _ = self.call("/v3/lease/keepalive", json!({ "ID": lease.to_string() }));
+            std::thread::sleep(poll);
+        }
+    }
+
+    /// Renews the leader's lease once.
+    pub fn keep_alive(&self) -> KeepAlive {
+        let Some(leadership) = self.leader().clone() else { return KeepAlive::Lost };
+        if self.deposed() {
+            return KeepAlive::Lost;
+        }
+        let renew = json!({ "ID": leadership.lease.to_string() });
+        match self.call_within("/v3/lease/keepalive", &renew, leadership.ttl / 3) {
+            Ok(answer) if int(&answer["result"]["TTL"]).unwrap_or(0) > 0 => KeepAlive::Renewed,
+            // An expired lease is renewed for no time, or is not found.
+            Ok(_) | Err(StoreError::Etcd { .. }) => {
+                self.deposed.store(true, Ordering::SeqCst);
+                KeepAlive::Lost
+            }
+            Err(_) => KeepAlive::Unanswered,
+        }
+    }
+
+    /// Gives the leadership up: revokes the lease, which deletes the key.
+    /// The store changes nothing more until it wins a campaign again.
+    pub fn resign(&self) -> Result<(), StoreError> {
+        let Some(leadership) = self.leader().clone() else { return Ok(()) };
+        self.deposed.store(true, Ordering::SeqCst);
+        self.call("/v3/lease/revoke", json!({ "ID": leadership.lease.to_string() })).map(drop)
+    }
+
+    /// Whether this store led and lost (or gave up) the lease: it may
+    /// change nothing until it wins a campaign again.
+    pub fn deposed(&self) -> bool {
+        self.deposed.load(Ordering::SeqCst)
+    }
+
+    /// Who holds the leader key now, if anyone.
+    pub fn leader_id(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.get(&self.key("leader"))?.map(|(value, _)| value))
+    }
+
+    fn leader(&self) -> std::sync::MutexGuard<'_, Option<Leadership>> {
+        self.leadership.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The comparisons every change of a leader carries: it still holds
+    /// the leader key.
+    fn leader_guard(&self) -> Vec<Value> {
+        match &*self.leader() {
+            Some(leadership) => vec![json!({
+                "key": b64(&self.key("leader")),
+                "target": "VALUE",
+                "result": "EQUAL",
+                "value": b64(&leadership.id),
+            })],
+            None => Vec::new(),
+        }
+    }
+
+    /// Before a change, and after a failed guarded transaction: the error
+    /// when this store led and no longer does.
+    fn check_still_leader(&self) -> Result<(), StoreError> {
+        let Some(leadership) = self.leader().clone() else { return Ok(()) };
+        if !self.deposed() {
+            let holder = self.leader_id()?;
+            if holder.as_deref() == Some(leadership.id.as_str()) {
+                return Ok(());
+            }
+            self.deposed.store(true, Ordering::SeqCst);
+        }
+        Err(StoreError::NotLeader { id: leadership.id, holder: self.leader_id().ok().flatten() })
+    }
+
+    /// Refuses a change at once when this store was deposed.
+    fn refuse_if_deposed(&self) -> Result<(), StoreError> {
+        if self.deposed() { self.check_still_leader() } else { Ok(()) }
+    }
+
+    /// The value and modification revision of `key`, if it exists.
+    fn get(&self, key: &str) -> Result<Option<(String, i64)>, StoreError> {
+        let answer = self.call("/v3/kv/range", json!({ "key": b64(key) }))?;
+        let Some(kv) = answer["kvs"].as_array().and_then(|kvs| kvs.first()) else { return Ok(None) };
+        let value = unb64(kv["value"].as_str().unwrap_or_default())?;
+        let revision = int(&kv["mod_revision"]).ok_or_else(|| unexpected("range", &answer))?;
+        Ok(Some((value, revision)))
+    }
+
+    fn put(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.call("/v3/kv/put", json!({ "key": b64(key), "value": b64(value) })).map(drop)
+    }
+
+    fn call(&self, path: &str, body: Value) -> Result<Value, StoreError> {
+        self.call_within(path, &body, PATIENCE)
+    }
+
+    /// [`EtcdStore::call_round`] again while no member can serve, for up to
+    /// `patience`. A transaction retried this way may have been applied the
+    /// first time: each one here is safe to repeat (its comparisons then
+    /// fail, or it writes the same value again).
+    fn call_within(&self, path: &str, body: &Value, patience: Duration) -> Result<Value, StoreError> {
+        let deadline = Instant::now() + patience;
+        loop {
+            match self.call_round(path, body) {
+                Err(StoreError::Unreachable { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    /// Posts `body` to `path` on the preferred member, then on each other
+    /// member in turn while they cannot be reached.
+    fn call_round(&self, path: &str, body: &Value) -> Result<Value, StoreError> {
+        let first = *self.preferred.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failures = Vec::new();
+        for i in 0..self.endpoints.len() {
+            let at = (first + i) % self.endpoints.len();
+            let endpoint = &self.endpoints[at];
+            let sent = self.agent.post(format!("{endpoint}{path}")).header("Content-Type", "application/json").send(body.to_string());
+            let mut response = match sent {
+                Ok(response) => response,
+                Err(err) => {
+                    failures.push(format!("{endpoint}: {err}"));
+                    continue;
+                }
+            };
+            let status = response.status().as_u16();
+            let text = match response.body_mut().with_config().limit(64 << 20).read_to_string() {
+                Ok(text) => text,
+                Err(err) => {
+                    failures.push(format!("{endpoint}: reading the answer: {err}"));
+                    continue;
+                }
+            };
+            let answer: Value = serde_json::from_str(&text)
+                .map_err(|e| StoreError::Etcd { reason: format!("{endpoint}{path} answered {status} with no JSON ({e}): {text}") })?;
+            if status >= 400 || answer.get("error").is_some() {
+                let reason = answer["error"].as_str().or(answer["message"].as_str()).unwrap_or(&text).to_string();
+                // A member without a quorum cannot serve: another may.
+                if status >= 500 {
+                    failures.push(format!("{endpoint}: {reason}"));
+                    continue;
+                }
+                return Err(StoreError::Etcd { reason: format!("{endpoint}{path}: {reason}") });
+            }
+            *self.preferred.lock().unwrap_or_else(|e| e.into_inner()) = at;
+            return Ok(answer);
+        }
+        Err(StoreError::Unreachable { endpoints: self.endpoints.join(","), reason: failures.join("; ") })
+    }
+}
+
+impl CoordinatorStore for EtcdStore {
+    fn next_epoch(&self) -> Result<Epoch, StoreError> {
+        self.refuse_if_deposed()?;
+        let key = self.key("epoch");
+        for _ in 0..MAX_CONFLICTS {
+            let current = self.get(&key)?;
+            let (epoch, unchanged) = match &current {
+                Some((value, revision)) => (
+                    parse_epoch(&key, value)?,
+                    json!({ "key": b64(&key), "target": "MOD", "result": "EQUAL", "mod_revision": revision.to_string() }),
+                ),
+                None => (0, json!({ "key": b64(&key), "target": "CREATE", "result": "EQUAL", "create_revision": "0" })),
+            };
+            let next = epoch + 1;
+            let mut compare = vec![unchanged];
+            compare.extend(self.leader_guard());
+            let txn = json!({ "compare": compare, "success": [{ "request_put": { "key": b64(&key), "value": b64(&next.to_string()) } }] });
+            if self.call("/v3/kv/txn", txn)?["succeeded"].as_bool() == Some(true) {
+                return Ok(next);
+            }
+            self.check_still_leader()?;
+        }
+        Err(StoreError::Etcd { reason: format!("{key} kept changing: {MAX_CONFLICTS} conflicting transactions") })
+    }
+
+    fn state(&self) -> Result<CoordinatorState, StoreError> {
+        // One range over the prefix: a snapshot at a single revision.
+        let answer = self.call("/v3/kv/range", json!({ "key": b64(&self.prefix), "range_end": b64(&prefix_end(&self.prefix)) }))?;
+        let mut state = CoordinatorState::default();
+        for kv in answer["kvs"].as_array().into_iter().flatten() {
+            let key = unb64(kv["key"].as_str().unwrap_or_default())?;
+            let value = unb64(kv["value"].as_str().unwrap_or_default())?;
+            let name = key.strip_prefix(&self.prefix).unwrap_or(&key);
+            let corrupt = |reason: String| StoreError::Corrupt { path: key.clone(), reason };
+            match name {
+                "epoch" => state.epoch = parse_epoch(&key, &value)?,
+                "layout" => state.layout = Some(serde_json::from_str(&value).map_err(|e| corrupt(e.to_string()))?),
+                _ if name.starts_with("services/") => {
+                    state.services.push(serde_json::from_str(&value).map_err(|e| corrupt(e.to_string()))?)
+                }
+                _ => {}
+            }
+        }
+        Ok(state)
+    }
+
+    fn persist_layout(&self, layout: &Layout) -> Result<(), StoreError> {
+        self.refuse_if_deposed()?;
+        let (epoch_key, layout_key) = (self.key("epoch"), self.key("layout"));
+        let encoded = serde_json::to_string(layout).expect("a layout always encodes");
+        let mut compare = vec![json!({
+            "key": b64(&epoch_key),
+            "target": "VALUE",
+            "result": "EQUAL",
+            "value": b64(&layout.epoch.to_string()),
+        })];
+        compare.extend(self.leader_guard());
+        let txn = json!({ "compare": compare, "success": [{ "request_put": { "key": b64(&layout_key), "value": b64(&encoded) } }] });
+        if self.call("/v3/kv/txn", txn)?["succeeded"].as_bool() == Some(true) {
+            return Ok(());
+        }
+        let current = match self.get(&epoch_key)? {
+            Some((value, _)) => parse_epoch(&epoch_key, &value)?,
+            None => 0,
+        };
+        if current != layout.epoch {
+            return Err(StoreError::Fenced { layout_epoch: layout.epoch, current });
+        }
+        self.check_still_leader()?;
+        Err(StoreError::Etcd { reason: format!("the layout of epoch {} was refused for no reason etcd gave", layout.epoch) })
+    }
+
+    fn register_service(&self, service: ServiceDescriptor) -> Result<(), StoreError> {
+        let encoded = serde_json::to_string(&service).expect("a descriptor always encodes");
+        self.put(&self.key(&format!("services/{}", service.id)), &encoded)
+    }
+
+    fn remove_service(&self, id: &str) -> Result<(), StoreError> {
+        self.call("/v3/kv/deleterange", json!({ "key": b64(&self.key(&format!("services/{id}"))) })).map(drop)
+    }
+}
+
+/// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` into the members' base URLs
+/// and the key prefix (ending in `/`).
+fn parse_url(url: &str) -> Result<(Vec<String>, String), StoreError> {
+    let bad = |reason: &str| StoreError::BadUrl { url: url.to_string(), reason: reason.to_string() };
+    let rest = url.strip_prefix("etcd://").ok_or_else(|| bad("it does not start with etcd://"))?;
+    let (hosts, prefix) = match rest.split_once('/') {
+        Some((hosts, prefix)) if !prefix.trim_matches('/').is_empty() => (hosts, format!("/{}/", prefix.trim_matches('/'))),
+        Some((hosts, _)) => (hosts, "/ratchet/".to_string()),
+        None => (rest, "/ratchet/".to_string()),
+    };
+    let mut endpoints = Vec::new();
+    for host in hosts.split(',') {
+        let (name, port) = host.rsplit_once(':').ok_or_else(|| bad(&format!("`{host}` is not HOST:PORT")))?;
+        if name.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad(&format!("`{host}` is not HOST:PORT")));
+        }
+        endpoints.push(format!("http://{host}"));
+    }
+    Ok((endpoints, prefix))
+}
+
+/// The end of the range of every key starting with `prefix`.
+fn prefix_end(prefix: &str) -> String {
+    let mut bytes = prefix.as_bytes().to_vec();
+    if let Some(last) = bytes.last_mut() {
+        *last += 1;
+    }
+    String::from_utf8(bytes).expect("a prefix ending in `/` stays ASCII")
+}
+
+fn parse_epoch(key: &str, value: &str) -> Result<Epoch, StoreError> {
+    value.parse().map_err(|_| StoreError::Corrupt { path: key.to_string(), reason: format!("`{value}` is not an epoch") })
+}
+
+fn b64(text: &str) -> String {
+    BASE64.encode(text)
+}
+
+fn unb64(text: &str) -> Result<String, StoreError> {
+    let bytes = BASE64.decode(text).map_err(|e| StoreError::Etcd { reason: format!("bad base64 from etcd: {e}") })?;
+    String::from_utf8(bytes).map_err(|e| StoreError::Etcd { reason: format!("a value that is not UTF-8: {e}") })
+}
+
+/// etcd's JSON gateway writes 64-bit integers as strings.
+fn int(value: &Value) -> Option<i64> {
+    value.as_str().and_then(|s| s.parse().ok()).or_else(|| value.as_i64())
+}
+
+fn unexpected(what: &str, answer: &Value) -> StoreError {
+    StoreError::Etcd { reason: format!("unexpected answer to {what}: {answer}") }
+}
+
+/// Keeps `store`'s lease alive every third of its time to live, on a thread
+/// of its own, until it is lost or cannot be renewed within the time to
+/// live; then calls `lost` once and returns.
+pub fn keep_leading(store: std::sync::Arc<EtcdStore>, lost: impl FnOnce(&str) + Send + 'static) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let Some(leadership) = store.leader().clone() else {
+            lost("not leading");
+            return;
+        };
+        let every = leadership.ttl / 3;
+        let mut renewed = Instant::now();
+        loop {
+            std::thread::sleep(every);
+            match store.keep_alive() {
+                KeepAlive::Renewed => renewed = Instant::now(),
+                KeepAlive::Lost => return lost("the leader's lease expired or was revoked"),
+                KeepAlive::Unanswered if renewed.elapsed() >= leadership.ttl => {
+                    return lost("etcd did not renew the leader's lease within its time to live");
+                }
+                KeepAlive::Unanswered => {}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_members_and_a_prefix() {
+        let (endpoints, prefix) = parse_url("etcd://127.0.0.1:2379").unwrap();
+        assert_eq!((endpoints, prefix.as_str()), (vec!["http://127.0.0.1:2379".to_string()], "/ratchet/"));
+        let (endpoints, prefix) = parse_url("etcd://a:1,b:2,c:3/prod/east").unwrap();
+        assert_eq!(endpoints, ["http://a:1", "http://b:2", "http://c:3"]);
+        assert_eq!(prefix, "/prod/east/");
+        for bad in ["http://a:1", "etcd://a", "etcd://a:port", "etcd://:1", "etcd://a:1,"] {
+            let err = parse_url(bad).unwrap_err();
+            assert!(matches!(err, StoreError::BadUrl { .. }), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_prefix_range_ends_after_every_key_under_it() {
+        assert_eq!(prefix_end("/ratchet/"), "/ratchet0");
+        assert!("/ratchet/zzz" < prefix_end("/ratchet/").as_str());
+    }
+}
