@@ -696,3 +696,52 @@ fn three_coordinators_on_etcd_elect_one_leader_and_a_successor_recovers_after_a_
     let verify = ratchet().args(["verify", "--coordinator", &all, "--acks", acks.to_str().unwrap()]).output().unwrap();
     assert!(String::from_utf8_lossy(&verify.stdout).contains("0 lost"));
 }
+
+#[test]
+fn while_etcd_is_down_no_coordinator_acts_and_a_standby_leads_once_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut members = etcd_support::etcd(dir.path(), 1);
+    let store = etcd_support::url(&members);
+    let addrs: Vec<String> = (0..2).map(|_| free_port()).collect();
+    let mut coordinators: Vec<Proc> = (0..2)
+        .map(|i| {
+            let data = dir.path().join(format!("coordinator{i}"));
+            let args = [
+                "--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &addrs[i], "--admin", "127.0.0.1:0",
+                "--store", &store, "--lease-ttl", "2",
+            ];
+            spawn(&args, &dir.path().join(format!("coordinator{i}.out")))
+        })
+        .collect();
+    let all = addrs.join(",");
+    let _workers: Vec<Proc> = (1..=6)
+        .map(|i| {
+            let (node, data) = (format!("n{i}"), dir.path().join(format!("n{i}")));
+            let args = ["worker", "--coordinator", &all, "--node", &node, "--zone", &zone_of(&node), "--data", data.to_str().unwrap()];
+            spawn(&args, &dir.path().join(format!("{node}.out")))
+        })
+        .collect();
+    let (leader, first) = one_leader_after(&addrs, 0, dir.path());
+    let acks = dir.path().join("acks");
+    let load = ["load", "--coordinator", &all, "--writes", "300", "--batch", "10", "--acks", acks.to_str().unwrap()];
+    assert!(ratchet().args(load).status().unwrap().success(), "the load failed");
+
+    // etcd dies. The leader cannot renew its lease: it stops (exit code 3)
+    // rather than act on a state it can no longer prove; the standby stays
+    // up, campaigning, and acts on nothing.
+    members[0].kill();
+    let ended = wait_for_exit(&mut coordinators[leader], Duration::from_secs(30));
+    assert_eq!(ended.code(), Some(3), "the leader stops once its lease cannot be renewed");
+    let standby = 1 - leader;
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(coordinators[standby].child.try_wait().unwrap().is_none(), "the standby keeps retrying");
+
+    // etcd is back: the standby leads and recovers with a higher epoch.
+    members[0].restart();
+    let (now, second) = one_leader_after(&addrs, first, dir.path());
+    assert_eq!(now, standby);
+    let verify = ratchet().args(["verify", "--coordinator", &all, "--acks", acks.to_str().unwrap()]).output().unwrap();
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(report.contains("verified 300 acknowledged writes: 0 lost"), "{report}");
+    eprintln!("etcd back: coordinator {now} leads at epoch {second} (was {first})");
+}

@@ -230,14 +230,14 @@ impl EtcdStore {
     /// fail, or it writes the same value again).
     fn call_within(&self, path: &str, body: &Value, patience: Duration) -> Result<Value, StoreError> {
         let deadline = Instant::now() + patience;
-        loop {
+        blocking(|| loop {
             match self.call_round(path, body) {
                 Err(StoreError::Unreachable { .. }) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 answer => return answer,
             }
-        }
+        })
     }
 
     /// Posts `body` to `path` on the preferred member, then on each other
@@ -361,6 +361,19 @@ impl CoordinatorStore for EtcdStore {
 
     fn remove_service(&self, id: &str) -> Result<(), StoreError> {
         self.call("/v3/kv/deleterange", json!({ "key": b64(&self.key(&format!("services/{id}"))) })).map(drop)
+    }
+}
+
+/// Runs `work`, which blocks on the network, telling a multi-threaded tokio
+/// runtime first (the store's trait is synchronous, and is called from the
+/// director's tasks): the runtime moves its other tasks off this thread,
+/// so a slow or unreachable etcd does not stall the coordinator's serving.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
 

@@ -1,6 +1,9 @@
 //! Real etcd members on loopback for tests (Debian's `etcd-server`, which
 //! `.ci/run` installs): one member, or a cluster of three.
 
+// Shared by several test and bench targets, each using part of it.
+#![allow(dead_code)]
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,12 +15,35 @@ pub struct Member {
     pub child: Child,
     /// `127.0.0.1:PORT` of its client endpoint.
     pub client: String,
+    /// How it was started, to start it again on its data.
+    command: Vec<String>,
+    log: std::path::PathBuf,
+}
+
+impl Member {
+    /// SIGKILLs it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on its data directory and ports.
+    pub fn restart(&mut self) {
+        self.kill();
+        let log = std::fs::OpenOptions::new().append(true).open(&self.log).unwrap();
+        self.child = Command::new("etcd")
+            .args(&self.command)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("etcd runs");
+    }
 }
 
 impl Drop for Member {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -35,19 +61,27 @@ pub fn etcd(dir: &Path, count: usize) -> Vec<Member> {
         .map(|(i, (client, peer))| {
             let client_url = format!("http://127.0.0.1:{client}");
             let peer_url = format!("http://127.0.0.1:{peer}");
-            let log = std::fs::File::create(dir.join(format!("etcd-m{i}.log"))).unwrap();
+            let log_path = dir.join(format!("etcd-m{i}.log"));
+            let log = std::fs::File::create(&log_path).unwrap();
+            let data = dir.join(format!("m{i}"));
+            let command: Vec<String> = [
+                "--name", &format!("m{i}"), "--data-dir", data.to_str().unwrap(),
+                "--listen-client-urls", &client_url, "--advertise-client-urls", &client_url,
+                "--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url,
+                "--initial-cluster", &cluster.join(","), "--initial-cluster-state", "new",
+                "--initial-cluster-token", "ratchet-test",
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
             let child = Command::new("etcd")
-                .args(["--name", &format!("m{i}"), "--data-dir", dir.join(format!("m{i}")).to_str().unwrap()])
-                .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
-                .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-                .args(["--initial-cluster", &cluster.join(","), "--initial-cluster-state", "new"])
-                .args(["--initial-cluster-token", "ratchet-test"])
+                .args(&command)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
                 .spawn()
                 .expect("etcd runs: install Debian's etcd-server (.ci/run does)");
-            Member { child, client: format!("127.0.0.1:{client}") }
+            Member { child, client: format!("127.0.0.1:{client}"), command, log: log_path }
         })
         .collect();
     // Ready once a quorum serves: an epoch can be read.
