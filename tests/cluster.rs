@@ -622,29 +622,39 @@ fn one_leader_after(coordinators: &[String], after: u64, dir: &Path) -> (usize, 
     }
 }
 
+/// `count` coordinators sharing the etcd `store` (lease TTL 2 s), and six
+/// workers registered with all of them; answers the coordinators'
+/// addresses, the coordinators and the workers.
+fn coordinators_on_etcd(dir: &Path, store: &str, count: usize) -> (Vec<String>, Vec<Proc>, Vec<Proc>) {
+    let addrs: Vec<String> = (0..count).map(|_| free_port()).collect();
+    let coordinators = (0..count)
+        .map(|i| {
+            let data = dir.join(format!("coordinator{i}"));
+            let args = [
+                "--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &addrs[i], "--admin", "127.0.0.1:0",
+                "--store", store, "--lease-ttl", "2",
+            ];
+            spawn(&args, &dir.join(format!("coordinator{i}.out")))
+        })
+        .collect();
+    let all = addrs.join(",");
+    let workers = (1..=6)
+        .map(|i| {
+            let (node, data) = (format!("n{i}"), dir.join(format!("n{i}")));
+            let args = ["worker", "--coordinator", &all, "--node", &node, "--zone", &zone_of(&node), "--data", data.to_str().unwrap()];
+            spawn(&args, &dir.join(format!("{node}.out")))
+        })
+        .collect();
+    (addrs, coordinators, workers)
+}
+
 #[test]
 fn three_coordinators_on_etcd_elect_one_leader_and_a_successor_recovers_after_a_sigkill_or_a_pause() {
     let dir = tempfile::tempdir().unwrap();
     let mut members = etcd_support::etcd(dir.path(), 3);
     let store = etcd_support::url(&members);
-    let addrs: Vec<String> = (0..3).map(|_| free_port()).collect();
-    let start_coordinator = |i: usize| {
-        let data = dir.path().join(format!("coordinator{i}"));
-        let args = [
-            "--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &addrs[i], "--admin", "127.0.0.1:0",
-            "--store", &store, "--lease-ttl", "2",
-        ];
-        spawn(&args, &dir.path().join(format!("coordinator{i}.out")))
-    };
-    let mut coordinators: Vec<Proc> = (0..3).map(start_coordinator).collect();
+    let (addrs, mut coordinators, _workers) = coordinators_on_etcd(dir.path(), &store, 3);
     let all = addrs.join(",");
-    let _workers: Vec<Proc> = (1..=6)
-        .map(|i| {
-            let (node, data) = (format!("n{i}"), dir.path().join(format!("n{i}")));
-            let args = ["worker", "--coordinator", &all, "--node", &node, "--zone", &zone_of(&node), "--data", data.to_str().unwrap()];
-            spawn(&args, &dir.path().join(format!("{node}.out")))
-        })
-        .collect();
 
     let (leader, first) = one_leader_after(&addrs, 0, dir.path());
     let acks = dir.path().join("acks");
@@ -702,25 +712,8 @@ fn while_etcd_is_down_no_coordinator_acts_and_a_standby_leads_once_it_is_back() 
     let dir = tempfile::tempdir().unwrap();
     let mut members = etcd_support::etcd(dir.path(), 1);
     let store = etcd_support::url(&members);
-    let addrs: Vec<String> = (0..2).map(|_| free_port()).collect();
-    let mut coordinators: Vec<Proc> = (0..2)
-        .map(|i| {
-            let data = dir.path().join(format!("coordinator{i}"));
-            let args = [
-                "--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &addrs[i], "--admin", "127.0.0.1:0",
-                "--store", &store, "--lease-ttl", "2",
-            ];
-            spawn(&args, &dir.path().join(format!("coordinator{i}.out")))
-        })
-        .collect();
+    let (addrs, mut coordinators, _workers) = coordinators_on_etcd(dir.path(), &store, 2);
     let all = addrs.join(",");
-    let _workers: Vec<Proc> = (1..=6)
-        .map(|i| {
-            let (node, data) = (format!("n{i}"), dir.path().join(format!("n{i}")));
-            let args = ["worker", "--coordinator", &all, "--node", &node, "--zone", &zone_of(&node), "--data", data.to_str().unwrap()];
-            spawn(&args, &dir.path().join(format!("{node}.out")))
-        })
-        .collect();
     let (leader, first) = one_leader_after(&addrs, 0, dir.path());
     let acks = dir.path().join("acks");
     let load = ["load", "--coordinator", &all, "--writes", "300", "--batch", "10", "--acks", acks.to_str().unwrap()];

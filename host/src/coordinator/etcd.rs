@@ -96,11 +96,6 @@ impl EtcdStore {
         Ok(store)
     }
 
-    /// The members, as `http://host:port`.
-    pub fn endpoints(&self) -> &[String] {
-        &self.endpoints
-    }
-
     /// Waits until this store holds the leader key as `id`, attached to a
     /// new lease of `ttl`, polling every `poll`. Keep the lease alive with
     /// [`EtcdStore::keep_alive`] at a fraction of `ttl`. Fails when etcd
@@ -192,14 +187,18 @@ impl EtcdStore {
     /// when this store led and no longer does.
     fn check_still_leader(&self) -> Result<(), StoreError> {
         let Some(leadership) = self.leader().clone() else { return Ok(()) };
-        if !self.deposed() {
-            let holder = self.leader_id()?;
-            if holder.as_deref() == Some(leadership.id.as_str()) {
-                return Ok(());
-            }
-            self.deposed.store(true, Ordering::SeqCst);
+        let deposed = self.deposed();
+        let holder = match self.leader_id() {
+            Ok(holder) => holder,
+            // Not known to be deposed: etcd's silence proves nothing.
+            Err(err) if !deposed => return Err(err),
+            Err(_) => None,
+        };
+        if !deposed && holder.as_deref() == Some(leadership.id.as_str()) {
+            return Ok(());
         }
-        Err(StoreError::NotLeader { id: leadership.id, holder: self.leader_id().ok().flatten() })
+        self.deposed.store(true, Ordering::SeqCst);
+        Err(StoreError::NotLeader { id: leadership.id, holder })
     }
 
     /// Refuses a change at once when this store was deposed.
