@@ -367,6 +367,7 @@ impl HostServices for AttemptGuard {
             return ids.iter().map(|_| Err(refusal.clone())).collect();
         }
         let layout = &layout;
+        let index = &crate::replica::LayoutIndex::new(layout);
         // A storage replica serves only once it holds the recovery version:
         // replica recovery brings each there first, while every teammate is
         // still locked (a snapshot source does not move).
@@ -374,7 +375,7 @@ impl HostServices for AttemptGuard {
             if !self.holds(id) {
                 return Err(self.refuse("I4", format!("{id} is not locked by epoch {} and may not be unlocked", self.epoch)));
             }
-            self.note(crate::replica::recover_replica(&*self.registry, &*self.cluster, layout, self.epoch, id).await)
+            self.note(crate::replica::recover_replica(&*self.registry, &*self.cluster, index, self.epoch, id).await)
         });
         let recovered = futures::future::join_all(recoveries).await;
         let calls = ids.iter().zip(recovered).map(|(id, recovered)| async move {

@@ -16,5 +16,5 @@ pub mod recover;
 pub mod session;
 
 pub use check::check_plan;
-pub use recover::recover_replica;
+pub use recover::{LayoutIndex, recover_replica};
 pub use session::{Budget, ReplicaEvent, Session, SessionError, SessionId, SessionState, Sessions};

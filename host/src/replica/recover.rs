@@ -15,11 +15,12 @@
 //! first rule, and is left alone without a call or a session: a recovery of
 //! a large cluster recovers thousands of replicas that need nothing.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::bindings::types::{
     CatchUpPlan, ClusterError, Epoch, Layout, RebuildPlan, ReplicaHistory, ReplicaOutcome, ReplicaPlan, ShardTag,
-    Version,
+    StorageTeam, Version,
 };
 use crate::cluster::Cluster;
 use crate::registry::Plugins;
@@ -58,18 +59,47 @@ struct Recovery<'a> {
     history: ReplicaHistory,
 }
 
-/// Brings storage replica `replica` of `layout` up to the layout's recovery
-/// version, under a session of `epoch`. Answers the session it ran, or
-/// `None` when the replica needed nothing (or is not a storage replica of
+/// A layout's storage teams by replica and its logs by shard, built once for
+/// all the replicas a recovery unlocks: a large cluster has thousands of
+/// each, and a scan per replica would make the unlock quadratic.
+pub struct LayoutIndex<'a> {
+    layout: &'a Layout,
+    teams: HashMap<&'a str, &'a StorageTeam>,
+    carriers: HashMap<ShardTag, Vec<&'a str>>,
+}
+
+impl<'a> LayoutIndex<'a> {
+    /// Indexes `layout`.
+    pub fn new(layout: &'a Layout) -> Self {
+        let mut teams = HashMap::new();
+        for team in &layout.storage_teams {
+            for id in &team.storage_ids {
+                teams.insert(id.as_str(), team);
+            }
+        }
+        let mut carriers: HashMap<ShardTag, Vec<&str>> = HashMap::new();
+        for log in &layout.logs {
+            for tag in &log.tags {
+                carriers.entry(*tag).or_default().push(log.id.as_str());
+            }
+        }
+        LayoutIndex { layout, teams, carriers }
+    }
+}
+
+/// Brings storage replica `replica` of the indexed layout up to the layout's
+/// recovery version, under a session of `epoch`. Answers the session it ran,
+/// or `None` when the replica needed nothing (or is not a storage replica of
 /// the layout).
 pub async fn recover_replica(
     plugins: &dyn Plugins,
     cluster: &dyn Cluster,
-    layout: &Layout,
+    index: &LayoutIndex<'_>,
     epoch: Epoch,
     replica: &str,
 ) -> Result<Option<SessionId>, ClusterError> {
-    let Some(team) = layout.storage_teams.iter().find(|t| t.storage_ids.iter().any(|id| id == replica)) else {
+    let layout = index.layout;
+    let Some(team) = index.teams.get(replica).copied() else {
         return Ok(None);
     };
     let sessions = cluster.replica_sessions();
@@ -86,11 +116,11 @@ pub async fn recover_replica(
 
     // The figures: what the shard's logs retain, and the teammates' versions.
     let mut spans = Vec::new();
-    for log in layout.logs.iter().filter(|l| l.tags.contains(&team.tag)) {
-        if let Ok((after, last)) = cluster.log_retained(&log.id).await
+    for log in index.carriers.get(&team.tag).into_iter().flatten() {
+        if let Ok((after, last)) = cluster.log_retained(log).await
             && last >= committed
         {
-            spans.push((log.id.clone(), after, last));
+            spans.push((log.to_string(), after, last));
         }
     }
     spans.sort_by_key(|(_, after, _)| *after);
