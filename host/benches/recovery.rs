@@ -10,9 +10,10 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use ratchet::bindings::state_fields;
 use ratchet::bindings::types::{
     Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, RecoveryConfig,
-    ReplicaHistory, ReplicaPlan,
+    ReplicaHistory, ReplicaPlan, StateField,
 };
 use ratchet::cluster::InProcessCluster;
 use ratchet::coordinator::MemoryStore;
@@ -167,7 +168,8 @@ async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>) -> (Duration, Du
 /// The same phase and policy crates compiled natively, behind the same
 /// invariant guard: the baseline the wasm build is compared with. Values
 /// cross between the host's and the SDK's generated types through postcard,
-/// which both derive from the same WIT.
+/// which both derive from the same WIT; like a component, a phase gets only
+/// the fields it reads and returns only those it writes.
 struct NativePlugins;
 
 fn convert<A: serde::Serialize, B: serde::de::DeserializeOwned>(value: &A) -> B {
@@ -175,25 +177,33 @@ fn convert<A: serde::Serialize, B: serde::de::DeserializeOwned>(value: &A) -> B 
         .expect("same WIT, same shape")
 }
 
-fn dispatch(slot: &str, state: g::AttemptState, host: &mut dyn GuestHost) -> g::PhaseOutcome {
+/// Runs phase `P` as its component's glue does: only the fields it reads go
+/// in, only the fields it writes come back.
+fn run_native<P: Phase>(state: &AttemptState, host: &mut dyn GuestHost) -> PhaseOutcome {
+    let reads: Vec<StateField> = convert(&P::READS.to_vec());
+    let sent: g::AttemptState = convert(&state_fields::masked(state, &reads));
+    convert(&ratchet_guest::__private::returned(P::run(sent, host), P::WRITES))
+}
+
+fn dispatch(slot: &str, state: &AttemptState, host: &mut dyn GuestHost) -> PhaseOutcome {
     match slot {
-        "validate-layout" => phase_validate_layout::ValidateLayout::run(state, host),
-        "lock-services" => phase_lock_services::LockServices::run(state, host),
-        "determine-path" => phase_determine_path::DeterminePath::run(state, host),
-        "initialize" => phase_initialize::Initialize::run(state, host),
-        "plan-log-recovery" => phase_plan_log_recovery::PlanLogRecovery::run(state, host),
-        "create-vacancies" => phase_create_vacancies::CreateVacancies::run(state, host),
+        "validate-layout" => run_native::<phase_validate_layout::ValidateLayout>(state, host),
+        "lock-services" => run_native::<phase_lock_services::LockServices>(state, host),
+        "determine-path" => run_native::<phase_determine_path::DeterminePath>(state, host),
+        "initialize" => run_native::<phase_initialize::Initialize>(state, host),
+        "plan-log-recovery" => run_native::<phase_plan_log_recovery::PlanLogRecovery>(state, host),
+        "create-vacancies" => run_native::<phase_create_vacancies::CreateVacancies>(state, host),
         "determine-durable-version" => {
-            phase_determine_durable_version::DetermineDurableVersion::run(state, host)
+            run_native::<phase_determine_durable_version::DetermineDurableVersion>(state, host)
         }
-        "recruit-logs" => phase_recruit_logs::RecruitLogs::run(state, host),
-        "recruit-storage" => phase_recruit_storage::RecruitStorage::run(state, host),
-        "replay-logs" => phase_replay_logs::ReplayLogs::run(state, host),
-        "start-sequencer" => phase_start_sequencer::StartSequencer::run(state, host),
-        "start-proxies" => phase_start_proxies::StartProxies::run(state, host),
-        "start-resolvers" => phase_start_resolvers::StartResolvers::run(state, host),
-        "assemble-layout" => phase_assemble_layout::AssembleLayout::run(state, host),
-        "persist-layout" => phase_persist_layout::PersistLayout::run(state, host),
+        "recruit-logs" => run_native::<phase_recruit_logs::RecruitLogs>(state, host),
+        "recruit-storage" => run_native::<phase_recruit_storage::RecruitStorage>(state, host),
+        "replay-logs" => run_native::<phase_replay_logs::ReplayLogs>(state, host),
+        "start-sequencer" => run_native::<phase_start_sequencer::StartSequencer>(state, host),
+        "start-proxies" => run_native::<phase_start_proxies::StartProxies>(state, host),
+        "start-resolvers" => run_native::<phase_start_resolvers::StartResolvers>(state, host),
+        "assemble-layout" => run_native::<phase_assemble_layout::AssembleLayout>(state, host),
+        "persist-layout" => run_native::<phase_persist_layout::PersistLayout>(state, host),
         other => panic!("no native phase for {other}"),
     }
 }
@@ -207,13 +217,10 @@ impl Plugins for NativePlugins {
         services: Arc<dyn HostServices>,
     ) -> Result<PhaseOutcome, InvokeError> {
         let handle = tokio::runtime::Handle::current();
-        let state: g::AttemptState = convert(state);
-        let outcome = tokio::task::block_in_place(|| {
+        Ok(tokio::task::block_in_place(|| {
             let mut host = NativeHost { services, handle };
-            // As the SDK's export glue does: the old layout stays host-side.
-            ratchet_guest::__private::returned(dispatch(slot, state, &mut host))
-        });
-        Ok(convert(&outcome))
+            dispatch(slot, state, &mut host)
+        }))
     }
 
     async fn place(

@@ -5,6 +5,8 @@
 //! `with`. They derive serde
 //! so that layouts and attempt states can be persisted and sent as is.
 
+pub mod state_fields;
+
 mod phase_world {
     wasmtime::component::bindgen!({
         world: "ratchet:recovery/recovery-phase@0.1.0",

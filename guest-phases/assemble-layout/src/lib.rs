@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ratchet_guest::types::{AttemptState, Layout, PhaseOutcome, PhaseStep, ServiceDescriptor};
+use ratchet_guest::types::{AttemptState, Layout, PhaseOutcome, PhaseStep, ServiceDescriptor, StateField};
 use ratchet_guest::{Host, Phase, outcome};
 
 /// The phase run after this one.
@@ -49,6 +49,9 @@ pub fn assemble(state: &AttemptState) -> Result<Layout, String> {
 }
 
 impl Phase for AssembleLayout {
+    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::Recruits, StateField::NewLogs, StateField::NewStorageTeams, StateField::Sequencer, StateField::CommitProxies, StateField::Resolvers, StateField::RecoveryVersion];
+    const WRITES: &'static [StateField] = &[StateField::NewLayout];
+
     fn run(mut state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
         let layout = match assemble(&state) {
             Ok(layout) => layout,

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, ServiceKind, StorageTeam, Vacancy};
+use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, ServiceKind, StateField, StorageTeam, Vacancy};
 use ratchet_guest::{Host, Phase, outcome};
 
 /// The phase run after this one.
@@ -17,18 +17,21 @@ pub const NEXT: &str = "determine-durable-version";
 pub struct CreateVacancies;
 
 impl Phase for CreateVacancies {
+    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::LockedStorage];
+    const WRITES: &'static [StateField] = &[StateField::Vacancies, StateField::NewStorageTeams];
+
     fn run(mut state: AttemptState, _host: &mut dyn Host) -> PhaseOutcome {
-        let Some(layout) = state.old_layout.clone() else {
+        let Some(layout) = &state.old_layout else {
             return outcome(state, PhaseStep::Failed("create-vacancies needs an old layout".into()));
         };
         state.vacancies = (0..state.config.desired_logs)
             .map(|i| Vacancy { id: format!("log-{i}"), kind: ServiceKind::Log, tag: None })
             .collect();
         state.new_storage_teams.clear();
-        let locked: BTreeSet<String> = state.locked_storage.iter().map(|s| s.id.clone()).collect();
+        let locked: BTreeSet<&str> = state.locked_storage.iter().map(|s| s.id.as_str()).collect();
         for team in &layout.storage_teams {
             let live: Vec<String> =
-                team.storage_ids.iter().filter(|id| locked.contains(*id)).cloned().collect();
+                team.storage_ids.iter().filter(|id| locked.contains(id.as_str())).cloned().collect();
             for replica in live.len() as u32..state.config.replication_factor {
                 state.vacancies.push(Vacancy {
                     id: format!("storage-{}-{replica}", team.tag),

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, Version};
+use ratchet_guest::types::{AttemptState, Layout, PhaseOutcome, PhaseStep, ShardPlan, ShardTag, StateField, Version};
 use ratchet_guest::{Host, Phase, outcome};
 
 /// The phase run after this one.
@@ -28,38 +28,56 @@ pub fn team_durable(mut durables: Vec<Version>, replication: u32) -> Option<Vers
 }
 
 impl Phase for DetermineDurableVersion {
+    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::LockedStorage, StateField::LogPlan];
+    const WRITES: &'static [StateField] = &[StateField::DegradedTeams, StateField::DurableVersion];
+
     fn run(mut state: AttemptState, _host: &mut dyn Host) -> PhaseOutcome {
-        let Some(layout) = state.old_layout.clone() else {
+        let Some(layout) = &state.old_layout else {
             return outcome(state, PhaseStep::Next(NEXT.into()));
         };
-        let replication = state.config.replication_factor;
-        let mut cluster_durable: Option<Version> = None;
-        state.degraded_teams.clear();
-        let durable_of: BTreeMap<String, Version> =
-            state.locked_storage.iter().map(|s| (s.id.clone(), s.durable_version)).collect();
-        for team in &layout.storage_teams {
-            let durables: Vec<Version> = team.storage_ids.iter().filter_map(|id| durable_of.get(id).copied()).collect();
-            if (durables.len() as u32) < replication {
-                state.degraded_teams.push(team.tag);
+        let (degraded, durable) = cluster_durable(&state, layout);
+        state.degraded_teams = degraded;
+        match durable {
+            Ok(durable) => {
+                state.durable_version = Some(durable);
+                outcome(state, PhaseStep::Next(NEXT.into()))
             }
-            let Some(durable) = team_durable(durables, replication) else {
-                let reason = format!("storage team {} has no live replica", team.tag);
-                return outcome(state, PhaseStep::Stalled(reason));
-            };
-            if let Some(plan) = state.log_plan.iter().find(|p| p.tag == team.tag) {
-                if plan.first_version > durable + 1 {
-                    let reason = format!(
-                        "shard {}: storage is durable at {durable} but the logs keep only from {}",
-                        team.tag, plan.first_version
-                    );
-                    return outcome(state, PhaseStep::Failed(reason));
-                }
-            }
-            cluster_durable = Some(cluster_durable.map_or(durable, |d| d.min(durable)));
+            Err(step) => outcome(state, step),
         }
-        state.durable_version = cluster_durable.or(Some(0));
-        outcome(state, PhaseStep::Next(NEXT.into()))
     }
+}
+
+/// The degraded teams (up to the first team that stops the phase) and the
+/// cluster's durable version, or the step that stops the phase.
+fn cluster_durable(state: &AttemptState, layout: &Layout) -> (Vec<ShardTag>, Result<Version, PhaseStep>) {
+    let replication = state.config.replication_factor;
+    let durable_of: BTreeMap<&str, Version> =
+        state.locked_storage.iter().map(|s| (s.id.as_str(), s.durable_version)).collect();
+    let plans: BTreeMap<ShardTag, &ShardPlan> = state.log_plan.iter().map(|p| (p.tag, p)).collect();
+    let mut degraded = Vec::new();
+    let mut cluster: Option<Version> = None;
+    for team in &layout.storage_teams {
+        let durables: Vec<Version> =
+            team.storage_ids.iter().filter_map(|id| durable_of.get(id.as_str()).copied()).collect();
+        if (durables.len() as u32) < replication {
+            degraded.push(team.tag);
+        }
+        let Some(durable) = team_durable(durables, replication) else {
+            let reason = format!("storage team {} has no live replica", team.tag);
+            return (degraded, Err(PhaseStep::Stalled(reason)));
+        };
+        if let Some(plan) = plans.get(&team.tag) {
+            if plan.first_version > durable + 1 {
+                let reason = format!(
+                    "shard {}: storage is durable at {durable} but the logs keep only from {}",
+                    team.tag, plan.first_version
+                );
+                return (degraded, Err(PhaseStep::Failed(reason)));
+            }
+        }
+        cluster = Some(cluster.map_or(durable, |d| d.min(durable)));
+    }
+    (degraded, Ok(cluster.unwrap_or(0)))
 }
 
 ratchet_guest::export_phase!(DetermineDurableVersion);

@@ -5,7 +5,7 @@
 //! logs could be locked, because initializing over them could lose
 //! acknowledged writes (I5, which the host also enforces).
 
-use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, RecoveryPath};
+use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, RecoveryPath, StateField};
 use ratchet_guest::{Host, Phase, outcome};
 
 /// The determine-path phase.
@@ -20,6 +20,9 @@ pub fn choose(state: &AttemptState) -> RecoveryPath {
 }
 
 impl Phase for DeterminePath {
+    const READS: &'static [StateField] = &[StateField::OldLayout];
+    const WRITES: &'static [StateField] = &[StateField::Path];
+
     fn run(mut state: AttemptState, _host: &mut dyn Host) -> PhaseOutcome {
         let path = choose(&state);
         state.path = Some(path);

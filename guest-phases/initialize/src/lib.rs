@@ -6,9 +6,7 @@
 //! The resolvers, proxies and sequencer are started by their own phases.
 //! Never stalls. The host refuses to run it when the old layout names logs.
 
-use ratchet_guest::types::{
-    AttemptState, KeyRange, PhaseOutcome, PhaseStep, ServiceKind, StorageTeam, Vacancy,
-};
+use ratchet_guest::types::{AttemptState, KeyRange, PhaseOutcome, PhaseStep, ServiceKind, StateField, StorageTeam, Vacancy};
 use ratchet_guest::{Host, Phase, outcome};
 
 /// The phase run after this one.
@@ -32,6 +30,9 @@ pub fn key_ranges(shards: u32) -> Vec<KeyRange> {
 }
 
 impl Phase for Initialize {
+    const READS: &'static [StateField] = &[];
+    const WRITES: &'static [StateField] = &[StateField::Vacancies, StateField::NewStorageTeams, StateField::RecoveryVersion, StateField::DurableVersion];
+
     fn run(mut state: AttemptState, _host: &mut dyn Host) -> PhaseOutcome {
         let config = state.config.clone();
         state.vacancies = (0..config.desired_logs)

@@ -6,7 +6,7 @@
 //! lists the unreachable ones. Needs: the old layout. A newer epoch holding
 //! any lock is fatal for this attempt (the host ends it as superseded, I2).
 
-use ratchet_guest::types::{AttemptState, ClusterError, LockInfo, PhaseOutcome, PhaseStep};
+use ratchet_guest::types::{AttemptState, ClusterError, LockInfo, PhaseOutcome, PhaseStep, StateField};
 use ratchet_guest::{Host, LogLevel, Phase, outcome};
 
 /// The phase run after this one.
@@ -16,11 +16,18 @@ pub const NEXT: &str = "determine-path";
 pub struct LockServices;
 
 impl Phase for LockServices {
+    const READS: &'static [StateField] = &[StateField::OldLayout];
+    const WRITES: &'static [StateField] = &[StateField::LockedLogs, StateField::LockedStorage, StateField::Unreachable];
+
     fn run(mut state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
         let Some(layout) = &state.old_layout else {
             return outcome(state, PhaseStep::Next(NEXT.into()));
         };
         let ids: Vec<String> = layout.services.iter().map(|s| s.id.clone()).collect();
+        // This phase decides these lists (it writes them without reading them).
+        state.locked_logs.clear();
+        state.locked_storage.clear();
+        state.unreachable.clear();
         let results = host.lock(&ids);
         for (id, result) in ids.into_iter().zip(results) {
             match result {

@@ -5,13 +5,16 @@
 //! compare-and-swap on the epoch (I7), so a superseded director's write fails.
 //! Completes on success, fails when superseded, stalls on any other error.
 
-use ratchet_guest::types::{AttemptState, ClusterError, PhaseOutcome, PhaseStep};
+use ratchet_guest::types::{AttemptState, ClusterError, PhaseOutcome, PhaseStep, StateField};
 use ratchet_guest::{Host, Phase, outcome};
 
 /// The persist-layout phase.
 pub struct PersistLayout;
 
 impl Phase for PersistLayout {
+    const READS: &'static [StateField] = &[StateField::NewLayout];
+    const WRITES: &'static [StateField] = &[];
+
     fn run(state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
         let Some(layout) = &state.new_layout else {
             return outcome(state, PhaseStep::Failed("no layout was assembled".into()));

@@ -9,7 +9,9 @@
 //! Stalls when a shard has no locked log: its data cannot be recovered yet,
 //! and the host retries when a service comes back.
 
-use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, ShardPlan};
+use std::collections::BTreeMap;
+
+use ratchet_guest::types::{AttemptState, LogRecoveryInfo, PhaseOutcome, PhaseStep, ShardPlan, ShardTag, StateField};
 use ratchet_guest::{Host, Phase, outcome};
 
 /// The phase run after this one.
@@ -24,11 +26,19 @@ pub struct PlanLogRecovery;
 /// The per-shard plans, or the reason recovery must wait.
 pub fn plan(state: &AttemptState) -> Result<Vec<ShardPlan>, String> {
     let Some(layout) = &state.old_layout else { return Ok(Vec::new()) };
+    // Indexed once: a thousand-node cluster has thousands of shards, each
+    // carried by a few of dozens of logs.
+    let mut carriers_of: BTreeMap<ShardTag, Vec<&str>> = BTreeMap::new();
+    for log in &layout.logs {
+        for tag in &log.tags {
+            carriers_of.entry(*tag).or_default().push(log.id.as_str());
+        }
+    }
+    let locked: BTreeMap<&str, &LogRecoveryInfo> = state.locked_logs.iter().map(|i| (i.id.as_str(), i)).collect();
     let mut plans = Vec::new();
     for team in &layout.storage_teams {
-        let carriers: Vec<&str> =
-            layout.logs.iter().filter(|l| l.tags.contains(&team.tag)).map(|l| l.id.as_str()).collect();
-        let quorum: Vec<_> = state.locked_logs.iter().filter(|info| carriers.contains(&info.id.as_str())).collect();
+        let carriers = carriers_of.get(&team.tag).map(Vec::as_slice).unwrap_or_default();
+        let quorum: Vec<&LogRecoveryInfo> = carriers.iter().filter_map(|id| locked.get(id).copied()).collect();
         if quorum.len() < QUORUM {
             return Err(format!(
                 "shard {}: none of its {} logs ({}) could be locked",
@@ -48,6 +58,9 @@ pub fn plan(state: &AttemptState) -> Result<Vec<ShardPlan>, String> {
 }
 
 impl Phase for PlanLogRecovery {
+    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::LockedLogs];
+    const WRITES: &'static [StateField] = &[StateField::LogPlan, StateField::RecoveryVersion];
+
     fn run(mut state: AttemptState, _host: &mut dyn Host) -> PhaseOutcome {
         match plan(&state) {
             Err(reason) => outcome(state, PhaseStep::Stalled(reason)),

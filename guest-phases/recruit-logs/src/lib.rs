@@ -7,7 +7,7 @@
 //! epoch as it is created. Stalls when placement or a foreman fails.
 
 use ratchet_guest::recruit::{healthy_zones, place, spread_group};
-use ratchet_guest::types::{AttemptState, LogAssignment, PhaseOutcome, PhaseStep, Recruit, ServiceKind, ShardTag};
+use ratchet_guest::types::{AttemptState, LogAssignment, PhaseOutcome, PhaseStep, Recruit, ServiceKind, ShardTag, StateField};
 use ratchet_guest::{Host, Phase, outcome};
 
 /// The phase run after this one.
@@ -33,14 +33,18 @@ pub fn assign_tags(tags: &[ShardTag], logs: usize, replication: u32) -> Vec<Vec<
 }
 
 impl Phase for RecruitLogs {
+    const READS: &'static [StateField] = &[StateField::Vacancies, StateField::NewStorageTeams, StateField::NewLogs, StateField::Recruits];
+    const WRITES: &'static [StateField] = &[StateField::Vacancies, StateField::NewLogs, StateField::Recruits];
+
     fn run(mut state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
         let vacancies: Vec<_> = state.vacancies.iter().filter(|v| v.kind == ServiceKind::Log).cloned().collect();
         if vacancies.is_empty() {
             return outcome(state, PhaseStep::Next(NEXT.into()));
         }
-        let zones = healthy_zones(&host.nodes());
+        let nodes = host.nodes();
+        let zones = healthy_zones(&nodes);
         let group = spread_group(ServiceKind::Log, vacancies.len() as u32, None, zones);
-        let nodes = match place(host, vec![group], Vec::new()) {
+        let nodes = match place(host, nodes, vec![group], Vec::new()) {
             Ok(mut groups) => groups.remove(0),
             Err(reason) => return outcome(state, PhaseStep::Stalled(reason)),
         };

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use ratchet_guest::recruit::{healthy_zones, place, spread_group};
-use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, Recruit, ServiceKind, ShardTag, TeamMembers};
+use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, Recruit, ServiceKind, ShardTag, StateField, TeamMembers};
 use ratchet_guest::{Host, Phase, outcome};
 
 /// The phase run after this one.
@@ -20,6 +20,9 @@ pub const NEXT: &str = "replay-logs";
 pub struct RecruitStorage;
 
 impl Phase for RecruitStorage {
+    const READS: &'static [StateField] = &[StateField::Vacancies, StateField::OldLayout, StateField::NewStorageTeams, StateField::Recruits];
+    const WRITES: &'static [StateField] = &[StateField::Vacancies, StateField::NewStorageTeams, StateField::Recruits];
+
     fn run(mut state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
         let mut wanted: BTreeMap<ShardTag, Vec<String>> = BTreeMap::new();
         for vacancy in state.vacancies.iter().filter(|v| v.kind == ServiceKind::Storage) {
@@ -35,7 +38,8 @@ impl Phase for RecruitStorage {
             .map(|s| (s.id.as_str(), s.node.as_str()))
             .collect();
         let node_of = |id: &String| nodes_by_service.get(id.as_str()).map(|n| n.to_string());
-        let zones = healthy_zones(&host.nodes());
+        let nodes = host.nodes();
+        let zones = healthy_zones(&nodes);
         let groups = wanted.iter().map(|(tag, ids)| spread_group(ServiceKind::Storage, ids.len() as u32, Some(*tag), zones));
         let members = wanted
             .keys()
@@ -50,7 +54,7 @@ impl Phase for RecruitStorage {
                     .collect(),
             })
             .collect();
-        let placed = match place(host, groups.collect(), members) {
+        let placed = match place(host, nodes, groups.collect(), members) {
             Ok(placed) => placed,
             Err(reason) => return outcome(state, PhaseStep::Stalled(reason)),
         };

@@ -6,7 +6,9 @@
 //! sources are locked by this epoch (I4). A new cluster has nothing to
 //! replay. Stalls when a copy fails.
 
-use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, RecoveryPath};
+use std::collections::BTreeMap;
+
+use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, RecoveryPath, ShardPlan, ShardTag, StateField, Version};
 use ratchet_guest::{Host, Phase, outcome};
 
 /// The phase run after this one.
@@ -16,26 +18,41 @@ pub const NEXT: &str = "start-sequencer";
 pub struct ReplayLogs;
 
 impl Phase for ReplayLogs {
+    const READS: &'static [StateField] = &[StateField::Path, StateField::LogPlan, StateField::NewLogs];
+    const WRITES: &'static [StateField] = &[];
+
     fn run(state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
         if state.path != Some(RecoveryPath::Recover) {
             return outcome(state, PhaseStep::Next(NEXT.into()));
         }
-        for log in &state.new_logs {
-            for tag in &log.tags {
-                let Some(plan) = state.log_plan.iter().find(|p| p.tag == *tag) else {
-                    let reason = format!("log {} carries shard {tag}, which has no recovery plan", log.id);
-                    return outcome(state, PhaseStep::Failed(reason));
-                };
-                if let Err(err) =
-                    host.recover_log(&log.id, &plan.sources, &[*tag], plan.first_version, plan.last_version)
-                {
-                    let reason = format!("{} could not recover shard {tag}: {err:?}", log.id);
-                    return outcome(state, PhaseStep::Stalled(reason));
-                }
+        let step = replay(&state, host).err().unwrap_or(PhaseStep::Next(NEXT.into()));
+        outcome(state, step)
+    }
+}
+
+/// Has every new log copy its shards' kept ranges; on error, the step that
+/// ends the phase.
+fn replay(state: &AttemptState, host: &mut dyn Host) -> Result<(), PhaseStep> {
+    let plans: BTreeMap<ShardTag, &ShardPlan> = state.log_plan.iter().map(|p| (p.tag, p)).collect();
+    for log in &state.new_logs {
+        // Shards with the same sources and range are copied in one call: a
+        // log of a large cluster carries hundreds of shards.
+        let mut batches: BTreeMap<(&[String], Version, Version), Vec<ShardTag>> = BTreeMap::new();
+        for tag in &log.tags {
+            let Some(plan) = plans.get(tag) else {
+                let reason = format!("log {} carries shard {tag}, which has no recovery plan", log.id);
+                return Err(PhaseStep::Failed(reason));
+            };
+            batches.entry((&plan.sources, plan.first_version, plan.last_version)).or_default().push(*tag);
+        }
+        for ((sources, first, last), tags) in batches {
+            if let Err(err) = host.recover_log(&log.id, sources, &tags, first, last) {
+                let reason = format!("{} could not recover shards {tags:?}: {err:?}", log.id);
+                return Err(PhaseStep::Stalled(reason));
             }
         }
-        outcome(state, PhaseStep::Next(NEXT.into()))
     }
+    Ok(())
 }
 
 ratchet_guest::export_phase!(ReplayLogs);
@@ -59,6 +76,19 @@ mod tests {
         let out = ReplayLogs::run(s, &mut host);
         assert_eq!(out.step, PhaseStep::Next(NEXT.into()));
         assert_eq!(host.calls, ["recover new from log1 tags [0] [1, 9]", "recover new from log2 tags [1] [2, 9]"]);
+    }
+
+    #[test]
+    fn shards_with_the_same_sources_and_range_are_copied_in_one_call() {
+        let mut s = state(2, Some(old_layout()));
+        s.path = Some(RecoveryPath::Recover);
+        let plan = |tag, source: &str| ShardPlan { tag, sources: vec![source.into()], first_version: 1, last_version: 9 };
+        s.log_plan = vec![plan(0, "log1"), plan(1, "log2"), plan(2, "log1")];
+        s.new_logs = vec![LogAssignment { id: "new".into(), tags: vec![0, 1, 2] }];
+        let mut host = ScriptedHost::default();
+        let out = ReplayLogs::run(s, &mut host);
+        assert_eq!(out.step, PhaseStep::Next(NEXT.into()));
+        assert_eq!(host.calls, ["recover new from log1 tags [0, 2] [1, 9]", "recover new from log2 tags [1] [1, 9]"]);
     }
 
     #[test]

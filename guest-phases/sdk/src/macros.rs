@@ -101,8 +101,12 @@ macro_rules! export_phase {
             struct Component;
 
             impl exports::ratchet::recovery::phase::Guest for Component {
+                fn reads() -> Vec<t::StateField> {
+                    <$phase as ::ratchet_guest::Phase>::READS.to_vec()
+                }
                 fn run(state: t::AttemptState) -> t::PhaseOutcome {
-                    ::ratchet_guest::__private::returned(<$phase as ::ratchet_guest::Phase>::run(state, &mut WitHost))
+                    let outcome = <$phase as ::ratchet_guest::Phase>::run(state, &mut WitHost);
+                    ::ratchet_guest::__private::returned(outcome, <$phase as ::ratchet_guest::Phase>::WRITES)
                 }
             }
 

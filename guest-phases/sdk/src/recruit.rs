@@ -29,15 +29,16 @@ pub fn spread_group(kind: ServiceKind, count: u32, team: Option<ShardTag>, zones
     }
 }
 
-/// Asks the placement policy where `groups` go, with `teams` for
-/// anti-affinity. Returns one node list per group, in order.
+/// Asks the placement policy where `groups` go among `nodes` (as the host
+/// listed them), with `teams` for anti-affinity. Returns one node list per
+/// group, in order.
 pub fn place(
     host: &mut dyn Host,
+    nodes: Vec<Node>,
     groups: Vec<PlacementVacancy>,
     teams: Vec<TeamMembers>,
 ) -> Result<Vec<Vec<String>>, String> {
     let count = groups.len();
-    let nodes = host.nodes();
     let request = PlacementRequest { vacancies: groups, nodes, teams };
     let mut answer = host.place(&request).map_err(|e| {
         format!("placement failed for group {} ({}): {}", e.vacancy, e.constraint, e.message)
@@ -55,8 +56,9 @@ pub fn start_roles(host: &mut dyn Host, kind: ServiceKind, count: u32) -> Result
     if count == 0 {
         return Ok(Vec::new());
     }
-    let zones = healthy_zones(&host.nodes());
-    let nodes = place(host, vec![spread_group(kind, count, None, zones)], Vec::new())?.remove(0);
+    let nodes = host.nodes();
+    let zones = healthy_zones(&nodes);
+    let nodes = place(host, nodes, vec![spread_group(kind, count, None, zones)], Vec::new())?.remove(0);
     nodes
         .iter()
         .map(|node| {

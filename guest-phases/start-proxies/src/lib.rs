@@ -6,7 +6,7 @@
 //! Stalls when placement or a start fails.
 
 use ratchet_guest::recruit::start_phase;
-use ratchet_guest::types::{AttemptState, PhaseOutcome, ServiceKind};
+use ratchet_guest::types::{AttemptState, PhaseOutcome, ServiceKind, StateField};
 use ratchet_guest::{Host, Phase};
 
 /// The phase run after this one.
@@ -16,6 +16,9 @@ pub const NEXT: &str = "start-resolvers";
 pub struct StartProxies;
 
 impl Phase for StartProxies {
+    const READS: &'static [StateField] = &[];
+    const WRITES: &'static [StateField] = &[StateField::CommitProxies];
+
     fn run(state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
         let count = state.config.desired_proxies.max(1);
         start_phase(state, host, ServiceKind::CommitProxy, count, NEXT, |state, started| state.commit_proxies = started)

@@ -5,7 +5,7 @@
 //! start fails.
 
 use ratchet_guest::recruit::start_phase;
-use ratchet_guest::types::{AttemptState, PhaseOutcome, ServiceKind};
+use ratchet_guest::types::{AttemptState, PhaseOutcome, ServiceKind, StateField};
 use ratchet_guest::{Host, Phase};
 
 /// The phase run after this one.
@@ -15,6 +15,9 @@ pub const NEXT: &str = "assemble-layout";
 pub struct StartResolvers;
 
 impl Phase for StartResolvers {
+    const READS: &'static [StateField] = &[];
+    const WRITES: &'static [StateField] = &[StateField::Resolvers];
+
     fn run(state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
         let count = state.config.desired_resolvers.max(1);
         start_phase(state, host, ServiceKind::Resolver, count, NEXT, |state, started| state.resolvers = started)

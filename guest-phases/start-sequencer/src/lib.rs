@@ -5,7 +5,7 @@
 //! recovery version. Stalls when placement or the start fails.
 
 use ratchet_guest::recruit::start_phase;
-use ratchet_guest::types::{AttemptState, PhaseOutcome, ServiceKind};
+use ratchet_guest::types::{AttemptState, PhaseOutcome, ServiceKind, StateField};
 use ratchet_guest::{Host, Phase};
 
 /// The phase run after this one.
@@ -15,6 +15,9 @@ pub const NEXT: &str = "start-proxies";
 pub struct StartSequencer;
 
 impl Phase for StartSequencer {
+    const READS: &'static [StateField] = &[];
+    const WRITES: &'static [StateField] = &[StateField::Sequencer];
+
     fn run(state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
         let count = 1;
         start_phase(state, host, ServiceKind::Sequencer, count, NEXT, |state, started| state.sequencer = started.into_iter().next())

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ratchet_guest::types::{AttemptState, Layout, PhaseOutcome, PhaseStep, ServiceKind};
+use ratchet_guest::types::{AttemptState, Layout, PhaseOutcome, PhaseStep, ServiceKind, StateField};
 use ratchet_guest::{Host, LogLevel, Phase, kind_name, outcome};
 
 /// The phase run after this one.
@@ -18,6 +18,9 @@ pub const NEXT: &str = "lock-services";
 pub struct ValidateLayout;
 
 impl Phase for ValidateLayout {
+    const READS: &'static [StateField] = &[StateField::OldLayout];
+    const WRITES: &'static [StateField] = &[];
+
     fn run(state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
         let step = match &state.old_layout {
             None => {

@@ -19,7 +19,8 @@ use tokio::time::Instant;
 
 use tracing::Instrument;
 
-use crate::bindings::types::{AttemptState, Epoch, PhaseStep, RecoveryConfig};
+use crate::bindings::state_fields::take_written;
+use crate::bindings::types::{AttemptState, Epoch, PhaseStep, RecoveryConfig, StateField};
 use crate::cluster::Cluster;
 use crate::coordinator::{CoordinatorStore, StoreError};
 use crate::guard::AttemptGuard;
@@ -202,7 +203,7 @@ impl Director {
             if let Some(newer) = guard.superseded() {
                 if let Ok(out) = result {
                     // Kept for the report only: nothing of it is acted on.
-                    let _ = take_returned(&mut state, out.state);
+                    let _ = take_returned(&mut state, out.state, &out.written);
                 }
                 record.outcome = format!("superseded by epoch {newer}");
                 span.record("outcome", record.outcome.as_str());
@@ -215,7 +216,7 @@ impl Director {
                     record.outcome = "trapped".into();
                     Some(AttemptOutcome::Stalled(format!("{phase}: {err}")))
                 }
-                Ok(out) => match take_returned(&mut state, out.state) {
+                Ok(out) => match take_returned(&mut state, out.state, &out.written) {
                     Err(reason) => {
                         record.outcome = "refused".into();
                         Some(AttemptOutcome::Stalled(format!("{phase}: {reason}")))
@@ -270,26 +271,28 @@ impl Director {
     }
 }
 
-/// Takes the state a phase returned as the attempt's new state. A phase may
+/// Takes the fields a phase wrote into the attempt's state. A phase may
 /// update what it decides, never who the attempt is: a changed epoch, attempt
 /// number, configuration or old layout is refused and `current` is kept.
 ///
-/// The old layout is host-owned: a returned `none` means "unchanged" (the SDK
-/// never copies the layout back out of the guest), and the host moves its own
-/// copy into the new state instead of comparing or cloning it.
-fn take_returned(current: &mut AttemptState, mut returned: AttemptState) -> Result<(), String> {
+/// Only the fields listed in `written` are taken (the others were not sent
+/// back, or not sent at all). The old layout is host-owned: it may be listed
+/// only if it comes back unchanged, and the host keeps its own copy.
+fn take_returned(
+    current: &mut AttemptState,
+    mut returned: AttemptState,
+    written: &[StateField],
+) -> Result<(), String> {
     if returned.epoch != current.epoch || returned.attempt != current.attempt {
         return Err("a phase may not change the attempt's epoch or number".into());
     }
     if returned.config != current.config {
         return Err("a phase may not change the recovery configuration".into());
     }
-    match &returned.old_layout {
-        None => returned.old_layout = current.old_layout.take(),
-        Some(layout) if current.old_layout.as_ref() == Some(layout) => {}
-        Some(_) => return Err("a phase may not rewrite the old layout".into()),
+    if written.contains(&StateField::OldLayout) && returned.old_layout != current.old_layout {
+        return Err("a phase may not rewrite the old layout".into());
     }
-    *current = returned;
+    take_written(current, &mut returned, written);
     Ok(())
 }
 
@@ -305,6 +308,7 @@ fn step_label(step: &PhaseStep) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bindings::state_fields;
     use crate::bindings::types::Layout;
 
     fn layout(epoch: Epoch) -> Layout {
@@ -325,30 +329,31 @@ mod tests {
     }
 
     #[test]
-    fn a_returned_none_keeps_the_hosts_old_layout() {
+    fn only_the_written_fields_are_taken_and_the_old_layout_stays_the_hosts() {
         let mut current = state();
-        let mut returned = state();
-        returned.old_layout = None;
+        current.recovery_version = Some(3);
+        let mut returned = AttemptState::new(2, 1, RecoveryConfig::default(), None);
         returned.durable_version = Some(5);
-        take_returned(&mut current, returned).unwrap();
-        assert_eq!(current.old_layout, Some(layout(1)));
-        assert_eq!(current.durable_version, Some(5));
+        returned.recovery_version = Some(99);
+        take_returned(&mut current, returned, &[StateField::DurableVersion]).unwrap();
+        assert_eq!(current.old_layout, Some(layout(1)), "not written: the host's copy");
+        assert_eq!(current.durable_version, Some(5), "written: taken");
+        assert_eq!(current.recovery_version, Some(3), "not written: whatever came back is ignored");
     }
 
     #[test]
     fn an_unchanged_old_layout_is_accepted_and_a_rewritten_one_refused() {
         let mut current = state();
-        take_returned(&mut current, state()).unwrap();
-        let mut rewritten = state();
-        rewritten.old_layout = Some(layout(9));
-        rewritten.durable_version = Some(5);
-        let err = take_returned(&mut current, rewritten).unwrap_err();
-        assert!(err.contains("old layout"), "{err}");
-        assert_eq!(
-            current,
-            state(),
-            "a refused step leaves the state as it was"
-        );
+        take_returned(&mut current, state(), &state_fields::ALL).unwrap();
+        assert_eq!(current, state());
+        for forged in [Some(layout(9)), None] {
+            let mut rewritten = state();
+            rewritten.old_layout = forged;
+            rewritten.durable_version = Some(5);
+            let err = take_returned(&mut current, rewritten, &state_fields::ALL).unwrap_err();
+            assert!(err.contains("old layout"), "{err}");
+            assert_eq!(current, state(), "a refused step leaves the state as it was");
+        }
     }
 
     #[test]
@@ -356,7 +361,7 @@ mod tests {
         let mut current = AttemptState::new(1, 1, RecoveryConfig::default(), None);
         let mut returned = current.clone();
         returned.old_layout = Some(layout(0));
-        assert!(take_returned(&mut current, returned).is_err());
+        assert!(take_returned(&mut current, returned, &[StateField::OldLayout]).is_err());
     }
 
     #[test]
@@ -365,14 +370,14 @@ mod tests {
         let mut forged = state();
         forged.epoch += 1_000;
         assert!(
-            take_returned(&mut current, forged)
+            take_returned(&mut current, forged, &[])
                 .unwrap_err()
                 .contains("epoch")
         );
         let mut reshaped = state();
         reshaped.config.shards = 99;
         assert!(
-            take_returned(&mut current, reshaped)
+            take_returned(&mut current, reshaped, &[])
                 .unwrap_err()
                 .contains("configuration")
         );

@@ -10,6 +10,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use super::sandbox::{CallCtx, CallInfo, Channel, Limits, OutputLimitExceeded};
 use super::services::HostServices;
 use super::{Digest256, Runtime};
+use crate::bindings::state_fields;
 use crate::bindings::types::{
     Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan,
 };
@@ -82,7 +83,12 @@ impl Runtime {
     ) -> Result<PhaseOutcome, CallError> {
         self.sandboxed(digest, info, limits, services, async |store| {
             let instance = pre.instantiate_async(&mut *store).await.map_err(Failed::Instantiate)?;
-            instance.ratchet_recovery_phase().call_run(store, state).await.map_err(Failed::Run)
+            let phase = instance.ratchet_recovery_phase();
+            // Only what the phase reads crosses into it: at a thousand nodes
+            // the whole state would cost more to copy than the phase's work.
+            let reads = phase.call_reads(&mut *store).await.map_err(Failed::Run)?;
+            let sent = state_fields::masked(state, &reads);
+            phase.call_run(store, &sent).await.map_err(Failed::Run)
         })
         .await
     }

@@ -1,0 +1,94 @@
+//! The fields of the attempt state, as a phase declares what it reads and
+//! writes (see [`Phase::READS`](crate::Phase::READS)).
+
+use crate::types::{AttemptState, StateField};
+
+/// Every field, in the order of the WIT record.
+pub const ALL: &[StateField] = &[
+    StateField::OldLayout,
+    StateField::LockedLogs,
+    StateField::LockedStorage,
+    StateField::Unreachable,
+    StateField::Path,
+    StateField::LogPlan,
+    StateField::RecoveryVersion,
+    StateField::DurableVersion,
+    StateField::DegradedTeams,
+    StateField::Vacancies,
+    StateField::Recruits,
+    StateField::NewLogs,
+    StateField::NewStorageTeams,
+    StateField::Sequencer,
+    StateField::CommitProxies,
+    StateField::Resolvers,
+    StateField::NewLayout,
+];
+
+/// Empties every field of `state` not in `fields`: `none`, or an empty list.
+/// The epoch, the attempt number and the configuration are kept.
+pub fn keep(state: &mut AttemptState, fields: &[StateField]) {
+    for field in ALL {
+        if !fields.contains(field) {
+            clear(state, *field);
+        }
+    }
+}
+
+/// Empties one field of `state`.
+pub fn clear(state: &mut AttemptState, field: StateField) {
+    use StateField as F;
+    match field {
+        F::OldLayout => state.old_layout = None,
+        F::LockedLogs => state.locked_logs = Vec::new(),
+        F::LockedStorage => state.locked_storage = Vec::new(),
+        F::Unreachable => state.unreachable = Vec::new(),
+        F::Path => state.path = None,
+        F::LogPlan => state.log_plan = Vec::new(),
+        F::RecoveryVersion => state.recovery_version = None,
+        F::DurableVersion => state.durable_version = None,
+        F::DegradedTeams => state.degraded_teams = Vec::new(),
+        F::Vacancies => state.vacancies = Vec::new(),
+        F::Recruits => state.recruits = Vec::new(),
+        F::NewLogs => state.new_logs = Vec::new(),
+        F::NewStorageTeams => state.new_storage_teams = Vec::new(),
+        F::Sequencer => state.sequencer = None,
+        F::CommitProxies => state.commit_proxies = Vec::new(),
+        F::Resolvers => state.resolvers = Vec::new(),
+        F::NewLayout => state.new_layout = None,
+    }
+}
+
+/// A copy of `state` holding only `fields` (and the identity and
+/// configuration): what a phase that reads `fields` receives.
+pub fn masked(state: &AttemptState, fields: &[StateField]) -> AttemptState {
+    let mut copy = state.clone();
+    keep(&mut copy, fields);
+    copy
+}
+
+/// Takes the `written` fields of `returned` into `current`, as the host does
+/// with a phase's outcome.
+pub fn merge(current: &mut AttemptState, mut returned: AttemptState, written: &[StateField]) {
+    use StateField as F;
+    for field in written {
+        match field {
+            F::OldLayout => current.old_layout = returned.old_layout.take(),
+            F::LockedLogs => current.locked_logs = std::mem::take(&mut returned.locked_logs),
+            F::LockedStorage => current.locked_storage = std::mem::take(&mut returned.locked_storage),
+            F::Unreachable => current.unreachable = std::mem::take(&mut returned.unreachable),
+            F::Path => current.path = returned.path.take(),
+            F::LogPlan => current.log_plan = std::mem::take(&mut returned.log_plan),
+            F::RecoveryVersion => current.recovery_version = returned.recovery_version.take(),
+            F::DurableVersion => current.durable_version = returned.durable_version.take(),
+            F::DegradedTeams => current.degraded_teams = std::mem::take(&mut returned.degraded_teams),
+            F::Vacancies => current.vacancies = std::mem::take(&mut returned.vacancies),
+            F::Recruits => current.recruits = std::mem::take(&mut returned.recruits),
+            F::NewLogs => current.new_logs = std::mem::take(&mut returned.new_logs),
+            F::NewStorageTeams => current.new_storage_teams = std::mem::take(&mut returned.new_storage_teams),
+            F::Sequencer => current.sequencer = returned.sequencer.take(),
+            F::CommitProxies => current.commit_proxies = std::mem::take(&mut returned.commit_proxies),
+            F::Resolvers => current.resolvers = std::mem::take(&mut returned.resolvers),
+            F::NewLayout => current.new_layout = returned.new_layout.take(),
+        }
+    }
+}
