@@ -7,6 +7,7 @@
 //! then the same with the phase crates compiled natively (the baseline) and
 //! the ratio of the two.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -67,12 +68,12 @@ fn main() {
                 ..RecoveryConfig::default()
             },
             writes: 3_000,
-            runs: 5,
+            runs: 11,
         },
     ];
     println!(
-        "{:<12} {:>8} {:>5} {:>12} {:>10} {:>12} {:>12}",
-        "cluster", "services", "runs", "wasm wall", "in wasm", "native wall", "wasm/native"
+        "{:<12} {:>8} {:>5} {:>12} {:>10} {:>12} {:>12} {:>12}",
+        "cluster", "services", "runs", "wasm wall", "in wasm", "native wall", "converting", "wasm/native"
     );
     let native: Arc<dyn Plugins> = Arc::new(NativePlugins);
     // `cargo bench --bench recovery -- 9` runs only the shapes whose label
@@ -88,33 +89,39 @@ fn main() {
         let mut walls = Vec::new();
         let mut wasm = Vec::new();
         let mut natives = Vec::new();
+        let mut converting = Vec::new();
         let mut services = 0;
         for _ in 0..shape.runs {
-            let (wall, in_wasm, count) = tokio.block_on(one_recovery(&shape, registry()));
+            let (wall, in_wasm, _, count) = tokio.block_on(one_recovery(&shape, registry()));
             walls.push(wall);
             wasm.push(in_wasm);
             services = count;
-            natives.push(tokio.block_on(one_recovery(&shape, native.clone())).0);
+            let (native_wall, _, converted, _) = tokio.block_on(one_recovery(&shape, native.clone()));
+            natives.push(native_wall);
+            converting.push(converted);
         }
         let wall = median(&mut walls);
         let in_wasm = median(&mut wasm);
         let native_wall = median(&mut natives);
+        let converting = median(&mut converting);
         println!(
-            "{:<12} {:>8} {:>5} {:>9.2} ms {:>9.1}% {:>9.2} ms {:>12.2}",
+            "{:<12} {:>8} {:>5} {:>9.2} ms {:>9.1}% {:>9.2} ms {:>9.2} ms {:>12.2}",
             shape.label,
             services,
             shape.runs,
             wall.as_secs_f64() * 1e3,
             100.0 * in_wasm.as_secs_f64() / wall.as_secs_f64(),
             native_wall.as_secs_f64() * 1e3,
+            converting.as_secs_f64() * 1e3,
             wall.as_secs_f64() / native_wall.as_secs_f64()
         );
     }
 }
 
 /// One boot, load, failure and recovery; returns the recovery's wall time,
-/// its time in wasm, and the number of services in the recovered layout.
-async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>) -> (Duration, Duration, usize) {
+/// its time in wasm, the time the native baseline spent converting values
+/// (zero for components), and the number of services in the recovered layout.
+async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>) -> (Duration, Duration, Duration, usize) {
     let cluster = Arc::new(InProcessCluster::with_zones(shape.nodes, shape.zones, 64));
     let director = Director::new(
         plugins,
@@ -137,9 +144,11 @@ async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>) -> (Duration, Du
     }
     cluster.kill(&layout.logs[0].id);
     cluster.kill(&layout.storage_teams[0].storage_ids[0]);
+    let converting = CONVERTING.load(Ordering::Relaxed);
     let started = Instant::now();
     let report = director.recover().await.unwrap();
     let wall = started.elapsed();
+    let converting = Duration::from_nanos(CONVERTING.load(Ordering::Relaxed) - converting);
     let recovered = report.layout().unwrap_or_else(|| {
         panic!(
             "recovery did not complete: {:?}",
@@ -162,7 +171,7 @@ async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>) -> (Duration, Du
             );
         }
     }
-    (wall, in_wasm, recovered.services.len())
+    (wall, in_wasm, converting, recovered.services.len())
 }
 
 /// The same phase and policy crates compiled natively, behind the same
@@ -172,9 +181,17 @@ async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>) -> (Duration, Du
 /// the fields it reads and returns only those it writes.
 struct NativePlugins;
 
+/// Nanoseconds the native baseline has spent converting values between the
+/// host's and the SDK's types: work a component does not do (its values are
+/// lowered straight into its memory), reported beside the native wall time.
+static CONVERTING: AtomicU64 = AtomicU64::new(0);
+
 fn convert<A: serde::Serialize, B: serde::de::DeserializeOwned>(value: &A) -> B {
-    postcard::from_bytes(&postcard::to_stdvec(value).expect("encodes"))
-        .expect("same WIT, same shape")
+    let started = Instant::now();
+    let converted = postcard::from_bytes(&postcard::to_stdvec(value).expect("encodes"))
+        .expect("same WIT, same shape");
+    CONVERTING.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    converted
 }
 
 /// Runs phase `P` as its component's glue does: only the fields it reads go

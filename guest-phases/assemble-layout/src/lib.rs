@@ -49,7 +49,7 @@ pub fn assemble(state: &AttemptState) -> Result<Layout, String> {
 }
 
 impl Phase for AssembleLayout {
-    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::Recruits, StateField::NewLogs, StateField::NewStorageTeams, StateField::Sequencer, StateField::CommitProxies, StateField::Resolvers, StateField::RecoveryVersion];
+    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::OldServices, StateField::Recruits, StateField::NewLogs, StateField::NewStorageTeams, StateField::Sequencer, StateField::CommitProxies, StateField::Resolvers, StateField::RecoveryVersion];
     const WRITES: &'static [StateField] = &[StateField::NewLayout];
 
     fn run(mut state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {

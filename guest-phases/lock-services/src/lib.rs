@@ -16,7 +16,7 @@ pub const NEXT: &str = "determine-path";
 pub struct LockServices;
 
 impl Phase for LockServices {
-    const READS: &'static [StateField] = &[StateField::OldLayout];
+    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::OldServices];
     const WRITES: &'static [StateField] = &[StateField::LockedLogs, StateField::LockedStorage, StateField::Unreachable];
 
     fn run(mut state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {

@@ -20,7 +20,7 @@ pub const NEXT: &str = "replay-logs";
 pub struct RecruitStorage;
 
 impl Phase for RecruitStorage {
-    const READS: &'static [StateField] = &[StateField::Vacancies, StateField::OldLayout, StateField::NewStorageTeams, StateField::Recruits];
+    const READS: &'static [StateField] = &[StateField::Vacancies, StateField::OldLayout, StateField::OldServices, StateField::NewStorageTeams, StateField::Recruits];
     const WRITES: &'static [StateField] = &[StateField::Vacancies, StateField::NewStorageTeams, StateField::Recruits];
 
     fn run(mut state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {

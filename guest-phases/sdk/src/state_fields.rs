@@ -6,6 +6,7 @@ use crate::types::{AttemptState, StateField};
 /// Every field, in the order of the WIT record.
 pub const ALL: &[StateField] = &[
     StateField::OldLayout,
+    StateField::OldServices,
     StateField::LockedLogs,
     StateField::LockedStorage,
     StateField::Unreachable,
@@ -39,6 +40,11 @@ pub fn clear(state: &mut AttemptState, field: StateField) {
     use StateField as F;
     match field {
         F::OldLayout => state.old_layout = None,
+        F::OldServices => {
+            if let Some(layout) = &mut state.old_layout {
+                layout.services = Vec::new();
+            }
+        }
         F::LockedLogs => state.locked_logs = Vec::new(),
         F::LockedStorage => state.locked_storage = Vec::new(),
         F::Unreachable => state.unreachable = Vec::new(),
@@ -73,6 +79,7 @@ pub fn merge(current: &mut AttemptState, mut returned: AttemptState, written: &[
     for field in written {
         match field {
             F::OldLayout => current.old_layout = returned.old_layout.take(),
+            F::OldServices => {}
             F::LockedLogs => current.locked_logs = std::mem::take(&mut returned.locked_logs),
             F::LockedStorage => current.locked_storage = std::mem::take(&mut returned.locked_storage),
             F::Unreachable => current.unreachable = std::mem::take(&mut returned.unreachable),

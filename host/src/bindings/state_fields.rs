@@ -2,11 +2,12 @@
 //! reads) and back out (the ones it wrote): see `phase.reads` and
 //! `phase-outcome.written` in the WIT.
 
-use super::types::{AttemptState, StateField};
+use super::types::{AttemptState, Layout, StateField};
 
 /// Every field, in the order of the WIT record.
-pub const ALL: [StateField; 17] = [
+pub const ALL: [StateField; 18] = [
     StateField::OldLayout,
+    StateField::OldServices,
     StateField::LockedLogs,
     StateField::LockedStorage,
     StateField::Unreachable,
@@ -38,7 +39,10 @@ pub fn masked(state: &AttemptState, fields: &[StateField]) -> AttemptState {
         epoch: state.epoch,
         attempt: state.attempt,
         config: state.config.clone(),
-        old_layout: copy(has(F::OldLayout), &state.old_layout),
+        old_layout: match &state.old_layout {
+            Some(layout) if has(F::OldLayout) => Some(without_services(layout, has(F::OldServices))),
+            _ => None,
+        },
         locked_logs: copy(has(F::LockedLogs), &state.locked_logs),
         locked_storage: copy(has(F::LockedStorage), &state.locked_storage),
         unreachable: copy(has(F::Unreachable), &state.unreachable),
@@ -58,15 +62,30 @@ pub fn masked(state: &AttemptState, fields: &[StateField]) -> AttemptState {
     }
 }
 
+/// A copy of `layout`, with its services only if `services`.
+pub fn without_services(layout: &Layout, services: bool) -> Layout {
+    Layout {
+        epoch: layout.epoch,
+        sequencer: layout.sequencer.clone(),
+        commit_proxies: layout.commit_proxies.clone(),
+        resolvers: layout.resolvers.clone(),
+        logs: layout.logs.clone(),
+        storage_teams: layout.storage_teams.clone(),
+        services: if services { layout.services.clone() } else { Vec::new() },
+        recovery_version: layout.recovery_version,
+    }
+}
+
 /// Moves the `written` fields of `returned` into `current`, leaving every
-/// other field of `current` as it was. The old layout is not among them: the
-/// director checks it and never takes it (see `take_returned`).
+/// other field of `current` as it was. The old layout and its services are
+/// not among them: the director checks them and never takes them (see
+/// `take_returned`).
 pub fn take_written(current: &mut AttemptState, returned: &mut AttemptState, written: &[StateField]) {
     use std::mem::take;
     use StateField as F;
     for field in written {
         match field {
-            F::OldLayout => {}
+            F::OldLayout | F::OldServices => {}
             F::LockedLogs => current.locked_logs = take(&mut returned.locked_logs),
             F::LockedStorage => current.locked_storage = take(&mut returned.locked_storage),
             F::Unreachable => current.unreachable = take(&mut returned.unreachable),

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use tracing::Instrument;
 
-use crate::bindings::state_fields::take_written;
+use crate::bindings::state_fields::{take_written, without_services};
 use crate::bindings::types::{AttemptState, Epoch, PhaseStep, RecoveryConfig, StateField};
 use crate::cluster::Cluster;
 use crate::coordinator::{CoordinatorStore, StoreError};
@@ -277,7 +277,7 @@ impl Director {
 ///
 /// Only the fields listed in `written` are taken (the others were not sent
 /// back, or not sent at all). The old layout is host-owned: it may be listed
-/// only if it comes back unchanged, and the host keeps its own copy.
+/// only if it comes back as it was sent, and the host keeps its own copy.
 fn take_returned(
     current: &mut AttemptState,
     mut returned: AttemptState,
@@ -289,8 +289,14 @@ fn take_returned(
     if returned.config != current.config {
         return Err("a phase may not change the recovery configuration".into());
     }
-    if written.contains(&StateField::OldLayout) && returned.old_layout != current.old_layout {
-        return Err("a phase may not rewrite the old layout".into());
+    if written.contains(&StateField::OldLayout) {
+        // Compared with what the phase received: without the services
+        // unless it lists them too.
+        let services = written.contains(&StateField::OldServices);
+        let received = current.old_layout.as_ref().map(|l| without_services(l, services));
+        if returned.old_layout != received {
+            return Err("a phase may not rewrite the old layout".into());
+        }
     }
     take_written(current, &mut returned, written);
     Ok(())
@@ -309,7 +315,7 @@ fn step_label(step: &PhaseStep) -> String {
 mod tests {
     use super::*;
     use crate::bindings::state_fields;
-    use crate::bindings::types::Layout;
+    use crate::bindings::types::{Layout, ServiceDescriptor, ServiceKind};
 
     fn layout(epoch: Epoch) -> Layout {
         Layout {
@@ -354,6 +360,24 @@ mod tests {
             assert!(err.contains("old layout"), "{err}");
             assert_eq!(current, state(), "a refused step leaves the state as it was");
         }
+    }
+
+    #[test]
+    fn an_old_layout_sent_without_its_services_may_come_back_so() {
+        let mut full = layout(1);
+        full.services = vec![ServiceDescriptor {
+            id: "log1".into(),
+            kind: ServiceKind::Log,
+            node: "n1".into(),
+            address: "test://log1".into(),
+        }];
+        let mut current = AttemptState::new(2, 1, RecoveryConfig::default(), Some(full.clone()));
+        let mut returned = current.clone();
+        returned.old_layout = Some(layout(1));
+        take_returned(&mut current, returned.clone(), &[StateField::OldLayout]).unwrap();
+        assert_eq!(current.old_layout, Some(full), "the host keeps its own, whole");
+        let err = take_returned(&mut current, returned, &[StateField::OldLayout, StateField::OldServices]);
+        assert!(err.is_err(), "listed with its services, it must come back with them");
     }
 
     #[test]
