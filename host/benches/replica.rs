@@ -20,7 +20,7 @@ use ratchet::cluster::{Cluster, InProcessCluster};
 use ratchet::coordinator::{CoordinatorStore, MemoryStore};
 use ratchet::director::{Director, DirectorOptions};
 use ratchet::registry::Registry;
-use ratchet::replica::recover_replica;
+use ratchet::replica::{LayoutIndex, recover_replica};
 use ratchet::runtime::{Runtime, RuntimeConfig};
 
 const RUNS: usize = 7;
@@ -74,7 +74,8 @@ impl Setup {
         }
         let layout = Layout { epoch, recovery_version: self.cluster.committed_version(), ..live.clone() };
         let started = Instant::now();
-        let session = recover_replica(&*self.registry, &*self.cluster, &layout, epoch, replica).await.unwrap().expect("a session");
+        let index = LayoutIndex::new(&layout);
+        let session = recover_replica(&*self.registry, &*self.cluster, &index, epoch, replica).await.unwrap().expect("a session");
         let took = started.elapsed();
         let sessions = self.cluster.replica_sessions().lock().unwrap();
         let s = sessions.get(session).unwrap();

@@ -4,28 +4,6 @@
 
 use super::types::{AttemptState, Layout, StateField};
 
-/// Every field, in the order of the WIT record.
-pub const ALL: [StateField; 18] = [
-    StateField::OldLayout,
-    StateField::OldServices,
-    StateField::LockedLogs,
-    StateField::LockedStorage,
-    StateField::Unreachable,
-    StateField::Path,
-    StateField::LogPlan,
-    StateField::RecoveryVersion,
-    StateField::DurableVersion,
-    StateField::DegradedTeams,
-    StateField::Vacancies,
-    StateField::Recruits,
-    StateField::NewLogs,
-    StateField::NewStorageTeams,
-    StateField::Sequencer,
-    StateField::CommitProxies,
-    StateField::Resolvers,
-    StateField::NewLayout,
-];
-
 /// What a phase that reads `fields` receives: the identity, the
 /// configuration and `fields` of `state`; every other field empty. Only the
 /// fields sent are copied.
