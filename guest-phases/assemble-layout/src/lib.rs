@@ -7,8 +7,7 @@
 //! then the proxies, since they open the generation to commits. Stalls when
 //! an unlock fails.
 
-use std::collections::{BTreeMap, BTreeSet};
-
+use ratchet_guest::collections::{IdMap, IdSet};
 use ratchet_guest::types::{AttemptState, Layout, PhaseOutcome, PhaseStep, ServiceDescriptor, StateField};
 use ratchet_guest::{Host, Phase, outcome};
 
@@ -25,12 +24,14 @@ pub fn assemble(state: &AttemptState) -> Result<Layout, String> {
     services.push(sequencer.clone());
     services.extend(state.commit_proxies.iter().cloned());
     services.extend(state.resolvers.iter().cloned());
-    let old_services: BTreeMap<&str, &ServiceDescriptor> =
+    let old_services: IdMap<&str, &ServiceDescriptor> =
         state.old_layout.iter().flat_map(|l| l.services.iter()).map(|s| (s.id.as_str(), s)).collect();
-    let mut described: BTreeSet<String> = services.iter().map(|s| s.id.clone()).collect();
+    let started = state.recruits.iter().map(|r| &r.service).chain(state.sequencer.iter());
+    let mut described: IdSet<&str> =
+        started.chain(&state.commit_proxies).chain(&state.resolvers).map(|s| s.id.as_str()).collect();
     for team in &state.new_storage_teams {
         for id in &team.storage_ids {
-            if described.insert(id.clone()) {
+            if described.insert(id.as_str()) {
                 let old = old_services.get(id.as_str()).ok_or(format!("no descriptor for {id}"))?;
                 services.push((*old).clone());
             }

@@ -5,8 +5,7 @@
 //! (locked ones) plus vacancies to top the team up to the replication factor.
 //! Never stalls.
 
-use std::collections::BTreeSet;
-
+use ratchet_guest::collections::IdSet;
 use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, ServiceKind, StateField, StorageTeam, Vacancy};
 use ratchet_guest::{Host, Phase, outcome};
 
@@ -28,7 +27,7 @@ impl Phase for CreateVacancies {
             .map(|i| Vacancy { id: format!("log-{i}"), kind: ServiceKind::Log, tag: None })
             .collect();
         state.new_storage_teams.clear();
-        let locked: BTreeSet<&str> = state.locked_storage.iter().map(|s| s.id.as_str()).collect();
+        let locked: IdSet<&str> = state.locked_storage.iter().map(|s| s.id.as_str()).collect();
         for team in &layout.storage_teams {
             let live: Vec<String> =
                 team.storage_ids.iter().filter(|id| locked.contains(id.as_str())).cloned().collect();

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use ratchet_guest::collections::IdMap;
 use ratchet_guest::types::{AttemptState, Layout, PhaseOutcome, PhaseStep, ShardPlan, ShardTag, StateField, Version};
 use ratchet_guest::{Host, Phase, outcome};
 
@@ -51,7 +52,7 @@ impl Phase for DetermineDurableVersion {
 /// cluster's durable version, or the step that stops the phase.
 fn cluster_durable(state: &AttemptState, layout: &Layout) -> (Vec<ShardTag>, Result<Version, PhaseStep>) {
     let replication = state.config.replication_factor;
-    let durable_of: BTreeMap<&str, Version> =
+    let durable_of: IdMap<&str, Version> =
         state.locked_storage.iter().map(|s| (s.id.as_str(), s.durable_version)).collect();
     let plans: BTreeMap<ShardTag, &ShardPlan> = state.log_plan.iter().map(|p| (p.tag, p)).collect();
     let mut degraded = Vec::new();

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use ratchet_guest::collections::IdMap;
 use ratchet_guest::types::{AttemptState, LogRecoveryInfo, PhaseOutcome, PhaseStep, ShardPlan, ShardTag, StateField};
 use ratchet_guest::{Host, Phase, outcome};
 
@@ -34,7 +35,7 @@ pub fn plan(state: &AttemptState) -> Result<Vec<ShardPlan>, String> {
             carriers_of.entry(*tag).or_default().push(log.id.as_str());
         }
     }
-    let locked: BTreeMap<&str, &LogRecoveryInfo> = state.locked_logs.iter().map(|i| (i.id.as_str(), i)).collect();
+    let locked: IdMap<&str, &LogRecoveryInfo> = state.locked_logs.iter().map(|i| (i.id.as_str(), i)).collect();
     let mut plans = Vec::new();
     for team in &layout.storage_teams {
         let carriers = carriers_of.get(&team.tag).map(Vec::as_slice).unwrap_or_default();

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use ratchet_guest::collections::IdMap;
 use ratchet_guest::recruit::{healthy_zones, place, spread_group};
 use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, Recruit, ServiceKind, ShardTag, StateField, TeamMembers};
 use ratchet_guest::{Host, Phase, outcome};
@@ -31,7 +32,7 @@ impl Phase for RecruitStorage {
         if wanted.is_empty() {
             return outcome(state, PhaseStep::Next(NEXT.into()));
         }
-        let nodes_by_service: BTreeMap<&str, &str> = state
+        let nodes_by_service: IdMap<&str, &str> = state
             .old_layout
             .iter()
             .flat_map(|l| l.services.iter())

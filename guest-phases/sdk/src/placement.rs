@@ -7,7 +7,7 @@
 //! to a zone the team does not use yet whenever that is the only way left to
 //! reach `min-distinct-zones`. What it returns passes the host's checks.
 
-use std::collections::{BTreeMap, BTreeSet};
+use crate::collections::{IdMap, IdSet};
 
 use crate::types::{Assignment, Node, PlacementError, PlacementRequest, PlacementVacancy};
 
@@ -41,13 +41,13 @@ pub fn greedy<K: Ord>(
     request: &PlacementRequest,
     mut preference: impl FnMut(&Node, u32) -> K,
 ) -> Result<Vec<Assignment>, PlacementError> {
-    let zone_of: BTreeMap<&str, &str> = request.nodes.iter().map(|n| (n.id.as_str(), n.zone.as_str())).collect();
+    let zone_of: IdMap<&str, &str> = request.nodes.iter().map(|n| (n.id.as_str(), n.zone.as_str())).collect();
     let mut load: Vec<u32> = request.nodes.iter().map(|n| n.load).collect();
     let mut answer = Vec::with_capacity(request.vacancies.len());
     for (position, group) in request.vacancies.iter().enumerate() {
         let position = position as u32;
-        let mut taken: BTreeSet<&str> = members(request, group).collect();
-        let mut zones: BTreeSet<&str> = taken.iter().filter_map(|id| zone_of.get(id).copied()).collect();
+        let mut taken: IdSet<&str> = members(request, group).collect();
+        let mut zones: IdSet<&str> = taken.iter().filter_map(|id| zone_of.get(id).copied()).collect();
         let mut chosen = Vec::with_capacity(group.count as usize);
         for picked in 0..group.count {
             let zones_short = (group.constraints.min_distinct_zones as usize).saturating_sub(zones.len());

@@ -6,8 +6,9 @@
 //! because recovering from it could lose acknowledged writes; the operator
 //! must repair it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
+use ratchet_guest::collections::IdMap;
 use ratchet_guest::types::{AttemptState, Layout, PhaseOutcome, PhaseStep, ServiceKind, StateField};
 use ratchet_guest::{Host, LogLevel, Phase, kind_name, outcome};
 
@@ -46,7 +47,8 @@ pub fn validate(layout: &Layout, attempt_epoch: u64) -> Result<(), String> {
             layout.epoch
         ));
     }
-    let mut kinds = BTreeMap::new();
+    let mut kinds = IdMap::default();
+    kinds.reserve(layout.services.len());
     for service in &layout.services {
         if kinds.insert(service.id.as_str(), service.kind).is_some() {
             return Err(format!("service {} is described twice", service.id));
