@@ -82,6 +82,7 @@ impl Phase for AssembleLayout {
 }
 
 ratchet_guest::export_phase!(AssembleLayout);
+ratchet_guest::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

@@ -49,6 +49,7 @@ impl Phase for CreateVacancies {
 }
 
 ratchet_guest::export_phase!(CreateVacancies);
+ratchet_guest::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

@@ -82,6 +82,7 @@ fn cluster_durable(state: &AttemptState, layout: &Layout) -> (Vec<ShardTag>, Res
 }
 
 ratchet_guest::export_phase!(DetermineDurableVersion);
+ratchet_guest::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

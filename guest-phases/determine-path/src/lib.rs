@@ -35,6 +35,7 @@ impl Phase for DeterminePath {
 }
 
 ratchet_guest::export_phase!(DeterminePath);
+ratchet_guest::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

@@ -59,6 +59,7 @@ impl Phase for Initialize {
 }
 
 ratchet_guest::export_phase!(Initialize);
+ratchet_guest::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

@@ -48,6 +48,7 @@ impl Phase for LockServices {
 }
 
 ratchet_guest::export_phase!(LockServices);
+ratchet_guest::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

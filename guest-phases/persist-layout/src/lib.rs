@@ -29,6 +29,7 @@ impl Phase for PersistLayout {
 }
 
 ratchet_guest::export_phase!(PersistLayout);
+ratchet_guest::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

@@ -75,6 +75,7 @@ impl Phase for PlanLogRecovery {
 }
 
 ratchet_guest::export_phase!(PlanLogRecovery);
+ratchet_guest::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

@@ -67,6 +67,7 @@ impl Phase for RecruitLogs {
 }
 
 ratchet_guest::export_phase!(RecruitLogs);
+ratchet_guest::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

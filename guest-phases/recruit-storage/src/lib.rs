@@ -79,6 +79,7 @@ impl Phase for RecruitStorage {
 }
 
 ratchet_guest::export_phase!(RecruitStorage);
+ratchet_guest::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

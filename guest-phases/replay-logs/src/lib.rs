@@ -56,6 +56,7 @@ fn replay(state: &AttemptState, host: &mut dyn Host) -> Result<(), PhaseStep> {
 }
 
 ratchet_guest::export_phase!(ReplayLogs);
+ratchet_guest::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

@@ -32,6 +32,7 @@ mod bindings {
     });
 }
 
+pub mod arena;
 pub mod collections;
 mod host;
 mod macros;

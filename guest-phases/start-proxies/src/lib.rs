@@ -26,6 +26,7 @@ impl Phase for StartProxies {
 }
 
 ratchet_guest::export_phase!(StartProxies);
+ratchet_guest::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

@@ -25,6 +25,7 @@ impl Phase for StartResolvers {
 }
 
 ratchet_guest::export_phase!(StartResolvers);
+ratchet_guest::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

@@ -25,6 +25,7 @@ impl Phase for StartSequencer {
 }
 
 ratchet_guest::export_phase!(StartSequencer);
+ratchet_guest::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

@@ -38,6 +38,7 @@ impl Phase for ValidateLayout {
 }
 
 ratchet_guest::export_phase!(ValidateLayout);
+ratchet_guest::use_call_arena!();
 
 /// Checks a persisted layout against the attempt's epoch.
 pub fn validate(layout: &Layout, attempt_epoch: u64) -> Result<(), String> {

@@ -29,6 +29,7 @@ impl ReplicaPolicy for ByRetention {
 }
 
 ratchet_guest::export_replica_policy!(ByRetention);
+ratchet_guest::use_call_arena!();
 
 /// The rules of the table above.
 pub fn decide(h: ReplicaHistory) -> ReplicaPlan {

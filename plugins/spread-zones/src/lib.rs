@@ -23,6 +23,7 @@ impl PlacementPolicy for SpreadZones {
 }
 
 ratchet_guest::export_placement_policy!(SpreadZones);
+ratchet_guest::use_call_arena!();
 
 /// Answers a placement request; see the module documentation.
 ///
