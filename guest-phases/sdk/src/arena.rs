@@ -8,9 +8,13 @@
 //! the post-return cleanup of the outcome. At a thousand nodes that is
 //! hundreds of thousands of `free` calls per recovery.
 //!
-//! [`CallArena`] hands out small blocks from 256 KiB chunks and does not take
+//! [`CallArena`] hands out small blocks from chunks and does not take
 //! them back, except the newest one (so a string or vector that grows at the
-//! end of the chunk grows in place). Blocks of 4 KiB and more go to the
+//! end of the chunk grows in place). The first chunk is 16 KiB and each next
+//! one twice the last, up to 256 KiB, so that a small call does not take much
+//! more memory than it uses: every page an instance touches is a page the
+//! host resets before the slot is reused (with 256 KiB chunks from the start,
+//! a 9-node recovery was 5% slower). Blocks of 4 KiB and more go to the
 //! system allocator and are freed as usual, so a large vector that doubles as
 //! it grows leaves no trail of copies behind. What a call leaves unfreed is
 //! bounded by what it allocated in small blocks, and the instance's memory
@@ -23,8 +27,11 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 
-/// Size of the chunks small blocks are carved from.
-const CHUNK: usize = 256 << 10;
+/// Size of the first chunk small blocks are carved from.
+const FIRST_CHUNK: usize = 16 << 10;
+
+/// Size of the largest chunk: chunks double up to it.
+const MAX_CHUNK: usize = 256 << 10;
 
 /// Blocks at least this large go to the system allocator.
 const LARGE: usize = 4 << 10;
@@ -43,6 +50,8 @@ struct Bump {
     next: usize,
     /// One past the current chunk's last byte.
     end: usize,
+    /// The size of the next chunk.
+    chunk: usize,
 }
 
 // SAFETY: the arena is only installed in a wasm32 component (see
@@ -54,7 +63,7 @@ unsafe impl Sync for CallArena {}
 impl CallArena {
     /// An arena with no chunk yet.
     pub const fn new() -> Self {
-        CallArena { bump: UnsafeCell::new(Bump { next: 0, end: 0 }) }
+        CallArena { bump: UnsafeCell::new(Bump { next: 0, end: 0, chunk: FIRST_CHUNK }) }
     }
 
     fn is_small(size: usize, align: usize) -> bool {
@@ -72,16 +81,18 @@ impl CallArena {
             bump.next = start + layout.size();
             return start as *mut u8;
         }
-        // SAFETY: CHUNK is non-zero and MAX_ALIGN a power of two.
-        let chunk = unsafe { System.alloc(Layout::from_size_align_unchecked(CHUNK, MAX_ALIGN)) };
+        let size = bump.chunk;
+        // SAFETY: a chunk is non-empty and MAX_ALIGN a power of two.
+        let chunk = unsafe { System.alloc(Layout::from_size_align_unchecked(size, MAX_ALIGN)) };
         if chunk.is_null() {
             return chunk;
         }
+        bump.chunk = (size * 2).min(MAX_CHUNK);
         // The rest of the old chunk is abandoned: at most one small block's
         // worth, since the block did not fit.
         let start = align_up(chunk as usize, layout.align());
         bump.next = start + layout.size();
-        bump.end = chunk as usize + CHUNK;
+        bump.end = chunk as usize + size;
         start as *mut u8
     }
 }
