@@ -73,13 +73,12 @@ pub fn masked(state: &AttemptState, fields: &[StateField]) -> AttemptState {
 }
 
 /// Takes the `written` fields of `returned` into `current`, as the host does
-/// with a phase's outcome.
+/// with a phase's outcome: the old layout is the host's, and never taken.
 pub fn merge(current: &mut AttemptState, mut returned: AttemptState, written: &[StateField]) {
     use StateField as F;
     for field in written {
         match field {
-            F::OldLayout => current.old_layout = returned.old_layout.take(),
-            F::OldServices => {}
+            F::OldLayout | F::OldServices => {}
             F::LockedLogs => current.locked_logs = std::mem::take(&mut returned.locked_logs),
             F::LockedStorage => current.locked_storage = std::mem::take(&mut returned.locked_storage),
             F::Unreachable => current.unreachable = std::mem::take(&mut returned.unreachable),

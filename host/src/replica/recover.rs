@@ -74,7 +74,8 @@ impl<'a> LayoutIndex<'a> {
         let mut teams = HashMap::new();
         for team in &layout.storage_teams {
             for id in &team.storage_ids {
-                teams.insert(id.as_str(), team);
+                // The first team naming it, as a scan of the teams would find.
+                teams.entry(id.as_str()).or_insert(team);
             }
         }
         let mut carriers: HashMap<ShardTag, Vec<&str>> = HashMap::new();
