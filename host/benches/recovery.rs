@@ -6,6 +6,13 @@
 //! and the median share of it spent in wasm (phase time minus host calls),
 //! then the same with the phase crates compiled natively (the baseline) and
 //! the ratio of the two.
+//!
+//! For profiling: `RATCHET_BENCH_RUNS=N` sets the number of runs, and
+//! `RATCHET_BENCH_PERF_CTL=FIFO` writes `enable` and `disable` to a
+//! `perf record --control fifo:FIFO` around each timed wasm recovery (around
+//! each native one with `RATCHET_BENCH_PERF_NATIVE=1`), so that the profile
+//! holds the recoveries only, not the boots and loads. BENCHMARKS.md has the
+//! commands.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -76,6 +83,7 @@ fn main() {
         "cluster", "services", "runs", "wasm wall", "in wasm", "native wall", "converting", "wasm/native"
     );
     let native: Arc<dyn Plugins> = Arc::new(NativePlugins);
+    let profiling = Profiling::from_env();
     // `cargo bench --bench recovery -- 9` runs only the shapes whose label
     // starts with the argument.
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
@@ -91,12 +99,15 @@ fn main() {
         let mut natives = Vec::new();
         let mut converting = Vec::new();
         let mut services = 0;
-        for _ in 0..shape.runs {
-            let (wall, in_wasm, _, count) = tokio.block_on(one_recovery(&shape, registry()));
+        let runs = profiling.runs.unwrap_or(shape.runs);
+        for _ in 0..runs {
+            let perf = profiling.perf_ctl(false);
+            let (wall, in_wasm, _, count) = tokio.block_on(one_recovery(&shape, registry(), perf));
             walls.push(wall);
             wasm.push(in_wasm);
             services = count;
-            let (native_wall, _, converted, _) = tokio.block_on(one_recovery(&shape, native.clone()));
+            let perf = profiling.perf_ctl(true);
+            let (native_wall, _, converted, _) = tokio.block_on(one_recovery(&shape, native.clone(), perf));
             natives.push(native_wall);
             converting.push(converted);
         }
@@ -108,7 +119,7 @@ fn main() {
             "{:<12} {:>8} {:>5} {:>9.2} ms {:>9.1}% {:>9.2} ms {:>9.2} ms {:>12.2}",
             shape.label,
             services,
-            shape.runs,
+            runs,
             wall.as_secs_f64() * 1e3,
             100.0 * in_wasm.as_secs_f64() / wall.as_secs_f64(),
             native_wall.as_secs_f64() * 1e3,
@@ -118,10 +129,49 @@ fn main() {
     }
 }
 
+/// The profiling options (see the module docs).
+struct Profiling {
+    runs: Option<usize>,
+    perf_ctl: Option<String>,
+    native: bool,
+}
+
+impl Profiling {
+    fn from_env() -> Self {
+        let runs = std::env::var("RATCHET_BENCH_RUNS").ok().map(|r| {
+            r.parse().unwrap_or_else(|_| panic!("RATCHET_BENCH_RUNS must be a number of runs, not {r:?}"))
+        });
+        Profiling {
+            runs,
+            perf_ctl: std::env::var("RATCHET_BENCH_PERF_CTL").ok(),
+            native: std::env::var_os("RATCHET_BENCH_PERF_NATIVE").is_some(),
+        }
+    }
+
+    /// perf's control fifo, if the recovery about to run (native or wasm)
+    /// is the one profiled.
+    fn perf_ctl(&self, native: bool) -> Option<&str> {
+        self.perf_ctl.as_deref().filter(|_| native == self.native)
+    }
+}
+
+/// Writes `command` to perf's control fifo.
+fn tell_perf(fifo: Option<&str>, command: &str) {
+    if let Some(fifo) = fifo {
+        std::fs::write(fifo, format!("{command}\n"))
+            .unwrap_or_else(|e| panic!("writing {command:?} to perf's control fifo {fifo}: {e}"));
+    }
+}
+
 /// One boot, load, failure and recovery; returns the recovery's wall time,
 /// its time in wasm, the time the native baseline spent converting values
 /// (zero for components), and the number of services in the recovered layout.
-async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>) -> (Duration, Duration, Duration, usize) {
+/// With `perf`, the recovery (and only it) is profiled.
+async fn one_recovery(
+    shape: &Shape,
+    plugins: Arc<dyn Plugins>,
+    perf: Option<&str>,
+) -> (Duration, Duration, Duration, usize) {
     let cluster = Arc::new(InProcessCluster::with_zones(shape.nodes, shape.zones, 64));
     let director = Director::new(
         plugins,
@@ -145,9 +195,11 @@ async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>) -> (Duration, Du
     cluster.kill(&layout.logs[0].id);
     cluster.kill(&layout.storage_teams[0].storage_ids[0]);
     let converting = CONVERTING.load(Ordering::Relaxed);
+    tell_perf(perf, "enable");
     let started = Instant::now();
     let report = director.recover().await.unwrap();
     let wall = started.elapsed();
+    tell_perf(perf, "disable");
     let converting = Duration::from_nanos(CONVERTING.load(Ordering::Relaxed) - converting);
     let recovered = report.layout().unwrap_or_else(|| {
         panic!(
