@@ -12,16 +12,18 @@
 //! `perf record --control fifo:FIFO` around each timed wasm recovery (around
 //! each native one with `RATCHET_BENCH_PERF_NATIVE=1`), so that the profile
 //! holds the recoveries only, not the boots and loads. BENCHMARKS.md has the
-//! commands.
+//! commands. `RATCHET_BENCH_PHASES=1` also prints, per cluster size, the
+//! median time of each phase and of the host calls, wasm beside native.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ratchet::bindings::state_fields;
 use ratchet::bindings::types::{
-    Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, RecoveryConfig,
-    ReplicaHistory, ReplicaPlan, StateField,
+    Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, RecoveryConfig, ReplicaHistory,
+    ReplicaPlan, StateField,
 };
 use ratchet::cluster::InProcessCluster;
 use ratchet::coordinator::MemoryStore;
@@ -52,28 +54,14 @@ fn registry() -> Arc<dyn Plugins> {
 }
 
 fn main() {
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let shapes = [
-        Shape {
-            label: "9 nodes",
-            nodes: 9,
-            zones: 3,
-            config: RecoveryConfig::default(),
-            writes: 3_000,
-            runs: 20,
-        },
+        Shape { label: "9 nodes", nodes: 9, zones: 3, config: RecoveryConfig::default(), writes: 3_000, runs: 20 },
         Shape {
             label: "1,000 nodes",
             nodes: 1_000,
             zones: 10,
-            config: RecoveryConfig {
-                desired_logs: 30,
-                shards: 3_300,
-                ..RecoveryConfig::default()
-            },
+            config: RecoveryConfig { desired_logs: 30, shards: 3_300, ..RecoveryConfig::default() },
             writes: 3_000,
             runs: 11,
         },
@@ -88,10 +76,7 @@ fn main() {
     // starts with the argument.
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     for shape in shapes {
-        if filter
-            .as_deref()
-            .is_some_and(|f| !shape.label.starts_with(f))
-        {
+        if filter.as_deref().is_some_and(|f| !shape.label.starts_with(f)) {
             continue;
         }
         let mut walls = Vec::new();
@@ -99,17 +84,24 @@ fn main() {
         let mut natives = Vec::new();
         let mut converting = Vec::new();
         let mut services = 0;
+        let mut wasm_phases = PhaseTimes::default();
+        let mut native_phases = PhaseTimes::default();
         let runs = profiling.runs.unwrap_or(shape.runs);
         for _ in 0..runs {
             let perf = profiling.perf_ctl(false);
-            let (wall, in_wasm, _, count) = tokio.block_on(one_recovery(&shape, registry(), perf));
-            walls.push(wall);
-            wasm.push(in_wasm);
-            services = count;
+            let run = tokio.block_on(one_recovery(&shape, registry(), perf));
+            walls.push(run.wall);
+            wasm.push(run.in_wasm);
+            services = run.services;
+            wasm_phases.add(&run.phases);
             let perf = profiling.perf_ctl(true);
-            let (native_wall, _, converted, _) = tokio.block_on(one_recovery(&shape, native.clone(), perf));
-            natives.push(native_wall);
-            converting.push(converted);
+            let run = tokio.block_on(one_recovery(&shape, native.clone(), perf));
+            natives.push(run.wall);
+            converting.push(run.converting);
+            native_phases.add(&run.phases);
+        }
+        if std::env::var_os("RATCHET_BENCH_PHASES").is_some() {
+            print_phases(shape.label, &mut wasm_phases, &mut native_phases);
         }
         let wall = median(&mut walls);
         let in_wasm = median(&mut wasm);
@@ -138,9 +130,9 @@ struct Profiling {
 
 impl Profiling {
     fn from_env() -> Self {
-        let runs = std::env::var("RATCHET_BENCH_RUNS").ok().map(|r| {
-            r.parse().unwrap_or_else(|_| panic!("RATCHET_BENCH_RUNS must be a number of runs, not {r:?}"))
-        });
+        let runs = std::env::var("RATCHET_BENCH_RUNS")
+            .ok()
+            .map(|r| r.parse().unwrap_or_else(|_| panic!("RATCHET_BENCH_RUNS must be a number of runs, not {r:?}")));
         Profiling {
             runs,
             perf_ctl: std::env::var("RATCHET_BENCH_PERF_CTL").ok(),
@@ -163,15 +155,75 @@ fn tell_perf(fifo: Option<&str>, command: &str) {
     }
 }
 
-/// One boot, load, failure and recovery; returns the recovery's wall time,
-/// its time in wasm, the time the native baseline spent converting values
-/// (zero for components), and the number of services in the recovered layout.
-/// With `perf`, the recovery (and only it) is profiled.
-async fn one_recovery(
-    shape: &Shape,
-    plugins: Arc<dyn Plugins>,
-    perf: Option<&str>,
-) -> (Duration, Duration, Duration, usize) {
+/// What one timed recovery measured.
+struct Run {
+    wall: Duration,
+    /// Phase time minus host calls (for the native baseline, its phase code
+    /// and conversions).
+    in_wasm: Duration,
+    /// The time the native baseline spent converting values; zero for components.
+    converting: Duration,
+    /// Services in the recovered layout.
+    services: usize,
+    /// Each phase's time, summed over the attempts, and the host calls' as
+    /// `host calls`.
+    phases: BTreeMap<String, Duration>,
+}
+
+/// Per phase, one duration per run.
+#[derive(Default)]
+struct PhaseTimes(BTreeMap<String, Vec<Duration>>);
+
+impl PhaseTimes {
+    fn add(&mut self, run: &BTreeMap<String, Duration>) {
+        for (phase, duration) in run {
+            self.0.entry(phase.clone()).or_default().push(*duration);
+        }
+    }
+
+    fn median(&mut self, phase: &str) -> Option<Duration> {
+        self.0.get_mut(phase).map(|durations| median(durations))
+    }
+}
+
+/// The median of each phase, wasm beside native, in pipeline order.
+fn print_phases(label: &str, wasm: &mut PhaseTimes, native: &mut PhaseTimes) {
+    const ORDER: [&str; 16] = [
+        "validate-layout",
+        "lock-services",
+        "determine-path",
+        "initialize",
+        "plan-log-recovery",
+        "create-vacancies",
+        "determine-durable-version",
+        "recruit-logs",
+        "recruit-storage",
+        "replay-logs",
+        "start-sequencer",
+        "start-proxies",
+        "start-resolvers",
+        "assemble-layout",
+        "persist-layout",
+        "host calls",
+    ];
+    println!("  {label}: median per phase, host calls included    {:>10} {:>10} {:>7}", "wasm", "native", "ratio");
+    let mut names: Vec<String> = ORDER.iter().map(|n| n.to_string()).collect();
+    names.extend(wasm.0.keys().filter(|n| !ORDER.contains(&n.as_str())).cloned());
+    for name in names {
+        let (Some(w), Some(n)) = (wasm.median(&name), native.median(&name)) else { continue };
+        println!(
+            "  {:<46} {:>7.2} ms {:>7.2} ms {:>7.2}",
+            name,
+            w.as_secs_f64() * 1e3,
+            n.as_secs_f64() * 1e3,
+            w.as_secs_f64() / n.as_secs_f64()
+        );
+    }
+}
+
+/// One boot, load, failure and recovery, timed from the recovery's first epoch
+/// to its persisted layout. With `perf`, the recovery (and only it) is profiled.
+async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>, perf: Option<&str>) -> Run {
     let cluster = Arc::new(InProcessCluster::with_zones(shape.nodes, shape.zones, 64));
     let director = Director::new(
         plugins,
@@ -181,10 +233,8 @@ async fn one_recovery(
         DirectorOptions::default(),
     );
     let boot = director.recover().await.unwrap();
-    let layout = boot
-        .layout()
-        .unwrap_or_else(|| panic!("boot did not complete: {}", boot.last().unwrap().outcome))
-        .clone();
+    let layout =
+        boot.layout().unwrap_or_else(|| panic!("boot did not complete: {}", boot.last().unwrap().outcome)).clone();
     for i in 0..shape.writes {
         let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
         cluster.commit(&[(key, format!("value-{i}"))]).unwrap();
@@ -201,29 +251,17 @@ async fn one_recovery(
     let wall = started.elapsed();
     tell_perf(perf, "disable");
     let converting = Duration::from_nanos(CONVERTING.load(Ordering::Relaxed) - converting);
-    let recovered = report.layout().unwrap_or_else(|| {
-        panic!(
-            "recovery did not complete: {:?}",
-            report.last().map(|a| &a.outcome)
-        )
-    });
+    let recovered =
+        report.layout().unwrap_or_else(|| panic!("recovery did not complete: {:?}", report.last().map(|a| &a.outcome)));
     let in_wasm = report.attempts.iter().map(|a| a.wasm_time()).sum();
-    if std::env::var_os("RATCHET_BENCH_PHASES").is_some() {
-        for attempt in &report.attempts {
-            for phase in &attempt.timeline {
-                eprintln!(
-                    "  {:<28} {:>10.1} µs",
-                    phase.phase,
-                    phase.duration.as_secs_f64() * 1e6
-                );
-            }
-            eprintln!(
-                "  host time {:>10.1} µs",
-                attempt.host_time.as_secs_f64() * 1e6
-            );
+    let mut phases = BTreeMap::new();
+    for attempt in &report.attempts {
+        for phase in &attempt.timeline {
+            *phases.entry(phase.phase.clone()).or_default() += phase.duration;
         }
+        *phases.entry("host calls".to_string()).or_default() += attempt.host_time;
     }
-    (wall, in_wasm, converting, recovered.services.len())
+    Run { wall, in_wasm, converting, services: recovered.services.len(), phases }
 }
 
 /// The same phase and policy crates compiled natively, behind the same
@@ -240,8 +278,7 @@ static CONVERTING: AtomicU64 = AtomicU64::new(0);
 
 fn convert<A: serde::Serialize, B: serde::de::DeserializeOwned>(value: &A) -> B {
     let started = Instant::now();
-    let converted = postcard::from_bytes(&postcard::to_stdvec(value).expect("encodes"))
-        .expect("same WIT, same shape");
+    let converted = postcard::from_bytes(&postcard::to_stdvec(value).expect("encodes")).expect("same WIT, same shape");
     CONVERTING.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     converted
 }
@@ -292,10 +329,7 @@ impl Plugins for NativePlugins {
         }))
     }
 
-    async fn place(
-        &self,
-        request: &PlacementRequest,
-    ) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
+    async fn place(&self, request: &PlacementRequest) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
         let answer = <policy_spread_zones::SpreadZones as PlacementPolicy>::place(convert(request));
         Ok(convert(&answer))
     }
@@ -328,11 +362,7 @@ impl GuestHost for NativeHost {
     fn lock(&mut self, ids: &[String]) -> Vec<Result<g::LockInfo, g::ClusterError>> {
         convert(&self.wait(self.services.lock(ids.to_vec())))
     }
-    fn create_worker(
-        &mut self,
-        node: &str,
-        kind: g::ServiceKind,
-    ) -> Result<g::ServiceDescriptor, g::ClusterError> {
+    fn create_worker(&mut self, node: &str, kind: g::ServiceKind) -> Result<g::ServiceDescriptor, g::ClusterError> {
         convert(&self.wait(self.services.create_worker(node.into(), convert(&kind))))
     }
     fn recover_log(
@@ -343,19 +373,9 @@ impl GuestHost for NativeHost {
         first: g::Version,
         last: g::Version,
     ) -> Result<(), g::ClusterError> {
-        convert(&self.wait(self.services.recover_log(
-            target.into(),
-            sources.to_vec(),
-            tags.to_vec(),
-            first,
-            last,
-        )))
+        convert(&self.wait(self.services.recover_log(target.into(), sources.to_vec(), tags.to_vec(), first, last)))
     }
-    fn start_role(
-        &mut self,
-        node: &str,
-        kind: g::ServiceKind,
-    ) -> Result<g::ServiceDescriptor, g::ClusterError> {
+    fn start_role(&mut self, node: &str, kind: g::ServiceKind) -> Result<g::ServiceDescriptor, g::ClusterError> {
         convert(&self.wait(self.services.start_role(node.into(), convert(&kind))))
     }
     fn unlock(&mut self, ids: &[String], layout: &g::Layout) -> Vec<Result<(), g::ClusterError>> {
@@ -364,10 +384,7 @@ impl GuestHost for NativeHost {
     fn persist_layout(&mut self, layout: &g::Layout) -> Result<(), g::ClusterError> {
         convert(&self.wait(self.services.persist_layout(convert(layout))))
     }
-    fn place(
-        &mut self,
-        request: &g::PlacementRequest,
-    ) -> Result<Vec<g::Assignment>, g::PlacementError> {
+    fn place(&mut self, request: &g::PlacementRequest) -> Result<Vec<g::Assignment>, g::PlacementError> {
         convert(&self.wait(self.services.place(convert(request))))
     }
     fn now_ms(&mut self) -> u64 {
