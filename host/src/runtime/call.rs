@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
+use wasmtime::component::{ComponentNamedList, Instance, Lift, Lower, TypedFunc};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::sandbox::{CallCtx, CallInfo, Channel, Limits, OutputLimitExceeded};
 use super::services::HostServices;
 use super::{Digest256, Runtime};
-use crate::bindings::state_fields;
+use crate::bindings::state_fields::{self, MaskedState};
 use crate::bindings::types::{
-    Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan,
+    Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan, StateField,
 };
 use crate::bindings::{PlacementPolicyPre, RecoveryPhasePre, ReplicaRecoveryPre};
 
@@ -82,13 +83,16 @@ impl Runtime {
         state: &AttemptState,
     ) -> Result<PhaseOutcome, CallError> {
         self.sandboxed(digest, info, limits, services, async |store| {
-            let instance = pre.instantiate_async(&mut *store).await.map_err(Failed::Instantiate)?;
-            let phase = instance.ratchet_recovery_phase();
+            let instance = pre.instance_pre().instantiate_async(&mut *store).await.map_err(Failed::Instantiate)?;
+            let reads = phase_export::<(), (Vec<StateField>,)>(store, &instance, "reads")?;
+            let run = phase_export::<(MaskedState<'_>,), (PhaseOutcome,)>(store, &instance, "run")?;
             // Only what the phase reads crosses into it: at a thousand nodes
             // the whole state would cost more to copy than the phase's work.
-            let reads = phase.call_reads(&mut *store).await.map_err(Failed::Run)?;
-            let sent = state_fields::masked(state, &reads);
-            phase.call_run(store, &sent).await.map_err(Failed::Run)
+            // It is lowered from the host's state as it is, never cloned.
+            let (reads,) = reads.call_async(&mut *store, ()).await.map_err(Failed::Run)?;
+            let (outcome,) =
+                run.call_async(&mut *store, (state_fields::masked_view(state, &reads),)).await.map_err(Failed::Run)?;
+            Ok(outcome)
         })
         .await
     }
@@ -147,9 +151,7 @@ impl Runtime {
     fn new_store(&self, info: CallInfo, limits: &Limits, services: Arc<dyn HostServices>) -> Store<CallCtx> {
         let mut store = Store::new(&self.engine, CallCtx::new(info, limits, services));
         store.limiter(|ctx| &mut ctx.memory);
-        store
-            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
-            .expect("fuel is enabled on the engine");
+        store.set_fuel(limits.fuel.unwrap_or(u64::MAX)).expect("fuel is enabled on the engine");
         if limits.fuel_only {
             // Fuel alone ends the call; the epoch deadline is never reached.
             store.set_epoch_deadline(u64::MAX / 2);
@@ -192,6 +194,23 @@ fn call_span(info: &CallInfo) -> tracing::Span {
     )
 }
 
+/// The typed function `name` of the instance's `phase` export. The linker
+/// has checked the component against the `recovery-phase` world already;
+/// this checks the Rust types the host calls it with.
+fn phase_export<P, R>(store: &mut Store<CallCtx>, instance: &Instance, name: &str) -> Result<TypedFunc<P, R>, Failed>
+where
+    P: ComponentNamedList + Lower,
+    R: ComponentNamedList + Lift,
+{
+    let missing = || Failed::Run(wasmtime::format_err!("no export `{PHASE_INTERFACE}#{name}`"));
+    let interface = instance.get_export_index(&mut *store, None, PHASE_INTERFACE).ok_or_else(missing)?;
+    let func = instance.get_export_index(&mut *store, Some(&interface), name).ok_or_else(missing)?;
+    instance.get_typed_func(&mut *store, &func).map_err(Failed::Run)
+}
+
+/// The interface a recovery phase exports.
+const PHASE_INTERFACE: &str = "ratchet:recovery/phase@0.1.0";
+
 enum Failed {
     Instantiate(wasmtime::Error),
     Run(wasmtime::Error),
@@ -217,12 +236,7 @@ fn finish<T>(
         Ok(Err(Failed::Instantiate(err))) => CallFailure::Instantiate(format!("{err:#}")),
         Ok(Err(Failed::Run(err))) => classify(&err, &ctx.memory.refused, limits, started, &stderr),
     };
-    let error = CallError {
-        slot: ctx.info.slot.clone(),
-        version: ctx.info.version,
-        sha256: digest.short(),
-        failure,
-    };
+    let error = CallError { slot: ctx.info.slot.clone(), version: ctx.info.version, sha256: digest.short(), failure };
     tracing::warn!(%error, "plugin call failed");
     Err(error)
 }
