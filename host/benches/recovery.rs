@@ -8,10 +8,11 @@
 //! the ratio of the two.
 //!
 //! For profiling: `RATCHET_BENCH_RUNS=N` sets the number of runs, and
-//! `RATCHET_BENCH_PERF_CTL=FIFO` writes `enable` and `disable` to a
-//! `perf record --control fifo:FIFO` around each timed wasm recovery (around
-//! each native one with `RATCHET_BENCH_PERF_NATIVE=1`), so that the profile
-//! holds the recoveries only, not the boots and loads. BENCHMARKS.md has the
+//! `RATCHET_BENCH_PERF_CTL=CTL,ACK` writes `enable` and `disable` to a
+//! `perf record --control fifo:CTL,ACK` around each timed wasm recovery
+//! (around each native one with `RATCHET_BENCH_PERF_NATIVE=1`) and waits for
+//! perf's acknowledgement, so that the profile holds the recoveries only, not
+//! the boots and loads. BENCHMARKS.md has the
 //! commands. `RATCHET_BENCH_PHASES=1` also prints, per cluster size, the
 //! median time of each phase and of the host calls, wasm beside native.
 
@@ -147,11 +148,27 @@ impl Profiling {
     }
 }
 
-/// Writes `command` to perf's control fifo.
-fn tell_perf(fifo: Option<&str>, command: &str) {
-    if let Some(fifo) = fifo {
-        std::fs::write(fifo, format!("{command}\n"))
-            .unwrap_or_else(|e| panic!("writing {command:?} to perf's control fifo {fifo}: {e}"));
+/// Writes `command` to perf's control fifo, then waits for perf's `ack`
+/// if an ack fifo follows a comma (`CTL,ACK`, as in perf's
+/// `--control fifo:CTL,ACK`). Without the ack perf acts on the command when it
+/// next reads the fifo, so a profile may hold work from after `disable`.
+fn tell_perf(fifos: Option<&str>, command: &str) {
+    let Some(fifos) = fifos else { return };
+    let (ctl, ack) = match fifos.split_once(',') {
+        Some((ctl, ack)) => (ctl, Some(ack)),
+        None => (fifos, None),
+    };
+    std::fs::write(ctl, format!("{command}\n"))
+        .unwrap_or_else(|e| panic!("writing {command:?} to perf's control fifo {ctl}: {e}"));
+    if let Some(ack) = ack {
+        // One line: perf keeps the fifo open, so there is no end to read to.
+        use std::io::BufRead;
+        let mut answer = String::new();
+        std::fs::File::open(ack)
+            .map(std::io::BufReader::new)
+            .and_then(|mut fifo| fifo.read_line(&mut answer))
+            .unwrap_or_else(|e| panic!("reading perf's answer to {command:?} from {ack}: {e}"));
+        assert_eq!(answer.trim(), "ack", "perf's answer to {command:?}");
     }
 }
 
