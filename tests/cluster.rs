@@ -72,6 +72,17 @@ struct Cluster {
     workers: Vec<(String, Proc)>,
 }
 
+impl Drop for Cluster {
+    /// A failing test keeps its cluster's directory, which holds every
+    /// process's log: its message says "logs in DIR", and the directory would
+    /// otherwise be gone by the time anyone looked.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+        }
+    }
+}
+
 /// Node `n{i}` is in zone `z{(i - 1) % 3 + 1}`: n1 and n4 in z1, and so on.
 fn zone_of(node: &str) -> String {
     let i: usize = node.trim_start_matches('n').parse().unwrap();
