@@ -29,7 +29,7 @@ use ratchet::bindings::types::{
 use ratchet::cluster::InProcessCluster;
 use ratchet::coordinator::MemoryStore;
 use ratchet::director::{Director, DirectorOptions};
-use ratchet::registry::{InvokeError, Plugins, Registry};
+use ratchet::registry::{InvokeError, PHASES, Plugins, Registry};
 use ratchet::runtime::{HostServices, Runtime, RuntimeConfig};
 use ratchet_guest::types as g;
 use ratchet_guest::{Host as GuestHost, LogLevel, Phase, PlacementPolicy};
@@ -183,9 +183,12 @@ struct Run {
     /// Services in the recovered layout.
     services: usize,
     /// Each phase's time, summed over the attempts, and the host calls' as
-    /// `host calls`.
+    /// [`HOST_CALLS`].
     phases: BTreeMap<String, Duration>,
 }
+
+/// The row of [`Run::phases`] that holds the host calls' time.
+const HOST_CALLS: &str = "host calls";
 
 /// Per phase, one duration per run.
 #[derive(Default)]
@@ -205,27 +208,11 @@ impl PhaseTimes {
 
 /// The median of each phase, wasm beside native, in pipeline order.
 fn print_phases(label: &str, wasm: &mut PhaseTimes, native: &mut PhaseTimes) {
-    const ORDER: [&str; 16] = [
-        "validate-layout",
-        "lock-services",
-        "determine-path",
-        "initialize",
-        "plan-log-recovery",
-        "create-vacancies",
-        "determine-durable-version",
-        "recruit-logs",
-        "recruit-storage",
-        "replay-logs",
-        "start-sequencer",
-        "start-proxies",
-        "start-resolvers",
-        "assemble-layout",
-        "persist-layout",
-        "host calls",
-    ];
     println!("  {label}: median per phase, host calls included    {:>10} {:>10} {:>7}", "wasm", "native", "ratio");
-    let mut names: Vec<String> = ORDER.iter().map(|n| n.to_string()).collect();
-    names.extend(wasm.0.keys().filter(|n| !ORDER.contains(&n.as_str())).cloned());
+    // The pipeline's phases first, then any other slot that ran, then the host.
+    let mut names: Vec<String> = PHASES.iter().map(|n| n.to_string()).collect();
+    names.extend(wasm.0.keys().filter(|n| !PHASES.contains(&n.as_str()) && *n != HOST_CALLS).cloned());
+    names.push(HOST_CALLS.to_string());
     for name in names {
         let (Some(w), Some(n)) = (wasm.median(&name), native.median(&name)) else { continue };
         println!(
@@ -276,7 +263,7 @@ async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>, perf: Option<&st
         for phase in &attempt.timeline {
             *phases.entry(phase.phase.clone()).or_default() += phase.duration;
         }
-        *phases.entry("host calls".to_string()).or_default() += attempt.host_time;
+        *phases.entry(HOST_CALLS.to_string()).or_default() += attempt.host_time;
     }
     Run { wall, in_wasm, converting, services: recovered.services.len(), phases }
 }

@@ -4,10 +4,9 @@
 
 use wasmtime::component::{ComponentType, Lower};
 
-use super::types::StateField;
 use super::types::{
     AttemptState, Layout, LogAssignment, LogRecoveryInfo, RecoveryConfig, RecoveryPath, Recruit, ServiceDescriptor,
-    ServiceId, ShardPlan, ShardTag, StorageRecoveryInfo, StorageTeam, Vacancy, Version,
+    ServiceId, ShardPlan, ShardTag, StateField, StorageRecoveryInfo, StorageTeam, Vacancy, Version,
 };
 
 /// What a phase that reads `fields` receives: the identity, the
