@@ -6,12 +6,24 @@ use std::sync::Arc;
 use std::sync::OnceLock;
 
 use ratchet::bindings::types::{AttemptState, RecoveryConfig};
-use ratchet::runtime::{Detached, HostServices, Runtime, RuntimeConfig};
+use ratchet::runtime::{Detached, EngineConfig, HostServices, Runtime, RuntimeConfig};
 
-/// One runtime for the whole test binary, as in production.
+/// One runtime for the whole test binary, as in production: guests do not
+/// meter fuel.
 pub fn runtime() -> Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
     RUNTIME.get_or_init(|| Arc::new(Runtime::new(RuntimeConfig::default()).expect("runtime starts"))).clone()
+}
+
+/// One runtime whose guests meter fuel, as `ratchet experiment` runs them.
+pub fn fuel_runtime() -> Arc<Runtime> {
+    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let engine = EngineConfig { fuel: true, ..EngineConfig::default() };
+            Arc::new(Runtime::new(RuntimeConfig { engine, ..RuntimeConfig::default() }).expect("runtime starts"))
+        })
+        .clone()
 }
 
 pub fn detached() -> Arc<dyn HostServices> {

@@ -8,15 +8,17 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ratchet::bindings::types::PhaseStep;
-use ratchet::registry::{InvokeError, Registry};
+use ratchet::registry::{InvokeError, Registry, RegistryError};
 use ratchet::runtime::{CallFailure, Limits};
 
 const SLOT: &str = "lock-services";
 
 /// A registry whose `lock-services` slot holds the adversarial fixture (v2)
-/// on top of the default lock-services (v1, well behaved).
+/// on top of the default lock-services (v1, well behaved), on a runtime that
+/// meters fuel if `limits` need it.
 fn registry_with_adversary(limits: Limits) -> Registry {
-    let registry = Registry::with_defaults(runtime()).unwrap();
+    let runtime = if limits.need_fuel() { fuel_runtime() } else { runtime() };
+    let registry = Registry::with_defaults(runtime).unwrap();
     registry.load(SLOT, &adversarial_bytes(), "adversary").unwrap();
     registry.set_limits(SLOT, limits).unwrap();
     registry
@@ -72,6 +74,23 @@ async fn under_fuel_only_limits_the_wall_clock_never_ends_a_call() {
     let limits = Limits { deadline: Duration::from_millis(1), ..Limits::fuel_only(50_000_000) };
     let registry = registry_with_adversary(limits);
     assert_eq!(failure_of(&registry, "loop").await, CallFailure::FuelExhausted(50_000_000));
+    slot_keeps_serving(&registry).await;
+}
+
+#[tokio::test]
+async fn fuel_limits_are_refused_where_guests_do_not_meter_fuel() {
+    // Without metering a fuel budget could never run out, and fuel-only
+    // limits would leave a call unbounded: the registry says so instead.
+    let deadline = Limits { deadline: Duration::from_millis(200), ..Limits::default() };
+    let registry = registry_with_adversary(deadline.clone());
+    assert!(!registry.runtime().meters_fuel());
+    for limits in [Limits { fuel: Some(5_000_000), ..Limits::default() }, Limits::fuel_only(5_000_000)] {
+        let err = registry.set_limits(SLOT, limits).unwrap_err();
+        assert_eq!(err, RegistryError::FuelNotMetered(SLOT.into()));
+        assert!(err.to_string().contains("meters fuel"), "{err}");
+    }
+    assert_eq!(registry.limits(SLOT), Some(deadline), "the slot keeps the limits it had");
+    assert_eq!(failure_of(&registry, "loop").await, CallFailure::Deadline(Duration::from_millis(200)));
     slot_keeps_serving(&registry).await;
 }
 

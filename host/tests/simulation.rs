@@ -16,7 +16,7 @@ use ratchet::sim::{FaultProfile, RecoveryEnd, SimConfig, SimRun, simulate};
 /// The default components, with `overrides` loaded from files, every slot
 /// under fuel-only limits as `ratchet experiment` runs them.
 fn plugins(overrides: &[(&str, &str)]) -> Arc<Registry> {
-    let registry = Registry::with_defaults(common::runtime()).unwrap();
+    let registry = Registry::with_defaults(common::fuel_runtime()).unwrap();
     for (slot, file) in overrides {
         registry.load_file(slot, std::path::Path::new(file)).unwrap();
     }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ratchet::runtime::{Runtime, RuntimeConfig};
+use ratchet::runtime::{EngineConfig, Runtime, RuntimeConfig};
 
 /// ratchet: a recovery engine whose phases and placement policies are
 /// WebAssembly components.
@@ -103,6 +103,9 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let config = RuntimeConfig {
+        // The simulator bounds plugins by fuel; everything else runs without
+        // metering, which costs wall time in every guest.
+        engine: EngineConfig { fuel: matches!(cli.command, Command::Experiment(_)), ..EngineConfig::default() },
         cache_dir: match (&cli.cache_dir, cli.no_cache) {
             (_, true) => None,
             (Some(dir), false) => Some(dir.clone()),

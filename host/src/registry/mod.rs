@@ -72,6 +72,12 @@ pub enum RegistryError {
     /// There is no earlier activation to roll back to.
     #[error("slot `{0}` has no earlier version to roll back to")]
     NothingToRollBack(String),
+    /// The limits ask for fuel, and the runtime does not meter it.
+    #[error(
+        "slot `{0}`: fuel limits need a runtime that meters fuel (`EngineConfig::fuel`), and this one does not; \
+         bound the slot by its deadline instead"
+    )]
+    FuelNotMetered(String),
     /// The slot holds a different world than the call needs.
     #[error("slot `{slot}` holds a {found} component, not a {wanted}")]
     WrongWorld {
@@ -392,10 +398,14 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    /// Sets the limits of every later call of `slot`.
+    /// Sets the limits of every later call of `slot`. Fuel limits are refused
+    /// unless the runtime meters fuel; the slot keeps its limits then.
     pub fn set_limits(&self, slot: &str, limits: Limits) -> Result<(), RegistryError> {
         let mut slots = self.write();
         let state = slots.get_mut(slot).ok_or_else(|| RegistryError::UnknownSlot(slot.into()))?;
+        if limits.need_fuel() && !self.runtime.meters_fuel() {
+            return Err(RegistryError::FuelNotMetered(slot.into()));
+        }
         state.limits = limits;
         Ok(())
     }

@@ -151,7 +151,11 @@ impl Runtime {
     fn new_store(&self, info: CallInfo, limits: &Limits, services: Arc<dyn HostServices>) -> Store<CallCtx> {
         let mut store = Store::new(&self.engine, CallCtx::new(info, limits, services));
         store.limiter(|ctx| &mut ctx.memory);
-        store.set_fuel(limits.fuel.unwrap_or(u64::MAX)).expect("fuel is enabled on the engine");
+        if self.meters_fuel() {
+            store.set_fuel(limits.fuel.unwrap_or(u64::MAX)).expect("fuel is enabled on the engine");
+        }
+        // Without metering, `limits` ask for no fuel: the registry refuses
+        // fuel limits on such a runtime (`RegistryError::FuelNotMetered`).
         if limits.fuel_only {
             // Fuel alone ends the call; the epoch deadline is never reached.
             store.set_epoch_deadline(u64::MAX / 2);

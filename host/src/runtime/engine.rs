@@ -24,6 +24,13 @@ pub struct EngineConfig {
     pub max_instances: u32,
     /// The ceiling of any one guest's linear memory, whatever its call limits.
     pub max_memory_bytes: usize,
+    /// Meter fuel in guest code, so that calls can be bounded by
+    /// [`Limits::fuel`](super::Limits::fuel) (the simulator bounds every
+    /// call by fuel alone). Metering is compiled into every block of guest
+    /// code and cost about 4 % of a recovery's wall time (BENCHMARKS.md), so
+    /// it is off unless asked for: without it, the wall-time deadline bounds
+    /// calls, and the registry refuses fuel limits.
+    pub fuel: bool,
 }
 
 impl Default for EngineConfig {
@@ -31,12 +38,13 @@ impl Default for EngineConfig {
         EngineConfig {
             max_instances: 64,
             max_memory_bytes: 256 << 20,
+            fuel: false,
         }
     }
 }
 
 /// Builds the engine: the pooling allocator, epoch interruption for
-/// deadlines, and fuel for deterministic bounds.
+/// deadlines, and fuel for deterministic bounds if `config.fuel`.
 pub(crate) fn build(config: &EngineConfig) -> wasmtime::Result<Engine> {
     let instances = config.max_instances.max(1);
     let mut pool = PoolingAllocationConfig::default();
@@ -60,7 +68,7 @@ pub(crate) fn build(config: &EngineConfig) -> wasmtime::Result<Engine> {
     let mut wasm = Config::new();
     wasm.wasm_component_model(true)
         .epoch_interruption(true)
-        .consume_fuel(true)
+        .consume_fuel(config.fuel)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     // `RATCHET_PERFMAP=1` writes /tmp/perf-PID.map so that `perf report`
     // names the guests' functions: how a plugin author profiles a plugin.

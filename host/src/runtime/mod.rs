@@ -81,6 +81,7 @@ pub struct Runtime {
     cache: cache::ComponentCache,
     phase_linker: Linker<CallCtx>,
     policy_linker: Linker<CallCtx>,
+    meters_fuel: bool,
     _ticker: engine::EpochTicker,
 }
 
@@ -106,12 +107,18 @@ impl Runtime {
         )
         .map_err(LoadError::engine)?;
         let cache = cache::ComponentCache::new(&engine, config.cache_dir.as_deref());
-        Ok(Runtime { engine, cache, phase_linker, policy_linker, _ticker: ticker })
+        Ok(Runtime { engine, cache, phase_linker, policy_linker, meters_fuel: config.engine.fuel, _ticker: ticker })
     }
 
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Whether guest code meters fuel ([`EngineConfig::fuel`]): only then can
+    /// a call be bounded by [`Limits::fuel`] or [`Limits::fuel_only`].
+    pub fn meters_fuel(&self) -> bool {
+        self.meters_fuel
     }
 
     /// Compiles `bytes` (or takes them from the cache) after checking that they

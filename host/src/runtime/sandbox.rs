@@ -25,7 +25,8 @@ pub struct Limits {
     /// (ignored when `fuel_only`).
     pub deadline: Duration,
     /// Fuel the call may burn, for bounds that do not depend on machine speed.
-    /// `None` means unbounded fuel (the deadline still applies).
+    /// `None` means unbounded fuel (the deadline still applies). Only a
+    /// runtime that meters fuel (`EngineConfig::fuel`) takes fuel limits.
     pub fuel: Option<u64>,
     /// The most linear memory the guest may hold, in bytes.
     pub memory_bytes: usize,
@@ -38,6 +39,11 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Whether these limits need a runtime that meters fuel.
+    pub fn need_fuel(&self) -> bool {
+        self.fuel.is_some() || self.fuel_only
+    }
+
     /// The limits of a simulated call: `fuel` and nothing measured in wall
     /// time, with the default memory and output caps.
     pub fn fuel_only(fuel: u64) -> Self {
