@@ -16,7 +16,7 @@ pub const NEXT: &str = "determine-durable-version";
 pub struct CreateVacancies;
 
 impl Phase for CreateVacancies {
-    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::LockedStorage];
+    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::OldStorageTeams, StateField::LockedStorage];
     const WRITES: &'static [StateField] = &[StateField::Vacancies, StateField::NewStorageTeams];
 
     fn run(mut state: AttemptState, _host: &mut dyn Host) -> PhaseOutcome {

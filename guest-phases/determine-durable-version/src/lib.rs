@@ -29,7 +29,7 @@ pub fn team_durable(mut durables: Vec<Version>, replication: u32) -> Option<Vers
 }
 
 impl Phase for DetermineDurableVersion {
-    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::LockedStorage, StateField::LogPlan];
+    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::OldStorageTeams, StateField::LockedStorage, StateField::LogPlan];
     const WRITES: &'static [StateField] = &[StateField::DegradedTeams, StateField::DurableVersion];
 
     fn run(mut state: AttemptState, _host: &mut dyn Host) -> PhaseOutcome {

@@ -59,7 +59,7 @@ pub fn plan(state: &AttemptState) -> Result<Vec<ShardPlan>, String> {
 }
 
 impl Phase for PlanLogRecovery {
-    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::LockedLogs];
+    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::OldStorageTeams, StateField::LockedLogs];
     const WRITES: &'static [StateField] = &[StateField::LogPlan, StateField::RecoveryVersion];
 
     fn run(mut state: AttemptState, _host: &mut dyn Host) -> PhaseOutcome {

@@ -115,7 +115,7 @@ pub mod __private {
         writes: &[crate::types::StateField],
     ) -> crate::types::PhaseOutcome {
         use crate::types::StateField;
-        let host_owned = [StateField::OldLayout, StateField::OldServices];
+        let host_owned = [StateField::OldLayout, StateField::OldServices, StateField::OldStorageTeams];
         let written: Vec<StateField> =
             crate::state_fields::ALL.iter().copied().filter(|f| writes.contains(f) && !host_owned.contains(f)).collect();
         crate::state_fields::keep(&mut outcome.state, &written);

@@ -7,6 +7,7 @@ use crate::types::{AttemptState, StateField};
 pub const ALL: &[StateField] = &[
     StateField::OldLayout,
     StateField::OldServices,
+    StateField::OldStorageTeams,
     StateField::LockedLogs,
     StateField::LockedStorage,
     StateField::Unreachable,
@@ -45,6 +46,11 @@ pub fn clear(state: &mut AttemptState, field: StateField) {
                 layout.services = Vec::new();
             }
         }
+        F::OldStorageTeams => {
+            if let Some(layout) = &mut state.old_layout {
+                layout.storage_teams = Vec::new();
+            }
+        }
         F::LockedLogs => state.locked_logs = Vec::new(),
         F::LockedStorage => state.locked_storage = Vec::new(),
         F::Unreachable => state.unreachable = Vec::new(),
@@ -78,7 +84,7 @@ pub fn merge(current: &mut AttemptState, mut returned: AttemptState, written: &[
     use StateField as F;
     for field in written {
         match field {
-            F::OldLayout | F::OldServices => {}
+            F::OldLayout | F::OldServices | F::OldStorageTeams => {}
             F::LockedLogs => current.locked_logs = std::mem::take(&mut returned.locked_logs),
             F::LockedStorage => current.locked_storage = std::mem::take(&mut returned.locked_storage),
             F::Unreachable => current.unreachable = std::mem::take(&mut returned.unreachable),

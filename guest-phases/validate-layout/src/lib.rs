@@ -19,7 +19,7 @@ pub const NEXT: &str = "lock-services";
 pub struct ValidateLayout;
 
 impl Phase for ValidateLayout {
-    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::OldServices];
+    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::OldStorageTeams, StateField::OldServices];
     const WRITES: &'static [StateField] = &[];
 
     fn run(state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {

@@ -135,7 +135,9 @@ pub fn masked_view<'a>(state: &'a AttemptState, fields: &[StateField]) -> Masked
         attempt: state.attempt,
         config: &state.config,
         old_layout: match &state.old_layout {
-            Some(layout) if has(F::OldLayout) => Some(layout_view(layout, has(F::OldServices))),
+            Some(layout) if has(F::OldLayout) => {
+                Some(layout_view(layout, has(F::OldServices), has(F::OldStorageTeams)))
+            }
             _ => None,
         },
         locked_logs: list(has(F::LockedLogs), &state.locked_logs),
@@ -157,34 +159,35 @@ pub fn masked_view<'a>(state: &'a AttemptState, fields: &[StateField]) -> Masked
     }
 }
 
-/// A copy of `layout`, with its services only if `services`.
-pub fn without_services(layout: &Layout, services: bool) -> Layout {
-    layout_view(layout, services).to_layout()
+/// A copy of `layout` as a phase receives it: with its services only if
+/// `services`, and its storage teams only if `teams`.
+pub fn old_layout_sent(layout: &Layout, services: bool, teams: bool) -> Layout {
+    layout_view(layout, services, teams).to_layout()
 }
 
-fn layout_view(layout: &Layout, services: bool) -> MaskedLayout<'_> {
+fn layout_view(layout: &Layout, services: bool, teams: bool) -> MaskedLayout<'_> {
     MaskedLayout {
         epoch: layout.epoch,
         sequencer: layout.sequencer.as_ref(),
         commit_proxies: &layout.commit_proxies,
         resolvers: &layout.resolvers,
         logs: &layout.logs,
-        storage_teams: &layout.storage_teams,
+        storage_teams: if teams { &layout.storage_teams } else { &[] },
         services: if services { &layout.services } else { &[] },
         recovery_version: layout.recovery_version,
     }
 }
 
 /// Moves the `written` fields of `returned` into `current`, leaving every
-/// other field of `current` as it was. The old layout and its services are
-/// not among them: the director checks them and never takes them (see
+/// other field of `current` as it was. The old layout, its services and its
+/// storage teams are not among them: the director checks them and never takes them (see
 /// `take_returned`).
 pub fn take_written(current: &mut AttemptState, returned: &mut AttemptState, written: &[StateField]) {
     use StateField as F;
     use std::mem::take;
     for field in written {
         match field {
-            F::OldLayout | F::OldServices => {}
+            F::OldLayout | F::OldServices | F::OldStorageTeams => {}
             F::LockedLogs => current.locked_logs = take(&mut returned.locked_logs),
             F::LockedStorage => current.locked_storage = take(&mut returned.locked_storage),
             F::Unreachable => current.unreachable = take(&mut returned.unreachable),
@@ -211,9 +214,10 @@ mod tests {
     use crate::bindings::types::{KeyRange, RecoveryConfig, ServiceKind};
     use StateField as F;
 
-    const ALL: [StateField; 18] = [
+    const ALL: [StateField; 19] = [
         F::OldLayout,
         F::OldServices,
+        F::OldStorageTeams,
         F::LockedLogs,
         F::LockedStorage,
         F::Unreachable,
@@ -292,7 +296,7 @@ mod tests {
     fn each_field_is_sent_only_when_read() {
         let state = full();
         let nothing = masked(&state, &[]);
-        for field in ALL.into_iter().filter(|f| *f != F::OldServices) {
+        for field in ALL.into_iter().filter(|f| ![F::OldServices, F::OldStorageTeams].contains(f)) {
             let mut sent = masked(&state, &[field]);
             assert_ne!(sent, nothing, "{field:?} was read but not sent");
             // Taking the field back out leaves nothing else behind.
@@ -305,14 +309,18 @@ mod tests {
     }
 
     #[test]
-    fn the_old_layout_goes_without_its_services_unless_they_are_read() {
+    fn the_old_layout_goes_without_its_services_and_teams_unless_they_are_read() {
         let state = full();
         let sent = masked(&state, &[F::OldLayout]).old_layout.expect("the old layout is sent");
-        assert!(sent.services.is_empty());
-        assert_eq!(sent, Layout { services: Vec::new(), ..layout(6) });
+        assert!(sent.services.is_empty() && sent.storage_teams.is_empty());
+        assert_eq!(sent, Layout { services: Vec::new(), storage_teams: Vec::new(), ..layout(6) });
         let sent = masked(&state, &[F::OldLayout, F::OldServices]).old_layout;
+        assert_eq!(sent, Some(Layout { storage_teams: Vec::new(), ..layout(6) }));
+        let sent = masked(&state, &[F::OldLayout, F::OldStorageTeams]).old_layout;
+        assert_eq!(sent, Some(Layout { services: Vec::new(), ..layout(6) }));
+        let sent = masked(&state, &[F::OldLayout, F::OldServices, F::OldStorageTeams]).old_layout;
         assert_eq!(sent, Some(layout(6)));
-        // The services alone mean nothing without their layout.
-        assert_eq!(masked(&state, &[F::OldServices]).old_layout, None);
+        // Either part alone means nothing without its layout.
+        assert_eq!(masked(&state, &[F::OldServices, F::OldStorageTeams]).old_layout, None);
     }
 }

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use tracing::Instrument;
 
-use crate::bindings::state_fields::{take_written, without_services};
+use crate::bindings::state_fields::{old_layout_sent, take_written};
 use crate::bindings::types::{AttemptState, Epoch, PhaseStep, RecoveryConfig, StateField};
 use crate::cluster::Cluster;
 use crate::coordinator::{CoordinatorStore, StoreError};
@@ -290,10 +290,11 @@ fn take_returned(
         return Err("a phase may not change the recovery configuration".into());
     }
     if written.contains(&StateField::OldLayout) {
-        // Compared with what the phase received: without the services
-        // unless it lists them too.
+        // Compared with what the phase received: without the services and
+        // the storage teams unless it lists them too.
         let services = written.contains(&StateField::OldServices);
-        let received = current.old_layout.as_ref().map(|l| without_services(l, services));
+        let teams = written.contains(&StateField::OldStorageTeams);
+        let received = current.old_layout.as_ref().map(|l| old_layout_sent(l, services, teams));
         if returned.old_layout != received {
             return Err("a phase may not rewrite the old layout".into());
         }
