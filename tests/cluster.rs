@@ -55,8 +55,63 @@ fn spawn(args: &[&str], log: &Path) -> Proc {
     Proc { child }
 }
 
+/// A port free when asked. It is released before the process that is to
+/// use it binds it, so another process may take it in between: see
+/// [`coordinator_on_free_port`].
 fn free_port() -> String {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
+}
+
+/// How many times a coordinator is started on another port when another
+/// process took its port first.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Starts a coordinator that listens on a free port: `args(addr)` are its
+/// arguments, `log` gets its output. Waits until it has bound its ports. A
+/// free port can be taken by another process before the coordinator binds
+/// it (the other test binaries run alongside, and every outgoing connection
+/// takes an ephemeral port), so on "Address already in use" it starts again
+/// on another port. Its admin endpoint should be `127.0.0.1:0`, which cannot
+/// collide; [`admin_endpoint`] reads the port it got. Returns the process
+/// and its listening address.
+fn coordinator_on_free_port(log: &Path, args: impl Fn(&str) -> Vec<String>) -> (Proc, String) {
+    for _ in 0..PORT_ATTEMPTS {
+        let addr = free_port();
+        let args = args(&addr);
+        let mut coordinator = spawn(&args.iter().map(String::as_str).collect::<Vec<_>>(), log);
+        match bound(&mut coordinator, log) {
+            Ok(_) => return (coordinator, addr),
+            Err(output) if output.contains("Address already in use") => continue,
+            Err(output) => panic!("the coordinator exited at start: {output}"),
+        }
+    }
+    panic!("no free port for the coordinator in {PORT_ATTEMPTS} attempts; see {}", log.display());
+}
+
+/// Waits until a coordinator whose output goes to `log` has bound its ports
+/// (it prints its admin endpoint once both are bound) and returns its output
+/// so far, or returns its exit status and output if it exits first.
+fn bound(coordinator: &mut Proc, log: &Path) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let output = std::fs::read_to_string(log).unwrap_or_default();
+        if output.contains("admin endpoint on") {
+            return Ok(output);
+        }
+        if let Ok(Some(status)) = coordinator.child.try_wait() {
+            // Read again: it may have written its last lines as it exited.
+            let output = std::fs::read_to_string(log).unwrap_or(output);
+            return Err(format!("{status}\n{output}"));
+        }
+        assert!(Instant::now() < deadline, "the coordinator did not bind its ports in time:\n{output}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The admin endpoint a coordinator printed, as `HOST:PORT`.
+fn admin_endpoint(output: &str) -> String {
+    let line = output.lines().find_map(|l| l.strip_prefix("admin endpoint on http://"));
+    line.expect("the coordinator prints its admin endpoint").trim().to_string()
 }
 
 struct Cluster {
@@ -100,11 +155,10 @@ impl Cluster {
 
     fn start_with_workers(extra: &[&str], worker_extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let addr = free_port();
-        let admin = free_port();
-        let mut extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
-        extra.extend(["--admin".to_string(), admin.clone()]);
-        let coordinator = Self::coordinator(dir.path(), &addr, &extra);
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let log = dir.path().join("coordinator.out");
+        let (coordinator, addr) = coordinator_on_free_port(&log, |addr| Self::coordinator_args(dir.path(), addr, &extra));
+        let admin = admin_endpoint(&std::fs::read_to_string(&log).unwrap());
         let worker_extra = worker_extra.iter().map(|a| a.to_string()).collect();
         let mut cluster = Cluster { dir, addr, admin, extra, worker_extra, coordinator, workers: Vec::new() };
         for i in 1..=6 {
@@ -127,16 +181,29 @@ impl Cluster {
         self.dir.path().join(node)
     }
 
-    fn coordinator(dir: &Path, addr: &str, extra: &[String]) -> Proc {
+    /// The coordinator's arguments: listening on `addr`, its admin endpoint
+    /// on a port of its own choosing.
+    fn coordinator_args(dir: &Path, addr: &str, extra: &[String]) -> Vec<String> {
         let data = dir.join("coordinator");
-        let mut args = vec!["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", addr];
-        args.extend(extra.iter().map(String::as_str));
-        spawn(&args, &dir.join("coordinator.out"))
+        let mut args: Vec<String> = ["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", addr]
+            .map(String::from)
+            .into();
+        args.extend(extra.iter().cloned());
+        args.extend(["--admin".to_string(), "127.0.0.1:0".to_string()]);
+        args
     }
 
+    /// Starts the coordinator again on the same address, which the workers
+    /// know; its admin endpoint may move.
     fn restart_coordinator(&mut self) {
         self.coordinator.kill();
-        self.coordinator = Self::coordinator(self.dir.path(), &self.addr, &self.extra);
+        let args = Self::coordinator_args(self.dir.path(), &self.addr, &self.extra);
+        let log = self.dir.path().join("coordinator.out");
+        self.coordinator = spawn(&args.iter().map(String::as_str).collect::<Vec<_>>(), &log);
+        match bound(&mut self.coordinator, &log) {
+            Ok(output) => self.admin = admin_endpoint(&output),
+            Err(output) => panic!("the restarted coordinator exited: {output}"),
+        }
     }
 
     fn restart_worker(&mut self, node: &str) {
@@ -156,9 +223,13 @@ impl Cluster {
 
     /// Waits until the coordinator serves a generation of an epoch above
     /// `after`; returns that epoch and the status text.
-    fn serving_after(&self, after: u64) -> (u64, String) {
+    fn serving_after(&mut self, after: u64) -> (u64, String) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
+            if let Ok(Some(status)) = self.coordinator.child.try_wait() {
+                let output = std::fs::read_to_string(self.dir.path().join("coordinator.out")).unwrap_or_default();
+                panic!("the coordinator exited ({status}) while waiting for epoch {after}:\n{output}");
+            }
             if let Some(status) = self.status() {
                 let epoch = field(&status, "epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
                 if field(&status, "state").as_deref() == Some("serving") && epoch > after {
@@ -655,17 +726,19 @@ fn one_leader_after(coordinators: &[String], after: u64, dir: &Path) -> (usize, 
 /// workers registered with all of them; answers the coordinators'
 /// addresses, the coordinators and the workers.
 fn coordinators_on_etcd(dir: &Path, store: &str, count: usize) -> (Vec<String>, Vec<Proc>, Vec<Proc>) {
-    let addrs: Vec<String> = (0..count).map(|_| free_port()).collect();
-    let coordinators = (0..count)
+    let (coordinators, addrs): (Vec<Proc>, Vec<String>) = (0..count)
         .map(|i| {
             let data = dir.join(format!("coordinator{i}"));
-            let args = [
-                "--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &addrs[i], "--admin", "127.0.0.1:0",
-                "--store", store, "--lease-ttl", "2",
-            ];
-            spawn(&args, &dir.join(format!("coordinator{i}.out")))
+            coordinator_on_free_port(&dir.join(format!("coordinator{i}.out")), |addr| {
+                [
+                    "--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", addr, "--admin", "127.0.0.1:0",
+                    "--store", store, "--lease-ttl", "2",
+                ]
+                .map(String::from)
+                .into()
+            })
         })
-        .collect();
+        .unzip();
     let all = addrs.join(",");
     let workers = (1..=6)
         .map(|i| {
