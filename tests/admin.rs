@@ -27,16 +27,15 @@ fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-fn free_port() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
-}
-
-/// A coordinator with no workers, its admin endpoint on `admin`.
-fn coordinator(data: &Path, admin: &str, extra: &[&str]) -> Proc {
-    let listen = free_port();
-    let mut args = vec!["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &listen, "--admin", admin];
+/// A coordinator with no workers; answers it and its admin endpoint. Both
+/// its ports are `127.0.0.1:0`: a port picked free beforehand can be taken
+/// by another process before the coordinator binds it, and a probe of it
+/// could then reach that process instead.
+fn coordinator(data: &Path, extra: &[&str]) -> (Proc, String) {
+    let log_path = data.with_extension("out");
+    let mut args = vec!["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    let log = std::fs::File::create(data.with_extension("out")).unwrap();
+    let log = std::fs::File::create(&log_path).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_ratchet"))
         .args(&args)
         .stdout(log.try_clone().unwrap())
@@ -44,14 +43,20 @@ fn coordinator(data: &Path, admin: &str, extra: &[&str]) -> Proc {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let proc = Proc(child);
-    // Up once the endpoint answers.
+    let mut proc = Proc(child);
+    // Up once it prints its admin endpoint, which it does once bound.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(admin).is_err() {
-        assert!(Instant::now() < deadline, "the admin endpoint did not come up: {}", std::fs::read_to_string(data.with_extension("out")).unwrap_or_default());
+    loop {
+        let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(admin) = output.lines().find_map(|l| l.strip_prefix("admin endpoint on http://")) {
+            return (proc, admin.trim().to_string());
+        }
+        if let Ok(Some(status)) = proc.0.try_wait() {
+            panic!("the coordinator exited ({status}): {}", std::fs::read_to_string(&log_path).unwrap_or(output));
+        }
+        assert!(Instant::now() < deadline, "the admin endpoint did not come up: {output}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    proc
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -72,14 +77,13 @@ fn active_version(admin: &str, slot: &str) -> String {
 fn admin_beyond_loopback_needs_a_token_and_a_wrong_token_gets_401() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("coordinator");
-    let out = ratchet(&["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &free_port(), "--admin", "0.0.0.0:0"]);
+    let out = ratchet(&["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin", "0.0.0.0:0"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--admin 0.0.0.0:0 is not a loopback address"), "{}", text(&out));
 
     let token = write(dir.path(), "token", b"s3cret\n");
     let wrong = write(dir.path(), "wrong", b"guess\n");
-    let admin = free_port();
-    let _coordinator = coordinator(&data, &admin, &["--admin-token", token.to_str().unwrap()]);
+    let (_coordinator, admin) = coordinator(&data, &["--admin-token", token.to_str().unwrap()]);
     for args in [vec!["plugin", "list", "--admin", &admin], vec!["plugin", "list", "--admin", &admin, "--token-file", wrong.to_str().unwrap()]] {
         let out = ratchet(&args);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -99,8 +103,7 @@ fn admin_beyond_loopback_needs_a_token_and_a_wrong_token_gets_401() {
 fn bad_candidates_are_refused_and_the_active_version_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("coordinator");
-    let admin = free_port();
-    let _coordinator = coordinator(&data, &admin, &[]);
+    let (_coordinator, admin) = coordinator(&data, &[]);
     assert_eq!(active_version(&admin, "placement"), "v1");
 
     // Wrong world, a policy that breaks an invariant, a phase that traps.
@@ -135,9 +138,8 @@ fn bad_candidates_are_refused_and_the_active_version_keeps_serving() {
 fn a_swap_serves_then_rolls_back_and_the_audit_trail_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("coordinator");
-    let admin = free_port();
     let pack = write(dir.path(), "pack.wasm", components::bundled("pack").unwrap().bytes);
-    let mut coordinator_proc = coordinator(&data, &admin, &[]);
+    let (mut coordinator_proc, mut admin) = coordinator(&data, &[]);
 
     let out = ratchet(&["plugin", "swap", "placement", pack.to_str().unwrap(), "--admin", &admin]);
     assert!(out.status.success(), "{}", text(&out));
@@ -160,7 +162,7 @@ fn a_swap_serves_then_rolls_back_and_the_audit_trail_survives_a_restart() {
     // Restarted, the coordinator still has the trail (and starts from its
     // embedded defaults, which it records as loaded).
     drop(coordinator_proc);
-    coordinator_proc = coordinator(&data, &admin, &[]);
+    (coordinator_proc, admin) = coordinator(&data, &[]);
     let out = ratchet(&["plugin", "history", "placement", "--admin", &admin]);
     let history = text(&out);
     let actions: Vec<&str> = history.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|a| ["load", "swap", "rollback"].contains(a)).collect();
@@ -174,12 +176,11 @@ fn a_watched_plugin_directory_swaps_good_files_in_and_refuses_bad_ones() {
     let data = dir.path().join("coordinator");
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
-    let out = ratchet(&["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &free_port(), "--admin", &free_port(), "--plugin-dir", "/nonexistent/plugins"]);
+    let out = ratchet(&["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--plugin-dir", "/nonexistent/plugins"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--plugin-dir /nonexistent/plugins: not a directory"), "{}", text(&out));
 
-    let admin = free_port();
-    let _coordinator = coordinator(&data, &admin, &["--plugin-dir", plugins.to_str().unwrap()]);
+    let (_coordinator, admin) = coordinator(&data, &["--plugin-dir", plugins.to_str().unwrap()]);
     // Written elsewhere and renamed in, as a deployment tool would.
     let put = |name: &str, bytes: &[u8]| {
         let staging = dir.path().join(name);
@@ -224,9 +225,8 @@ fn a_watched_plugin_directory_swaps_good_files_in_and_refuses_bad_ones() {
 fn a_shadow_is_started_shown_and_discarded_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("coordinator");
-    let admin = free_port();
     let pack = write(dir.path(), "pack.wasm", components::bundled("pack").unwrap().bytes);
-    let _coordinator = coordinator(&data, &admin, &[]);
+    let (_coordinator, admin) = coordinator(&data, &[]);
 
     let out = ratchet(&["plugin", "swap", "placement", pack.to_str().unwrap(), "--shadow", "--admin", &admin]);
     assert!(out.status.success(), "{}", text(&out));

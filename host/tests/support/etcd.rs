@@ -51,11 +51,35 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Starts `count` members of one etcd cluster in `dir`.
+/// How many times the members are started on other ports when one of them
+/// could not bind its own.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Starts `count` members of one etcd cluster in `dir`. A port picked free
+/// can be taken by another process before etcd binds it (the other tests
+/// run alongside); a member that exits before the cluster serves is taken
+/// for that, and the cluster is started again on other ports.
 pub fn etcd(dir: &Path, count: usize) -> Vec<Member> {
+    for _ in 0..PORT_ATTEMPTS {
+        match start(dir, count) {
+            Ok(members) => return members,
+            Err(()) => {
+                for i in 0..count {
+                    let _ = std::fs::remove_dir_all(dir.join(format!("m{i}")));
+                }
+            }
+        }
+    }
+    panic!("etcd did not start in {PORT_ATTEMPTS} attempts; logs in {}", dir.display());
+}
+
+/// Starts the members and waits until a quorum serves; `Err` if a member
+/// exited first (its ports were taken, most likely). The members started
+/// are killed then, as they are dropped.
+fn start(dir: &Path, count: usize) -> Result<Vec<Member>, ()> {
     let ports: Vec<(u16, u16)> = (0..count).map(|_| (free_port(), free_port())).collect();
     let cluster: Vec<String> = ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect();
-    let members: Vec<Member> = ports
+    let mut members: Vec<Member> = ports
         .iter()
         .enumerate()
         .map(|(i, (client, peer))| {
@@ -91,7 +115,10 @@ pub fn etcd(dir: &Path, count: usize) -> Vec<Member> {
         if let Ok(store) = EtcdStore::connect(&url)
             && store.state().is_ok()
         {
-            return members;
+            return Ok(members);
+        }
+        if members.iter_mut().any(|m| matches!(m.child.try_wait(), Ok(Some(_)))) {
+            return Err(());
         }
         assert!(Instant::now() < deadline, "etcd did not start; logs in {}", dir.display());
         std::thread::sleep(Duration::from_millis(50));
