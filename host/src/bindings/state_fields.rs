@@ -180,8 +180,8 @@ fn layout_view(layout: &Layout, services: bool, teams: bool) -> MaskedLayout<'_>
 
 /// Moves the `written` fields of `returned` into `current`, leaving every
 /// other field of `current` as it was. The old layout, its services and its
-/// storage teams are not among them: the director checks them and never takes them (see
-/// `take_returned`).
+/// storage teams are not among them: the director checks them and never
+/// takes them (see `take_returned`).
 pub fn take_written(current: &mut AttemptState, returned: &mut AttemptState, written: &[StateField]) {
     use StateField as F;
     use std::mem::take;
