@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use ratchet::components::{self, fixtures};
 
+#[path = "support/coordinator.rs"]
+mod coordinator_support;
+
 /// A child process killed when dropped.
 struct Proc(Child);
 
@@ -44,18 +47,9 @@ fn coordinator(data: &Path, extra: &[&str]) -> (Proc, String) {
         .spawn()
         .unwrap();
     let mut proc = Proc(child);
-    // Up once it prints its admin endpoint, which it does once bound.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if let Some(admin) = output.lines().find_map(|l| l.strip_prefix("admin endpoint on http://")) {
-            return (proc, admin.trim().to_string());
-        }
-        if let Ok(Some(status)) = proc.0.try_wait() {
-            panic!("the coordinator exited ({status}): {}", std::fs::read_to_string(&log_path).unwrap_or(output));
-        }
-        assert!(Instant::now() < deadline, "the admin endpoint did not come up: {output}");
-        std::thread::sleep(Duration::from_millis(50));
+    match coordinator_support::admin_when_bound(&mut proc.0, &log_path, Duration::from_secs(60)) {
+        Ok(admin) => (proc, admin),
+        Err(output) => panic!("the coordinator exited: {output}"),
     }
 }
 

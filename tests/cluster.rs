@@ -5,6 +5,8 @@
 
 #[path = "../host/tests/support/etcd.rs"]
 mod etcd_support;
+#[path = "support/coordinator.rs"]
+mod coordinator_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -66,52 +68,30 @@ fn free_port() -> String {
 /// process took its port first.
 const PORT_ATTEMPTS: usize = 5;
 
+/// How long a coordinator may take to bind its ports (with `--no-cache` it
+/// compiles every default component first).
+const BIND_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Starts a coordinator that listens on a free port: `args(addr)` are its
 /// arguments, `log` gets its output. Waits until it has bound its ports. A
 /// free port can be taken by another process before the coordinator binds
 /// it (the other test binaries run alongside, and every outgoing connection
 /// takes an ephemeral port), so on "Address already in use" it starts again
 /// on another port. Its admin endpoint should be `127.0.0.1:0`, which cannot
-/// collide; [`admin_endpoint`] reads the port it got. Returns the process
-/// and its listening address.
-fn coordinator_on_free_port(log: &Path, args: impl Fn(&str) -> Vec<String>) -> (Proc, String) {
+/// collide. Returns the process, its listening address and its admin
+/// endpoint.
+fn coordinator_on_free_port(log: &Path, args: impl Fn(&str) -> Vec<String>) -> (Proc, String, String) {
     for _ in 0..PORT_ATTEMPTS {
         let addr = free_port();
         let args = args(&addr);
         let mut coordinator = spawn(&args.iter().map(String::as_str).collect::<Vec<_>>(), log);
-        match bound(&mut coordinator, log) {
-            Ok(_) => return (coordinator, addr),
+        match coordinator_support::admin_when_bound(&mut coordinator.child, log, BIND_TIMEOUT) {
+            Ok(admin) => return (coordinator, addr, admin),
             Err(output) if output.contains("Address already in use") => continue,
             Err(output) => panic!("the coordinator exited at start: {output}"),
         }
     }
     panic!("no free port for the coordinator in {PORT_ATTEMPTS} attempts; see {}", log.display());
-}
-
-/// Waits until a coordinator whose output goes to `log` has bound its ports
-/// (it prints its admin endpoint once both are bound) and returns its output
-/// so far, or returns its exit status and output if it exits first.
-fn bound(coordinator: &mut Proc, log: &Path) -> Result<String, String> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let output = std::fs::read_to_string(log).unwrap_or_default();
-        if output.contains("admin endpoint on") {
-            return Ok(output);
-        }
-        if let Ok(Some(status)) = coordinator.child.try_wait() {
-            // Read again: it may have written its last lines as it exited.
-            let output = std::fs::read_to_string(log).unwrap_or(output);
-            return Err(format!("{status}\n{output}"));
-        }
-        assert!(Instant::now() < deadline, "the coordinator did not bind its ports in time:\n{output}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The admin endpoint a coordinator printed, as `HOST:PORT`.
-fn admin_endpoint(output: &str) -> String {
-    let line = output.lines().find_map(|l| l.strip_prefix("admin endpoint on http://"));
-    line.expect("the coordinator prints its admin endpoint").trim().to_string()
 }
 
 struct Cluster {
@@ -157,8 +137,8 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let log = dir.path().join("coordinator.out");
-        let (coordinator, addr) = coordinator_on_free_port(&log, |addr| Self::coordinator_args(dir.path(), addr, &extra));
-        let admin = admin_endpoint(&std::fs::read_to_string(&log).unwrap());
+        let (coordinator, addr, admin) =
+            coordinator_on_free_port(&log, |addr| Self::coordinator_args(dir.path(), addr, &extra));
         let worker_extra = worker_extra.iter().map(|a| a.to_string()).collect();
         let mut cluster = Cluster { dir, addr, admin, extra, worker_extra, coordinator, workers: Vec::new() };
         for i in 1..=6 {
@@ -200,8 +180,8 @@ impl Cluster {
         let args = Self::coordinator_args(self.dir.path(), &self.addr, &self.extra);
         let log = self.dir.path().join("coordinator.out");
         self.coordinator = spawn(&args.iter().map(String::as_str).collect::<Vec<_>>(), &log);
-        match bound(&mut self.coordinator, &log) {
-            Ok(output) => self.admin = admin_endpoint(&output),
+        match coordinator_support::admin_when_bound(&mut self.coordinator.child, &log, BIND_TIMEOUT) {
+            Ok(admin) => self.admin = admin,
             Err(output) => panic!("the restarted coordinator exited: {output}"),
         }
     }
@@ -738,6 +718,7 @@ fn coordinators_on_etcd(dir: &Path, store: &str, count: usize) -> (Vec<String>, 
                 .into()
             })
         })
+        .map(|(coordinator, addr, _admin)| (coordinator, addr))
         .unzip();
     let all = addrs.join(",");
     let workers = (1..=6)
