@@ -382,11 +382,14 @@ impl GuestHost for NativeHost {
     fn start_role(&mut self, node: &str, kind: g::ServiceKind) -> Result<g::ServiceDescriptor, g::ClusterError> {
         convert(&self.wait(self.services.start_role(node.into(), convert(&kind))))
     }
-    fn unlock(&mut self, ids: &[String], layout: &g::Layout) -> Vec<Result<(), g::ClusterError>> {
-        convert(&self.wait(self.services.unlock(ids.to_vec(), convert(layout))))
+    fn stage_layout(&mut self, layout: &g::Layout) -> Result<(), g::ClusterError> {
+        convert(&self.wait(self.services.stage_layout(convert(layout))))
     }
-    fn persist_layout(&mut self, layout: &g::Layout) -> Result<(), g::ClusterError> {
-        convert(&self.wait(self.services.persist_layout(convert(layout))))
+    fn unlock(&mut self, ids: &[String]) -> Vec<Result<(), g::ClusterError>> {
+        convert(&self.wait(self.services.unlock(ids.to_vec())))
+    }
+    fn persist_layout(&mut self) -> Result<(), g::ClusterError> {
+        convert(&self.wait(self.services.persist_layout()))
     }
     fn place(&mut self, request: &g::PlacementRequest) -> Result<Vec<g::Assignment>, g::PlacementError> {
         convert(&self.wait(self.services.place(convert(request))))

@@ -106,11 +106,14 @@ impl HostServices for Gate {
     async fn start_role(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
         self.inner.start_role(node, kind).await
     }
-    async fn unlock(&self, ids: Vec<String>, layout: Layout) -> Vec<Result<(), ClusterError>> {
-        self.inner.unlock(ids, layout).await
+    async fn stage_layout(&self, layout: Layout) -> Result<(), ClusterError> {
+        self.inner.stage_layout(layout).await
     }
-    async fn persist_layout(&self, layout: Layout) -> Result<(), ClusterError> {
-        self.inner.persist_layout(layout).await
+    async fn unlock(&self, ids: Vec<String>) -> Vec<Result<(), ClusterError>> {
+        self.inner.unlock(ids).await
+    }
+    async fn persist_layout(&self) -> Result<(), ClusterError> {
+        self.inner.persist_layout().await
     }
     async fn place(&self, request: PlacementRequest) -> Result<Vec<Assignment>, PlacementError> {
         self.inner.place(request).await

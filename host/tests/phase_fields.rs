@@ -39,7 +39,7 @@ enum Crossing {
 }
 
 fn step<P: Phase>(state: &mut AttemptState, host: &mut ScriptedHost, crossing: Crossing) -> PhaseStep {
-    match crossing {
+    let step = match crossing {
         Crossing::Whole => {
             let out = P::run(state.clone(), host);
             *state = out.state;
@@ -51,7 +51,12 @@ fn step<P: Phase>(state: &mut AttemptState, host: &mut ScriptedHost, crossing: C
             state_fields::merge(state, out.state, &out.written);
             out.step
         }
+    };
+    // The new layout is the host's: what was staged, as the director sets it.
+    if host.staged.is_some() {
+        state.new_layout = host.staged.clone();
     }
+    step
 }
 
 /// Runs the pipeline from validate-layout to its end; returns the steps

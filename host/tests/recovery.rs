@@ -276,7 +276,7 @@ async fn i5_initialize_is_refused_when_the_old_layout_has_logs() {
 }
 
 #[tokio::test]
-async fn i6_a_layout_naming_unlocked_services_is_never_persisted() {
+async fn i6_a_layout_naming_unlocked_services_is_never_staged_unlocked_or_persisted() {
     let h = Harness::new();
     let old = h.boot().await;
     h.cluster.kill(&old.logs[0].id);
@@ -284,7 +284,11 @@ async fn i6_a_layout_naming_unlocked_services_is_never_persisted() {
     let report = h.recover().await;
     assert!(report.layout().is_none());
     let attempt = report.last().unwrap();
-    assert!(attempt.refusals.iter().any(|r| r.starts_with("I6")), "{:?}", attempt.refusals);
+    let refused = |text: &str| attempt.refusals.iter().any(|r| r.starts_with("I6") && r.contains(text));
+    assert!(refused("neither locked nor recruited"), "the layout is refused when staged: {:?}", attempt.refusals);
+    assert!(refused("unlock before a layout was staged"), "{:?}", attempt.refusals);
+    assert!(refused("persist before a layout was staged"), "{:?}", attempt.refusals);
+    assert_eq!(attempt.final_state.new_layout, None, "a refused layout never becomes the attempt's");
     assert_eq!(h.store.state().unwrap().layout.unwrap(), old, "the old layout stays");
 }
 
@@ -353,13 +357,41 @@ async fn i4_a_copy_from_an_unlocked_log_is_refused() {
 }
 
 #[tokio::test]
-async fn i7_a_layout_under_a_stale_epoch_is_never_written() {
+async fn i6_a_layout_restaged_under_a_stale_epoch_is_never_written() {
     let h = Harness::new();
     let old = h.boot().await;
     h.cluster.kill(&old.logs[0].id);
     h.registry.load_file("persist-layout", std::path::Path::new(fixtures::STALE_PERSIST)).unwrap();
     let report = h.recover().await;
-    assert!(report.layout().is_none());
-    assert!(report.attempts.iter().all(|a| matches!(&a.outcome, AttemptOutcome::Stalled(r) if r.contains("persist refused"))));
-    assert_eq!(h.store.state().unwrap().layout.unwrap(), old, "the stale write never landed");
+    let attempt = report.last().unwrap();
+    assert!(
+        attempt.refusals.iter().any(|r| r.starts_with("I6") && r.contains("fixed once an unlock")),
+        "the services were handed the staged layout, so it cannot change: {:?}",
+        attempt.refusals
+    );
+    // What lands is the layout the services were handed, under its own epoch.
+    let layout = completed(&report);
+    assert_eq!(layout.epoch, attempt.epoch);
+    assert_eq!(attempt.final_state.new_layout.as_ref(), Some(layout));
+    assert_eq!(h.store.state().unwrap().layout.as_ref(), Some(layout));
+}
+
+#[tokio::test]
+async fn i7_a_director_overtaken_by_a_newer_epoch_never_writes_its_layout() {
+    let h = Harness::new();
+    let old = h.boot().await;
+    let acked = h.write(0, 100);
+    let before = h.live_ids();
+    let older = h.store.next_epoch().unwrap();
+    // A newer director has taken its epoch but not yet locked anything, so
+    // only the store's compare-and-swap can stop the older one.
+    let newer = h.store.next_epoch().unwrap();
+    let late = h.director(Harness::quick()).run_attempt_at(older, 1).await.unwrap();
+    assert_eq!(late.outcome, AttemptOutcome::Superseded(newer));
+    assert_eq!(late.timeline.last().map(|p| p.phase.as_str()), Some("persist-layout"), "it got as far as the write");
+    assert_eq!(h.store.state().unwrap().layout.unwrap(), old, "the fenced write never landed");
+    assert!(late.released > 0, "its recruits were released");
+    assert_eq!(h.live_ids(), before);
+    completed(&h.recover().await);
+    assert_eq!(h.lost(&acked), 0);
 }

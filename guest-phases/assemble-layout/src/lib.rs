@@ -2,10 +2,11 @@
 //!
 //! Decides: the new layout: this epoch, the new sequencer, proxies,
 //! resolvers and logs, the storage teams (surviving and recruited replicas),
-//! a descriptor for each, and the recovery version. Then it unlocks the
-//! services against it in two parallel batches: everything but the proxies,
-//! then the proxies, since they open the generation to commits. Stalls when
-//! an unlock fails.
+//! a descriptor for each, and the recovery version. It stages the layout with
+//! the host, which checks it (I6) and keeps it, then unlocks the services
+//! against it in two parallel batches: everything but the proxies, then the
+//! proxies, since they open the generation to commits. Stalls when the host
+//! refuses the layout or an unlock fails.
 
 use ratchet_guest::collections::{IdMap, IdSet};
 use ratchet_guest::types::{AttemptState, Layout, PhaseOutcome, PhaseStep, ServiceDescriptor, StateField};
@@ -51,13 +52,17 @@ pub fn assemble(state: &AttemptState) -> Result<Layout, String> {
 
 impl Phase for AssembleLayout {
     const READS: &'static [StateField] = &[StateField::OldLayout, StateField::OldServices, StateField::Recruits, StateField::NewLogs, StateField::NewStorageTeams, StateField::Sequencer, StateField::CommitProxies, StateField::Resolvers, StateField::RecoveryVersion];
-    const WRITES: &'static [StateField] = &[StateField::NewLayout];
+    // The layout is not written back: staged, it is the host's `new-layout`.
+    const WRITES: &'static [StateField] = &[];
 
-    fn run(mut state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
+    fn run(state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
         let layout = match assemble(&state) {
             Ok(layout) => layout,
             Err(reason) => return outcome(state, PhaseStep::Failed(reason)),
         };
+        if let Err(err) = host.stage_layout(&layout) {
+            return outcome(state, PhaseStep::Stalled(format!("staging the layout: {err:?}")));
+        }
         let order = layout
             .logs
             .iter()
@@ -71,12 +76,11 @@ impl Phase for AssembleLayout {
         // Everything else first, in parallel; the proxies last, since they
         // open the generation to commits.
         for batch in [early, proxies] {
-            let results = host.unlock(&batch, &layout);
+            let results = host.unlock(&batch);
             if let Some((id, err)) = batch.iter().zip(results).find_map(|(id, r)| r.err().map(|e| (id, e))) {
                 return outcome(state, PhaseStep::Stalled(format!("unlocking {id}: {err:?}")));
             }
         }
-        state.new_layout = Some(layout);
         outcome(state, PhaseStep::Next(NEXT.into()))
     }
 }
@@ -88,7 +92,7 @@ ratchet_guest::use_call_arena!();
 mod tests {
     use super::*;
     use ratchet_guest::testing::{ScriptedHost, old_layout, state};
-    use ratchet_guest::types::{LogAssignment, Recruit, ServiceKind};
+    use ratchet_guest::types::{ClusterError, LogAssignment, Recruit, ServiceKind};
 
     fn descriptor(id: &str, kind: ServiceKind) -> ServiceDescriptor {
         ServiceDescriptor { id: id.into(), kind, node: "n1".into(), address: String::new() }
@@ -105,13 +109,19 @@ mod tests {
         s.new_logs = vec![LogAssignment { id: "log9".into(), tags: vec![0, 1] }];
         s.new_storage_teams = old_layout().storage_teams;
         let mut host = ScriptedHost::default();
-        let out = AssembleLayout::run(s, &mut host);
+        let out = AssembleLayout::run(s.clone(), &mut host);
         assert_eq!(out.step, PhaseStep::Next(NEXT.into()));
-        let layout = out.state.new_layout.unwrap();
+        let layout = host.staged.clone().unwrap();
         assert_eq!((layout.epoch, layout.recovery_version), (2, 42));
         assert_eq!(layout.services.len(), 4 + 6);
-        assert_eq!(host.calls.first().unwrap(), "unlock log9");
+        assert_eq!(host.calls[..2], ["stage epoch 2", "unlock log9"], "staged before any unlock");
         assert_eq!(host.calls.last().unwrap(), "unlock proxy2");
+        // A layout the host refuses unlocks nothing.
+        let mut host = ScriptedHost::default();
+        host.stage = Some(Err(ClusterError::Refused("I6: no".into())));
+        let out = AssembleLayout::run(s, &mut host);
+        assert!(matches!(&out.step, PhaseStep::Stalled(r) if r.contains("I6: no")), "{:?}", out.step);
+        assert_eq!(host.calls, ["stage epoch 2"]);
     }
 
     #[test]

@@ -49,10 +49,13 @@ pub trait Host {
     /// Starts a stateless role on `node`.
     fn start_role(&mut self, node: &str, kind: ServiceKind)
     -> Result<ServiceDescriptor, ClusterError>;
-    /// Unlocks services, handing them the new layout; one result per id.
-    fn unlock(&mut self, ids: &[String], layout: &Layout) -> Vec<Result<(), ClusterError>>;
-    /// Persists the layout, fenced by epoch.
-    fn persist_layout(&mut self, layout: &Layout) -> Result<(), ClusterError>;
+    /// Hands the host the new layout, which checks it (I6) and keeps it for
+    /// `unlock` and `persist_layout`: the layout crosses the boundary once.
+    fn stage_layout(&mut self, layout: &Layout) -> Result<(), ClusterError>;
+    /// Unlocks services, handing them the staged layout; one result per id.
+    fn unlock(&mut self, ids: &[String]) -> Vec<Result<(), ClusterError>>;
+    /// Persists the staged layout, fenced by epoch.
+    fn persist_layout(&mut self) -> Result<(), ClusterError>;
     /// Asks the active placement policy.
     fn place(&mut self, request: &PlacementRequest) -> Result<Vec<Assignment>, PlacementError>;
     /// Host time in milliseconds.

@@ -108,14 +108,16 @@ pub mod __private {
 
     /// The outcome as it crosses back to the host: only the fields in
     /// `writes` keep their value and are listed as written; every other field
-    /// is emptied, so it is not copied out of the guest. The old layout is
-    /// never written back (see `old-layout` in the WIT).
+    /// is emptied, so it is not copied out of the guest. The old and the new
+    /// layout are never written back (see `old-layout` and `new-layout` in
+    /// the WIT: the host owns both).
     pub fn returned(
         mut outcome: crate::types::PhaseOutcome,
         writes: &[crate::types::StateField],
     ) -> crate::types::PhaseOutcome {
         use crate::types::StateField;
-        let host_owned = [StateField::OldLayout, StateField::OldServices, StateField::OldStorageTeams];
+        let host_owned =
+            [StateField::OldLayout, StateField::OldServices, StateField::OldStorageTeams, StateField::NewLayout];
         let written: Vec<StateField> =
             crate::state_fields::ALL.iter().copied().filter(|f| writes.contains(f) && !host_owned.contains(f)).collect();
         crate::state_fields::keep(&mut outcome.state, &written);

@@ -63,11 +63,14 @@ macro_rules! export_phase {
                 ) -> Result<t::ServiceDescriptor, t::ClusterError> {
                     cluster::start_role(node, kind)
                 }
-                fn unlock(&mut self, ids: &[String], layout: &t::Layout) -> Vec<Result<(), t::ClusterError>> {
-                    cluster::unlock(ids, layout)
+                fn stage_layout(&mut self, layout: &t::Layout) -> Result<(), t::ClusterError> {
+                    cluster::stage_layout(layout)
                 }
-                fn persist_layout(&mut self, layout: &t::Layout) -> Result<(), t::ClusterError> {
-                    cluster::persist_layout(layout)
+                fn unlock(&mut self, ids: &[String]) -> Vec<Result<(), t::ClusterError>> {
+                    cluster::unlock(ids)
+                }
+                fn persist_layout(&mut self) -> Result<(), t::ClusterError> {
+                    cluster::persist_layout()
                 }
                 fn place(
                     &mut self,

@@ -79,12 +79,13 @@ pub fn masked(state: &AttemptState, fields: &[StateField]) -> AttemptState {
 }
 
 /// Takes the `written` fields of `returned` into `current`, as the host does
-/// with a phase's outcome: the old layout is the host's, and never taken.
+/// with a phase's outcome: the old and the new layout are the host's, and
+/// never taken (the new layout is what the phase staged).
 pub fn merge(current: &mut AttemptState, mut returned: AttemptState, written: &[StateField]) {
     use StateField as F;
     for field in written {
         match field {
-            F::OldLayout | F::OldServices | F::OldStorageTeams => {}
+            F::OldLayout | F::OldServices | F::OldStorageTeams | F::NewLayout => {}
             F::LockedLogs => current.locked_logs = std::mem::take(&mut returned.locked_logs),
             F::LockedStorage => current.locked_storage = std::mem::take(&mut returned.locked_storage),
             F::Unreachable => current.unreachable = std::mem::take(&mut returned.unreachable),
@@ -100,7 +101,6 @@ pub fn merge(current: &mut AttemptState, mut returned: AttemptState, written: &[
             F::Sequencer => current.sequencer = returned.sequencer.take(),
             F::CommitProxies => current.commit_proxies = std::mem::take(&mut returned.commit_proxies),
             F::Resolvers => current.resolvers = std::mem::take(&mut returned.resolvers),
-            F::NewLayout => current.new_layout = returned.new_layout.take(),
         }
     }
 }

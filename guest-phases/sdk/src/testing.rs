@@ -17,6 +17,10 @@ pub struct ScriptedHost {
     pub locks: BTreeMap<String, Result<LockInfo, ClusterError>>,
     /// What `persist_layout` answers.
     pub persist: Option<Result<(), ClusterError>>,
+    /// What `stage_layout` answers; on success the layout is kept.
+    pub stage: Option<Result<(), ClusterError>>,
+    /// The layout staged last, as the host keeps it.
+    pub staged: Option<Layout>,
     /// Every call, as a line such as `lock log-1` or `create n1 log`.
     pub calls: Vec<String>,
     next: u32,
@@ -122,7 +126,15 @@ impl Host for ScriptedHost {
         self.calls.push(format!("start {node} {}", crate::kind_name(kind)));
         Ok(self.spawn(node, kind))
     }
-    fn unlock(&mut self, ids: &[String], _layout: &Layout) -> Vec<Result<(), ClusterError>> {
+    fn stage_layout(&mut self, layout: &Layout) -> Result<(), ClusterError> {
+        self.calls.push(format!("stage epoch {}", layout.epoch));
+        let answer = self.stage.clone().unwrap_or(Ok(()));
+        if answer.is_ok() {
+            self.staged = Some(layout.clone());
+        }
+        answer
+    }
+    fn unlock(&mut self, ids: &[String]) -> Vec<Result<(), ClusterError>> {
         ids.iter()
             .map(|id| {
                 self.calls.push(format!("unlock {id}"));
@@ -130,7 +142,12 @@ impl Host for ScriptedHost {
             })
             .collect()
     }
-    fn persist_layout(&mut self, layout: &Layout) -> Result<(), ClusterError> {
+    /// Fails as the host does when nothing was staged.
+    fn persist_layout(&mut self) -> Result<(), ClusterError> {
+        let Some(layout) = &self.staged else {
+            self.calls.push("persist nothing staged".into());
+            return Err(ClusterError::Refused("I6: persist before a layout was staged".into()));
+        };
         self.calls.push(format!("persist epoch {}", layout.epoch));
         self.persist.clone().unwrap_or(Ok(()))
     }

@@ -179,15 +179,16 @@ fn layout_view(layout: &Layout, services: bool, teams: bool) -> MaskedLayout<'_>
 }
 
 /// Moves the `written` fields of `returned` into `current`, leaving every
-/// other field of `current` as it was. The old layout, its services and its
-/// storage teams are not among them: the director checks them and never
+/// other field of `current` as it was. The host-owned fields are not among
+/// them: the old layout, its services and its storage teams, and the new
+/// layout (set when a phase stages it). The director checks them and never
 /// takes them (see `take_returned`).
 pub fn take_written(current: &mut AttemptState, returned: &mut AttemptState, written: &[StateField]) {
     use StateField as F;
     use std::mem::take;
     for field in written {
         match field {
-            F::OldLayout | F::OldServices | F::OldStorageTeams => {}
+            F::OldLayout | F::OldServices | F::OldStorageTeams | F::NewLayout => {}
             F::LockedLogs => current.locked_logs = take(&mut returned.locked_logs),
             F::LockedStorage => current.locked_storage = take(&mut returned.locked_storage),
             F::Unreachable => current.unreachable = take(&mut returned.unreachable),
@@ -203,7 +204,6 @@ pub fn take_written(current: &mut AttemptState, returned: &mut AttemptState, wri
             F::Sequencer => current.sequencer = returned.sequencer.take(),
             F::CommitProxies => current.commit_proxies = take(&mut returned.commit_proxies),
             F::Resolvers => current.resolvers = take(&mut returned.resolvers),
-            F::NewLayout => current.new_layout = returned.new_layout.take(),
         }
     }
 }
@@ -301,8 +301,11 @@ mod tests {
             assert_ne!(sent, nothing, "{field:?} was read but not sent");
             // Taking the field back out leaves nothing else behind.
             take_written(&mut sent, &mut nothing.clone(), &[field]);
-            if field == F::OldLayout {
-                sent.old_layout = None;
+            // The host's own fields are never taken back: cleared here.
+            match field {
+                F::OldLayout => sent.old_layout = None,
+                F::NewLayout => sent.new_layout = None,
+                _ => {}
             }
             assert_eq!(sent, nothing, "reading {field:?} sent more than it");
         }

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::bindings::state_fields::{old_layout_sent, take_written};
-use crate::bindings::types::{AttemptState, Epoch, PhaseStep, RecoveryConfig, StateField};
+use crate::bindings::types::{AttemptState, Epoch, Layout, PhaseStep, RecoveryConfig, StateField};
 use crate::cluster::Cluster;
 use crate::coordinator::{CoordinatorStore, StoreError};
 use crate::guard::AttemptGuard;
@@ -203,7 +203,7 @@ impl Director {
             if let Some(newer) = guard.superseded() {
                 if let Ok(out) = result {
                     // Kept for the report only: nothing of it is acted on.
-                    let _ = take_returned(&mut state, out.state, &out.written);
+                    let _ = take_returned(&mut state, out.state, &out.written, guard.take_newly_staged());
                 }
                 record.outcome = format!("superseded by epoch {newer}");
                 span.record("outcome", record.outcome.as_str());
@@ -216,7 +216,7 @@ impl Director {
                     record.outcome = "trapped".into();
                     Some(AttemptOutcome::Stalled(format!("{phase}: {err}")))
                 }
-                Ok(out) => match take_returned(&mut state, out.state, &out.written) {
+                Ok(out) => match take_returned(&mut state, out.state, &out.written, guard.take_newly_staged()) {
                     Err(reason) => {
                         record.outcome = "refused".into();
                         Some(AttemptOutcome::Stalled(format!("{phase}: {reason}")))
@@ -278,11 +278,18 @@ impl Director {
 /// Only the fields listed in `written` are taken (the others were not sent
 /// back, or not sent at all). The old layout is host-owned: it may be listed
 /// only if it comes back as it was sent, and the host keeps its own copy.
+/// The new layout is host-owned too: it is what the phase `staged`, if it
+/// staged one, and may be listed only if it comes back empty, as it was, or
+/// as staged.
 fn take_returned(
     current: &mut AttemptState,
     mut returned: AttemptState,
     written: &[StateField],
+    staged: Option<Layout>,
 ) -> Result<(), String> {
+    // Staged through the guard, so the attempt's new layout whatever the
+    // phase returns.
+    let before_staging = staged.map(|layout| current.new_layout.replace(layout));
     if returned.epoch != current.epoch || returned.attempt != current.attempt {
         return Err("a phase may not change the attempt's epoch or number".into());
     }
@@ -297,6 +304,15 @@ fn take_returned(
         let received = current.old_layout.as_ref().map(|l| old_layout_sent(l, services, teams));
         if returned.old_layout != received {
             return Err("a phase may not rewrite the old layout".into());
+        }
+    }
+    if written.contains(&StateField::NewLayout) {
+        let returned = &returned.new_layout;
+        let kept = returned.is_none()
+            || *returned == current.new_layout
+            || before_staging.as_ref().is_some_and(|before| returned == before);
+        if !kept {
+            return Err("a phase may not rewrite the new layout: it stages one with `cluster.stage-layout`".into());
         }
     }
     take_written(current, &mut returned, written);
@@ -315,7 +331,7 @@ fn step_label(step: &PhaseStep) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::types::{Layout, ServiceDescriptor, ServiceKind};
+    use crate::bindings::types::{ServiceDescriptor, ServiceKind};
 
     fn layout(epoch: Epoch) -> Layout {
         Layout {
@@ -341,7 +357,7 @@ mod tests {
         let mut returned = AttemptState::new(2, 1, RecoveryConfig::default(), None);
         returned.durable_version = Some(5);
         returned.recovery_version = Some(99);
-        take_returned(&mut current, returned, &[StateField::DurableVersion]).unwrap();
+        take_returned(&mut current, returned, &[StateField::DurableVersion], None).unwrap();
         assert_eq!(current.old_layout, Some(layout(1)), "not written: the host's copy");
         assert_eq!(current.durable_version, Some(5), "written: taken");
         assert_eq!(current.recovery_version, Some(3), "not written: whatever came back is ignored");
@@ -354,13 +370,13 @@ mod tests {
     #[test]
     fn an_unchanged_old_layout_is_accepted_and_a_rewritten_one_refused() {
         let mut current = state();
-        take_returned(&mut current, state(), &WITH_OLD_LAYOUT).unwrap();
+        take_returned(&mut current, state(), &WITH_OLD_LAYOUT, None).unwrap();
         assert_eq!(current, state());
         for forged in [Some(layout(9)), None] {
             let mut rewritten = state();
             rewritten.old_layout = forged;
             rewritten.durable_version = Some(5);
-            let err = take_returned(&mut current, rewritten, &WITH_OLD_LAYOUT).unwrap_err();
+            let err = take_returned(&mut current, rewritten, &WITH_OLD_LAYOUT, None).unwrap_err();
             assert!(err.contains("old layout"), "{err}");
             assert_eq!(current, state(), "a refused step leaves the state as it was");
         }
@@ -378,9 +394,9 @@ mod tests {
         let mut current = AttemptState::new(2, 1, RecoveryConfig::default(), Some(full.clone()));
         let mut returned = current.clone();
         returned.old_layout = Some(layout(1));
-        take_returned(&mut current, returned.clone(), &[StateField::OldLayout]).unwrap();
+        take_returned(&mut current, returned.clone(), &[StateField::OldLayout], None).unwrap();
         assert_eq!(current.old_layout, Some(full), "the host keeps its own, whole");
-        let err = take_returned(&mut current, returned, &[StateField::OldLayout, StateField::OldServices]);
+        let err = take_returned(&mut current, returned, &[StateField::OldLayout, StateField::OldServices], None);
         assert!(err.is_err(), "listed with its services, it must come back with them");
     }
 
@@ -389,7 +405,34 @@ mod tests {
         let mut current = AttemptState::new(1, 1, RecoveryConfig::default(), None);
         let mut returned = current.clone();
         returned.old_layout = Some(layout(0));
-        assert!(take_returned(&mut current, returned, &[StateField::OldLayout]).is_err());
+        assert!(take_returned(&mut current, returned, &[StateField::OldLayout], None).is_err());
+    }
+
+    #[test]
+    fn the_new_layout_is_the_one_staged_whatever_comes_back() {
+        let mut current = state();
+        let staged = layout(2);
+        // Not listed: the staged layout, whatever the phase returned.
+        let mut returned = state();
+        returned.new_layout = Some(layout(5));
+        take_returned(&mut current, returned, &[], Some(staged.clone())).unwrap();
+        assert_eq!(current.new_layout, Some(staged.clone()));
+        // Listed: empty, as received or as staged is accepted; nothing is taken.
+        let mut later = layout(2);
+        later.recovery_version = 9;
+        for (back, fresh) in [(None, None), (Some(staged.clone()), None), (Some(staged.clone()), Some(later.clone()))] {
+            let mut returned = state();
+            returned.new_layout = back;
+            take_returned(&mut current, returned, &[StateField::NewLayout], fresh.clone()).unwrap();
+            assert_eq!(current.new_layout, Some(fresh.unwrap_or(staged.clone())));
+            current.new_layout = Some(staged.clone());
+        }
+        // Listed with anything else: refused, and the staged layout stays.
+        let mut returned = state();
+        returned.new_layout = Some(layout(5));
+        let err = take_returned(&mut current, returned, &[StateField::NewLayout], None).unwrap_err();
+        assert!(err.contains("stage-layout"), "{err}");
+        assert_eq!(current.new_layout, Some(staged));
     }
 
     #[test]
@@ -398,14 +441,14 @@ mod tests {
         let mut forged = state();
         forged.epoch += 1_000;
         assert!(
-            take_returned(&mut current, forged, &[])
+            take_returned(&mut current, forged, &[], None)
                 .unwrap_err()
                 .contains("epoch")
         );
         let mut reshaped = state();
         reshaped.config.shards = 99;
         assert!(
-            take_returned(&mut current, reshaped, &[])
+            take_returned(&mut current, reshaped, &[], None)
                 .unwrap_err()
                 .contains("configuration")
         );

@@ -8,7 +8,12 @@
 //!   locked; recruits are locked by the host when created.
 //! - I4 locked before use: recover, unlock and copy sources require a lock
 //!   held by this attempt.
-//! - I6 layout closure and I7 fenced persistence: checked on persist.
+//! - I6 layout closure: checked when a layout is staged, so no service is
+//!   ever handed a layout that breaks it, and again on persist. Services are
+//!   unlocked against the staged layout only, and it is fixed once an unlock
+//!   or a persist has used it, so the layout persisted is the one they were
+//!   handed.
+//! - I7 fenced persistence: the store's compare-and-swap on the epoch.
 //! - I8 superseded directors stop: once superseded, every call fails.
 //!
 //! I1 lives in the coordinator store, I5 and I9 in the director, which sees
@@ -47,8 +52,15 @@ struct Ledger {
     recovered: BTreeMap<(String, ShardTag), Version>,
     /// Set once a newer epoch is seen.
     superseded: Option<Epoch>,
-    /// The layout persisted by this attempt.
-    persisted: Option<Layout>,
+    /// The layout staged by this attempt, checked for closure.
+    staged: Option<Arc<Layout>>,
+    /// Whether the staged layout changed since the director last took it.
+    staged_changed: bool,
+    /// Whether an unlock or a persist has used the staged layout: from then
+    /// on it is fixed.
+    staged_fixed: bool,
+    /// Whether the staged layout was persisted.
+    persisted: bool,
     /// The recovery version the attempt has settled on, for new sequencers.
     recovery_version: Version,
     /// Every refusal, for the attempt's report.
@@ -131,7 +143,24 @@ impl AttemptGuard {
 
     /// The layout this attempt persisted, if it did.
     pub fn persisted(&self) -> Option<Layout> {
-        self.ledger().persisted.clone()
+        let ledger = self.ledger();
+        ledger.staged.as_deref().filter(|_| ledger.persisted).cloned()
+    }
+
+    /// The layout staged since the last call, if one was: the attempt's
+    /// `new-layout` from now on.
+    pub(crate) fn take_newly_staged(&self) -> Option<Layout> {
+        let mut ledger = self.ledger();
+        if !std::mem::take(&mut ledger.staged_changed) {
+            return None;
+        }
+        ledger.staged.as_deref().cloned()
+    }
+
+    /// The staged layout, or the refusal of a call that needs one.
+    fn staged(&self, call: &str) -> Result<Arc<Layout>, ClusterError> {
+        let staged = self.ledger().staged.clone();
+        staged.ok_or_else(|| self.refuse("I6", format!("{call} before a layout was staged")))
     }
 
     /// Everything this attempt created, in creation order.
@@ -195,8 +224,7 @@ impl AttemptGuard {
 
     /// Whether this attempt holds the lock of `id` (I4).
     fn holds(&self, id: &str) -> bool {
-        let ledger = self.ledger();
-        ledger.locked.contains(id) || ledger.recruited.contains(id) || ledger.started.contains(id)
+        self.ledger().holds(id)
     }
 
     /// I6: the layout names only services this attempt locked or recruited,
@@ -206,10 +234,12 @@ impl AttemptGuard {
         if layout.epoch != self.epoch {
             return Err(format!("layout carries epoch {}, the attempt is {}", layout.epoch, self.epoch));
         }
-        for id in named_services(layout) {
-            if !self.holds(&id) {
-                return Err(format!("layout names {id}, which this attempt neither locked nor recruited"));
-            }
+        let ledger = self.ledger();
+        // Every name, as often as the layout gives it: a lookup costs less
+        // than collecting the names first, and a large layout has tens of
+        // thousands.
+        if let Some(id) = names(layout).find(|id| !ledger.holds(id)) {
+            return Err(format!("layout names {id}, which this attempt neither locked nor recruited"));
         }
         let quorum = self.config.replication_factor / 2 + 1;
         for team in &layout.storage_teams {
@@ -225,7 +255,6 @@ impl AttemptGuard {
         if old.logs.is_empty() {
             return Ok(());
         }
-        let ledger = self.ledger();
         // A version was acknowledged only if every log of its shard accepted
         // it, so every locked log of a shard holds each acknowledged version:
         // the smallest `last` among them bounds what must be kept.
@@ -262,15 +291,25 @@ impl AttemptGuard {
     }
 }
 
+impl Ledger {
+    /// Whether this attempt holds the lock of `id` (I4).
+    fn holds(&self, id: &str) -> bool {
+        self.locked.contains(id) || self.recruited.contains(id) || self.started.contains(id)
+    }
+}
+
+/// Every service id a layout names, once or more.
+fn names(layout: &Layout) -> impl Iterator<Item = &str> {
+    let services = layout.services.iter().map(|s| s.id.as_str());
+    let roles = layout.sequencer.iter().chain(&layout.commit_proxies).chain(&layout.resolvers);
+    let logs = layout.logs.iter().map(|l| l.id.as_str());
+    let storage = layout.storage_teams.iter().flat_map(|t| t.storage_ids.iter());
+    services.chain(roles.map(String::as_str)).chain(logs).chain(storage.map(String::as_str))
+}
+
 /// Every service id a layout names.
 pub fn named_services(layout: &Layout) -> BTreeSet<String> {
-    let mut names: BTreeSet<String> = layout.services.iter().map(|s| s.id.clone()).collect();
-    names.extend(layout.sequencer.iter().cloned());
-    names.extend(layout.commit_proxies.iter().cloned());
-    names.extend(layout.resolvers.iter().cloned());
-    names.extend(layout.logs.iter().map(|l| l.id.clone()));
-    names.extend(layout.storage_teams.iter().flat_map(|t| t.storage_ids.iter().cloned()));
-    names
+    names(layout).map(String::from).collect()
 }
 
 #[async_trait::async_trait]
@@ -357,16 +396,29 @@ impl HostServices for AttemptGuard {
         Ok(started)
     }
 
-    async fn unlock(&self, ids: Vec<String>, layout: Layout) -> Vec<Result<(), ClusterError>> {
+    async fn stage_layout(&self, layout: Layout) -> Result<(), ClusterError> {
         let _timer = self.timer();
-        if let Err(err) = self.live() {
-            return ids.iter().map(|_| Err(err.clone())).collect();
+        self.live()?;
+        if self.ledger().staged_fixed {
+            return Err(self.refuse("I6", "the staged layout is fixed once an unlock or a persist has used it".into()));
         }
-        if layout.epoch != self.epoch {
-            let refusal = self.refuse("I4", format!("unlock with a layout of epoch {}", layout.epoch));
-            return ids.iter().map(|_| Err(refusal.clone())).collect();
+        if let Err(reason) = self.check_closure(&layout) {
+            return Err(self.refuse("I6", reason));
         }
-        let layout = &layout;
+        let mut ledger = self.ledger();
+        ledger.staged = Some(Arc::new(layout));
+        ledger.staged_changed = true;
+        Ok(())
+    }
+
+    async fn unlock(&self, ids: Vec<String>) -> Vec<Result<(), ClusterError>> {
+        let _timer = self.timer();
+        let staged = self.live().and_then(|()| self.staged("unlock"));
+        let layout = match &staged {
+            Ok(layout) => &**layout,
+            Err(err) => return ids.iter().map(|_| Err(err.clone())).collect(),
+        };
+        self.ledger().staged_fixed = true;
         let index = &crate::replica::LayoutIndex::new(layout);
         // A storage replica serves only once it holds the recovery version:
         // replica recovery brings each there first, while every teammate is
@@ -385,15 +437,19 @@ impl HostServices for AttemptGuard {
         futures::future::join_all(calls).await
     }
 
-    async fn persist_layout(&self, layout: Layout) -> Result<(), ClusterError> {
+    async fn persist_layout(&self) -> Result<(), ClusterError> {
         let _timer = self.timer();
         self.live()?;
+        let layout = self.staged("persist")?;
+        self.ledger().staged_fixed = true;
+        // Checked again, as I6 is stated: what the attempt holds only grows,
+        // but a later recover-log can lower what a new log holds.
         if let Err(reason) = self.check_closure(&layout) {
             return Err(self.refuse("I6", reason));
         }
         match self.store.persist_layout(&layout) {
             Ok(()) => {
-                self.ledger().persisted = Some(layout);
+                self.ledger().persisted = true;
                 Ok(())
             }
             Err(StoreError::Fenced { current, .. }) => self.note(Err(ClusterError::Superseded(current))),

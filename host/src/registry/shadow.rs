@@ -57,8 +57,9 @@ enum Recorded {
     CreateWorker(String, ServiceKind, Result<ServiceDescriptor, ClusterError>),
     RecoverLog((String, Vec<String>, Vec<ShardTag>, Version, Version), Result<(), ClusterError>),
     StartRole(String, ServiceKind, Result<ServiceDescriptor, ClusterError>),
-    Unlock(Vec<String>, Box<Layout>, Vec<Result<(), ClusterError>>),
-    Persist(Box<Layout>, Result<(), ClusterError>),
+    Stage(Box<Layout>, Result<(), ClusterError>),
+    Unlock(Vec<String>, Vec<Result<(), ClusterError>>),
+    Persist(Result<(), ClusterError>),
     Place(Box<PlacementRequest>, Result<Vec<Assignment>, PlacementError>),
 }
 
@@ -130,15 +131,21 @@ impl HostServices for Recorder {
         result
     }
 
-    async fn unlock(&self, ids: Vec<String>, layout: Layout) -> Vec<Result<(), ClusterError>> {
-        let result = self.inner.unlock(ids.clone(), layout.clone()).await;
-        self.note(Recorded::Unlock(ids, Box::new(layout), result.clone()));
+    async fn stage_layout(&self, layout: Layout) -> Result<(), ClusterError> {
+        let result = self.inner.stage_layout(layout.clone()).await;
+        self.note(Recorded::Stage(Box::new(layout), result.clone()));
         result
     }
 
-    async fn persist_layout(&self, layout: Layout) -> Result<(), ClusterError> {
-        let result = self.inner.persist_layout(layout.clone()).await;
-        self.note(Recorded::Persist(Box::new(layout), result.clone()));
+    async fn unlock(&self, ids: Vec<String>) -> Vec<Result<(), ClusterError>> {
+        let result = self.inner.unlock(ids.clone()).await;
+        self.note(Recorded::Unlock(ids, result.clone()));
+        result
+    }
+
+    async fn persist_layout(&self) -> Result<(), ClusterError> {
+        let result = self.inner.persist_layout().await;
+        self.note(Recorded::Persist(result.clone()));
         result
     }
 
@@ -267,19 +274,31 @@ impl HostServices for Replayer {
         .unwrap_or_else(|| Err(not_made()))
     }
 
-    async fn unlock(&self, ids: Vec<String>, layout: Layout) -> Vec<Result<(), ClusterError>> {
-        let described = || format!("unlock {ids:?} with the layout of epoch {}", layout.epoch);
+    async fn stage_layout(&self, layout: Layout) -> Result<(), ClusterError> {
+        let described = || format!("stage a layout of epoch {}", layout.epoch);
+        self.replay(described, |c| match c {
+            Recorded::Stage(l, result) if **l == layout => Some(result.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| Err(not_made()))
+    }
+
+    // Unlock and persist act on the staged layout: a shadow that staged a
+    // different one has already diverged at the stage call, and the queue
+    // still holds the active version's stage, so these are not replayed.
+    async fn unlock(&self, ids: Vec<String>) -> Vec<Result<(), ClusterError>> {
+        let described = || format!("unlock {ids:?}");
         let replayed = self.replay(described, |c| match c {
-            Recorded::Unlock(i, l, result) if *i == ids && **l == layout => Some(result.clone()),
+            Recorded::Unlock(i, result) if *i == ids => Some(result.clone()),
             _ => None,
         });
         replayed.unwrap_or_else(|| ids.iter().map(|_| Err(not_made())).collect())
     }
 
-    async fn persist_layout(&self, layout: Layout) -> Result<(), ClusterError> {
-        let described = || format!("persist the layout of epoch {}", layout.epoch);
+    async fn persist_layout(&self) -> Result<(), ClusterError> {
+        let described = || "persist the staged layout".to_string();
         self.replay(described, |c| match c {
-            Recorded::Persist(l, result) if **l == layout => Some(result.clone()),
+            Recorded::Persist(result) => Some(result.clone()),
             _ => None,
         })
         .unwrap_or_else(|| Err(not_made()))

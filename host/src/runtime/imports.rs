@@ -115,14 +115,19 @@ impl cluster::Host for CallCtx {
         Ok(services.start_role(node, kind).await)
     }
 
-    async fn unlock(&mut self, ids: Vec<String>, layout: Layout) -> wasmtime::Result<Vec<Result<(), ClusterError>>> {
+    async fn stage_layout(&mut self, layout: Layout) -> wasmtime::Result<Result<(), ClusterError>> {
         let services = self.services.clone();
-        Ok(services.unlock(ids, layout).await)
+        Ok(services.stage_layout(layout).await)
     }
 
-    async fn persist_layout(&mut self, layout: Layout) -> wasmtime::Result<Result<(), ClusterError>> {
+    async fn unlock(&mut self, ids: Vec<String>) -> wasmtime::Result<Vec<Result<(), ClusterError>>> {
         let services = self.services.clone();
-        Ok(services.persist_layout(layout).await)
+        Ok(services.unlock(ids).await)
+    }
+
+    async fn persist_layout(&mut self) -> wasmtime::Result<Result<(), ClusterError>> {
+        let services = self.services.clone();
+        Ok(services.persist_layout().await)
     }
 }
 

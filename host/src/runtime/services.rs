@@ -36,10 +36,12 @@ pub trait HostServices: Send + Sync {
     /// Starts a stateless role on `node`.
     async fn start_role(&self, node: String, kind: ServiceKind)
     -> Result<ServiceDescriptor, ClusterError>;
-    /// Unlocks services, handing them the new layout; one result per id.
-    async fn unlock(&self, ids: Vec<String>, layout: Layout) -> Vec<Result<(), ClusterError>>;
-    /// Persists the layout, fenced by epoch.
-    async fn persist_layout(&self, layout: Layout) -> Result<(), ClusterError>;
+    /// Checks the new layout and keeps it for `unlock` and `persist_layout`.
+    async fn stage_layout(&self, layout: Layout) -> Result<(), ClusterError>;
+    /// Unlocks services, handing them the staged layout; one result per id.
+    async fn unlock(&self, ids: Vec<String>) -> Vec<Result<(), ClusterError>>;
+    /// Persists the staged layout, fenced by epoch.
+    async fn persist_layout(&self) -> Result<(), ClusterError>;
     /// Asks the active placement policy.
     async fn place(&self, request: PlacementRequest) -> Result<Vec<Assignment>, PlacementError>;
     /// Host time in milliseconds.
@@ -94,10 +96,13 @@ impl HostServices for Detached {
     async fn start_role(&self, _: String, _: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
         detached()
     }
-    async fn unlock(&self, ids: Vec<String>, _: Layout) -> Vec<Result<(), ClusterError>> {
+    async fn stage_layout(&self, _: Layout) -> Result<(), ClusterError> {
+        detached()
+    }
+    async fn unlock(&self, ids: Vec<String>) -> Vec<Result<(), ClusterError>> {
         ids.iter().map(|_| detached()).collect()
     }
-    async fn persist_layout(&self, _: Layout) -> Result<(), ClusterError> {
+    async fn persist_layout(&self) -> Result<(), ClusterError> {
         detached()
     }
     async fn place(&self, _: PlacementRequest) -> Result<Vec<Assignment>, PlacementError> {

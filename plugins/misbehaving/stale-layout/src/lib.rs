@@ -1,6 +1,7 @@
 //! An assemble-layout that skips the work: it re-labels the old layout with
-//! the new epoch and adds a service nobody locked. The host must refuse to
-//! persist it (I6).
+//! the new epoch, adds a service nobody locked, stages it and, ignoring the
+//! refusal, moves on. The host must refuse the layout (I6), so nothing is
+//! ever unlocked against it or persisted.
 
 use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep};
 use ratchet_guest::{Host, Phase, outcome};
@@ -9,7 +10,7 @@ use ratchet_guest::{Host, Phase, outcome};
 pub struct StaleLayout;
 
 impl Phase for StaleLayout {
-    fn run(mut state: AttemptState, _host: &mut dyn Host) -> PhaseOutcome {
+    fn run(state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
         let Some(mut layout) = state.old_layout.clone() else {
             return outcome(state, PhaseStep::Failed("stale-layout needs an old layout".into()));
         };
@@ -17,7 +18,9 @@ impl Phase for StaleLayout {
         if let Some(team) = layout.storage_teams.first_mut() {
             team.storage_ids.push("ghost-storage".into());
         }
-        state.new_layout = Some(layout);
+        let _ignored = host.stage_layout(&layout);
+        let ids: Vec<String> = layout.logs.iter().map(|l| l.id.clone()).collect();
+        let _ignored = host.unlock(&ids);
         outcome(state, PhaseStep::Next("persist-layout".into()))
     }
 }

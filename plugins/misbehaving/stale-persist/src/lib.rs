@@ -1,6 +1,9 @@
-//! A persist-layout that writes the assembled layout under the previous
-//! epoch, as a director that lost track of its epoch would. The host must
-//! refuse it: a layout is written only by, and for, the newest epoch (I6, I7).
+//! A persist-layout that tries to write the layout under the previous epoch,
+//! as a director that lost track of its epoch would: it stages the assembled
+//! layout again with the epoch before its own, and persists. The host must
+//! refuse the stale layout (I6: a layout carries its attempt's epoch, and is
+//! fixed once services were unlocked against it), so what lands, if
+//! anything, is the layout the services were handed.
 
 use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep};
 use ratchet_guest::{Host, Phase, outcome};
@@ -14,7 +17,9 @@ impl Phase for StalePersist {
             return outcome(state, PhaseStep::Failed("no layout".into()));
         };
         layout.epoch = state.epoch.saturating_sub(1);
-        let step = match host.persist_layout(&layout) {
+        // The refusal is ignored: the phase persists regardless.
+        let _ignored = host.stage_layout(&layout);
+        let step = match host.persist_layout() {
             Ok(()) => PhaseStep::Completed,
             Err(err) => PhaseStep::Stalled(format!("persist refused: {err:?}")),
         };
