@@ -1,7 +1,7 @@
 //! The recovery pipeline end to end: the 15 default phases as components,
 //! driven by the director through the invariant guard against the in-process
 //! cluster. Each invariant has a test in which a misbehaving plugin tries to
-//! break it.
+//! break it (I7's second test: a director overtaken by a newer epoch).
 
 mod common;
 
@@ -364,8 +364,11 @@ async fn i6_a_layout_restaged_under_a_stale_epoch_is_never_written() {
     h.registry.load_file("persist-layout", std::path::Path::new(fixtures::STALE_PERSIST)).unwrap();
     let report = h.recover().await;
     let attempt = report.last().unwrap();
+    let refused = |text: &str| attempt.refusals.iter().any(|r| r.starts_with("I6") && r.contains(text));
+    let stale = format!("layout carries epoch {}, the attempt is {}", attempt.epoch - 1, attempt.epoch);
+    assert!(refused(&stale), "{:?}", attempt.refusals);
     assert!(
-        attempt.refusals.iter().any(|r| r.starts_with("I6") && r.contains("fixed once an unlock")),
+        refused("fixed once an unlock"),
         "the services were handed the staged layout, so it cannot change: {:?}",
         attempt.refusals
     );

@@ -134,7 +134,13 @@ impl Host for ScriptedHost {
         }
         answer
     }
+    /// Fails as the host does when nothing was staged.
     fn unlock(&mut self, ids: &[String]) -> Vec<Result<(), ClusterError>> {
+        if self.staged.is_none() {
+            self.calls.push("unlock nothing staged".into());
+            let refusal = ClusterError::Refused("I6: unlock before a layout was staged".into());
+            return ids.iter().map(|_| Err(refusal.clone())).collect();
+        }
         ids.iter()
             .map(|id| {
                 self.calls.push(format!("unlock {id}"));

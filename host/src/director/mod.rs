@@ -273,7 +273,8 @@ impl Director {
 
 /// Takes the fields a phase wrote into the attempt's state. A phase may
 /// update what it decides, never who the attempt is: a changed epoch, attempt
-/// number, configuration or old layout is refused and `current` is kept.
+/// number, configuration or old layout is refused and `current` is kept, but
+/// for its new layout, which is what the phase `staged` even then.
 ///
 /// Only the fields listed in `written` are taken (the others were not sent
 /// back, or not sent at all). The old layout is host-owned: it may be listed

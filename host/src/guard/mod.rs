@@ -157,9 +157,14 @@ impl AttemptGuard {
         ledger.staged.as_deref().cloned()
     }
 
-    /// The staged layout, or the refusal of a call that needs one.
-    fn staged(&self, call: &str) -> Result<Arc<Layout>, ClusterError> {
-        let staged = self.ledger().staged.clone();
+    /// The staged layout for `call` (an unlock or a persist), which fixes
+    /// it, or the refusal of a call made before a layout was staged.
+    fn use_staged(&self, call: &str) -> Result<Arc<Layout>, ClusterError> {
+        let staged = {
+            let mut ledger = self.ledger();
+            ledger.staged_fixed |= ledger.staged.is_some();
+            ledger.staged.clone()
+        };
         staged.ok_or_else(|| self.refuse("I6", format!("{call} before a layout was staged")))
     }
 
@@ -230,11 +235,10 @@ impl AttemptGuard {
     /// I6: the layout names only services this attempt locked or recruited,
     /// carries its epoch, keeps every team at quorum, and keeps every version
     /// the old generation may have acknowledged.
-    fn check_closure(&self, layout: &Layout) -> Result<(), String> {
+    fn check_closure(&self, ledger: &Ledger, layout: &Layout) -> Result<(), String> {
         if layout.epoch != self.epoch {
             return Err(format!("layout carries epoch {}, the attempt is {}", layout.epoch, self.epoch));
         }
-        let ledger = self.ledger();
         // Every name, as often as the layout gives it: a lookup costs less
         // than collecting the names first, and a large layout has tens of
         // thousands.
@@ -379,8 +383,12 @@ impl HostServices for AttemptGuard {
         }
         self.note(self.cluster.recover_log(self.epoch, &target, &sources, &tags, first, last).await)?;
         let mut ledger = self.ledger();
+        // A log only ever gains versions by recovery, so the record only
+        // rises: a layout that passed the closure check when staged keeps
+        // passing it.
         for tag in tags {
-            ledger.recovered.insert((target.clone(), tag), last);
+            let recovered = ledger.recovered.entry((target.clone(), tag)).or_insert(last);
+            *recovered = (*recovered).max(last);
         }
         Ok(())
     }
@@ -399,26 +407,32 @@ impl HostServices for AttemptGuard {
     async fn stage_layout(&self, layout: Layout) -> Result<(), ClusterError> {
         let _timer = self.timer();
         self.live()?;
-        if self.ledger().staged_fixed {
-            return Err(self.refuse("I6", "the staged layout is fixed once an unlock or a persist has used it".into()));
+        // Checked and taken under one lock, so no unlock or persist can use
+        // the staged layout in between.
+        let refused = {
+            let mut ledger = self.ledger();
+            let refused = self.check_closure(&ledger, &layout).err().or_else(|| {
+                ledger.staged_fixed.then(|| "the staged layout is fixed once an unlock or a persist has used it".to_string())
+            });
+            if refused.is_none() {
+                ledger.staged = Some(Arc::new(layout));
+                ledger.staged_changed = true;
+            }
+            refused
+        };
+        match refused {
+            Some(reason) => Err(self.refuse("I6", reason)),
+            None => Ok(()),
         }
-        if let Err(reason) = self.check_closure(&layout) {
-            return Err(self.refuse("I6", reason));
-        }
-        let mut ledger = self.ledger();
-        ledger.staged = Some(Arc::new(layout));
-        ledger.staged_changed = true;
-        Ok(())
     }
 
     async fn unlock(&self, ids: Vec<String>) -> Vec<Result<(), ClusterError>> {
         let _timer = self.timer();
-        let staged = self.live().and_then(|()| self.staged("unlock"));
+        let staged = self.live().and_then(|()| self.use_staged("unlock"));
         let layout = match &staged {
             Ok(layout) => &**layout,
             Err(err) => return ids.iter().map(|_| Err(err.clone())).collect(),
         };
-        self.ledger().staged_fixed = true;
         let index = &crate::replica::LayoutIndex::new(layout);
         // A storage replica serves only once it holds the recovery version:
         // replica recovery brings each there first, while every teammate is
@@ -440,11 +454,12 @@ impl HostServices for AttemptGuard {
     async fn persist_layout(&self) -> Result<(), ClusterError> {
         let _timer = self.timer();
         self.live()?;
-        let layout = self.staged("persist")?;
-        self.ledger().staged_fixed = true;
-        // Checked again, as I6 is stated: what the attempt holds only grows,
-        // but a later recover-log can lower what a new log holds.
-        if let Err(reason) = self.check_closure(&layout) {
+        let layout = self.use_staged("persist")?;
+        // Checked again, as I6 is stated, though nothing the attempt records
+        // after staging can break it: what it holds only grows, the versions
+        // it must keep only fall, and what new logs recovered only rises.
+        let refused = self.check_closure(&self.ledger(), &layout);
+        if let Err(reason) = refused {
             return Err(self.refuse("I6", reason));
         }
         match self.store.persist_layout(&layout) {

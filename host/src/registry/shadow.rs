@@ -283,9 +283,11 @@ impl HostServices for Replayer {
         .unwrap_or_else(|| Err(not_made()))
     }
 
-    // Unlock and persist act on the staged layout: a shadow that staged a
-    // different one has already diverged at the stage call, and the queue
-    // still holds the active version's stage, so these are not replayed.
+    // Unlock and persist act on the staged layout, which is not among their
+    // arguments: they replay on the ids alone. A shadow that staged a
+    // different layout is reported at its stage call (`would_have_made`);
+    // where the active version staged in the same call, the queue still
+    // holds that stage, so the shadow's later calls are not replayed either.
     async fn unlock(&self, ids: Vec<String>) -> Vec<Result<(), ClusterError>> {
         let described = || format!("unlock {ids:?}");
         let replayed = self.replay(described, |c| match c {
