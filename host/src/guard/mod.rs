@@ -411,14 +411,17 @@ impl HostServices for AttemptGuard {
         // the staged layout in between.
         let refused = {
             let mut ledger = self.ledger();
-            let refused = self.check_closure(&ledger, &layout).err().or_else(|| {
-                ledger.staged_fixed.then(|| "the staged layout is fixed once an unlock or a persist has used it".to_string())
-            });
-            if refused.is_none() {
-                ledger.staged = Some(Arc::new(layout));
-                ledger.staged_changed = true;
+            match self.check_closure(&ledger, &layout) {
+                Err(reason) => Some(reason),
+                Ok(()) if ledger.staged_fixed => {
+                    Some("the staged layout is fixed once an unlock or a persist has used it".to_string())
+                }
+                Ok(()) => {
+                    ledger.staged = Some(Arc::new(layout));
+                    ledger.staged_changed = true;
+                    None
+                }
             }
-            refused
         };
         match refused {
             Some(reason) => Err(self.refuse("I6", reason)),
