@@ -30,6 +30,21 @@ async fn the_default_validate_layout_runs_through_the_host() {
     );
 }
 
+/// The recovery benchmark's floor calls this fixture once per plugin call and
+/// relies on it taking nothing in and giving nothing back, whatever the state.
+#[tokio::test]
+async fn the_noop_fixture_reads_nothing_and_writes_nothing() {
+    let registry = Registry::new(runtime());
+    registry.load_file("validate-layout", std::path::Path::new(ratchet::components::fixtures::NOOP_PHASE)).unwrap();
+    let mut state = new_cluster_state();
+    state.epoch = 5;
+    state.old_layout = Some(empty_layout(3));
+    let outcome = registry.call_phase("validate-layout", &state, detached()).await.unwrap();
+    assert_eq!(outcome.step, PhaseStep::Next("lock-services".into()));
+    assert!(outcome.written.is_empty(), "wrote {:?}", outcome.written);
+    assert_eq!(outcome.state.old_layout, None, "the old layout never crossed into it");
+}
+
 #[tokio::test]
 async fn swap_and_rollback_change_what_the_next_call_runs() {
     let registry = Registry::with_defaults(runtime()).unwrap();
