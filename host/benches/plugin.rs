@@ -2,6 +2,9 @@
 //!
 //! - `call_small_phase`: instantiate the default validate-layout from its
 //!   `InstancePre` in a fresh `Store` and run it once (target: median ≤ 50 µs);
+//! - `call_noop_phase`: the same for the `noop-phase` fixture, which reads
+//!   nothing and does nothing: what any call costs (the recovery benchmark's
+//!   floor);
 //! - `compile_default`: compile a default component with no cache;
 //! - `load_from_disk_cache`: load the same component from the on-disk cache
 //!   (target: median ≤ 5 ms);
@@ -54,6 +57,20 @@ fn call_small_phase(bencher: divan::Bencher) {
             .block_on(registry.call_phase("validate-layout", &state, services.clone()))
             .unwrap();
         assert!(matches!(outcome.step, PhaseStep::Next(_)));
+    });
+}
+
+#[divan::bench]
+fn call_noop_phase(bencher: divan::Bencher) {
+    let registry = Registry::new(runtime());
+    registry.load_file("validate-layout", std::path::Path::new(components::fixtures::NOOP_PHASE)).unwrap();
+    let services: Arc<dyn HostServices> = Arc::new(Detached::default());
+    let state = state();
+    bencher.bench_local(|| {
+        let outcome = tokio()
+            .block_on(registry.call_phase("validate-layout", &state, services.clone()))
+            .unwrap();
+        assert!(outcome.written.is_empty());
     });
 }
 

@@ -5,7 +5,12 @@
 //! first epoch it takes to the persisted layout). Prints the median wall time
 //! and the median share of it spent in wasm (phase time minus host calls),
 //! then the same with the phase crates compiled natively (the baseline) and
-//! the ratio of the two.
+//! the ratio of the two. Last, the floor: the native recovery again, with a
+//! call of a component that does nothing (the `noop-phase` fixture, in a
+//! fresh sandbox) before each of its plugin calls, and the share of the
+//! floor's wall that those calls took. That share is the least any pipeline
+//! that gives every call a fresh `Store` can cost, however fast its
+//! components.
 //!
 //! For profiling: `RATCHET_BENCH_RUNS=N` sets the number of runs, and
 //! `RATCHET_BENCH_PERF_CTL=CTL,ACK` writes `enable` and `disable` to a
@@ -17,7 +22,7 @@
 //! median time of each phase and of the host calls, wasm beside native.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -27,10 +32,11 @@ use ratchet::bindings::types::{
     ReplicaPlan, StateField,
 };
 use ratchet::cluster::InProcessCluster;
+use ratchet::components::fixtures;
 use ratchet::coordinator::MemoryStore;
 use ratchet::director::{Director, DirectorOptions};
 use ratchet::registry::{InvokeError, PHASES, Plugins, Registry};
-use ratchet::runtime::{HostServices, Runtime, RuntimeConfig};
+use ratchet::runtime::{Detached, HostServices, Runtime, RuntimeConfig};
 use ratchet_guest::types as g;
 use ratchet_guest::{Host as GuestHost, LogLevel, Phase, PlacementPolicy};
 
@@ -68,8 +74,9 @@ fn main() {
         },
     ];
     println!(
-        "{:<12} {:>8} {:>5} {:>12} {:>10} {:>12} {:>12} {:>12}",
-        "cluster", "services", "runs", "wasm wall", "in wasm", "native wall", "converting", "wasm/native"
+        "{:<12} {:>8} {:>5} {:>12} {:>10} {:>12} {:>12} {:>12} {:>12} {:>8} {:>11}",
+        "cluster", "services", "runs", "wasm wall", "in wasm", "native wall", "converting", "wasm/native",
+        "floor wall", "calls", "floor share"
     );
     let native: Arc<dyn Plugins> = Arc::new(NativePlugins);
     let profiling = Profiling::from_env();
@@ -84,6 +91,9 @@ fn main() {
         let mut wasm = Vec::new();
         let mut natives = Vec::new();
         let mut converting = Vec::new();
+        let mut floors = Vec::new();
+        let mut floor_shares = Vec::new();
+        let mut floor_calls = 0;
         let mut services = 0;
         let mut wasm_phases = PhaseTimes::default();
         let mut native_phases = PhaseTimes::default();
@@ -101,6 +111,20 @@ fn main() {
             converting.push(run.converting);
             native_phases.add(&run.phases);
         }
+        // The floor runs after the others, on an engine of its own that is
+        // dropped (with its epoch thread) before the next shape, so that it
+        // changes nothing the wasm and native runs measure.
+        let floor = Arc::new(FloorPlugins::new());
+        for _ in 0..runs {
+            let calls = floor.calls.load(Ordering::Relaxed);
+            let spent = floor.spent.load(Ordering::Relaxed);
+            let run = tokio.block_on(one_recovery(&shape, floor.clone(), None));
+            floor_calls = floor.calls.load(Ordering::Relaxed) - calls;
+            let spent = Duration::from_nanos(floor.spent.load(Ordering::Relaxed) - spent);
+            floors.push(run.wall);
+            floor_shares.push(spent.as_secs_f64() / run.wall.as_secs_f64());
+        }
+        drop(floor);
         if std::env::var_os("RATCHET_BENCH_PHASES").is_some() {
             print_phases(shape.label, &mut wasm_phases, &mut native_phases);
         }
@@ -108,8 +132,11 @@ fn main() {
         let in_wasm = median(&mut wasm);
         let native_wall = median(&mut natives);
         let converting = median(&mut converting);
+        let floor_wall = median(&mut floors);
+        floor_shares.sort_by(f64::total_cmp);
+        let floor_share = floor_shares[floor_shares.len() / 2];
         println!(
-            "{:<12} {:>8} {:>5} {:>9.2} ms {:>9.1}% {:>9.2} ms {:>9.2} ms {:>12.2}",
+            "{:<12} {:>8} {:>5} {:>9.2} ms {:>9.1}% {:>9.2} ms {:>9.2} ms {:>12.2} {:>9.2} ms {:>8} {:>10.1}%",
             shape.label,
             services,
             runs,
@@ -117,7 +144,10 @@ fn main() {
             100.0 * in_wasm.as_secs_f64() / wall.as_secs_f64(),
             native_wall.as_secs_f64() * 1e3,
             converting.as_secs_f64() * 1e3,
-            wall.as_secs_f64() / native_wall.as_secs_f64()
+            wall.as_secs_f64() / native_wall.as_secs_f64(),
+            floor_wall.as_secs_f64() * 1e3,
+            floor_calls,
+            100.0 * floor_share
         );
     }
 }
@@ -187,6 +217,9 @@ struct Run {
     phases: BTreeMap<String, Duration>,
 }
 
+/// Set while a recovery is timed (not while the cluster boots).
+static TIMED: AtomicBool = AtomicBool::new(false);
+
 /// The row of [`Run::phases`] that holds the host calls' time.
 const HOST_CALLS: &str = "host calls";
 
@@ -250,9 +283,11 @@ async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>, perf: Option<&st
     cluster.kill(&layout.storage_teams[0].storage_ids[0]);
     let converting = CONVERTING.load(Ordering::Relaxed);
     tell_perf(perf, "enable");
+    TIMED.store(true, Ordering::Relaxed);
     let started = Instant::now();
     let report = director.recover().await.unwrap();
     let wall = started.elapsed();
+    TIMED.store(false, Ordering::Relaxed);
     tell_perf(perf, "disable");
     let converting = Duration::from_nanos(CONVERTING.load(Ordering::Relaxed) - converting);
     let recovered =
@@ -340,6 +375,63 @@ impl Plugins for NativePlugins {
 
     async fn replica_plan(&self, history: &ReplicaHistory) -> Result<ReplicaPlan, InvokeError> {
         Ok(convert(&replica_recovery_default::decide(convert(history))))
+    }
+}
+
+/// The native baseline, with a call of the `noop-phase` fixture in a fresh
+/// sandbox before each of its plugin calls: a recovery that pays for a fresh
+/// `Store` per call and nothing else a component costs.
+struct FloorPlugins {
+    /// A registry whose validate-layout slot holds the fixture, on a runtime
+    /// of its own.
+    noop: Registry,
+    empty: AttemptState,
+    /// Fixture calls made during timed recoveries, and the nanoseconds they
+    /// took.
+    calls: AtomicU64,
+    spent: AtomicU64,
+}
+
+impl FloorPlugins {
+    fn new() -> Self {
+        let noop = Registry::new(Arc::new(Runtime::new(RuntimeConfig::default()).unwrap()));
+        noop.load_file("validate-layout", std::path::Path::new(fixtures::NOOP_PHASE)).unwrap();
+        let empty = AttemptState::new(1, 1, RecoveryConfig::default(), None);
+        FloorPlugins { noop, empty, calls: AtomicU64::new(0), spent: AtomicU64::new(0) }
+    }
+
+    async fn sandbox(&self) {
+        let started = Instant::now();
+        let services: Arc<dyn HostServices> = Arc::new(Detached::default());
+        let outcome = self.noop.call_phase("validate-layout", &self.empty, services).await.unwrap();
+        assert!(outcome.written.is_empty(), "the fixture writes nothing");
+        if TIMED.load(Ordering::Relaxed) {
+            self.spent.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            self.calls.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Plugins for FloorPlugins {
+    async fn run_phase(
+        &self,
+        slot: &str,
+        state: &AttemptState,
+        services: Arc<dyn HostServices>,
+    ) -> Result<PhaseOutcome, InvokeError> {
+        self.sandbox().await;
+        NativePlugins.run_phase(slot, state, services).await
+    }
+
+    async fn place(&self, request: &PlacementRequest) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
+        self.sandbox().await;
+        NativePlugins.place(request).await
+    }
+
+    async fn replica_plan(&self, history: &ReplicaHistory) -> Result<ReplicaPlan, InvokeError> {
+        self.sandbox().await;
+        NativePlugins.replica_plan(history).await
     }
 }
 
