@@ -13,7 +13,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use ratchet::bindings::types::{AttemptState, PhaseStep, RecoveryConfig};
+use ratchet::bindings::types::{AttemptState, PhaseOutcome, PhaseStep, RecoveryConfig};
 use ratchet::components;
 use ratchet::registry::Registry;
 use ratchet::runtime::{CacheOrigin, Detached, HostServices, Runtime, RuntimeConfig};
@@ -47,31 +47,30 @@ fn state() -> AttemptState {
     AttemptState::new(1, 1, RecoveryConfig::default(), None)
 }
 
-#[divan::bench]
-fn call_small_phase(bencher: divan::Bencher) {
-    let registry = Registry::with_defaults(runtime()).unwrap();
+/// Calls the validate-layout slot of `registry` on an empty state, once per
+/// iteration, and hands each outcome to `check`.
+fn bench_validate_layout(bencher: divan::Bencher, registry: &Registry, check: impl Fn(&PhaseOutcome)) {
     let services: Arc<dyn HostServices> = Arc::new(Detached::default());
     let state = state();
     bencher.bench_local(|| {
         let outcome = tokio()
             .block_on(registry.call_phase("validate-layout", &state, services.clone()))
             .unwrap();
-        assert!(matches!(outcome.step, PhaseStep::Next(_)));
+        check(&outcome);
     });
+}
+
+#[divan::bench]
+fn call_small_phase(bencher: divan::Bencher) {
+    let registry = Registry::with_defaults(runtime()).unwrap();
+    bench_validate_layout(bencher, &registry, |outcome| assert!(matches!(outcome.step, PhaseStep::Next(_))));
 }
 
 #[divan::bench]
 fn call_noop_phase(bencher: divan::Bencher) {
     let registry = Registry::new(runtime());
     registry.load_file("validate-layout", std::path::Path::new(components::fixtures::NOOP_PHASE)).unwrap();
-    let services: Arc<dyn HostServices> = Arc::new(Detached::default());
-    let state = state();
-    bencher.bench_local(|| {
-        let outcome = tokio()
-            .block_on(registry.call_phase("validate-layout", &state, services.clone()))
-            .unwrap();
-        assert!(outcome.written.is_empty());
-    });
+    bench_validate_layout(bencher, &registry, |outcome| assert!(outcome.written.is_empty()));
 }
 
 #[divan::bench(sample_count = 10, sample_size = 1)]

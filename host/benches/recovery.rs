@@ -386,6 +386,7 @@ struct FloorPlugins {
     /// of its own.
     noop: Registry,
     empty: AttemptState,
+    detached: Arc<dyn HostServices>,
     /// Fixture calls made during timed recoveries, and the nanoseconds they
     /// took.
     calls: AtomicU64,
@@ -397,13 +398,13 @@ impl FloorPlugins {
         let noop = Registry::new(Arc::new(Runtime::new(RuntimeConfig::default()).unwrap()));
         noop.load_file("validate-layout", std::path::Path::new(fixtures::NOOP_PHASE)).unwrap();
         let empty = AttemptState::new(1, 1, RecoveryConfig::default(), None);
-        FloorPlugins { noop, empty, calls: AtomicU64::new(0), spent: AtomicU64::new(0) }
+        let detached: Arc<dyn HostServices> = Arc::new(Detached::default());
+        FloorPlugins { noop, empty, detached, calls: AtomicU64::new(0), spent: AtomicU64::new(0) }
     }
 
     async fn sandbox(&self) {
         let started = Instant::now();
-        let services: Arc<dyn HostServices> = Arc::new(Detached::default());
-        let outcome = self.noop.call_phase("validate-layout", &self.empty, services).await.unwrap();
+        let outcome = self.noop.call_phase("validate-layout", &self.empty, self.detached.clone()).await.unwrap();
         assert!(outcome.written.is_empty(), "the fixture writes nothing");
         if TIMED.load(Ordering::Relaxed) {
             self.spent.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
