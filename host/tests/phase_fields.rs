@@ -24,7 +24,7 @@ use phase_start_sequencer::StartSequencer;
 use phase_validate_layout::ValidateLayout;
 use ratchet_guest::testing::{ScriptedHost, old_layout, state};
 use ratchet_guest::types::{
-    AttemptState, LockInfo, LogRecoveryInfo, PhaseStep, ServiceKind, StorageRecoveryInfo,
+    AttemptState, LockInfo, LogRecoveryInfo, PhaseStep, ServiceKind, ShardRetention, StorageRecoveryInfo,
 };
 use ratchet_guest::{Phase, state_fields};
 
@@ -125,7 +125,9 @@ fn a_new_cluster_decides_the_same_on_the_declared_fields() {
 fn a_recovery_that_lost_a_log_and_a_replica_decides_the_same_on_the_declared_fields() {
     let mut host = ScriptedHost::with_nodes(12, 3);
     for (i, log) in ["log2", "log3"].iter().enumerate() {
-        let info = LogRecoveryInfo { id: log.to_string(), oldest_version: i as u64, last_version: 40 + i as u64, min_durable_version: 0 };
+        let oldest = i as u64;
+        let shards = (0..2).map(|tag| ShardRetention { tag, oldest_version: oldest }).collect();
+        let info = LogRecoveryInfo { id: log.to_string(), oldest_version: oldest, last_version: 40 + i as u64, shards };
         host.locks.insert(log.to_string(), Ok(LockInfo::Log(info)));
     }
     for id in ["st0-2", "st0-3", "st1-1", "st1-2", "st1-3"] {

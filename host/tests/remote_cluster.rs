@@ -263,7 +263,7 @@ async fn the_pump_pops_the_logs_to_their_retention_and_reports_a_replica_left_be
     let retained = || async {
         let mut spans = Vec::new();
         for log in &layout.logs {
-            spans.push(cluster.log_retained(&log.id).await.unwrap());
+            spans.push(cluster.log_retained(&log.id, log.tags[0]).await.unwrap());
         }
         spans
     };

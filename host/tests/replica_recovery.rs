@@ -265,8 +265,8 @@ impl Cluster for Hooked {
         let (version, endpoint) = self.inner.replica_state(id).await?;
         Ok((version, (self.endpoint)(id, endpoint)))
     }
-    async fn log_retained(&self, id: &str) -> Result<(Version, Version), ClusterError> {
-        self.inner.log_retained(id).await
+    async fn log_retained(&self, id: &str, tag: ShardTag) -> Result<(Version, Version), ClusterError> {
+        self.inner.log_retained(id, tag).await
     }
     async fn pull(&self, log: &str, tag: ShardTag, after: Version, upto: Version) -> Result<PulledPage, ClusterError> {
         self.inner.pull(log, tag, after, upto).await

@@ -59,7 +59,7 @@ mod tests {
     #[test]
     fn locks_exactly_the_old_layouts_services_and_lists_the_unreachable() {
         let mut host = ScriptedHost::default();
-        let info = LogRecoveryInfo { id: "log1".into(), oldest_version: 0, last_version: 9, min_durable_version: 0 };
+        let info = LogRecoveryInfo { id: "log1".into(), oldest_version: 0, last_version: 9, shards: vec![] };
         host.locks.insert("log1".into(), Ok(LockInfo::Log(info.clone())));
         host.locks.insert("seq".into(), Ok(LockInfo::Stateless(ServiceKind::Sequencer)));
         let out = LockServices::run(state(2, Some(old_layout())), &mut host);

@@ -1,32 +1,43 @@
 //! Phase 5, **plan-log-recovery**: which versions survive, and from where.
 //!
-//! Decides: per shard, the quorum of old logs to copy from and the version
-//! range `[max oldest, min last]` over that quorum; the recovery version is
-//! the smallest `last` over all shards. A commit is acknowledged only when
-//! every log of its shard accepted it, so any one locked log of a shard holds
-//! every acknowledged version: the quorum is one log, and using every locked
-//! log of the shard only narrows the range to what all of them hold.
-//! Stalls when a shard has no locked log: its data cannot be recovered yet,
-//! and the host retries when a service comes back.
+//! Decides: the recovery version and, per shard, the old logs to copy from
+//! and the version range to keep. A commit is acknowledged only when every
+//! log of its generation accepted it, so any locked log bounds what was
+//! acknowledged: the recovery version is the smallest `last-version` over
+//! the locked logs, and no version above it is kept. Each shard keeps
+//! `[first, recovery version]`, where `first` is the oldest version any
+//! locked log of the shard still holds of it (older versions were popped
+//! once the shard's storage had them); its sources are the locked logs of
+//! the shard that hold that whole range. A range with `first` above the
+//! recovery version is empty: the shard's logs were popped through it, and
+//! there is nothing to copy. Stalls when a shard has no locked log that
+//! holds it: its data cannot be recovered yet, and the host retries when a
+//! service comes back.
 
 use std::collections::BTreeMap;
 
 use ratchet_guest::collections::IdMap;
-use ratchet_guest::types::{AttemptState, LogRecoveryInfo, PhaseOutcome, PhaseStep, ShardPlan, ShardTag, StateField};
+use ratchet_guest::types::{
+    AttemptState, LogRecoveryInfo, PhaseOutcome, PhaseStep, ShardPlan, ShardTag, StateField, Version,
+};
 use ratchet_guest::{Host, Phase, outcome};
 
 /// The phase run after this one.
 pub const NEXT: &str = "create-vacancies";
 
-/// Locked logs a shard needs: see the module documentation.
-pub const QUORUM: usize = 1;
-
 /// The plan-log-recovery phase.
 pub struct PlanLogRecovery;
 
-/// The per-shard plans, or the reason recovery must wait.
-pub fn plan(state: &AttemptState) -> Result<Vec<ShardPlan>, String> {
-    let Some(layout) = &state.old_layout else { return Ok(Vec::new()) };
+/// The oldest version `info` holds of shard `tag`, if it holds the shard.
+fn oldest_of(info: &LogRecoveryInfo, tag: ShardTag) -> Option<Version> {
+    info.shards.iter().find(|s| s.tag == tag).map(|s| s.oldest_version)
+}
+
+/// The recovery version and the per-shard plans, or the reason recovery
+/// must wait.
+pub fn plan(state: &AttemptState) -> Result<(Version, Vec<ShardPlan>), String> {
+    let Some(layout) = &state.old_layout else { return Ok((0, Vec::new())) };
+    let recovery_version = state.locked_logs.iter().map(|i| i.last_version).min().unwrap_or(0);
     // Indexed once: a thousand-node cluster has thousands of shards, each
     // carried by a few of dozens of logs.
     let mut carriers_of: BTreeMap<ShardTag, Vec<&str>> = BTreeMap::new();
@@ -39,23 +50,28 @@ pub fn plan(state: &AttemptState) -> Result<Vec<ShardPlan>, String> {
     let mut plans = Vec::new();
     for team in &layout.storage_teams {
         let carriers = carriers_of.get(&team.tag).map(Vec::as_slice).unwrap_or_default();
-        let quorum: Vec<&LogRecoveryInfo> = carriers.iter().filter_map(|id| locked.get(id).copied()).collect();
-        if quorum.len() < QUORUM {
+        let holding: Vec<(&LogRecoveryInfo, Version)> = carriers
+            .iter()
+            .filter_map(|id| locked.get(id).copied())
+            .filter_map(|info| Some((info, oldest_of(info, team.tag)?)))
+            .collect();
+        let Some(first) = holding.iter().map(|(_, oldest)| *oldest).min() else {
             return Err(format!(
                 "shard {}: none of its {} logs ({}) could be locked",
                 team.tag,
                 carriers.len(),
                 carriers.join(", ")
             ));
-        }
+        };
+        let first = first.min(recovery_version.saturating_add(1));
         plans.push(ShardPlan {
             tag: team.tag,
-            sources: quorum.iter().map(|i| i.id.clone()).collect(),
-            first_version: quorum.iter().map(|i| i.oldest_version).max().unwrap_or(0),
-            last_version: quorum.iter().map(|i| i.last_version).min().unwrap_or(0),
+            sources: holding.iter().filter(|(_, oldest)| *oldest <= first).map(|(info, _)| info.id.clone()).collect(),
+            first_version: first,
+            last_version: recovery_version,
         });
     }
-    Ok(plans)
+    Ok((recovery_version, plans))
 }
 
 impl Phase for PlanLogRecovery {
@@ -65,8 +81,8 @@ impl Phase for PlanLogRecovery {
     fn run(mut state: AttemptState, _host: &mut dyn Host) -> PhaseOutcome {
         match plan(&state) {
             Err(reason) => outcome(state, PhaseStep::Stalled(reason)),
-            Ok(plans) => {
-                state.recovery_version = plans.iter().map(|p| p.last_version).min().or(Some(0));
+            Ok((recovery_version, plans)) => {
+                state.recovery_version = Some(recovery_version);
                 state.log_plan = plans;
                 outcome(state, PhaseStep::Next(NEXT.into()))
             }
@@ -81,22 +97,46 @@ ratchet_guest::use_call_arena!();
 mod tests {
     use super::*;
     use ratchet_guest::testing::{ScriptedHost, old_layout, state};
-    use ratchet_guest::types::LogRecoveryInfo;
+    use ratchet_guest::types::{LogRecoveryInfo, ShardRetention};
 
-    fn info(id: &str, oldest: u64, last: u64) -> LogRecoveryInfo {
-        LogRecoveryInfo { id: id.into(), oldest_version: oldest, last_version: last, min_durable_version: 0 }
+    /// A locked log holding `[oldest, last]` of every shard listed.
+    fn info(id: &str, oldest: u64, last: u64, tags: &[ShardTag]) -> LogRecoveryInfo {
+        let shards = tags.iter().map(|tag| ShardRetention { tag: *tag, oldest_version: oldest }).collect();
+        LogRecoveryInfo { id: id.into(), oldest_version: oldest, last_version: last, shards }
     }
 
     #[test]
-    fn the_kept_range_is_max_oldest_to_min_last_over_the_quorum() {
+    fn a_shard_keeps_what_any_locked_log_holds_of_it_through_the_smallest_last() {
         let mut s = state(2, Some(old_layout()));
-        s.locked_logs = vec![info("log1", 2, 40), info("log3", 5, 39)];
+        s.locked_logs = vec![info("log1", 2, 40, &[0, 1]), info("log3", 5, 39, &[0, 1])];
         let out = PlanLogRecovery::run(s, &mut ScriptedHost::default());
         assert_eq!(out.step, PhaseStep::Next(NEXT.into()));
         let plan = &out.state.log_plan[0];
-        assert_eq!((plan.first_version, plan.last_version), (5, 39));
-        assert_eq!(plan.sources, ["log1", "log3"]);
+        assert_eq!((plan.first_version, plan.last_version), (2, 39));
+        assert_eq!(plan.sources, ["log1"], "only a log holding the whole range is a source");
         assert_eq!(out.state.recovery_version, Some(39));
+    }
+
+    #[test]
+    fn every_shard_ends_at_the_one_recovery_version() {
+        let mut layout = old_layout();
+        layout.logs[0].tags = vec![0];
+        layout.logs[1].tags = vec![0];
+        layout.logs[2].tags = vec![1];
+        let mut s = state(2, Some(layout));
+        s.locked_logs = vec![info("log1", 1, 50, &[0]), info("log3", 1, 45, &[1])];
+        let out = PlanLogRecovery::run(s, &mut ScriptedHost::default());
+        let ends: Vec<u64> = out.state.log_plan.iter().map(|p| p.last_version).collect();
+        assert_eq!(ends, [45, 45], "no shard keeps a version the new sequencer will issue again");
+    }
+
+    #[test]
+    fn a_shard_popped_through_the_recovery_version_keeps_an_empty_range() {
+        let mut s = state(2, Some(old_layout()));
+        s.locked_logs = vec![info("log1", 11, 10, &[0, 1])];
+        let out = PlanLogRecovery::run(s, &mut ScriptedHost::default());
+        let plan = &out.state.log_plan[0];
+        assert_eq!((plan.first_version, plan.last_version), (11, 10));
     }
 
     #[test]
@@ -106,7 +146,7 @@ mod tests {
         layout.logs[1].tags = vec![0];
         layout.logs[2].tags = vec![1];
         let mut s = state(2, Some(layout));
-        s.locked_logs = vec![info("log1", 0, 10)];
+        s.locked_logs = vec![info("log1", 0, 10, &[0])];
         let out = PlanLogRecovery::run(s, &mut ScriptedHost::default());
         assert_eq!(out.step, PhaseStep::Stalled("shard 1: none of its 1 logs (log3) could be locked".into()));
     }

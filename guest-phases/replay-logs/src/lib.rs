@@ -2,9 +2,10 @@
 //!
 //! Decides: nothing new; it carries out the plan. Each new log recovers, for
 //! every shard it carries, the kept range `[first, last]` of that shard from
-//! the shard's quorum of old logs. The host checks that the target and the
-//! sources are locked by this epoch (I4). A new cluster has nothing to
-//! replay. Stalls when a copy fails.
+//! the old logs that hold it; an empty range (the shard's logs were popped
+//! through the recovery version) is skipped. The host checks the target,
+//! the sources and the range (I4, S3). A new cluster has nothing to replay.
+//! Stalls when a copy fails.
 
 use std::collections::BTreeMap;
 
@@ -43,6 +44,9 @@ fn replay(state: &AttemptState, host: &mut dyn Host) -> Result<(), PhaseStep> {
                 let reason = format!("log {} carries shard {tag}, which has no recovery plan", log.id);
                 return Err(PhaseStep::Failed(reason));
             };
+            if plan.first_version > plan.last_version {
+                continue;
+            }
             batches.entry((&plan.sources, plan.first_version, plan.last_version)).or_default().push(*tag);
         }
         for ((sources, first, last), tags) in batches {
@@ -90,6 +94,17 @@ mod tests {
         let out = ReplayLogs::run(s, &mut host);
         assert_eq!(out.step, PhaseStep::Next(NEXT.into()));
         assert_eq!(host.calls, ["recover new from log1 tags [0, 2] [1, 9]", "recover new from log2 tags [1] [1, 9]"]);
+    }
+
+    #[test]
+    fn an_empty_range_is_not_copied() {
+        let mut s = state(2, Some(old_layout()));
+        s.path = Some(RecoveryPath::Recover);
+        s.log_plan = vec![ShardPlan { tag: 0, sources: vec!["log1".into()], first_version: 10, last_version: 9 }];
+        s.new_logs = vec![LogAssignment { id: "new".into(), tags: vec![0] }];
+        let mut host = ScriptedHost::default();
+        assert_eq!(ReplayLogs::run(s, &mut host).step, PhaseStep::Next(NEXT.into()));
+        assert!(host.calls.is_empty());
     }
 
     #[test]

@@ -261,7 +261,7 @@ mod tests {
     fn full() -> AttemptState {
         let mut state = AttemptState::new(7, 2, RecoveryConfig::default(), Some(layout(6)));
         state.locked_logs =
-            vec![LogRecoveryInfo { id: "log".into(), oldest_version: 1, last_version: 40, min_durable_version: 30 }];
+            vec![LogRecoveryInfo { id: "log".into(), oldest_version: 1, last_version: 40, shards: vec![crate::bindings::types::ShardRetention { tag: 0, oldest_version: 30 }] }];
         state.locked_storage =
             vec![StorageRecoveryInfo { id: "st".into(), durable_version: 30, oldest_durable_version: 1 }];
         state.unreachable = vec!["gone".into()];

@@ -305,7 +305,7 @@ impl InProcessCluster {
                 let mut missing = false;
                 let source = layout.logs.iter().filter(|l| l.tags.contains(&team.tag)).find_map(|l| match state.role(&l.id) {
                     // This log popped versions the replica still lacks.
-                    Ok(Role::Log(log)) if after < log.retained().0 => {
+                    Ok(Role::Log(log)) if log.retained(team.tag).is_ok_and(|(oldest, _)| after < oldest) => {
                         missing = true;
                         None
                     }
@@ -338,6 +338,21 @@ impl InProcessCluster {
             Ok(Role::Storage(s)) if current(s) => Some(s.read(key).map(str::to_string)),
             _ => None,
         })?
+    }
+
+    /// Whether `key` holds `value` where `layout` keeps its data: in a live
+    /// storage replica of the key's team, or in a live log of its shard.
+    /// Judges a run that ended with no generation serving, whose writes
+    /// cannot be read back.
+    pub fn kept_at_rest(&self, layout: &Layout, key: &str, value: &str) -> bool {
+        let state = self.lock_state();
+        let tag = tag_of(layout, key);
+        let mut replicas = layout.storage_teams.iter().filter(|t| t.tag == tag).flat_map(|t| &t.storage_ids);
+        let stored = replicas.any(|id| matches!(state.role(id), Ok(Role::Storage(s)) if s.read(key) == Some(value)));
+        stored
+            || layout.logs.iter().filter(|l| l.tags.contains(&tag)).any(|l| {
+                matches!(state.role(&l.id), Ok(Role::Log(log)) if log.holds_write(tag, key, value))
+            })
     }
 
     /// A member of the live generation that is down or no longer serves it
@@ -647,9 +662,9 @@ impl Cluster for InProcessCluster {
         }
     }
 
-    async fn log_retained(&self, id: &str) -> Result<(Version, Version), ClusterError> {
+    async fn log_retained(&self, id: &str, tag: ShardTag) -> Result<(Version, Version), ClusterError> {
         match self.lock_state().role(id)? {
-            Role::Log(log) => Ok(log.retained()),
+            Role::Log(log) => Ok(log.retained(tag)?),
             _ => Err(ClusterError::Failed(format!("{id} is not a log"))),
         }
     }

@@ -71,8 +71,8 @@ pub trait Cluster: Send + Sync {
     fn replica_sessions(&self) -> &std::sync::Mutex<Sessions>;
     /// A storage replica's durable version, and the endpoint it is reached at.
     async fn replica_state(&self, id: &str) -> Result<(Version, String), ClusterError>;
-    /// The versions a log retains: `(oldest, last]`.
-    async fn log_retained(&self, id: &str) -> Result<(Version, Version), ClusterError>;
+    /// The versions log `id` retains of shard `tag`: `(oldest, last]`.
+    async fn log_retained(&self, id: &str, tag: ShardTag) -> Result<(Version, Version), ClusterError>;
     /// A page of the mutations of `tag` in `(after, upto]` held by log `log`.
     async fn pull(&self, log: &str, tag: ShardTag, after: Version, upto: Version) -> Result<PulledPage, ClusterError>;
     /// Applies pulled mutations to a replica locked by `epoch`, durable up to `upto`.

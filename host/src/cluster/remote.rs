@@ -201,7 +201,7 @@ impl RemoteCluster {
         let (mut popped, mut logs) = (0, 0);
         for log in layout.logs.iter().filter(|l| l.tags.contains(&tag)) {
             logs += 1;
-            match self.ask(&log.id, WorkerRequest::Retained { id: log.id.clone() }).await {
+            match self.ask(&log.id, WorkerRequest::Retained { id: log.id.clone(), tag: Some(tag) }).await {
                 // This log popped versions the replica still lacks.
                 Ok(WorkerReply::Retained { after: oldest, .. }) if after < oldest => {
                     popped += 1;
@@ -239,7 +239,7 @@ impl RemoteCluster {
         for log in &layout.logs {
             let floor = log.tags.iter().map(|tag| held.get(tag).copied().unwrap_or(0)).min().unwrap_or(0);
             let Ok(WorkerReply::Retained { after, last }) =
-                self.ask(&log.id, WorkerRequest::Retained { id: log.id.clone() }).await
+                self.ask(&log.id, WorkerRequest::Retained { id: log.id.clone(), tag: None }).await
             else {
                 continue;
             };
@@ -443,8 +443,8 @@ impl Cluster for RemoteCluster {
         }
     }
 
-    async fn log_retained(&self, id: &str) -> Result<(Version, Version), ClusterError> {
-        match self.ask(id, WorkerRequest::Retained { id: id.into() }).await? {
+    async fn log_retained(&self, id: &str, tag: ShardTag) -> Result<(Version, Version), ClusterError> {
+        match self.ask(id, WorkerRequest::Retained { id: id.into(), tag: Some(tag) }).await? {
             WorkerReply::Retained { after, last } => Ok((after, last)),
             other => Err(unexpected(Ok(other))),
         }

@@ -118,7 +118,7 @@ pub async fn recover_replica(
     // The figures: what the shard's logs retain, and the teammates' versions.
     let mut spans = Vec::new();
     for log in index.carriers.get(&team.tag).into_iter().flatten() {
-        if let Ok((after, last)) = cluster.log_retained(log).await
+        if let Ok((after, last)) = cluster.log_retained(log, team.tag).await
             && last >= committed
         {
             spans.push((log.to_string(), after, last));

@@ -1,10 +1,24 @@
 //! The log: versioned mutations, held until storage has them, behind an
 //! epoch lock.
+//!
+//! A log knows, per shard it carries, the versions it holds of that shard:
+//! a range `[oldest, through]`, every mutation of the shard in it present.
+//! Everything it answers is checked against those ranges, so a log never
+//! claims history it does not have: a pull, a copy or a lock reply covers
+//! exactly what is there, or is refused.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::{EpochLock, Mutation, ServiceError};
-use crate::bindings::types::{Epoch, LogRecoveryInfo, ShardTag, Version};
+use crate::bindings::types::{Epoch, LogRecoveryInfo, ShardRetention, ShardTag, Version};
+
+/// The versions held of one shard: every mutation of it in `[oldest,
+/// through]`. Empty when `oldest > through`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Held {
+    oldest: Version,
+    through: Version,
+}
 
 /// A log service.
 ///
@@ -15,13 +29,12 @@ pub struct LogService {
     lock: EpochLock,
     /// The generation whose proxies may push, once unlocked.
     serving: Option<Epoch>,
-    /// The shards this log carries in its generation.
-    tags: BTreeSet<ShardTag>,
+    /// The shards this log carries, and what it holds of each. While it
+    /// serves, every shard is held through `last`.
+    shards: BTreeMap<ShardTag, Held>,
     entries: BTreeMap<Version, Vec<Mutation>>,
-    /// Every version up to here has been received (or replayed).
+    /// The newest version received (or recovered).
     last: Version,
-    /// The oldest version held; versions below it were never held here.
-    oldest: Version,
 }
 
 impl LogService {
@@ -37,11 +50,21 @@ impl LogService {
         if self.serving.is_some_and(|serving| serving < epoch) {
             self.serving = None;
         }
+        // A shard held short of `last` (a recovery cut off half way) is
+        // reported as holding nothing: nobody may copy a range it lacks.
+        let shards: Vec<ShardRetention> = self
+            .shards
+            .iter()
+            .map(|(tag, held)| ShardRetention {
+                tag: *tag,
+                oldest_version: if held.through == self.last { held.oldest } else { self.last.saturating_add(1) },
+            })
+            .collect();
         Ok(LogRecoveryInfo {
             id: id.to_string(),
-            oldest_version: self.oldest,
+            oldest_version: shards.iter().map(|s| s.oldest_version).min().unwrap_or(self.last.saturating_add(1)),
             last_version: self.last,
-            min_durable_version: 0,
+            shards,
         })
     }
 
@@ -67,16 +90,22 @@ impl LogService {
         if prev != self.last {
             return Err(ServiceError::Gap { last: self.last, prev });
         }
-        let kept: Vec<Mutation> = mutations.into_iter().filter(|m| self.tags.contains(&m.tag)).collect();
+        if version <= prev {
+            return Err(ServiceError::NotAfter { last: self.last, version });
+        }
+        let kept: Vec<Mutation> = mutations.into_iter().filter(|m| self.shards.contains_key(&m.tag)).collect();
         if !kept.is_empty() {
             self.entries.insert(version, kept);
         }
         self.last = version;
+        for held in self.shards.values_mut() {
+            held.through = version;
+        }
         Ok(())
     }
 
     /// The mutations of `tags` in `[first, last]`, for a log recovering from
-    /// this one. Refuses a range this log does not hold whole.
+    /// this one. Refuses a range this log does not hold whole for every tag.
     pub fn read_range(
         &self,
         tags: &[ShardTag],
@@ -97,8 +126,15 @@ impl LogService {
         last: Version,
         budget: usize,
     ) -> Result<(Vec<(Version, Vec<Mutation>)>, Version), ServiceError> {
-        if first < self.oldest || last > self.last {
-            return Err(ServiceError::Missing { oldest: self.oldest, last: self.last, first, wanted: last });
+        if first > last {
+            return Err(ServiceError::InvertedRange { first, last });
+        }
+        for tag in tags {
+            let held = self.holding(*tag)?;
+            // No version 0 is ever issued: a range from 0 starts at 1.
+            if first.max(1) < held.oldest || last > held.through {
+                return Err(ServiceError::Missing { tag: *tag, oldest: held.oldest, last: held.through, first, wanted: last });
+            }
         }
         let mut page = Vec::new();
         let mut size = 0;
@@ -117,7 +153,9 @@ impl LogService {
     }
 
     /// Installs a recovered range `[first, last]` of `tags`. Requires the lock
-    /// of `epoch`.
+    /// of `epoch`. For each tag the range must join what the log already
+    /// holds of it (overlap or abut): a log holds one range per shard.
+    /// Installing the same range twice changes nothing.
     pub fn install_range(
         &mut self,
         epoch: Epoch,
@@ -127,22 +165,64 @@ impl LogService {
         entries: Vec<(Version, Vec<Mutation>)>,
     ) -> Result<(), ServiceError> {
         self.lock.check(epoch)?;
-        let was_empty = self.last == 0 && self.entries.is_empty();
-        self.tags.extend(tags.iter().copied());
-        for (version, mutations) in entries {
-            self.entries.entry(version).or_default().extend(mutations);
+        if first > last {
+            return Err(ServiceError::InvertedRange { first, last });
         }
-        self.oldest = if was_empty { first } else { self.oldest.min(first) };
+        // Every tag is checked before anything changes.
+        let mut merged = Vec::with_capacity(tags.len());
+        for tag in tags {
+            let held = match self.shards.get(tag) {
+                None => Held { oldest: first, through: last },
+                Some(held) if held.oldest > held.through => Held { oldest: first, through: last },
+                Some(held) if first <= held.through.saturating_add(1) && last.saturating_add(1) >= held.oldest => {
+                    Held { oldest: held.oldest.min(first), through: held.through.max(last) }
+                }
+                Some(held) => {
+                    return Err(ServiceError::Disjoint { tag: *tag, oldest: held.oldest, through: held.through, first, last });
+                }
+            };
+            merged.push((*tag, held));
+        }
+        // What the log held of these tags in the range is replaced by what
+        // came, so a range delivered twice is not held twice.
+        for mutations in self.entries.range_mut(first..=last).map(|(_, m)| m) {
+            mutations.retain(|m| !tags.contains(&m.tag));
+        }
+        for (version, mutations) in entries {
+            let kept: Vec<Mutation> =
+                mutations.into_iter().filter(|m| tags.contains(&m.tag) && (first..=last).contains(&version)).collect();
+            if !kept.is_empty() {
+                self.entries.entry(version).or_default().extend(kept);
+            }
+        }
+        self.entries.retain(|_, mutations| !mutations.is_empty());
+        self.shards.extend(merged);
         self.last = self.last.max(last);
         Ok(())
     }
 
     /// Starts serving generation `epoch` for `tags`, after version `start`.
-    /// Requires the lock of `epoch`.
+    /// Requires the lock of `epoch`. A shard not held through `start` is
+    /// held from `start + 1` on: the log never claims versions it lacks.
+    /// Refused when the log holds versions past `start`, which the
+    /// generation will issue again.
     pub fn unlock(&mut self, epoch: Epoch, tags: &[ShardTag], start: Version) -> Result<(), ServiceError> {
         self.lock.check(epoch)?;
-        self.tags = tags.iter().copied().collect();
-        self.last = self.last.max(start);
+        if self.last > start {
+            return Err(ServiceError::Ahead { last: self.last, start });
+        }
+        let empty = Held { oldest: start.saturating_add(1), through: start };
+        self.shards = tags
+            .iter()
+            .map(|tag| {
+                let held = match self.shards.get(tag) {
+                    Some(held) if held.through == start && held.oldest <= start => *held,
+                    _ => empty,
+                };
+                (*tag, held)
+            })
+            .collect();
+        self.last = start;
         self.serving = Some(epoch);
         Ok(())
     }
@@ -166,12 +246,12 @@ impl LogService {
         if after >= upto {
             return Ok((page, upto));
         }
-        let (retained_after, last) = self.retained();
-        if after < retained_after || upto > last {
-            return Err(ServiceError::Missing { oldest: self.oldest, last, first: after + 1, wanted: upto });
+        let held = self.holding(tag)?;
+        if after.saturating_add(1) < held.oldest || upto > held.through {
+            return Err(ServiceError::Missing { tag, oldest: held.oldest, last: held.through, first: after.saturating_add(1), wanted: upto });
         }
         let mut size = 0;
-        for (version, mutations) in self.entries.range(after + 1..=upto) {
+        for (version, mutations) in self.entries.range(after.saturating_add(1)..=upto) {
             for mutation in mutations.iter().filter(|m| m.tag == tag) {
                 size += mutation.size();
                 page.push((*version, mutation.clone()));
@@ -185,20 +265,56 @@ impl LogService {
 
     /// Discards every version through `through` (never past the last one
     /// received): storage holds them, and a log retains only a window of
-    /// history. A replica that falls further behind must be rebuilt.
-    pub fn pop(&mut self, through: Version) {
-        let through = through.min(self.last);
-        if through < self.oldest {
-            return;
+    /// history. A replica that falls further behind must be rebuilt. A log
+    /// that serves no generation (a recovery holds its lock) keeps its
+    /// history as the recovery found it. Answers whether anything was
+    /// discarded.
+    pub fn pop(&mut self, through: Version) -> bool {
+        if self.serving.is_none() {
+            return false;
         }
-        self.entries = self.entries.split_off(&(through + 1));
-        self.oldest = through + 1;
+        let through = through.min(self.last);
+        let mut changed = false;
+        for held in self.shards.values_mut() {
+            if held.oldest <= through {
+                held.oldest = through.saturating_add(1);
+                changed = true;
+            }
+        }
+        let kept = self.entries.split_off(&(through.saturating_add(1)));
+        changed |= !self.entries.is_empty();
+        self.entries = kept;
+        changed
     }
 
-    /// The versions it retains, as replica recovery counts them: every
-    /// version after the first figure through the second (`(oldest, last]`).
-    pub fn retained(&self) -> (Version, Version) {
-        (self.oldest.saturating_sub(1), self.last)
+    /// The versions it retains of `tag`, as replica recovery counts them:
+    /// every version after the first figure through the second. Refused
+    /// for a shard it does not carry.
+    pub fn retained(&self, tag: ShardTag) -> Result<(Version, Version), ServiceError> {
+        let held = self.holding(tag)?;
+        Ok((held.oldest.saturating_sub(1), held.through))
+    }
+
+    /// The versions it retains of every shard it carries: after the first
+    /// figure (the oldest kept of any shard, less one) through its last.
+    pub fn span(&self) -> (Version, Version) {
+        let oldest = self.shards.values().map(|h| h.oldest).min().unwrap_or(self.last.saturating_add(1));
+        (oldest.saturating_sub(1), self.last)
+    }
+
+    /// Whether the log holds a mutation of shard `tag` setting `key` to
+    /// `value`, in the versions it holds of the shard.
+    pub fn holds_write(&self, tag: ShardTag, key: &str, value: &str) -> bool {
+        let Ok(held) = self.holding(tag) else { return false };
+        if held.oldest > held.through {
+            return false;
+        }
+        let mut versions = self.entries.range(held.oldest..=held.through).flat_map(|(_, m)| m);
+        versions.any(|m| m.tag == tag && m.key == key && m.value == value)
+    }
+
+    fn holding(&self, tag: ShardTag) -> Result<Held, ServiceError> {
+        self.shards.get(&tag).copied().ok_or(ServiceError::NotCarried { tag })
     }
 
     /// The last version received.
@@ -232,14 +348,20 @@ mod tests {
         log
     }
 
+    fn oldest_of(info: &LogRecoveryInfo) -> Vec<(ShardTag, Version)> {
+        info.shards.iter().map(|s| (s.tag, s.oldest_version)).collect()
+    }
+
     #[test]
     fn pushes_follow_versions_without_gaps_and_keep_only_its_tags() {
         let mut log = serving_log(1);
         log.push(1, 0, 5, vec![m(0, "a"), m(7, "x")]).unwrap();
         assert_eq!(log.push(1, 0, 6, vec![]), Err(ServiceError::Gap { last: 5, prev: 0 }));
+        assert_eq!(log.push(1, 5, 5, vec![]), Err(ServiceError::NotAfter { last: 5, version: 5 }));
         log.push(1, 5, 9, vec![m(1, "b")]).unwrap();
         assert_eq!(log.pull(0, 0, 9).unwrap(), vec![(5, m(0, "a"))]);
-        assert_eq!(log.read_range(&[0, 1, 7], 1, 9).unwrap().len(), 2);
+        assert_eq!(log.read_range(&[0, 1], 1, 9).unwrap().len(), 2);
+        assert_eq!(log.read_range(&[7], 1, 9), Err(ServiceError::NotCarried { tag: 7 }), "a shard it does not carry");
     }
 
     #[test]
@@ -248,6 +370,7 @@ mod tests {
         log.push(1, 0, 3, vec![m(0, "a")]).unwrap();
         let info = log.lock(2, "log").unwrap();
         assert_eq!(info.last_version, 3);
+        assert_eq!(oldest_of(&info), [(0, 1), (1, 1)]);
         assert_eq!(log.push(1, 3, 4, vec![]), Err(ServiceError::Superseded(2)));
         assert_eq!(log.lock(1, "log").unwrap_err(), ServiceError::Superseded(2));
     }
@@ -261,11 +384,69 @@ mod tests {
         let mut new = LogService::new();
         assert!(new.install_range(2, &[0, 1], 1, 4, entries.clone()).is_err());
         new.lock(2, "new").unwrap();
+        new.install_range(2, &[0, 1], 1, 4, entries.clone()).unwrap();
         new.install_range(2, &[0, 1], 1, 4, entries).unwrap();
         new.unlock(2, &[0, 1], 4).unwrap();
         assert_eq!(new.last_version(), 4);
-        assert_eq!(new.pull(1, 0, 4).unwrap(), vec![(4, m(1, "b"))]);
+        assert_eq!(new.pull(1, 0, 4).unwrap(), vec![(4, m(1, "b"))], "a range delivered twice is held once");
         assert!(old.read_range(&[0], 1, 9).is_err(), "a range beyond the log is refused");
+    }
+
+    #[test]
+    fn inverted_ranges_are_refused_not_a_panic() {
+        let mut log = serving_log(1);
+        log.push(1, 0, 3, vec![m(0, "a")]).unwrap();
+        assert_eq!(log.read_range(&[0], 3, 2), Err(ServiceError::InvertedRange { first: 3, last: 2 }));
+        log.lock(2, "log").unwrap();
+        assert_eq!(log.install_range(2, &[0], 9, 1, vec![]), Err(ServiceError::InvertedRange { first: 9, last: 1 }));
+        // A log popped through its last version holds nothing, and says so.
+        let mut empty = serving_log(1);
+        empty.pop(0);
+        let info = empty.lock(2, "empty").unwrap();
+        assert_eq!((info.oldest_version, info.last_version), (1, 0));
+        assert!(!empty.pop(0) && empty.retained(0) == Ok((0, 0)), "a locked log is not popped");
+    }
+
+    #[test]
+    fn each_shard_keeps_its_own_history() {
+        // A new log recovering shard 0 from version 5 and shard 1, whose
+        // logs were popped through 9, from nothing.
+        let mut log = LogService::new();
+        log.lock(2, "new").unwrap();
+        log.install_range(2, &[0], 5, 9, vec![(6, vec![m(0, "a")])]).unwrap();
+        log.unlock(2, &[0, 1], 9).unwrap();
+        assert_eq!(log.retained(0), Ok((4, 9)));
+        assert_eq!(log.retained(1), Ok((9, 9)), "shard 1 is held from version 10 only");
+        assert!(matches!(log.pull(1, 5, 9), Err(ServiceError::Missing { tag: 1, .. })), "no claim on shard 1's past");
+        assert_eq!(log.pull(0, 4, 9).unwrap(), vec![(6, m(0, "a"))]);
+        let info = log.lock(3, "new").unwrap();
+        assert_eq!(oldest_of(&info), [(0, 5), (1, 10)]);
+        assert_eq!(info.oldest_version, 5);
+    }
+
+    #[test]
+    fn a_range_must_join_what_a_shard_holds() {
+        let mut log = LogService::new();
+        log.lock(2, "new").unwrap();
+        log.install_range(2, &[0], 10, 20, vec![]).unwrap();
+        log.install_range(2, &[0], 21, 30, vec![]).unwrap();
+        assert_eq!(
+            log.install_range(2, &[0], 40, 50, vec![]),
+            Err(ServiceError::Disjoint { tag: 0, oldest: 10, through: 30, first: 40, last: 50 })
+        );
+        // Held short of the start: the shard holds nothing before it.
+        log.install_range(2, &[1], 10, 25, vec![]).unwrap();
+        log.unlock(2, &[0, 1], 30).unwrap();
+        assert_eq!((log.retained(0), log.retained(1)), (Ok((9, 30)), Ok((30, 30))));
+    }
+
+    #[test]
+    fn a_log_holding_versions_past_the_start_is_not_unlocked() {
+        let mut log = LogService::new();
+        log.lock(2, "new").unwrap();
+        log.install_range(2, &[0], 1, 20, vec![]).unwrap();
+        assert_eq!(log.unlock(2, &[0], 15), Err(ServiceError::Ahead { last: 20, start: 15 }));
+        assert!(!log.serves(2));
     }
 
     #[test]
@@ -302,15 +483,16 @@ mod tests {
         for v in 1..=10 {
             log.push(1, v - 1, v, vec![m(0, &format!("k{v}"))]).unwrap();
         }
-        assert_eq!(log.retained(), (0, 10));
-        log.pop(6);
-        assert_eq!(log.retained(), (6, 10));
+        assert_eq!(log.retained(0), Ok((0, 10)));
+        assert!(log.pop(6));
+        assert_eq!(log.retained(0), Ok((6, 10)));
+        assert_eq!(log.span(), (6, 10));
         assert_eq!(log.pull(0, 6, 10).unwrap().len(), 4);
         assert!(matches!(log.pull(0, 5, 10), Err(ServiceError::Missing { .. })), "version 6 is gone");
         assert!(matches!(log.read_range(&[0], 6, 10), Err(ServiceError::Missing { .. })));
-        log.pop(3);
-        assert_eq!(log.retained(), (6, 10), "a pop never brings history back");
+        assert!(!log.pop(3));
+        assert_eq!(log.retained(0), Ok((6, 10)), "a pop never brings history back");
         log.pop(99);
-        assert_eq!(log.retained(), (10, 10), "nor goes past the last version");
+        assert_eq!(log.retained(0), Ok((10, 10)), "nor goes past the last version");
     }
 }

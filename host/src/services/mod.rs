@@ -91,9 +91,11 @@ pub enum ServiceError {
         /// The page's version.
         version: Version,
     },
-    /// A source log does not hold the versions asked for.
-    #[error("source holds [{oldest}, {last}], asked for [{first}, {wanted}]")]
+    /// A log does not hold the versions asked for.
+    #[error("the log holds [{oldest}, {last}] of shard {tag}, asked for [{first}, {wanted}]")]
     Missing {
+        /// The shard.
+        tag: ShardTag,
         /// The oldest version held.
         oldest: Version,
         /// The last version held.
@@ -103,4 +105,53 @@ pub enum ServiceError {
         /// The last version asked for.
         wanted: Version,
     },
+    /// A log asked about a shard it does not carry.
+    #[error("the log does not carry shard {tag}")]
+    NotCarried {
+        /// The shard.
+        tag: ShardTag,
+    },
+    /// A version range whose first version is above its last.
+    #[error("inverted range [{first}, {last}]")]
+    InvertedRange {
+        /// The first version.
+        first: Version,
+        /// The last version.
+        last: Version,
+    },
+    /// A recovered range that neither overlaps nor abuts what the log
+    /// holds of the shard: the log would hold it with a gap.
+    #[error("shard {tag}: [{first}, {last}] does not join the held [{oldest}, {through}]")]
+    Disjoint {
+        /// The shard.
+        tag: ShardTag,
+        /// The oldest version held.
+        oldest: Version,
+        /// The last version held.
+        through: Version,
+        /// The first version offered.
+        first: Version,
+        /// The last version offered.
+        last: Version,
+    },
+    /// A log asked to serve from `start` holds versions past it, which
+    /// the generation would issue again.
+    #[error("the log holds versions through {last}, past the generation's start {start}")]
+    Ahead {
+        /// The newest version held.
+        last: Version,
+        /// The version the generation starts after.
+        start: Version,
+    },
+    /// A push whose version is not above the log's last.
+    #[error("a push of version {version} does not follow the last version {last}")]
+    NotAfter {
+        /// The log's last version.
+        last: Version,
+        /// The version pushed.
+        version: Version,
+    },
+    /// A sequencer with no version left to hand out.
+    #[error("no version is left after {0}")]
+    VersionsExhausted(Version),
 }

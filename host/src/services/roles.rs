@@ -56,7 +56,7 @@ impl Sequencer {
     pub fn next_version(&mut self, epoch: Epoch) -> Result<(Version, Version), ServiceError> {
         self.fence.admit(epoch)?;
         let prev = self.last;
-        self.last += 1;
+        self.last = prev.checked_add(1).ok_or(ServiceError::VersionsExhausted(prev))?;
         Ok((prev, self.last))
     }
 

@@ -381,9 +381,9 @@ impl Cluster for SimCluster {
         self.call(format!("state of {id}"), node, true, None, || Box::pin(self.inner.replica_state(id))).await
     }
 
-    async fn log_retained(&self, id: &str) -> Result<(Version, Version), ClusterError> {
+    async fn log_retained(&self, id: &str, tag: ShardTag) -> Result<(Version, Version), ClusterError> {
         let node = self.inner.node_of(id);
-        self.call(format!("retained by {id}"), node, true, None, || Box::pin(self.inner.log_retained(id))).await
+        self.call(format!("retained of tag {tag} by {id}"), node, true, None, || Box::pin(self.inner.log_retained(id, tag))).await
     }
 
     async fn pull(&self, log: &str, tag: ShardTag, after: Version, upto: Version) -> Result<PulledPage, ClusterError> {

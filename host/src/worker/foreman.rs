@@ -237,9 +237,12 @@ impl Foreman {
                 Role::Storage(storage) => storage.truncate(epoch, to).map(done).map_err(durable),
                 _ => Err(not_a(&id, "storage server")),
             },
-            WorkerRequest::Retained { id } => match &hosted(&mut roles, &id)?.role {
+            WorkerRequest::Retained { id, tag } => match &hosted(&mut roles, &id)?.role {
                 Role::Log(log) => {
-                    let (after, last) = log.service().retained();
+                    let (after, last) = match tag {
+                        Some(tag) => log.service().retained(tag)?,
+                        None => log.service().span(),
+                    };
                     Ok(WorkerReply::Retained { after, last })
                 }
                 _ => Err(not_a(&id, "log")),

@@ -62,8 +62,9 @@ pub enum WorkerRequest {
     RecoverApply { id: String, epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version },
     /// Roll a replica locked by `epoch` back to `to`.
     Truncate { id: String, epoch: Epoch, to: Version },
-    /// The versions a log retains.
-    Retained { id: String },
+    /// The versions a log retains: of shard `tag`, or of every shard it
+    /// carries (the oldest kept of any) when `tag` is `None`.
+    Retained { id: String, tag: Option<ShardTag> },
     /// Discard a log's versions through `through` (storage holds them).
     Pop { id: String, through: Version },
     /// Commit writes through a proxy, which takes a version from its
