@@ -8,8 +8,8 @@
 //! proxies, since they open the generation to commits. Stalls when the host
 //! refuses the layout or an unlock fails.
 
-use ratchet_guest::collections::{IdMap, IdSet};
-use ratchet_guest::types::{AttemptState, Layout, PhaseOutcome, PhaseStep, ServiceDescriptor, StateField};
+use ratchet_guest::layout::assemble;
+use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, StateField};
 use ratchet_guest::{Host, Phase, outcome};
 
 /// The phase run after this one.
@@ -17,38 +17,6 @@ pub const NEXT: &str = "persist-layout";
 
 /// The assemble-layout phase.
 pub struct AssembleLayout;
-
-/// The new layout described by the attempt state.
-pub fn assemble(state: &AttemptState) -> Result<Layout, String> {
-    let sequencer = state.sequencer.clone().ok_or("no sequencer was started")?;
-    let mut services: Vec<ServiceDescriptor> = state.recruits.iter().map(|r| r.service.clone()).collect();
-    services.push(sequencer.clone());
-    services.extend(state.commit_proxies.iter().cloned());
-    services.extend(state.resolvers.iter().cloned());
-    let old_services: IdMap<&str, &ServiceDescriptor> =
-        state.old_layout.iter().flat_map(|l| l.services.iter()).map(|s| (s.id.as_str(), s)).collect();
-    let started = state.recruits.iter().map(|r| &r.service).chain(state.sequencer.iter());
-    let mut described: IdSet<&str> =
-        started.chain(&state.commit_proxies).chain(&state.resolvers).map(|s| s.id.as_str()).collect();
-    for team in &state.new_storage_teams {
-        for id in &team.storage_ids {
-            if described.insert(id.as_str()) {
-                let old = old_services.get(id.as_str()).ok_or(format!("no descriptor for {id}"))?;
-                services.push((*old).clone());
-            }
-        }
-    }
-    Ok(Layout {
-        epoch: state.epoch,
-        sequencer: Some(sequencer.id),
-        commit_proxies: state.commit_proxies.iter().map(|s| s.id.clone()).collect(),
-        resolvers: state.resolvers.iter().map(|s| s.id.clone()).collect(),
-        logs: state.new_logs.clone(),
-        storage_teams: state.new_storage_teams.clone(),
-        services,
-        recovery_version: state.recovery_version.unwrap_or(0),
-    })
-}
 
 impl Phase for AssembleLayout {
     const READS: &'static [StateField] = &[StateField::OldLayout, StateField::OldServices, StateField::Recruits, StateField::NewLogs, StateField::NewStorageTeams, StateField::Sequencer, StateField::CommitProxies, StateField::Resolvers, StateField::RecoveryVersion];
@@ -92,7 +60,7 @@ ratchet_guest::use_call_arena!();
 mod tests {
     use super::*;
     use ratchet_guest::testing::{ScriptedHost, old_layout, state};
-    use ratchet_guest::types::{ClusterError, LogAssignment, Recruit, ServiceKind};
+    use ratchet_guest::types::{ClusterError, LogAssignment, Recruit, ServiceDescriptor, ServiceKind};
 
     fn descriptor(id: &str, kind: ServiceKind) -> ServiceDescriptor {
         ServiceDescriptor { id: id.into(), kind, node: "n1".into(), address: String::new() }

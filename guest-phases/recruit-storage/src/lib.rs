@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use ratchet_guest::collections::IdMap;
-use ratchet_guest::recruit::{healthy_zones, place, spread_group};
+use ratchet_guest::recruit::{place, team_group};
 use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, Recruit, ServiceKind, ShardTag, StateField, TeamMembers};
 use ratchet_guest::{Host, Phase, outcome};
 
@@ -40,9 +40,7 @@ impl Phase for RecruitStorage {
             .collect();
         let node_of = |id: &String| nodes_by_service.get(id.as_str()).map(|n| n.to_string());
         let nodes = host.nodes();
-        let zones = healthy_zones(&nodes);
-        let groups = wanted.iter().map(|(tag, ids)| spread_group(ServiceKind::Storage, ids.len() as u32, Some(*tag), zones));
-        let members = wanted
+        let members: Vec<TeamMembers> = wanted
             .keys()
             .map(|tag| TeamMembers {
                 team: *tag,
@@ -55,7 +53,13 @@ impl Phase for RecruitStorage {
                     .collect(),
             })
             .collect();
-        let placed = match place(host, nodes, groups.collect(), members) {
+        let replication = state.config.replication_factor;
+        let groups = wanted
+            .iter()
+            .zip(&members)
+            .map(|((tag, ids), team)| team_group(ids.len() as u32, *tag, replication, &nodes, &team.nodes))
+            .collect();
+        let placed = match place(host, nodes, groups, members) {
             Ok(placed) => placed,
             Err(reason) => return outcome(state, PhaseStep::Stalled(reason)),
         };
@@ -103,5 +107,19 @@ mod tests {
         assert_eq!(out.state.recruits.len(), 2);
         assert_eq!(host.calls.iter().filter(|c| c.ends_with("storage")).count(), 2);
         assert!(out.state.vacancies.is_empty());
+    }
+
+    #[test]
+    fn a_replacement_asks_for_the_teams_zones_not_just_its_own() {
+        let mut host = ScriptedHost::with_nodes(9, 3);
+        let mut s = state(2, Some(old_layout()));
+        s.new_storage_teams = old_layout().storage_teams;
+        s.new_storage_teams[0].storage_ids.truncate(2);
+        s.vacancies = vec![Vacancy { id: "storage-0-2".into(), kind: ServiceKind::Storage, tag: Some(0) }];
+        let group = team_group(1, 0, 3, &host.nodes, &["n1".into(), "n2".into()]);
+        assert_eq!(group.constraints.min_distinct_zones, 3, "two members in two zones and one new node reach three");
+        let crowded = team_group(1, 0, 3, &host.nodes, &["n1".into(), "n4".into()]);
+        assert_eq!(crowded.constraints.min_distinct_zones, 2, "two members in one zone reach two at most");
+        assert_eq!(RecruitStorage::run(s, &mut host).step, PhaseStep::Next(NEXT.into()));
     }
 }

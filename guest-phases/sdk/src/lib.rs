@@ -35,6 +35,7 @@ mod bindings {
 pub mod arena;
 pub mod collections;
 mod host;
+pub mod layout;
 mod macros;
 pub mod placement;
 pub mod recruit;
@@ -65,6 +66,18 @@ pub trait Phase {
     const WRITES: &'static [types::StateField] = Self::READS;
 
     /// Runs the phase.
+    fn run(state: types::AttemptState, host: &mut dyn Host) -> types::PhaseOutcome;
+}
+
+/// A recovery phase whose outcome crosses to the host as it is: it names
+/// the fields it reads and the fields it wrote itself, with no help from the
+/// SDK. Only for phases that test the host's checks; see
+/// [`export_raw_phase!`].
+pub trait RawPhase {
+    /// The fields `run` reads.
+    fn reads() -> Vec<types::StateField>;
+
+    /// Runs the phase; `written` in the outcome is sent as it is.
     fn run(state: types::AttemptState, host: &mut dyn Host) -> types::PhaseOutcome;
 }
 

@@ -10,6 +10,42 @@ macro_rules! export_phase {
         $crate::export_phase!($phase, wit = "../../wit");
     };
     ($phase:ty, wit = $wit:literal) => {
+        $crate::__export_phase_world!(
+            wit = $wit,
+            reads = || <$phase as ::ratchet_guest::Phase>::READS.to_vec(),
+            run = |state: ::ratchet_guest::types::AttemptState, host: &mut dyn ::ratchet_guest::Host| {
+                let outcome = <$phase as ::ratchet_guest::Phase>::run(state, host);
+                ::ratchet_guest::__private::returned(outcome, <$phase as ::ratchet_guest::Phase>::WRITES)
+            }
+        );
+    };
+}
+
+/// Exports a [`RawPhase`](crate::RawPhase) as the `recovery-phase` world:
+/// its `reads` and its outcome cross as they are, `written` included, with
+/// none of the checks [`export_phase!`] makes. For phases that test the
+/// host's own checks (an adversary); a real phase uses [`export_phase!`].
+#[macro_export]
+macro_rules! export_raw_phase {
+    ($phase:ty) => {
+        $crate::export_raw_phase!($phase, wit = "../../wit");
+    };
+    ($phase:ty, wit = $wit:literal) => {
+        $crate::__export_phase_world!(
+            wit = $wit,
+            reads = || <$phase as ::ratchet_guest::RawPhase>::reads(),
+            run = |state: ::ratchet_guest::types::AttemptState, host: &mut dyn ::ratchet_guest::Host| {
+                <$phase as ::ratchet_guest::RawPhase>::run(state, host)
+            }
+        );
+    };
+}
+
+/// The `recovery-phase` world around a `reads` and a `run` closure.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_phase_world {
+    (wit = $wit:literal, reads = $reads:expr, run = $run:expr) => {
         // Only a wasm build exports the world: the export names are not valid
         // native symbols, and natively the phase is called as plain Rust.
         #[cfg(target_arch = "wasm32")]
@@ -105,11 +141,10 @@ macro_rules! export_phase {
 
             impl exports::ratchet::recovery::phase::Guest for Component {
                 fn reads() -> Vec<t::StateField> {
-                    <$phase as ::ratchet_guest::Phase>::READS.to_vec()
+                    ($reads)()
                 }
                 fn run(state: t::AttemptState) -> t::PhaseOutcome {
-                    let outcome = <$phase as ::ratchet_guest::Phase>::run(state, &mut WitHost);
-                    ::ratchet_guest::__private::returned(outcome, <$phase as ::ratchet_guest::Phase>::WRITES)
+                    ($run)(state, &mut WitHost)
                 }
             }
 

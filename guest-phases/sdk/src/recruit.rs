@@ -29,6 +29,21 @@ pub fn spread_group(kind: ServiceKind, count: u32, team: Option<ShardTag>, zones
     }
 }
 
+/// A group of `count` storage replicas joining team `team`, whose current
+/// members stand on `members`: on distinct nodes, and with the members
+/// spanning as many zones as the team can: the replication factor, at
+/// most the healthy zones, at most what the members and the new nodes can
+/// reach. The host refuses a request asking for less.
+pub fn team_group(count: u32, team: ShardTag, replication: u32, nodes: &[Node], members: &[String]) -> PlacementVacancy {
+    let zones = healthy_zones(nodes);
+    let member_zones: BTreeSet<&str> =
+        members.iter().filter_map(|m| nodes.iter().find(|n| n.id == *m)).map(|n| n.zone.as_str()).collect();
+    let reachable = member_zones.len() as u32 + count;
+    let mut group = spread_group(ServiceKind::Storage, count, Some(team), zones);
+    group.constraints.min_distinct_zones = replication.min(zones).min(reachable);
+    group
+}
+
 /// Asks the placement policy where `groups` go among `nodes` (as the host
 /// listed them), with `teams` for anti-affinity. Returns one node list per
 /// group, in order.

@@ -1,0 +1,37 @@
+//! The new layout as the attempt state describes it: what
+//! assemble-layout stages, and what an adversarial phase edits.
+
+use crate::collections::{IdMap, IdSet};
+use crate::types::{AttemptState, Layout, ServiceDescriptor};
+
+/// The new layout described by the attempt state.
+pub fn assemble(state: &AttemptState) -> Result<Layout, String> {
+    let sequencer = state.sequencer.clone().ok_or("no sequencer was started")?;
+    let mut services: Vec<ServiceDescriptor> = state.recruits.iter().map(|r| r.service.clone()).collect();
+    services.push(sequencer.clone());
+    services.extend(state.commit_proxies.iter().cloned());
+    services.extend(state.resolvers.iter().cloned());
+    let old_services: IdMap<&str, &ServiceDescriptor> =
+        state.old_layout.iter().flat_map(|l| l.services.iter()).map(|s| (s.id.as_str(), s)).collect();
+    let started = state.recruits.iter().map(|r| &r.service).chain(state.sequencer.iter());
+    let mut described: IdSet<&str> =
+        started.chain(&state.commit_proxies).chain(&state.resolvers).map(|s| s.id.as_str()).collect();
+    for team in &state.new_storage_teams {
+        for id in &team.storage_ids {
+            if described.insert(id.as_str()) {
+                let old = old_services.get(id.as_str()).ok_or(format!("no descriptor for {id}"))?;
+                services.push((*old).clone());
+            }
+        }
+    }
+    Ok(Layout {
+        epoch: state.epoch,
+        sequencer: Some(sequencer.id),
+        commit_proxies: state.commit_proxies.iter().map(|s| s.id.clone()).collect(),
+        resolvers: state.resolvers.iter().map(|s| s.id.clone()).collect(),
+        logs: state.new_logs.clone(),
+        storage_teams: state.new_storage_teams.clone(),
+        services,
+        recovery_version: state.recovery_version.unwrap_or(0),
+    })
+}
