@@ -61,6 +61,7 @@ const GUESTS: &[(&str, Use)] = &[
     ("fixture-first-zone", Use::Fixture("FIRST_ZONE")),
     ("fixture-tail-replay", Use::Fixture("TAIL_REPLAY")),
     ("fixture-always-zero-gap", Use::Fixture("ALWAYS_ZERO_GAP")),
+    ("fixture-looping-placement", Use::Fixture("LOOPING_PLACEMENT")),
     ("fixture-noop-phase", Use::Fixture("NOOP_PHASE")),
     ("custom-placement", Use::Fixture("CUSTOM_PLACEMENT")),
 ];

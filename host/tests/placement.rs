@@ -113,7 +113,7 @@ async fn a_careless_policys_answer_is_refused_and_stalls_the_attempt() {
             panic!("expected a stall, got {}", attempt.outcome)
         };
         assert!(reason.contains("host-check: distinct-nodes"), "{reason}");
-        assert!(attempt.refusals.iter().any(|r| r.contains("placement answer refused")), "{:?}", attempt.refusals);
+        assert!(attempt.refusals.iter().any(|r| r.message.contains("placement answer refused")), "{:?}", attempt.refusals);
         assert!(attempt.recruited.is_empty(), "no worker is created from a refused answer");
     }
     assert!(c.cluster.live_workers().is_empty(), "the stalled attempts left no workers");

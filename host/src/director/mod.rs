@@ -181,12 +181,6 @@ impl Director {
         let mut timeline = Vec::new();
         let mut phase = PHASES[0].to_string();
         for _ in 0..self.options.max_steps {
-            // I5: with logs in the old layout, initialization is never run.
-            if phase == "initialize" && guard.old_layout_has_logs() {
-                let reason =
-                    "I5 refused: the old layout names logs, so the initialize path is forbidden";
-                return (AttemptOutcome::Stalled(reason.into()), timeline, state);
-            }
             let span = tracing::info_span!("phase", name = %phase, epoch = state.epoch, attempt = state.attempt, outcome = tracing::field::Empty);
             let started = Instant::now();
             let result = self
@@ -199,6 +193,31 @@ impl Director {
                 duration: started.elapsed(),
                 outcome: String::new(),
             };
+            // A policy that failed while the phase asked it is blamed for
+            // the stall, not the phase.
+            let nested = guard.take_nested_failure();
+            let blame = |reason: String| match &nested {
+                Some((slot, failure)) => format!("{slot}: {failure} (asked by {phase})"),
+                None => format!("{phase}: {reason}"),
+            };
+            // A persisted layout is the cluster's generation from then on,
+            // whatever the phase returned: the attempt ends completed, and
+            // nothing the layout names is ever rolled back.
+            if let Some(layout) = guard.persisted() {
+                if let Ok(out) = result {
+                    let step = step_label(&out.step);
+                    // Kept for the report only: nothing of it is acted on.
+                    if let Err(reason) = take_returned(&mut state, out.state, &out.written, guard.take_newly_staged()) {
+                        tracing::warn!(epoch = state.epoch, %reason, "a phase returned a refused state after persisting");
+                    }
+                    record.outcome = step;
+                } else {
+                    record.outcome = "trapped after persisting".into();
+                }
+                span.record("outcome", record.outcome.as_str());
+                timeline.push(record);
+                return (AttemptOutcome::Completed(layout), timeline, state);
+            }
             // I2/I8: once superseded, the attempt ends, whatever the plugin returned.
             if let Some(newer) = guard.superseded() {
                 if let Ok(out) = result {
@@ -214,7 +233,7 @@ impl Director {
                 // I9: a trap, timeout or out-of-memory is a stall with its reason.
                 Err(err) => {
                     record.outcome = "trapped".into();
-                    Some(AttemptOutcome::Stalled(format!("{phase}: {err}")))
+                    Some(AttemptOutcome::Stalled(blame(err.to_string())))
                 }
                 Ok(out) => match take_returned(&mut state, out.state, &out.written, guard.take_newly_staged()) {
                     Err(reason) => {
@@ -240,12 +259,8 @@ impl Director {
                                     "{phase} reported completion but no layout was persisted"
                                 ))),
                             },
-                            PhaseStep::Stalled(reason) => {
-                                Some(AttemptOutcome::Stalled(format!("{phase}: {reason}")))
-                            }
-                            PhaseStep::Failed(reason) => {
-                                Some(AttemptOutcome::Failed(format!("{phase}: {reason}")))
-                            }
+                            PhaseStep::Stalled(reason) => Some(AttemptOutcome::Stalled(blame(reason))),
+                            PhaseStep::Failed(reason) => Some(AttemptOutcome::Failed(blame(reason))),
                         }
                     }
                 },

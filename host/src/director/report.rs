@@ -84,7 +84,7 @@ pub struct AttemptReport {
     /// Workers and roles released by its rollback.
     pub released: usize,
     /// Calls the invariant guard refused.
-    pub refusals: Vec<String>,
+    pub refusals: Vec<crate::guard::Refusal>,
     /// Time spent in host calls during the phases (placement policies, which
     /// run in wasm, excluded).
     pub host_time: Duration,

@@ -1,78 +1,63 @@
 //! The invariant guard: every host call a phase makes during an attempt goes
 //! through here, and every rule that protects the cluster is checked here,
-//! whatever the plugin asks.
+//! whatever the plugin asks and in whatever order (see `docs/invariants.md`).
+//!
+//! The guard judges from facts the host holds itself ([`facts`]): the
+//! persisted old layout, the lock replies, its own records of the services
+//! it created and of what each new log recovered. It never trusts a phase's
+//! name or a field a plugin wrote.
 //!
 //! - I2 lock precedence: a rejection for a newer epoch marks the attempt
 //!   superseded, whatever the plugin does next.
 //! - I3 selective locking: only services named in the old layout may be
 //!   locked; recruits are locked by the host when created.
-//! - I4 locked before use: recover, unlock and copy sources require a lock
-//!   held by this attempt.
-//! - I6 layout closure: checked when a layout is staged, so no service is
-//!   ever handed a layout that breaks it, and again on persist. Services are
-//!   unlocked against the staged layout only, and it is fixed once an unlock
-//!   or a persist has used it, so the layout persisted is the one they were
-//!   handed.
+//! - I4 locked before use: a copy goes into a log this attempt recruited,
+//!   from old logs it locked, and only before the layout is fixed; unlock
+//!   needs the lock.
+//! - I6, S1–S4: a layout is checked ([`layout_check`]) when staged, again
+//!   when an unlock or a persist first uses it, and again on persist.
+//!   Services are handed the staged layout only, and it is fixed once an
+//!   unlock or a persist has used it, so the layout persisted is the one
+//!   they were handed.
+//! - S5: replica recovery runs at unlock, on the checked layout, with the
+//!   host's check of every plan ([`crate::replica`]).
+//! - S6: bad arguments are refused ([`arguments`]), never a panic.
 //! - I7 fenced persistence: the store's compare-and-swap on the epoch.
 //! - I8 superseded directors stop: once superseded, every call fails.
 //!
-//! I1 lives in the coordinator store, I5 and I9 in the director, which sees
-//! the steps phases return and the failures of their calls.
+//! I1 lives in the coordinator store, I9 in the runtime and the director,
+//! which sees the steps phases return and the failures of their calls.
 
+pub mod arguments;
+mod facts;
+mod layout_check;
 pub mod placement_check;
+mod rules;
 
-use std::collections::{BTreeMap, BTreeSet};
+pub use rules::{Invariant, Refusal};
+
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use facts::{Ledger, OldGeneration, Record};
+
+use crate::bindings::kind_name;
 use crate::bindings::types::{
-    Assignment, ClusterError, Epoch, Layout, LockInfo, LogRecoveryInfo, Node, PlacementError,
-    PlacementRequest, RecoveryConfig, ServiceDescriptor, ServiceKind, ShardTag, Version,
+    Assignment, AttemptState, ClusterError, Epoch, Layout, LockInfo, Node, PhaseOutcome, PlacementError,
+    PlacementRequest, RecoveryConfig, ReplicaHistory, ReplicaPlan, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
 use crate::cluster::Cluster;
 use crate::coordinator::{CoordinatorStore, StoreError};
-use crate::registry::Plugins;
+use crate::registry::{InvokeError, PLACEMENT, Plugins, REPLICA};
 use crate::runtime::HostServices;
-
-/// What the guard learned and refused during one attempt.
-#[derive(Debug, Default)]
-struct Ledger {
-    /// Old services this attempt locked.
-    locked: BTreeSet<String>,
-    /// Workers this attempt created, locked at creation.
-    recruited: BTreeSet<String>,
-    /// Roles this attempt started.
-    started: BTreeSet<String>,
-    /// Everything created, in order, for rollback.
-    created: Vec<String>,
-    /// What each locked old log reported.
-    log_info: BTreeMap<String, LogRecoveryInfo>,
-    /// Per (new log, shard), the last version it recovered.
-    recovered: BTreeMap<(String, ShardTag), Version>,
-    /// Set once a newer epoch is seen.
-    superseded: Option<Epoch>,
-    /// The layout staged by this attempt, checked for closure.
-    staged: Option<Arc<Layout>>,
-    /// Whether the staged layout changed since the director last took it.
-    staged_changed: bool,
-    /// Whether an unlock or a persist has used the staged layout: from then
-    /// on it is fixed.
-    staged_fixed: bool,
-    /// Whether the staged layout was persisted.
-    persisted: bool,
-    /// The recovery version the attempt has settled on, for new sequencers.
-    recovery_version: Version,
-    /// Every refusal, for the attempt's report.
-    refusals: Vec<String>,
-}
 
 /// The host services of one attempt, behind the invariant checks.
 pub struct AttemptGuard {
     epoch: Epoch,
     config: RecoveryConfig,
-    old_layout: Option<Layout>,
-    old_names: BTreeSet<String>,
+    old: OldGeneration,
     cluster: Arc<dyn Cluster>,
     store: Arc<dyn CoordinatorStore>,
     registry: Arc<dyn Plugins>,
@@ -80,6 +65,10 @@ pub struct AttemptGuard {
     /// simulation.
     origin: tokio::time::Instant,
     ledger: Mutex<Ledger>,
+    /// The ids the staged layout names, once one is staged.
+    staged_names: Mutex<HashSet<String>>,
+    /// Services this attempt unlocked.
+    unlocked: Mutex<HashSet<String>>,
     /// Time spent in host calls, in nanoseconds: a phase's wall time minus
     /// this is the time spent in wasm (instantiation, the guest, the copies).
     host_nanos: AtomicU64,
@@ -107,17 +96,17 @@ impl AttemptGuard {
         store: Arc<dyn CoordinatorStore>,
         registry: Arc<dyn Plugins>,
     ) -> Self {
-        let old_names = old_layout.iter().flat_map(|l| named_services(l)).collect();
         AttemptGuard {
             epoch,
             config,
-            old_layout,
-            old_names,
+            old: OldGeneration::new(old_layout),
             cluster,
             store,
             registry,
             origin: tokio::time::Instant::now(),
             ledger: Mutex::default(),
+            staged_names: Mutex::default(),
+            unlocked: Mutex::default(),
             host_nanos: AtomicU64::new(0),
         }
     }
@@ -157,54 +146,48 @@ impl AttemptGuard {
         ledger.staged.as_deref().cloned()
     }
 
-    /// The staged layout for `call` (an unlock or a persist), which fixes
-    /// it, or the refusal of a call made before a layout was staged.
-    fn use_staged(&self, call: &str) -> Result<Arc<Layout>, ClusterError> {
-        let staged = {
-            let mut ledger = self.ledger();
-            ledger.staged_fixed |= ledger.staged.is_some();
-            ledger.staged.clone()
-        };
-        staged.ok_or_else(|| self.refuse("I6", format!("{call} before a layout was staged")))
-    }
-
     /// Everything this attempt created, in creation order.
     pub fn created(&self) -> Vec<String> {
         self.ledger().created.clone()
     }
 
     /// Every refusal so far.
-    pub fn refusals(&self) -> Vec<String> {
+    pub fn refusals(&self) -> Vec<Refusal> {
         self.ledger().refusals.clone()
     }
 
     /// Old services locked by this attempt.
     pub fn locked(&self) -> BTreeSet<String> {
-        self.ledger().locked.clone()
+        self.ledger().locks.keys().cloned().collect()
     }
 
-    /// Workers recruited (created and locked) by this attempt.
+    /// Workers (logs and storage) recruited by this attempt.
     pub fn recruited(&self) -> BTreeSet<String> {
-        self.ledger().recruited.clone()
+        let ledger = self.ledger();
+        let workers = ledger.records.iter().filter(|(_, r)| matches!(r.descriptor.kind, ServiceKind::Log | ServiceKind::Storage));
+        workers.map(|(id, _)| id.clone()).collect()
     }
 
-    /// Whether the old layout names any log (I5).
-    pub fn old_layout_has_logs(&self) -> bool {
-        self.old_layout.as_ref().is_some_and(|l| !l.logs.is_empty())
+    /// A plugin call made on the attempt's behalf (placement, replica
+    /// recovery) that failed since the last call: its slot and failure.
+    pub fn take_nested_failure(&self) -> Option<(String, String)> {
+        self.ledger().nested_failure.take()
     }
 
-    /// Records the recovery version the attempt settled on.
+    /// Records the recovery version the attempt's phases settled on: where
+    /// a sequencer started from now on begins. Only a proposal: a layout is
+    /// checked against what the sequencer really started at.
     pub(crate) fn observe_recovery_version(&self, version: Option<Version>) {
         if let Some(version) = version {
-            self.ledger().recovery_version = version;
+            self.ledger().proposed_start = version;
         }
     }
 
-    fn refuse(&self, rule: &str, message: String) -> ClusterError {
-        let reason = format!("{rule}: {message}");
-        tracing::warn!(epoch = self.epoch, %reason, "invariant guard refused a call");
-        self.ledger().refusals.push(reason.clone());
-        ClusterError::Refused(reason)
+    fn refuse(&self, refusal: Refusal) -> ClusterError {
+        tracing::warn!(epoch = self.epoch, rule = %refusal.rule, reason = %refusal.message, "invariant guard refused a call");
+        let error = ClusterError::Refused(refusal.to_string());
+        self.ledger().refusals.push(refusal);
+        error
     }
 
     /// I8: every call of a superseded attempt fails.
@@ -227,78 +210,160 @@ impl AttemptGuard {
         result
     }
 
-    /// Whether this attempt holds the lock of `id` (I4).
-    fn holds(&self, id: &str) -> bool {
-        self.ledger().holds(id)
+    /// The staged layout for `call` (an unlock or a persist). The first use
+    /// checks it again, against everything recorded since it was staged,
+    /// and fixes it.
+    fn use_staged(&self, call: &str) -> Result<Arc<Layout>, ClusterError> {
+        let checked = {
+            let mut ledger = self.ledger();
+            match ledger.staged.clone() {
+                None => Err(Refusal::new(Invariant::LayoutClosure, format!("{call} before a layout was staged"))),
+                Some(staged) if ledger.staged_fixed => Ok(staged),
+                Some(staged) => self.check(&ledger, &staged).map(|()| {
+                    ledger.staged_fixed = true;
+                    staged
+                }),
+            }
+        };
+        checked.map_err(|refusal| self.refuse(refusal))
     }
 
-    /// I6: the layout names only services this attempt locked or recruited,
-    /// carries its epoch, keeps every team at quorum, and keeps every version
-    /// the old generation may have acknowledged.
-    fn check_closure(&self, ledger: &Ledger, layout: &Layout) -> Result<(), String> {
-        if layout.epoch != self.epoch {
-            return Err(format!("layout carries epoch {}, the attempt is {}", layout.epoch, self.epoch));
+    fn check(&self, ledger: &Ledger, layout: &Layout) -> Result<(), Refusal> {
+        layout_check::check_layout(self.epoch, &self.config, &self.old, ledger, layout)
+    }
+
+    /// S6 and I4 for `recover-log`: a copy into a log this attempt
+    /// recruited, of shards of the old layout, from old logs it locked
+    /// that hold the whole range of every shard copied (S3).
+    fn check_recovery(
+        &self,
+        ledger: &Ledger,
+        target: &str,
+        sources: &[String],
+        tags: &[ShardTag],
+        first: Version,
+        last: Version,
+    ) -> Result<(), Refusal> {
+        if ledger.staged_fixed {
+            return Err(Refusal::new(
+                Invariant::LockedBeforeUse,
+                format!("recovery of {target} after the layout was fixed: its services may already serve it"),
+            ));
         }
-        // Every name, as often as the layout gives it: a lookup costs less
-        // than collecting the names first, and a large layout has tens of
-        // thousands.
-        if let Some(id) = names(layout).find(|id| !ledger.holds(id)) {
-            return Err(format!("layout names {id}, which this attempt neither locked nor recruited"));
+        arguments::range(first, last)?;
+        arguments::bounded("sources", sources.len())?;
+        arguments::bounded("shards", tags.len())?;
+        if tags.is_empty() || sources.is_empty() {
+            return Err(Refusal::new(Invariant::ArgumentsChecked, "a recovery names no shard or no source".to_string()));
         }
-        let quorum = self.config.replication_factor / 2 + 1;
-        for team in &layout.storage_teams {
-            if (team.storage_ids.len() as u32) < quorum {
-                return Err(format!(
-                    "storage team {} has {} replicas, below the quorum of {quorum}",
-                    team.tag,
-                    team.storage_ids.len()
+        arguments::distinct("shard", tags)?;
+        arguments::distinct("source", sources)?;
+        match ledger.records.get(target) {
+            Some(Record { descriptor, .. }) if descriptor.kind == ServiceKind::Log => {}
+            _ => {
+                return Err(Refusal::new(
+                    Invariant::LockedBeforeUse,
+                    format!("recover target {target} is not a log recruited by epoch {}", self.epoch),
                 ));
             }
         }
-        let Some(old) = &self.old_layout else { return Ok(()) };
-        if old.logs.is_empty() {
-            return Ok(());
+        if let Some(tag) = tags.iter().find(|tag| !self.old.shards.contains_key(tag)) {
+            return Err(Refusal::new(Invariant::ArgumentsChecked, format!("shard {tag} is not a shard of the old layout")));
         }
-        // A version was acknowledged only if every log of its shard accepted
-        // it, so every locked log of a shard holds each acknowledged version:
-        // the smallest `last` among them bounds what must be kept.
-        let must_keep = old
-            .storage_teams
-            .iter()
-            .filter_map(|team| {
-                old.logs
-                    .iter()
-                    .filter(|l| l.tags.contains(&team.tag))
-                    .filter_map(|l| ledger.log_info.get(&l.id).map(|i| i.last_version))
-                    .min()
-            })
-            .min()
-            .unwrap_or(0);
-        if layout.recovery_version < must_keep {
-            return Err(format!(
-                "recovery version {} drops versions up to {must_keep} that the old generation may have acknowledged",
-                layout.recovery_version
+        if let Some(source) = sources.iter().find(|source| ledger.locked_log(source).is_none()) {
+            return Err(Refusal::new(
+                Invariant::LockedBeforeUse,
+                format!("copy source {source} is not an old log locked by epoch {}", self.epoch),
             ));
         }
-        for log in &layout.logs {
-            for tag in &log.tags {
-                let recovered = ledger.recovered.get(&(log.id.clone(), *tag)).copied();
-                if layout.recovery_version > 0 && recovered.is_none_or(|v| v < layout.recovery_version) {
-                    return Err(format!(
-                        "log {} carries shard {tag} but recovered it only to {:?}, not to {}",
-                        log.id, recovered, layout.recovery_version
+        for source in sources {
+            let Some(info) = ledger.locked_log(source) else { continue };
+            let carried = self.old.logs.get(source);
+            for tag in tags {
+                if !carried.is_some_and(|c| c.contains(tag)) {
+                    return Err(Refusal::new(
+                        Invariant::FaithfulLayout,
+                        format!("copy source {source} does not carry shard {tag} in the old layout"),
+                    ));
+                }
+                let oldest = info.shards.iter().find(|s| s.tag == *tag).map(|s| s.oldest_version);
+                // No version 0 is ever issued: a range from 0 starts at 1.
+                if oldest.is_none_or(|oldest| oldest > first.max(1)) || info.last_version < last {
+                    let held = oldest.map_or("none of it".to_string(), |o| format!("[{o}, {}]", info.last_version));
+                    return Err(Refusal::new(
+                        Invariant::FaithfulLayout,
+                        format!("copy source {source} holds {held} of shard {tag}, not [{first}, {last}]"),
                     ));
                 }
             }
         }
         Ok(())
     }
-}
 
-impl Ledger {
-    /// Whether this attempt holds the lock of `id` (I4).
-    fn holds(&self, id: &str) -> bool {
-        self.locked.contains(id) || self.recruited.contains(id) || self.started.contains(id)
+    /// The storage zone requirement of a placement request: a group that
+    /// joins a storage team asks its nodes, with the team's current
+    /// members, to span as many zones as the team can (S3).
+    fn check_placement_request(&self, ledger: &Ledger, nodes: &[Node], request: &PlacementRequest) -> Result<(), Refusal> {
+        arguments::placement_size(request)?;
+        let zone_of: std::collections::HashMap<&str, &str> = nodes.iter().map(|n| (n.id.as_str(), n.zone.as_str())).collect();
+        let healthy: BTreeSet<&str> = nodes.iter().filter(|n| n.healthy).map(|n| n.zone.as_str()).collect();
+        for (index, group) in request.vacancies.iter().enumerate() {
+            let (ServiceKind::Storage, Some(team)) = (group.kind, group.team) else { continue };
+            let members: Vec<&str> = request
+                .teams
+                .iter()
+                .filter(|t| t.team == team && t.kind == ServiceKind::Storage)
+                .flat_map(|t| t.nodes.iter().map(String::as_str))
+                .collect();
+            if let Some(node) = members.iter().find(|node| !self.hosts_replica_of(ledger, node, team)) {
+                return Err(Refusal::new(
+                    Invariant::FaithfulLayout,
+                    format!("placement group {index} lists {node} as a member of storage team {team}, but no replica of it this attempt holds is there"),
+                ));
+            }
+            let member_zones: BTreeSet<&str> = members.iter().filter_map(|n| zone_of.get(n).copied()).collect();
+            let reachable = member_zones.len() as u32 + group.count;
+            let required = self.config.replication_factor.min(healthy.len() as u32).min(reachable);
+            if group.constraints.min_distinct_zones < required {
+                return Err(Refusal::new(
+                    Invariant::FaithfulLayout,
+                    format!(
+                        "placement group {index} for storage team {team} asks for {} distinct zones; the team can span {required}",
+                        group.constraints.min_distinct_zones
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a storage replica of `team` that this attempt holds lives on
+    /// `node`: an old replica of the team it locked, or a replica it
+    /// recruited.
+    fn hosts_replica_of(&self, ledger: &Ledger, node: &str, team: ShardTag) -> bool {
+        let recruited =
+            ledger.records.values().any(|r| r.descriptor.kind == ServiceKind::Storage && r.descriptor.node == node);
+        recruited
+            || self.old.replicas.iter().any(|(id, tag)| {
+                *tag == team
+                    && matches!(ledger.locks.get(id), Some(LockInfo::Storage(_)))
+                    && self.old.descriptors.get(id).is_some_and(|d| d.node == node)
+            })
+    }
+
+    /// The nodes as the host knows them, listed once per attempt unless a
+    /// phase asks again.
+    async fn known_nodes(&self) -> Vec<Node> {
+        if let Some(nodes) = self.ledger().nodes.clone() {
+            return nodes;
+        }
+        let nodes = self.cluster.nodes().await;
+        self.ledger().nodes = Some(nodes.clone());
+        nodes
+    }
+
+    fn nested_failed(&self, slot: &str, err: &InvokeError) {
+        self.ledger().nested_failure = Some((slot.to_string(), err.to_string()));
     }
 }
 
@@ -316,6 +381,42 @@ pub fn named_services(layout: &Layout) -> BTreeSet<String> {
     names(layout).map(String::from).collect()
 }
 
+/// The plugins replica recovery and placement call on the attempt's
+/// behalf: their failures are recorded against their own slot, so an
+/// attempt stalled by a failing policy names the policy, not the phase
+/// that asked it.
+struct Nested<'a> {
+    guard: &'a AttemptGuard,
+}
+
+#[async_trait::async_trait]
+impl Plugins for Nested<'_> {
+    async fn run_phase(
+        &self,
+        slot: &str,
+        state: &AttemptState,
+        services: Arc<dyn HostServices>,
+    ) -> Result<PhaseOutcome, InvokeError> {
+        self.guard.registry.run_phase(slot, state, services).await
+    }
+
+    async fn place(&self, request: &PlacementRequest) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
+        let answer = self.guard.registry.place(request).await;
+        if let Err(err) = &answer {
+            self.guard.nested_failed(PLACEMENT, err);
+        }
+        answer
+    }
+
+    async fn replica_plan(&self, history: &ReplicaHistory) -> Result<ReplicaPlan, InvokeError> {
+        let plan = self.guard.registry.replica_plan(history).await;
+        if let Err(err) = &plan {
+            self.guard.nested_failed(REPLICA, err);
+        }
+        plan
+    }
+}
+
 #[async_trait::async_trait]
 impl HostServices for AttemptGuard {
     async fn services(&self) -> Vec<ServiceDescriptor> {
@@ -325,7 +426,9 @@ impl HostServices for AttemptGuard {
 
     async fn nodes(&self) -> Vec<Node> {
         let _timer = self.timer();
-        self.cluster.nodes().await
+        let nodes = self.cluster.nodes().await;
+        self.ledger().nodes = Some(nodes.clone());
+        nodes
     }
 
     async fn lock(&self, ids: Vec<String>) -> Vec<Result<LockInfo, ClusterError>> {
@@ -333,17 +436,24 @@ impl HostServices for AttemptGuard {
         if let Err(err) = self.live() {
             return ids.iter().map(|_| Err(err.clone())).collect();
         }
-        let calls = ids.iter().map(|id| async move {
-            if !self.old_names.contains(id) {
-                return Err(self.refuse("I3", format!("{id} is not named in the old layout and may not be locked")));
+        if let Err(refusal) = arguments::bounded("ids", ids.len()) {
+            let err = self.refuse(refusal);
+            return ids.iter().map(|_| Err(err.clone())).collect();
+        }
+        let repeats = arguments::repeats(&ids);
+        let calls = ids.iter().zip(repeats).map(|(id, repeat)| async move {
+            if repeat {
+                return Err(self.refuse(arguments::repeated(id)));
+            }
+            if !self.old.names.contains(id) {
+                return Err(self.refuse(Refusal::new(
+                    Invariant::SelectiveLocking,
+                    format!("{id} is not named in the old layout and may not be locked"),
+                )));
             }
             let result = self.note(self.cluster.lock(id, self.epoch).await);
             if let Ok(info) = &result {
-                let mut ledger = self.ledger();
-                ledger.locked.insert(id.clone());
-                if let LockInfo::Log(info) = info {
-                    ledger.log_info.insert(id.clone(), info.clone());
-                }
+                self.ledger().locks.insert(id.clone(), info.clone());
             }
             result
         });
@@ -353,9 +463,15 @@ impl HostServices for AttemptGuard {
     async fn create_worker(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
         let _timer = self.timer();
         self.live()?;
+        if !matches!(kind, ServiceKind::Log | ServiceKind::Storage) {
+            return Err(self.refuse(Refusal::new(
+                Invariant::ArgumentsChecked,
+                format!("create-worker makes logs and storage servers; a {} is started with start-role", kind_name(kind)),
+            )));
+        }
         let created = self.note(self.cluster.create_worker(&node, kind, self.epoch).await)?;
         let mut ledger = self.ledger();
-        ledger.recruited.insert(created.id.clone());
+        ledger.records.insert(created.id.clone(), Record { descriptor: created.clone(), start: None });
         ledger.created.push(created.id.clone());
         Ok(created)
     }
@@ -370,25 +486,12 @@ impl HostServices for AttemptGuard {
     ) -> Result<(), ClusterError> {
         let _timer = self.timer();
         self.live()?;
-        let (target_held, unlocked_source) = {
-            let ledger = self.ledger();
-            let held = ledger.recruited.contains(&target) || ledger.locked.contains(&target);
-            (held, sources.iter().find(|s| !ledger.locked.contains(*s)).cloned())
-        };
-        if !target_held {
-            return Err(self.refuse("I4", format!("recover target {target} is not locked by epoch {}", self.epoch)));
-        }
-        if let Some(source) = unlocked_source {
-            return Err(self.refuse("I4", format!("copy source {source} is not locked by epoch {}", self.epoch)));
-        }
+        let checked = self.check_recovery(&self.ledger(), &target, &sources, &tags, first, last);
+        checked.map_err(|refusal| self.refuse(refusal))?;
         self.note(self.cluster.recover_log(self.epoch, &target, &sources, &tags, first, last).await)?;
         let mut ledger = self.ledger();
-        // A log only ever gains versions by recovery, so the record only
-        // rises: a layout that passed the closure check when staged keeps
-        // passing it.
         for tag in tags {
-            let recovered = ledger.recovered.entry((target.clone(), tag)).or_insert(last);
-            *recovered = (*recovered).max(last);
+            ledger.recovered.entry((target.clone(), tag)).or_default().add(first, last);
         }
         Ok(())
     }
@@ -396,10 +499,17 @@ impl HostServices for AttemptGuard {
     async fn start_role(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
         let _timer = self.timer();
         self.live()?;
-        let start = self.ledger().recovery_version;
+        if !matches!(kind, ServiceKind::Sequencer | ServiceKind::CommitProxy | ServiceKind::Resolver) {
+            return Err(self.refuse(Refusal::new(
+                Invariant::ArgumentsChecked,
+                format!("start-role starts stateless roles; a {} is recruited with create-worker", kind_name(kind)),
+            )));
+        }
+        let start = self.ledger().proposed_start;
         let started = self.note(self.cluster.start_role(&node, kind, self.epoch, start).await)?;
         let mut ledger = self.ledger();
-        ledger.started.insert(started.id.clone());
+        let start = (kind == ServiceKind::Sequencer).then_some(start);
+        ledger.records.insert(started.id.clone(), Record { descriptor: started.clone(), start });
         ledger.created.push(started.id.clone());
         Ok(started)
     }
@@ -411,12 +521,14 @@ impl HostServices for AttemptGuard {
         // the staged layout in between.
         let refused = {
             let mut ledger = self.ledger();
-            match self.check_closure(&ledger, &layout) {
-                Err(reason) => Some(reason),
-                Ok(()) if ledger.staged_fixed => {
-                    Some("the staged layout is fixed once an unlock or a persist has used it".to_string())
-                }
+            match self.check(&ledger, &layout) {
+                Err(refusal) => Some(refusal),
+                Ok(()) if ledger.staged_fixed => Some(Refusal::new(
+                    Invariant::LayoutClosure,
+                    "the staged layout is fixed once an unlock or a persist has used it",
+                )),
                 Ok(()) => {
+                    *self.staged_names.lock().unwrap_or_else(|e| e.into_inner()) = names(&layout).map(String::from).collect();
                     ledger.staged = Some(Arc::new(layout));
                     ledger.staged_changed = true;
                     None
@@ -424,32 +536,61 @@ impl HostServices for AttemptGuard {
             }
         };
         match refused {
-            Some(reason) => Err(self.refuse("I6", reason)),
+            Some(refusal) => Err(self.refuse(refusal)),
             None => Ok(()),
         }
     }
 
     async fn unlock(&self, ids: Vec<String>) -> Vec<Result<(), ClusterError>> {
         let _timer = self.timer();
-        let staged = self.live().and_then(|()| self.use_staged("unlock"));
+        let staged = self
+            .live()
+            .and_then(|()| arguments::bounded("ids", ids.len()).map_err(|refusal| self.refuse(refusal)))
+            .and_then(|()| self.use_staged("unlock"));
         let layout = match &staged {
             Ok(layout) => &**layout,
             Err(err) => return ids.iter().map(|_| Err(err.clone())).collect(),
         };
+        let repeats = arguments::repeats(&ids);
+        let checked: Vec<Result<(), ClusterError>> = ids
+            .iter()
+            .zip(repeats)
+            .map(|(id, repeat)| {
+                let refusal = if repeat {
+                    Some(arguments::repeated(id))
+                } else if !self.staged_names.lock().unwrap_or_else(|e| e.into_inner()).contains(id) {
+                    Some(Refusal::new(
+                        Invariant::LayoutClosure,
+                        format!("{id} is not in the staged layout: only its services serve the new generation"),
+                    ))
+                } else if !self.ledger().holds(id) {
+                    Some(Refusal::new(
+                        Invariant::LockedBeforeUse,
+                        format!("{id} is not locked by epoch {} and may not be unlocked", self.epoch),
+                    ))
+                } else if self.unlocked.lock().unwrap_or_else(|e| e.into_inner()).contains(id) {
+                    Some(Refusal::new(Invariant::ArgumentsChecked, format!("{id} is unlocked already")))
+                } else {
+                    None
+                };
+                refusal.map_or(Ok(()), |refusal| Err(self.refuse(refusal)))
+            })
+            .collect();
         let index = &crate::replica::LayoutIndex::new(layout);
+        let nested = &Nested { guard: self };
         // A storage replica serves only once it holds the recovery version:
         // replica recovery brings each there first, while every teammate is
         // still locked (a snapshot source does not move).
-        let recoveries = ids.iter().map(|id| async move {
-            if !self.holds(id) {
-                return Err(self.refuse("I4", format!("{id} is not locked by epoch {} and may not be unlocked", self.epoch)));
-            }
-            self.note(crate::replica::recover_replica(&*self.registry, &*self.cluster, index, self.epoch, id).await)
+        let recoveries = ids.iter().zip(checked).map(|(id, checked)| async move {
+            checked?;
+            self.note(crate::replica::recover_replica(nested, &*self.cluster, index, self.epoch, id).await)
         });
         let recovered = futures::future::join_all(recoveries).await;
         let calls = ids.iter().zip(recovered).map(|(id, recovered)| async move {
             recovered?;
-            self.note(self.cluster.unlock(id, self.epoch, layout).await)
+            self.note(self.cluster.unlock(id, self.epoch, layout).await)?;
+            self.unlocked.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
+            Ok(())
         });
         futures::future::join_all(calls).await
     }
@@ -458,13 +599,16 @@ impl HostServices for AttemptGuard {
         let _timer = self.timer();
         self.live()?;
         let layout = self.use_staged("persist")?;
-        // Checked again, as I6 is stated, though nothing the attempt records
-        // after staging can break it: what it holds only grows, the versions
-        // it must keep only fall, and what new logs recovered only rises.
-        let refused = self.check_closure(&self.ledger(), &layout);
-        if let Err(reason) = refused {
-            return Err(self.refuse("I6", reason));
+        if self.ledger().persisted {
+            return Err(self.refuse(Refusal::new(
+                Invariant::FencedPersistence,
+                format!("the layout of epoch {} is persisted already: an epoch persists one layout, once", self.epoch),
+            )));
         }
+        // Checked again against everything recorded since it was fixed: a
+        // lock taken since may show versions it must keep.
+        let checked = self.check(&self.ledger(), &layout);
+        checked.map_err(|refusal| self.refuse(refusal))?;
         match self.store.persist_layout(&layout) {
             Ok(()) => {
                 self.ledger().persisted = true;
@@ -483,8 +627,14 @@ impl HostServices for AttemptGuard {
                 message: "the attempt was superseded".into(),
             });
         }
-        let answer = self
-            .registry
+        let nodes = self.known_nodes().await;
+        let checked = self.check_placement_request(&self.ledger(), &nodes, &request);
+        if let Err(refusal) = checked {
+            let error = PlacementError { vacancy: 0, constraint: format!("host-check: {}", refusal.rule), message: refusal.message.clone() };
+            self.refuse(refusal);
+            return Err(error);
+        }
+        let answer = Nested { guard: self }
             .place(&request)
             .await
             .map_err(|err| PlacementError { vacancy: 0, constraint: "policy-failed".into(), message: err.to_string() })??;
@@ -492,7 +642,7 @@ impl HostServices for AttemptGuard {
         if let Err(error) = placement_check::check(&request, &answer) {
             let reason = format!("placement answer refused: group {}: {}: {}", error.vacancy, error.constraint, error.message);
             tracing::warn!(epoch = self.epoch, %reason, "invariant guard refused a placement");
-            self.ledger().refusals.push(reason);
+            self.ledger().refusals.push(Refusal::new(Invariant::ArgumentsChecked, reason));
             return Err(error);
         }
         Ok(answer)
@@ -503,6 +653,6 @@ impl HostServices for AttemptGuard {
     }
 
     async fn sleep_ms(&self, ms: u64) {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+        tokio::time::sleep(Duration::from_millis(ms.min(arguments::MAX_SLEEP_MS))).await;
     }
 }

@@ -1,8 +1,8 @@
 //! One plugin call: a fresh `Store` with the call's limits, the call itself,
 //! and the translation of whatever went wrong into a [`CallError`].
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tracing::Instrument;
 use wasmtime::component::{ComponentNamedList, Instance, Lift, Lower, TypedFunc};
@@ -70,6 +70,78 @@ pub struct CallError {
 #[derive(Debug, thiserror::Error)]
 #[error("deadline exceeded")]
 struct DeadlineExceeded;
+
+tokio::task_local! {
+    /// The clock of the plugin call running on this task, if any: a plugin
+    /// call made on its behalf (a placement policy asked by a phase) stops
+    /// it, so a slow policy is charged to the policy, not to the phase.
+    static CALL_CLOCK: Arc<CallClock>;
+}
+
+/// The time a call is charged: its wall time, less the time spent in the
+/// plugin calls made on its behalf, each bounded by its own limits.
+struct CallClock {
+    started: tokio::time::Instant,
+    nested: Mutex<Nested>,
+}
+
+#[derive(Default)]
+struct Nested {
+    /// Nested calls running now (replica recoveries run in parallel).
+    running: usize,
+    /// Since when at least one has been running.
+    since: Option<tokio::time::Instant>,
+    /// Time spent with at least one running, before `since`.
+    total: Duration,
+}
+
+impl CallClock {
+    fn new() -> Self {
+        CallClock { started: tokio::time::Instant::now(), nested: Mutex::default() }
+    }
+
+    fn nested(&self) -> std::sync::MutexGuard<'_, Nested> {
+        self.nested.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The time charged to the call so far.
+    fn charged(&self) -> Duration {
+        let now = tokio::time::Instant::now();
+        let nested = self.nested();
+        let excluded = nested.total + nested.since.map_or(Duration::ZERO, |since| now - since);
+        (now - self.started).saturating_sub(excluded)
+    }
+
+    /// Whether a nested call runs now: the call's clock stands still.
+    fn stopped(&self) -> bool {
+        self.nested().running > 0
+    }
+
+    /// Stops the clock until the returned guard is dropped.
+    fn stop(self: &Arc<Self>) -> Stopped {
+        let mut nested = self.nested();
+        nested.running += 1;
+        if nested.running == 1 {
+            nested.since = Some(tokio::time::Instant::now());
+        }
+        Stopped(self.clone())
+    }
+}
+
+/// Restarts a [`CallClock`] when dropped.
+struct Stopped(Arc<CallClock>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let mut nested = self.0.nested();
+        nested.running -= 1;
+        if nested.running == 0
+            && let Some(since) = nested.since.take()
+        {
+            nested.total += since.elapsed();
+        }
+    }
+}
 
 impl Runtime {
     /// Runs a recovery phase once in a fresh sandbox.
@@ -142,13 +214,15 @@ impl Runtime {
         call: impl AsyncFnOnce(&mut Store<CallCtx>) -> Result<T, Failed>,
     ) -> Result<T, CallError> {
         let span = call_span(&info);
-        let mut store = self.new_store(info, limits, services);
-        let started = Instant::now();
-        let result = bounded(limits, call(&mut store)).instrument(span.clone()).await;
-        span.in_scope(|| finish(store, digest, limits, started, result))
+        // A call made on behalf of another stops the other's clock.
+        let _outer = CALL_CLOCK.try_with(|outer| outer.stop()).ok();
+        let clock = Arc::new(CallClock::new());
+        let mut store = self.new_store(info, limits, services, &clock);
+        let result = CALL_CLOCK.scope(clock.clone(), bounded(limits, &clock, call(&mut store))).instrument(span.clone()).await;
+        span.in_scope(|| finish(store, digest, limits, &clock, result))
     }
 
-    fn new_store(&self, info: CallInfo, limits: &Limits, services: Arc<dyn HostServices>) -> Store<CallCtx> {
+    fn new_store(&self, info: CallInfo, limits: &Limits, services: Arc<dyn HostServices>, clock: &Arc<CallClock>) -> Store<CallCtx> {
         let mut store = Store::new(&self.engine, CallCtx::new(info, limits, services));
         store.limiter(|ctx| &mut ctx.memory);
         if self.meters_fuel() {
@@ -161,9 +235,9 @@ impl Runtime {
             store.set_epoch_deadline(u64::MAX / 2);
             return store;
         }
-        let deadline = Instant::now() + limits.deadline;
+        let (clock, deadline) = (clock.clone(), limits.deadline);
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+            if clock.charged() >= deadline {
                 Err(DeadlineExceeded.into())
             } else {
                 // Yield to tokio once per tick so that a long guest never
@@ -176,16 +250,27 @@ impl Runtime {
     }
 }
 
-/// Runs `call` under the wall-time deadline, or unbounded in time when the
-/// limits are fuel-only.
+/// Runs `call` until `clock` has charged it its deadline, or unbounded in
+/// time when the limits are fuel-only.
 async fn bounded<T>(
     limits: &Limits,
+    clock: &CallClock,
     call: impl std::future::Future<Output = T>,
 ) -> Result<T, tokio::time::error::Elapsed> {
     if limits.fuel_only {
         return Ok(call.await);
     }
-    tokio::time::timeout(limits.deadline, call).await
+    tokio::pin!(call);
+    loop {
+        // While a nested call runs the clock stands still: look again after
+        // a whole deadline (the nested call is bounded by its own).
+        let wait = if clock.stopped() { limits.deadline } else { limits.deadline.saturating_sub(clock.charged()) };
+        match tokio::time::timeout(wait, &mut call).await {
+            Ok(value) => return Ok(value),
+            Err(elapsed) if !clock.stopped() && clock.charged() >= limits.deadline => return Err(elapsed),
+            Err(_) => {}
+        }
+    }
 }
 
 fn call_span(info: &CallInfo) -> tracing::Span {
@@ -226,7 +311,7 @@ fn finish<T>(
     store: Store<CallCtx>,
     digest: Digest256,
     limits: &Limits,
-    started: Instant,
+    clock: &CallClock,
     result: Result<Result<T, Failed>, tokio::time::error::Elapsed>,
 ) -> Result<T, CallError> {
     let ctx = store.into_data();
@@ -238,7 +323,7 @@ fn finish<T>(
         Ok(Ok(value)) => return Ok(value),
         Err(_elapsed) => CallFailure::Deadline(limits.deadline),
         Ok(Err(Failed::Instantiate(err))) => CallFailure::Instantiate(format!("{err:#}")),
-        Ok(Err(Failed::Run(err))) => classify(&err, &ctx.memory.refused, limits, started, &stderr),
+        Ok(Err(Failed::Run(err))) => classify(&err, &ctx.memory.refused, limits, clock, &stderr),
     };
     let error = CallError { slot: ctx.info.slot.clone(), version: ctx.info.version, sha256: digest.short(), failure };
     tracing::warn!(%error, "plugin call failed");
@@ -249,10 +334,10 @@ fn classify(
     err: &wasmtime::Error,
     refused: &Option<usize>,
     limits: &Limits,
-    started: Instant,
+    clock: &CallClock,
     stderr: &str,
 ) -> CallFailure {
-    let overran = !limits.fuel_only && started.elapsed() >= limits.deadline;
+    let overran = !limits.fuel_only && clock.charged() >= limits.deadline;
     if err.chain().any(|e| e.is::<DeadlineExceeded>()) || overran {
         return CallFailure::Deadline(limits.deadline);
     }

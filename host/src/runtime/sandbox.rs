@@ -21,8 +21,10 @@ use super::services::HostServices;
 /// The bounds of one plugin call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall time the whole call may take, including time spent in host calls
-    /// (ignored when `fuel_only`).
+    /// Wall time the whole call may take, including time spent in host
+    /// calls but not in the plugin calls made on its behalf (a placement
+    /// policy a phase asks, bounded by its own limits). Ignored when
+    /// `fuel_only`.
     pub deadline: Duration,
     /// Fuel the call may burn, for bounds that do not depend on machine speed.
     /// `None` means unbounded fuel (the deadline still applies). Only a

@@ -1,0 +1,210 @@
+//! What the guard knows without asking a plugin: the persisted old layout,
+//! indexed once, and the ledger of one attempt (lock replies, the services
+//! it created, what each new log recovered). Every check is made against
+//! these, never against a phase's name or a field a plugin wrote.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use super::rules::Refusal;
+use crate::bindings::types::{
+    Epoch, KeyRange, Layout, LockInfo, LogRecoveryInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
+};
+
+/// One shard of the old layout.
+#[derive(Clone, Debug)]
+pub(crate) struct OldShard {
+    /// Its keys.
+    pub key_range: KeyRange,
+    /// The old logs the layout assigns it to.
+    pub carriers: Vec<String>,
+}
+
+/// The persisted old layout, indexed for the checks.
+#[derive(Debug, Default)]
+pub(crate) struct OldGeneration {
+    /// Every service id it names.
+    pub names: HashSet<String>,
+    /// Its shards, by tag.
+    pub shards: BTreeMap<ShardTag, OldShard>,
+    /// Its logs, with the shards each carries.
+    pub logs: HashMap<String, BTreeSet<ShardTag>>,
+    /// Its storage replicas, with the shard each belongs to.
+    pub replicas: HashMap<String, ShardTag>,
+    /// Its descriptors, by id: the host's record of the old services.
+    pub descriptors: HashMap<String, ServiceDescriptor>,
+}
+
+impl OldGeneration {
+    /// Indexes `layout`.
+    pub fn new(layout: Option<Layout>) -> Self {
+        let Some(old) = layout else { return OldGeneration::default() };
+        let names = super::named_services(&old).into_iter().collect();
+        let logs: HashMap<String, BTreeSet<ShardTag>> =
+            old.logs.iter().map(|l| (l.id.clone(), l.tags.iter().copied().collect())).collect();
+        let mut shards: BTreeMap<ShardTag, OldShard> = old
+            .storage_teams
+            .iter()
+            .map(|t| (t.tag, OldShard { key_range: t.key_range.clone(), carriers: Vec::new() }))
+            .collect();
+        for log in &old.logs {
+            for tag in &log.tags {
+                if let Some(shard) = shards.get_mut(tag) {
+                    shard.carriers.push(log.id.clone());
+                }
+            }
+        }
+        let replicas = old
+            .storage_teams
+            .iter()
+            .flat_map(|t| t.storage_ids.iter().map(move |id| (id.clone(), t.tag)))
+            .collect();
+        let descriptors = old.services.iter().map(|s| (s.id.clone(), s.clone())).collect();
+        OldGeneration { names, shards, logs, replicas, descriptors }
+    }
+
+    /// Whether the old layout names any log: its generation may have
+    /// acknowledged writes, which a recovery must keep.
+    pub fn has_logs(&self) -> bool {
+        !self.logs.is_empty()
+    }
+}
+
+/// A set of versions, kept as disjoint, non-adjacent intervals in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Intervals(Vec<(Version, Version)>);
+
+impl Intervals {
+    /// Adds `[first, last]` (`first <= last`).
+    pub fn add(&mut self, first: Version, last: Version) {
+        let (mut first, mut last) = (first, last);
+        let mut kept = Vec::with_capacity(self.0.len() + 1);
+        for &(a, b) in &self.0 {
+            if b.saturating_add(1) < first || last.saturating_add(1) < a {
+                kept.push((a, b));
+            } else {
+                first = first.min(a);
+                last = last.max(b);
+            }
+        }
+        kept.push((first, last));
+        kept.sort_unstable();
+        self.0 = kept;
+    }
+
+    /// The one interval the set is, if it is one.
+    pub fn single(&self) -> Option<(Version, Version)> {
+        match self.0.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    }
+
+    /// The highest version in the set.
+    pub fn end(&self) -> Option<Version> {
+        self.0.last().map(|(_, last)| *last)
+    }
+
+    /// The intervals, in order.
+    pub fn parts(&self) -> &[(Version, Version)] {
+        &self.0
+    }
+}
+
+/// A service this attempt created, as the host recorded it.
+#[derive(Clone, Debug)]
+pub(crate) struct Record {
+    /// Its descriptor, from the foreman that created it.
+    pub descriptor: ServiceDescriptor,
+    /// For a sequencer, the version its first commit follows.
+    pub start: Option<Version>,
+}
+
+/// What the guard learned and refused during one attempt.
+#[derive(Debug, Default)]
+pub(crate) struct Ledger {
+    /// Old services this attempt locked, with their lock replies.
+    pub locks: HashMap<String, LockInfo>,
+    /// Services this attempt created (recruited workers, started roles).
+    pub records: HashMap<String, Record>,
+    /// Everything created, in order, for rollback.
+    pub created: Vec<String>,
+    /// Per (new log, shard), the versions it recovered.
+    pub recovered: HashMap<(String, ShardTag), Intervals>,
+    /// Set once a newer epoch is seen.
+    pub superseded: Option<Epoch>,
+    /// The layout staged by this attempt, checked when staged.
+    pub staged: Option<Arc<Layout>>,
+    /// Whether the staged layout changed since the director last took it.
+    pub staged_changed: bool,
+    /// Whether an unlock or a persist has used the staged layout: from then
+    /// on it is fixed.
+    pub staged_fixed: bool,
+    /// Whether the staged layout was persisted.
+    pub persisted: bool,
+    /// The recovery version the attempt's phases proposed: where a new
+    /// sequencer starts. Checked when a layout is staged, never trusted.
+    pub proposed_start: Version,
+    /// The nodes as the host last listed them.
+    pub nodes: Option<Vec<Node>>,
+    /// A plugin call made on the attempt's behalf that failed: its slot
+    /// and the failure.
+    pub nested_failure: Option<(String, String)>,
+    /// Every refusal, for the attempt's report.
+    pub refusals: Vec<Refusal>,
+}
+
+impl Ledger {
+    /// Whether this attempt holds the lock of `id` (I4): it locked it, or
+    /// created it (locked at creation).
+    pub fn holds(&self, id: &str) -> bool {
+        self.locks.contains_key(id) || self.records.contains_key(id)
+    }
+
+    /// The lock reply of old log `id`, if this attempt locked it.
+    pub fn locked_log(&self, id: &str) -> Option<&LogRecoveryInfo> {
+        match self.locks.get(id) {
+            Some(LockInfo::Log(info)) => Some(info),
+            _ => None,
+        }
+    }
+
+    /// The kind of a service this attempt holds, as the host knows it.
+    pub fn kind_of(&self, id: &str) -> Option<ServiceKind> {
+        if let Some(record) = self.records.get(id) {
+            return Some(record.descriptor.kind);
+        }
+        match self.locks.get(id)? {
+            LockInfo::Log(_) => Some(ServiceKind::Log),
+            LockInfo::Storage(_) => Some(ServiceKind::Storage),
+            LockInfo::Stateless(kind) => Some(*kind),
+        }
+    }
+
+    /// What the old generation may have acknowledged, at most: a commit is
+    /// acknowledged only once every log of its generation accepted it, so
+    /// no locked old log's last version is below it. `None` when no old
+    /// log is locked.
+    pub fn acknowledged_bound(&self) -> Option<Version> {
+        self.locks
+            .values()
+            .filter_map(|info| match info {
+                LockInfo::Log(info) => Some(info.last_version),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// The oldest version of shard `tag` that a locked log of it (as
+    /// `old` assigns them) still holds: the kept range of the shard starts
+    /// there. `None` when no locked log holds the shard.
+    pub fn kept_from(&self, old: &OldGeneration, tag: ShardTag) -> Option<Version> {
+        let shard = old.shards.get(&tag)?;
+        shard
+            .carriers
+            .iter()
+            .filter_map(|id| self.locked_log(id))
+            .filter_map(|info| info.shards.iter().find(|s| s.tag == tag).map(|s| s.oldest_version))
+            .min()
+    }
+}

@@ -1,0 +1,287 @@
+//! The guard against the attacks that once got through: each phase here is
+//! a real default component whose calls are tampered with on their way to
+//! the host, as a plugin written against the public WIT could make them.
+//! Safety comes from the guard alone: every attack is refused with its
+//! rule, nothing acknowledged is lost, and the defaults then recover.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ratchet::bindings::types::{
+    Assignment, AttemptState, ClusterError, Layout, LockInfo, Node, PhaseOutcome, PhaseStep, PlacementError,
+    PlacementRequest, RecoveryConfig, RecoveryPath, ReplicaHistory, ReplicaPlan, ServiceDescriptor, ServiceKind,
+    ShardTag, StateField, Version,
+};
+use ratchet::cluster::InProcessCluster;
+use ratchet::components::fixtures;
+use ratchet::coordinator::{CoordinatorStore, MemoryStore};
+use ratchet::director::{AttemptOutcome, Director, DirectorOptions, RecoveryReport};
+use ratchet::guard::Invariant;
+use ratchet::registry::{CallObserver, CallOutcome, InvokeError, Plugins, Registry};
+use ratchet::runtime::{HostServices, Limits};
+
+/// How a slot's calls are tampered with.
+#[derive(Clone, Copy)]
+enum Tamper {
+    /// lock-services locks nothing, lays out a new cluster's vacancies as
+    /// initialize does, sets the path to initialize and goes on to
+    /// recruit-logs.
+    SkipLocks,
+    /// Every layout staged is edited so.
+    EditStaged(fn(&mut Layout)),
+    /// Every copy asks for its range upside down.
+    InvertRanges,
+}
+
+/// The registry, with one slot's host calls tampered with.
+struct Tampered {
+    registry: Arc<Registry>,
+    slot: &'static str,
+    tamper: Tamper,
+}
+
+#[async_trait::async_trait]
+impl Plugins for Tampered {
+    async fn run_phase(&self, slot: &str, state: &AttemptState, services: Arc<dyn HostServices>) -> Result<PhaseOutcome, InvokeError> {
+        if slot != self.slot {
+            return self.registry.run_phase(slot, state, services).await;
+        }
+        if let Tamper::SkipLocks = self.tamper {
+            let mut outcome = self.registry.run_phase("initialize", state, services).await?;
+            outcome.state.path = Some(RecoveryPath::Initialize);
+            outcome.written.push(StateField::Path);
+            outcome.step = PhaseStep::Next("recruit-logs".into());
+            return Ok(outcome);
+        }
+        let services = Arc::new(Intercept { inner: services, tamper: self.tamper });
+        self.registry.run_phase(slot, state, services).await
+    }
+
+    async fn place(&self, request: &PlacementRequest) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
+        self.registry.place(request).await
+    }
+
+    async fn replica_plan(&self, history: &ReplicaHistory) -> Result<ReplicaPlan, InvokeError> {
+        self.registry.replica_plan(history).await
+    }
+}
+
+/// Host services that edit what a phase asks before the guard sees it.
+struct Intercept {
+    inner: Arc<dyn HostServices>,
+    tamper: Tamper,
+}
+
+#[async_trait::async_trait]
+impl HostServices for Intercept {
+    async fn services(&self) -> Vec<ServiceDescriptor> {
+        self.inner.services().await
+    }
+    async fn nodes(&self) -> Vec<Node> {
+        self.inner.nodes().await
+    }
+    async fn lock(&self, ids: Vec<String>) -> Vec<Result<LockInfo, ClusterError>> {
+        self.inner.lock(ids).await
+    }
+    async fn create_worker(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
+        self.inner.create_worker(node, kind).await
+    }
+    async fn recover_log(
+        &self,
+        target: String,
+        sources: Vec<String>,
+        tags: Vec<ShardTag>,
+        first: Version,
+        last: Version,
+    ) -> Result<(), ClusterError> {
+        let (first, last) = match self.tamper {
+            Tamper::InvertRanges => (last.max(first) + 1, first.min(last)),
+            _ => (first, last),
+        };
+        self.inner.recover_log(target, sources, tags, first, last).await
+    }
+    async fn start_role(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
+        self.inner.start_role(node, kind).await
+    }
+    async fn stage_layout(&self, mut layout: Layout) -> Result<(), ClusterError> {
+        if let Tamper::EditStaged(edit) = self.tamper {
+            edit(&mut layout);
+        }
+        self.inner.stage_layout(layout).await
+    }
+    async fn unlock(&self, ids: Vec<String>) -> Vec<Result<(), ClusterError>> {
+        self.inner.unlock(ids).await
+    }
+    async fn persist_layout(&self) -> Result<(), ClusterError> {
+        self.inner.persist_layout().await
+    }
+    async fn place(&self, request: PlacementRequest) -> Result<Vec<Assignment>, PlacementError> {
+        self.inner.place(request).await
+    }
+    fn now_ms(&self) -> u64 {
+        self.inner.now_ms()
+    }
+    async fn sleep_ms(&self, ms: u64) {
+        self.inner.sleep_ms(ms).await
+    }
+}
+
+struct Harness {
+    cluster: Arc<InProcessCluster>,
+    store: Arc<MemoryStore>,
+    registry: Arc<Registry>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Harness {
+            cluster: Arc::new(InProcessCluster::with_zones(9, 3, 20)),
+            store: Arc::new(MemoryStore::default()),
+            registry: Arc::new(Registry::with_defaults(common::runtime()).unwrap()),
+        }
+    }
+
+    async fn recover_with(&self, plugins: Arc<dyn Plugins>) -> RecoveryReport {
+        let options = DirectorOptions { max_attempts: 2, initial_backoff: Duration::from_millis(1), ..DirectorOptions::default() };
+        let director = Director::new(plugins, self.cluster.clone(), self.store.clone(), RecoveryConfig::default(), options);
+        director.recover().await.unwrap()
+    }
+
+    async fn recover(&self) -> RecoveryReport {
+        self.recover_with(self.registry.clone()).await
+    }
+
+    async fn tampered(&self, slot: &'static str, tamper: Tamper) -> RecoveryReport {
+        self.recover_with(Arc::new(Tampered { registry: self.registry.clone(), slot, tamper })).await
+    }
+
+    /// Boots, commits 300 writes and kills the first log: a recovery is due.
+    async fn loaded_and_failed(&self) -> (Layout, Vec<(String, String)>) {
+        let old = self.recover().await.layout().cloned().expect("boots");
+        let mut acked = Vec::new();
+        for i in 0..300 {
+            let (key, value) = (format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761)), format!("v{i}"));
+            if self.cluster.commit(&[(key.clone(), value.clone())]).is_ok() {
+                acked.push((key, value));
+            }
+            if i % 50 == 0 {
+                self.cluster.pump();
+            }
+        }
+        assert_eq!(acked.len(), 300);
+        self.cluster.kill(&old.logs[0].id);
+        (old, acked)
+    }
+
+    fn lost(&self, acked: &[(String, String)]) -> usize {
+        self.cluster.pump();
+        acked.iter().filter(|(k, v)| self.cluster.read(k).as_deref() != Some(v.as_str())).count()
+    }
+}
+
+/// Every refusal of `rule` over a report.
+fn refusals(report: &RecoveryReport, rule: Invariant) -> Vec<String> {
+    report.attempts.iter().flat_map(|a| &a.refusals).filter(|r| r.rule == rule).map(|r| r.message.clone()).collect()
+}
+
+#[tokio::test]
+async fn s4_a_lock_services_that_locks_nothing_and_initializes_persists_nothing() {
+    let h = Harness::new();
+    let (old, acked) = h.loaded_and_failed().await;
+    let report = h.tampered("lock-services", Tamper::SkipLocks).await;
+    assert!(report.layout().is_none(), "a new cluster laid over the old one must not be persisted");
+    let refused = refusals(&report, Invariant::KnownAcknowledgements);
+    assert!(refused.iter().any(|r| r.starts_with("shard 0: no log of it")), "{refused:?}");
+    assert_eq!(h.store.state().unwrap().layout.unwrap(), old, "the old generation stays the cluster's");
+
+    let layout = h.recover().await.layout().cloned().expect("the defaults recover");
+    assert!(layout.epoch > old.epoch);
+    assert_eq!(h.lost(&acked), 0);
+}
+
+#[tokio::test]
+async fn s3_an_assemble_layout_that_forges_the_layout_is_refused() {
+    let cases: [(&str, fn(&mut Layout)); 4] = [
+        ("the descriptor of", |l| {
+            let proxy = l.commit_proxies[0].clone();
+            let described = l.services.iter_mut().find(|s| s.id == proxy).unwrap();
+            described.address = "10.66.66.66:6666".into();
+        }),
+        ("lists", |l| {
+            let team = &mut l.storage_teams[0];
+            let one = team.storage_ids[0].clone();
+            team.storage_ids = vec![one.clone(), one.clone(), one];
+        }),
+        ("is dropped", |l| {
+            let gone = l.storage_teams.remove(1).tag;
+            for log in &mut l.logs {
+                log.tags.retain(|t| *t != gone);
+            }
+        }),
+        ("carries shard", |l| l.logs[0].tags.push(99)),
+    ];
+    for (expected, edit) in cases {
+        let h = Harness::new();
+        let (old, acked) = h.loaded_and_failed().await;
+        let report = h.tampered("assemble-layout", Tamper::EditStaged(edit)).await;
+        assert!(report.layout().is_none(), "{expected}: persisted");
+        let refused = refusals(&report, Invariant::FaithfulLayout);
+        assert!(refused.iter().any(|r| r.contains(expected)), "{expected}: {refused:?}");
+        assert_eq!(h.store.state().unwrap().layout.unwrap(), old);
+        assert!(h.recover().await.layout().is_some(), "{expected}: the defaults recover");
+        assert_eq!(h.lost(&acked), 0, "{expected}");
+    }
+}
+
+#[tokio::test]
+async fn s6_an_inverted_range_is_refused_with_its_rule_and_the_host_keeps_serving() {
+    let h = Harness::new();
+    let (_, acked) = h.loaded_and_failed().await;
+    let report = h.tampered("replay-logs", Tamper::InvertRanges).await;
+    assert!(report.layout().is_none());
+    let refused = refusals(&report, Invariant::ArgumentsChecked);
+    assert!(refused.iter().any(|r| r.starts_with("inverted version range")), "{refused:?}");
+    assert!(h.recover().await.layout().is_some());
+    assert_eq!(h.lost(&acked), 0);
+}
+
+/// Counts the outcome of every plugin call, by slot.
+#[derive(Default)]
+struct Calls(Mutex<BTreeMap<(String, &'static str), usize>>);
+
+impl CallObserver for Calls {
+    fn call_ended(&self, slot: &str, _version: u32, outcome: CallOutcome) {
+        *self.0.lock().unwrap().entry((slot.to_string(), outcome.label())).or_default() += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_placement_policy_is_blamed_for_the_stall_not_the_phase_that_asked() {
+    let h = Harness::new();
+    h.registry.load_file("placement", std::path::Path::new(fixtures::LOOPING_PLACEMENT)).unwrap();
+    // The phase's own deadline is the shorter: were the policy's time
+    // charged to it, the phase would time out first.
+    h.registry.set_limits("recruit-logs", Limits { deadline: Duration::from_millis(300), ..Limits::default() }).unwrap();
+    h.registry.set_limits("placement", Limits { deadline: Duration::from_millis(800), ..Limits::default() }).unwrap();
+    let calls = Arc::new(Calls::default());
+    h.registry.set_observer(calls.clone());
+
+    let report = h.recover().await;
+    assert!(report.layout().is_none());
+    for attempt in &report.attempts {
+        match &attempt.outcome {
+            AttemptOutcome::Stalled(reason) => {
+                assert!(reason.starts_with("placement: "), "{reason}");
+                assert!(reason.contains("deadline of 800ms exceeded") && reason.contains("asked by recruit-logs"), "{reason}");
+            }
+            other => panic!("expected a stall, got {other}"),
+        }
+    }
+    let calls = calls.0.lock().unwrap();
+    assert_eq!(calls.get(&("placement".to_string(), "timeout")), Some(&report.attempts.len()), "{calls:?}");
+    assert_eq!(calls.get(&("recruit-logs".to_string(), "timeout")), None, "{calls:?}");
+    assert_eq!(calls.get(&("recruit-logs".to_string(), "ok")), Some(&report.attempts.len()), "{calls:?}");
+}
