@@ -255,3 +255,33 @@ async fn a_shadow_reports_where_it_decides_differently_and_changes_nothing() {
     let actions: Vec<String> = setup.admin.audit().entries().unwrap().into_iter().map(|e| e.action).collect();
     assert_eq!(actions, ["shadow", "shadow", "shadow", "shadow", "promote", "discard"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_is_promoted_only_through_the_dry_run_and_a_rollback_only_to_a_version_that_served() {
+    let setup = setup(3);
+    let trap = std::fs::read(fixtures::ALWAYS_TRAP).unwrap();
+    let shadow = setup.admin.shadow("start-proxies", trap, "always-trap".into(), "test").await.unwrap();
+    assert_eq!(shadow.number, 2);
+
+    // Promoting it runs the swap's dry run, which it fails: it stays a shadow.
+    let refused = setup.admin.end_shadow("start-proxies", true, "test").await.unwrap_err();
+    assert_eq!(refused.stage, "dry-run");
+    assert!(refused.reason.contains("always-trap traps"), "{}", refused.reason);
+    assert_eq!(setup.registry.active("start-proxies").unwrap().number, 1);
+    assert_eq!(setup.registry.shadow("start-proxies").map(|v| v.number), Some(2));
+
+    // Version 2 never served, so no rollback may make it active.
+    let err = setup.admin.rollback("start-proxies", Some(2), "test").await.unwrap_err();
+    assert!(err.contains("never active"), "{err}");
+    setup.admin.end_shadow("start-proxies", false, "test").await.unwrap();
+    assert_eq!(setup.registry.active("start-proxies").unwrap().number, 1);
+
+    // A version that passed the dry run and served may serve again.
+    let same = ratchet::components::DEFAULTS.iter().find(|c| c.slot == "start-proxies").unwrap().bytes.to_vec();
+    let swapped = setup.admin.swap("start-proxies", same, "itself".into(), "test").await.unwrap();
+    assert_eq!(swapped.version.number, 3);
+    assert_eq!(setup.admin.rollback("start-proxies", Some(1), "test").await.unwrap().number, 1);
+    assert_eq!(setup.admin.rollback("start-proxies", Some(3), "test").await.unwrap().number, 3);
+    let actions: Vec<String> = setup.admin.audit().entries().unwrap().into_iter().map(|e| e.action).collect();
+    assert_eq!(actions, ["shadow", "refuse", "rollback", "discard", "swap", "rollback", "rollback"]);
+}

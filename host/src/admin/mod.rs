@@ -149,10 +149,17 @@ impl Admin {
         Ok(PluginVersion::of(&info, false))
     }
 
-    /// Ends the shadow of `slot`: `promote` makes it active, otherwise it is
-    /// discarded.
-    pub async fn end_shadow(&self, slot: &str, promote: bool, trigger: &str) -> Result<PluginVersion, String> {
+    /// Ends the shadow of `slot`: `promote` makes it active, once it has
+    /// passed the same dry run as a swap; otherwise it is discarded.
+    pub async fn end_shadow(&self, slot: &str, promote: bool, trigger: &str) -> Result<PluginVersion, Refused> {
         let _one_at_a_time = self.changes.lock().await;
+        if promote {
+            let trial = self.registry.fork_promoting(slot).map_err(|err| Refused { stage: "shadow", reason: err.to_string() })?;
+            if let Err(reason) = self.dry_run(slot, trial).await {
+                let sha256 = self.registry.shadow(slot).map(|info| info.sha256).unwrap_or_else(|| Digest256::of(&[]));
+                return Err(self.refuse(slot, trigger, sha256, "dry-run", reason));
+            }
+        }
         let (action, ended) =
             if promote { ("promote", self.registry.promote_shadow(slot)) } else { ("discard", self.registry.discard_shadow(slot)) };
         match ended {
@@ -163,8 +170,24 @@ impl Admin {
                 self.record(AuditEntry::now(action, slot, trigger, "ok").component(info.sha256, Some(info.number)));
                 Ok(PluginVersion::of(&info, promote))
             }
-            Err(err) => Err(err.to_string()),
+            Err(err) => Err(Refused { stage: "shadow", reason: err.to_string() }),
         }
+    }
+
+    /// The dry run a candidate passes before it serves: `trial` is the
+    /// registry as it would be, the candidate active in `slot`. It checks
+    /// liveness and quality; safety never depends on it (the guard holds
+    /// whatever a plugin does).
+    async fn dry_run(&self, slot: &str, trial: Registry) -> Result<dry_run::Passed, String> {
+        if slot == crate::registry::REPLICA {
+            return dry_run::run_replica(&trial).await;
+        }
+        let nodes = self.host.nodes().await;
+        let shape = dry_run::Shape {
+            nodes: nodes.iter().map(|n| NodeSpec { id: n.id.clone(), zone: n.zone.clone(), capacity: n.capacity }).collect(),
+            config: self.config.clone(),
+        };
+        dry_run::run(Arc::new(trial), &shape).await
     }
 
     /// The shadow of `slot` and what it did.
@@ -219,17 +242,7 @@ impl Admin {
         let sha256 = candidate.sha256();
         let trial = self.registry.fork();
         trial.activate(candidate.clone());
-        let nodes = self.host.nodes().await;
-        let shape = dry_run::Shape {
-            nodes: nodes.iter().map(|n| NodeSpec { id: n.id.clone(), zone: n.zone.clone(), capacity: n.capacity }).collect(),
-            config: self.config.clone(),
-        };
-        let tried = if slot == crate::registry::REPLICA {
-            dry_run::run_replica(&trial).await
-        } else {
-            dry_run::run(Arc::new(trial), &shape).await
-        };
-        let passed = match tried {
+        let passed = match self.dry_run(slot, trial).await {
             Ok(passed) => passed,
             Err(reason) => return Err(self.refuse(slot, trigger, sha256, "dry-run", reason)),
         };
@@ -369,7 +382,8 @@ pub struct Swapped {
 /// Why a swap was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refused {
-    /// `validate` (compile and world check) or `dry-run`.
+    /// `validate` (compile and world check), `dry-run`, or `shadow` (no
+    /// shadow to end).
     pub stage: &'static str,
     /// Why.
     pub reason: String,
@@ -516,7 +530,10 @@ async fn end_shadow(admin: Arc<Admin>, slot: String, promote: bool) -> Response 
     }
     match admin.end_shadow(&slot, promote, "admin").await {
         Ok(version) => axum::Json(version).into_response(),
-        Err(reason) => error(StatusCode::CONFLICT, "shadow", reason).into_response(),
+        Err(refused) if refused.stage == "dry-run" => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, refused.stage, refused.reason).into_response()
+        }
+        Err(refused) => error(StatusCode::CONFLICT, refused.stage, refused.reason).into_response(),
     }
 }
 

@@ -72,6 +72,15 @@ pub enum RegistryError {
     /// There is no earlier activation to roll back to.
     #[error("slot `{0}` has no earlier version to roll back to")]
     NothingToRollBack(String),
+    /// A rollback to a version that never served: only a version that was
+    /// once active (and so passed a dry run) may serve again.
+    #[error("slot `{slot}` version {version} was never active; a rollback goes back only to a version that served")]
+    NeverActive {
+        /// The slot.
+        slot: String,
+        /// The version asked for.
+        version: u32,
+    },
     /// The limits ask for fuel, and the runtime does not meter it.
     #[error(
         "slot `{0}`: fuel limits need a runtime that meters fuel (`EngineConfig::fuel`), and this one does not; \
@@ -237,6 +246,21 @@ impl Registry {
         state.versions.get(state.shadow? as usize - 1).cloned()
     }
 
+    /// A copy of the registry as [`Registry::fork`] makes it, with the
+    /// shadow of `slot` active: what a promotion would serve, to dry-run.
+    pub fn fork_promoting(&self, slot: &str) -> Result<Registry, RegistryError> {
+        let shadow = {
+            let slots = self.read();
+            let state = slots.get(slot).ok_or_else(|| RegistryError::UnknownSlot(slot.into()))?;
+            state.shadow.ok_or_else(|| RegistryError::NoShadow(slot.into()))?
+        };
+        let fork = self.fork();
+        if let Some(state) = fork.write().get_mut(slot) {
+            state.activations.push(shadow);
+        }
+        Ok(fork)
+    }
+
     /// Makes the shadow of `slot` its active version.
     pub fn promote_shadow(&self, slot: &str) -> Result<VersionInfo, RegistryError> {
         let mut slots = self.write();
@@ -355,8 +379,8 @@ impl Registry {
         }
     }
 
-    /// Makes an earlier version active again: `to`, or else the version that
-    /// was active before the current one.
+    /// Makes an earlier version active again: `to` (a version that was once
+    /// active), or else the version that was active before the current one.
     pub fn rollback(&self, slot: &str, to: Option<u32>) -> Result<VersionInfo, RegistryError> {
         let mut slots = self.write();
         let state = slots.get_mut(slot).ok_or_else(|| RegistryError::UnknownSlot(slot.into()))?;
@@ -364,6 +388,9 @@ impl Registry {
             Some(number) => {
                 if number == 0 || number as usize > state.versions.len() {
                     return Err(RegistryError::NoSuchVersion { slot: slot.into(), version: number });
+                }
+                if !state.activations.contains(&number) {
+                    return Err(RegistryError::NeverActive { slot: slot.into(), version: number });
                 }
                 number
             }
