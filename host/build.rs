@@ -46,6 +46,7 @@ const GUESTS: &[(&str, Use)] = &[
     ("policy-least-loaded", Use::Bundled("placement", "least-loaded")),
     ("policy-pack", Use::Bundled("placement", "pack")),
     ("fixture-adversarial", Use::Fixture("ADVERSARIAL")),
+    ("plugin-adversary", Use::Fixture("ADVERSARY")),
     ("fixture-wrong-world", Use::Fixture("WRONG_WORLD")),
     ("fixture-greedy-lock", Use::Fixture("GREEDY_LOCK")),
     ("fixture-always-initialize", Use::Fixture("ALWAYS_INITIALIZE")),

@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ratchet::experiment::{self, Seeds, Summary, html, summary};
 use ratchet::registry::{Registry, all_slots};
 use ratchet::runtime::{Limits, Runtime};
-use ratchet::sim::{FaultProfile, SimConfig, SimRun};
+use ratchet::sim::{AdversarySlot, FaultProfile, SimConfig, SimRun};
 
 use super::Failure;
 
@@ -70,6 +70,13 @@ pub struct ExperimentArgs {
     /// must be rebuilt [default: logs keep every version].
     #[arg(long, value_name = "VERSIONS", value_parser = clap::value_parser!(u64).range(1..))]
     retention: Option<u64>,
+    /// Put the adversary in a slot (a phase, `placement` or
+    /// `replica-recovery`), or in a slot each seed picks (`all`): it makes
+    /// random host calls with random arguments and returns random steps,
+    /// from one boot in four and through the fault window. Such runs are
+    /// checked for safety only (S1-S6), never for liveness.
+    #[arg(long, value_name = "SLOT|all")]
+    adversary: Option<AdversarySlot>,
 }
 
 /// One plugin set's runs.
@@ -105,6 +112,7 @@ pub fn run(args: ExperimentArgs, runtime: Runtime) -> Result<(), Failure> {
         fault_window: args.fault_window,
         fuel: args.fuel,
         retention: args.retention,
+        adversary: args.adversary.clone(),
         ..SimConfig::default()
     };
     let runtime = Arc::new(runtime);
@@ -139,6 +147,13 @@ pub fn run(args: ExperimentArgs, runtime: Runtime) -> Result<(), Failure> {
         profile.name,
         args.fault_window
     );
+    if let Some(adversary) = &args.adversary {
+        let slot = match adversary {
+            AdversarySlot::Slot(slot) => format!("in {slot}"),
+            AdversarySlot::All => "in a slot each seed picks".into(),
+        };
+        println!("adversary {slot}: safety is checked (S1-S6), liveness is not");
+    }
     let started = Instant::now();
     let mut results = Vec::new();
     for ((name, specs), registry) in sets.into_iter().zip(registries) {
@@ -178,7 +193,8 @@ pub fn run(args: ExperimentArgs, runtime: Runtime) -> Result<(), Failure> {
     for set in &results {
         for run in set.runs.iter().filter(|r| !r.violations.is_empty()) {
             failing += 1;
-            println!("\n{} seed {}: {} violations", set.name, run.seed, run.violations.len());
+            let adversary = run.adversary.map_or(String::new(), |slot| format!(" (adversary in {slot})"));
+            println!("\n{} seed {}{adversary}: {} violations", set.name, run.seed, run.violations.len());
             for violation in run.violations.iter().take(5) {
                 println!("  {violation}");
             }
@@ -223,6 +239,11 @@ fn replay_command(args: &ExperimentArgs, specs: &[String], seed: u64) -> String 
     }
     if let Some(versions) = args.retention {
         command.push_str(&format!(" --retention {versions}"));
+    }
+    match &args.adversary {
+        Some(AdversarySlot::Slot(slot)) => command.push_str(&format!(" --adversary {slot}")),
+        Some(AdversarySlot::All) => command.push_str(" --adversary all"),
+        None => {}
     }
     for spec in specs {
         command.push_str(&format!(" --plugin {spec}"));

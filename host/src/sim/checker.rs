@@ -5,15 +5,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::history::Facts;
-use crate::bindings::types::{ShardTag, Version};
+use crate::bindings::types::{Epoch, Layout, ServiceKind, ShardTag, Version};
 use crate::guard::named_services;
 
 /// One broken property.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Violation {
-    /// The property: `acked-write-lost`, `epochs-increase`,
-    /// `one-layout-per-epoch`, `layout-names-held-services`, `fencing`,
-    /// `replicas-agree` or `liveness`.
+    /// The property: `acked-write-lost`, `acked-write-dropped`,
+    /// `version-issued-twice`, `epochs-increase`, `one-layout-per-epoch`,
+    /// `layout-names-held-services`, `faithful-layout`,
+    /// `known-acknowledgements`, `fencing`, `replicas-agree`, `host-panic`
+    /// or `liveness`.
     pub rule: &'static str,
     /// What happened.
     pub detail: String,
@@ -35,13 +37,49 @@ impl fmt::Display for Violation {
 /// The most lost keys named in one violation.
 const NAMED_KEYS: usize = 5;
 
-/// Judges a run by its `facts` and the acknowledged keys that could not be
-/// read back (`lost`).
-pub fn check(facts: &Facts, lost: &[String]) -> Vec<Violation> {
+/// What the client saw of a run, beside the facts.
+pub struct Outcome<'a> {
+    /// Acknowledged writes found nowhere: not readable from the generation
+    /// the run ended with, or, when none served, at rest in no replica or
+    /// log of the last layout persisted.
+    pub lost: &'a [String],
+    /// Every acknowledged write's version and the epoch of the generation
+    /// that acknowledged it, in the order acknowledged.
+    pub acked: &'a [(Version, Epoch)],
+    /// Replicas per storage team.
+    pub replication: u32,
+}
+
+/// Judges a run by its `facts` and what the client saw.
+pub fn check(facts: &Facts, outcome: &Outcome<'_>) -> Vec<Violation> {
     let mut violations = Vec::new();
-    if !lost.is_empty() {
-        let named = lost.iter().take(NAMED_KEYS).cloned().collect::<Vec<_>>().join(", ");
-        violations.push(Violation::new("acked-write-lost", format!("{} acknowledged writes unreadable: {named}", lost.len())));
+    if !outcome.lost.is_empty() {
+        let named = outcome.lost.iter().take(NAMED_KEYS).cloned().collect::<Vec<_>>().join(", ");
+        violations.push(Violation::new(
+            "acked-write-lost",
+            format!("{} acknowledged writes found nowhere: {named}", outcome.lost.len()),
+        ));
+    }
+    // S2: a generation starts above every version before it, so the
+    // versions acknowledged only rise.
+    if let Some(pair) = outcome.acked.windows(2).find(|w| w[1].0 <= w[0].0) {
+        violations.push(Violation::new(
+            "version-issued-twice",
+            format!("version {} acknowledged at epoch {} after version {} at epoch {}", pair[1].0, pair[1].1, pair[0].0, pair[0].1),
+        ));
+    }
+    // S1: a layout keeps every version acknowledged by an older generation.
+    for layout in &facts.persisted {
+        if let Some((version, epoch)) = outcome.acked.iter().find(|(v, e)| *e < layout.epoch && *v > layout.recovery_version) {
+            violations.push(Violation::new(
+                "acked-write-dropped",
+                format!(
+                    "the layout of epoch {} keeps versions through {}, but version {version} was acknowledged at epoch {epoch}",
+                    layout.epoch, layout.recovery_version
+                ),
+            ));
+            break;
+        }
     }
     if let Some(pair) = facts.issued.windows(2).find(|w| w[1] <= w[0]) {
         violations.push(Violation::new("epochs-increase", format!("epoch {} issued after epoch {}", pair[1], pair[0])));
@@ -72,10 +110,99 @@ pub fn check(facts: &Facts, lost: &[String]) -> Vec<Violation> {
             ));
         }
     }
+    if let Some(first) = facts.persisted.first() {
+        for layout in &facts.persisted {
+            if let Err(detail) = faithful(facts, first, layout, outcome.replication) {
+                violations.push(Violation::new("faithful-layout", format!("the layout of epoch {}: {detail}", layout.epoch)));
+            }
+        }
+    }
+    for pair in facts.persisted.windows(2) {
+        if let Err(detail) = acknowledgements_known(facts, &pair[0], &pair[1]) {
+            violations.push(Violation::new("known-acknowledgements", detail));
+        }
+    }
     for stale in &facts.stale_work {
         violations.push(Violation::new("fencing", stale.clone()));
     }
+    for panic in &facts.panics {
+        violations.push(Violation::new("host-panic", panic.clone()));
+    }
     violations
+}
+
+/// S3, judged apart from the guard: `layout` describes every service it
+/// names once, as the cluster created it; its teams hold a quorum of
+/// distinct storage replicas, one team per replica; it holds the shards
+/// the cluster booted with, each carried by a log, and its logs carry no
+/// other.
+fn faithful(facts: &Facts, boot: &Layout, layout: &Layout, replication: u32) -> Result<(), String> {
+    let named = named_services(layout);
+    let mut described = BTreeSet::new();
+    for service in &layout.services {
+        if !described.insert(service.id.as_str()) {
+            return Err(format!("{} is described twice", service.id));
+        }
+        match facts.descriptors.get(&service.id) {
+            Some(record) if record == service => {}
+            Some(record) => return Err(format!("{} is described as {service:?}, but was created as {record:?}", service.id)),
+            None => return Err(format!("{} was never created", service.id)),
+        }
+    }
+    if let Some(id) = named.iter().find(|id| !described.contains(id.as_str())) {
+        return Err(format!("{id} is named but not described"));
+    }
+    let shards = |l: &Layout| {
+        l.storage_teams.iter().map(|t| (t.tag, t.key_range.start.clone(), t.key_range.end.clone())).collect::<BTreeSet<_>>()
+    };
+    if shards(layout) != shards(boot) || layout.storage_teams.len() != boot.storage_teams.len() {
+        return Err(format!("its shards {:?} are not those the cluster booted with, {:?}", shards(layout), shards(boot)));
+    }
+    let quorum = replication / 2 + 1;
+    let mut replicas = BTreeSet::new();
+    for team in &layout.storage_teams {
+        let members: BTreeSet<&String> = team.storage_ids.iter().collect();
+        if members.len() != team.storage_ids.len() {
+            return Err(format!("team {} lists a replica twice: {:?}", team.tag, team.storage_ids));
+        }
+        if (members.len() as u32) < quorum {
+            return Err(format!("team {} has {} replicas, below the quorum of {quorum}", team.tag, members.len()));
+        }
+        for id in members {
+            let kind = facts.descriptors.get(id).map(|d| d.kind);
+            if kind != Some(ServiceKind::Storage) {
+                return Err(format!("team {} lists {id}, which is no storage server ({kind:?})", team.tag));
+            }
+            if !replicas.insert(id) {
+                return Err(format!("{id} serves two teams"));
+            }
+        }
+    }
+    let tags: BTreeSet<ShardTag> = layout.storage_teams.iter().map(|t| t.tag).collect();
+    let carried: BTreeSet<ShardTag> = layout.logs.iter().flat_map(|l| l.tags.iter().copied()).collect();
+    if carried != tags {
+        return Err(format!("its logs carry shards {carried:?}, its teams hold {tags:?}"));
+    }
+    Ok(())
+}
+
+/// S4, judged apart from the guard: the epoch that persisted `next` had
+/// locked, for every shard of `previous`, a log of it.
+fn acknowledgements_known(facts: &Facts, previous: &Layout, next: &Layout) -> Result<(), String> {
+    let none = BTreeSet::new();
+    let locked = facts.locked.get(&next.epoch).unwrap_or(&none);
+    for team in &previous.storage_teams {
+        let carriers: Vec<&str> = previous.logs.iter().filter(|l| l.tags.contains(&team.tag)).map(|l| l.id.as_str()).collect();
+        if !carriers.is_empty() && !carriers.iter().any(|id| locked.contains(*id)) {
+            return Err(format!(
+                "the layout of epoch {} was persisted, but that epoch locked no log of shard {} ({})",
+                next.epoch,
+                team.tag,
+                carriers.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every live replica of a team holds the same data at the same version:
@@ -102,23 +229,47 @@ pub fn check_replicas(teams: &[(ShardTag, Vec<(String, Version, BTreeMap<String,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::types::{Layout, LogAssignment};
+    use crate::bindings::types::{KeyRange, LogAssignment, ServiceDescriptor, StorageTeam};
 
-    fn layout(epoch: u64, logs: &[&str]) -> Layout {
+    fn descriptor(id: &str, kind: ServiceKind) -> ServiceDescriptor {
+        ServiceDescriptor { id: id.into(), kind, node: "n1".into(), address: format!("mem://{id}") }
+    }
+
+    /// A whole layout of epoch `epoch`: log `l{epoch}`, one shard of three
+    /// replicas `s{epoch}-{i}`, recorded in `facts` as created by its epoch.
+    fn layout(facts: &mut Facts, epoch: u64, recovery_version: u64) -> Layout {
+        let log = format!("l{epoch}");
+        let storage: Vec<String> = (1..=3).map(|i| format!("s{epoch}-{i}")).collect();
+        let mut services = vec![descriptor(&log, ServiceKind::Log)];
+        services.extend(storage.iter().map(|id| descriptor(id, ServiceKind::Storage)));
+        for service in &services {
+            facts.descriptors.insert(service.id.clone(), service.clone());
+            facts.recruited.entry(epoch).or_default().insert(service.id.clone());
+        }
         Layout {
             epoch,
             sequencer: None,
             commit_proxies: vec![],
             resolvers: vec![],
-            logs: logs.iter().map(|id| LogAssignment { id: id.to_string(), tags: vec![0] }).collect(),
-            storage_teams: vec![],
-            services: vec![],
-            recovery_version: 0,
+            logs: vec![LogAssignment { id: log, tags: vec![0] }],
+            storage_teams: vec![StorageTeam { tag: 0, key_range: KeyRange { start: String::new(), end: String::new() }, storage_ids: storage }],
+            services,
+            recovery_version,
         }
     }
 
-    fn rules(facts: &Facts, lost: &[String]) -> Vec<&'static str> {
-        check(facts, lost).into_iter().map(|v| v.rule).collect()
+    /// Two generations, the second recovered from the first.
+    fn history() -> Facts {
+        let mut facts = Facts { issued: vec![1, 2], ..Facts::default() };
+        let first = layout(&mut facts, 1, 0);
+        let second = layout(&mut facts, 2, 10);
+        facts.locked.entry(2).or_default().insert("l1".into());
+        facts.persisted = vec![first, second];
+        facts
+    }
+
+    fn rules(facts: &Facts, lost: &[String], acked: &[(Version, Epoch)]) -> Vec<&'static str> {
+        check(facts, &Outcome { lost, acked, replication: 3 }).into_iter().map(|v| v.rule).collect()
     }
 
     #[test]
@@ -137,24 +288,58 @@ mod tests {
 
     #[test]
     fn a_clean_history_passes() {
-        let mut facts = Facts { issued: vec![1, 2], persisted: vec![layout(1, &["l1"]), layout(2, &["l1"])], ..Facts::default() };
-        facts.recruited.entry(1).or_default().insert("l1".into());
-        facts.locked.entry(2).or_default().insert("l1".into());
-        assert!(check(&facts, &[]).is_empty());
+        assert!(rules(&history(), &[], &[(3, 1), (10, 1), (11, 2)]).is_empty());
     }
 
     #[test]
     fn each_broken_property_is_named() {
-        let mut facts = Facts {
-            issued: vec![1, 3, 3],
-            persisted: vec![layout(3, &["l1"]), layout(3, &["l1"]), layout(2, &[])],
-            ..Facts::default()
-        };
-        facts.stale_work.push("l1 accepted push from epoch 1 after epoch 3 had locked it".into());
-        let found = rules(&facts, &["k1".into()]);
+        let mut facts = history();
+        facts.issued.push(2);
+        let again = facts.persisted[1].clone();
+        facts.persisted.push(again);
+        facts.stale_work.push("l1 accepted push from epoch 1 after epoch 2 had locked it".into());
+        facts.panics.push("director d3: panicked".into());
+        facts.locked.entry(2).or_default().clear();
+        let found = rules(&facts, &["k1".into()], &[(12, 1), (11, 2)]);
         assert_eq!(
             found,
-            ["acked-write-lost", "epochs-increase", "epochs-increase", "one-layout-per-epoch", "layout-names-held-services", "layout-names-held-services", "fencing"]
+            [
+                "acked-write-lost",
+                "version-issued-twice",
+                "acked-write-dropped",
+                "epochs-increase",
+                "epochs-increase",
+                "one-layout-per-epoch",
+                "known-acknowledgements",
+                "known-acknowledgements",
+                "fencing",
+                "host-panic"
+            ]
         );
+    }
+
+    #[test]
+    fn a_layout_unfaithful_to_the_records_is_named() {
+        let cases: [(&str, fn(&mut Layout)); 5] = [
+            ("described as", |l| l.services[1].address = "10.0.0.9:1".into()),
+            ("lists a replica twice", |l| l.storage_teams[0].storage_ids[2] = l.storage_teams[0].storage_ids[0].clone()),
+            ("not those the cluster booted with", |l| {
+                l.storage_teams.clear();
+                l.logs[0].tags.clear();
+            }),
+            ("its logs carry shards", |l| l.logs[0].tags.push(4)),
+            ("named but not described", |l| {
+                l.services.pop();
+            }),
+        ];
+        for (expected, edit) in cases {
+            let mut facts = history();
+            edit(&mut facts.persisted[1]);
+            let found = check(&facts, &Outcome { lost: &[], acked: &[], replication: 3 });
+            assert!(
+                found.iter().any(|v| v.rule == "faithful-layout" && v.detail.contains(expected)),
+                "{expected}: {found:?}"
+            );
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::time::Instant;
 
-use crate::bindings::types::{Epoch, Layout};
+use crate::bindings::types::{Epoch, Layout, ServiceDescriptor};
 use crate::coordinator::{CoordinatorState, CoordinatorStore, MemoryStore, StoreError};
 
 /// The record of one run. Shared by the parts of the simulation.
@@ -39,6 +39,11 @@ pub struct Facts {
     /// Work a service accepted from an epoch older than one that had already
     /// locked it: each a violation of fencing.
     pub stale_work: Vec<String>,
+    /// The descriptor of every worker and role, as the cluster created it:
+    /// the record a persisted layout's descriptors must match.
+    pub descriptors: BTreeMap<String, ServiceDescriptor>,
+    /// Panics of the host (a director task), each a violation of S6.
+    pub panics: Vec<String>,
 }
 
 impl History {
@@ -86,10 +91,11 @@ impl History {
     }
 
     /// A worker or role was created for `epoch`.
-    pub fn recruited(&self, service: &str, epoch: Epoch) {
+    pub fn recruited(&self, service: &ServiceDescriptor, epoch: Epoch) {
         let mut facts = self.facts();
-        facts.lock_epoch.insert(service.to_string(), epoch);
-        facts.recruited.entry(epoch).or_default().insert(service.to_string());
+        facts.lock_epoch.insert(service.id.clone(), epoch);
+        facts.recruited.entry(epoch).or_default().insert(service.id.clone());
+        facts.descriptors.insert(service.id.clone(), service.clone());
     }
 }
 

@@ -13,8 +13,10 @@
 //! - [`net`]: the simulated network between the director and the services;
 //! - [`history`]: the trace and the facts the checker reads;
 //! - [`faults`]: the named fault profiles;
-//! - [`plugins`]: plugin traps on demand.
+//! - [`plugins`]: plugin traps on demand;
+//! - [`adversary`]: the adversary, run natively in the slot a run attacks.
 
+pub mod adversary;
 pub mod checker;
 pub mod faults;
 pub mod history;
@@ -23,6 +25,7 @@ pub mod plugins;
 pub mod rng;
 pub mod run;
 
+pub use adversary::AdversarySlot;
 pub use checker::Violation;
 pub use faults::{FaultProfile, UnknownProfile};
 pub use run::{Placement, PhaseSpan, Recovery, RecoveryEnd, ReplicaCounts, SimConfig, SimError, SimRun, simulate};

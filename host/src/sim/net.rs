@@ -299,7 +299,7 @@ impl Cluster for SimCluster {
             Box::pin(async move {
                 let result = self.inner.create_worker(node, kind, epoch).await;
                 if let Ok(created) = &result {
-                    self.history.recruited(&created.id, epoch);
+                    self.history.recruited(created, epoch);
                 }
                 result
             })
@@ -336,7 +336,7 @@ impl Cluster for SimCluster {
             Box::pin(async move {
                 let result = self.inner.start_role(node, kind, epoch, start).await;
                 if let Ok(started) = &result {
-                    self.history.recruited(&started.id, epoch);
+                    self.history.recruited(started, epoch);
                 }
                 result
             })

@@ -15,6 +15,7 @@ use tokio::time::{Instant, sleep};
 
 use super::checker::{self, Violation};
 use super::faults::FaultProfile;
+use super::adversary::{AdversarialPlugins, AdversarySlot, Switch};
 use super::history::{History, RecordingStore};
 use super::net::{Network, SimCluster};
 use super::plugins::FaultyPlugins;
@@ -54,6 +55,10 @@ pub struct SimConfig {
     /// a live replica of the shard holds); `None` keeps every version. A
     /// replica down for longer than this must be rebuilt.
     pub retention: Option<u64>,
+    /// The slot the adversary takes, if the run has one. It is armed from
+    /// the boot in one run in four, else when the faults start, and
+    /// disarmed when they stop; the checker then asks for safety only.
+    pub adversary: Option<AdversarySlot>,
 }
 
 impl Default for SimConfig {
@@ -67,6 +72,7 @@ impl Default for SimConfig {
             liveness_bound: Duration::from_secs(60),
             fuel: 2_000_000_000,
             retention: None,
+            adversary: None,
         }
     }
 }
@@ -160,6 +166,10 @@ pub struct SimRun {
     pub placement: Option<Placement>,
     /// Replica recovery sessions, by how they began.
     pub replicas: ReplicaCounts,
+    /// The slot the adversary took, in an adversarial run.
+    pub adversary: Option<&'static str>,
+    /// Whether the cluster was serving, whole, when the run ended.
+    pub settled: bool,
     /// The event trace.
     #[serde(skip)]
     pub trace: Vec<String>,
@@ -236,6 +246,14 @@ struct Ended {
     ended: Instant,
 }
 
+/// An acknowledged write.
+struct Acked {
+    key: String,
+    value: String,
+    version: u64,
+    epoch: Epoch,
+}
+
 /// What comes back, and when.
 enum Restart {
     Worker(String),
@@ -261,8 +279,12 @@ struct Driver {
     restarts: Vec<(Instant, Restart)>,
     /// Nodes lost for good.
     lost_nodes: BTreeSet<String>,
-    acked: Vec<(String, String)>,
+    /// Every acknowledged write: key, value, version and the epoch of the
+    /// generation that acknowledged it.
+    acked: Vec<Acked>,
     writes: usize,
+    /// The adversary, when the run has one, and its slot.
+    adversary: Option<(Arc<Switch>, &'static str)>,
     faults: usize,
 }
 
@@ -277,6 +299,11 @@ impl Driver {
         let inner = Arc::new(inner);
         let cluster = Arc::new(SimCluster::new(inner.clone(), net.clone(), history.clone()));
         let store = Arc::new(RecordingStore::new(history.clone()));
+        let adversary = config.adversary.as_ref().map(|slot| (Arc::new(Switch::default()), slot.slot_for(seed)));
+        let plugins: Arc<dyn Plugins> = match &adversary {
+            Some((switch, slot)) => Arc::new(AdversarialPlugins::new(plugins, slot, seed, switch.clone())),
+            None => plugins,
+        };
         let plugins: Arc<dyn Plugins> = Arc::new(FaultyPlugins::new(plugins, net.clone(), history.clone()));
         Driver {
             seed,
@@ -295,6 +322,7 @@ impl Driver {
             lost_nodes: BTreeSet::new(),
             acked: Vec::new(),
             writes: 0,
+            adversary,
             faults: 0,
             config,
         }
@@ -308,14 +336,22 @@ impl Driver {
         );
         let mut violations = Vec::new();
 
-        // Boot, without faults.
+        // Boot, without faults; the adversary attacks one boot in four.
+        if self.rng.below(4) == 0 {
+            self.arm(true);
+        }
         self.start_recovery("boot".into(), false);
-        if !self.settle(self.config.liveness_bound).await {
+        let mut booted = self.settle(self.config.liveness_bound).await;
+        if !booted && self.arm(false) {
+            booted = self.settle(self.config.liveness_bound).await;
+        }
+        if !booted {
             violations.push(Violation::new("liveness", "the new cluster did not boot"));
-            return Ok(self.finish(violations));
+            return Ok(self.finish(violations, false));
         }
 
         // The fault window: load, faults, and the recoveries they cause.
+        self.arm(true);
         self.net.set_faults(true);
         self.history.event("sim", "faults on");
         let window_end = Instant::now() + self.config.fault_window;
@@ -337,7 +373,9 @@ impl Driver {
             self.step(true).await;
         }
 
-        // Faults stop: everything that was coming back comes back.
+        // Faults stop: everything that was coming back comes back, and the
+        // default plugins take over again.
+        self.arm(false);
         self.net.set_faults(false);
         self.net.heal();
         let restarts = std::mem::take(&mut self.restarts);
@@ -345,7 +383,8 @@ impl Driver {
             self.restart(restart);
         }
         self.history.event("sim", "faults off: partitions healed, crashed workers restarted");
-        if !self.settle(self.config.liveness_bound).await {
+        let settled = self.settle(self.config.liveness_bound).await;
+        if !settled {
             let reason = match self.broken_member() {
                 Some(member) => format!("the live generation is still broken ({member})"),
                 None => "recovery still running".into(),
@@ -357,7 +396,18 @@ impl Driver {
         } else if !self.commit() {
             violations.push(Violation::new("liveness", "the recovered generation refused a write"));
         }
-        Ok(self.finish(violations))
+        Ok(self.finish(violations, settled))
+    }
+
+    /// Puts the adversary in its slot, or takes it out. Answers whether
+    /// the run has one.
+    fn arm(&mut self, on: bool) -> bool {
+        let Some((switch, slot)) = &self.adversary else { return false };
+        if switch.on() != on {
+            switch.set(on);
+            self.history.event("adversary", format_args!("{} {slot}", if on { "takes" } else { "leaves" }));
+        }
+        true
     }
 
     /// Steps until no recovery is running and the live generation is whole,
@@ -444,6 +494,7 @@ impl Driver {
                 }
                 Err(join) => {
                     self.history.event("director", format_args!("d{} panicked: {join}", running.director));
+                    self.history.facts().panics.push(format!("director d{}: {join}", running.director));
                     RecoveryReport::default()
                 }
             };
@@ -463,6 +514,9 @@ impl Driver {
         let mut timeline = Vec::new();
         let mut offset = 0.0;
         for attempt in &report.attempts {
+            for refusal in &attempt.refusals {
+                self.history.event("guard", format_args!("d{} e{} refused {refusal}", running.director, attempt.epoch));
+            }
             for phase in &attempt.timeline {
                 let ms = phase.duration.as_secs_f64() * 1e3;
                 timeline.push(PhaseSpan { epoch: attempt.epoch, phase: phase.phase.clone(), start_ms: offset, ms, outcome: phase.outcome.clone() });
@@ -530,7 +584,7 @@ impl Driver {
                 self.history.accepted(&log.id, layout.epoch, "push");
             }
             self.history.event("client", format_args!("{key} acknowledged at version {version} (epoch {})", layout.epoch));
-            self.acked.push((key, value));
+            self.acked.push(Acked { key, value, version, epoch: layout.epoch });
             return true;
         }
         false
@@ -640,15 +694,21 @@ impl Driver {
         }
     }
 
-    fn finish(self, mut violations: Vec<Violation>) -> SimRun {
+    /// Checks the run and reports it. `settled` says whether the cluster
+    /// ended serving, whole: its writes are then read back through it;
+    /// otherwise they are looked for at rest, in the storage and the logs
+    /// of the last layout persisted.
+    fn finish(self, mut violations: Vec<Violation>, settled: bool) -> SimRun {
         self.inner.pump();
-        let lost: Vec<String> = self
-            .acked
-            .iter()
-            .filter(|(key, value)| self.inner.read(key).as_deref() != Some(value.as_str()))
-            .map(|(key, _)| key.clone())
-            .collect();
-        self.history.event("sim", format_args!("verified {} acknowledged writes: {} lost", self.acked.len(), lost.len()));
+        let at_rest = self.history.facts().persisted.last().cloned();
+        let kept = |w: &Acked| match (settled, &at_rest) {
+            (true, _) => self.inner.read(&w.key).as_deref() == Some(w.value.as_str()),
+            (false, Some(layout)) => self.inner.kept_at_rest(layout, &w.key, &w.value),
+            (false, None) => false,
+        };
+        let lost: Vec<String> = self.acked.iter().filter(|w| !kept(w)).map(|w| w.key.clone()).collect();
+        let how = if settled { "read back" } else { "looked for at rest" };
+        self.history.event("sim", format_args!("{} acknowledged writes {how}: {} lost", self.acked.len(), lost.len()));
         let replicas = {
             let sessions = self.inner.replica_sessions().lock().unwrap_or_else(|e| e.into_inner());
             for event in sessions.events() {
@@ -656,9 +716,19 @@ impl Driver {
             }
             ReplicaCounts::of(sessions.events())
         };
-        violations.extend(checker::check_replicas(&self.inner.team_contents()));
+        // Replicas settle only with their generation.
+        if settled {
+            violations.extend(checker::check_replicas(&self.inner.team_contents()));
+        }
         let facts = self.history.facts();
-        violations.extend(checker::check(&facts, &lost));
+        let acked: Vec<(u64, Epoch)> = self.acked.iter().map(|w| (w.version, w.epoch)).collect();
+        let replication = RecoveryConfig::default().replication_factor;
+        violations.extend(checker::check(&facts, &checker::Outcome { lost: &lost, acked: &acked, replication }));
+        let adversary = self.adversary.as_ref().map(|(_, slot)| *slot);
+        if adversary.is_some() {
+            // An adversary may stall every recovery: only safety counts.
+            violations.retain(|v| v.rule != "liveness");
+        }
         let placement = self.inner.live_layout().map(|layout| {
             let nodes = futures::executor::block_on(self.inner.nodes());
             placement(&PlacementQuality::of(&layout, &nodes))
@@ -674,6 +744,8 @@ impl Driver {
             virtual_ms: self.history.now_ms(),
             placement,
             replicas,
+            adversary,
+            settled,
             trace,
         }
     }
