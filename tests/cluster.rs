@@ -482,6 +482,56 @@ fn a_swap_during_a_running_recovery_lets_it_complete_without_loss() {
     assert!(metrics.contains(r#"ratchet_plugin_calls_total{outcome="ok",slot="start-sequencer",version="2"}"#), "{metrics}");
 }
 
+#[test]
+fn the_adversary_in_a_slot_of_the_coordinator_loses_no_acknowledged_write() {
+    let _one = one_cluster_at_a_time();
+    let mut cluster = Cluster::start();
+    let (first, _) = cluster.serving_after(0);
+    let before = cluster.acks("before");
+    let mut load = cluster.load(1_000, 10, &before);
+    assert!(wait_for_exit(&mut load, Duration::from_secs(120)).success(), "the load failed");
+
+    // The coordinator comes back with the adversary in assemble-layout: its
+    // recoveries stage, unlock and persist whatever the adversary makes of
+    // them. A load runs, and a log worker dies under it.
+    let adversary = format!("assemble-layout={}", ratchet::components::fixtures::ADVERSARY);
+    cluster.extra = vec!["--plugin".into(), adversary];
+    cluster.restart_coordinator();
+    let during = cluster.acks("during");
+    let mut load = cluster.load(3_000, 5, &during);
+    std::thread::sleep(Duration::from_secs(2));
+    let coordinator = cluster.dir.path().join("coordinator");
+    let persisted = || {
+        let store = ratchet::coordinator::FileStore::open(&coordinator).unwrap();
+        ratchet::coordinator::CoordinatorStore::state(&store).unwrap().layout.unwrap()
+    };
+    let log = persisted().logs[0].id.clone();
+    cluster.kill_worker(log.split('-').nth(1).unwrap());
+    // The load may give up while no generation serves; what it recorded
+    // was acknowledged.
+    wait_for_exit(&mut load, Duration::from_secs(180));
+    std::thread::sleep(Duration::from_secs(5));
+    let attacked = persisted();
+    let output = std::fs::read_to_string(cluster.dir.path().join("coordinator.out")).unwrap();
+    assert!(output.contains("invariant guard refused"), "the adversary attacked:\n{output}");
+    if cluster.status().and_then(|s| field(&s, "state")).as_deref() == Some("serving") {
+        let report = cluster.verify(&before);
+        assert!(report.contains("0 lost"), "while the adversary is in its slot: {report}");
+    }
+
+    // The default is swapped back in: the cluster recovers, and every
+    // write acknowledged before or during the attack reads back.
+    let out = cluster.run(&["plugin", "rollback", "assemble-layout", "--to", "1", "--admin", &cluster.admin]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    cluster.restart_worker(log.split('-').nth(1).unwrap());
+    let (last, _) = cluster.serving_after(attacked.epoch.max(first));
+    assert!(last > first);
+    let report = cluster.verify(&before);
+    assert!(report.contains("verified 1000 acknowledged writes: 0 lost"), "{report}");
+    let report = cluster.verify(&during);
+    assert!(report.contains(&format!("verified {} acknowledged writes: 0 lost", lines(&during))), "{report}");
+}
+
 /// Every storage journal of the cluster's workers, with its size.
 fn storage_journals(cluster: &Cluster) -> Vec<(PathBuf, u64)> {
     let mut journals = Vec::new();

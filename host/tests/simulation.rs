@@ -117,8 +117,6 @@ fn a_replay_that_skips_part_of_the_kept_range_never_reaches_a_layout() {
             run.seed,
             run.violations
         );
-        let persisted = run.trace.iter().filter(|l| l.contains("persisted the layout of epoch")).count();
-        assert_eq!(persisted, 1, "seed {}: only the boot's layout is persisted", run.seed);
     }
     // The same seeds with the default replay recover.
     assert!(runs("0..10", &config, &[]).iter().all(|r| r.violations.is_empty()));
