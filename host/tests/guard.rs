@@ -34,6 +34,8 @@ enum Tamper {
     EditStaged(fn(&mut Layout)),
     /// Every copy asks for its range upside down.
     InvertRanges,
+    /// Every unlock leaves out the new generation's first log.
+    SkipFirstLog,
 }
 
 /// The registry, with one slot's host calls tampered with.
@@ -113,7 +115,17 @@ impl HostServices for Intercept {
         self.inner.stage_layout(layout).await
     }
     async fn unlock(&self, ids: Vec<String>) -> Vec<Result<(), ClusterError>> {
-        self.inner.unlock(ids).await
+        match self.tamper {
+            Tamper::SkipFirstLog if ids.iter().any(|id| id.starts_with("log-")) => {
+                let first = ids.iter().position(|id| id.starts_with("log-")).unwrap_or(0);
+                let mut rest = ids.clone();
+                rest.remove(first);
+                let mut results = self.inner.unlock(rest).await;
+                results.insert(first, Ok(()));
+                results
+            }
+            _ => self.inner.unlock(ids).await,
+        }
     }
     async fn persist_layout(&self) -> Result<(), ClusterError> {
         self.inner.persist_layout().await
@@ -244,6 +256,21 @@ async fn s6_an_inverted_range_is_refused_with_its_rule_and_the_host_keeps_servin
     assert!(report.layout().is_none());
     let refused = refusals(&report, Invariant::ArgumentsChecked);
     assert!(refused.iter().any(|r| r.starts_with("inverted version range")), "{refused:?}");
+    assert!(h.recover().await.layout().is_some());
+    assert_eq!(h.lost(&acked), 0);
+}
+
+#[tokio::test]
+async fn i6_a_generation_is_persisted_only_once_every_service_it_names_serves_it() {
+    let h = Harness::new();
+    let (old, acked) = h.loaded_and_failed().await;
+    // A log never unlocked holds nothing and would answer a later lock with
+    // version 0: a recovery from it must not take that for what was kept.
+    let report = h.tampered("assemble-layout", Tamper::SkipFirstLog).await;
+    assert!(report.layout().is_none());
+    let refused = refusals(&report, Invariant::LayoutClosure);
+    assert!(refused.iter().any(|r| r.starts_with("persist before log-") && r.contains("was unlocked")), "{refused:?}");
+    assert_eq!(h.store.state().unwrap().layout.unwrap(), old);
     assert!(h.recover().await.layout().is_some());
     assert_eq!(h.lost(&acked), 0);
 }

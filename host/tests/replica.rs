@@ -53,7 +53,7 @@ async fn the_default_component_decides_every_outcome_at_its_boundaries() {
 async fn a_swap_candidate_is_dry_run_at_every_boundary() {
     let registry = Registry::with_defaults(common::runtime()).unwrap();
     let passed = ratchet::admin::dry_run::run_replica(&registry).await.unwrap();
-    assert_eq!(passed.attempts, 40, "8 durable versions x 5 checkpoints");
+    assert_eq!(passed.attempts, 34, "8 durable versions x 5 checkpoints, less the 6 no plan fits");
 
     // A policy that always answers zero-gap would have a replica far behind
     // claim versions it never received: refused, with the figures.

@@ -33,6 +33,9 @@ pub(crate) struct OldGeneration {
     pub replicas: HashMap<String, ShardTag>,
     /// Its descriptors, by id: the host's record of the old services.
     pub descriptors: HashMap<String, ServiceDescriptor>,
+    /// Its recovery version: every version up to here was kept by its
+    /// generation, so every later one keeps it too.
+    pub recovery_version: Version,
 }
 
 impl OldGeneration {
@@ -60,7 +63,7 @@ impl OldGeneration {
             .flat_map(|t| t.storage_ids.iter().map(move |id| (id.clone(), t.tag)))
             .collect();
         let descriptors = old.services.iter().map(|s| (s.id.clone(), s.clone())).collect();
-        OldGeneration { names, shards, logs, replicas, descriptors }
+        OldGeneration { names, shards, logs, replicas, descriptors, recovery_version: old.recovery_version }
     }
 
     /// Whether the old layout names any log: its generation may have
@@ -181,18 +184,22 @@ impl Ledger {
         }
     }
 
-    /// What the old generation may have acknowledged, at most: a commit is
-    /// acknowledged only once every log of its generation accepted it, so
-    /// no locked old log's last version is below it. `None` when no old
-    /// log is locked.
-    pub fn acknowledged_bound(&self) -> Option<Version> {
-        self.locks
+    /// The versions a recovery from `old` must keep, at least through: the
+    /// old layout's own recovery version (what its generation kept), and
+    /// what the old generation may have acknowledged since, which no
+    /// locked old log's last version is below: a commit is acknowledged
+    /// only once every log of its generation accepted it.
+    pub fn must_keep_through(&self, old: &OldGeneration) -> Version {
+        let acknowledged = self
+            .locks
             .values()
             .filter_map(|info| match info {
                 LockInfo::Log(info) => Some(info.last_version),
                 _ => None,
             })
             .min()
+            .unwrap_or(0);
+        acknowledged.max(old.recovery_version)
     }
 
     /// The oldest version of shard `tag` that a locked log of it (as

@@ -172,6 +172,39 @@ fn teams(config: &RecoveryConfig, old: &OldGeneration, ledger: &Ledger, layout: 
                 format!("storage team {} has {} replicas, below the quorum of {quorum}", team.tag, members.len()),
             );
         }
+        spread(config, old, ledger, team.tag, &team.storage_ids)?;
+    }
+    Ok(())
+}
+
+/// S3: a team's replicas stand on distinct nodes and span as many zones
+/// as the team can: the replication factor, at most the healthy zones, at
+/// most the zones its old replicas span plus one per new replica.
+fn spread(config: &RecoveryConfig, old: &OldGeneration, ledger: &Ledger, tag: ShardTag, members: &[String]) -> Result<(), Refusal> {
+    let node_of = |id: &str| match ledger.records.get(id) {
+        Some(record) => Some(record.descriptor.node.as_str()),
+        None => old.descriptors.get(id).map(|d| d.node.as_str()),
+    };
+    let mut on: HashMap<&str, &str> = HashMap::new();
+    for id in members {
+        let Some(node) = node_of(id) else { continue };
+        if let Some(other) = on.insert(node, id) {
+            return refuse(Invariant::FaithfulLayout, format!("storage team {tag} has {other} and {id} on the same node {node}"));
+        }
+    }
+    let Some(nodes) = &ledger.nodes else { return Ok(()) };
+    let zone_of: HashMap<&str, &str> = nodes.iter().map(|n| (n.id.as_str(), n.zone.as_str())).collect();
+    let healthy: BTreeSet<&str> = nodes.iter().filter(|n| n.healthy).map(|n| n.zone.as_str()).collect();
+    let zone = |id: &String| node_of(id).and_then(|node| zone_of.get(node).copied());
+    let spans: BTreeSet<&str> = members.iter().filter_map(zone).collect();
+    let kept: BTreeSet<&str> = members.iter().filter(|id| !ledger.records.contains_key(*id)).filter_map(zone).collect();
+    let new = members.iter().filter(|id| ledger.records.contains_key(*id)).count() as u32;
+    let can = config.replication_factor.min(healthy.len() as u32).min(kept.len() as u32 + new);
+    if (spans.len() as u32) < can {
+        return refuse(
+            Invariant::FaithfulLayout,
+            format!("storage team {tag} spans {} zones where it can span {can}: a zone's loss would take more of it than needed", spans.len()),
+        );
     }
     Ok(())
 }
@@ -194,6 +227,9 @@ fn logs(ledger: &Ledger, layout: &Layout) -> Result<(), Refusal> {
                     format!("log {} is not a log this attempt recruited: a new generation's logs are fresh", log.id),
                 );
             }
+        }
+        if log.tags.is_empty() {
+            return refuse(Invariant::FaithfulLayout, format!("log {} carries no shard", log.id));
         }
         let mut own = BTreeSet::new();
         for tag in &log.tags {
@@ -292,13 +328,13 @@ fn roles_and_members(layout: &Layout) -> impl Iterator<Item = &str> {
 /// S1, S2 and the recovered ranges of S3.
 fn versions(old: &OldGeneration, ledger: &Ledger, layout: &Layout) -> Result<(), Refusal> {
     let recovery = layout.recovery_version;
-    if old.has_logs()
-        && let Some(bound) = ledger.acknowledged_bound()
-        && recovery < bound
-    {
+    let bound = ledger.must_keep_through(old);
+    if old.has_logs() && recovery < bound {
         return refuse(
             Invariant::AcknowledgedWritesSurvive,
-            format!("recovery version {recovery} drops versions up to {bound} that the old generation may have acknowledged"),
+            format!(
+                "recovery version {recovery} drops versions up to {bound} that the old generation kept or may have acknowledged"
+            ),
         );
     }
     if let Some(sequencer) = &layout.sequencer {
@@ -367,4 +403,207 @@ fn what(kind: Option<ServiceKind>) -> String {
 
 fn show(descriptor: &ServiceDescriptor) -> String {
     format!("{} on {} at {}", kind_name(descriptor.kind), descriptor.node, descriptor.address)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::types::{LockInfo, LogAssignment, LogRecoveryInfo, Node, ShardRetention, StorageRecoveryInfo, StorageTeam};
+    use crate::guard::facts::Record;
+
+    fn d(id: &str, kind: ServiceKind, node: &str) -> ServiceDescriptor {
+        ServiceDescriptor { id: id.into(), kind, node: node.into(), address: format!("mem://{id}") }
+    }
+
+    fn range(start: &str, end: &str) -> KeyRange {
+        KeyRange { start: start.into(), end: end.into() }
+    }
+
+    /// A recovery from epoch 1 to 2: the old log locked (last 20), two
+    /// replicas of each of the two teams locked, one replacement each, a
+    /// new log that recovered both shards over [1, 20], and the layout the
+    /// default phases would stage from it.
+    struct Case {
+        old: Layout,
+        ledger: Ledger,
+        layout: Layout,
+    }
+
+    impl Case {
+        fn new() -> Self {
+            let old_services = vec![
+                d("L1", ServiceKind::Log, "n9"),
+                d("S1", ServiceKind::Sequencer, "n9"),
+                d("P1", ServiceKind::CommitProxy, "n9"),
+                d("a1", ServiceKind::Storage, "n1"),
+                d("a2", ServiceKind::Storage, "n2"),
+                d("a3", ServiceKind::Storage, "n3"),
+                d("b1", ServiceKind::Storage, "n4"),
+                d("b2", ServiceKind::Storage, "n5"),
+                d("b3", ServiceKind::Storage, "n6"),
+            ];
+            let old = Layout {
+                epoch: 1,
+                sequencer: Some("S1".into()),
+                commit_proxies: vec!["P1".into()],
+                resolvers: vec![],
+                logs: vec![LogAssignment { id: "L1".into(), tags: vec![0, 1] }],
+                storage_teams: vec![
+                    StorageTeam { tag: 0, key_range: range("", "8"), storage_ids: vec!["a1".into(), "a2".into(), "a3".into()] },
+                    StorageTeam { tag: 1, key_range: range("8", ""), storage_ids: vec!["b1".into(), "b2".into(), "b3".into()] },
+                ],
+                services: old_services.clone(),
+                recovery_version: 10,
+            };
+            let mut ledger = Ledger::default();
+            let shards = vec![ShardRetention { tag: 0, oldest_version: 1 }, ShardRetention { tag: 1, oldest_version: 1 }];
+            ledger.locks.insert(
+                "L1".into(),
+                LockInfo::Log(LogRecoveryInfo { id: "L1".into(), oldest_version: 1, last_version: 20, shards }),
+            );
+            for id in ["a1", "a2", "b1", "b2"] {
+                let info = StorageRecoveryInfo { id: id.into(), durable_version: 20, oldest_durable_version: 0 };
+                ledger.locks.insert(id.into(), LockInfo::Storage(info));
+            }
+            let created = [
+                (d("N1", ServiceKind::Log, "n7"), None),
+                (d("S2", ServiceKind::Sequencer, "n7"), Some(20)),
+                (d("P2", ServiceKind::CommitProxy, "n8"), None),
+                (d("a4", ServiceKind::Storage, "n3"), None),
+                (d("b4", ServiceKind::Storage, "n6"), None),
+            ];
+            for (descriptor, start) in created {
+                ledger.records.insert(descriptor.id.clone(), Record { descriptor, start });
+            }
+            for tag in [0, 1] {
+                ledger.recovered.entry(("N1".into(), tag)).or_default().add(1, 20);
+            }
+            ledger.nodes = Some(
+                (1..=9)
+                    .map(|i| Node {
+                        id: format!("n{i}"),
+                        zone: format!("z{}", (i - 1) % 3 + 1),
+                        capabilities: vec![],
+                        load: 0,
+                        capacity: 10,
+                        healthy: true,
+                        last_seen_ms: 0,
+                    })
+                    .collect(),
+            );
+            let mut services: Vec<ServiceDescriptor> = ledger.records.values().map(|r| r.descriptor.clone()).collect();
+            services.extend(old_services.into_iter().filter(|s| ["a1", "a2", "b1", "b2"].contains(&s.id.as_str())));
+            let layout = Layout {
+                epoch: 2,
+                sequencer: Some("S2".into()),
+                commit_proxies: vec!["P2".into()],
+                resolvers: vec![],
+                logs: vec![LogAssignment { id: "N1".into(), tags: vec![0, 1] }],
+                storage_teams: vec![
+                    StorageTeam { tag: 0, key_range: range("", "8"), storage_ids: vec!["a1".into(), "a2".into(), "a4".into()] },
+                    StorageTeam { tag: 1, key_range: range("8", ""), storage_ids: vec!["b1".into(), "b2".into(), "b4".into()] },
+                ],
+                services,
+                recovery_version: 20,
+            };
+            Case { old, ledger, layout }
+        }
+
+        fn check(&self) -> Result<(), Refusal> {
+            let old = OldGeneration::new(Some(self.old.clone()));
+            check_layout(2, &RecoveryConfig::default(), &old, &self.ledger, &self.layout)
+        }
+
+        fn refused(&self) -> Refusal {
+            self.check().expect_err("the layout must be refused")
+        }
+    }
+
+    #[test]
+    fn the_layout_the_default_phases_stage_passes() {
+        Case::new().check().unwrap();
+    }
+
+    #[test]
+    fn s1_the_recovery_version_keeps_what_any_locked_log_holds_and_what_the_old_generation_kept() {
+        let mut case = Case::new();
+        case.layout.recovery_version = 15;
+        let refusal = case.refused();
+        assert_eq!(refusal.rule, Invariant::AcknowledgedWritesSurvive);
+        assert!(refusal.message.contains("drops versions up to 20"), "{refusal}");
+
+        // A log that never served answers a lock with version 0; the old
+        // layout's own recovery version still bounds what must be kept.
+        let mut case = Case::new();
+        if let Some(LockInfo::Log(info)) = case.ledger.locks.get_mut("L1") {
+            info.last_version = 0;
+        }
+        case.layout.recovery_version = 0;
+        let refusal = case.refused();
+        assert_eq!(refusal.rule, Invariant::AcknowledgedWritesSurvive);
+        assert!(refusal.message.contains("drops versions up to 10"), "{refusal}");
+    }
+
+    #[test]
+    fn s2_the_sequencer_starts_at_the_recovery_version_and_no_log_holds_past_it() {
+        let mut case = Case::new();
+        case.ledger.records.get_mut("S2").unwrap().start = Some(19);
+        assert_eq!(case.refused().rule, Invariant::VersionsIssuedOnce);
+        let mut case = Case::new();
+        case.ledger.recovered.entry(("N1".into(), 1)).or_default().add(21, 25);
+        let refusal = case.refused();
+        assert_eq!(refusal.rule, Invariant::VersionsIssuedOnce);
+        assert!(refusal.message.contains("log N1 holds shard 1 through version 25"), "{refusal}");
+    }
+
+    #[test]
+    fn s3_each_way_a_layout_stops_being_faithful_is_named() {
+        let cases: [(&str, fn(&mut Case)); 9] = [
+            ("not the whole kept range", |c| {
+                c.ledger.recovered.insert(("N1".into(), 0), Default::default());
+                c.ledger.recovered.entry(("N1".into(), 0)).or_default().add(5, 20);
+            }),
+            ("carries no shard", |c| {
+                c.ledger.records.insert("N2".into(), Record { descriptor: d("N2", ServiceKind::Log, "n8"), start: None });
+                c.layout.logs.push(LogAssignment { id: "N2".into(), tags: vec![] });
+                c.layout.services.push(d("N2", ServiceKind::Log, "n8"));
+            }),
+            ("on the same node n4", |c| {
+                let b4 = d("b4", ServiceKind::Storage, "n4");
+                c.ledger.records.get_mut("b4").unwrap().descriptor = b4.clone();
+                *c.layout.services.iter_mut().find(|s| s.id == "b4").unwrap() = b4;
+            }),
+            ("spans 2 zones where it can span 3", |c| {
+                let b4 = d("b4", ServiceKind::Storage, "n7");
+                c.ledger.records.get_mut("b4").unwrap().descriptor = b4.clone();
+                *c.layout.services.iter_mut().find(|s| s.id == "b4").unwrap() = b4;
+            }),
+            ("the host's record says", |c| c.layout.services.iter_mut().find(|s| s.id == "P2").unwrap().address = "10.6.6.6:1".into()),
+            ("is dropped", |c| {
+                c.layout.storage_teams.pop();
+                c.layout.logs[0].tags = vec![0];
+            }),
+            ("lists a1 twice", |c| c.layout.storage_teams[0].storage_ids[2] = "a1".into()),
+            ("holds shard 0's data", |c| {
+                c.layout.storage_teams[0].storage_ids.retain(|id| id != "a2");
+                c.layout.storage_teams[1].storage_ids.push("a2".into());
+            }),
+            ("is not a log this attempt recruited", |c| c.layout.logs.push(LogAssignment { id: "L1".into(), tags: vec![0] })),
+        ];
+        for (expected, edit) in cases {
+            let mut case = Case::new();
+            edit(&mut case);
+            let refusal = case.refused();
+            assert!(refusal.message.contains(expected), "{expected}: {refusal}");
+        }
+    }
+
+    #[test]
+    fn s4_every_old_shard_needs_a_locked_log() {
+        let mut case = Case::new();
+        case.ledger.locks.remove("L1");
+        let refusal = case.refused();
+        assert_eq!(refusal.rule, Invariant::KnownAcknowledgements);
+        assert!(refusal.message.starts_with("shard 0: no log of it (L1)"), "{refusal}");
+    }
 }

@@ -198,16 +198,24 @@ impl AttemptGuard {
         }
     }
 
-    /// I2: a rejection for a newer epoch supersedes the attempt.
+    /// I2: a rejection for a newer epoch supersedes the attempt. A service
+    /// restarted since this epoch locked it refuses this epoch too: that
+    /// fences this attempt out of the service, but supersedes nothing.
     fn note<T>(&self, result: Result<T, ClusterError>) -> Result<T, ClusterError> {
-        if let Err(ClusterError::Superseded(newer)) = &result {
-            let mut ledger = self.ledger();
-            if ledger.superseded.is_none() {
-                tracing::warn!(epoch = self.epoch, newer, "attempt superseded");
-                ledger.superseded = Some(*newer);
+        match result {
+            Err(ClusterError::Superseded(fence)) if fence <= self.epoch => Err(ClusterError::Failed(format!(
+                "fenced at epoch {fence}: the service restarted since epoch {fence} locked it, and only a newer epoch may take it over"
+            ))),
+            Err(ClusterError::Superseded(newer)) => {
+                let mut ledger = self.ledger();
+                if ledger.superseded.is_none() {
+                    tracing::warn!(epoch = self.epoch, newer, "attempt superseded");
+                    ledger.superseded = Some(newer);
+                }
+                Err(ClusterError::Superseded(newer))
             }
+            result => result,
         }
-        result
     }
 
     /// The staged layout for `call` (an unlock or a persist). The first use
@@ -517,6 +525,8 @@ impl HostServices for AttemptGuard {
     async fn stage_layout(&self, layout: Layout) -> Result<(), ClusterError> {
         let _timer = self.timer();
         self.live()?;
+        // The teams' zones are judged against the nodes as the host knows them.
+        self.known_nodes().await;
         // Checked and taken under one lock, so no unlock or persist can use
         // the staged layout in between.
         let refused = {
@@ -603,6 +613,18 @@ impl HostServices for AttemptGuard {
             return Err(self.refuse(Refusal::new(
                 Invariant::FencedPersistence,
                 format!("the layout of epoch {} is persisted already: an epoch persists one layout, once", self.epoch),
+            )));
+        }
+        // A generation is persisted whole: every service it names serves
+        // it, every storage replica brought to the recovery version first.
+        let waiting = {
+            let unlocked = self.unlocked.lock().unwrap_or_else(|e| e.into_inner());
+            names(&layout).find(|id| !unlocked.contains(*id)).map(String::from)
+        };
+        if let Some(id) = waiting {
+            return Err(self.refuse(Refusal::new(
+                Invariant::LayoutClosure,
+                format!("persist before {id} was unlocked: a generation is persisted only once every service it names serves it"),
             )));
         }
         // Checked again against everything recorded since it was fixed: a

@@ -14,7 +14,10 @@ use crate::bindings::types::{CatchUpPlan, RebuildPlan, ReplicaHistory, ReplicaOu
 ///   logs (`durable >= oldest`, `head >= committed`);
 /// - a snapshot+tail only from the trusted checkpoint, within retention and
 ///   at most committed;
-/// - a full rebuild always (it claims nothing).
+/// - a full rebuild only when the trusted checkpoint (the most recent
+///   teammate) is within retention: a rebuild replaces the replica's data
+///   whole before its tail is replayed, and a tail the logs no longer hold
+///   would leave it with less than it had.
 pub fn check_plan(given: &ReplicaHistory, plan: &ReplicaPlan) -> Result<(), String> {
     if &plan.history != given {
         return Err(format!("the proof carries figures {:?}, not the host's {given:?}", plan.history));
@@ -51,8 +54,22 @@ pub fn check_plan(given: &ReplicaHistory, plan: &ReplicaPlan) -> Result<(), Stri
                 Ok(())
             }
         }
-        ReplicaOutcome::Rebuild(RebuildPlan::Full) => Ok(()),
+        ReplicaOutcome::Rebuild(RebuildPlan::Full) => match h.checkpoint_version {
+            Some(at) if at >= oldest && at <= committed => Ok(()),
+            at => Err(format!(
+                "full copy, but no teammate is within retention (checkpoint {at:?}, logs retain after {oldest}): the tail after the copy could not be replayed"
+            )),
+        },
     }
+}
+
+/// Whether any plan fits `h`: the replica is at or past committed, the
+/// logs retain what it lacks, or a teammate within retention can seed it.
+/// Otherwise the versions it lacks are held by no log and no teammate
+/// that serves, and no policy can bring it up to date.
+pub fn recoverable(h: &ReplicaHistory) -> bool {
+    let (d, oldest, committed) = (h.durable_version, h.oldest_retained, h.committed_version);
+    d >= committed || d >= oldest || h.checkpoint_version.is_some_and(|at| at >= oldest && at <= committed)
 }
 
 #[cfg(test)]
@@ -85,7 +102,7 @@ mod tests {
         assert!(check(&plan(ReplicaOutcome::CatchUp(CatchUpPlan::Truncate(50)), 60, 10, 50, None)).is_ok());
         assert!(check(&plan(replay(10, 50), 10, 10, 50, None)).is_ok());
         assert!(check(&plan(ReplicaOutcome::Rebuild(RebuildPlan::SnapshotTail(10)), 3, 10, 50, Some(10))).is_ok());
-        assert!(check(&plan(ReplicaOutcome::Rebuild(RebuildPlan::Full), 50, 10, 50, None)).is_ok());
+        assert!(check(&plan(ReplicaOutcome::Rebuild(RebuildPlan::Full), 50, 10, 50, Some(10))).is_ok());
     }
 
     #[test]
@@ -100,7 +117,9 @@ mod tests {
         let mut inconsistent = plan(ReplicaOutcome::Rebuild(RebuildPlan::Full), 3, 10, 50, None);
         inconsistent.history.head_version = 40;
         assert!(refused(inconsistent).contains("inconsistent"));
-        let honest = plan(ReplicaOutcome::Rebuild(RebuildPlan::Full), 3, 10, 50, None);
+        assert!(refused(plan(ReplicaOutcome::Rebuild(RebuildPlan::Full), 3, 10, 50, Some(9))).contains("no teammate is within retention"));
+        assert!(refused(plan(ReplicaOutcome::Rebuild(RebuildPlan::Full), 3, 10, 50, None)).contains("no teammate"));
+        let honest = plan(ReplicaOutcome::Rebuild(RebuildPlan::Full), 3, 10, 50, Some(20));
         let mut forged = honest.clone();
         forged.history.durable_version = 9;
         assert!(check_plan(&honest.history, &forged).unwrap_err().contains("not the host's"));

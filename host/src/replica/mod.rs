@@ -15,6 +15,6 @@ pub mod check;
 pub mod recover;
 pub mod session;
 
-pub use check::check_plan;
+pub use check::{check_plan, recoverable};
 pub use recover::{LayoutIndex, recover_replica};
 pub use session::{Budget, ReplicaEvent, Session, SessionError, SessionId, SessionState, Sessions};

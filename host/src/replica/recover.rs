@@ -248,7 +248,10 @@ impl Recovery<'_> {
     /// version copied.
     async fn copy(&self, at: Option<Version>) -> Result<Version, Failure> {
         let mut failures = Vec::new();
-        for (peer, version) in &self.peers {
+        // A teammate behind retention would leave a tail no log holds: the
+        // copy would replace the replica's data with less than it had.
+        let oldest = self.history.oldest_retained;
+        for (peer, version) in self.peers.iter().filter(|(_, version)| *version >= oldest) {
             if at.is_some_and(|at| at != *version) {
                 continue;
             }
@@ -260,7 +263,7 @@ impl Recovery<'_> {
             }
         }
         let wanted = at.map_or("any version".to_string(), |at| format!("version {at}"));
-        let tried = if failures.is_empty() { "no teammate holds it".to_string() } else { failures.join("; ") };
+        let tried = if failures.is_empty() { format!("no teammate within retention (after {oldest}) holds it") } else { failures.join("; ") };
         Err(ClusterError::Unreachable(format!("no snapshot at {wanted} for {}: {tried}", self.replica)).into())
     }
 
@@ -285,7 +288,8 @@ impl Recovery<'_> {
     }
 
     /// The host's plan after an escalation: a rebuild, from the trusted
-    /// checkpoint when it lies within retention.
+    /// checkpoint when it lies within retention (a full copy otherwise,
+    /// which the plan check refuses when no teammate is within it).
     fn escalated_plan(&self, reason: &str) -> ReplicaPlan {
         let h = &self.history;
         let rebuild = match h.checkpoint_version {

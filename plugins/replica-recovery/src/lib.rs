@@ -12,7 +12,11 @@
 //! | otherwise, `oldest <= checkpoint <= committed` | rebuild: snapshot at `checkpoint`, then the tail |
 //! | otherwise | rebuild: full copy |
 //!
-//! Every plan carries the figures and a one-line reason.
+//! The host refuses the last row's plan: a full copy from a teammate behind
+//! retention would leave a tail no log holds. No plan can bring such a
+//! replica up to date until a teammate within retention serves again, and
+//! the recovery waits for one. Every plan carries the figures and a
+//! one-line reason.
 
 use ratchet_guest::ReplicaPolicy;
 use ratchet_guest::types::{
