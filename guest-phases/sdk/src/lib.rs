@@ -96,6 +96,26 @@ pub trait ReplicaPolicy {
     fn decide(history: types::ReplicaHistory) -> types::ReplicaPlan;
 }
 
+/// The default recovery pipeline, in order: one slot per phase. A phase
+/// steps to one of these names.
+pub const PHASES: [&str; 15] = [
+    "validate-layout",
+    "lock-services",
+    "determine-path",
+    "initialize",
+    "plan-log-recovery",
+    "create-vacancies",
+    "determine-durable-version",
+    "recruit-logs",
+    "recruit-storage",
+    "replay-logs",
+    "start-sequencer",
+    "start-proxies",
+    "start-resolvers",
+    "assemble-layout",
+    "persist-layout",
+];
+
 /// Builds the outcome of a phase: the state it returns and the next step.
 ///
 /// `written` is filled in by the export glue from [`Phase::WRITES`].

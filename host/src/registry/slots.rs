@@ -2,24 +2,9 @@
 
 use crate::runtime::World;
 
-/// The default recovery pipeline, in order: one slot per phase.
-pub const PHASES: [&str; 15] = [
-    "validate-layout",
-    "lock-services",
-    "determine-path",
-    "initialize",
-    "plan-log-recovery",
-    "create-vacancies",
-    "determine-durable-version",
-    "recruit-logs",
-    "recruit-storage",
-    "replay-logs",
-    "start-sequencer",
-    "start-proxies",
-    "start-resolvers",
-    "assemble-layout",
-    "persist-layout",
-];
+/// The default recovery pipeline, in order: one slot per phase. The guest
+/// SDK holds the list, so that phases and the host name the same slots.
+pub use ratchet_guest::PHASES;
 
 /// The slot of the placement policy.
 pub const PLACEMENT: &str = "placement";

@@ -572,7 +572,8 @@ mod tests {
         assert!(matches!(s.get(id).unwrap().state, SessionState::Escalated(_)));
         // Only a rebuild is accepted for the replica in this epoch.
         assert!(matches!(open(&mut s, "storage-1", 3, "a", catch_up(120, 500)), Err(SessionError::MustRebuild { .. })));
-        let rebuild = plan(ReplicaOutcome::Rebuild(RebuildPlan::Full), history(0, 400, 500));
+        let within = ReplicaHistory { checkpoint_version: Some(450), ..history(0, 400, 500) };
+        let rebuild = plan(ReplicaOutcome::Rebuild(RebuildPlan::Full), within);
         let id = open(&mut s, "storage-1", 3, "a", rebuild).unwrap();
         assert_eq!(s.get(id).unwrap().applied, 0, "a rebuild starts from nothing");
     }

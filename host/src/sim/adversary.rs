@@ -7,13 +7,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use plugin_adversary::{AdversaryHost, PHASES, mix};
+use plugin_adversary::{AdversaryHost, mix};
 use ratchet_guest::types as g;
 
 use crate::bindings::types::{
     Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan,
 };
-use crate::registry::{InvokeError, PLACEMENT, Plugins, REPLICA, all_slots};
+use crate::registry::{InvokeError, PHASES, PLACEMENT, Plugins, REPLICA, all_slots};
 use crate::runtime::HostServices;
 
 /// Which slot the adversary takes in a run.

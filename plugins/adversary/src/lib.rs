@@ -22,7 +22,7 @@ mod policies;
 mod rng;
 
 pub use host::{AdversaryHost, SyncHost, block_on};
-pub use phase::{PHASES, run_phase};
+pub use phase::run_phase;
 pub use policies::{decide, place};
 pub use rng::{Rng, mix};
 

@@ -6,6 +6,7 @@
 //! with a flaw somewhere, and returns a random step with random edits of
 //! the state. Nothing it does may break what the host guarantees.
 
+use ratchet_guest::PHASES;
 use ratchet_guest::layout::assemble;
 use ratchet_guest::state_fields::ALL;
 use ratchet_guest::types::{
@@ -17,25 +18,6 @@ use ratchet_guest::types::{
 use crate::edits::edit_layout;
 use crate::host::AdversaryHost;
 use crate::rng::Rng;
-
-/// The default pipeline's phases, in order: where a step may lead.
-pub const PHASES: [&str; 15] = [
-    "validate-layout",
-    "lock-services",
-    "determine-path",
-    "initialize",
-    "plan-log-recovery",
-    "create-vacancies",
-    "determine-durable-version",
-    "recruit-logs",
-    "recruit-storage",
-    "replay-logs",
-    "start-sequencer",
-    "start-proxies",
-    "start-resolvers",
-    "assemble-layout",
-    "persist-layout",
-];
 
 const KINDS: [ServiceKind; 5] =
     [ServiceKind::Log, ServiceKind::Storage, ServiceKind::Sequencer, ServiceKind::CommitProxy, ServiceKind::Resolver];
