@@ -128,6 +128,10 @@ pub(crate) struct Record {
 pub(crate) struct Ledger {
     /// Old services this attempt locked, with their lock replies.
     pub locks: HashMap<String, LockInfo>,
+    /// Per old log locked, the oldest version it holds of each shard it
+    /// reported (its lock reply, indexed: a log of a large cluster carries
+    /// hundreds of shards).
+    pub held: HashMap<String, HashMap<ShardTag, Version>>,
     /// Services this attempt created (recruited workers, started roles).
     pub records: HashMap<String, Record>,
     /// Everything created, in order, for rollback.
@@ -155,6 +159,12 @@ pub(crate) struct Ledger {
     pub nested_failure: Option<(String, String)>,
     /// Every refusal, for the attempt's report.
     pub refusals: Vec<Refusal>,
+    /// Counts the changes to the facts a layout is checked against (locks,
+    /// records, recoveries): a layout checked at one count needs no check
+    /// again while it stands.
+    pub changes: u64,
+    /// The count at which the staged layout last passed its check.
+    pub staged_checked_at: Option<u64>,
 }
 
 impl Ledger {
@@ -162,6 +172,34 @@ impl Ledger {
     /// created it (locked at creation).
     pub fn holds(&self, id: &str) -> bool {
         self.locks.contains_key(id) || self.records.contains_key(id)
+    }
+
+    /// Records a service this attempt created.
+    pub fn created(&mut self, descriptor: &ServiceDescriptor, start: Option<Version>) {
+        self.records.insert(descriptor.id.clone(), Record { descriptor: descriptor.clone(), start });
+        self.created.push(descriptor.id.clone());
+        self.changes += 1;
+    }
+
+    /// Records that new log `log` recovered `[first, last]` of `tag`.
+    pub fn recovered(&mut self, log: &str, tag: ShardTag, first: Version, last: Version) {
+        self.recovered.entry((log.to_string(), tag)).or_default().add(first, last);
+        self.changes += 1;
+    }
+
+    /// Records the lock reply of old service `id`.
+    pub fn locked(&mut self, id: &str, info: &LockInfo) {
+        self.changes += 1;
+        if let LockInfo::Log(log) = info {
+            self.held.insert(id.to_string(), log.shards.iter().map(|s| (s.tag, s.oldest_version)).collect());
+        }
+        self.locks.insert(id.to_string(), info.clone());
+    }
+
+    /// The oldest version old log `id`, locked by this attempt, holds of
+    /// shard `tag`, if it holds the shard.
+    pub fn held_from(&self, id: &str, tag: ShardTag) -> Option<Version> {
+        self.held.get(id)?.get(&tag).copied()
     }
 
     /// The lock reply of old log `id`, if this attempt locked it.
@@ -207,11 +245,6 @@ impl Ledger {
     /// there. `None` when no locked log holds the shard.
     pub fn kept_from(&self, old: &OldGeneration, tag: ShardTag) -> Option<Version> {
         let shard = old.shards.get(&tag)?;
-        shard
-            .carriers
-            .iter()
-            .filter_map(|id| self.locked_log(id))
-            .filter_map(|info| info.shards.iter().find(|s| s.tag == tag).map(|s| s.oldest_version))
-            .min()
+        shard.carriers.iter().filter_map(|id| self.held_from(id, tag)).min()
     }
 }

@@ -3,7 +3,7 @@
 //! version issued twice), S3 (a faithful successor) and S4 (no layout
 //! without the logs of every shard), each against the host's facts.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::facts::{Ledger, OldGeneration};
 use super::rules::{Invariant, Refusal};
@@ -129,6 +129,7 @@ fn shards(old: &OldGeneration, layout: &Layout) -> Result<(), Refusal> {
 /// serving one team, and an old replica only its own shard.
 fn teams(config: &RecoveryConfig, old: &OldGeneration, ledger: &Ledger, layout: &Layout) -> Result<(), Refusal> {
     let quorum = config.replication_factor / 2 + 1;
+    let zones = zones(ledger);
     let mut team_of: HashMap<&str, ShardTag> = HashMap::new();
     for team in &layout.storage_teams {
         let mut members = BTreeSet::new();
@@ -172,15 +173,37 @@ fn teams(config: &RecoveryConfig, old: &OldGeneration, ledger: &Ledger, layout: 
                 format!("storage team {} has {} replicas, below the quorum of {quorum}", team.tag, members.len()),
             );
         }
-        spread(config, old, ledger, team.tag, &team.storage_ids)?;
+        spread(config, old, ledger, &zones, team.tag, &team.storage_ids)?;
     }
     Ok(())
+}
+
+/// The nodes' zones as the host last listed them, and how many zones have
+/// a healthy node; `None` when the host has not listed the nodes.
+type Zones<'a> = Option<ZoneMap<'a>>;
+
+struct ZoneMap<'a> {
+    zone_of: HashMap<&'a str, &'a str>,
+    healthy: u32,
+}
+
+fn zones(ledger: &Ledger) -> Zones<'_> {
+    let nodes = ledger.nodes.as_ref()?;
+    let healthy: BTreeSet<&str> = nodes.iter().filter(|n| n.healthy).map(|n| n.zone.as_str()).collect();
+    Some(ZoneMap { zone_of: nodes.iter().map(|n| (n.id.as_str(), n.zone.as_str())).collect(), healthy: healthy.len() as u32 })
 }
 
 /// S3: a team's replicas stand on distinct nodes and span as many zones
 /// as the team can: the replication factor, at most the healthy zones, at
 /// most the zones its old replicas span plus one per new replica.
-fn spread(config: &RecoveryConfig, old: &OldGeneration, ledger: &Ledger, tag: ShardTag, members: &[String]) -> Result<(), Refusal> {
+fn spread(
+    config: &RecoveryConfig,
+    old: &OldGeneration,
+    ledger: &Ledger,
+    zones: &Zones<'_>,
+    tag: ShardTag,
+    members: &[String],
+) -> Result<(), Refusal> {
     let node_of = |id: &str| match ledger.records.get(id) {
         Some(record) => Some(record.descriptor.node.as_str()),
         None => old.descriptors.get(id).map(|d| d.node.as_str()),
@@ -192,14 +215,13 @@ fn spread(config: &RecoveryConfig, old: &OldGeneration, ledger: &Ledger, tag: Sh
             return refuse(Invariant::FaithfulLayout, format!("storage team {tag} has {other} and {id} on the same node {node}"));
         }
     }
-    let Some(nodes) = &ledger.nodes else { return Ok(()) };
-    let zone_of: HashMap<&str, &str> = nodes.iter().map(|n| (n.id.as_str(), n.zone.as_str())).collect();
-    let healthy: BTreeSet<&str> = nodes.iter().filter(|n| n.healthy).map(|n| n.zone.as_str()).collect();
+    let Some(zones) = zones else { return Ok(()) };
+    let (zone_of, healthy) = (&zones.zone_of, zones.healthy);
     let zone = |id: &String| node_of(id).and_then(|node| zone_of.get(node).copied());
     let spans: BTreeSet<&str> = members.iter().filter_map(zone).collect();
     let kept: BTreeSet<&str> = members.iter().filter(|id| !ledger.records.contains_key(*id)).filter_map(zone).collect();
     let new = members.iter().filter(|id| ledger.records.contains_key(*id)).count() as u32;
-    let can = config.replication_factor.min(healthy.len() as u32).min(kept.len() as u32 + new);
+    let can = config.replication_factor.min(healthy).min(kept.len() as u32 + new);
     if (spans.len() as u32) < can {
         return refuse(
             Invariant::FaithfulLayout,
@@ -286,8 +308,8 @@ fn roles(ledger: &Ledger, layout: &Layout) -> Result<(), Refusal> {
 
 /// S3: one descriptor per service named, each the host's own record.
 fn descriptors(old: &OldGeneration, ledger: &Ledger, layout: &Layout) -> Result<(), Refusal> {
-    let named: BTreeSet<&str> = roles_and_members(layout).collect();
-    let mut described: BTreeSet<&str> = BTreeSet::new();
+    let named: HashSet<&str> = roles_and_members(layout).collect();
+    let mut described: HashSet<&str> = HashSet::with_capacity(layout.services.len());
     for given in &layout.services {
         if !described.insert(given.id.as_str()) {
             return refuse(Invariant::FaithfulLayout, format!("the layout describes {} twice", given.id));
@@ -457,13 +479,10 @@ mod tests {
             };
             let mut ledger = Ledger::default();
             let shards = vec![ShardRetention { tag: 0, oldest_version: 1 }, ShardRetention { tag: 1, oldest_version: 1 }];
-            ledger.locks.insert(
-                "L1".into(),
-                LockInfo::Log(LogRecoveryInfo { id: "L1".into(), oldest_version: 1, last_version: 20, shards }),
-            );
+            ledger.locked("L1", &LockInfo::Log(LogRecoveryInfo { id: "L1".into(), oldest_version: 1, last_version: 20, shards }));
             for id in ["a1", "a2", "b1", "b2"] {
                 let info = StorageRecoveryInfo { id: id.into(), durable_version: 20, oldest_durable_version: 0 };
-                ledger.locks.insert(id.into(), LockInfo::Storage(info));
+                ledger.locked(id, &LockInfo::Storage(info));
             }
             let created = [
                 (d("N1", ServiceKind::Log, "n7"), None),
@@ -602,6 +621,7 @@ mod tests {
     fn s4_every_old_shard_needs_a_locked_log() {
         let mut case = Case::new();
         case.ledger.locks.remove("L1");
+        case.ledger.held.remove("L1");
         let refusal = case.refused();
         assert_eq!(refusal.rule, Invariant::KnownAcknowledgements);
         assert!(refusal.message.starts_with("shard 0: no log of it (L1)"), "{refusal}");

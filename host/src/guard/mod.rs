@@ -227,7 +227,7 @@ impl AttemptGuard {
             match ledger.staged.clone() {
                 None => Err(Refusal::new(Invariant::LayoutClosure, format!("{call} before a layout was staged"))),
                 Some(staged) if ledger.staged_fixed => Ok(staged),
-                Some(staged) => self.check(&ledger, &staged).map(|()| {
+                Some(staged) => self.recheck(&mut ledger, &staged).map(|()| {
                     ledger.staged_fixed = true;
                     staged
                 }),
@@ -238,6 +238,17 @@ impl AttemptGuard {
 
     fn check(&self, ledger: &Ledger, layout: &Layout) -> Result<(), Refusal> {
         layout_check::check_layout(self.epoch, &self.config, &self.old, ledger, layout)
+    }
+
+    /// Checks the staged layout again, unless nothing it is checked against
+    /// has changed since it last passed.
+    fn recheck(&self, ledger: &mut Ledger, staged: &Layout) -> Result<(), Refusal> {
+        if ledger.staged_checked_at == Some(ledger.changes) {
+            return Ok(());
+        }
+        self.check(ledger, staged)?;
+        ledger.staged_checked_at = Some(ledger.changes);
+        Ok(())
     }
 
     /// S6 and I4 for `recover-log`: a copy into a log this attempt
@@ -294,7 +305,7 @@ impl AttemptGuard {
                         format!("copy source {source} does not carry shard {tag} in the old layout"),
                     ));
                 }
-                let oldest = info.shards.iter().find(|s| s.tag == *tag).map(|s| s.oldest_version);
+                let oldest = ledger.held_from(source, *tag);
                 // No version 0 is ever issued: a range from 0 starts at 1.
                 if oldest.is_none_or(|oldest| oldest > first.max(1)) || info.last_version < last {
                     let held = oldest.map_or("none of it".to_string(), |o| format!("[{o}, {}]", info.last_version));
@@ -461,7 +472,7 @@ impl HostServices for AttemptGuard {
             }
             let result = self.note(self.cluster.lock(id, self.epoch).await);
             if let Ok(info) = &result {
-                self.ledger().locks.insert(id.clone(), info.clone());
+                self.ledger().locked(id, info);
             }
             result
         });
@@ -478,9 +489,7 @@ impl HostServices for AttemptGuard {
             )));
         }
         let created = self.note(self.cluster.create_worker(&node, kind, self.epoch).await)?;
-        let mut ledger = self.ledger();
-        ledger.records.insert(created.id.clone(), Record { descriptor: created.clone(), start: None });
-        ledger.created.push(created.id.clone());
+        self.ledger().created(&created, None);
         Ok(created)
     }
 
@@ -499,7 +508,7 @@ impl HostServices for AttemptGuard {
         self.note(self.cluster.recover_log(self.epoch, &target, &sources, &tags, first, last).await)?;
         let mut ledger = self.ledger();
         for tag in tags {
-            ledger.recovered.entry((target.clone(), tag)).or_default().add(first, last);
+            ledger.recovered(&target, tag, first, last);
         }
         Ok(())
     }
@@ -515,10 +524,7 @@ impl HostServices for AttemptGuard {
         }
         let start = self.ledger().proposed_start;
         let started = self.note(self.cluster.start_role(&node, kind, self.epoch, start).await)?;
-        let mut ledger = self.ledger();
-        let start = (kind == ServiceKind::Sequencer).then_some(start);
-        ledger.records.insert(started.id.clone(), Record { descriptor: started.clone(), start });
-        ledger.created.push(started.id.clone());
+        self.ledger().created(&started, (kind == ServiceKind::Sequencer).then_some(start));
         Ok(started)
     }
 
@@ -541,6 +547,7 @@ impl HostServices for AttemptGuard {
                     *self.staged_names.lock().unwrap_or_else(|e| e.into_inner()) = names(&layout).map(String::from).collect();
                     ledger.staged = Some(Arc::new(layout));
                     ledger.staged_changed = true;
+                    ledger.staged_checked_at = Some(ledger.changes);
                     None
                 }
             }
@@ -629,7 +636,7 @@ impl HostServices for AttemptGuard {
         }
         // Checked again against everything recorded since it was fixed: a
         // lock taken since may show versions it must keep.
-        let checked = self.check(&self.ledger(), &layout);
+        let checked = self.recheck(&mut self.ledger(), &layout);
         checked.map_err(|refusal| self.refuse(refusal))?;
         match self.store.persist_layout(&layout) {
             Ok(()) => {

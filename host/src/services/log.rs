@@ -30,7 +30,8 @@ pub struct LogService {
     /// The generation whose proxies may push, once unlocked.
     serving: Option<Epoch>,
     /// The shards this log carries, and what it holds of each. While it
-    /// serves, every shard is held through `last`.
+    /// serves, every shard is held through `last`, whatever `through` says
+    /// (a push does not touch every shard); locking it writes `last` back.
     shards: BTreeMap<ShardTag, Held>,
     entries: BTreeMap<Version, Vec<Mutation>>,
     /// The newest version received (or recovered).
@@ -48,6 +49,9 @@ impl LogService {
     pub fn lock(&mut self, epoch: Epoch, id: &str) -> Result<LogRecoveryInfo, ServiceError> {
         self.lock.lock(epoch)?;
         if self.serving.is_some_and(|serving| serving < epoch) {
+            for held in self.shards.values_mut() {
+                held.through = self.last;
+            }
             self.serving = None;
         }
         // A shard held short of `last` (a recovery cut off half way) is
@@ -98,9 +102,6 @@ impl LogService {
             self.entries.insert(version, kept);
         }
         self.last = version;
-        for held in self.shards.values_mut() {
-            held.through = version;
-        }
         Ok(())
     }
 
@@ -165,6 +166,9 @@ impl LogService {
         entries: Vec<(Version, Vec<Mutation>)>,
     ) -> Result<(), ServiceError> {
         self.lock.check(epoch)?;
+        if let Some(serving) = self.serving {
+            return Err(ServiceError::Fenced { serving, request: epoch });
+        }
         if first > last {
             return Err(ServiceError::InvertedRange { first, last });
         }
@@ -314,7 +318,8 @@ impl LogService {
     }
 
     fn holding(&self, tag: ShardTag) -> Result<Held, ServiceError> {
-        self.shards.get(&tag).copied().ok_or(ServiceError::NotCarried { tag })
+        let held = self.shards.get(&tag).copied().ok_or(ServiceError::NotCarried { tag })?;
+        Ok(if self.serving.is_some() { Held { through: self.last, ..held } } else { held })
     }
 
     /// The last version received.
