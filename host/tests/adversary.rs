@@ -83,3 +83,24 @@ fn two_thousand_adversarial_seeds_across_every_slot_break_no_guarantee() {
 fn the_adversary_breaks_nothing_when_logs_are_popped() {
     assert_safe(&adversarial_runs("0..400", "chaos", Some(20)));
 }
+
+#[test]
+fn the_adversary_built_as_a_component_breaks_nothing_either() {
+    // The component seeds itself from the epoch, the attempt and the
+    // host's clock, and stays in its slot for the whole run: recoveries
+    // may never complete, and only safety is judged.
+    let registry = Registry::with_defaults(common::fuel_runtime()).unwrap();
+    registry.load_file("assemble-layout", std::path::Path::new(ratchet::components::fixtures::ADVERSARY)).unwrap();
+    for slot in all_slots() {
+        registry.set_limits(slot, Limits::fuel_only(SimConfig::default().fuel)).unwrap();
+    }
+    let config = SimConfig { profile: FaultProfile::named("default").unwrap(), ..SimConfig::default() };
+    let runs = run_seeds(&"0..100".parse::<Seeds>().unwrap(), &config, Arc::new(registry), 2, &|_| {}).unwrap();
+    let unsafe_runs: Vec<String> = runs
+        .iter()
+        .filter(|r| r.violations.iter().any(|v| v.rule != "liveness"))
+        .map(|r| format!("seed {}: {:?}", r.seed, r.violations))
+        .collect();
+    assert!(unsafe_runs.is_empty(), "{}", unsafe_runs.join("\n"));
+    assert!(refused_rules(&runs).contains("S3"), "the component's layouts reached the guard: {:?}", refused_rules(&runs));
+}
