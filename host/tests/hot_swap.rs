@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratchet::admin::{Admin, AdminHost, AdminOptions};
+use ratchet::admin::{Admin, AdminHost, AdminOptions, Stage};
 use ratchet::audit::AuditLog;
 use ratchet::bindings::types::{Node, RecoveryConfig};
 use ratchet::cluster::{Cluster, InProcessCluster};
@@ -110,7 +110,7 @@ async fn the_swap_path_refuses_a_trapping_phase_and_accepts_a_policy_that_passes
     let setup = setup(3);
     let bytes = std::fs::read(fixtures::ALWAYS_TRAP).unwrap();
     let refused = setup.admin.swap("start-proxies", bytes, "always-trap".into(), "test").await.unwrap_err();
-    assert_eq!(refused.stage, "dry-run");
+    assert_eq!(refused.stage, Stage::DryRun);
     assert!(refused.reason.contains("trapped"), "{refused:?}");
     assert_eq!(setup.registry.active("start-proxies").unwrap().number, 1, "the active version keeps serving");
 
@@ -265,7 +265,7 @@ async fn a_shadow_is_promoted_only_through_the_dry_run_and_a_rollback_only_to_a_
 
     // Promoting it runs the swap's dry run, which it fails: it stays a shadow.
     let refused = setup.admin.end_shadow("start-proxies", true, "test").await.unwrap_err();
-    assert_eq!(refused.stage, "dry-run");
+    assert_eq!(refused.stage, Stage::DryRun);
     assert!(refused.reason.contains("always-trap traps"), "{}", refused.reason);
     assert_eq!(setup.registry.active("start-proxies").unwrap().number, 1);
     assert_eq!(setup.registry.shadow("start-proxies").map(|v| v.number), Some(2));

@@ -8,7 +8,7 @@
 //! proxies, since they open the generation to commits. Stalls when the host
 //! refuses the layout or an unlock fails.
 
-use ratchet_guest::layout::assemble;
+use ratchet_guest::layout::{assemble, members};
 use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, StateField};
 use ratchet_guest::{Host, Phase, outcome};
 
@@ -31,16 +31,8 @@ impl Phase for AssembleLayout {
         if let Err(err) = host.stage_layout(&layout) {
             return outcome(state, PhaseStep::Stalled(format!("staging the layout: {err:?}")));
         }
-        let order = layout
-            .logs
-            .iter()
-            .map(|l| l.id.clone())
-            .chain(layout.storage_teams.iter().flat_map(|t| t.storage_ids.iter().cloned()))
-            .chain(layout.resolvers.iter().cloned())
-            .chain(layout.sequencer.iter().cloned())
-            .chain(layout.commit_proxies.iter().cloned());
         let (early, proxies): (Vec<String>, Vec<String>) =
-            order.partition(|id| !layout.commit_proxies.contains(id));
+            members(&layout).into_iter().partition(|id| !layout.commit_proxies.contains(id));
         // Everything else first, in parallel; the proxies last, since they
         // open the generation to commits.
         for batch in [early, proxies] {

@@ -4,11 +4,12 @@
 //! and the version range to keep. A commit is acknowledged only when every
 //! log of its generation accepted it, so any locked log bounds what was
 //! acknowledged: the recovery version is the smallest `last-version` over
-//! the locked logs, and no version above it is kept. Each shard keeps
-//! `[first, recovery version]`, where `first` is the oldest version any
-//! locked log of the shard still holds of it (older versions were popped
-//! once the shard's storage had them); its sources are the locked logs of
-//! the shard that hold that whole range. A range with `first` above the
+//! the locked logs (never below the old layout's own recovery version,
+//! which its generation kept), and no version above it is kept. Each shard
+//! keeps `[first, recovery version]`, where `first` is the oldest version
+//! any locked log of the shard still holds of it (older versions were
+//! popped once the shard's storage had them); its sources are the locked
+//! logs of the shard that hold that whole range. A range with `first` above the
 //! recovery version is empty: the shard's logs were popped through it, and
 //! there is nothing to copy. Stalls when a shard has no locked log that
 //! holds it: its data cannot be recovered yet, and the host retries when a
@@ -37,7 +38,8 @@ fn oldest_of(info: &LogRecoveryInfo, tag: ShardTag) -> Option<Version> {
 /// must wait.
 pub fn plan(state: &AttemptState) -> Result<(Version, Vec<ShardPlan>), String> {
     let Some(layout) = &state.old_layout else { return Ok((0, Vec::new())) };
-    let recovery_version = state.locked_logs.iter().map(|i| i.last_version).min().unwrap_or(0);
+    let acknowledged = state.locked_logs.iter().map(|i| i.last_version).min().unwrap_or(0);
+    let recovery_version = acknowledged.max(layout.recovery_version);
     // Indexed once: a thousand-node cluster has thousands of shards, each
     // carried by a few of dozens of logs.
     let mut carriers_of: BTreeMap<ShardTag, Vec<&str>> = BTreeMap::new();
@@ -53,6 +55,7 @@ pub fn plan(state: &AttemptState) -> Result<(Version, Vec<ShardPlan>), String> {
         let holding: Vec<(&LogRecoveryInfo, Version)> = carriers
             .iter()
             .filter_map(|id| locked.get(id).copied())
+            .filter(|info| info.last_version >= recovery_version)
             .filter_map(|info| Some((info, oldest_of(info, team.tag)?)))
             .collect();
         let Some(first) = holding.iter().map(|(_, oldest)| *oldest).min() else {
@@ -128,6 +131,19 @@ mod tests {
         let out = PlanLogRecovery::run(s, &mut ScriptedHost::default());
         let ends: Vec<u64> = out.state.log_plan.iter().map(|p| p.last_version).collect();
         assert_eq!(ends, [45, 45], "no shard keeps a version the new sequencer will issue again");
+    }
+
+    #[test]
+    fn the_recovery_version_never_falls_below_what_the_old_generation_kept() {
+        let mut layout = old_layout();
+        layout.recovery_version = 30;
+        let mut s = state(2, Some(layout));
+        // log2 never served: it answers with version 0 and holds nothing.
+        s.locked_logs = vec![info("log1", 1, 40, &[0, 1]), info("log2", 1, 0, &[])];
+        let out = PlanLogRecovery::run(s, &mut ScriptedHost::default());
+        assert_eq!(out.state.recovery_version, Some(30));
+        let plan = &out.state.log_plan[0];
+        assert_eq!((plan.first_version, plan.last_version, plan.sources.as_slice()), (1, 30, ["log1".to_string()].as_slice()));
     }
 
     #[test]

@@ -116,10 +116,13 @@ mod tests {
         s.new_storage_teams = old_layout().storage_teams;
         s.new_storage_teams[0].storage_ids.truncate(2);
         s.vacancies = vec![Vacancy { id: "storage-0-2".into(), kind: ServiceKind::Storage, tag: Some(0) }];
-        let group = team_group(1, 0, 3, &host.nodes, &["n1".into(), "n2".into()]);
-        assert_eq!(group.constraints.min_distinct_zones, 3, "two members in two zones and one new node reach three");
+        // The team's two members stand on n4 and n5, in two zones: with one
+        // new replica it can span three.
+        assert_eq!(RecruitStorage::run(s, &mut host).step, PhaseStep::Next(NEXT.into()));
+        let asked = &host.requests[0];
+        assert_eq!(asked.teams[0].nodes, ["n4", "n5"]);
+        assert_eq!(asked.vacancies[0].constraints.min_distinct_zones, 3, "not the one zone a lone replica needs");
         let crowded = team_group(1, 0, 3, &host.nodes, &["n1".into(), "n4".into()]);
         assert_eq!(crowded.constraints.min_distinct_zones, 2, "two members in one zone reach two at most");
-        assert_eq!(RecruitStorage::run(s, &mut host).step, PhaseStep::Next(NEXT.into()));
     }
 }

@@ -35,3 +35,13 @@ pub fn assemble(state: &AttemptState) -> Result<Layout, String> {
         recovery_version: state.recovery_version.unwrap_or(0),
     })
 }
+
+/// Every service a layout names in its logs, teams and roles, in the order
+/// they are unlocked: logs, storage, resolvers, the sequencer, and the
+/// proxies last, since they open the generation to commits.
+pub fn members(layout: &Layout) -> Vec<String> {
+    let logs = layout.logs.iter().map(|l| &l.id);
+    let storage = layout.storage_teams.iter().flat_map(|t| t.storage_ids.iter());
+    let roles = layout.resolvers.iter().chain(layout.sequencer.iter()).chain(layout.commit_proxies.iter());
+    logs.chain(storage).chain(roles).cloned().collect()
+}

@@ -23,6 +23,8 @@ pub struct ScriptedHost {
     pub staged: Option<Layout>,
     /// Every call, as a line such as `lock log-1` or `create n1 log`.
     pub calls: Vec<String>,
+    /// Every placement request, as asked.
+    pub requests: Vec<PlacementRequest>,
     next: u32,
 }
 
@@ -159,6 +161,7 @@ impl Host for ScriptedHost {
     }
     /// Places each group on the first healthy nodes, in order.
     fn place(&mut self, request: &PlacementRequest) -> Result<Vec<Assignment>, PlacementError> {
+        self.requests.push(request.clone());
         let healthy: Vec<&Node> = request.nodes.iter().filter(|n| n.healthy).collect();
         request
             .vacancies

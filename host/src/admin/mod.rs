@@ -154,10 +154,10 @@ impl Admin {
     pub async fn end_shadow(&self, slot: &str, promote: bool, trigger: &str) -> Result<PluginVersion, Refused> {
         let _one_at_a_time = self.changes.lock().await;
         if promote {
-            let trial = self.registry.fork_promoting(slot).map_err(|err| Refused { stage: "shadow", reason: err.to_string() })?;
+            let (trial, shadow) =
+                self.registry.fork_promoting(slot).map_err(|err| Refused { stage: Stage::Shadow, reason: err.to_string() })?;
             if let Err(reason) = self.dry_run(slot, trial).await {
-                let sha256 = self.registry.shadow(slot).map(|info| info.sha256).unwrap_or_else(|| Digest256::of(&[]));
-                return Err(self.refuse(slot, trigger, sha256, "dry-run", reason));
+                return Err(self.refuse(slot, trigger, shadow.sha256, Stage::DryRun, reason));
             }
         }
         let (action, ended) =
@@ -170,7 +170,7 @@ impl Admin {
                 self.record(AuditEntry::now(action, slot, trigger, "ok").component(info.sha256, Some(info.number)));
                 Ok(PluginVersion::of(&info, promote))
             }
-            Err(err) => Err(Refused { stage: "shadow", reason: err.to_string() }),
+            Err(err) => Err(Refused { stage: Stage::Shadow, reason: err.to_string() }),
         }
     }
 
@@ -244,7 +244,7 @@ impl Admin {
         trial.activate(candidate.clone());
         let passed = match self.dry_run(slot, trial).await {
             Ok(passed) => passed,
-            Err(reason) => return Err(self.refuse(slot, trigger, sha256, "dry-run", reason)),
+            Err(reason) => return Err(self.refuse(slot, trigger, sha256, Stage::DryRun, reason)),
         };
         let info = self.registry.activate(candidate);
         self.metrics.swap(slot, "activated");
@@ -261,16 +261,16 @@ impl Admin {
         let prepared = tokio::task::spawn_blocking(move || registry.prepare(&slot_name, &bytes, source)).await;
         match prepared {
             Ok(Ok(candidate)) => Ok(candidate),
-            Ok(Err(err)) => Err(self.refuse(slot, trigger, sha256, "validate", err.to_string())),
-            Err(err) => Err(self.refuse(slot, trigger, sha256, "validate", format!("the compiler stopped: {err}"))),
+            Ok(Err(err)) => Err(self.refuse(slot, trigger, sha256, Stage::Validate, err.to_string())),
+            Err(err) => Err(self.refuse(slot, trigger, sha256, Stage::Validate, format!("the compiler stopped: {err}"))),
         }
     }
 
     /// Counts, audits and logs a refused candidate.
-    fn refuse(&self, slot: &str, trigger: &str, sha256: Digest256, stage: &'static str, reason: String) -> Refused {
+    fn refuse(&self, slot: &str, trigger: &str, sha256: Digest256, stage: Stage, reason: String) -> Refused {
         self.metrics.swap(slot, "refused");
-        self.record(AuditEntry::now("refuse", slot, trigger, format!("{stage}: {reason}")).component(sha256, None));
-        tracing::warn!(slot, %sha256, stage, %reason, "candidate refused");
+        self.record(AuditEntry::now("refuse", slot, trigger, format!("{}: {reason}", stage.as_str())).component(sha256, None));
+        tracing::warn!(slot, %sha256, stage = stage.as_str(), %reason, "candidate refused");
         Refused { stage, reason }
     }
 
@@ -382,11 +382,32 @@ pub struct Swapped {
 /// Why a swap was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refused {
-    /// `validate` (compile and world check), `dry-run`, or `shadow` (no
-    /// shadow to end).
-    pub stage: &'static str,
+    /// Where.
+    pub stage: Stage,
     /// Why.
     pub reason: String,
+}
+
+/// Where a candidate was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// It does not compile or does not satisfy its slot's world.
+    Validate,
+    /// It failed the dry run.
+    DryRun,
+    /// There is no shadow to promote or discard.
+    Shadow,
+}
+
+impl Stage {
+    /// The stage as the JSON answer and the audit trail name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Validate => "validate",
+            Stage::DryRun => "dry-run",
+            Stage::Shadow => "shadow",
+        }
+    }
 }
 
 /// The JSON body of every error answer.
@@ -485,12 +506,12 @@ async fn swap(
     if query.shadow {
         return match admin.shadow(&slot, body.to_vec(), source, "admin").await {
             Ok(version) => axum::Json(version).into_response(),
-            Err(refused) => error(StatusCode::UNPROCESSABLE_ENTITY, refused.stage, refused.reason).into_response(),
+            Err(refused) => error(StatusCode::UNPROCESSABLE_ENTITY, refused.stage.as_str(), refused.reason).into_response(),
         };
     }
     match admin.swap(&slot, body.to_vec(), source, "admin").await {
         Ok(swapped) => axum::Json(swapped).into_response(),
-        Err(refused) => error(StatusCode::UNPROCESSABLE_ENTITY, refused.stage, refused.reason).into_response(),
+        Err(refused) => error(StatusCode::UNPROCESSABLE_ENTITY, refused.stage.as_str(), refused.reason).into_response(),
     }
 }
 
@@ -530,10 +551,10 @@ async fn end_shadow(admin: Arc<Admin>, slot: String, promote: bool) -> Response 
     }
     match admin.end_shadow(&slot, promote, "admin").await {
         Ok(version) => axum::Json(version).into_response(),
-        Err(refused) if refused.stage == "dry-run" => {
-            error(StatusCode::UNPROCESSABLE_ENTITY, refused.stage, refused.reason).into_response()
+        Err(refused) if refused.stage == Stage::DryRun => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, refused.stage.as_str(), refused.reason).into_response()
         }
-        Err(refused) => error(StatusCode::CONFLICT, refused.stage, refused.reason).into_response(),
+        Err(refused) => error(StatusCode::CONFLICT, refused.stage.as_str(), refused.reason).into_response(),
     }
 }
 

@@ -18,6 +18,8 @@ pub(crate) struct OldShard {
     pub key_range: KeyRange,
     /// The old logs the layout assigns it to.
     pub carriers: Vec<String>,
+    /// Its storage replicas.
+    pub replicas: Vec<String>,
 }
 
 /// The persisted old layout, indexed for the checks.
@@ -42,13 +44,13 @@ impl OldGeneration {
     /// Indexes `layout`.
     pub fn new(layout: Option<Layout>) -> Self {
         let Some(old) = layout else { return OldGeneration::default() };
-        let names = super::named_services(&old).into_iter().collect();
+        let names = super::names(&old).map(String::from).collect();
         let logs: HashMap<String, BTreeSet<ShardTag>> =
             old.logs.iter().map(|l| (l.id.clone(), l.tags.iter().copied().collect())).collect();
         let mut shards: BTreeMap<ShardTag, OldShard> = old
             .storage_teams
             .iter()
-            .map(|t| (t.tag, OldShard { key_range: t.key_range.clone(), carriers: Vec::new() }))
+            .map(|t| (t.tag, OldShard { key_range: t.key_range.clone(), carriers: Vec::new(), replicas: t.storage_ids.clone() }))
             .collect();
         for log in &old.logs {
             for tag in &log.tags {
@@ -70,6 +72,27 @@ impl OldGeneration {
     /// acknowledged writes, which a recovery must keep.
     pub fn has_logs(&self) -> bool {
         !self.logs.is_empty()
+    }
+}
+
+/// The nodes' zones as the host last listed them.
+pub(crate) struct Zones<'a> {
+    zone_of: HashMap<&'a str, &'a str>,
+    /// How many zones have a healthy node.
+    healthy: u32,
+}
+
+impl Zones<'_> {
+    /// The zone of `node`, if the host knows the node.
+    pub fn of(&self, node: &str) -> Option<&str> {
+        self.zone_of.get(node).copied()
+    }
+
+    /// How many zones a storage team can span: the replication factor, at
+    /// most the healthy zones, at most the zones its kept replicas span
+    /// plus one per replica it gains.
+    pub fn team_can_span(&self, replication: u32, kept_zones: usize, gained: u32) -> u32 {
+        replication.min(self.healthy).min(kept_zones as u32 + gained)
     }
 }
 
@@ -154,14 +177,18 @@ pub(crate) struct Ledger {
     pub proposed_start: Version,
     /// The nodes as the host last listed them.
     pub nodes: Option<Vec<Node>>,
+    /// The ids the staged layout names.
+    pub staged_names: HashSet<String>,
+    /// Services this attempt unlocked.
+    pub unlocked: HashSet<String>,
     /// A plugin call made on the attempt's behalf that failed: its slot
     /// and the failure.
     pub nested_failure: Option<(String, String)>,
     /// Every refusal, for the attempt's report.
     pub refusals: Vec<Refusal>,
     /// Counts the changes to the facts a layout is checked against (locks,
-    /// records, recoveries): a layout checked at one count needs no check
-    /// again while it stands.
+    /// records, recoveries, the nodes): a layout checked at one count needs
+    /// no check again while it stands.
     pub changes: u64,
     /// The count at which the staged layout last passed its check.
     pub staged_checked_at: Option<u64>,
@@ -172,6 +199,28 @@ impl Ledger {
     /// created it (locked at creation).
     pub fn holds(&self, id: &str) -> bool {
         self.locks.contains_key(id) || self.records.contains_key(id)
+    }
+
+    /// Records the nodes as the host lists them now.
+    pub fn listed(&mut self, nodes: &[Node]) {
+        self.nodes = Some(nodes.to_vec());
+        self.changes += 1;
+    }
+
+    /// The zones of the nodes as the host last listed them.
+    pub fn zones(&self) -> Option<Zones<'_>> {
+        let nodes = self.nodes.as_ref()?;
+        let healthy: BTreeSet<&str> = nodes.iter().filter(|n| n.healthy).map(|n| n.zone.as_str()).collect();
+        let zone_of = nodes.iter().map(|n| (n.id.as_str(), n.zone.as_str())).collect();
+        Some(Zones { zone_of, healthy: healthy.len() as u32 })
+    }
+
+    /// Stages `layout`, checked at the ledger's current count.
+    pub fn stage(&mut self, layout: Layout) {
+        self.staged_names = super::names(&layout).map(String::from).collect();
+        self.staged = Some(Arc::new(layout));
+        self.staged_changed = true;
+        self.staged_checked_at = Some(self.changes);
     }
 
     /// Records a service this attempt created.

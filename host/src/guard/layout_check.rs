@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::facts::{Ledger, OldGeneration};
+use super::facts::{Ledger, OldGeneration, Zones};
 use super::rules::{Invariant, Refusal};
 use crate::bindings::kind_name;
 use crate::bindings::types::{Epoch, KeyRange, Layout, RecoveryConfig, ServiceDescriptor, ServiceKind, ShardTag};
@@ -129,7 +129,7 @@ fn shards(old: &OldGeneration, layout: &Layout) -> Result<(), Refusal> {
 /// serving one team, and an old replica only its own shard.
 fn teams(config: &RecoveryConfig, old: &OldGeneration, ledger: &Ledger, layout: &Layout) -> Result<(), Refusal> {
     let quorum = config.replication_factor / 2 + 1;
-    let zones = zones(ledger);
+    let zones = ledger.zones();
     let mut team_of: HashMap<&str, ShardTag> = HashMap::new();
     for team in &layout.storage_teams {
         let mut members = BTreeSet::new();
@@ -173,24 +173,9 @@ fn teams(config: &RecoveryConfig, old: &OldGeneration, ledger: &Ledger, layout: 
                 format!("storage team {} has {} replicas, below the quorum of {quorum}", team.tag, members.len()),
             );
         }
-        spread(config, old, ledger, &zones, team.tag, &team.storage_ids)?;
+        spread(config, old, ledger, zones.as_ref(), team.tag, &team.storage_ids)?;
     }
     Ok(())
-}
-
-/// The nodes' zones as the host last listed them, and how many zones have
-/// a healthy node; `None` when the host has not listed the nodes.
-type Zones<'a> = Option<ZoneMap<'a>>;
-
-struct ZoneMap<'a> {
-    zone_of: HashMap<&'a str, &'a str>,
-    healthy: u32,
-}
-
-fn zones(ledger: &Ledger) -> Zones<'_> {
-    let nodes = ledger.nodes.as_ref()?;
-    let healthy: BTreeSet<&str> = nodes.iter().filter(|n| n.healthy).map(|n| n.zone.as_str()).collect();
-    Some(ZoneMap { zone_of: nodes.iter().map(|n| (n.id.as_str(), n.zone.as_str())).collect(), healthy: healthy.len() as u32 })
 }
 
 /// S3: a team's replicas stand on distinct nodes and span as many zones
@@ -200,7 +185,7 @@ fn spread(
     config: &RecoveryConfig,
     old: &OldGeneration,
     ledger: &Ledger,
-    zones: &Zones<'_>,
+    zones: Option<&Zones<'_>>,
     tag: ShardTag,
     members: &[String],
 ) -> Result<(), Refusal> {
@@ -216,12 +201,11 @@ fn spread(
         }
     }
     let Some(zones) = zones else { return Ok(()) };
-    let (zone_of, healthy) = (&zones.zone_of, zones.healthy);
-    let zone = |id: &String| node_of(id).and_then(|node| zone_of.get(node).copied());
+    let zone = |id: &String| node_of(id).and_then(|node| zones.of(node));
     let spans: BTreeSet<&str> = members.iter().filter_map(zone).collect();
     let kept: BTreeSet<&str> = members.iter().filter(|id| !ledger.records.contains_key(*id)).filter_map(zone).collect();
     let new = members.iter().filter(|id| ledger.records.contains_key(*id)).count() as u32;
-    let can = config.replication_factor.min(healthy).min(kept.len() as u32 + new);
+    let can = zones.team_can_span(config.replication_factor, kept.len(), new);
     if (spans.len() as u32) < can {
         return refuse(
             Invariant::FaithfulLayout,
@@ -308,7 +292,7 @@ fn roles(ledger: &Ledger, layout: &Layout) -> Result<(), Refusal> {
 
 /// S3: one descriptor per service named, each the host's own record.
 fn descriptors(old: &OldGeneration, ledger: &Ledger, layout: &Layout) -> Result<(), Refusal> {
-    let named: HashSet<&str> = roles_and_members(layout).collect();
+    let named: HashSet<&str> = super::members(layout).collect();
     let mut described: HashSet<&str> = HashSet::with_capacity(layout.services.len());
     for given in &layout.services {
         if !described.insert(given.id.as_str()) {
@@ -336,15 +320,6 @@ fn descriptors(old: &OldGeneration, ledger: &Ledger, layout: &Layout) -> Result<
         return refuse(Invariant::FaithfulLayout, format!("the layout names {id} but does not describe it"));
     }
     Ok(())
-}
-
-/// The services a layout names in its roles, logs and teams (not in its
-/// descriptors).
-fn roles_and_members(layout: &Layout) -> impl Iterator<Item = &str> {
-    let roles = layout.sequencer.iter().chain(&layout.commit_proxies).chain(&layout.resolvers);
-    let logs = layout.logs.iter().map(|l| l.id.as_str());
-    let storage = layout.storage_teams.iter().flat_map(|t| t.storage_ids.iter());
-    roles.map(String::as_str).chain(logs).chain(storage.map(String::as_str))
 }
 
 /// S1, S2 and the recovered ranges of S3.

@@ -36,7 +36,7 @@ mod rules;
 
 pub use rules::{Invariant, Refusal};
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -65,10 +65,6 @@ pub struct AttemptGuard {
     /// simulation.
     origin: tokio::time::Instant,
     ledger: Mutex<Ledger>,
-    /// The ids the staged layout names, once one is staged.
-    staged_names: Mutex<HashSet<String>>,
-    /// Services this attempt unlocked.
-    unlocked: Mutex<HashSet<String>>,
     /// Time spent in host calls, in nanoseconds: a phase's wall time minus
     /// this is the time spent in wasm (instantiation, the guest, the copies).
     host_nanos: AtomicU64,
@@ -105,8 +101,6 @@ impl AttemptGuard {
             registry,
             origin: tokio::time::Instant::now(),
             ledger: Mutex::default(),
-            staged_names: Mutex::default(),
-            unlocked: Mutex::default(),
             host_nanos: AtomicU64::new(0),
         }
     }
@@ -183,11 +177,17 @@ impl AttemptGuard {
         }
     }
 
+    /// Records `refusal` and answers the error the plugin gets for it.
     fn refuse(&self, refusal: Refusal) -> ClusterError {
-        tracing::warn!(epoch = self.epoch, rule = %refusal.rule, reason = %refusal.message, "invariant guard refused a call");
         let error = ClusterError::Refused(refusal.to_string());
-        self.ledger().refusals.push(refusal);
+        self.record(refusal);
         error
+    }
+
+    /// Records `refusal` for the attempt's report.
+    fn record(&self, refusal: Refusal) {
+        tracing::warn!(epoch = self.epoch, rule = %refusal.rule, reason = %refusal.message, "invariant guard refused a call");
+        self.ledger().refusals.push(refusal);
     }
 
     /// I8: every call of a superseded attempt fails.
@@ -289,14 +289,18 @@ impl AttemptGuard {
         if let Some(tag) = tags.iter().find(|tag| !self.old.shards.contains_key(tag)) {
             return Err(Refusal::new(Invariant::ArgumentsChecked, format!("shard {tag} is not a shard of the old layout")));
         }
-        if let Some(source) = sources.iter().find(|source| ledger.locked_log(source).is_none()) {
-            return Err(Refusal::new(
-                Invariant::LockedBeforeUse,
-                format!("copy source {source} is not an old log locked by epoch {}", self.epoch),
-            ));
-        }
+        // Every source's lock first (I4), then what each holds (S3).
+        let mut locked = Vec::with_capacity(sources.len());
         for source in sources {
-            let Some(info) = ledger.locked_log(source) else { continue };
+            let Some(info) = ledger.locked_log(source) else {
+                return Err(Refusal::new(
+                    Invariant::LockedBeforeUse,
+                    format!("copy source {source} is not an old log locked by epoch {}", self.epoch),
+                ));
+            };
+            locked.push((source, info));
+        }
+        for (source, info) in locked {
             let carried = self.old.logs.get(source);
             for tag in tags {
                 if !carried.is_some_and(|c| c.contains(tag)) {
@@ -321,11 +325,11 @@ impl AttemptGuard {
 
     /// The storage zone requirement of a placement request: a group that
     /// joins a storage team asks its nodes, with the team's current
-    /// members, to span as many zones as the team can (S3).
-    fn check_placement_request(&self, ledger: &Ledger, nodes: &[Node], request: &PlacementRequest) -> Result<(), Refusal> {
+    /// members, to span as many zones as the team can (S3). The layout
+    /// staged from the answer is held to the same rule.
+    fn check_placement_request(&self, ledger: &Ledger, request: &PlacementRequest) -> Result<(), Refusal> {
         arguments::placement_size(request)?;
-        let zone_of: std::collections::HashMap<&str, &str> = nodes.iter().map(|n| (n.id.as_str(), n.zone.as_str())).collect();
-        let healthy: BTreeSet<&str> = nodes.iter().filter(|n| n.healthy).map(|n| n.zone.as_str()).collect();
+        let Some(zones) = ledger.zones() else { return Ok(()) };
         for (index, group) in request.vacancies.iter().enumerate() {
             let (ServiceKind::Storage, Some(team)) = (group.kind, group.team) else { continue };
             let members: Vec<&str> = request
@@ -340,9 +344,8 @@ impl AttemptGuard {
                     format!("placement group {index} lists {node} as a member of storage team {team}, but no replica of it this attempt holds is there"),
                 ));
             }
-            let member_zones: BTreeSet<&str> = members.iter().filter_map(|n| zone_of.get(n).copied()).collect();
-            let reachable = member_zones.len() as u32 + group.count;
-            let required = self.config.replication_factor.min(healthy.len() as u32).min(reachable);
+            let member_zones: BTreeSet<&str> = members.iter().filter_map(|n| zones.of(n)).collect();
+            let required = zones.team_can_span(self.config.replication_factor, member_zones.len(), group.count);
             if group.constraints.min_distinct_zones < required {
                 return Err(Refusal::new(
                     Invariant::FaithfulLayout,
@@ -362,22 +365,18 @@ impl AttemptGuard {
     fn hosts_replica_of(&self, ledger: &Ledger, node: &str, team: ShardTag) -> bool {
         let recruited =
             ledger.records.values().any(|r| r.descriptor.kind == ServiceKind::Storage && r.descriptor.node == node);
+        let replicas = self.old.shards.get(&team).map(|s| s.replicas.as_slice()).unwrap_or_default();
         recruited
-            || self.old.replicas.iter().any(|(id, tag)| {
-                *tag == team
-                    && matches!(ledger.locks.get(id), Some(LockInfo::Storage(_)))
+            || replicas.iter().any(|id| {
+                matches!(ledger.locks.get(id), Some(LockInfo::Storage(_)))
                     && self.old.descriptors.get(id).is_some_and(|d| d.node == node)
             })
     }
 
-    /// The nodes as the host knows them, listed once per attempt unless a
-    /// phase asks again.
-    async fn known_nodes(&self) -> Vec<Node> {
-        if let Some(nodes) = self.ledger().nodes.clone() {
-            return nodes;
-        }
+    /// Lists the nodes, and records them for the checks.
+    async fn list_nodes(&self) -> Vec<Node> {
         let nodes = self.cluster.nodes().await;
-        self.ledger().nodes = Some(nodes.clone());
+        self.ledger().listed(&nodes);
         nodes
     }
 
@@ -386,13 +385,17 @@ impl AttemptGuard {
     }
 }
 
-/// Every service id a layout names, once or more.
-fn names(layout: &Layout) -> impl Iterator<Item = &str> {
-    let services = layout.services.iter().map(|s| s.id.as_str());
+/// The services a layout names in its roles, logs and teams, once or more.
+fn members(layout: &Layout) -> impl Iterator<Item = &str> {
     let roles = layout.sequencer.iter().chain(&layout.commit_proxies).chain(&layout.resolvers);
     let logs = layout.logs.iter().map(|l| l.id.as_str());
     let storage = layout.storage_teams.iter().flat_map(|t| t.storage_ids.iter());
-    services.chain(roles.map(String::as_str)).chain(logs).chain(storage.map(String::as_str))
+    roles.map(String::as_str).chain(logs).chain(storage.map(String::as_str))
+}
+
+/// Every service id a layout names, its descriptors' included, once or more.
+fn names(layout: &Layout) -> impl Iterator<Item = &str> {
+    layout.services.iter().map(|s| s.id.as_str()).chain(members(layout))
 }
 
 /// Every service id a layout names.
@@ -445,9 +448,7 @@ impl HostServices for AttemptGuard {
 
     async fn nodes(&self) -> Vec<Node> {
         let _timer = self.timer();
-        let nodes = self.cluster.nodes().await;
-        self.ledger().nodes = Some(nodes.clone());
-        nodes
+        self.list_nodes().await
     }
 
     async fn lock(&self, ids: Vec<String>) -> Vec<Result<LockInfo, ClusterError>> {
@@ -532,7 +533,9 @@ impl HostServices for AttemptGuard {
         let _timer = self.timer();
         self.live()?;
         // The teams' zones are judged against the nodes as the host knows them.
-        self.known_nodes().await;
+        if self.ledger().nodes.is_none() {
+            self.list_nodes().await;
+        }
         // Checked and taken under one lock, so no unlock or persist can use
         // the staged layout in between.
         let refused = {
@@ -544,10 +547,7 @@ impl HostServices for AttemptGuard {
                     "the staged layout is fixed once an unlock or a persist has used it",
                 )),
                 Ok(()) => {
-                    *self.staged_names.lock().unwrap_or_else(|e| e.into_inner()) = names(&layout).map(String::from).collect();
-                    ledger.staged = Some(Arc::new(layout));
-                    ledger.staged_changed = true;
-                    ledger.staged_checked_at = Some(ledger.changes);
+                    ledger.stage(layout);
                     None
                 }
             }
@@ -575,7 +575,7 @@ impl HostServices for AttemptGuard {
             .map(|(id, repeat)| {
                 let refusal = if repeat {
                     Some(arguments::repeated(id))
-                } else if !self.staged_names.lock().unwrap_or_else(|e| e.into_inner()).contains(id) {
+                } else if !self.ledger().staged_names.contains(id) {
                     Some(Refusal::new(
                         Invariant::LayoutClosure,
                         format!("{id} is not in the staged layout: only its services serve the new generation"),
@@ -585,7 +585,7 @@ impl HostServices for AttemptGuard {
                         Invariant::LockedBeforeUse,
                         format!("{id} is not locked by epoch {} and may not be unlocked", self.epoch),
                     ))
-                } else if self.unlocked.lock().unwrap_or_else(|e| e.into_inner()).contains(id) {
+                } else if self.ledger().unlocked.contains(id) {
                     Some(Refusal::new(Invariant::ArgumentsChecked, format!("{id} is unlocked already")))
                 } else {
                     None
@@ -600,13 +600,17 @@ impl HostServices for AttemptGuard {
         // still locked (a snapshot source does not move).
         let recoveries = ids.iter().zip(checked).map(|(id, checked)| async move {
             checked?;
-            self.note(crate::replica::recover_replica(nested, &*self.cluster, index, self.epoch, id).await)
+            match crate::replica::recover_replica(nested, &*self.cluster, index, self.epoch, id).await {
+                // The host's check of the replica's plan, or its session.
+                Err(ClusterError::Refused(reason)) => Err(self.refuse(Refusal::new(Invariant::ReplicasKeepVersions, reason))),
+                recovered => self.note(recovered),
+            }
         });
         let recovered = futures::future::join_all(recoveries).await;
         let calls = ids.iter().zip(recovered).map(|(id, recovered)| async move {
             recovered?;
             self.note(self.cluster.unlock(id, self.epoch, layout).await)?;
-            self.unlocked.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
+            self.ledger().unlocked.insert(id.clone());
             Ok(())
         });
         futures::future::join_all(calls).await
@@ -625,8 +629,8 @@ impl HostServices for AttemptGuard {
         // A generation is persisted whole: every service it names serves
         // it, every storage replica brought to the recovery version first.
         let waiting = {
-            let unlocked = self.unlocked.lock().unwrap_or_else(|e| e.into_inner());
-            names(&layout).find(|id| !unlocked.contains(*id)).map(String::from)
+            let ledger = self.ledger();
+            names(&layout).find(|id| !ledger.unlocked.contains(*id)).map(String::from)
         };
         if let Some(id) = waiting {
             return Err(self.refuse(Refusal::new(
@@ -656,11 +660,16 @@ impl HostServices for AttemptGuard {
                 message: "the attempt was superseded".into(),
             });
         }
-        let nodes = self.known_nodes().await;
-        let checked = self.check_placement_request(&self.ledger(), &nodes, &request);
+        let checked = {
+            let _timer = self.timer();
+            if self.ledger().nodes.is_none() {
+                self.list_nodes().await;
+            }
+            self.check_placement_request(&self.ledger(), &request)
+        };
         if let Err(refusal) = checked {
             let error = PlacementError { vacancy: 0, constraint: format!("host-check: {}", refusal.rule), message: refusal.message.clone() };
-            self.refuse(refusal);
+            self.record(refusal);
             return Err(error);
         }
         let answer = Nested { guard: self }
@@ -669,9 +678,9 @@ impl HostServices for AttemptGuard {
             .map_err(|err| PlacementError { vacancy: 0, constraint: "policy-failed".into(), message: err.to_string() })??;
         let _timer = self.timer();
         if let Err(error) = placement_check::check(&request, &answer) {
+            // A bad answer from a plugin is refused like a bad argument.
             let reason = format!("placement answer refused: group {}: {}: {}", error.vacancy, error.constraint, error.message);
-            tracing::warn!(epoch = self.epoch, %reason, "invariant guard refused a placement");
-            self.ledger().refusals.push(Refusal::new(Invariant::ArgumentsChecked, reason));
+            self.record(Refusal::new(Invariant::ArgumentsChecked, reason));
             return Err(error);
         }
         Ok(answer)

@@ -82,27 +82,6 @@ impl Invariant {
             Invariant::ArgumentsChecked => "S6",
         }
     }
-
-    /// The rule in a few words.
-    pub fn title(self) -> &'static str {
-        match self {
-            Invariant::EpochsRise => "epochs only rise",
-            Invariant::LockPrecedence => "lock precedence",
-            Invariant::SelectiveLocking => "selective locking",
-            Invariant::LockedBeforeUse => "locked before use",
-            Invariant::NoInitialization => "no accidental initialization",
-            Invariant::LayoutClosure => "layout closure",
-            Invariant::FencedPersistence => "fenced persistence",
-            Invariant::SupersededStop => "superseded directors stop",
-            Invariant::Sandbox => "sandbox",
-            Invariant::AcknowledgedWritesSurvive => "acknowledged writes survive",
-            Invariant::VersionsIssuedOnce => "no version is issued twice",
-            Invariant::FaithfulLayout => "a faithful successor layout",
-            Invariant::KnownAcknowledgements => "no layout without the logs of every shard",
-            Invariant::ReplicasKeepVersions => "replicas keep what was acknowledged",
-            Invariant::ArgumentsChecked => "bad arguments are refused",
-        }
-    }
 }
 
 impl From<Invariant> for &'static str {

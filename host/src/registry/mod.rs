@@ -248,17 +248,19 @@ impl Registry {
 
     /// A copy of the registry as [`Registry::fork`] makes it, with the
     /// shadow of `slot` active: what a promotion would serve, to dry-run.
-    pub fn fork_promoting(&self, slot: &str) -> Result<Registry, RegistryError> {
-        let shadow = {
+    /// Also answers the shadow.
+    pub fn fork_promoting(&self, slot: &str) -> Result<(Registry, VersionInfo), RegistryError> {
+        let (number, info) = {
             let slots = self.read();
             let state = slots.get(slot).ok_or_else(|| RegistryError::UnknownSlot(slot.into()))?;
-            state.shadow.ok_or_else(|| RegistryError::NoShadow(slot.into()))?
+            let number = state.shadow.ok_or_else(|| RegistryError::NoShadow(slot.into()))?;
+            (number, state.versions[number as usize - 1].info.clone())
         };
         let fork = self.fork();
         if let Some(state) = fork.write().get_mut(slot) {
-            state.activations.push(shadow);
+            state.activations.push(number);
         }
-        Ok(fork)
+        Ok((fork, info))
     }
 
     /// Makes the shadow of `slot` its active version.

@@ -262,9 +262,10 @@ async fn bounded<T>(
     }
     tokio::pin!(call);
     loop {
-        // While a nested call runs the clock stands still: look again after
-        // a whole deadline (the nested call is bounded by its own).
-        let wait = if clock.stopped() { limits.deadline } else { limits.deadline.saturating_sub(clock.charged()) };
+        // While a nested call runs the clock stands still: look again a
+        // tenth of the deadline later (the nested call is bounded by its
+        // own), so the call overruns its deadline by at most that.
+        let wait = if clock.stopped() { limits.deadline / 10 } else { limits.deadline.saturating_sub(clock.charged()) };
         match tokio::time::timeout(wait, &mut call).await {
             Ok(value) => return Ok(value),
             Err(elapsed) if !clock.stopped() && clock.charged() >= limits.deadline => return Err(elapsed),

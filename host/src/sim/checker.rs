@@ -300,6 +300,9 @@ mod tests {
         facts.stale_work.push("l1 accepted push from epoch 1 after epoch 2 had locked it".into());
         facts.panics.push("director d3: panicked".into());
         facts.locked.entry(2).or_default().clear();
+        // The second layout was made by epoch 3's recruits, not its own.
+        let recruits = facts.recruited.remove(&2).unwrap_or_default();
+        facts.recruited.insert(3, recruits);
         let found = rules(&facts, &["k1".into()], &[(12, 1), (11, 2)]);
         assert_eq!(
             found,
@@ -310,6 +313,8 @@ mod tests {
                 "epochs-increase",
                 "epochs-increase",
                 "one-layout-per-epoch",
+                "layout-names-held-services",
+                "layout-names-held-services",
                 "known-acknowledgements",
                 "known-acknowledgements",
                 "fencing",

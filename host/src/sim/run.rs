@@ -6,7 +6,7 @@
 //! timer. Every choice comes from the seed's streams, so a seed always
 //! gives the same run, event for event.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use super::rng::SimRng;
 use crate::bindings::types::{Epoch, Layout, RecoveryConfig};
 use crate::cluster::{Cluster, InProcessCluster};
 use crate::director::{AttemptOutcome, Director, DirectorError, DirectorOptions, RecoveryReport};
-use crate::guard::named_services;
+use crate::guard::{Invariant, named_services};
 use crate::quality::PlacementQuality;
 use crate::registry::Plugins;
 
@@ -170,6 +170,8 @@ pub struct SimRun {
     pub adversary: Option<&'static str>,
     /// Whether the cluster was serving, whole, when the run ended.
     pub settled: bool,
+    /// The calls the invariant guard refused, by rule.
+    pub refusals: BTreeMap<Invariant, usize>,
     /// The event trace.
     #[serde(skip)]
     pub trace: Vec<String>,
@@ -285,6 +287,8 @@ struct Driver {
     writes: usize,
     /// The adversary, when the run has one, and its slot.
     adversary: Option<(Arc<Switch>, &'static str)>,
+    /// The calls the invariant guard refused, by rule.
+    refusals: BTreeMap<Invariant, usize>,
     faults: usize,
 }
 
@@ -323,6 +327,7 @@ impl Driver {
             acked: Vec::new(),
             writes: 0,
             adversary,
+            refusals: BTreeMap::new(),
             faults: 0,
             config,
         }
@@ -399,6 +404,11 @@ impl Driver {
         Ok(self.finish(violations, settled))
     }
 
+    /// The shape every director of the run recovers towards.
+    fn recovery_config(&self) -> RecoveryConfig {
+        RecoveryConfig { shards: self.config.shards, ..RecoveryConfig::default() }
+    }
+
     /// Puts the adversary in its slot, or takes it out. Answers whether
     /// the run has one.
     fn arm(&mut self, on: bool) -> bool {
@@ -465,7 +475,7 @@ impl Driver {
         let director = self.directors;
         self.history.event("director", format_args!("d{director} starts: {trigger}"));
         let options = DirectorOptions { max_attempts: 12, ..DirectorOptions::default() };
-        let config = RecoveryConfig { shards: self.config.shards, ..RecoveryConfig::default() };
+        let config = self.recovery_config();
         let cluster: Arc<dyn Cluster> = self.cluster.clone();
         let d = Director::new(self.plugins.clone(), cluster, self.store.clone(), config, options);
         let handle = tokio::spawn(async move { (d.recover().await, Instant::now()) });
@@ -509,13 +519,14 @@ impl Driver {
         self.running = still;
     }
 
-    fn record(&self, running: &Ended, report: &RecoveryReport) -> Recovery {
+    fn record(&mut self, running: &Ended, report: &RecoveryReport) -> Recovery {
         let started_ms = self.history.ms_at(running.started);
         let mut timeline = Vec::new();
         let mut offset = 0.0;
         for attempt in &report.attempts {
             for refusal in &attempt.refusals {
                 self.history.event("guard", format_args!("d{} e{} refused {refusal}", running.director, attempt.epoch));
+                *self.refusals.entry(refusal.rule).or_default() += 1;
             }
             for phase in &attempt.timeline {
                 let ms = phase.duration.as_secs_f64() * 1e3;
@@ -722,7 +733,7 @@ impl Driver {
         }
         let facts = self.history.facts();
         let acked: Vec<(u64, Epoch)> = self.acked.iter().map(|w| (w.version, w.epoch)).collect();
-        let replication = RecoveryConfig::default().replication_factor;
+        let replication = self.recovery_config().replication_factor;
         violations.extend(checker::check(&facts, &checker::Outcome { lost: &lost, acked: &acked, replication }));
         let adversary = self.adversary.as_ref().map(|(_, slot)| *slot);
         if adversary.is_some() {
@@ -746,6 +757,7 @@ impl Driver {
             replicas,
             adversary,
             settled,
+            refusals: self.refusals,
             trace,
         }
     }

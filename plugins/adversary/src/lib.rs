@@ -64,11 +64,40 @@ mod tests {
     }
 
     #[test]
-    fn policies_answer_every_request() {
+    fn the_policies_answer_plausibly_and_flawed_now_and_then() {
+        use ratchet_guest::types::{
+            PlacementConstraints, PlacementRequest, PlacementVacancy, ReplicaHistory, ReplicaOutcome, ServiceKind,
+        };
         let host = ScriptedHost::with_nodes(9, 3);
-        let request = ratchet_guest::types::PlacementRequest { vacancies: Vec::new(), nodes: host.nodes.clone(), teams: Vec::new() };
-        for seed in 0..100 {
-            let _ = place(seed, &request);
-        }
+        let constraints = PlacementConstraints {
+            min_distinct_zones: 1,
+            exclude_nodes: vec![],
+            required_capabilities: vec![],
+            distinct_nodes: false,
+        };
+        let group = |count| PlacementVacancy { kind: ServiceKind::Log, count, team: None, constraints: constraints.clone() };
+        let request = PlacementRequest { vacancies: vec![group(2), group(1)], nodes: host.nodes.clone(), teams: vec![] };
+        let known = |node: &String| host.nodes.iter().any(|n| &n.id == node);
+        let whole = |answer: &[ratchet_guest::types::Assignment]| {
+            answer.len() == 2
+                && answer.iter().enumerate().all(|(i, a)| a.vacancy == i as u32 && a.nodes.len() == [2, 1][i] && a.nodes.iter().all(known))
+        };
+        let answers: Vec<_> = (0..200).map(|seed| place(seed, &request)).collect();
+        let plausible = answers.iter().filter(|a| a.as_ref().is_ok_and(|a| whole(a))).count();
+        assert!(plausible > 100, "{plausible} of 200 answers fit the request");
+        assert!(plausible < 200, "every answer fit: the adversary never tries a flawed one");
+
+        let history = ReplicaHistory { durable_version: 5, oldest_retained: 10, head_version: 50, committed_version: 50, checkpoint_version: Some(20) };
+        let plans: Vec<_> = (0..200).map(|seed| decide(seed, history)).collect();
+        let kinds: std::collections::BTreeSet<String> = plans
+            .iter()
+            .map(|p| match &p.outcome {
+                ReplicaOutcome::ZeroGap => "zero-gap".into(),
+                ReplicaOutcome::CatchUp(c) => format!("catch-up {}", format!("{c:?}").split('(').next().unwrap_or_default()),
+                ReplicaOutcome::Rebuild(r) => format!("rebuild {}", format!("{r:?}").split('(').next().unwrap_or_default()),
+            })
+            .collect();
+        assert_eq!(kinds.len(), 5, "every kind of plan: {kinds:?}");
+        assert!(plans.iter().any(|p| p.history != history), "a forged proof now and then");
     }
 }

@@ -7,7 +7,7 @@
 //! the state. Nothing it does may break what the host guarantees.
 
 use ratchet_guest::PHASES;
-use ratchet_guest::layout::assemble;
+use ratchet_guest::layout::{assemble, members};
 use ratchet_guest::state_fields::ALL;
 use ratchet_guest::types::{
     AttemptState, KeyRange, Layout, LockInfo, LogAssignment, LogRecoveryInfo, Node, PhaseOutcome, PhaseStep,
@@ -231,7 +231,7 @@ async fn random_call<H: AdversaryHost>(rng: &mut Rng, k: &mut Knowledge, state: 
             let _ = host.stage_layout(layout).await;
         }
         9 => {
-            let named: Vec<String> = k.staged.iter().flat_map(named).collect();
+            let named: Vec<String> = k.staged.iter().flat_map(members).collect();
             let ids = k.ids(rng, &named);
             let _ = host.unlock(ids).await;
         }
@@ -346,7 +346,7 @@ async fn solo_recovery<H: AdversaryHost>(rng: &mut Rng, k: &mut Knowledge, state
     if host.stage_layout(layout.clone()).await.is_err() && rng.chance(0.7) {
         return;
     }
-    let named = named(&layout);
+    let named = members(&layout);
     let ids = if rng.chance(0.8) { named } else { k.ids(rng, &named) };
     let _ = host.unlock(ids).await;
     let _ = host.persist_layout().await;
@@ -428,16 +428,6 @@ fn teams_from(k: &Knowledge, state: &AttemptState) -> Vec<StorageTeam> {
             }
         })
         .collect()
-}
-
-/// Every id a layout names.
-pub(crate) fn named(layout: &Layout) -> Vec<String> {
-    let mut ids: Vec<String> = layout.logs.iter().map(|l| l.id.clone()).collect();
-    ids.extend(layout.storage_teams.iter().flat_map(|t| t.storage_ids.iter().cloned()));
-    ids.extend(layout.resolvers.iter().cloned());
-    ids.extend(layout.sequencer.iter().cloned());
-    ids.extend(layout.commit_proxies.iter().cloned());
-    ids
 }
 
 /// A placement request of a few random groups, some of them huge.
