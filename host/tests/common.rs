@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::OnceLock;
 
 use ratchet::bindings::types::{AttemptState, RecoveryConfig};
+use ratchet::director::{Director, DirectorOptions, RecoveryReport};
 use ratchet::runtime::{Detached, EngineConfig, HostServices, Runtime, RuntimeConfig};
 
 /// One runtime for the whole test binary, as in production: guests do not
@@ -124,5 +125,88 @@ impl HostServices for Gate {
     async fn sleep_ms(&self, _ms: u64) {
         self.entered.notify_one();
         self.release.notified().await;
+    }
+}
+
+/// An in-process cluster of 9 nodes in 3 zones, a store in memory and the
+/// default components: what the recovery and guard tests recover.
+pub struct Harness {
+    pub cluster: Arc<ratchet::cluster::InProcessCluster>,
+    pub store: Arc<ratchet::coordinator::MemoryStore>,
+    pub registry: Arc<ratchet::registry::Registry>,
+}
+
+impl Harness {
+    /// Nodes of room for 10 workers each.
+    pub fn new() -> Self {
+        Harness::with_capacity(10)
+    }
+
+    /// Nodes of room for `capacity` workers each.
+    pub fn with_capacity(capacity: u32) -> Self {
+        Harness {
+            cluster: Arc::new(ratchet::cluster::InProcessCluster::with_zones(9, 3, capacity)),
+            store: Arc::new(ratchet::coordinator::MemoryStore::default()),
+            registry: Arc::new(ratchet::registry::Registry::with_defaults(runtime()).unwrap()),
+        }
+    }
+
+    /// A director of the harness's cluster, with `plugins`.
+    pub fn director_with(&self, plugins: Arc<dyn ratchet::registry::Plugins>, options: DirectorOptions) -> Director {
+        Director::new(plugins, self.cluster.clone(), self.store.clone(), RecoveryConfig::default(), options)
+    }
+
+    /// A director of the harness's cluster, with its registry.
+    pub fn director(&self, options: DirectorOptions) -> Director {
+        self.director_with(self.registry.clone(), options)
+    }
+
+    /// Few attempts, short backoffs.
+    pub fn quick() -> DirectorOptions {
+        DirectorOptions { max_attempts: 3, initial_backoff: std::time::Duration::from_millis(1), ..DirectorOptions::default() }
+    }
+
+    /// A recovery with the registry.
+    pub async fn recover(&self) -> RecoveryReport {
+        self.director(Self::quick()).recover().await.unwrap()
+    }
+
+    /// A recovery with `plugins`.
+    pub async fn recover_with(&self, plugins: Arc<dyn ratchet::registry::Plugins>) -> RecoveryReport {
+        self.director_with(plugins, Self::quick()).recover().await.unwrap()
+    }
+
+    /// Boots a new cluster at epoch 1.
+    pub async fn boot(&self) -> ratchet::bindings::types::Layout {
+        let report = self.recover().await;
+        report.layout().cloned().unwrap_or_else(|| panic!("boot failed: {:?}", report.last().map(|a| &a.outcome)))
+    }
+
+    /// Commits `count` single-key writes from `start`, pumping storage every
+    /// 50, and returns the acknowledged ones.
+    pub fn write(&self, start: usize, count: usize) -> Vec<(String, String)> {
+        let mut acked = Vec::new();
+        for i in start..start + count {
+            let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
+            let value = format!("value-{i}");
+            if self.cluster.commit(&[(key.clone(), value.clone())]).is_ok() {
+                acked.push((key, value));
+            }
+            if i % 50 == 0 {
+                self.cluster.pump();
+            }
+        }
+        acked
+    }
+
+    /// Acknowledged writes that cannot be read back.
+    pub fn lost(&self, acked: &[(String, String)]) -> usize {
+        self.cluster.pump();
+        acked.iter().filter(|(k, v)| self.cluster.read(k).as_deref() != Some(v.as_str())).count()
+    }
+
+    /// The workers alive now.
+    pub fn live_ids(&self) -> std::collections::BTreeSet<String> {
+        self.cluster.live_workers().into_iter().map(|s| s.id).collect()
     }
 }

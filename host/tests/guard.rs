@@ -6,19 +6,20 @@
 
 mod common;
 
+use common::Harness;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ratchet::bindings::types::{
     Assignment, AttemptState, ClusterError, Layout, LockInfo, Node, PhaseOutcome, PhaseStep, PlacementError,
-    PlacementRequest, RecoveryConfig, RecoveryPath, ReplicaHistory, ReplicaPlan, ServiceDescriptor, ServiceKind,
+    PlacementRequest, RecoveryPath, ReplicaHistory, ReplicaPlan, ServiceDescriptor, ServiceKind,
     ShardTag, StateField, Version,
 };
-use ratchet::cluster::InProcessCluster;
 use ratchet::components::fixtures;
-use ratchet::coordinator::{CoordinatorStore, MemoryStore};
-use ratchet::director::{AttemptOutcome, Director, DirectorOptions, RecoveryReport};
+use ratchet::coordinator::CoordinatorStore;
+use ratchet::director::{AttemptOutcome, RecoveryReport};
 use ratchet::guard::Invariant;
 use ratchet::registry::{CallObserver, CallOutcome, InvokeError, Plugins, Registry};
 use ratchet::runtime::{HostServices, Limits};
@@ -141,57 +142,18 @@ impl HostServices for Intercept {
     }
 }
 
-struct Harness {
-    cluster: Arc<InProcessCluster>,
-    store: Arc<MemoryStore>,
-    registry: Arc<Registry>,
+/// A recovery with one slot's calls tampered with.
+async fn tampered(h: &Harness, slot: &'static str, tamper: Tamper) -> RecoveryReport {
+    h.recover_with(Arc::new(Tampered { registry: h.registry.clone(), slot, tamper })).await
 }
 
-impl Harness {
-    fn new() -> Self {
-        Harness {
-            cluster: Arc::new(InProcessCluster::with_zones(9, 3, 20)),
-            store: Arc::new(MemoryStore::default()),
-            registry: Arc::new(Registry::with_defaults(common::runtime()).unwrap()),
-        }
-    }
-
-    async fn recover_with(&self, plugins: Arc<dyn Plugins>) -> RecoveryReport {
-        let options = DirectorOptions { max_attempts: 2, initial_backoff: Duration::from_millis(1), ..DirectorOptions::default() };
-        let director = Director::new(plugins, self.cluster.clone(), self.store.clone(), RecoveryConfig::default(), options);
-        director.recover().await.unwrap()
-    }
-
-    async fn recover(&self) -> RecoveryReport {
-        self.recover_with(self.registry.clone()).await
-    }
-
-    async fn tampered(&self, slot: &'static str, tamper: Tamper) -> RecoveryReport {
-        self.recover_with(Arc::new(Tampered { registry: self.registry.clone(), slot, tamper })).await
-    }
-
-    /// Boots, commits 300 writes and kills the first log: a recovery is due.
-    async fn loaded_and_failed(&self) -> (Layout, Vec<(String, String)>) {
-        let old = self.recover().await.layout().cloned().expect("boots");
-        let mut acked = Vec::new();
-        for i in 0..300 {
-            let (key, value) = (format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761)), format!("v{i}"));
-            if self.cluster.commit(&[(key.clone(), value.clone())]).is_ok() {
-                acked.push((key, value));
-            }
-            if i % 50 == 0 {
-                self.cluster.pump();
-            }
-        }
-        assert_eq!(acked.len(), 300);
-        self.cluster.kill(&old.logs[0].id);
-        (old, acked)
-    }
-
-    fn lost(&self, acked: &[(String, String)]) -> usize {
-        self.cluster.pump();
-        acked.iter().filter(|(k, v)| self.cluster.read(k).as_deref() != Some(v.as_str())).count()
-    }
+/// Boots, commits 300 writes and kills the first log: a recovery is due.
+async fn loaded_and_failed(h: &Harness) -> (Layout, Vec<(String, String)>) {
+    let old = h.boot().await;
+    let acked = h.write(0, 300);
+    assert_eq!(acked.len(), 300);
+    h.cluster.kill(&old.logs[0].id);
+    (old, acked)
 }
 
 /// Every refusal of `rule` over a report.
@@ -201,9 +163,9 @@ fn refusals(report: &RecoveryReport, rule: Invariant) -> Vec<String> {
 
 #[tokio::test]
 async fn s4_a_lock_services_that_locks_nothing_and_initializes_persists_nothing() {
-    let h = Harness::new();
-    let (old, acked) = h.loaded_and_failed().await;
-    let report = h.tampered("lock-services", Tamper::SkipLocks).await;
+    let h = Harness::with_capacity(20);
+    let (old, acked) = loaded_and_failed(&h).await;
+    let report = tampered(&h, "lock-services", Tamper::SkipLocks).await;
     assert!(report.layout().is_none(), "a new cluster laid over the old one must not be persisted");
     let refused = refusals(&report, Invariant::KnownAcknowledgements);
     assert!(refused.iter().any(|r| r.starts_with("shard 0: no log of it")), "{refused:?}");
@@ -236,9 +198,9 @@ async fn s3_an_assemble_layout_that_forges_the_layout_is_refused() {
         ("carries shard", |l| l.logs[0].tags.push(99)),
     ];
     for (expected, edit) in cases {
-        let h = Harness::new();
-        let (old, acked) = h.loaded_and_failed().await;
-        let report = h.tampered("assemble-layout", Tamper::EditStaged(edit)).await;
+        let h = Harness::with_capacity(20);
+        let (old, acked) = loaded_and_failed(&h).await;
+        let report = tampered(&h, "assemble-layout", Tamper::EditStaged(edit)).await;
         assert!(report.layout().is_none(), "{expected}: persisted");
         let refused = refusals(&report, Invariant::FaithfulLayout);
         assert!(refused.iter().any(|r| r.contains(expected) && (!expected.starts_with("lists") || r.ends_with("twice"))), "{expected}: {refused:?}");
@@ -250,9 +212,9 @@ async fn s3_an_assemble_layout_that_forges_the_layout_is_refused() {
 
 #[tokio::test]
 async fn s6_an_inverted_range_is_refused_with_its_rule_and_the_host_keeps_serving() {
-    let h = Harness::new();
-    let (_, acked) = h.loaded_and_failed().await;
-    let report = h.tampered("replay-logs", Tamper::InvertRanges).await;
+    let h = Harness::with_capacity(20);
+    let (_, acked) = loaded_and_failed(&h).await;
+    let report = tampered(&h, "replay-logs", Tamper::InvertRanges).await;
     assert!(report.layout().is_none());
     let refused = refusals(&report, Invariant::ArgumentsChecked);
     assert!(refused.iter().any(|r| r.starts_with("inverted version range")), "{refused:?}");
@@ -262,11 +224,11 @@ async fn s6_an_inverted_range_is_refused_with_its_rule_and_the_host_keeps_servin
 
 #[tokio::test]
 async fn i6_a_generation_is_persisted_only_once_every_service_it_names_serves_it() {
-    let h = Harness::new();
-    let (old, acked) = h.loaded_and_failed().await;
+    let h = Harness::with_capacity(20);
+    let (old, acked) = loaded_and_failed(&h).await;
     // A log never unlocked holds nothing and would answer a later lock with
     // version 0: a recovery from it must not take that for what was kept.
-    let report = h.tampered("assemble-layout", Tamper::SkipFirstLog).await;
+    let report = tampered(&h, "assemble-layout", Tamper::SkipFirstLog).await;
     assert!(report.layout().is_none());
     let refused = refusals(&report, Invariant::LayoutClosure);
     assert!(refused.iter().any(|r| r.starts_with("persist before log-") && r.contains("was unlocked")), "{refused:?}");
@@ -287,7 +249,7 @@ impl CallObserver for Calls {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_looping_placement_policy_is_blamed_for_the_stall_not_the_phase_that_asked() {
-    let h = Harness::new();
+    let h = Harness::with_capacity(20);
     h.registry.load_file("placement", std::path::Path::new(fixtures::LOOPING_PLACEMENT)).unwrap();
     // The phase's own deadline is the shorter: were the policy's time
     // charged to it, the phase would time out first.

@@ -5,84 +5,19 @@
 
 mod common;
 
+use common::Harness;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratchet::bindings::types::{Layout, RecoveryConfig, ServiceKind};
-use ratchet::cluster::{Cluster, InProcessCluster};
+use ratchet::bindings::types::{Layout, ServiceKind};
+use ratchet::cluster::Cluster;
 use ratchet::components::fixtures;
-use ratchet::coordinator::{CoordinatorStore, MemoryStore};
-use ratchet::director::{AttemptOutcome, Director, DirectorOptions, RecoveryReport};
+use ratchet::coordinator::CoordinatorStore;
+use ratchet::director::{AttemptOutcome, DirectorOptions, RecoveryReport};
 use ratchet::guard::{Invariant, named_services};
 use ratchet::registry::Registry;
-
-struct Harness {
-    cluster: Arc<InProcessCluster>,
-    store: Arc<MemoryStore>,
-    registry: Arc<Registry>,
-}
-
-impl Harness {
-    fn new() -> Self {
-        Harness {
-            cluster: Arc::new(InProcessCluster::with_zones(9, 3, 10)),
-            store: Arc::new(MemoryStore::default()),
-            registry: Arc::new(Registry::with_defaults(common::runtime()).unwrap()),
-        }
-    }
-
-    fn director(&self, options: DirectorOptions) -> Director {
-        Director::new(
-            self.registry.clone(),
-            self.cluster.clone(),
-            self.store.clone(),
-            RecoveryConfig::default(),
-            options,
-        )
-    }
-
-    fn quick() -> DirectorOptions {
-        DirectorOptions { max_attempts: 3, initial_backoff: Duration::from_millis(1), ..DirectorOptions::default() }
-    }
-
-    async fn recover(&self) -> RecoveryReport {
-        self.director(Self::quick()).recover().await.unwrap()
-    }
-
-    /// Boots a new cluster at epoch 1.
-    async fn boot(&self) -> Layout {
-        let report = self.recover().await;
-        report.layout().cloned().unwrap_or_else(|| panic!("boot failed: {:?}", report.last().map(|a| &a.outcome)))
-    }
-
-    /// Commits `count` single-key writes from `start`, pumping storage every
-    /// 50, and returns the acknowledged ones.
-    fn write(&self, start: usize, count: usize) -> Vec<(String, String)> {
-        let mut acked = Vec::new();
-        for i in start..start + count {
-            let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
-            let value = format!("value-{i}");
-            if self.cluster.commit(&[(key.clone(), value.clone())]).is_ok() {
-                acked.push((key, value));
-            }
-            if i % 50 == 0 {
-                self.cluster.pump();
-            }
-        }
-        acked
-    }
-
-    /// Acknowledged writes that cannot be read back.
-    fn lost(&self, acked: &[(String, String)]) -> usize {
-        self.cluster.pump();
-        acked.iter().filter(|(k, v)| self.cluster.read(k).as_deref() != Some(v.as_str())).count()
-    }
-
-    fn live_ids(&self) -> BTreeSet<String> {
-        self.cluster.live_workers().into_iter().map(|s| s.id).collect()
-    }
-}
 
 fn completed(report: &RecoveryReport) -> &Layout {
     report.layout().unwrap_or_else(|| {
