@@ -2,7 +2,10 @@
 //!
 //! Decides: where the log vacancies go (the placement policy picks the nodes,
 //! spread over as many zones as there are logs) and which shards each new log
-//! carries: shard `t` goes to `log-replication` logs starting at `t mod n`.
+//! carries: shard `t` goes to `log-replication` logs from `t mod n` on, the
+//! logs in zones it has no log in yet first, so a shard's logs stand in as
+//! many zones as they can (the host refuses a layout in which a zone's loss
+//! would take every log of a shard).
 //! The foremen create the workers and the host locks each at this attempt's
 //! epoch as it is created. Stalls when placement or a foreman fails.
 
@@ -16,17 +19,32 @@ pub const NEXT: &str = "recruit-storage";
 /// The recruit-logs phase.
 pub struct RecruitLogs;
 
-/// The shards each of `logs` new logs carries: each shard on `replication`
-/// consecutive logs, so every log set spans distinct logs.
-pub fn assign_tags(tags: &[ShardTag], logs: usize, replication: u32) -> Vec<Vec<ShardTag>> {
+/// The shards each new log carries, the logs given by their zones: each
+/// shard on `replication` logs, from log `t mod n` on, the logs of zones it
+/// has no log in yet first, so a shard's logs span as many zones as they
+/// can.
+pub fn assign_tags(tags: &[ShardTag], zones: &[&str], replication: u32) -> Vec<Vec<ShardTag>> {
+    let logs = zones.len();
     let mut assigned = vec![Vec::new(); logs];
     if logs == 0 {
         return assigned;
     }
     let copies = (replication.max(1) as usize).min(logs);
     for (i, tag) in tags.iter().enumerate() {
-        for j in 0..copies {
-            assigned[(i + j) % logs].push(*tag);
+        let order: Vec<usize> = (0..logs).map(|j| (i + j) % logs).collect();
+        let mut chosen: Vec<usize> = Vec::with_capacity(copies);
+        for &log in &order {
+            if chosen.len() < copies && !chosen.iter().any(|c| zones[*c] == zones[log]) {
+                chosen.push(log);
+            }
+        }
+        for &log in &order {
+            if chosen.len() < copies && !chosen.contains(&log) {
+                chosen.push(log);
+            }
+        }
+        for log in chosen {
+            assigned[log].push(*tag);
         }
     }
     assigned
@@ -41,15 +59,17 @@ impl Phase for RecruitLogs {
         if vacancies.is_empty() {
             return outcome(state, PhaseStep::Next(NEXT.into()));
         }
-        let nodes = host.nodes();
-        let zones = healthy_zones(&nodes);
+        let listed = host.nodes();
+        let zones = healthy_zones(&listed);
         let group = spread_group(ServiceKind::Log, vacancies.len() as u32, None, zones);
-        let nodes = match place(host, nodes, vec![group], Vec::new()) {
+        let nodes = match place(host, listed.clone(), vec![group], Vec::new()) {
             Ok(mut groups) => groups.remove(0),
             Err(reason) => return outcome(state, PhaseStep::Stalled(reason)),
         };
         let tags: Vec<ShardTag> = state.new_storage_teams.iter().map(|t| t.tag).collect();
-        let assignment = assign_tags(&tags, nodes.len(), state.config.log_replication);
+        let zones: Vec<&str> =
+            nodes.iter().map(|id| listed.iter().find(|n| &n.id == id).map_or("", |n| n.zone.as_str())).collect();
+        let assignment = assign_tags(&tags, &zones, state.config.log_replication);
         for ((vacancy, node), tags) in vacancies.iter().zip(&nodes).zip(assignment) {
             match host.create_worker(node, ServiceKind::Log) {
                 Ok(service) => {
@@ -77,8 +97,18 @@ mod tests {
 
     #[test]
     fn each_shard_lands_on_replication_distinct_logs() {
-        assert_eq!(assign_tags(&[0, 1], 3, 2), vec![vec![0], vec![0, 1], vec![1]]);
-        assert_eq!(assign_tags(&[0], 2, 5), vec![vec![0], vec![0]]);
+        assert_eq!(assign_tags(&[0, 1], &["z1", "z2", "z3"], 2), vec![vec![0], vec![0, 1], vec![1]]);
+        assert_eq!(assign_tags(&[0], &["z1", "z2"], 5), vec![vec![0], vec![0]]);
+        // Four logs in three zones: each shard's three logs in three zones.
+        let zones = ["z1", "z2", "z3", "z1"];
+        let assigned = assign_tags(&[0, 1, 2, 3], &zones, 3);
+        for tag in 0..4 {
+            let spans: std::collections::BTreeSet<&str> =
+                (0..4).filter(|l| assigned[*l].contains(&tag)).map(|l| zones[l]).collect();
+            assert_eq!(spans.len(), 3, "shard {tag}: {assigned:?}");
+        }
+        // Packed into one zone, the logs are still shared out.
+        assert_eq!(assign_tags(&[0, 1], &["z1", "z1", "z1"], 2), vec![vec![0], vec![0, 1], vec![1]]);
     }
 
     #[test]

@@ -88,11 +88,16 @@ impl Zones<'_> {
         self.zone_of.get(node).copied()
     }
 
+    /// How many zones `wanted` copies can span: at most the healthy zones.
+    pub fn spread(&self, wanted: u32) -> u32 {
+        wanted.min(self.healthy)
+    }
+
     /// How many zones a storage team can span: the replication factor, at
     /// most the healthy zones, at most the zones its kept replicas span
     /// plus one per replica it gains.
     pub fn team_can_span(&self, replication: u32, kept_zones: usize, gained: u32) -> u32 {
-        replication.min(self.healthy).min(kept_zones as u32 + gained)
+        self.spread(replication).min(kept_zones as u32 + gained)
     }
 }
 

@@ -38,7 +38,7 @@ pub(crate) fn check_layout(
     }
     shards(old, layout)?;
     teams(config, old, ledger, layout)?;
-    logs(ledger, layout)?;
+    logs(config, ledger, layout)?;
     roles(ledger, layout)?;
     descriptors(old, ledger, layout)?;
     versions(old, ledger, layout)
@@ -216,24 +216,30 @@ fn spread(
 }
 
 /// S3: the logs are fresh logs of this attempt, carry only the layout's
-/// shards, and every shard has one.
-fn logs(ledger: &Ledger, layout: &Layout) -> Result<(), Refusal> {
+/// shards, and every shard has logs in as many zones as it can: the log
+/// replication, at most the logs a generation has, at most the healthy
+/// zones. A write is acknowledged once its shard's logs have it and before
+/// its storage does: a zone's loss must not take every log of a shard.
+fn logs(config: &RecoveryConfig, ledger: &Ledger, layout: &Layout) -> Result<(), Refusal> {
     let tags: BTreeSet<ShardTag> = layout.storage_teams.iter().map(|t| t.tag).collect();
-    let mut carried = BTreeSet::new();
+    let zones = ledger.zones();
+    let mut carried: BTreeMap<ShardTag, BTreeSet<&str>> = BTreeMap::new();
     let mut seen = BTreeSet::new();
     for log in &layout.logs {
         if !seen.insert(log.id.as_str()) {
             return refuse(Invariant::FaithfulLayout, format!("log {} is listed twice", log.id));
         }
-        match ledger.records.get(&log.id) {
-            Some(record) if record.descriptor.kind == ServiceKind::Log => {}
+        let zone = match ledger.records.get(&log.id) {
+            Some(record) if record.descriptor.kind == ServiceKind::Log => {
+                zones.as_ref().and_then(|z| z.of(&record.descriptor.node))
+            }
             _ => {
                 return refuse(
                     Invariant::FaithfulLayout,
                     format!("log {} is not a log this attempt recruited: a new generation's logs are fresh", log.id),
                 );
             }
-        }
+        };
         if log.tags.is_empty() {
             return refuse(Invariant::FaithfulLayout, format!("log {} carries no shard", log.id));
         }
@@ -248,14 +254,27 @@ fn logs(ledger: &Ledger, layout: &Layout) -> Result<(), Refusal> {
                     format!("log {} carries shard {tag}, which no storage team holds", log.id),
                 );
             }
-            carried.insert(*tag);
+            let spans = carried.entry(*tag).or_default();
+            spans.extend(zone);
         }
     }
-    if let Some(tag) = tags.iter().find(|t| !carried.contains(t)) {
+    if let Some(tag) = tags.iter().find(|t| !carried.contains_key(t)) {
         return refuse(
             Invariant::FaithfulLayout,
             format!("shard {tag} is carried by no log: its writes would be acknowledged and kept nowhere"),
         );
+    }
+    if let Some(zones) = &zones {
+        let can = zones.spread(config.log_replication.min(config.desired_logs));
+        if let Some((tag, spans)) = carried.iter().find(|(_, spans)| (spans.len() as u32) < can) {
+            return refuse(
+                Invariant::FaithfulLayout,
+                format!(
+                    "shard {tag}'s logs span {} zones where they can span {can}: a zone's loss would take every log of it",
+                    spans.len()
+                ),
+            );
+        }
     }
     Ok(())
 }
@@ -461,6 +480,8 @@ mod tests {
             }
             let created = [
                 (d("N1", ServiceKind::Log, "n7"), None),
+                (d("N2", ServiceKind::Log, "n8"), None),
+                (d("N3", ServiceKind::Log, "n9"), None),
                 (d("S2", ServiceKind::Sequencer, "n7"), Some(20)),
                 (d("P2", ServiceKind::CommitProxy, "n8"), None),
                 (d("a4", ServiceKind::Storage, "n3"), None),
@@ -469,8 +490,10 @@ mod tests {
             for (descriptor, start) in created {
                 ledger.records.insert(descriptor.id.clone(), Record { descriptor, start });
             }
-            for tag in [0, 1] {
-                ledger.recovered.entry(("N1".into(), tag)).or_default().add(1, 20);
+            for log in ["N1", "N2", "N3"] {
+                for tag in [0, 1] {
+                    ledger.recovered.entry((log.into(), tag)).or_default().add(1, 20);
+                }
             }
             ledger.nodes = Some(
                 (1..=9)
@@ -492,7 +515,7 @@ mod tests {
                 sequencer: Some("S2".into()),
                 commit_proxies: vec!["P2".into()],
                 resolvers: vec![],
-                logs: vec![LogAssignment { id: "N1".into(), tags: vec![0, 1] }],
+                logs: ["N1", "N2", "N3"].iter().map(|id| LogAssignment { id: id.to_string(), tags: vec![0, 1] }).collect(),
                 storage_teams: vec![
                     StorageTeam { tag: 0, key_range: range("", "8"), storage_ids: vec!["a1".into(), "a2".into(), "a4".into()] },
                     StorageTeam { tag: 1, key_range: range("8", ""), storage_ids: vec!["b1".into(), "b2".into(), "b4".into()] },
@@ -552,15 +575,20 @@ mod tests {
 
     #[test]
     fn s3_each_way_a_layout_stops_being_faithful_is_named() {
-        let cases: [(&str, fn(&mut Case)); 9] = [
+        let cases: [(&str, fn(&mut Case)); 10] = [
             ("not the whole kept range", |c| {
                 c.ledger.recovered.insert(("N1".into(), 0), Default::default());
                 c.ledger.recovered.entry(("N1".into(), 0)).or_default().add(5, 20);
             }),
             ("carries no shard", |c| {
-                c.ledger.records.insert("N2".into(), Record { descriptor: d("N2", ServiceKind::Log, "n8"), start: None });
-                c.layout.logs.push(LogAssignment { id: "N2".into(), tags: vec![] });
-                c.layout.services.push(d("N2", ServiceKind::Log, "n8"));
+                c.ledger.records.insert("N4".into(), Record { descriptor: d("N4", ServiceKind::Log, "n8"), start: None });
+                c.layout.logs.push(LogAssignment { id: "N4".into(), tags: vec![] });
+                c.layout.services.push(d("N4", ServiceKind::Log, "n8"));
+            }),
+            ("shard 0's logs span 2 zones where they can span 3", |c| {
+                let n3 = d("N3", ServiceKind::Log, "n4");
+                c.ledger.records.get_mut("N3").unwrap().descriptor = n3.clone();
+                *c.layout.services.iter_mut().find(|s| s.id == "N3").unwrap() = n3;
             }),
             ("on the same node n4", |c| {
                 let b4 = d("b4", ServiceKind::Storage, "n4");
