@@ -80,12 +80,20 @@ pub(crate) struct Zones<'a> {
     zone_of: HashMap<&'a str, &'a str>,
     /// How many zones have a healthy node.
     healthy: u32,
+    /// How many nodes are healthy.
+    healthy_nodes: u32,
 }
 
 impl Zones<'_> {
     /// The zone of `node`, if the host knows the node.
     pub fn of(&self, node: &str) -> Option<&str> {
         self.zone_of.get(node).copied()
+    }
+
+    /// How many replicas on distinct nodes a team of `replication` can have:
+    /// at most one per healthy node.
+    pub fn replicas(&self, replication: u32) -> u32 {
+        replication.min(self.healthy_nodes)
     }
 
     /// How many zones `wanted` copies can span: at most the healthy zones.
@@ -217,7 +225,8 @@ impl Ledger {
         let nodes = self.nodes.as_ref()?;
         let healthy: BTreeSet<&str> = nodes.iter().filter(|n| n.healthy).map(|n| n.zone.as_str()).collect();
         let zone_of = nodes.iter().map(|n| (n.id.as_str(), n.zone.as_str())).collect();
-        Some(Zones { zone_of, healthy: healthy.len() as u32 })
+        let healthy_nodes = nodes.iter().filter(|n| n.healthy).count() as u32;
+        Some(Zones { zone_of, healthy: healthy.len() as u32, healthy_nodes })
     }
 
     /// Stages `layout`, checked at the ledger's current count.

@@ -126,7 +126,8 @@ fn shards(old: &OldGeneration, layout: &Layout) -> Result<(), Refusal> {
 }
 
 /// I6 and S3: each team has a quorum of distinct storage replicas, each
-/// serving one team, and an old replica only its own shard.
+/// serving one team, and an old replica only its own shard; and as many as
+/// the replication factor while the healthy nodes can host them.
 fn teams(config: &RecoveryConfig, old: &OldGeneration, ledger: &Ledger, layout: &Layout) -> Result<(), Refusal> {
     let quorum = config.replication_factor / 2 + 1;
     let zones = ledger.zones();
@@ -171,6 +172,17 @@ fn teams(config: &RecoveryConfig, old: &OldGeneration, ledger: &Ledger, layout: 
             return refuse(
                 Invariant::LayoutClosure,
                 format!("storage team {} has {} replicas, below the quorum of {quorum}", team.tag, members.len()),
+            );
+        }
+        // A team short of its replication factor while the nodes could
+        // host it whole is one replica loss from a team a zone loss
+        // empties.
+        if let Some(full) = zones.as_ref().map(|z| z.replicas(config.replication_factor))
+            && (members.len() as u32) < full
+        {
+            return refuse(
+                Invariant::FaithfulLayout,
+                format!("storage team {} has {} replicas where the healthy nodes can host {full}", team.tag, members.len()),
             );
         }
         spread(config, old, ledger, zones.as_ref(), team.tag, &team.storage_ids)?;
@@ -575,7 +587,11 @@ mod tests {
 
     #[test]
     fn s3_each_way_a_layout_stops_being_faithful_is_named() {
-        let cases: [(&str, fn(&mut Case)); 10] = [
+        let cases: [(&str, fn(&mut Case)); 11] = [
+            ("storage team 1 has 2 replicas where the healthy nodes can host 3", |c| {
+                c.layout.storage_teams[1].storage_ids.pop();
+                c.layout.services.retain(|s| s.id != "b4");
+            }),
             ("not the whole kept range", |c| {
                 c.ledger.recovered.insert(("N1".into(), 0), Default::default());
                 c.ledger.recovered.entry(("N1".into(), 0)).or_default().add(5, 20);
@@ -606,9 +622,9 @@ mod tests {
                 c.layout.logs[0].tags = vec![0];
             }),
             ("lists a1 twice", |c| c.layout.storage_teams[0].storage_ids[2] = "a1".into()),
-            ("holds shard 0's data", |c| {
-                c.layout.storage_teams[0].storage_ids.retain(|id| id != "a2");
-                c.layout.storage_teams[1].storage_ids.push("a2".into());
+            ("b2 holds shard 1's data; it cannot serve shard 0", |c| {
+                c.layout.storage_teams[0].storage_ids[1] = "b2".into();
+                c.layout.storage_teams[1].storage_ids[1] = "a2".into();
             }),
             ("is not a log this attempt recruited", |c| c.layout.logs.push(LogAssignment { id: "L1".into(), tags: vec![0] })),
         ];
