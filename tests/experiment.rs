@@ -153,3 +153,67 @@ fn bad_input_is_refused_with_a_reason() {
         assert!(stdout(&out).lines().any(|l| l.starts_with(profile)), "{profile}: {}", stdout(&out));
     }
 }
+
+#[test]
+fn reports_of_seed_ranges_apart_merge_into_what_one_run_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    // Two plugin sets, one of which fails: the merge must add up figures,
+    // failing runs, replay commands and the charted timeline alike.
+    let spec = format!("replay-logs={}", fixtures::TAIL_REPLAY);
+    let experiment = |seeds: &str, name: &str| {
+        let (json, html) = (path(&format!("{name}.json")), path(&format!("{name}.html")));
+        let out = ratchet(&["experiment", "--seeds", seeds, "--compare", &spec, "--json", &json, "--html", &html]);
+        assert_eq!(out.status.code(), Some(1), "the compared set fails: {}{}", stdout(&out), stderr(&out));
+        stdout(&out)
+    };
+    let whole = experiment("12..18", "whole");
+    experiment("12..15", "first");
+    experiment("15..18", "second");
+
+    // Given in any order.
+    let out = ratchet(&[
+        "experiment",
+        "merge",
+        &path("second.json"),
+        &path("first.json"),
+        "--json",
+        &path("merged.json"),
+        "--html",
+        &path("merged.html"),
+    ]);
+    let merged = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "the merge finds the same failures: {merged}{}", stderr(&out));
+    assert!(merged.starts_with("merged 2 reports: seeds 12..18 (6 runs per set)"), "{merged}");
+    // The table, every failing seed and its replay command: as one run.
+    let report = |text: &str| {
+        let from = text.find("PLUGINS").unwrap_or_else(|| panic!("no table: {text}"));
+        text[from..].lines().filter(|l| !l.starts_with("simulated ") && !l.starts_with("wrote ")).collect::<Vec<_>>().join("\n")
+    };
+    assert_eq!(report(&merged), report(&whole));
+    assert!(merged.contains("compare seed 12:") && merged.contains("compare seed 17:"), "{merged}");
+    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+    assert_eq!(read("merged.json"), read("whole.json"), "the JSON reports are byte for byte the same");
+    assert_eq!(read("merged.html"), read("whole.html"), "the HTML reports are byte for byte the same");
+
+    // A merged report merges again.
+    let out = ratchet(&["experiment", "merge", &path("merged.json")]);
+    assert_eq!(report(&stdout(&out)), report(&whole));
+
+    // Reports that cannot be added up are refused, naming why.
+    let out = ratchet(&["experiment", "merge", &path("whole.json"), &path("second.json")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("their seeds overlap (12..18 and 15..18)"), "{}", stderr(&out));
+    let out = ratchet(&["experiment", "--seeds", "18..19", "--faults", "crash", "--json", &path("crash.json")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ratchet(&["experiment", "merge", &path("crash.json"), &path("first.json")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("faults default against crash"), "{}", stderr(&out));
+    let text = std::fs::read_to_string(dir.path().join("first.json")).unwrap();
+    std::fs::write(dir.path().join("cut.json"), &text[..text.len() / 2]).unwrap();
+    let out = ratchet(&["experiment", "merge", &path("cut.json"), &path("second.json")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cut.json is not a complete experiment report"), "{}", stderr(&out));
+    let out = ratchet(&["experiment", "merge"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

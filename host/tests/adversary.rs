@@ -13,7 +13,7 @@ use ratchet::experiment::{Seeds, run_seeds};
 use ratchet::guard::Invariant;
 use ratchet::registry::{Registry, all_slots};
 use ratchet::runtime::Limits;
-use ratchet::sim::{AdversarySlot, FaultProfile, SimConfig, SimRun};
+use ratchet::sim::{AdversarySlot, FaultProfile, Property, SimConfig, SimRun};
 
 fn plugins() -> Arc<Registry> {
     let registry = Registry::with_defaults(common::fuel_runtime()).unwrap();
@@ -54,7 +54,7 @@ fn two_thousand_adversarial_seeds_across_every_slot_break_no_guarantee() {
 
     // The adversary took every slot, and what it tried reached the guard
     // under every rule a plugin can break.
-    let slots: BTreeSet<&str> = runs.iter().filter_map(|r| r.adversary).collect();
+    let slots: BTreeSet<&str> = runs.iter().filter_map(|r| r.adversary.as_deref()).collect();
     assert_eq!(slots.len(), all_slots().count(), "{slots:?}");
     let refused = refused_rules(&runs);
     use Invariant::*;
@@ -107,7 +107,7 @@ fn the_adversary_built_as_a_component_breaks_nothing_either() {
     let runs = run_seeds(&"0..100".parse::<Seeds>().unwrap(), &config, Arc::new(registry), 2, &|_| {}).unwrap();
     let unsafe_runs: Vec<String> = runs
         .iter()
-        .filter(|r| r.violations.iter().any(|v| v.rule != "liveness"))
+        .filter(|r| r.violations.iter().any(|v| v.rule != Property::Liveness))
         .map(|r| format!("seed {}: {:?}", r.seed, r.violations))
         .collect();
     assert!(unsafe_runs.is_empty(), "{}", unsafe_runs.join("\n"));

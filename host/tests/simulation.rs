@@ -11,7 +11,7 @@ use ratchet::components::fixtures;
 use ratchet::experiment::{Seeds, Summary, run_seeds};
 use ratchet::registry::{Registry, all_slots};
 use ratchet::runtime::Limits;
-use ratchet::sim::{FaultProfile, RecoveryEnd, SimConfig, SimRun, simulate};
+use ratchet::sim::{FaultProfile, Property, RecoveryEnd, SimConfig, SimRun, simulate};
 
 /// The default components, with `overrides` loaded from files, every slot
 /// under fuel-only limits as `ratchet experiment` runs them.
@@ -112,7 +112,7 @@ fn a_replay_that_skips_part_of_the_kept_range_never_reaches_a_layout() {
         // Recovery cannot complete, but no acknowledged write is lost: the
         // old generation's logs and storage still hold every one.
         assert!(
-            run.violations.iter().all(|v| v.rule == "liveness"),
+            run.violations.iter().all(|v| v.rule == Property::Liveness),
             "seed {}: {:?}",
             run.seed,
             run.violations

@@ -1,16 +1,17 @@
 //! `ratchet experiment`: run a plugin set (and optionally a second one, side
 //! by side) over a range of seeded fault scenarios in the simulator, check
-//! every run, and summarize.
+//! every run, and summarize; `ratchet experiment merge`: add up the JSON
+//! reports of experiments run apart.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use ratchet::experiment::{self, Seeds, Summary, html, summary};
+use ratchet::experiment::report::{self, Part, SetHead};
+use ratchet::experiment::{self, Report, ReportBuilder, Seeds, Setup, summary};
 use ratchet::registry::{Registry, all_slots};
 use ratchet::runtime::{Limits, Runtime};
 use ratchet::sim::{AdversarySlot, FaultProfile, SimConfig, SimRun};
@@ -18,7 +19,42 @@ use ratchet::sim::{AdversarySlot, FaultProfile, SimConfig, SimRun};
 use super::Failure;
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ExperimentArgs {
+    #[command(subcommand)]
+    command: Option<ExperimentCommand>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ExperimentCommand {
+    /// Add up the JSON reports (`--json`) of experiments over seed ranges
+    /// apart, run on one machine or several, into one summary, table and
+    /// report: what one experiment over all their seeds would give.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+struct MergeArgs {
+    /// The reports, each written by `ratchet experiment --json` with the
+    /// same cluster, faults and plugin sets.
+    #[arg(required = true, value_name = "REPORT.json")]
+    reports: Vec<PathBuf>,
+    /// Write the merged report as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write the merged self-contained HTML report.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// The seed whose per-phase timeline the HTML report charts [default:
+    /// the first failing seed, else the first seed].
+    #[arg(long, value_name = "SEED")]
+    timeline_seed: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
     /// Seeds to run: `A..B` (B excluded), `A..=B`, or a single seed.
     #[arg(long, default_value = "0..100", value_name = "A..B")]
     seeds: Seeds,
@@ -46,7 +82,8 @@ pub struct ExperimentArgs {
     /// set with these slots replaced (repeatable).
     #[arg(long = "compare", value_name = "SLOT=FILE")]
     compare: Vec<String>,
-    /// Write every run's figures as JSON.
+    /// Write every run's figures as JSON, streamed as the runs end
+    /// (`experiment merge` adds such reports up).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Write a self-contained HTML report with charts.
@@ -79,15 +116,14 @@ pub struct ExperimentArgs {
     adversary: Option<AdversarySlot>,
 }
 
-/// One plugin set's runs.
-pub struct SetResult {
-    pub name: String,
-    pub specs: Vec<String>,
-    pub runs: Vec<SimRun>,
-    pub summary: Summary,
+pub fn run(args: ExperimentArgs, runtime: impl FnOnce() -> Result<Runtime, Failure>) -> Result<(), Failure> {
+    match args.command {
+        Some(ExperimentCommand::Merge(merge)) => run_merge(merge),
+        None => run_seeds(args.run, runtime()?),
+    }
 }
 
-pub fn run(args: ExperimentArgs, runtime: Runtime) -> Result<(), Failure> {
+fn run_seeds(args: RunArgs, runtime: Runtime) -> Result<(), Failure> {
     if args.faults == "help" {
         for profile in FaultProfile::ALL {
             println!("{profile}");
@@ -116,19 +152,19 @@ pub fn run(args: ExperimentArgs, runtime: Runtime) -> Result<(), Failure> {
         ..SimConfig::default()
     };
     let runtime = Arc::new(runtime);
-    let mut sets = vec![("plugins".to_string(), args.plugins.clone())];
+    let mut sets = vec![SetHead { name: "plugins".to_string(), plugins: args.plugins.clone() }];
     if !args.compare.is_empty() {
-        sets[0].0 = "baseline".into();
-        sets.push(("compare".into(), args.plugins.iter().chain(&args.compare).cloned().collect()));
+        sets[0].name = "baseline".into();
+        sets.push(SetHead { name: "compare".into(), plugins: args.plugins.iter().chain(&args.compare).cloned().collect() });
     }
     // Load every set before running any, so a bad file fails at once.
     let mut registries = Vec::new();
-    for (name, specs) in &sets {
+    for set in &sets {
         let registry = Registry::with_defaults(runtime.clone()).map_err(anyhow::Error::new)?;
         if sets.len() > 1 {
-            println!("set {name}:");
+            println!("set {}:", set.name);
         }
-        super::load_plugins(&registry, specs)?;
+        super::load_plugins(&registry, &set.plugins)?;
         for slot in all_slots() {
             registry.set_limits(slot, Limits::fuel_only(args.fuel)).map_err(anyhow::Error::new)?;
         }
@@ -154,33 +190,34 @@ pub fn run(args: ExperimentArgs, runtime: Runtime) -> Result<(), Failure> {
         };
         println!("adversary {slot}: safety is checked (S1-S6), liveness is not");
     }
+    let mut builder =
+        ReportBuilder::new(Setup::new(&args.seeds, &config), args.timeline_seed, args.json.as_deref()).map_err(anyhow::Error::new)?;
     let started = Instant::now();
-    let mut results = Vec::new();
-    for ((name, specs), registry) in sets.into_iter().zip(registries) {
-        let progress = Progress::new(args.seeds.len(), &name);
-        let runs = experiment::run_seeds(&args.seeds, &config, registry, threads, &|run| progress.ran(run))
-            .map_err(anyhow::Error::new)?;
+    for (head, registry) in sets.into_iter().zip(registries) {
+        let mut progress = Progress::new(args.seeds.len(), &head.name);
+        let name = head.name.clone();
+        builder.begin_set(head).map_err(anyhow::Error::new)?;
+        // Runs come in seed order; each is added up, streamed to the JSON
+        // report and dropped.
+        experiment::stream_seeds(&args.seeds, &config, registry, threads, &mut |run| {
+            if args.trace {
+                progress.println(&trace(&name, &run));
+            }
+            builder.add(&run);
+            progress.ran(&run);
+        })
+        .map_err(anyhow::Error::new)?;
         progress.done();
-        let summary = Summary::of(&name, &runs);
-        results.push(SetResult { name, specs, runs, summary });
+        builder.end_set().map_err(anyhow::Error::new)?;
     }
     let wall = started.elapsed();
+    let report = builder.finish().map_err(anyhow::Error::new)?;
 
-    if args.trace {
-        for set in &results {
-            for run in &set.runs {
-                println!("\n--- {} seed {} ---", set.name, run.seed);
-                for line in &run.trace {
-                    println!("{line}");
-                }
-            }
-        }
-    }
     println!();
-    print!("{}", summary::table(&results.iter().map(|r| r.summary.clone()).collect::<Vec<_>>()));
-    let recoveries: usize = results.iter().flat_map(|r| &r.runs).map(|r| r.recoveries.len()).sum();
-    let boots: usize = results.iter().map(|r| r.runs.len()).sum();
-    let virtual_ms: f64 = results.iter().map(|r| r.summary.virtual_ms).sum();
+    print!("{}", summary::table(&report.sets.iter().map(|s| s.summary()).collect::<Vec<_>>()));
+    let recoveries: usize = report.sets.iter().map(|s| s.tally.every_recovery()).sum();
+    let boots: usize = report.sets.iter().map(|s| s.tally.runs()).sum();
+    let virtual_ms: f64 = report.sets.iter().map(|s| s.summary().virtual_ms).sum();
     println!(
         "simulated {recoveries} recoveries ({boots} boots, {} after failures) in {:.1} s: {:.0} recoveries per minute; virtual time ran {:.1}x real time",
         recoveries.saturating_sub(boots),
@@ -188,75 +225,93 @@ pub fn run(args: ExperimentArgs, runtime: Runtime) -> Result<(), Failure> {
         recoveries as f64 / wall.as_secs_f64().max(1e-9) * 60.0,
         virtual_ms / 1e3 / wall.as_secs_f64().max(1e-9)
     );
+    conclude(&report, args.json.as_ref(), args.html.as_ref())
+}
 
+fn run_merge(args: MergeArgs) -> Result<(), Failure> {
+    let merged = report::merge(&args.reports, args.timeline_seed, args.json.as_deref(), &mut |part: &Part, set: &SetHead| {
+        eprintln!("{}: reading {} ({} seeds)", set.name, part.path.display(), part.setup.seed_count());
+    });
+    let report = merged.map_err(|e| match e {
+        report::ReportError::Io { .. } => Failure::from(anyhow::Error::new(e)),
+        _ => Failure::input(e),
+    })?;
+    let setup = &report.setup;
+    println!(
+        "merged {} reports: seeds {} ({} runs per set), {} nodes in {} zones, {} shards, faults `{}`",
+        args.reports.len(),
+        setup.seed_ranges(),
+        setup.seed_count(),
+        setup.nodes,
+        setup.zones,
+        setup.shards,
+        setup.faults
+    );
+    println!();
+    print!("{}", summary::table(&report.sets.iter().map(|s| s.summary()).collect::<Vec<_>>()));
+    conclude(&report, args.json.as_ref(), args.html.as_ref())
+}
+
+/// Lists the failing runs with the command that replays each, writes the
+/// HTML report, and ends the command.
+fn conclude(report: &Report, json: Option<&PathBuf>, html: Option<&PathBuf>) -> Result<(), Failure> {
     let mut failing = 0;
-    for set in &results {
-        for run in set.runs.iter().filter(|r| !r.violations.is_empty()) {
+    for set in &report.sets {
+        for run in &set.failing {
             failing += 1;
-            let adversary = run.adversary.map_or(String::new(), |slot| format!(" (adversary in {slot})"));
-            println!("\n{} seed {}{adversary}: {} violations", set.name, run.seed, run.violations.len());
+            let adversary = run.adversary.as_ref().map_or(String::new(), |slot| format!(" (adversary in {slot})"));
+            println!("\n{} seed {}{adversary}: {} violations", set.head.name, run.seed, run.violations.len());
             for violation in run.violations.iter().take(5) {
                 println!("  {violation}");
             }
-            println!("  replay: {}", replay_command(&args, &set.specs, run.seed));
+            println!("  replay: {}", report.setup.replay(&set.head.plugins, run.seed));
+        }
+        if set.failing_not_kept > 0 {
+            failing += set.failing_not_kept;
+            println!(
+                "\n{}: {} more failing seeds, not listed (their runs are in the JSON report): {}",
+                set.head.name,
+                set.failing_not_kept,
+                seed_list(&set.summary().failing_seeds[set.failing.len()..])
+            );
         }
     }
-
-    let views = results_view(&results);
-    let report = html::Report::new(&args.seeds, &config, &views, args.timeline_seed);
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report).map_err(anyhow::Error::new)?;
-        std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    if let Some(path) = json {
         println!("wrote {}", path.display());
     }
-    if let Some(path) = &args.html {
+    if let Some(path) = html {
         std::fs::write(path, report.to_html()).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         println!("wrote {}", path.display());
     }
     if failing > 0 {
         return Err(Failure { code: 1, message: format!("{failing} runs broke an invariant; replay each with the command above") });
     }
-    println!("experiment ok: {} runs, 0 violations", results.iter().map(|r| r.runs.len()).sum::<usize>());
+    println!("experiment ok: {} runs, 0 violations", report.sets.iter().map(|s| s.tally.runs()).sum::<usize>());
     Ok(())
 }
 
-fn results_view(results: &[SetResult]) -> Vec<html::SetView<'_>> {
-    results.iter().map(|r| html::SetView { name: &r.name, plugins: &r.specs, summary: &r.summary, runs: &r.runs }).collect()
+/// At most the first 20 of `seeds`.
+fn seed_list(seeds: &[u64]) -> String {
+    let shown: Vec<String> = seeds.iter().take(20).map(u64::to_string).collect();
+    let more = if seeds.len() > 20 { format!(" and {} more", seeds.len() - 20) } else { String::new() };
+    format!("{}{more}", shown.join(" "))
 }
 
-/// The command that replays `seed` of the set with `specs`, with its trace.
-fn replay_command(args: &ExperimentArgs, specs: &[String], seed: u64) -> String {
-    let mut command = format!(
-        "ratchet experiment --seeds {seed} --nodes {} --zones {} --shards {} --faults {} --fault-window {}",
-        args.nodes,
-        args.zones,
-        args.shards,
-        args.faults,
-        humantime::format_duration(args.fault_window)
-    );
-    if args.fuel != SimConfig::default().fuel {
-        command.push_str(&format!(" --fuel {}", args.fuel));
+/// The event history of one run, as `--trace` prints it.
+fn trace(set: &str, run: &SimRun) -> String {
+    let mut text = format!("\n--- {set} seed {} ---", run.seed);
+    for line in &run.trace {
+        text.push('\n');
+        text.push_str(line);
     }
-    if let Some(versions) = args.retention {
-        command.push_str(&format!(" --retention {versions}"));
-    }
-    match &args.adversary {
-        Some(AdversarySlot::Slot(slot)) => command.push_str(&format!(" --adversary {slot}")),
-        Some(AdversarySlot::All) => command.push_str(" --adversary all"),
-        None => {}
-    }
-    for spec in specs {
-        command.push_str(&format!(" --plugin {spec}"));
-    }
-    command.push_str(" --trace");
-    command
+    text
 }
 
 /// A progress bar on a terminal; a line every tenth of the way elsewhere.
 struct Progress {
     bar: Option<ProgressBar>,
     total: u64,
-    done: AtomicU64,
+    done: u64,
     name: String,
 }
 
@@ -270,11 +325,20 @@ impl Progress {
             bar.set_prefix(name.to_string());
             bar
         });
-        Progress { bar, total, done: AtomicU64::new(0), name: name.to_string() }
+        Progress { bar, total, done: 0, name: name.to_string() }
     }
 
-    fn ran(&self, run: &SimRun) {
-        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+    /// Prints `text` above the bar.
+    fn println(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => println!("{text}"),
+        }
+    }
+
+    fn ran(&mut self, run: &SimRun) {
+        self.done += 1;
+        let done = self.done;
         match &self.bar {
             Some(bar) => {
                 bar.inc(1);

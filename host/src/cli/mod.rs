@@ -44,7 +44,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run plugin sets over many seeded fault scenarios in the deterministic
     /// simulator, check every run, and summarize (`--faults help` lists the
-    /// fault profiles).
+    /// fault profiles; `experiment merge` adds up reports run apart).
     Experiment(experiment::ExperimentArgs),
     /// Ask a replica recovery policy what it would do, with its proof.
     #[command(subcommand)]
@@ -117,7 +117,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Plugin(command) => plugin::run(command, runtime),
         Command::Demo(args) => demo::run(args, runtime()?),
-        Command::Experiment(args) => experiment::run(args, runtime()?),
+        Command::Experiment(args) => experiment::run(args, runtime),
         Command::Replica(command) => replica::run(command, runtime()?),
         Command::Coordinator(args) => cluster::coordinator(args, runtime()?),
         Command::Worker(args) => cluster::worker(args),

@@ -9,83 +9,15 @@
 
 use std::fmt::Write as _;
 
-use super::{Seeds, Summary};
-use crate::sim::{Recovery, RecoveryEnd, SimConfig, SimRun};
+use super::report::{Report, SetOutcome, Timeline};
+use crate::sim::{PhaseSpan, Recovery};
 
-/// One plugin set's part of the report.
-#[derive(serde::Serialize)]
-pub struct SetView<'a> {
-    /// The set's name.
-    pub name: &'a str,
-    /// Its `SLOT=FILE` overrides.
-    pub plugins: &'a [String],
-    /// Its figures.
-    pub summary: &'a Summary,
-    /// Every run.
-    pub runs: &'a [SimRun],
-}
-
-/// The per-phase timeline of one seed.
-#[derive(serde::Serialize)]
-pub struct Timeline {
-    /// The set it was run with.
-    pub set: String,
-    /// The seed.
-    pub seed: u64,
-    /// Its recoveries, the boot included.
-    pub recoveries: Vec<Recovery>,
-}
-
-/// The whole report.
-#[derive(serde::Serialize)]
-pub struct Report<'a> {
-    /// The first seed and the one past the last.
-    pub seeds: [u64; 2],
-    /// Nodes per cluster.
-    pub nodes: usize,
-    /// Zones.
-    pub zones: usize,
-    /// Shards.
-    pub shards: usize,
-    /// The fault profile.
-    pub faults: &'static str,
-    /// Virtual ms of faults per run.
-    pub fault_window_ms: u128,
-    /// Every plugin set.
-    pub sets: &'a [SetView<'a>],
-    /// The charted seed.
-    pub timeline: Option<Timeline>,
-}
-
-impl<'a> Report<'a> {
-    /// The report of `sets`, charting `timeline_seed` (default: the first
-    /// failing seed of any set, else the first seed of the first set).
-    pub fn new(seeds: &Seeds, config: &SimConfig, sets: &'a [SetView<'a>], timeline_seed: Option<u64>) -> Self {
-        let failing = || sets.iter().find_map(|s| s.runs.iter().find(|r| !r.violations.is_empty()).map(|r| (s, r)));
-        let chosen = match timeline_seed {
-            Some(seed) => sets.iter().find_map(|s| s.runs.iter().find(|r| r.seed == seed).map(|r| (s, r))),
-            None => failing().or_else(|| sets.first().and_then(|s| s.runs.first().map(|r| (s, r)))),
-        };
-        Report {
-            seeds: [seeds.0.start, seeds.0.end],
-            nodes: config.nodes,
-            zones: config.zones,
-            shards: config.shards as usize,
-            faults: config.profile.name,
-            fault_window_ms: config.fault_window.as_millis(),
-            sets,
-            timeline: chosen.map(|(set, run)| Timeline {
-                set: set.name.to_string(),
-                seed: run.seed,
-                recoveries: run.recoveries.clone(),
-            }),
-        }
-    }
-
+impl Report {
     /// The page.
     pub fn to_html(&self) -> String {
         let mut page = String::new();
-        let title = format!("ratchet experiment: seeds {}..{}, faults {}", self.seeds[0], self.seeds[1], self.faults);
+        let setup = &self.setup;
+        let title = format!("ratchet experiment: seeds {}, faults {}", setup.seed_ranges(), setup.faults);
         let _ = write!(
             page,
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n",
@@ -95,11 +27,11 @@ impl<'a> Report<'a> {
         let _ = writeln!(
             page,
             "<p>{} nodes in {} zones, {} shards; faults <code>{}</code> for {} ms of virtual time per run. Times are virtual.</p>",
-            self.nodes, self.zones, self.shards, escape(self.faults), self.fault_window_ms
+            setup.nodes, setup.zones, setup.shards, escape(&setup.faults), setup.fault_window_ms
         );
         self.summary_table(&mut page);
         let _ = writeln!(page, "<h2>Recovery time</h2>");
-        for set in self.sets {
+        for set in &self.sets {
             histogram(&mut page, set);
         }
         match &self.timeline {
@@ -113,13 +45,13 @@ impl<'a> Report<'a> {
 
     fn summary_table(&self, page: &mut String) {
         page.push_str("<h2>Summary</h2>\n<table><tr><th>plugins</th><th>overrides</th><th>runs</th><th>recoveries</th><th>completed</th><th>stalled</th><th>superseded</th><th>violations</th><th>p50 ms</th><th>p99 ms</th><th>attempts</th><th>spread</th><th>one-zone layouts</th></tr>\n");
-        for set in self.sets {
-            let s = set.summary;
-            let overrides = if set.plugins.is_empty() { "defaults".to_string() } else { set.plugins.join(" ") };
+        for set in &self.sets {
+            let s = set.summary();
+            let overrides = if set.head.plugins.is_empty() { "defaults".to_string() } else { set.head.plugins.join(" ") };
             let _ = writeln!(
                 page,
                 "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.2}</td><td>{:.3}</td><td>{}</td></tr>",
-                escape(set.name),
+                escape(&s.name),
                 escape(&overrides),
                 s.runs,
                 s.recoveries,
@@ -139,8 +71,7 @@ impl<'a> Report<'a> {
     }
 
     fn failures(&self, page: &mut String) {
-        let failing: Vec<(&SetView, &SimRun)> =
-            self.sets.iter().flat_map(|s| s.runs.iter().filter(|r| !r.violations.is_empty()).map(move |r| (s, r))).collect();
+        let failing: Vec<_> = self.sets.iter().flat_map(|s| s.failing.iter().map(move |r| (s, r))).collect();
         let _ = writeln!(page, "<h2>Violations</h2>");
         if failing.is_empty() {
             page.push_str("<p class=\"good\">None: every run kept every invariant.</p>\n");
@@ -149,7 +80,7 @@ impl<'a> Report<'a> {
         page.push_str("<ul>\n");
         for (set, run) in failing.iter().take(100) {
             for violation in &run.violations {
-                let _ = writeln!(page, "<li>{} seed {}: {}</li>", escape(set.name), run.seed, escape(&violation.to_string()));
+                let _ = writeln!(page, "<li>{} seed {}: {}</li>", escape(&set.head.name), run.seed, escape(&violation.to_string()));
             }
         }
         page.push_str("</ul>\n");
@@ -166,23 +97,17 @@ const WIDTH: f64 = 760.0;
 const BUCKETS: usize = 20;
 
 /// A histogram of the set's completed recovery times.
-fn histogram(page: &mut String, set: &SetView) {
-    let times: Vec<f64> = set
-        .runs
-        .iter()
-        .flat_map(|r| &r.recoveries)
-        .filter(|c| c.trigger != "boot" && c.end == RecoveryEnd::Completed)
-        .map(Recovery::ms)
-        .collect();
-    let _ = writeln!(page, "<h3>{}: {} completed recoveries</h3>", escape(set.name), times.len());
-    if times.is_empty() {
+fn histogram(page: &mut String, set: &SetOutcome) {
+    let completed: usize = set.tally.recovery_times().map(|(_, n)| n).sum();
+    let _ = writeln!(page, "<h3>{}: {completed} completed recoveries</h3>", escape(&set.head.name));
+    if completed == 0 {
         page.push_str("<p>No completed recovery to chart.</p>\n");
         return;
     }
-    let max = times.iter().copied().fold(0.0, f64::max).max(1.0);
+    let max = set.tally.recovery_times().map(|(t, _)| t).fold(0.0, f64::max).max(1.0);
     let mut counts = [0usize; BUCKETS];
-    for t in &times {
-        counts[((t / max) * BUCKETS as f64).floor().min((BUCKETS - 1) as f64) as usize] += 1;
+    for (t, n) in set.tally.recovery_times() {
+        counts[((t / max) * BUCKETS as f64).floor().min((BUCKETS - 1) as f64) as usize] += n;
     }
     let peak = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
     let (height, left, bottom) = (180.0, 40.0, 30.0);
@@ -222,7 +147,7 @@ fn histogram(page: &mut String, set: &SetView) {
 /// A Gantt chart of the seed's phases: one row per recovery attempt's phase.
 fn phase_timeline(page: &mut String, timeline: &Timeline) {
     let _ = writeln!(page, "<h2>Per-phase timeline: {} seed {}</h2>", escape(&timeline.set), timeline.seed);
-    let rows: Vec<(&Recovery, &crate::sim::PhaseSpan)> =
+    let rows: Vec<(&Recovery, &PhaseSpan)> =
         timeline.recoveries.iter().flat_map(|r| r.timeline.iter().map(move |p| (r, p))).collect();
     if rows.is_empty() {
         page.push_str("<p>The seed ran no phase.</p>\n");

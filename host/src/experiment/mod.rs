@@ -1,20 +1,28 @@
 //! Experiments: many seeded simulation runs of one or two plugin sets, and
 //! what they add up to.
 //!
-//! - [`run_seeds`] runs a range of seeds on a few threads (each run on its
-//!   own virtual clock, so threads change nothing but the wall time);
-//! - [`summary`] turns the runs into the figures of the summary table;
+//! - [`stream_seeds`] runs a range of seeds on a few threads (each run on
+//!   its own virtual clock, so threads change nothing but the wall time)
+//!   and hands the runs on in seed order;
+//! - [`summary`] adds the runs up, one at a time, into the figures of the
+//!   summary table;
+//! - [`report`] keeps what the report shows of the runs and streams every
+//!   run to the JSON report, which [`report::merge`] reads back to add up
+//!   experiments run apart;
 //! - [`html`] writes the self-contained report page.
 
 pub mod html;
+pub mod report;
 pub mod summary;
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-pub use summary::Summary;
+pub use report::{Report, ReportBuilder, ReportError, Setup};
+pub use summary::{Summary, Tally};
 
 use crate::registry::Plugins;
 use crate::sim::{SimConfig, SimError, SimRun, simulate};
@@ -55,8 +63,63 @@ impl Seeds {
     }
 }
 
-/// Runs every seed of `seeds` with `plugins` on `threads` threads, calling
-/// `progress` after each run. The runs come back in seed order.
+/// Runs every seed of `seeds` with `plugins` on `threads` threads and hands
+/// each run to `sink` in seed order, as soon as every seed before it is
+/// done. A run is held only while an earlier seed is still running, so the
+/// memory an experiment needs does not grow with its range of seeds.
+pub fn stream_seeds(
+    seeds: &Seeds,
+    config: &SimConfig,
+    plugins: Arc<dyn Plugins>,
+    threads: usize,
+    sink: &mut (dyn FnMut(SimRun) + Send),
+) -> Result<(), SimError> {
+    struct InOrder<'s> {
+        next: u64,
+        waiting: BTreeMap<u64, SimRun>,
+        sink: &'s mut (dyn FnMut(SimRun) + Send),
+        failed: Option<SimError>,
+    }
+    let next_seed = AtomicU64::new(seeds.0.start);
+    let order = Mutex::new(InOrder { next: seeds.0.start, waiting: BTreeMap::new(), sink, failed: None });
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let seed = next_seed.fetch_add(1, Ordering::Relaxed);
+                    if seed >= seeds.0.end {
+                        break;
+                    }
+                    let run = simulate(seed, config, plugins.clone());
+                    let mut order = order.lock().unwrap_or_else(|e| e.into_inner());
+                    match run {
+                        Ok(run) => {
+                            order.waiting.insert(seed, run);
+                            loop {
+                                let next = order.next;
+                                let Some(run) = order.waiting.remove(&next) else { break };
+                                order.next += 1;
+                                (order.sink)(run);
+                            }
+                        }
+                        Err(error) => {
+                            // Stop every thread: the other seeds would fail alike.
+                            order.failed.get_or_insert(error);
+                            next_seed.store(seeds.0.end, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    match order.into_inner().unwrap_or_else(|e| e.into_inner()).failed {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// Runs every seed of `seeds` as [`stream_seeds`] does, calling `progress`
+/// after each run, and keeps them all: for tests and small ranges.
 pub fn run_seeds(
     seeds: &Seeds,
     config: &SimConfig,
@@ -64,32 +127,11 @@ pub fn run_seeds(
     threads: usize,
     progress: &(dyn Fn(&SimRun) + Sync),
 ) -> Result<Vec<SimRun>, SimError> {
-    let next = AtomicU64::new(seeds.0.start);
-    let results: Mutex<Vec<Result<SimRun, SimError>>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..threads.max(1) {
-            scope.spawn(|| {
-                loop {
-                    let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed >= seeds.0.end {
-                        break;
-                    }
-                    let run = simulate(seed, config, plugins.clone());
-                    if let Ok(run) = &run {
-                        progress(run);
-                    }
-                    let failed = run.is_err();
-                    results.lock().unwrap_or_else(|e| e.into_inner()).push(run);
-                    if failed {
-                        // Stop every thread: the other seeds would fail alike.
-                        next.store(seeds.0.end, Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-    });
-    let mut runs = results.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().collect::<Result<Vec<_>, _>>()?;
-    runs.sort_by_key(|r| r.seed);
+    let mut runs = Vec::new();
+    stream_seeds(seeds, config, plugins, threads, &mut |run| {
+        progress(&run);
+        runs.push(run);
+    })?;
     Ok(runs)
 }
 

@@ -5,8 +5,8 @@ use std::fmt;
 
 /// A rule the host enforces whatever the plugins do: the invariants I1–I9
 /// and the guarantees S1–S6 they add up to (see `docs/invariants.md`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(into = "&'static str")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum Invariant {
     /// I1: every attempt gets a fresh epoch above any issued before.
     EpochsRise,
@@ -87,6 +87,14 @@ impl Invariant {
 impl From<Invariant> for &'static str {
     fn from(rule: Invariant) -> Self {
         rule.code()
+    }
+}
+
+impl TryFrom<String> for Invariant {
+    type Error = String;
+
+    fn try_from(code: String) -> Result<Self, String> {
+        Invariant::ALL.into_iter().find(|rule| rule.code() == code).ok_or_else(|| format!("`{code}` is not a rule (I1-I9, S1-S6)"))
     }
 }
 

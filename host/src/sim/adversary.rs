@@ -38,6 +38,16 @@ impl FromStr for AdversarySlot {
     }
 }
 
+impl std::fmt::Display for AdversarySlot {
+    /// As `--adversary` takes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdversarySlot::Slot(slot) => f.write_str(slot),
+            AdversarySlot::All => f.write_str("all"),
+        }
+    }
+}
+
 impl AdversarySlot {
     /// The slot the adversary takes in the run of `seed`.
     pub fn slot_for(&self, seed: u64) -> &'static str {

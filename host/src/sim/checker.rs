@@ -8,22 +8,75 @@ use super::history::Facts;
 use crate::bindings::types::{Epoch, Layout, ServiceKind, ShardTag, Version};
 use crate::guard::named_services;
 
+/// A property the checker judges every run by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Property {
+    /// S1: an acknowledged write is readable at the end (or, when no
+    /// generation serves, at rest in the last layout).
+    AckedWriteLost,
+    /// S1: a persisted layout keeps every version acknowledged before it.
+    AckedWriteDropped,
+    /// S2: the versions acknowledged only rise.
+    VersionIssuedTwice,
+    /// I1: epochs are issued, and layouts persisted, in rising order.
+    EpochsIncrease,
+    /// I7: one layout per epoch.
+    OneLayoutPerEpoch,
+    /// I6: a layout names only services its epoch locked or recruited.
+    LayoutNamesHeldServices,
+    /// S3: a layout is a faithful successor of the first.
+    FaithfulLayout,
+    /// S4: every old shard had a locked log when a layout was staged.
+    KnownAcknowledgements,
+    /// I8: no work of a superseded epoch took effect.
+    Fencing,
+    /// The replicas of a team hold the same data once the run settled.
+    ReplicasAgree,
+    /// The host never panics.
+    HostPanic,
+    /// A generation serves again once the faults stop.
+    Liveness,
+}
+
+impl Property {
+    /// The name reports and the JSON use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Property::AckedWriteLost => "acked-write-lost",
+            Property::AckedWriteDropped => "acked-write-dropped",
+            Property::VersionIssuedTwice => "version-issued-twice",
+            Property::EpochsIncrease => "epochs-increase",
+            Property::OneLayoutPerEpoch => "one-layout-per-epoch",
+            Property::LayoutNamesHeldServices => "layout-names-held-services",
+            Property::FaithfulLayout => "faithful-layout",
+            Property::KnownAcknowledgements => "known-acknowledgements",
+            Property::Fencing => "fencing",
+            Property::ReplicasAgree => "replicas-agree",
+            Property::HostPanic => "host-panic",
+            Property::Liveness => "liveness",
+        }
+    }
+}
+
+impl fmt::Display for Property {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One broken property.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Violation {
-    /// The property: `acked-write-lost`, `acked-write-dropped`,
-    /// `version-issued-twice`, `epochs-increase`, `one-layout-per-epoch`,
-    /// `layout-names-held-services`, `faithful-layout`,
-    /// `known-acknowledgements`, `fencing`, `replicas-agree`, `host-panic`
-    /// or `liveness`.
-    pub rule: &'static str,
+    /// The property.
+    pub rule: Property,
     /// What happened.
     pub detail: String,
 }
 
 impl Violation {
     /// A violation of `rule`.
-    pub fn new(rule: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(rule: Property, detail: impl Into<String>) -> Self {
         Violation { rule, detail: detail.into() }
     }
 }
@@ -56,7 +109,7 @@ pub fn check(facts: &Facts, outcome: &Outcome<'_>) -> Vec<Violation> {
     if !outcome.lost.is_empty() {
         let named = outcome.lost.iter().take(NAMED_KEYS).cloned().collect::<Vec<_>>().join(", ");
         violations.push(Violation::new(
-            "acked-write-lost",
+            Property::AckedWriteLost,
             format!("{} acknowledged writes found nowhere: {named}", outcome.lost.len()),
         ));
     }
@@ -64,7 +117,7 @@ pub fn check(facts: &Facts, outcome: &Outcome<'_>) -> Vec<Violation> {
     // versions acknowledged only rise.
     if let Some(pair) = outcome.acked.windows(2).find(|w| w[1].0 <= w[0].0) {
         violations.push(Violation::new(
-            "version-issued-twice",
+            Property::VersionIssuedTwice,
             format!("version {} acknowledged at epoch {} after version {} at epoch {}", pair[1].0, pair[1].1, pair[0].0, pair[0].1),
         ));
     }
@@ -72,7 +125,7 @@ pub fn check(facts: &Facts, outcome: &Outcome<'_>) -> Vec<Violation> {
     for layout in &facts.persisted {
         if let Some((version, epoch)) = outcome.acked.iter().find(|(v, e)| *e < layout.epoch && *v > layout.recovery_version) {
             violations.push(Violation::new(
-                "acked-write-dropped",
+                Property::AckedWriteDropped,
                 format!(
                     "the layout of epoch {} keeps versions through {}, but version {version} was acknowledged at epoch {epoch}",
                     layout.epoch, layout.recovery_version
@@ -82,11 +135,11 @@ pub fn check(facts: &Facts, outcome: &Outcome<'_>) -> Vec<Violation> {
         }
     }
     if let Some(pair) = facts.issued.windows(2).find(|w| w[1] <= w[0]) {
-        violations.push(Violation::new("epochs-increase", format!("epoch {} issued after epoch {}", pair[1], pair[0])));
+        violations.push(Violation::new(Property::EpochsIncrease, format!("epoch {} issued after epoch {}", pair[1], pair[0])));
     }
     if let Some(pair) = facts.persisted.windows(2).find(|w| w[1].epoch <= w[0].epoch) {
         violations.push(Violation::new(
-            "epochs-increase",
+            Property::EpochsIncrease,
             format!("the layout of epoch {} persisted after that of epoch {}", pair[1].epoch, pair[0].epoch),
         ));
     }
@@ -95,7 +148,7 @@ pub fn check(facts: &Facts, outcome: &Outcome<'_>) -> Vec<Violation> {
         *per_epoch.entry(layout.epoch).or_default() += 1;
     }
     for (epoch, count) in per_epoch.into_iter().filter(|(_, n)| *n > 1) {
-        violations.push(Violation::new("one-layout-per-epoch", format!("{count} layouts persisted for epoch {epoch}")));
+        violations.push(Violation::new(Property::OneLayoutPerEpoch, format!("{count} layouts persisted for epoch {epoch}")));
     }
     let none = BTreeSet::new();
     for layout in &facts.persisted {
@@ -105,7 +158,7 @@ pub fn check(facts: &Facts, outcome: &Outcome<'_>) -> Vec<Violation> {
             named_services(layout).into_iter().filter(|id| !locked.contains(id) && !recruited.contains(id)).collect();
         if !foreign.is_empty() {
             violations.push(Violation::new(
-                "layout-names-held-services",
+                Property::LayoutNamesHeldServices,
                 format!("the layout of epoch {} names {} that epoch never locked or recruited", layout.epoch, foreign.join(", ")),
             ));
         }
@@ -113,20 +166,20 @@ pub fn check(facts: &Facts, outcome: &Outcome<'_>) -> Vec<Violation> {
     if let Some(first) = facts.persisted.first() {
         for layout in &facts.persisted {
             if let Err(detail) = faithful(facts, first, layout, outcome.replication) {
-                violations.push(Violation::new("faithful-layout", format!("the layout of epoch {}: {detail}", layout.epoch)));
+                violations.push(Violation::new(Property::FaithfulLayout, format!("the layout of epoch {}: {detail}", layout.epoch)));
             }
         }
     }
     for pair in facts.persisted.windows(2) {
         if let Err(detail) = acknowledgements_known(facts, &pair[0], &pair[1]) {
-            violations.push(Violation::new("known-acknowledgements", detail));
+            violations.push(Violation::new(Property::KnownAcknowledgements, detail));
         }
     }
     for stale in &facts.stale_work {
-        violations.push(Violation::new("fencing", stale.clone()));
+        violations.push(Violation::new(Property::Fencing, stale.clone()));
     }
     for panic in &facts.panics {
-        violations.push(Violation::new("host-panic", panic.clone()));
+        violations.push(Violation::new(Property::HostPanic, panic.clone()));
     }
     violations
 }
@@ -217,7 +270,7 @@ pub fn check_replicas(teams: &[(ShardTag, Vec<(String, Version, BTreeMap<String,
                 let differ = d.iter().filter(|(k, value)| data.get(*k) != Some(*value)).count()
                     + data.keys().filter(|k| !d.contains_key(*k)).count();
                 violations.push(Violation::new(
-                    "replicas-agree",
+                    Property::ReplicasAgree,
                     format!("team {tag}: {id} at version {v} differs from {first} at {version} in {differ} keys"),
                 ));
             }
@@ -269,7 +322,7 @@ mod tests {
     }
 
     fn rules(facts: &Facts, lost: &[String], acked: &[(Version, Epoch)]) -> Vec<&'static str> {
-        check(facts, &Outcome { lost, acked, replication: 3 }).into_iter().map(|v| v.rule).collect()
+        check(facts, &Outcome { lost, acked, replication: 3 }).into_iter().map(|v| v.rule.name()).collect()
     }
 
     #[test]
@@ -283,7 +336,7 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert!(found[0].detail.contains("s2 at version 5 differs from s1 at 5 in 1 keys"), "{}", found[0]);
         let behind = vec![(1, vec![("s1".to_string(), 5, same.clone()), ("s2".to_string(), 4, same)])];
-        assert_eq!(check_replicas(&behind)[0].rule, "replicas-agree");
+        assert_eq!(check_replicas(&behind)[0].rule, Property::ReplicasAgree);
     }
 
     #[test]
@@ -342,7 +395,7 @@ mod tests {
             edit(&mut facts.persisted[1]);
             let found = check(&facts, &Outcome { lost: &[], acked: &[], replication: 3 });
             assert!(
-                found.iter().any(|v| v.rule == "faithful-layout" && v.detail.contains(expected)),
+                found.iter().any(|v| v.rule == Property::FaithfulLayout && v.detail.contains(expected)),
                 "{expected}: {found:?}"
             );
         }

@@ -26,6 +26,6 @@ pub mod rng;
 pub mod run;
 
 pub use adversary::AdversarySlot;
-pub use checker::Violation;
+pub use checker::{Property, Violation};
 pub use faults::{FaultProfile, UnknownProfile};
 pub use run::{Placement, PhaseSpan, Recovery, RecoveryEnd, ReplicaCounts, SimConfig, SimError, SimRun, simulate};

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep};
 
-use super::checker::{self, Violation};
+use super::checker::{self, Property, Violation};
 use super::faults::FaultProfile;
 use super::adversary::{AdversarialPlugins, AdversarySlot, Switch};
 use super::history::{History, RecordingStore};
@@ -78,7 +78,7 @@ impl Default for SimConfig {
 }
 
 /// How one director's recovery ended.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RecoveryEnd {
     /// Its layout was persisted.
@@ -92,7 +92,7 @@ pub enum RecoveryEnd {
 }
 
 /// One director's recovery within a run.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Recovery {
     /// Which director (1 for the first the run started).
     pub director: u32,
@@ -115,7 +115,7 @@ pub struct Recovery {
 }
 
 /// One phase of one attempt, in virtual time.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PhaseSpan {
     /// The attempt's epoch.
     pub epoch: Epoch,
@@ -137,7 +137,7 @@ impl Recovery {
 }
 
 /// The placement of the final layout, in figures.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Placement {
     /// Zones spanned over zones possible, summed over the teams (1.0 best).
     pub spread: f64,
@@ -148,7 +148,7 @@ pub struct Placement {
 }
 
 /// The result of one simulated run.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SimRun {
     /// The seed.
     pub seed: u64,
@@ -167,18 +167,18 @@ pub struct SimRun {
     /// Replica recovery sessions, by how they began.
     pub replicas: ReplicaCounts,
     /// The slot the adversary took, in an adversarial run.
-    pub adversary: Option<&'static str>,
+    pub adversary: Option<String>,
     /// Whether the cluster was serving, whole, when the run ended.
     pub settled: bool,
     /// The calls the invariant guard refused, by rule.
     pub refusals: BTreeMap<Invariant, usize>,
-    /// The event trace.
+    /// The event trace (not in the JSON report: `--trace` prints it).
     #[serde(skip)]
     pub trace: Vec<String>,
 }
 
 /// Replica recovery sessions of a run.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReplicaCounts {
     /// Catch-ups from the logs.
     pub catch_ups: usize,
@@ -351,7 +351,7 @@ impl Driver {
             booted = self.settle(self.config.liveness_bound).await;
         }
         if !booted {
-            violations.push(Violation::new("liveness", "the new cluster did not boot"));
+            violations.push(Violation::new(Property::Liveness, "the new cluster did not boot"));
             return Ok(self.finish(violations, false));
         }
 
@@ -395,11 +395,11 @@ impl Driver {
                 None => "recovery still running".into(),
             };
             violations.push(Violation::new(
-                "liveness",
+                Property::Liveness,
                 format!("no completed recovery within {:?} after the faults stopped: {reason}", self.config.liveness_bound),
             ));
         } else if !self.commit() {
-            violations.push(Violation::new("liveness", "the recovered generation refused a write"));
+            violations.push(Violation::new(Property::Liveness, "the recovered generation refused a write"));
         }
         Ok(self.finish(violations, settled))
     }
@@ -735,10 +735,10 @@ impl Driver {
         let acked: Vec<(u64, Epoch)> = self.acked.iter().map(|w| (w.version, w.epoch)).collect();
         let replication = self.recovery_config().replication_factor;
         violations.extend(checker::check(&facts, &checker::Outcome { lost: &lost, acked: &acked, replication }));
-        let adversary = self.adversary.as_ref().map(|(_, slot)| *slot);
+        let adversary = self.adversary.as_ref().map(|(_, slot)| slot.to_string());
         if adversary.is_some() {
             // An adversary may stall every recovery: only safety counts.
-            violations.retain(|v| v.rule != "liveness");
+            violations.retain(|v| v.rule != Property::Liveness);
         }
         let placement = self.inner.live_layout().map(|layout| {
             let nodes = futures::executor::block_on(self.inner.nodes());
