@@ -71,6 +71,29 @@ enum LogInput {
     Pop(Version),
 }
 
+impl LogInput {
+    /// The record in a few words, for an error.
+    fn describe(&self) -> String {
+        match self {
+            LogInput::Lock(epoch) => format!("lock at epoch {epoch}"),
+            LogInput::Push { epoch, prev, version, mutations } => {
+                format!("push of version {version} after {prev} at epoch {epoch}, {} mutations", mutations.len())
+            }
+            LogInput::Install { epoch, tags, first, last, .. } => {
+                format!("install of versions {first}..={last} of shards {tags:?} at epoch {epoch}")
+            }
+            LogInput::Unlock { epoch, tags, start } => format!("unlock at epoch {epoch} of shards {tags:?} from version {start}"),
+            LogInput::Pop(through) => format!("pop through version {through}"),
+        }
+    }
+}
+
+/// The error for record `index` (from 0) of the journal at `path`, which
+/// the service refused on replay.
+fn replay_error(path: &Path, index: usize, input: String, err: ServiceError) -> JournalError {
+    JournalError::Replay { path: path.to_path_buf(), record: index + 1, input, reason: err.to_string() }
+}
+
 /// A log whose acknowledged inputs survive a crash.
 pub struct DurableLog {
     log: LogService,
@@ -80,11 +103,12 @@ pub struct DurableLog {
 impl DurableLog {
     /// Opens the log journaled at `path`, replaying what it holds.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
-        let (journal, inputs) = Journal::open(path)?;
+        let (journal, inputs) = Journal::<LogInput>::open(path)?;
         let mut log = LogService::new();
-        for input in inputs {
-            // Every journaled input was accepted once; it is accepted again.
-            let _ = match input {
+        for (index, input) in inputs.into_iter().enumerate() {
+            // Every journaled input was accepted once; it must be accepted again.
+            let described = input.describe();
+            let replayed = match input {
                 LogInput::Lock(epoch) => log.lock(epoch, "").map(drop),
                 LogInput::Push { epoch, prev, version, mutations } => log.push(epoch, prev, version, mutations),
                 LogInput::Install { epoch, tags, first, last, entries } => {
@@ -96,6 +120,7 @@ impl DurableLog {
                     Ok(())
                 }
             };
+            replayed.map_err(|err| replay_error(path, index, described, err))?;
         }
         let floor = log.lock_holder();
         Ok(DurableLog { log, durability: Durability { journal, poisoned: false, floor } })
@@ -166,6 +191,23 @@ enum StorageInput {
     Rebuild { epoch: Epoch, snapshot: Snapshot },
 }
 
+impl StorageInput {
+    /// The record in a few words, for an error.
+    fn describe(&self) -> String {
+        match self {
+            StorageInput::Lock(epoch) => format!("lock at epoch {epoch}"),
+            StorageInput::Unlock(epoch) => format!("unlock at epoch {epoch}"),
+            StorageInput::Apply { mutations, upto } => format!("apply through version {upto}, {} mutations", mutations.len()),
+            StorageInput::Install(snapshot) => format!("install of a snapshot at version {}", snapshot.version),
+            StorageInput::RecoverApply { epoch, mutations, upto } => {
+                format!("catch-up through version {upto} at epoch {epoch}, {} mutations", mutations.len())
+            }
+            StorageInput::Truncate { epoch, to } => format!("truncation to version {to} at epoch {epoch}"),
+            StorageInput::Rebuild { epoch, snapshot } => format!("rebuild at version {} at epoch {epoch}", snapshot.version),
+        }
+    }
+}
+
 /// The mutations a replica durable at `before` applied from a page through
 /// `upto`: only those are journaled.
 fn newly_applied(mutations: Vec<(Version, Mutation)>, before: Version, upto: Version) -> Vec<(Version, Mutation)> {
@@ -181,18 +223,27 @@ pub struct DurableStorage {
 impl DurableStorage {
     /// Opens the replica journaled at `path`, replaying what it holds.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
-        let (journal, inputs) = Journal::open(path)?;
+        let (journal, inputs) = Journal::<StorageInput>::open(path)?;
         let mut storage = StorageService::new();
-        for input in inputs {
-            match input {
-                StorageInput::Lock(epoch) => drop(storage.lock(epoch, "")),
-                StorageInput::Unlock(epoch) => drop(storage.unlock(epoch)),
-                StorageInput::Apply { mutations, upto } => storage.apply(mutations, upto),
-                StorageInput::Install(snapshot) => storage.install(snapshot),
-                StorageInput::RecoverApply { epoch, mutations, upto } => drop(storage.recover_apply(epoch, mutations, upto)),
-                StorageInput::Truncate { epoch, to } => drop(storage.truncate(epoch, to)),
-                StorageInput::Rebuild { epoch, snapshot } => drop(storage.rebuild(epoch, snapshot)),
-            }
+        for (index, input) in inputs.into_iter().enumerate() {
+            // Every journaled input was accepted once; it must be accepted again.
+            let described = input.describe();
+            let replayed = match input {
+                StorageInput::Lock(epoch) => storage.lock(epoch, "").map(drop),
+                StorageInput::Unlock(epoch) => storage.unlock(epoch),
+                StorageInput::Apply { mutations, upto } => {
+                    storage.apply(mutations, upto);
+                    Ok(())
+                }
+                StorageInput::Install(snapshot) => {
+                    storage.install(snapshot);
+                    Ok(())
+                }
+                StorageInput::RecoverApply { epoch, mutations, upto } => storage.recover_apply(epoch, mutations, upto),
+                StorageInput::Truncate { epoch, to } => storage.truncate(epoch, to),
+                StorageInput::Rebuild { epoch, snapshot } => storage.rebuild(epoch, snapshot),
+            };
+            replayed.map_err(|err| replay_error(path, index, described, err))?;
         }
         let floor = storage.lock_holder();
         Ok(DurableStorage { storage, durability: Durability { journal, poisoned: false, floor } })
@@ -282,6 +333,31 @@ mod tests {
         let log = DurableLog::open(&path).unwrap();
         assert_eq!(log.service().last_version(), 4);
         assert_eq!(log.service().pull(0, 0, 4).unwrap(), vec![(3, m(0, "a")), (4, m(0, "b"))]);
+    }
+
+    #[test]
+    fn a_journal_record_that_does_not_replay_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log-1.journal");
+        {
+            // A push the log never accepted: it was never locked.
+            let (mut journal, _) = Journal::<LogInput>::open(&path).unwrap();
+            journal.append(&LogInput::Lock(1)).unwrap();
+            journal.append(&LogInput::Push { epoch: 1, prev: 0, version: 3, mutations: vec![m(0, "a")] }).unwrap();
+        }
+        let err = DurableLog::open(&path).err().expect("the journal does not replay");
+        let text = err.to_string();
+        assert!(matches!(err, JournalError::Replay { record: 2, .. }), "{text}");
+        assert!(text.contains("log-1.journal") && text.contains("record 2 (push of version 3 after 0 at epoch 1"), "{text}");
+
+        let path = dir.path().join("storage-1.journal");
+        {
+            let (mut journal, _) = Journal::<StorageInput>::open(&path).unwrap();
+            journal.append(&StorageInput::Lock(2)).unwrap();
+            journal.append(&StorageInput::Truncate { epoch: 1, to: 0 }).unwrap();
+        }
+        let err = DurableStorage::open(&path).err().expect("the journal does not replay");
+        assert!(err.to_string().contains("record 2 (truncation to version 0 at epoch 1)"), "{err}");
     }
 
     #[test]

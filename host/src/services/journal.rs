@@ -42,6 +42,19 @@ pub enum JournalError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A record read back was refused by the service it rebuilds: the
+    /// journal does not hold what the service acknowledged.
+    #[error("journal {}: record {record} ({input}) does not replay: {reason}", path.display())]
+    Replay {
+        /// The journal file.
+        path: PathBuf,
+        /// The record's place in the journal, from 1.
+        record: usize,
+        /// What the record asked.
+        input: String,
+        /// Why the service refused it.
+        reason: String,
+    },
     /// A record could not be encoded.
     #[error("journal {}: cannot encode a record: {reason}", path.display())]
     Encode {
