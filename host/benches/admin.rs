@@ -18,9 +18,9 @@ use std::time::Instant;
 use ratchet::admin::{Admin, AdminHost, AdminOptions, dry_run};
 use ratchet::audit::AuditLog;
 use ratchet::bindings::types::{Node, RecoveryConfig};
-use ratchet::cluster::NodeSpec;
+use ratchet::topology::NodeSpec;
 use ratchet::metrics::Metrics;
-use ratchet::process::Status;
+use ratchet::status::Status;
 use ratchet::registry::Registry;
 use ratchet::runtime::{Runtime, RuntimeConfig};
 

@@ -41,7 +41,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ratchet::process::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest, Status};
+use ratchet::process::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
+use ratchet::status::Status;
 use ratchet::transport::{Client, TransportConfig};
 
 /// A child process, SIGKILLed when dropped.

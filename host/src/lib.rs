@@ -11,6 +11,8 @@
 //! - [`guard`]: the invariant guard between plugins and the cluster;
 //! - [`director`]: the phase driver;
 //! - [`quality`]: how good a layout's placement is;
+//! - [`topology`]: the nodes, which shard owns a key, the page size;
+//! - [`status`]: what `ratchet status` and the admin endpoint report;
 //! - [`transport`]: framed, versioned calls between processes over TCP;
 //! - [`worker`]: the worker process's foreman and protocol;
 //! - [`process`]: the coordinator and worker processes of a real cluster;
@@ -34,6 +36,8 @@ pub mod registry;
 pub mod replica;
 pub mod services;
 pub mod sim;
+pub mod status;
+pub mod topology;
 pub mod transport;
 pub mod worker;
 pub mod runtime;

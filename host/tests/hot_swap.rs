@@ -15,7 +15,7 @@ use ratchet::components::fixtures;
 use ratchet::coordinator::MemoryStore;
 use ratchet::director::{AttemptOutcome, Director, DirectorOptions};
 use ratchet::metrics::Metrics;
-use ratchet::process::Status;
+use ratchet::status::Status;
 use ratchet::registry::Registry;
 
 /// The admin's view of an in-process cluster.

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ratchet::bindings::types::{Layout, RecoveryConfig};
-use ratchet::cluster::{Cluster, NodeSpec, RemoteCluster};
+use ratchet::cluster::{Cluster, RemoteCluster};
+use ratchet::topology::NodeSpec;
 use ratchet::coordinator::MemoryStore;
 use ratchet::director::{Director, DirectorOptions, RecoveryReport};
 use ratchet::registry::Registry;

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::bindings::types::{RecoveryConfig, ReplicaHistory};
-use crate::cluster::{InProcessCluster, NodeSpec};
+use crate::cluster::InProcessCluster;
+use crate::topology::NodeSpec;
 use crate::coordinator::MemoryStore;
 use crate::director::{AttemptOutcome, Director, DirectorOptions, RecoveryReport};
 use crate::registry::{Plugins, Registry};

@@ -38,9 +38,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEntry, AuditLog};
 use crate::bindings::types::{Node, RecoveryConfig};
-use crate::cluster::NodeSpec;
+use crate::topology::NodeSpec;
 use crate::metrics::Metrics;
-use crate::process::Status;
+use crate::status::Status;
 use crate::runtime::Digest256;
 use crate::registry::{Candidate, CallObserver, CallOutcome, Divergence, Registry, ShadowSink, VersionInfo, all_slots};
 

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use ratchet::bindings::types::RecoveryConfig;
-use ratchet::cluster::NodeSpec;
-use ratchet::process::{CommitClient, CoordinatorProtocol, CoordinatorReply, CoordinatorRequest, Status};
+use ratchet::topology::NodeSpec;
+use ratchet::process::{CommitClient, CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
+use ratchet::status::Status;
 use ratchet::registry::Registry;
 use ratchet::runtime::Runtime;
 use ratchet::transport::{Client, TransportConfig};
@@ -91,7 +92,7 @@ pub struct WorkerArgs {
     /// The most bytes a page of a bulk transfer holds (a log range, a
     /// replica's catch-up, a snapshot). Smaller pages interleave better with
     /// commits; larger ones move data faster.
-    #[arg(long, value_name = "BYTES", default_value_t = ratchet::worker::protocol::PAGE_BYTES,
+    #[arg(long, value_name = "BYTES", default_value_t = ratchet::topology::PAGE_BYTES,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64 << 20))]
     page_bytes: usize,
 }

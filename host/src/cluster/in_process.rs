@@ -16,18 +16,7 @@ use crate::replica::{Budget, Sessions};
 use crate::services::{
     CommitProxy, LogService, Mutation, Resolver, Sequencer, ServiceError, StagedSnapshots, StorageService,
 };
-use crate::worker::protocol::PAGE_BYTES;
-
-/// A node to create the cluster with.
-#[derive(Clone, Debug)]
-pub struct NodeSpec {
-    /// The node's id.
-    pub id: String,
-    /// Its zone.
-    pub zone: String,
-    /// How many workers it may host.
-    pub capacity: u32,
-}
+use crate::topology::{NodeSpec, PAGE_BYTES, tag_of};
 
 /// Why a commit was not acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -390,17 +379,6 @@ fn down(id: &str) -> CommitError {
 
 fn refused(id: &str, err: ServiceError) -> CommitError {
     CommitError::Refused { service: id.to_string(), reason: err.to_string() }
-}
-
-/// The shard owning `key`: the team whose range contains it.
-pub fn tag_of(layout: &Layout, key: &str) -> ShardTag {
-    layout
-        .storage_teams
-        .iter()
-        .find(|t| key >= t.key_range.start.as_str() && (t.key_range.end.is_empty() || key < t.key_range.end.as_str()))
-        .or(layout.storage_teams.first())
-        .map(|t| t.tag)
-        .unwrap_or(0)
 }
 
 impl State {

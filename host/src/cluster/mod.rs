@@ -8,7 +8,7 @@ mod in_process;
 mod registrations;
 mod remote;
 
-pub use in_process::{CommitError, InProcessCluster, NodeSpec, tag_of};
+pub use in_process::{CommitError, InProcessCluster};
 pub use registrations::{RegistrationWatch, Registrations};
 pub use remote::RemoteCluster;
 

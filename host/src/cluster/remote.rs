@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::join_all;
 
-use super::{Cluster, CommitError, PulledPage, SnapshotPage, tag_of};
+use super::{Cluster, CommitError, PulledPage, SnapshotPage};
+use crate::topology::tag_of;
 use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::protocol::{AttemptSummary, CoordinatorProtocol, CoordinatorReply, CoordinatorRequest, Status};
+use super::protocol::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
+use crate::status::{AttemptSummary, Status};
 use crate::admin::{Admin, AdminHost, AdminOptions};
 use crate::audit::{AuditEntry, AuditLog};
 use crate::bindings::types::{Layout, Node, RecoveryConfig, ServiceDescriptor, Version};

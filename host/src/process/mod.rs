@@ -9,4 +9,4 @@ pub mod protocol;
 pub mod worker;
 
 pub use client::{ClientError, CommitClient};
-pub use protocol::{AttemptSummary, CoordinatorProtocol, CoordinatorReply, CoordinatorRequest, Status};
+pub use protocol::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};

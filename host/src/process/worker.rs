@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::protocol::{CoordinatorProtocol, CoordinatorRequest};
-use crate::cluster::NodeSpec;
+use crate::topology::NodeSpec;
 use crate::transport::{Client, TransportConfig, serve};
 use crate::worker::{Foreman, WorkerProtocol};
 

@@ -17,7 +17,7 @@ use futures::future::join_all;
 
 use super::protocol::{WorkerProtocol, WorkerReply, WorkerRequest};
 use crate::bindings::types::{ClusterError, Epoch, Layout, Version};
-use crate::cluster::tag_of;
+use crate::topology::tag_of;
 use crate::services::Mutation;
 use crate::transport::{Client, TransportConfig};
 

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::commit::{self, Generation, Peers};
-use super::protocol::{PAGE_BYTES, WorkerProtocol, WorkerReply, WorkerRequest};
+use super::protocol::{WorkerProtocol, WorkerReply, WorkerRequest};
 use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag};
 use crate::bindings::kind_name;
-use crate::cluster::NodeSpec;
+use crate::topology::{NodeSpec, PAGE_BYTES};
 use crate::services::{CommitProxy, DurableError, DurableLog, DurableStorage, JournalError, Resolver, Sequencer, ServiceError, StagedSnapshots};
 use crate::transport::{Handler, TransportConfig};
 

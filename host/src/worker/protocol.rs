@@ -8,11 +8,6 @@ use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, Servic
 use crate::services::Mutation;
 use crate::transport::Protocol;
 
-/// The most a page of a bulk transfer (a log range, a pull, a snapshot)
-/// holds, in bytes, unless a worker is told otherwise: a large log moves in
-/// many frames, each well under the frame limit.
-pub const PAGE_BYTES: usize = 4 << 20;
-
 /// The worker protocol.
 pub struct WorkerProtocol;
 

@@ -1,0 +1,50 @@
+//! What `ratchet status`, the admin endpoint and the coordinator protocol
+//! say of a cluster: a leaf, so that the processes and the admin endpoint
+//! share it without importing each other.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bindings::types::{Epoch, Layout, Node, ServiceDescriptor, Version};
+
+/// What `ratchet status` shows.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Status {
+    /// The epoch of the persisted layout.
+    pub epoch: Option<Epoch>,
+    /// The persisted layout.
+    pub layout: Option<Layout>,
+    /// What the director is doing: `recovering`, `serving`, ...
+    pub state: String,
+    /// The newest acknowledged version.
+    pub committed: Version,
+    /// The registered nodes, with their health.
+    pub nodes: Vec<Node>,
+    /// Every service the live workers host, of any generation.
+    pub services: Vec<ServiceDescriptor>,
+    /// What started the last recovery: `boot`, or the failure detected.
+    pub trigger: String,
+    /// Wall time of the last recovery, from the detected failure (or the
+    /// first attempt, at boot) to the persisted layout, in milliseconds.
+    pub recovery_millis: Option<f64>,
+    /// The attempts of the last recovery, in order.
+    pub last_recovery: Vec<AttemptSummary>,
+    /// The newest replica recovery events (every transition of every
+    /// replica's sessions), oldest first.
+    #[serde(default)]
+    pub replica_events: Vec<crate::replica::ReplicaEvent>,
+}
+
+/// One attempt, as `ratchet status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AttemptSummary {
+    /// Its epoch.
+    pub epoch: Epoch,
+    /// Its number.
+    pub attempt: u32,
+    /// How it ended.
+    pub outcome: String,
+    /// Its wall time, in milliseconds.
+    pub millis: f64,
+    /// Its phases: name, milliseconds, outcome.
+    pub phases: Vec<(String, f64, String)>,
+}
