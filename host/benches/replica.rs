@@ -12,7 +12,7 @@
 //!
 //! Each figure is the median of `RUNS` runs, printed with the others.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ratchet::bindings::types::{Layout, RecoveryConfig};
@@ -20,7 +20,7 @@ use ratchet::cluster::{Cluster, InProcessCluster};
 use ratchet::coordinator::{CoordinatorStore, MemoryStore};
 use ratchet::director::{Director, DirectorOptions};
 use ratchet::registry::Registry;
-use ratchet::replica::{LayoutIndex, recover_replica};
+use ratchet::replica::{Budget, LayoutIndex, Sessions, recover_replica};
 use ratchet::runtime::{Runtime, RuntimeConfig};
 
 const RUNS: usize = 7;
@@ -33,11 +33,17 @@ struct Setup {
     cluster: Arc<InProcessCluster>,
     store: Arc<MemoryStore>,
     registry: Arc<Registry>,
+    sessions: Mutex<Sessions>,
 }
 
 impl Setup {
     async fn boot(cluster: InProcessCluster, registry: Arc<Registry>) -> (Self, Layout) {
-        let setup = Setup { cluster: Arc::new(cluster), store: Arc::new(MemoryStore::default()), registry };
+        let setup = Setup {
+            cluster: Arc::new(cluster),
+            store: Arc::new(MemoryStore::default()),
+            registry,
+            sessions: Mutex::new(Sessions::new(Budget::default())),
+        };
         let director = Director::new(
             setup.registry.clone(),
             setup.cluster.clone(),
@@ -75,9 +81,9 @@ impl Setup {
         let layout = Layout { epoch, recovery_version: self.cluster.committed_version(), ..live.clone() };
         let started = Instant::now();
         let index = LayoutIndex::new(&layout);
-        let session = recover_replica(&*self.registry, &*self.cluster, &index, epoch, replica).await.unwrap().expect("a session");
+        let session = recover_replica(&*self.registry, &*self.cluster, &self.sessions, &index, epoch, replica).await.unwrap().expect("a session");
         let took = started.elapsed();
-        let sessions = self.cluster.replica_sessions().lock().unwrap();
+        let sessions = self.sessions.lock().unwrap();
         let s = sessions.get(session).unwrap();
         let opened = sessions.events().iter().find(|e| e.session == session && e.event == "opened").unwrap().detail.clone();
         (took, s.entries, opened)

@@ -23,14 +23,22 @@ struct Harness {
     cluster: Arc<InProcessCluster>,
     store: Arc<MemoryStore>,
     registry: Arc<Registry>,
+    /// The sessions every director of the harness runs replicas through,
+    /// as a coordinator's directors do.
+    sessions: Arc<Mutex<Sessions>>,
 }
 
 impl Harness {
     fn new(cluster: InProcessCluster) -> Self {
+        Self::with_budget(cluster, Budget::default())
+    }
+
+    fn with_budget(cluster: InProcessCluster, budget: Budget) -> Self {
         Harness {
             cluster: Arc::new(cluster),
             store: Arc::new(MemoryStore::default()),
             registry: Arc::new(Registry::with_defaults(common::runtime()).unwrap()),
+            sessions: Arc::new(Mutex::new(Sessions::new(budget))),
         }
     }
 
@@ -45,7 +53,8 @@ impl Harness {
             ..DirectorOptions::default()
         };
         let director =
-            Director::new(self.registry.clone(), cluster, self.store.clone(), RecoveryConfig::default(), options);
+            Director::new(self.registry.clone(), cluster, self.store.clone(), RecoveryConfig::default(), options)
+                .with_replica_sessions(self.sessions.clone());
         director.recover().await.unwrap()
     }
 
@@ -76,7 +85,7 @@ impl Harness {
     }
 
     fn events_of(&self, replica: &str) -> Vec<ReplicaEvent> {
-        let sessions = self.cluster.replica_sessions().lock().unwrap();
+        let sessions = self.sessions.lock().unwrap();
         sessions.events().iter().filter(|e| e.replica == replica).cloned().collect()
     }
 
@@ -150,7 +159,7 @@ async fn a_replica_behind_retention_is_rebuilt_from_a_teammate_and_the_tail() {
 #[tokio::test]
 async fn a_catch_up_over_its_entry_budget_escalates_to_a_rebuild() {
     let budget = Budget { max_entries: 25, ..Budget::default() };
-    let h = Harness::new(Harness::small().with_replica_budget(budget));
+    let h = Harness::with_budget(Harness::small(), budget);
     let (replica, acked) = h.replica_left_behind(150).await;
     completed(&h.recover().await);
 
@@ -258,9 +267,6 @@ impl Cluster for Hooked {
     fn registrations(&self) -> RegistrationWatch {
         self.inner.registrations()
     }
-    fn replica_sessions(&self) -> &Mutex<Sessions> {
-        self.inner.replica_sessions()
-    }
     async fn replica_state(&self, id: &str) -> Result<(Version, String), ClusterError> {
         let (version, endpoint) = self.inner.replica_state(id).await?;
         Ok((version, (self.endpoint)(id, endpoint)))
@@ -325,7 +331,7 @@ async fn an_epoch_bump_mid_catch_up_voids_the_session_and_the_newer_epoch_finish
     let events = h.events_of(&replica);
     let voided = events.iter().find(|e| e.event == "invalidated").expect("the session was invalidated");
     assert!(voided.detail.contains("began"), "{voided}");
-    let stale = h.cluster.replica_sessions().lock().unwrap().progress(voided.session, voided.epoch, 1, 1);
+    let stale = h.sessions.lock().unwrap().progress(voided.session, voided.epoch, 1, 1);
     assert!(matches!(stale, Err(SessionError::Stale { .. })), "{stale:?}");
     assert!(bumped.lock().unwrap().is_some());
 
@@ -361,7 +367,7 @@ async fn an_endpoint_change_mid_session_voids_it_and_the_retry_keeps_what_was_ma
     assert!(events.iter().all(|e| e.event != "completed"));
     // What the voided session applied was made durable page by page, with
     // its true version: the retry finds the replica at the committed version.
-    let stale = h.cluster.replica_sessions().lock().unwrap().complete(voided.session, voided.epoch);
+    let stale = h.sessions.lock().unwrap().complete(voided.session, voided.epoch);
     assert!(matches!(stale, Err(SessionError::Stale { .. })), "{stale:?}");
     h.assert_teams_identical();
     assert_eq!(h.lost(&acked), 0);

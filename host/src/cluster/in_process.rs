@@ -12,7 +12,6 @@ use super::{Cluster, PulledPage, SnapshotPage};
 use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
-use crate::replica::{Budget, Sessions};
 use crate::services::{
     CommitProxy, LogService, Mutation, Resolver, Sequencer, ServiceError, StagedSnapshots, StorageService,
 };
@@ -80,7 +79,6 @@ struct State {
 pub struct InProcessCluster {
     state: Mutex<State>,
     registrations: super::Registrations,
-    sessions: Mutex<Sessions>,
 }
 
 impl InProcessCluster {
@@ -90,7 +88,6 @@ impl InProcessCluster {
         InProcessCluster {
             state: Mutex::new(State { nodes, ..State::default() }),
             registrations: super::Registrations::new(),
-            sessions: Mutex::new(Sessions::new(Budget::default())),
         }
     }
 
@@ -100,12 +97,6 @@ impl InProcessCluster {
     /// are never popped.
     pub fn with_retention(self, versions: Version) -> Self {
         self.lock_state().retention = Some(versions);
-        self
-    }
-
-    /// Bounds every replica recovery session by `budget`.
-    pub fn with_replica_budget(self, budget: Budget) -> Self {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).set_budget(budget);
         self
     }
 
@@ -625,10 +616,6 @@ impl Cluster for InProcessCluster {
 
     fn registrations(&self) -> super::RegistrationWatch {
         self.registrations.subscribe()
-    }
-
-    fn replica_sessions(&self) -> &Mutex<Sessions> {
-        &self.sessions
     }
 
     async fn replica_state(&self, id: &str) -> Result<(Version, String), ClusterError> {

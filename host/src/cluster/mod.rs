@@ -15,7 +15,6 @@ pub use remote::RemoteCluster;
 use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
-use crate::replica::Sessions;
 use crate::services::{Mutation, ServiceError};
 
 /// A page of a replica's data: the version it is durable at, the keys and
@@ -67,8 +66,6 @@ pub trait Cluster: Send + Sync {
     // (see `crate::replica`). Every change carries the recovery's epoch and
     // the replica enforces its lock.
 
-    /// The replica recovery sessions of this cluster and their event log.
-    fn replica_sessions(&self) -> &std::sync::Mutex<Sessions>;
     /// A storage replica's durable version, and the endpoint it is reached at.
     async fn replica_state(&self, id: &str) -> Result<(Version, String), ClusterError>;
     /// The versions log `id` retains of shard `tag`: `(oldest, last]`.

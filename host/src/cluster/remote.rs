@@ -19,7 +19,6 @@ use crate::topology::tag_of;
 use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
-use crate::replica::{Budget, Sessions};
 use crate::services::Mutation;
 use crate::transport::{Client, TransportConfig};
 use crate::worker::{WorkerProtocol, WorkerReply, WorkerRequest};
@@ -46,7 +45,6 @@ pub struct RemoteCluster {
     next_proxy: AtomicUsize,
     /// Proxies whose generation broke, as last surveyed.
     broken: Mutex<BTreeSet<String>>,
-    sessions: Mutex<Sessions>,
     /// Versions each log keeps behind its newest; `None` keeps everything.
     retention: Option<Version>,
 }
@@ -71,7 +69,6 @@ impl RemoteCluster {
             registrations: super::Registrations::new(),
             next_proxy: AtomicUsize::new(0),
             broken: Mutex::default(),
-            sessions: Mutex::new(Sessions::new(Budget::default())),
             retention: None,
         }
     }
@@ -427,10 +424,6 @@ impl Cluster for RemoteCluster {
 
     fn registrations(&self) -> super::RegistrationWatch {
         self.registrations.subscribe()
-    }
-
-    fn replica_sessions(&self) -> &Mutex<Sessions> {
-        &self.sessions
     }
 
     async fn replica_state(&self, id: &str) -> Result<(Version, String), ClusterError> {

@@ -11,7 +11,7 @@ mod report;
 
 pub use report::{AttemptOutcome, AttemptReport, PhaseRecord, RecoveryReport};
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 // tokio's clock: the wall clock in a cluster, the virtual one under simulation.
@@ -25,6 +25,7 @@ use crate::cluster::Cluster;
 use crate::coordinator::{CoordinatorStore, StoreError};
 use crate::guard::AttemptGuard;
 use crate::registry::{PHASES, Plugins, world_of};
+use crate::replica::{Budget, Sessions};
 use crate::runtime::World;
 
 /// Bounds of a director's work.
@@ -67,6 +68,8 @@ pub struct Director {
     store: Arc<dyn CoordinatorStore>,
     config: RecoveryConfig,
     options: DirectorOptions,
+    /// The replica recovery sessions its attempts run replicas through.
+    sessions: Arc<Mutex<Sessions>>,
 }
 
 impl Director {
@@ -85,7 +88,21 @@ impl Director {
             store,
             config,
             options,
+            sessions: Arc::new(Mutex::new(Sessions::new(Budget::default()))),
         }
+    }
+
+    /// The director with these replica recovery sessions: a process that
+    /// runs directors one after another (or several at once, racing) hands
+    /// each the same sessions, so a newer epoch voids an older one's.
+    pub fn with_replica_sessions(mut self, sessions: Arc<Mutex<Sessions>>) -> Self {
+        self.sessions = sessions;
+        self
+    }
+
+    /// Its replica recovery sessions and their event log.
+    pub fn replica_sessions(&self) -> &Arc<Mutex<Sessions>> {
+        &self.sessions
     }
 
     /// Runs attempts until one completes, one fails, the director is
@@ -136,6 +153,7 @@ impl Director {
             self.cluster.clone(),
             self.store.clone(),
             self.registry.clone(),
+            self.sessions.clone(),
         ));
         let started = Instant::now();
         let state = AttemptState::new(epoch, attempt, self.config.clone(), old_layout.clone());

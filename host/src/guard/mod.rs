@@ -51,6 +51,7 @@ use crate::bindings::types::{
 use crate::cluster::Cluster;
 use crate::coordinator::{CoordinatorStore, StoreError};
 use crate::registry::{InvokeError, PLACEMENT, Plugins, REPLICA};
+use crate::replica::Sessions;
 use crate::runtime::HostServices;
 
 /// The host services of one attempt, behind the invariant checks.
@@ -61,6 +62,9 @@ pub struct AttemptGuard {
     cluster: Arc<dyn Cluster>,
     store: Arc<dyn CoordinatorStore>,
     registry: Arc<dyn Plugins>,
+    /// The director's replica recovery sessions, which `unlock` runs
+    /// replicas through.
+    sessions: Arc<Mutex<Sessions>>,
     /// Where the plugins' `clock` starts: tokio's clock, so virtual under
     /// simulation.
     origin: tokio::time::Instant,
@@ -91,6 +95,7 @@ impl AttemptGuard {
         cluster: Arc<dyn Cluster>,
         store: Arc<dyn CoordinatorStore>,
         registry: Arc<dyn Plugins>,
+        sessions: Arc<Mutex<Sessions>>,
     ) -> Self {
         AttemptGuard {
             epoch,
@@ -99,6 +104,7 @@ impl AttemptGuard {
             cluster,
             store,
             registry,
+            sessions,
             origin: tokio::time::Instant::now(),
             ledger: Mutex::default(),
             host_nanos: AtomicU64::new(0),
@@ -600,7 +606,7 @@ impl HostServices for AttemptGuard {
         // still locked (a snapshot source does not move).
         let recoveries = ids.iter().zip(checked).map(|(id, checked)| async move {
             checked?;
-            match crate::replica::recover_replica(nested, &*self.cluster, index, self.epoch, id).await {
+            match crate::replica::recover_replica(nested, &*self.cluster, &self.sessions, index, self.epoch, id).await {
                 // The host's check of the replica's plan, or its session.
                 Err(ClusterError::Refused(reason)) => Err(self.refuse(Refusal::new(Invariant::ReplicasKeepVersions, reason))),
                 recovered => self.note(recovered),

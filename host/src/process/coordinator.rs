@@ -20,6 +20,7 @@ use crate::coordinator::{CoordinatorStore, EtcdStore, FileStore, keep_leading};
 use crate::director::{Director, DirectorOptions, RecoveryReport};
 use crate::guard::named_services;
 use crate::registry::Registry;
+use crate::replica::{Budget, Sessions};
 use crate::transport::{Handler, TransportConfig, serve};
 
 /// How many of the newest replica recovery events a status carries.
@@ -33,6 +34,8 @@ pub struct Coordinator {
     cluster: Arc<RemoteCluster>,
     store: Arc<dyn CoordinatorStore>,
     progress: Mutex<Progress>,
+    /// The director's replica recovery sessions, whose events status shows.
+    sessions: Arc<Mutex<Sessions>>,
 }
 
 /// What the director is doing, and how its last recovery went.
@@ -70,7 +73,7 @@ impl Coordinator {
             recovery_millis: progress.millis,
             last_recovery: progress.attempts,
             replica_events: {
-                let sessions = self.cluster.replica_sessions().lock().unwrap_or_else(|e| e.into_inner());
+                let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
                 let events = sessions.events();
                 events[events.len().saturating_sub(STATUS_REPLICA_EVENTS)..].to_vec()
             },
@@ -188,6 +191,7 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
         cluster: cluster.clone(),
         store: store.clone(),
         progress: Mutex::new(Progress { state: "waiting for workers".into(), ..Progress::default() }),
+        sessions: Arc::new(Mutex::new(Sessions::new(Budget::default()))),
     });
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, data = %data.display(), "coordinator listening");
@@ -212,7 +216,8 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
     }
     await_layout_nodes(&coordinator, boot_grace).await;
     let options = DirectorOptions { max_attempts: u32::MAX, max_backoff: Duration::from_secs(1), ..Default::default() };
-    let director = Director::new(registry, cluster.clone(), store, config, options);
+    let director =
+        Director::new(registry, cluster.clone(), store, config, options).with_replica_sessions(coordinator.sessions.clone());
     let mut trigger = String::from("boot");
     let mut since = Instant::now();
     loop {

@@ -48,6 +48,7 @@ impl From<SessionError> for Failure {
 /// What one replica's recovery needs to know, gathered once.
 struct Recovery<'a> {
     cluster: &'a dyn Cluster,
+    sessions: &'a Mutex<Sessions>,
     replica: &'a str,
     epoch: Epoch,
     tag: ShardTag,
@@ -95,6 +96,7 @@ impl<'a> LayoutIndex<'a> {
 pub async fn recover_replica(
     plugins: &dyn Plugins,
     cluster: &dyn Cluster,
+    sessions: &Mutex<Sessions>,
     index: &LayoutIndex<'_>,
     epoch: Epoch,
     replica: &str,
@@ -103,7 +105,6 @@ pub async fn recover_replica(
     let Some(team) = index.teams.get(replica).copied() else {
         return Ok(None);
     };
-    let sessions = cluster.replica_sessions();
     let (durable, endpoint) = cluster.replica_state(replica).await?;
     {
         let mut sessions = lock(sessions);
@@ -145,6 +146,7 @@ pub async fn recover_replica(
     };
     let recovery = Recovery {
         cluster,
+        sessions,
         replica,
         epoch,
         tag: team.tag,
@@ -177,7 +179,7 @@ pub async fn recover_replica(
 
 impl Recovery<'_> {
     fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
-        lock(self.cluster.replica_sessions())
+        lock(self.sessions)
     }
 
     /// Carries out `outcome` under session `id`, to completion.

@@ -18,7 +18,6 @@ use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
 use crate::cluster::{Cluster, InProcessCluster, PulledPage, SnapshotPage};
-use crate::replica::Sessions;
 use crate::services::Mutation;
 
 /// How long the director waits for any one reply.
@@ -370,10 +369,6 @@ impl Cluster for SimCluster {
 
     fn registrations(&self) -> crate::cluster::RegistrationWatch {
         self.inner.registrations()
-    }
-
-    fn replica_sessions(&self) -> &Mutex<Sessions> {
-        self.inner.replica_sessions()
     }
 
     async fn replica_state(&self, id: &str) -> Result<(Version, String), ClusterError> {

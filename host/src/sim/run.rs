@@ -26,6 +26,7 @@ use crate::director::{AttemptOutcome, Director, DirectorError, DirectorOptions, 
 use crate::guard::{Invariant, named_services};
 use crate::quality::PlacementQuality;
 use crate::registry::Plugins;
+use crate::replica::{Budget, Sessions};
 
 /// One step of the run's driver, in virtual time.
 const TICK: Duration = Duration::from_millis(10);
@@ -290,6 +291,9 @@ struct Driver {
     /// The calls the invariant guard refused, by rule.
     refusals: BTreeMap<Invariant, usize>,
     faults: usize,
+    /// The replica recovery sessions every director of the run shares, as
+    /// the directors of one coordinator do.
+    sessions: Arc<std::sync::Mutex<Sessions>>,
 }
 
 impl Driver {
@@ -329,6 +333,7 @@ impl Driver {
             adversary,
             refusals: BTreeMap::new(),
             faults: 0,
+            sessions: Arc::new(std::sync::Mutex::new(Sessions::new(Budget::default()))),
             config,
         }
     }
@@ -477,7 +482,8 @@ impl Driver {
         let options = DirectorOptions { max_attempts: 12, ..DirectorOptions::default() };
         let config = self.recovery_config();
         let cluster: Arc<dyn Cluster> = self.cluster.clone();
-        let d = Director::new(self.plugins.clone(), cluster, self.store.clone(), config, options);
+        let d = Director::new(self.plugins.clone(), cluster, self.store.clone(), config, options)
+            .with_replica_sessions(self.sessions.clone());
         let handle = tokio::spawn(async move { (d.recover().await, Instant::now()) });
         self.running.push(Running { director, trigger, competing, started: Instant::now(), handle });
     }
@@ -721,7 +727,7 @@ impl Driver {
         let how = if settled { "read back" } else { "looked for at rest" };
         self.history.event("sim", format_args!("{} acknowledged writes {how}: {} lost", self.acked.len(), lost.len()));
         let replicas = {
-            let sessions = self.inner.replica_sessions().lock().unwrap_or_else(|e| e.into_inner());
+            let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             for event in sessions.events() {
                 self.history.event("replica", format_args!("{event}"));
             }
