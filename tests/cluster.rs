@@ -502,8 +502,8 @@ fn the_adversary_in_a_slot_of_the_coordinator_loses_no_acknowledged_write() {
     std::thread::sleep(Duration::from_secs(2));
     let coordinator = cluster.dir.path().join("coordinator");
     let persisted = || {
-        let store = ratchet::coordinator::FileStore::open(&coordinator).unwrap();
-        ratchet::coordinator::CoordinatorStore::state(&store).unwrap().layout.unwrap()
+        let store = ratchet::store::FileStore::open(&coordinator).unwrap();
+        ratchet::store::CoordinatorStore::state(&store).unwrap().layout.unwrap()
     };
     let log = persisted().logs[0].id.clone();
     cluster.kill_worker(log.split('-').nth(1).unwrap());
@@ -589,8 +589,8 @@ fn assert_holds_exactly(replica: &str, data: &std::collections::BTreeMap<String,
 /// The key range of the team `replica` belongs to in the coordinator's
 /// persisted layout.
 fn shard_of(cluster: &Cluster, replica: &str) -> (String, String) {
-    let store = ratchet::coordinator::FileStore::open(&cluster.dir.path().join("coordinator")).unwrap();
-    let layout = ratchet::coordinator::CoordinatorStore::state(&store).unwrap().layout.unwrap();
+    let store = ratchet::store::FileStore::open(&cluster.dir.path().join("coordinator")).unwrap();
+    let layout = ratchet::store::CoordinatorStore::state(&store).unwrap().layout.unwrap();
     let team = layout.storage_teams.iter().find(|t| t.storage_ids.iter().any(|id| id == replica)).unwrap();
     (team.key_range.start.clone(), team.key_range.end.clone())
 }
@@ -796,12 +796,12 @@ fn three_coordinators_on_etcd_elect_one_leader_and_a_successor_recovers_after_a_
     assert!(ratchet().args(load).status().unwrap().success(), "the load failed");
 
     // The state is in etcd: the epoch, the layout, the service directory.
-    let etcd = ratchet::coordinator::EtcdStore::connect(&store).unwrap();
-    let state = ratchet::coordinator::CoordinatorStore::state(&etcd).unwrap();
+    let etcd = ratchet::store::EtcdStore::connect(&store).unwrap();
+    let state = ratchet::store::CoordinatorStore::state(&etcd).unwrap();
     let layout = state.layout.clone().unwrap();
     assert_eq!((state.epoch, layout.epoch), (first, first));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while ratchet::coordinator::CoordinatorStore::state(&etcd).unwrap().services.len() != layout.services.len() {
+    while ratchet::store::CoordinatorStore::state(&etcd).unwrap().services.len() != layout.services.len() {
         assert!(Instant::now() < deadline, "the directory in etcd does not list the generation's services");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ratchet::process::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
+use ratchet::coordinator::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
 use ratchet::status::Status;
 use ratchet::transport::{Client, TransportConfig};
 
@@ -375,7 +375,7 @@ fn replica_rebuild(runs: usize) {
 }
 
 fn etcd_failover(runs: usize) {
-    use ratchet::coordinator::{CoordinatorStore, EtcdStore};
+    use ratchet::store::{CoordinatorStore, EtcdStore};
     const TTL: &str = "2";
     let dir = tempfile::tempdir().expect("a temporary directory");
     let members = etcd_support::etcd(dir.path(), 1);

@@ -135,7 +135,7 @@ fn activate_only(bencher: divan::Bencher) {
 /// phase late in the pipeline receives.
 fn nine_node_state() -> AttemptState {
     use ratchet::cluster::InProcessCluster;
-    use ratchet::coordinator::MemoryStore;
+    use ratchet::store::MemoryStore;
     use ratchet::director::{Director, DirectorOptions};
     let registry = Arc::new(Registry::with_defaults(runtime()).unwrap());
     let cluster = Arc::new(InProcessCluster::with_zones(9, 3, 64));

@@ -33,7 +33,7 @@ use ratchet::bindings::types::{
 };
 use ratchet::cluster::InProcessCluster;
 use ratchet::components::fixtures;
-use ratchet::coordinator::MemoryStore;
+use ratchet::store::MemoryStore;
 use ratchet::director::{Director, DirectorOptions};
 use ratchet::registry::{InvokeError, PHASES, Plugins, Registry};
 use ratchet::runtime::{Detached, HostServices, Runtime, RuntimeConfig};

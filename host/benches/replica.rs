@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ratchet::bindings::types::{Layout, RecoveryConfig};
 use ratchet::cluster::{Cluster, InProcessCluster};
-use ratchet::coordinator::{CoordinatorStore, MemoryStore};
+use ratchet::store::{CoordinatorStore, MemoryStore};
 use ratchet::director::{Director, DirectorOptions};
 use ratchet::registry::Registry;
 use ratchet::replica::{Budget, LayoutIndex, Sessions, recover_replica};

@@ -13,22 +13,30 @@
 //! - [`quality`]: how good a layout's placement is;
 //! - [`topology`]: the nodes, which shard owns a key, the page size;
 //! - [`status`]: what `ratchet status` and the admin endpoint report;
+//! - [`store`]: the coordinator's durable epoch, directory and layout
+//!   (in memory, a file, or etcd);
+//! - [`services`]: the log, storage and role state machines and their journals;
+//! - [`cluster`]: the cluster as the director reaches it, in process or remote;
+//! - [`replica`]: replica recovery, its plan check and its sessions;
 //! - [`transport`]: framed, versioned calls between processes over TCP;
-//! - [`worker`]: the worker process's foreman and protocol;
-//! - [`process`]: the coordinator and worker processes of a real cluster;
+//! - [`worker`]: the worker process, its foreman and protocol;
+//! - [`coordinator`]: the coordinator process and its protocol;
+//! - [`client`]: the client that commits through the live generation;
 //! - [`admin`]: the coordinator's admin endpoint (swap with validation and a
 //!   dry run, rollback, history, status, metrics), with [`audit`] and
-//!   [`metrics`] behind it.
+//!   [`metrics`] behind it;
+//! - [`sim`] and [`experiment`]: the deterministic simulator and the seeded
+//!   experiments run on it.
 
 pub mod admin;
 pub mod audit;
 pub mod bindings;
 pub mod cluster;
+pub mod client;
 pub mod components;
 pub mod coordinator;
 pub mod director;
 pub mod experiment;
-pub mod process;
 pub mod guard;
 pub mod metrics;
 pub mod quality;
@@ -36,6 +44,7 @@ pub mod registry;
 pub mod replica;
 pub mod services;
 pub mod sim;
+pub mod store;
 pub mod status;
 pub mod topology;
 pub mod transport;

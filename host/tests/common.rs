@@ -132,7 +132,7 @@ impl HostServices for Gate {
 /// default components: what the recovery and guard tests recover.
 pub struct Harness {
     pub cluster: Arc<ratchet::cluster::InProcessCluster>,
-    pub store: Arc<ratchet::coordinator::MemoryStore>,
+    pub store: Arc<ratchet::store::MemoryStore>,
     pub registry: Arc<ratchet::registry::Registry>,
 }
 
@@ -146,7 +146,7 @@ impl Harness {
     pub fn with_capacity(capacity: u32) -> Self {
         Harness {
             cluster: Arc::new(ratchet::cluster::InProcessCluster::with_zones(9, 3, capacity)),
-            store: Arc::new(ratchet::coordinator::MemoryStore::default()),
+            store: Arc::new(ratchet::store::MemoryStore::default()),
             registry: Arc::new(ratchet::registry::Registry::with_defaults(runtime()).unwrap()),
         }
     }

@@ -5,7 +5,7 @@ mod common;
 
 use common::empty_layout as layout;
 use ratchet::bindings::types::{ServiceDescriptor, ServiceKind};
-use ratchet::coordinator::{CoordinatorStore, FileStore, MemoryStore, StoreError};
+use ratchet::store::{CoordinatorStore, FileStore, MemoryStore, StoreError};
 
 #[test]
 fn epochs_rise_and_survive_a_restart() {

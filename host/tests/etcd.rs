@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ratchet::bindings::types::{Layout, ServiceDescriptor, ServiceKind};
-use ratchet::coordinator::{CoordinatorStore, EtcdStore, KeepAlive, StoreError};
+use ratchet::store::{CoordinatorStore, EtcdStore, KeepAlive, StoreError};
 
 use support::{etcd, free_port, url};
 

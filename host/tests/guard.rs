@@ -18,7 +18,7 @@ use ratchet::bindings::types::{
     ShardTag, StateField, Version,
 };
 use ratchet::components::fixtures;
-use ratchet::coordinator::CoordinatorStore;
+use ratchet::store::CoordinatorStore;
 use ratchet::director::{AttemptOutcome, RecoveryReport};
 use ratchet::guard::Invariant;
 use ratchet::registry::{CallObserver, CallOutcome, InvokeError, Plugins, Registry};

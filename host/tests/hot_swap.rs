@@ -12,7 +12,7 @@ use ratchet::audit::AuditLog;
 use ratchet::bindings::types::{Node, RecoveryConfig};
 use ratchet::cluster::{Cluster, InProcessCluster};
 use ratchet::components::fixtures;
-use ratchet::coordinator::MemoryStore;
+use ratchet::store::MemoryStore;
 use ratchet::director::{AttemptOutcome, Director, DirectorOptions};
 use ratchet::metrics::Metrics;
 use ratchet::status::Status;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use ratchet::bindings::types::{Layout, RecoveryConfig};
 use ratchet::cluster::{Cluster, InProcessCluster};
 use ratchet::components::fixtures;
-use ratchet::coordinator::MemoryStore;
+use ratchet::store::MemoryStore;
 use ratchet::director::{AttemptOutcome, Director, DirectorOptions, RecoveryReport};
 use ratchet::quality::PlacementQuality;
 use ratchet::registry::Registry;

@@ -16,7 +16,7 @@ use ratchet::bindings::types::{
     Node, PlacementConstraints, PlacementRequest, PlacementVacancy, RecoveryConfig, ServiceKind,
 };
 use ratchet::cluster::{Cluster, InProcessCluster};
-use ratchet::coordinator::MemoryStore;
+use ratchet::store::MemoryStore;
 use ratchet::director::{Director, DirectorOptions};
 use ratchet::quality::PlacementQuality;
 use ratchet::registry::Registry;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use ratchet::bindings::types::{Layout, ServiceKind};
 use ratchet::cluster::Cluster;
 use ratchet::components::fixtures;
-use ratchet::coordinator::CoordinatorStore;
+use ratchet::store::CoordinatorStore;
 use ratchet::director::{AttemptOutcome, DirectorOptions, RecoveryReport};
 use ratchet::guard::{Invariant, named_services};
 use ratchet::registry::Registry;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use ratchet::bindings::types::{Layout, RecoveryConfig};
 use ratchet::cluster::{Cluster, RemoteCluster};
 use ratchet::topology::NodeSpec;
-use ratchet::coordinator::MemoryStore;
+use ratchet::store::MemoryStore;
 use ratchet::director::{Director, DirectorOptions, RecoveryReport};
 use ratchet::registry::Registry;
 use ratchet::transport::{TransportConfig, serve};

@@ -13,7 +13,7 @@ use ratchet::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, RecoveryConfig, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
 use ratchet::cluster::{Cluster, InProcessCluster, PulledPage, RegistrationWatch, SnapshotPage};
-use ratchet::coordinator::{CoordinatorStore, MemoryStore};
+use ratchet::store::{CoordinatorStore, MemoryStore};
 use ratchet::director::{AttemptOutcome, Director, DirectorOptions, RecoveryReport};
 use ratchet::registry::Registry;
 use ratchet::replica::{Budget, ReplicaEvent, SessionError, Sessions};

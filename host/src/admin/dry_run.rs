@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::bindings::types::{RecoveryConfig, ReplicaHistory};
 use crate::cluster::InProcessCluster;
 use crate::topology::NodeSpec;
-use crate::coordinator::MemoryStore;
+use crate::store::MemoryStore;
 use crate::director::{AttemptOutcome, Director, DirectorOptions, RecoveryReport};
 use crate::registry::{Plugins, Registry};
 use crate::replica::{check_plan, recoverable};

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use ratchet::bindings::types::RecoveryConfig;
 use ratchet::topology::NodeSpec;
-use ratchet::process::{CommitClient, CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
+use ratchet::client::CommitClient;
+use ratchet::coordinator::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
 use ratchet::status::Status;
 use ratchet::registry::Registry;
 use ratchet::runtime::Runtime;
@@ -179,15 +180,15 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
         None => None,
     };
     let store = match &args.store {
-        None => ratchet::process::coordinator::StoreChoice::File,
+        None => ratchet::coordinator::process::StoreChoice::File,
         Some(url) => {
-            let store = ratchet::coordinator::EtcdStore::connect(url).map_err(|err| match err {
-                ratchet::coordinator::StoreError::BadUrl { .. } => Failure::input(format!("--store: {err}")),
+            let store = ratchet::store::EtcdStore::connect(url).map_err(|err| match err {
+                ratchet::store::StoreError::BadUrl { .. } => Failure::input(format!("--store: {err}")),
                 other => Failure::from(anyhow::anyhow!("--store {url}: {other}")),
             })?;
             let id = hostname();
             let ttl = Duration::from_secs(args.lease_ttl);
-            ratchet::process::coordinator::StoreChoice::Etcd { store: Arc::new(store), id, ttl }
+            ratchet::coordinator::process::StoreChoice::Etcd { store: Arc::new(store), id, ttl }
         }
     };
     tokio()?.block_on(async {
@@ -204,7 +205,7 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
         println!("coordinator listening on {}", listener.local_addr().map_err(anyhow::Error::new)?);
         println!("admin endpoint on http://{}", admin.local_addr().map_err(anyhow::Error::new)?);
         let admin_options = ratchet::admin::AdminOptions { token, rollback_after: args.rollback_after };
-        let setup = ratchet::process::coordinator::Setup {
+        let setup = ratchet::coordinator::process::Setup {
             listener,
             admin,
             admin_options,
@@ -213,7 +214,7 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
             boot_grace: Duration::from_secs(args.boot_grace),
             store,
         };
-        ratchet::process::coordinator::run(&args.data, setup, registry, config).await.map_err(Failure::from)
+        ratchet::coordinator::process::run(&args.data, setup, registry, config).await.map_err(Failure::from)
     })
 }
 
@@ -222,7 +223,7 @@ pub fn worker(args: WorkerArgs) -> Result<(), Failure> {
     tokio()?.block_on(async {
         let listener = bind(&args.listen).await?;
         println!("worker {} listening on {}", spec.id, listener.local_addr().map_err(anyhow::Error::new)?);
-        ratchet::process::worker::run(spec, &args.data, listener, &args.coordinator, args.page_bytes)
+        ratchet::worker::process::run(spec, &args.data, listener, &args.coordinator, args.page_bytes)
             .await
             .map_err(Failure::from)
     })

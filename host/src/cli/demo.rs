@@ -8,7 +8,7 @@ use std::time::Instant;
 use clap::Args;
 use ratchet::bindings::types::{Layout, RecoveryConfig};
 use ratchet::cluster::{Cluster, InProcessCluster};
-use ratchet::coordinator::{CoordinatorStore, FileStore};
+use ratchet::store::{CoordinatorStore, FileStore};
 use ratchet::director::{Director, DirectorOptions, RecoveryReport};
 use ratchet::quality::PlacementQuality;
 use ratchet::registry::Registry;

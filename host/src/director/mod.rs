@@ -22,7 +22,7 @@ use tracing::Instrument;
 use crate::bindings::state_fields::{old_layout_sent, take_written};
 use crate::bindings::types::{AttemptState, Epoch, Layout, PhaseStep, RecoveryConfig, StateField};
 use crate::cluster::Cluster;
-use crate::coordinator::{CoordinatorStore, StoreError};
+use crate::store::{CoordinatorStore, StoreError};
 use crate::guard::AttemptGuard;
 use crate::registry::{PHASES, Plugins, world_of};
 use crate::replica::{Budget, Sessions};

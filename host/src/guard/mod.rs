@@ -2,7 +2,7 @@
 //! through here, and every rule that protects the cluster is checked here,
 //! whatever the plugin asks and in whatever order (see `docs/invariants.md`).
 //!
-//! The guard judges from facts the host holds itself ([`facts`]): the
+//! The guard judges from facts the host holds itself (`facts.rs`): the
 //! persisted old layout, the lock replies, its own records of the services
 //! it created and of what each new log recovered. It never trusts a phase's
 //! name or a field a plugin wrote.
@@ -14,7 +14,7 @@
 //! - I4 locked before use: a copy goes into a log this attempt recruited,
 //!   from old logs it locked, and only before the layout is fixed; unlock
 //!   needs the lock.
-//! - I6, S1–S4: a layout is checked ([`layout_check`]) when staged, again
+//! - I6, S1–S4: a layout is checked (`layout_check.rs`) when staged, again
 //!   when an unlock or a persist first uses it, and again on persist.
 //!   Services are handed the staged layout only, and it is fixed once an
 //!   unlock or a persist has used it, so the layout persisted is the one
@@ -49,7 +49,7 @@ use crate::bindings::types::{
     PlacementRequest, RecoveryConfig, ReplicaHistory, ReplicaPlan, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
 use crate::cluster::Cluster;
-use crate::coordinator::{CoordinatorStore, StoreError};
+use crate::store::{CoordinatorStore, StoreError};
 use crate::registry::{InvokeError, PLACEMENT, Plugins, REPLICA};
 use crate::replica::Sessions;
 use crate::runtime::HostServices;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
 
 use crate::bindings::types::{Epoch, Layout, ServiceDescriptor};
-use crate::coordinator::{CoordinatorState, CoordinatorStore, MemoryStore, StoreError};
+use crate::store::{CoordinatorState, CoordinatorStore, MemoryStore, StoreError};
 
 /// The record of one run. Shared by the parts of the simulation.
 #[derive(Clone)]

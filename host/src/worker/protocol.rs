@@ -30,7 +30,7 @@ pub enum WorkerRequest {
     /// Start a sequencer, proxy or resolver of generation `epoch`.
     StartRole { kind: ServiceKind, epoch: Epoch, start: Version },
     /// The mutations of `tags` in `[first, last]` held by a log locked by
-    /// `epoch`, a page of about [`PAGE_BYTES`] at a time.
+    /// `epoch`, a page of about [`PAGE_BYTES`](crate::topology::PAGE_BYTES) at a time.
     ReadRange { id: String, epoch: Epoch, tags: Vec<ShardTag>, first: Version, last: Version },
     /// Install a recovered range into a log locked by `epoch`.
     InstallRange {
@@ -76,7 +76,7 @@ pub enum WorkerRequest {
     /// Append a committed version to a log.
     Push { id: String, epoch: Epoch, prev: Version, version: Version, mutations: Vec<Mutation> },
     /// The mutations of `tag` in `(after, upto]` held by a log, a page of
-    /// about [`PAGE_BYTES`] at a time.
+    /// about [`PAGE_BYTES`](crate::topology::PAGE_BYTES) at a time.
     Pull { id: String, tag: ShardTag, after: Version, upto: Version },
     /// Apply pulled mutations to a replica, durable up to `upto`.
     Apply { id: String, mutations: Vec<(Version, Mutation)>, upto: Version },

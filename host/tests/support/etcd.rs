@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ratchet::coordinator::{CoordinatorStore, EtcdStore};
+use ratchet::store::{CoordinatorStore, EtcdStore};
 
 /// An etcd member, SIGKILLed when dropped.
 pub struct Member {

@@ -16,7 +16,7 @@ use crate::bindings::types::{Layout, Node, RecoveryConfig, ServiceDescriptor, Ve
 use crate::metrics::Metrics;
 use crate::registry::all_slots;
 use crate::cluster::{Cluster, RemoteCluster};
-use crate::coordinator::{CoordinatorStore, EtcdStore, FileStore, keep_leading};
+use crate::store::{CoordinatorStore, EtcdStore, FileStore, keep_leading};
 use crate::director::{Director, DirectorOptions, RecoveryReport};
 use crate::guard::named_services;
 use crate::registry::Registry;

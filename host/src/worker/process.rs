@@ -5,10 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::protocol::{CoordinatorProtocol, CoordinatorRequest};
+use crate::coordinator::{CoordinatorProtocol, CoordinatorRequest};
 use crate::topology::NodeSpec;
 use crate::transport::{Client, TransportConfig, serve};
-use crate::worker::{Foreman, WorkerProtocol};
+use super::{Foreman, WorkerProtocol};
 
 /// How often a worker registers again.
 const HEARTBEAT: Duration = Duration::from_secs(1);

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::protocol::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
+use crate::coordinator::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
 use crate::bindings::types::{Epoch, Layout, Version};
 use crate::transport::{Client, TransportConfig};
 use crate::worker::{WorkerProtocol, WorkerReply, WorkerRequest};
