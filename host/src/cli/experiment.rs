@@ -41,10 +41,18 @@ struct MergeArgs {
     /// same cluster, faults and plugin sets.
     #[arg(required = true, value_name = "REPORT.json")]
     reports: Vec<PathBuf>,
-    /// Write the merged report as JSON.
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+/// The reports an experiment, or a merge, writes.
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Write every run's figures as JSON, streamed as the runs come
+    /// (`experiment merge` adds such reports up).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Write the merged self-contained HTML report.
+    /// Write a self-contained HTML report with charts.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
     /// The seed whose per-phase timeline the HTML report charts [default:
@@ -82,17 +90,8 @@ struct RunArgs {
     /// set with these slots replaced (repeatable).
     #[arg(long = "compare", value_name = "SLOT=FILE")]
     compare: Vec<String>,
-    /// Write every run's figures as JSON, streamed as the runs end
-    /// (`experiment merge` adds such reports up).
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Write a self-contained HTML report with charts.
-    #[arg(long, value_name = "FILE")]
-    html: Option<PathBuf>,
-    /// The seed whose per-phase timeline the HTML report charts [default:
-    /// the first failing seed, else the first seed].
-    #[arg(long, value_name = "SEED")]
-    timeline_seed: Option<u64>,
+    #[command(flatten)]
+    report: ReportArgs,
     /// Print the event history of every run (use with one seed).
     #[arg(long)]
     trace: bool,
@@ -191,7 +190,7 @@ fn run_seeds(args: RunArgs, runtime: Runtime) -> Result<(), Failure> {
         println!("adversary {slot}: safety is checked (S1-S6), liveness is not");
     }
     let mut builder =
-        ReportBuilder::new(Setup::new(&args.seeds, &config), args.timeline_seed, args.json.as_deref()).map_err(anyhow::Error::new)?;
+        ReportBuilder::new(Setup::new(&args.seeds, &config), args.report.timeline_seed, args.report.json.as_deref()).map_err(anyhow::Error::new)?;
     let started = Instant::now();
     for (head, registry) in sets.into_iter().zip(registries) {
         let mut progress = Progress::new(args.seeds.len(), &head.name);
@@ -225,11 +224,11 @@ fn run_seeds(args: RunArgs, runtime: Runtime) -> Result<(), Failure> {
         recoveries as f64 / wall.as_secs_f64().max(1e-9) * 60.0,
         virtual_ms / 1e3 / wall.as_secs_f64().max(1e-9)
     );
-    conclude(&report, args.json.as_ref(), args.html.as_ref())
+    conclude(&report, &args.report)
 }
 
 fn run_merge(args: MergeArgs) -> Result<(), Failure> {
-    let merged = report::merge(&args.reports, args.timeline_seed, args.json.as_deref(), &mut |part: &Part, set: &SetHead| {
+    let merged = report::merge(&args.reports, args.report.timeline_seed, args.report.json.as_deref(), &mut |part: &Part, set: &SetHead| {
         eprintln!("{}: reading {} ({} seeds)", set.name, part.path.display(), part.setup.seed_count());
     });
     let report = merged.map_err(|e| match e {
@@ -249,12 +248,12 @@ fn run_merge(args: MergeArgs) -> Result<(), Failure> {
     );
     println!();
     print!("{}", summary::table(&report.sets.iter().map(|s| s.summary()).collect::<Vec<_>>()));
-    conclude(&report, args.json.as_ref(), args.html.as_ref())
+    conclude(&report, &args.report)
 }
 
 /// Lists the failing runs with the command that replays each, writes the
 /// HTML report, and ends the command.
-fn conclude(report: &Report, json: Option<&PathBuf>, html: Option<&PathBuf>) -> Result<(), Failure> {
+fn conclude(report: &Report, written: &ReportArgs) -> Result<(), Failure> {
     let mut failing = 0;
     for set in &report.sets {
         for run in &set.failing {
@@ -276,10 +275,10 @@ fn conclude(report: &Report, json: Option<&PathBuf>, html: Option<&PathBuf>) -> 
             );
         }
     }
-    if let Some(path) = json {
+    if let Some(path) = &written.json {
         println!("wrote {}", path.display());
     }
-    if let Some(path) = html {
+    if let Some(path) = &written.html {
         std::fs::write(path, report.to_html()).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         println!("wrote {}", path.display());
     }
