@@ -214,6 +214,11 @@ fn reports_of_seed_ranges_apart_merge_into_what_one_run_reports() {
     let out = ratchet(&["experiment", "merge", &path("cut.json"), &path("second.json")]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("cut.json is not a complete experiment report"), "{}", stderr(&out));
+    let out = ratchet(&["experiment", "merge", &path("first.json"), &path("second.json"), "--json", &path("second.json")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("would overwrite"), "{}", stderr(&out));
+    let out = ratchet(&["experiment", "merge", &path("first.json"), &path("second.json")]);
+    assert_eq!(report(&stdout(&out)), report(&whole), "the refused merge left its reports whole");
     let out = ratchet(&["experiment", "merge"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }

@@ -247,6 +247,9 @@ pub enum ReportError {
         /// What the parser found.
         source: serde_json::Error,
     },
+    /// The merged report would be written over one of its parts.
+    #[error("the merged report would overwrite {}, one of the reports merged: write it elsewhere", .0.display())]
+    Overwrite(PathBuf),
     /// Nothing to merge.
     #[error("no report to merge")]
     Empty,
@@ -440,6 +443,12 @@ pub fn merge(
     progress: &mut dyn FnMut(&Part, &SetHead),
 ) -> Result<Report, ReportError> {
     let mut parts = paths.iter().map(|path| Part::open(path)).collect::<Result<Vec<_>, _>>()?;
+    // Writing the merged report over one being read would lose it.
+    if let Some(out) = json.and_then(|path| path.canonicalize().ok())
+        && let Some(part) = parts.iter().find(|part| part.path.canonicalize().ok().as_ref() == Some(&out))
+    {
+        return Err(ReportError::Overwrite(part.path.clone()));
+    }
     parts.sort_by_key(|part| part.setup.seeds.first().map_or(0, |range| range[0]));
     let Some(first) = parts.first() else { return Err(ReportError::Empty) };
     let mismatch = |other: &Part, reason: String| ReportError::Mismatch {
