@@ -5,10 +5,11 @@
 
 mod common;
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use ratchet::components::fixtures;
-use ratchet::experiment::{Seeds, Summary, run_seeds};
+use ratchet::experiment::{Seeds, Summary, run_seeds, stream_seeds};
 use ratchet::registry::{Registry, all_slots};
 use ratchet::runtime::Limits;
 use ratchet::sim::{FaultProfile, Property, RecoveryEnd, SimConfig, SimRun, simulate};
@@ -50,6 +51,19 @@ fn a_seed_always_gives_a_byte_identical_trace() {
     // thread ran a seed, and what ran beside it, changes nothing.
     let traces = || runs("0..16", &config, &[]).into_iter().map(|r| r.trace).collect::<Vec<_>>();
     assert_eq!(traces(), traces());
+}
+
+#[test]
+fn runs_stream_in_seed_order_and_the_sink_can_stop_them() {
+    let config = profile("none");
+    let seeds: Seeds = "100..140".parse().unwrap();
+    let mut seen = Vec::new();
+    stream_seeds(&seeds, &config, plugins(&[]), 3, &mut |run| {
+        seen.push(run.seed);
+        if seen.len() == 7 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    })
+    .unwrap();
+    assert_eq!(seen, (100..107).collect::<Vec<_>>(), "in order, and none after the sink stopped");
 }
 
 #[test]

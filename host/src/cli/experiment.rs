@@ -4,6 +4,7 @@
 //! reports of experiments run apart.
 
 use std::io::IsTerminal;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -197,16 +198,27 @@ fn run_seeds(args: RunArgs, runtime: Runtime) -> Result<(), Failure> {
         let name = head.name.clone();
         builder.begin_set(head).map_err(anyhow::Error::new)?;
         // Runs come in seed order; each is added up, streamed to the JSON
-        // report and dropped.
+        // report and dropped. A report that cannot be written stops the
+        // experiment at once.
+        let mut unwritten = None;
         experiment::stream_seeds(&args.seeds, &config, registry, threads, &mut |run| {
             if args.trace {
                 progress.println(&trace(&name, &run));
             }
-            builder.add(&run);
             progress.ran(&run);
+            match builder.add(&run) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(error) => {
+                    unwritten = Some(error);
+                    ControlFlow::Break(())
+                }
+            }
         })
         .map_err(anyhow::Error::new)?;
         progress.done();
+        if let Some(error) = unwritten {
+            return Err(anyhow::Error::new(error).into());
+        }
         builder.end_set().map_err(anyhow::Error::new)?;
     }
     let wall = started.elapsed();
@@ -228,6 +240,9 @@ fn run_seeds(args: RunArgs, runtime: Runtime) -> Result<(), Failure> {
 }
 
 fn run_merge(args: MergeArgs) -> Result<(), Failure> {
+    if let Some(html) = &args.report.html {
+        report::refuse_overwrite(&args.reports, html).map_err(Failure::input)?;
+    }
     let merged = report::merge(&args.reports, args.report.timeline_seed, args.report.json.as_deref(), &mut |part: &Part, set: &SetHead| {
         eprintln!("{}: reading {} ({} seeds)", set.name, part.path.display(), part.setup.seed_count());
     });

@@ -27,7 +27,7 @@ impl Report {
         let _ = writeln!(
             page,
             "<p>{} nodes in {} zones, {} shards; faults <code>{}</code> for {} ms of virtual time per run. Times are virtual.</p>",
-            setup.nodes, setup.zones, setup.shards, escape(&setup.faults), setup.fault_window_ms
+            setup.nodes, setup.zones, setup.shards, escape(&setup.faults), setup.fault_window_ns as f64 / 1e6
         );
         self.summary_table(&mut page);
         let _ = writeln!(page, "<h2>Recovery time</h2>");

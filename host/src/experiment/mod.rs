@@ -16,10 +16,10 @@ pub mod report;
 pub mod summary;
 
 use std::collections::BTreeMap;
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 pub use report::{Report, ReportBuilder, ReportError, Setup};
 pub use summary::{Summary, Tally};
@@ -65,54 +65,106 @@ impl Seeds {
 
 /// Runs every seed of `seeds` with `plugins` on `threads` threads and hands
 /// each run to `sink` in seed order, as soon as every seed before it is
-/// done. A run is held only while an earlier seed is still running, so the
-/// memory an experiment needs does not grow with its range of seeds.
+/// done. No thread runs more than a few seeds ahead of the oldest one still
+/// running, so the runs held back are few and the memory an experiment
+/// needs does not grow with its range of seeds. The sink stops the
+/// experiment by returning `Break`; a seed that cannot be simulated stops
+/// it with its error; a thread that panics stops the others before the
+/// panic goes on.
 pub fn stream_seeds(
     seeds: &Seeds,
     config: &SimConfig,
     plugins: Arc<dyn Plugins>,
     threads: usize,
-    sink: &mut (dyn FnMut(SimRun) + Send),
+    sink: &mut (dyn FnMut(SimRun) -> ControlFlow<()> + Send),
 ) -> Result<(), SimError> {
     struct InOrder<'s> {
         next: u64,
         waiting: BTreeMap<u64, SimRun>,
-        sink: &'s mut (dyn FnMut(SimRun) + Send),
+        sink: &'s mut (dyn FnMut(SimRun) -> ControlFlow<()> + Send),
         failed: Option<SimError>,
+        stopped: bool,
     }
-    let next_seed = AtomicU64::new(seeds.0.start);
-    let order = Mutex::new(InOrder { next: seeds.0.start, waiting: BTreeMap::new(), sink, failed: None });
+    struct Shared<'s> {
+        order: Mutex<InOrder<'s>>,
+        /// Signalled whenever `next` moves or the experiment stops.
+        moved: Condvar,
+        next_seed: AtomicU64,
+        end: u64,
+    }
+    impl<'s> Shared<'s> {
+        fn lock(&self) -> std::sync::MutexGuard<'_, InOrder<'s>> {
+            self.order.lock().unwrap_or_else(|e| e.into_inner())
+        }
+        /// The next seed to run, if any is left.
+        fn take(&self) -> Option<u64> {
+            self.next_seed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| (s < self.end).then(|| s + 1)).ok()
+        }
+        fn stop(&self, order: &mut InOrder<'s>) {
+            order.stopped = true;
+            self.next_seed.store(self.end, Ordering::Relaxed);
+            self.moved.notify_all();
+        }
+    }
+    /// Stops every thread when the one holding it unwinds.
+    struct StopOnPanic<'a, 's>(&'a Shared<'s>);
+    impl Drop for StopOnPanic<'_, '_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let mut order = self.0.lock();
+                self.0.stop(&mut order);
+            }
+        }
+    }
+
+    let threads = threads.max(1);
+    let ahead = 4 * threads as u64;
+    let shared = Shared {
+        order: Mutex::new(InOrder { next: seeds.0.start, waiting: BTreeMap::new(), sink, failed: None, stopped: false }),
+        moved: Condvar::new(),
+        next_seed: AtomicU64::new(seeds.0.start),
+        end: seeds.0.end,
+    };
     std::thread::scope(|scope| {
-        for _ in 0..threads.max(1) {
+        for _ in 0..threads {
             scope.spawn(|| {
-                loop {
-                    let seed = next_seed.fetch_add(1, Ordering::Relaxed);
-                    if seed >= seeds.0.end {
-                        break;
+                let _stop = StopOnPanic(&shared);
+                while let Some(seed) = shared.take() {
+                    {
+                        let mut order = shared.lock();
+                        while seed >= order.next.saturating_add(ahead) && !order.stopped {
+                            order = shared.moved.wait(order).unwrap_or_else(|e| e.into_inner());
+                        }
+                        if order.stopped {
+                            break;
+                        }
                     }
                     let run = simulate(seed, config, plugins.clone());
-                    let mut order = order.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut order = shared.lock();
                     match run {
                         Ok(run) => {
                             order.waiting.insert(seed, run);
-                            loop {
+                            while !order.stopped {
                                 let next = order.next;
                                 let Some(run) = order.waiting.remove(&next) else { break };
                                 order.next += 1;
-                                (order.sink)(run);
+                                if (order.sink)(run).is_break() {
+                                    shared.stop(&mut order);
+                                }
                             }
+                            shared.moved.notify_all();
                         }
                         Err(error) => {
                             // Stop every thread: the other seeds would fail alike.
                             order.failed.get_or_insert(error);
-                            next_seed.store(seeds.0.end, Ordering::Relaxed);
+                            shared.stop(&mut order);
                         }
                     }
                 }
             });
         }
     });
-    match order.into_inner().unwrap_or_else(|e| e.into_inner()).failed {
+    match shared.order.into_inner().unwrap_or_else(|e| e.into_inner()).failed {
         Some(error) => Err(error),
         None => Ok(()),
     }
@@ -131,6 +183,7 @@ pub fn run_seeds(
     stream_seeds(seeds, config, plugins, threads, &mut |run| {
         progress(&run);
         runs.push(run);
+        ControlFlow::Continue(())
     })?;
     Ok(runs)
 }

@@ -45,8 +45,8 @@ pub struct Setup {
     pub shards: u32,
     /// The fault profile.
     pub faults: String,
-    /// Virtual ms of faults per run.
-    pub fault_window_ms: u64,
+    /// Virtual time of faults per run, in nanoseconds.
+    pub fault_window_ns: u64,
     /// Fuel of each plugin call.
     pub fuel: u64,
     /// Versions the logs keep, if bounded.
@@ -64,7 +64,7 @@ impl Setup {
             zones: config.zones,
             shards: config.shards,
             faults: config.profile.name.to_string(),
-            fault_window_ms: u64::try_from(config.fault_window.as_millis()).unwrap_or(u64::MAX),
+            fault_window_ns: u64::try_from(config.fault_window.as_nanos()).unwrap_or(u64::MAX),
             fuel: config.fuel,
             retention: config.retention,
             adversary: config.adversary.as_ref().map(ToString::to_string),
@@ -78,7 +78,7 @@ impl Setup {
 
     /// Seeds run.
     pub fn seed_count(&self) -> u64 {
-        self.seeds.iter().map(|[a, b]| b - a).sum()
+        self.seeds.iter().map(|[a, b]| b.saturating_sub(*a)).sum()
     }
 
     /// The command that replays `seed` of the set with `plugins`, with its
@@ -90,7 +90,7 @@ impl Setup {
             self.zones,
             self.shards,
             self.faults,
-            humantime::format_duration(std::time::Duration::from_millis(self.fault_window_ms))
+            humantime::format_duration(std::time::Duration::from_nanos(self.fault_window_ns))
         );
         if self.fuel != SimConfig::default().fuel {
             command.push_str(&format!(" --fuel {}", self.fuel));
@@ -115,7 +115,7 @@ impl Setup {
             ("zones", self.zones.to_string(), other.zones.to_string()),
             ("shards", self.shards.to_string(), other.shards.to_string()),
             ("faults", self.faults.clone(), other.faults.clone()),
-            ("fault window (ms)", self.fault_window_ms.to_string(), other.fault_window_ms.to_string()),
+            ("fault window (ns)", self.fault_window_ns.to_string(), other.fault_window_ns.to_string()),
             ("fuel", self.fuel.to_string(), other.fuel.to_string()),
             ("retention", format!("{:?}", self.retention), format!("{:?}", other.retention)),
             ("adversary", format!("{:?}", self.adversary), format!("{:?}", other.adversary)),
@@ -247,6 +247,22 @@ pub enum ReportError {
         /// What the parser found.
         source: serde_json::Error,
     },
+    /// A report's runs disagree with its setup.
+    #[error("{}: {reason}", path.display())]
+    Runs {
+        /// The file.
+        path: PathBuf,
+        /// What disagrees.
+        reason: String,
+    },
+    /// A value could not be written as JSON.
+    #[error("cannot write {} as JSON: {source}", path.display())]
+    Encode {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
     /// The merged report would be written over one of its parts.
     #[error("the merged report would overwrite {}, one of the reports merged: write it elsewhere", .0.display())]
     Overwrite(PathBuf),
@@ -314,7 +330,7 @@ impl JsonWriter {
     }
 
     fn json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<String, ReportError> {
-        serde_json::to_string(value).map_err(|source| ReportError::Malformed { path: self.path.clone(), source })
+        serde_json::to_string(value).map_err(|source| ReportError::Encode { path: self.path.clone(), source })
     }
 
     fn write(&mut self, text: &str) -> Result<(), ReportError> {
@@ -329,8 +345,6 @@ pub struct ReportBuilder {
     sets: Vec<SetOutcome>,
     pick: TimelinePick,
     json: Option<JsonWriter>,
-    /// The first error writing the JSON report; the runs go on being added.
-    json_error: Option<ReportError>,
 }
 
 impl ReportBuilder {
@@ -343,7 +357,6 @@ impl ReportBuilder {
             sets: Vec::new(),
             pick: TimelinePick { wanted: timeline_seed, ..TimelinePick::default() },
             json,
-            json_error: None,
         })
     }
 
@@ -356,16 +369,14 @@ impl ReportBuilder {
         Ok(())
     }
 
-    /// Adds a run to the set begun last. An error writing the JSON report
-    /// comes back from [`ReportBuilder::end_set`].
-    pub fn add(&mut self, run: &SimRun) {
-        let Some(set) = self.sets.last_mut() else { return };
+    /// Adds a run to the set begun last, and writes it to the JSON report.
+    pub fn add(&mut self, run: &SimRun) -> Result<(), ReportError> {
+        let Some(set) = self.sets.last_mut() else { return Ok(()) };
         set.add(run);
         self.pick.see(&set.head.name, run);
-        if let (Some(json), None) = (&mut self.json, &self.json_error)
-            && let Err(error) = json.run(run)
-        {
-            self.json_error = Some(error);
+        match &mut self.json {
+            Some(json) => json.run(run),
+            None => Ok(()),
         }
     }
 
@@ -376,9 +387,6 @@ impl ReportBuilder {
 
     /// Ends the set begun last.
     pub fn end_set(&mut self) -> Result<(), ReportError> {
-        if let Some(error) = self.json_error.take() {
-            return Err(error);
-        }
         if let (Some(json), Some(set)) = (&mut self.json, self.sets.last()) {
             json.end_set(&set.summary())?;
         }
@@ -442,13 +450,11 @@ pub fn merge(
     json: Option<&Path>,
     progress: &mut dyn FnMut(&Part, &SetHead),
 ) -> Result<Report, ReportError> {
-    let mut parts = paths.iter().map(|path| Part::open(path)).collect::<Result<Vec<_>, _>>()?;
     // Writing the merged report over one being read would lose it.
-    if let Some(out) = json.and_then(|path| path.canonicalize().ok())
-        && let Some(part) = parts.iter().find(|part| part.path.canonicalize().ok().as_ref() == Some(&out))
-    {
-        return Err(ReportError::Overwrite(part.path.clone()));
+    if let Some(out) = json {
+        refuse_overwrite(paths, out)?;
     }
+    let mut parts = paths.iter().map(|path| Part::open(path)).collect::<Result<Vec<_>, _>>()?;
     parts.sort_by_key(|part| part.setup.seeds.first().map_or(0, |range| range[0]));
     let Some(first) = parts.first() else { return Err(ReportError::Empty) };
     let mismatch = |other: &Part, reason: String| ReportError::Mismatch {
@@ -476,7 +482,7 @@ pub fn merge(
             return Err(ReportError::Mismatch {
                 first: pair[0].path.clone(),
                 second: pair[1].path.clone(),
-                reason: format!("their seeds overlap ({a0}..{a1} and {b0}..{b1})"),
+                reason: format!("their seeds overlap or interleave ({a0}..{a1} and {b0}..{b1})"),
             });
         }
     }
@@ -493,11 +499,39 @@ pub fn merge(
         builder.begin_set(head.clone())?;
         for part in &parts {
             progress(part, head);
-            part.runs(index, &mut |run| builder.add(&run))?;
+            let mut failed = None;
+            let mut last = None;
+            part.runs(index, &mut |run| {
+                if failed.is_some() {
+                    return;
+                }
+                let inside = part.setup.seeds.iter().any(|[a, b]| (*a..*b).contains(&run.seed));
+                failed = if !inside || last.is_some_and(|last| run.seed <= last) {
+                    Some(ReportError::Runs {
+                        path: part.path.clone(),
+                        reason: format!("seed {} is outside its seeds ({}) or out of order", run.seed, part.setup.seed_ranges()),
+                    })
+                } else {
+                    builder.add(&run).err()
+                };
+                last = Some(run.seed);
+            })?;
+            if let Some(error) = failed {
+                return Err(error);
+            }
         }
         builder.end_set()?;
     }
     builder.finish()
+}
+
+/// Refused when `out` is one of the reports at `paths`.
+pub fn refuse_overwrite(paths: &[PathBuf], out: &Path) -> Result<(), ReportError> {
+    let Ok(out) = out.canonicalize() else { return Ok(()) };
+    match paths.iter().find(|path| path.canonicalize().is_ok_and(|path| path == out)) {
+        Some(path) => Err(ReportError::Overwrite(path.clone())),
+        None => Ok(()),
+    }
 }
 
 /// Reads the report at `path`, handing the runs of set `want` (if any) to
