@@ -64,17 +64,7 @@ impl Harness {
 
     /// Commits `count` writes from `start`, pumping every 20.
     fn write(&self, start: usize, count: usize) -> Vec<(String, String)> {
-        let mut acked = Vec::new();
-        for i in start..start + count {
-            let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
-            let value = format!("value-{i}");
-            if self.cluster.commit(&[(key.clone(), value.clone())]).is_ok() {
-                acked.push((key, value));
-            }
-            if i % 20 == 0 {
-                self.cluster.pump();
-            }
-        }
+        let acked = common::commit_writes(&self.cluster, start, count, 20);
         self.cluster.pump();
         acked
     }
