@@ -81,6 +81,29 @@ async fn a_second_epoch_after_losing_a_log_keeps_every_acknowledged_write() {
 }
 
 #[tokio::test]
+async fn a_log_that_missed_a_push_breaks_its_generation_even_once_it_is_back() {
+    // Found by a long seed run: a log down while a commit was refused
+    // misses the version the sequencer issued for it; back up, it could
+    // take no later push, yet its generation looked whole.
+    let h = Harness::new();
+    let old = h.boot().await;
+    let acked = h.write(0, 50);
+    let log = old.logs[1].id.clone();
+    h.cluster.kill(&log);
+    assert!(h.cluster.commit(&[("k".into(), "v".into())]).is_err(), "a generation missing a log cannot commit");
+    h.cluster.revive(&log);
+    assert!(h.cluster.commit(&[("k".into(), "v".into())]).is_err(), "the log lacks a version");
+    assert_eq!(h.cluster.unserving_member(), Some(log), "the generation is broken until it is recovered");
+
+    let layout = completed(&h.recover().await).clone();
+    assert!(layout.epoch > old.epoch);
+    assert_eq!(h.cluster.unserving_member(), None);
+    let more = h.write(50, 20);
+    assert_eq!(more.len(), 20, "the recovered generation commits");
+    assert_eq!(h.lost(&acked), 0);
+}
+
+#[tokio::test]
 async fn losing_a_storage_replica_tops_the_team_up_from_a_teammate() {
     let h = Harness::new();
     let old = h.boot().await;

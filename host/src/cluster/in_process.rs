@@ -258,11 +258,16 @@ impl InProcessCluster {
             .map(|(key, value)| Mutation { tag: tag_of(&layout, key), key: key.clone(), value: value.clone() })
             .collect();
         for log in &layout.logs {
-            match state.role_mut(&log.id) {
-                Ok(Role::Log(service)) => {
-                    service.push(epoch, prev, version, mutations.clone()).map_err(|e| refused(&log.id, e))?
-                }
-                _ => return Err(down(&log.id)),
+            let pushed = match state.role_mut(&log.id) {
+                Ok(Role::Log(service)) => service.push(epoch, prev, version, mutations.clone()).map_err(|e| refused(&log.id, e)),
+                _ => Err(down(&log.id)),
+            };
+            if let Err(err) = pushed {
+                // The sequencer has issued this version: a log that missed it
+                // can take no later push, even once it is back, so the
+                // generation is broken until a recovery replaces it.
+                state.stranded.insert(log.id.clone());
+                return Err(err);
             }
         }
         state.committed = version;
