@@ -286,6 +286,8 @@ struct Driver {
     /// generation that acknowledged it.
     acked: Vec<Acked>,
     writes: usize,
+    /// Why the client's last write was refused, while writes keep failing.
+    last_refusal: Option<String>,
     /// The adversary, when the run has one, and its slot.
     adversary: Option<(Arc<Switch>, &'static str)>,
     /// The calls the invariant guard refused, by rule.
@@ -330,6 +332,7 @@ impl Driver {
             lost_nodes: BTreeSet::new(),
             acked: Vec::new(),
             writes: 0,
+            last_refusal: None,
             adversary,
             refusals: BTreeMap::new(),
             faults: 0,
@@ -403,8 +406,8 @@ impl Driver {
                 Property::Liveness,
                 format!("no completed recovery within {:?} after the faults stopped: {reason}", self.config.liveness_bound),
             ));
-        } else if !self.commit() {
-            violations.push(Violation::new(Property::Liveness, "the recovered generation refused a write"));
+        } else if let Err(reason) = self.commit() {
+            violations.push(Violation::new(Property::Liveness, format!("the recovered generation refused a write: {reason}")));
         }
         Ok(self.finish(violations, settled))
     }
@@ -453,7 +456,16 @@ impl Driver {
             self.restart(restart);
         }
         if load {
-            let _ = self.commit();
+            // Under faults a write may well be refused: the client goes on,
+            // and the trace says why once for each new reason.
+            match self.commit() {
+                Ok(()) => self.last_refusal = None,
+                Err(reason) if self.last_refusal.as_deref() != Some(reason.as_str()) => {
+                    self.history.event("client", format_args!("writes refused: {reason}"));
+                    self.last_refusal = Some(reason);
+                }
+                Err(_) => {}
+            }
             if self.writes % 5 == 0 {
                 self.inner.pump();
             }
@@ -585,26 +597,24 @@ impl Driver {
         self.inner.unserving_member()
     }
 
-    /// The client commits one write, if it can reach the whole generation.
-    /// Returns whether the write was acknowledged.
-    fn commit(&mut self) -> bool {
-        let Some(layout) = self.inner.live_layout() else { return false };
-        if layout.services.iter().any(|s| self.net.is_partitioned(&s.node)) {
-            return false;
+    /// Commits one write through the live generation; why not, when it
+    /// was not acknowledged.
+    fn commit(&mut self) -> Result<(), String> {
+        let Some(layout) = self.inner.live_layout() else { return Err("no live generation".into()) };
+        if let Some(member) = layout.services.iter().find(|s| self.net.is_partitioned(&s.node)) {
+            return Err(format!("{} is partitioned", member.id));
         }
         let i = self.writes;
         self.writes += 1;
         let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
         let value = format!("s{}-v{i}", self.seed);
-        if let Ok(version) = self.inner.commit(&[(key.clone(), value.clone())]) {
-            for log in &layout.logs {
-                self.history.accepted(&log.id, layout.epoch, "push");
-            }
-            self.history.event("client", format_args!("{key} acknowledged at version {version} (epoch {})", layout.epoch));
-            self.acked.push(Acked { key, value, version, epoch: layout.epoch });
-            return true;
+        let version = self.inner.commit(&[(key.clone(), value.clone())]).map_err(|err| err.to_string())?;
+        for log in &layout.logs {
+            self.history.accepted(&log.id, layout.epoch, "push");
         }
-        false
+        self.history.event("client", format_args!("{key} acknowledged at version {version} (epoch {})", layout.epoch));
+        self.acked.push(Acked { key, value, version, epoch: layout.epoch });
+        Ok(())
     }
 
     fn crash_a_log(&mut self) {
