@@ -8,7 +8,11 @@ mod common;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use ratchet::bindings::types::{
+    Assignment, AttemptState, PhaseOutcome, PhaseStep, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan,
+};
 use ratchet::components::fixtures;
+use ratchet::director::PAUSE_AFTER_INCOMPLETE;
 use ratchet::experiment::{Seeds, Summary, run_seeds, stream_seeds};
 use ratchet::registry::{Registry, all_slots};
 use ratchet::runtime::Limits;
@@ -178,4 +182,62 @@ fn replicas_left_behind_retention_under_load_are_rebuilt_and_end_identical_to_th
     assert!(kept.iter().all(|r| r.violations.is_empty()));
     assert!(kept.iter().all(|r| r.replicas.rebuilds == 0), "a rebuild with every version retained");
     assert!(kept.iter().any(|r| r.replicas.catch_ups > 0));
+}
+
+/// The default plugins, except that every recovery after the boot fails in
+/// determine-durable-version.
+struct FailAfterBoot(Arc<Registry>);
+
+#[async_trait::async_trait]
+impl ratchet::registry::Plugins for FailAfterBoot {
+    async fn run_phase(
+        &self,
+        slot: &str,
+        state: &AttemptState,
+        services: Arc<dyn ratchet::runtime::HostServices>,
+    ) -> Result<PhaseOutcome, ratchet::registry::InvokeError> {
+        if slot == "determine-durable-version" && state.old_layout.is_some() {
+            let step = PhaseStep::Failed("failing on purpose".into());
+            return Ok(PhaseOutcome { state: state.clone(), written: vec![], step });
+        }
+        self.0.run_phase(slot, state, services).await
+    }
+
+    async fn place(
+        &self,
+        request: &PlacementRequest,
+    ) -> Result<Result<Vec<Assignment>, PlacementError>, ratchet::registry::InvokeError> {
+        self.0.place(request).await
+    }
+
+    async fn replica_plan(&self, history: &ReplicaHistory) -> Result<ReplicaPlan, ratchet::registry::InvokeError> {
+        self.0.replica_plan(history).await
+    }
+}
+
+#[test]
+fn after_a_failed_recovery_the_next_director_waits_a_pause() {
+    let run = simulate(3, &profile("none"), Arc::new(FailAfterBoot(plugins(&[])))).unwrap();
+    let failed: Vec<_> = run.recoveries.iter().filter(|r| r.end == RecoveryEnd::Failed).collect();
+    assert!(failed.len() >= 2, "every recovery after the boot fails: {:?}", run.recoveries);
+    let pause = PAUSE_AFTER_INCOMPLETE.as_secs_f64() * 1e3;
+    for pair in failed.windows(2) {
+        let gap = pair[1].started_ms - pair[0].ended_ms;
+        assert!(gap >= pause, "director {} started {gap} ms after director {} failed", pair[1].director, pair[0].director);
+    }
+    // The liveness bound is 60 s of virtual time: about one director a second.
+    assert!(failed.len() <= 70, "{} directors", failed.len());
+    assert!(run.violations.iter().any(|v| v.rule == Property::Liveness));
+}
+
+#[test]
+fn the_seeds_long_runs_found_failing_recover() {
+    // `default --retention 20`: a log that missed a push while it was down
+    // (24853, 34332), and a team whose quorum fell behind the logs' kept
+    // range while one replica stayed within it (43659).
+    let config = SimConfig { retention: Some(20), ..profile("default") };
+    for seed in [24853, 34332, 43659] {
+        let run = runs(&seed.to_string(), &config, &[]).remove(0);
+        assert!(run.violations.is_empty(), "seed {seed}: {:?}", run.violations);
+    }
 }

@@ -4,8 +4,13 @@
 //! locked replicas (quorum: a majority of the replication factor); the
 //! cluster's durable version is the minimum across teams. A team with fewer
 //! live replicas than the replication factor is marked degraded. Stalls when
-//! a team has no live replica at all. Fails when the logs no longer hold the
-//! versions between a team's durable version and the kept range, because
+//! a team has no live replica at all.
+//!
+//! A replica behind the logs' kept range is rebuilt from a teammate by
+//! replica recovery, so a team only needs one locked replica that reaches the
+//! kept range. When none does, the versions between them are in no locked
+//! service: the phase stalls while a replica of the team is still unlocked
+//! (it may hold them), and fails when every replica is locked, because
 //! recovering would then lose data.
 
 use std::collections::BTreeMap;
@@ -63,22 +68,34 @@ fn cluster_durable(state: &AttemptState, layout: &Layout) -> (Vec<ShardTag>, Res
         if (durables.len() as u32) < replication {
             degraded.push(team.tag);
         }
+        if let Some(plan) = plans.get(&team.tag)
+            && let Some(step) = behind_retention(team.tag, &durables, team.storage_ids.len(), plan.first_version)
+        {
+            return (degraded, Err(step));
+        }
         let Some(durable) = team_durable(durables, replication) else {
             let reason = format!("storage team {} has no live replica", team.tag);
             return (degraded, Err(PhaseStep::Stalled(reason)));
         };
-        if let Some(plan) = plans.get(&team.tag) {
-            if plan.first_version > durable + 1 {
-                let reason = format!(
-                    "shard {}: storage is durable at {durable} but the logs keep only from {}",
-                    team.tag, plan.first_version
-                );
-                return (degraded, Err(PhaseStep::Failed(reason)));
-            }
-        }
         cluster = Some(cluster.map_or(durable, |d| d.min(durable)));
     }
     (degraded, Ok(cluster.unwrap_or(0)))
+}
+
+/// The step that stops the phase when no locked replica of shard `tag`
+/// reaches the logs' first kept version `first`, or `None` when one does
+/// (its teammates are then rebuilt from it).
+fn behind_retention(tag: ShardTag, durables: &[Version], replicas: usize, first: Version) -> Option<PhaseStep> {
+    let best = durables.iter().copied().max()?;
+    if best.saturating_add(1) >= first {
+        return None;
+    }
+    let gap = format!("shard {tag}: the best locked replica is durable at {best} but the logs keep only from {first}");
+    Some(if durables.len() < replicas {
+        PhaseStep::Stalled(format!("{gap}; waiting for the team's other replicas"))
+    } else {
+        PhaseStep::Failed(gap)
+    })
 }
 
 ratchet_guest::export_phase!(DetermineDurableVersion);
@@ -88,7 +105,7 @@ ratchet_guest::use_call_arena!();
 mod tests {
     use super::*;
     use ratchet_guest::testing::{ScriptedHost, old_layout, state};
-    use ratchet_guest::types::StorageRecoveryInfo;
+    use ratchet_guest::types::{ShardPlan, StorageRecoveryInfo};
 
     fn replica(id: &str, durable: Version) -> StorageRecoveryInfo {
         StorageRecoveryInfo { id: id.into(), durable_version: durable, oldest_durable_version: 0 }
@@ -124,5 +141,54 @@ mod tests {
         s.locked_storage = vec![replica("st0-1", 10)];
         let out = DetermineDurableVersion::run(s, &mut ScriptedHost::default());
         assert_eq!(out.step, PhaseStep::Stalled("storage team 1 has no live replica".into()));
+    }
+
+    /// Shard 1's logs keep versions from 32 on; shard 0's hold everything.
+    fn popped(replicas: Vec<StorageRecoveryInfo>) -> AttemptState {
+        let mut s = state(2, Some(old_layout()));
+        s.locked_storage = replicas;
+        s.log_plan = vec![
+            ShardPlan { tag: 0, sources: vec!["log1".into()], first_version: 1, last_version: 40 },
+            ShardPlan { tag: 1, sources: vec!["log1".into()], first_version: 32, last_version: 40 },
+        ];
+        s
+    }
+
+    #[test]
+    fn one_replica_within_retention_is_enough_for_its_team() {
+        // st1-1 and st1-2 are behind retention; st1-3 reaches it, and replica
+        // recovery rebuilds the others from it.
+        let s = popped(vec![
+            replica("st0-1", 40),
+            replica("st0-2", 40),
+            replica("st0-3", 40),
+            replica("st1-1", 21),
+            replica("st1-2", 21),
+            replica("st1-3", 31),
+        ]);
+        let out = DetermineDurableVersion::run(s, &mut ScriptedHost::default());
+        assert_eq!(out.step, PhaseStep::Next(NEXT.into()));
+        assert_eq!(out.state.durable_version, Some(21));
+    }
+
+    #[test]
+    fn a_team_behind_retention_waits_for_its_unlocked_replicas() {
+        let s = popped(vec![replica("st0-1", 40), replica("st0-2", 40), replica("st1-1", 21), replica("st1-2", 30)]);
+        let out = DetermineDurableVersion::run(s, &mut ScriptedHost::default());
+        let PhaseStep::Stalled(reason) = out.step else { panic!("expected a stall, got {:?}", out.step) };
+        assert!(reason.contains("shard 1") && reason.contains("30") && reason.contains("32"), "{reason}");
+    }
+
+    #[test]
+    fn a_team_whose_every_replica_is_behind_retention_fails() {
+        let s = popped(vec![
+            replica("st0-1", 40),
+            replica("st1-1", 21),
+            replica("st1-2", 30),
+            replica("st1-3", 29),
+        ]);
+        let out = DetermineDurableVersion::run(s, &mut ScriptedHost::default());
+        let PhaseStep::Failed(reason) = out.step else { panic!("expected a failure, got {:?}", out.step) };
+        assert!(reason.contains("shard 1"), "{reason}");
     }
 }

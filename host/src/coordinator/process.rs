@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::registry::all_slots;
 use crate::cluster::{Cluster, RemoteCluster};
 use crate::store::{CoordinatorStore, EtcdStore, FileStore, keep_leading};
-use crate::director::{Director, DirectorOptions, RecoveryReport};
+use crate::director::{Director, DirectorOptions, PAUSE_AFTER_INCOMPLETE, RecoveryReport};
 use crate::guard::named_services;
 use crate::registry::Registry;
 use crate::replica::{Budget, Sessions};
@@ -232,13 +232,13 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
             }
             Err(err) => {
                 tracing::error!(%err, "recovery could not run");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(PAUSE_AFTER_INCOMPLETE).await;
                 continue;
             }
         };
         let Some(layout) = report.layout().cloned() else {
             coordinator.recovered("recovery did not complete", &trigger, since, &report);
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(PAUSE_AFTER_INCOMPLETE).await;
             continue;
         };
         coordinator.recovered("serving", &trigger, since, &report);

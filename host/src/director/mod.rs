@@ -28,6 +28,13 @@ use crate::registry::{PHASES, Plugins, world_of};
 use crate::replica::{Budget, Sessions};
 use crate::runtime::World;
 
+/// How long a process that runs directors one after another waits after a
+/// recovery that did not complete (it failed, or its attempts ran out)
+/// before it starts the next: the attempts within a director back off, and
+/// without this pause a cause that outlasts them would start directors as
+/// fast as they fail.
+pub const PAUSE_AFTER_INCOMPLETE: Duration = Duration::from_secs(1);
+
 /// Bounds of a director's work.
 #[derive(Clone, Debug)]
 pub struct DirectorOptions {

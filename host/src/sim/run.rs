@@ -22,7 +22,7 @@ use super::plugins::FaultyPlugins;
 use super::rng::SimRng;
 use crate::bindings::types::{Epoch, Layout, RecoveryConfig};
 use crate::cluster::{Cluster, InProcessCluster};
-use crate::director::{AttemptOutcome, Director, DirectorError, DirectorOptions, RecoveryReport};
+use crate::director::{AttemptOutcome, Director, DirectorError, DirectorOptions, PAUSE_AFTER_INCOMPLETE, RecoveryReport};
 use crate::guard::{Invariant, named_services};
 use crate::quality::PlacementQuality;
 use crate::registry::Plugins;
@@ -279,6 +279,8 @@ struct Driver {
     directors: u32,
     /// A competing director to start, and when.
     rival_at: Option<Instant>,
+    /// No new director starts before this, after one that did not complete.
+    paused_until: Option<Instant>,
     restarts: Vec<(Instant, Restart)>,
     /// Nodes lost for good.
     lost_nodes: BTreeSet<String>,
@@ -328,6 +330,7 @@ impl Driver {
             recoveries: Vec::new(),
             directors: 0,
             rival_at: None,
+            paused_until: None,
             restarts: Vec::new(),
             lost_nodes: BTreeSet::new(),
             acked: Vec::new(),
@@ -477,6 +480,7 @@ impl Driver {
             self.start_recovery("a rival director".into(), true);
         }
         if self.running.is_empty()
+            && self.paused_until.is_none_or(|until| until <= now)
             && let Some(member) = self.broken_member()
         {
             self.start_recovery(format!("{member} is unreachable"), false);
@@ -527,6 +531,9 @@ impl Driver {
                 }
             };
             let recovery = self.record(&running, &report);
+            if matches!(recovery.end, RecoveryEnd::Failed | RecoveryEnd::Stalled) {
+                self.paused_until = Some(running.ended + PAUSE_AFTER_INCOMPLETE);
+            }
             if recovery.end == RecoveryEnd::Completed
                 && let Some(layout) = report.layout()
             {
