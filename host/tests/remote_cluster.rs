@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use ratchet::bindings::types::{Layout, RecoveryConfig};
 use ratchet::cluster::{Cluster, RemoteCluster};
+use ratchet::services::Disk;
 use ratchet::topology::NodeSpec;
 use ratchet::store::MemoryStore;
 use ratchet::director::{Director, DirectorOptions, RecoveryReport};
@@ -31,7 +32,7 @@ impl Worker {
     /// Starts (or restarts) the foreman on its data directory and address.
     async fn start(&mut self) {
         let listener = TcpListener::bind(&self.addr).await.unwrap();
-        let foreman = Arc::new(Foreman::open(self.spec.clone(), self.dir.path(), self.addr.clone()).unwrap());
+        let foreman = Arc::new(Foreman::open(self.spec.clone(), Disk::Dir(self.dir.path().into()), self.addr.clone()).unwrap());
         self.server = Some(tokio::spawn(serve::<WorkerProtocol, _>(listener, foreman, config())));
     }
 

@@ -5,10 +5,12 @@
 //! against any of them.
 
 mod in_process;
+mod local;
 mod registrations;
 mod remote;
 
 pub use in_process::{CommitError, InProcessCluster};
+pub use local::{LocalCluster, LocalError};
 pub use registrations::{RegistrationWatch, Registrations};
 pub use remote::RemoteCluster;
 

@@ -20,7 +20,7 @@ use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
 use crate::services::Mutation;
-use crate::transport::{Client, TransportConfig};
+use crate::transport::{TcpTransport, Transport, TransportConfig};
 use crate::worker::{WorkerProtocol, WorkerReply, WorkerRequest};
 
 /// A registered worker process.
@@ -29,12 +29,11 @@ struct Member {
     zone: String,
     capacity: u32,
     addr: String,
-    client: Arc<Client<WorkerProtocol>>,
 }
 
 /// The cluster of worker processes.
 pub struct RemoteCluster {
-    config: TransportConfig,
+    transport: Arc<dyn Transport<WorkerProtocol>>,
     members: Mutex<BTreeMap<String, Member>>,
     /// Which node hosts each service, as last seen.
     directory: Mutex<BTreeMap<String, String>>,
@@ -58,10 +57,16 @@ enum Pumped {
 }
 
 impl RemoteCluster {
-    /// An empty cluster; workers join with [`RemoteCluster::register`].
+    /// An empty cluster reached over TCP; workers join with
+    /// [`RemoteCluster::register`].
     pub fn new(config: TransportConfig) -> Self {
+        Self::over(Arc::new(TcpTransport::new(config)))
+    }
+
+    /// An empty cluster whose workers are reached through `transport`.
+    pub fn over(transport: Arc<dyn Transport<WorkerProtocol>>) -> Self {
         RemoteCluster {
-            config,
+            transport,
             members: Mutex::default(),
             directory: Mutex::default(),
             live: Mutex::default(),
@@ -90,8 +95,7 @@ impl RemoteCluster {
         if members.get(node).is_some_and(|m| m.addr == addr && m.zone == zone && m.capacity == capacity) {
             return;
         }
-        let client = Arc::new(Client::new(addr, self.config.clone()));
-        members.insert(node.into(), Member { zone: zone.into(), capacity, addr: addr.into(), client });
+        members.insert(node.into(), Member { zone: zone.into(), capacity, addr: addr.into() });
         drop(members);
         self.registrations.announce();
         tracing::info!(node, zone, addr, "worker registered");
@@ -292,7 +296,7 @@ impl RemoteCluster {
 
     async fn ask_node(&self, node: &str, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
         let member = lock(&self.members).get(node).cloned().ok_or_else(|| ClusterError::NotFound(format!("node {node}")))?;
-        match member.client.call(request).await {
+        match self.transport.call(&member.addr, request).await {
             Ok(reply) => reply,
             Err(err) => Err(ClusterError::Unreachable(err.to_string())),
         }
@@ -308,7 +312,7 @@ impl Cluster for RemoteCluster {
     async fn nodes(&self) -> Vec<Node> {
         let members: Vec<(String, Member)> = lock(&self.members).iter().map(|(n, m)| (n.clone(), m.clone())).collect();
         let answers = members.iter().map(|(node, member)| async move {
-            match member.client.call(WorkerRequest::Info).await {
+            match self.transport.call(&member.addr, WorkerRequest::Info).await {
                 Ok(Ok(WorkerReply::Info { node, .. })) => node,
                 _ => Node {
                     id: node.clone(),
@@ -326,7 +330,7 @@ impl Cluster for RemoteCluster {
 
     async fn services(&self) -> Vec<ServiceDescriptor> {
         let members: Vec<Member> = lock(&self.members).values().cloned().collect();
-        let answers = members.iter().map(|member| member.client.call(WorkerRequest::Info));
+        let answers = members.iter().map(|member| self.transport.call(&member.addr, WorkerRequest::Info));
         let mut services = Vec::new();
         let mut broken = BTreeSet::new();
         for answer in join_all(answers).await {
@@ -418,7 +422,10 @@ impl Cluster for RemoteCluster {
     }
 
     async fn release(&self, id: &str) {
-        let _ = self.ask(id, WorkerRequest::Release { id: id.into() }).await;
+        if let Err(err) = self.ask(id, WorkerRequest::Release { id: id.into() }).await {
+            // Its worker keeps it until the worker is asked again or lost.
+            tracing::warn!(service = id, ?err, "cannot release the service");
+        }
         lock(&self.directory).remove(id);
     }
 

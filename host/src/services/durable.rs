@@ -12,6 +12,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::disk::Disk;
 use super::journal::{Journal, JournalError};
 use super::{LogService, Mutation, ServiceError, Snapshot, StorageService};
 use crate::bindings::types::{Epoch, LogRecoveryInfo, ShardTag, StorageRecoveryInfo, Version};
@@ -103,7 +104,16 @@ pub struct DurableLog {
 impl DurableLog {
     /// Opens the log journaled at `path`, replaying what it holds.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
-        let (journal, inputs) = Journal::<LogInput>::open(path)?;
+        Self::replay(Journal::<LogInput>::open(path)?)
+    }
+
+    /// Opens the log journaled in file `name` of `disk`, replaying what it holds.
+    pub fn open_on(disk: &Disk, name: &str) -> Result<Self, JournalError> {
+        Self::replay(Journal::<LogInput>::open_on(disk, name)?)
+    }
+
+    fn replay((journal, inputs): (Journal<LogInput>, Vec<LogInput>)) -> Result<Self, JournalError> {
+        let path = journal.path().to_path_buf();
         let mut log = LogService::new();
         for (index, input) in inputs.into_iter().enumerate() {
             // Every journaled input was accepted once; it must be accepted again.
@@ -120,7 +130,7 @@ impl DurableLog {
                     Ok(())
                 }
             };
-            replayed.map_err(|err| replay_error(path, index, described, err))?;
+            replayed.map_err(|err| replay_error(&path, index, described, err))?;
         }
         let floor = log.lock_holder();
         Ok(DurableLog { log, durability: Durability { journal, poisoned: false, floor } })
@@ -223,7 +233,16 @@ pub struct DurableStorage {
 impl DurableStorage {
     /// Opens the replica journaled at `path`, replaying what it holds.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
-        let (journal, inputs) = Journal::<StorageInput>::open(path)?;
+        Self::replay(Journal::<StorageInput>::open(path)?)
+    }
+
+    /// Opens the replica journaled in file `name` of `disk`, replaying what it holds.
+    pub fn open_on(disk: &Disk, name: &str) -> Result<Self, JournalError> {
+        Self::replay(Journal::<StorageInput>::open_on(disk, name)?)
+    }
+
+    fn replay((journal, inputs): (Journal<StorageInput>, Vec<StorageInput>)) -> Result<Self, JournalError> {
+        let path = journal.path().to_path_buf();
         let mut storage = StorageService::new();
         for (index, input) in inputs.into_iter().enumerate() {
             // Every journaled input was accepted once; it must be accepted again.
@@ -243,7 +262,7 @@ impl DurableStorage {
                 StorageInput::Truncate { epoch, to } => storage.truncate(epoch, to),
                 StorageInput::Rebuild { epoch, snapshot } => storage.rebuild(epoch, snapshot),
             };
-            replayed.map_err(|err| replay_error(path, index, described, err))?;
+            replayed.map_err(|err| replay_error(&path, index, described, err))?;
         }
         let floor = storage.lock_holder();
         Ok(DurableStorage { storage, durability: Durability { journal, poisoned: false, floor } })

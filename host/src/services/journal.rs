@@ -1,5 +1,6 @@
 //! An append-only journal of a service's state-machine inputs, fsynced
-//! before the input is acknowledged. A restarted service replays its journal
+//! before the input is acknowledged (on a [`Disk::Dir`]; a [`Disk::Memory`]
+//! keeps the same bytes in memory). A restarted service replays its journal
 //! through the same state machine, so what it reloads is exactly what it had
 //! acknowledged.
 //!
@@ -10,13 +11,14 @@
 //! corruption, and opening fails with its offset rather than silently losing
 //! what follows.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use super::disk::{Disk, OpenFile};
 
 /// The largest record accepted, in bytes.
 const MAX_RECORD: usize = 64 << 20;
@@ -65,10 +67,10 @@ pub enum JournalError {
     },
 }
 
-/// An append-only, fsynced file of records of type `R`.
+/// An append-only file of records of type `R`, fsynced on a [`Disk::Dir`].
 pub struct Journal<R> {
     path: PathBuf,
-    file: File,
+    file: OpenFile,
     _records: PhantomData<fn(R)>,
 }
 
@@ -76,25 +78,24 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
     /// Opens (or creates) the journal at `path` and returns it with every
     /// record it holds, in order. A torn tail is truncated away.
     pub fn open(path: &Path) -> Result<(Self, Vec<R>), JournalError> {
-        let io_err = |source| JournalError::Io { path: path.to_path_buf(), source };
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io_err)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io_err)?;
-        let (records, valid) = parse(path, &bytes)?;
-        if valid < bytes.len() {
-            tracing::warn!(path = %path.display(), dropped = bytes.len() - valid, "journal: dropping a torn last record");
-            file.set_len(valid as u64).map_err(io_err)?;
-            file.sync_all().map_err(io_err)?;
-        }
-        file.seek(SeekFrom::End(0)).map_err(io_err)?;
-        if let Some(dir) = path.parent() {
-            // Make the file's creation itself durable.
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io_err)?;
-        }
-        Ok((Journal { path: path.to_path_buf(), file, _records: PhantomData }, records))
+        let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        Self::open_on(&Disk::Dir(dir), name)
     }
 
-    /// Appends `record` and syncs it to disk before returning.
+    /// Opens (or creates) journal `name` on `disk`; see [`Journal::open`].
+    pub fn open_on(disk: &Disk, name: &str) -> Result<(Self, Vec<R>), JournalError> {
+        let path = disk.path(name);
+        let (mut file, bytes) = disk.open(name)?;
+        let (records, valid) = parse(&path, &bytes)?;
+        if valid < bytes.len() {
+            tracing::warn!(path = %path.display(), dropped = bytes.len() - valid, "journal: dropping a torn last record");
+            file.truncate(valid).map_err(|source| JournalError::Io { path: path.clone(), source })?;
+        }
+        Ok((Journal { path, file, _records: PhantomData }, records))
+    }
+
+    /// Appends `record`, synced to disk before returning.
     pub fn append(&mut self, record: &R) -> Result<(), JournalError> {
         let body = postcard::to_stdvec(record)
             .map_err(|e| JournalError::Encode { path: self.path.clone(), reason: e.to_string() })?;
@@ -108,21 +109,48 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
         frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
         frame.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
         frame.extend_from_slice(&body);
-        let io_err = |source| JournalError::Io { path: self.path.clone(), source };
-        self.file.write_all(&frame).map_err(io_err)?;
-        self.file.sync_data().map_err(io_err)
+        self.file.append(&frame).map_err(|source| JournalError::Io { path: self.path.clone(), source })
     }
 
     /// A journal on a read-only descriptor, whose every append fails: a
     /// dead disk, for tests of what a service does then.
     #[cfg(test)]
     pub(crate) fn read_only(path: &Path) -> io::Result<Self> {
-        Ok(Journal { path: path.to_path_buf(), file: File::open(path)?, _records: PhantomData })
+        Ok(Journal { path: path.to_path_buf(), file: OpenFile::File(std::fs::File::open(path)?), _records: PhantomData })
     }
 
     /// The journal's file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+impl OpenFile {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            OpenFile::File(file) => {
+                file.write_all(bytes)?;
+                file.sync_data()
+            }
+            OpenFile::Memory(file) => {
+                file.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    fn truncate(&mut self, len: usize) -> io::Result<()> {
+        match self {
+            OpenFile::File(file) => {
+                file.set_len(len as u64)?;
+                file.sync_all()?;
+                file.seek(SeekFrom::End(0)).map(drop)
+            }
+            OpenFile::Memory(file) => {
+                file.lock().unwrap_or_else(|e| e.into_inner()).truncate(len);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -157,6 +185,7 @@ fn parse<R: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<(Vec<R>, usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
 
     #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
     enum Op {

@@ -4,6 +4,7 @@
 //! makes the log and storage durable with [`DurableLog`] and
 //! [`DurableStorage`], which journal every input before acknowledging it.
 
+mod disk;
 mod durable;
 mod journal;
 mod lock;
@@ -11,6 +12,7 @@ mod log;
 mod roles;
 mod storage;
 
+pub use disk::{Disk, MemoryDir, MemoryFile};
 pub use durable::{DurableError, DurableLog, DurableStorage};
 pub use journal::{Journal, JournalError};
 pub use lock::EpochLock;

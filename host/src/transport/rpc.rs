@@ -114,6 +114,15 @@ pub enum TransportError {
         /// Why.
         source: FrameError,
     },
+    /// No server answers at the endpoint: none is bound there, or it is
+    /// down (the in-memory transport's refused connection).
+    #[error("{addr} does not answer: {reason}")]
+    Unreachable {
+        /// The endpoint.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
     /// The server could not read the call.
     #[error("{addr} refused the call: {reason}")]
     Remote {

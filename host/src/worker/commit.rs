@@ -10,8 +10,7 @@
 //! cross: the proxy then refuses every further commit and reports its
 //! generation broken (in its worker's `Info`), and the coordinator recovers.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::future::join_all;
 
@@ -19,7 +18,7 @@ use super::protocol::{WorkerProtocol, WorkerReply, WorkerRequest};
 use crate::bindings::types::{ClusterError, Epoch, Layout, Version};
 use crate::topology::tag_of;
 use crate::services::Mutation;
-use crate::transport::{Client, TransportConfig};
+use crate::transport::Transport;
 
 /// What a proxy knows of its generation once unlocked.
 #[derive(Clone)]
@@ -37,15 +36,16 @@ impl Generation {
     }
 }
 
-/// Clients of the other workers, one per address, opened on first use.
+/// How a proxy reaches the other workers: the transport its foreman was
+/// given, to the addresses in the layout.
+#[derive(Clone)]
 pub(super) struct Peers {
-    config: TransportConfig,
-    clients: Mutex<BTreeMap<String, Arc<Client<WorkerProtocol>>>>,
+    transport: Arc<dyn Transport<WorkerProtocol>>,
 }
 
 impl Peers {
-    pub fn new(config: TransportConfig) -> Self {
-        Peers { config, clients: Mutex::default() }
+    pub fn new(transport: Arc<dyn Transport<WorkerProtocol>>) -> Self {
+        Peers { transport }
     }
 
     /// Sends `request` to the worker hosting service `id` of `layout`.
@@ -54,14 +54,9 @@ impl Peers {
             .services
             .iter()
             .find(|s| s.id == id)
-            .map(|s| s.address.clone())
+            .map(|s| s.address.as_str())
             .ok_or_else(|| ClusterError::NotFound(format!("no address for {id} in the layout of epoch {}", layout.epoch)))?;
-        let client = {
-            let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-            let config = self.config.clone();
-            clients.entry(address.clone()).or_insert_with(|| Arc::new(Client::new(address, config))).clone()
-        };
-        match client.call(request).await {
+        match self.transport.call(address, request).await {
             Ok(reply) => reply,
             Err(err) => Err(ClusterError::Unreachable(format!("{id}: {err}"))),
         }

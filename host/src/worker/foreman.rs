@@ -1,21 +1,24 @@
-//! The foreman of one worker process: it hosts the log, storage, sequencer,
-//! proxy and resolver roles the coordinator asks for, on the same state
-//! machines as the in-process cluster, with logs and storage made durable
-//! in the worker's data directory (`<id>.log` and `<id>.storage` journals).
-//! A restarted foreman reopens every journal it finds; stateless roles die
-//! with the process, as they should.
+//! The foreman of one node: it hosts the log, storage, sequencer, proxy and
+//! resolver roles the coordinator asks for, with logs and storage made
+//! durable on the node's [`Disk`] (`<id>.log` and `<id>.storage` journals),
+//! and reaches the other nodes through a [`Transport`]. A worker process
+//! runs one on its data directory over TCP; the in-process cluster runs one
+//! per node on in-memory disks over the in-memory transport. A restarted
+//! foreman reopens every journal it finds; stateless roles die with it, as
+//! they should.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::commit::{self, Generation, Peers};
 use super::protocol::{WorkerProtocol, WorkerReply, WorkerRequest};
 use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag};
 use crate::bindings::kind_name;
 use crate::topology::{NodeSpec, PAGE_BYTES};
-use crate::services::{CommitProxy, DurableError, DurableLog, DurableStorage, JournalError, Resolver, Sequencer, ServiceError, StagedSnapshots};
-use crate::transport::{Handler, TransportConfig};
+use crate::services::{
+    CommitProxy, Disk, DurableError, DurableLog, DurableStorage, JournalError, Resolver, Sequencer, ServiceError, StagedSnapshots,
+};
+use crate::transport::{Handler, TcpTransport, Transport, TransportConfig};
 
 enum Role {
     Log(DurableLog),
@@ -34,7 +37,7 @@ struct Hosted {
 pub struct Foreman {
     spec: NodeSpec,
     address: String,
-    dir: PathBuf,
+    disk: Disk,
     roles: Mutex<BTreeMap<String, Hosted>>,
     next: Mutex<u64>,
     /// The generation of each unlocked proxy.
@@ -53,20 +56,19 @@ pub struct Foreman {
 }
 
 impl Foreman {
-    /// Opens the foreman of `spec` with its data in `dir`, reloading every
-    /// log and storage journal there. `address` is where it is reached.
-    pub fn open(spec: NodeSpec, dir: &Path, address: impl Into<String>) -> Result<Self, JournalError> {
+    /// Opens the foreman of `spec` with its journals on `disk`, reloading
+    /// every log and storage journal there. `address` is where it is
+    /// reached; it reaches the other nodes over TCP until
+    /// [`Foreman::with_transport`] says otherwise.
+    pub fn open(spec: NodeSpec, disk: Disk, address: impl Into<String>) -> Result<Self, JournalError> {
         let address = address.into();
-        std::fs::create_dir_all(dir).map_err(|source| JournalError::Io { path: dir.to_path_buf(), source })?;
+        disk.ensure()?;
         let mut roles = BTreeMap::new();
-        let entries = std::fs::read_dir(dir).map_err(|source| JournalError::Io { path: dir.to_path_buf(), source })?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        for name in disk.names()? {
             let (id, kind, role) = if let Some(id) = name.strip_suffix(".log") {
-                (id, ServiceKind::Log, Role::Log(DurableLog::open(&path)?))
+                (id, ServiceKind::Log, Role::Log(DurableLog::open_on(&disk, &name)?))
             } else if let Some(id) = name.strip_suffix(".storage") {
-                (id, ServiceKind::Storage, Role::Storage(DurableStorage::open(&path)?))
+                (id, ServiceKind::Storage, Role::Storage(DurableStorage::open_on(&disk, &name)?))
             } else {
                 continue;
             };
@@ -80,16 +82,22 @@ impl Foreman {
         Ok(Foreman {
             spec,
             address,
-            dir: dir.to_path_buf(),
+            disk,
             roles: Mutex::new(roles),
             next: Mutex::new(next),
             generations: Mutex::default(),
-            peers: Peers::new(TransportConfig::default()),
+            peers: Peers::new(Arc::new(TcpTransport::new(TransportConfig::default()))),
             commits: tokio::sync::Mutex::new(()),
             pushed: tokio::sync::Notify::new(),
             staged: Mutex::default(),
             page_bytes: PAGE_BYTES,
         })
+    }
+
+    /// Reaches the other nodes' foremen through `transport`.
+    pub fn with_transport(mut self, transport: Arc<dyn Transport<WorkerProtocol>>) -> Self {
+        self.peers = Peers::new(transport);
+        self
     }
 
     /// Serves bulk transfers in pages of at most `bytes` (at least one
@@ -138,13 +146,12 @@ impl Foreman {
                 let id = self.new_id(kind, epoch);
                 let role = match kind {
                     ServiceKind::Log => {
-                        let mut log = DurableLog::open(&self.dir.join(format!("{id}.log"))).map_err(journal)?;
+                        let mut log = DurableLog::open_on(&self.disk, &format!("{id}.log")).map_err(journal)?;
                         log.lock(epoch, &id).map_err(durable)?;
                         Role::Log(log)
                     }
                     ServiceKind::Storage => {
-                        let mut storage =
-                            DurableStorage::open(&self.dir.join(format!("{id}.storage"))).map_err(journal)?;
+                        let mut storage = DurableStorage::open_on(&self.disk, &format!("{id}.storage")).map_err(journal)?;
                         storage.lock(epoch, &id).map_err(durable)?;
                         Role::Storage(storage)
                     }
@@ -200,12 +207,12 @@ impl Foreman {
                 self.staged.lock().unwrap_or_else(|e| e.into_inner()).discard(&id);
                 if let Some(hosted) = roles.remove(&id) {
                     let file = match hosted.role {
-                        Role::Log(_) => Some(self.dir.join(format!("{id}.log"))),
-                        Role::Storage(_) => Some(self.dir.join(format!("{id}.storage"))),
+                        Role::Log(_) => Some(format!("{id}.log")),
+                        Role::Storage(_) => Some(format!("{id}.storage")),
                         _ => None,
                     };
                     if let Some(file) = file {
-                        let _ = std::fs::remove_file(file);
+                        self.disk.remove(&file).map_err(journal)?;
                     }
                 }
                 Ok(WorkerReply::Done)
@@ -367,6 +374,12 @@ impl Foreman {
         }
     }
 
+    /// [`Foreman::answer`], kept off the async threads when journal writes
+    /// wait for the disk.
+    fn answer_off_async(&self, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
+        if self.disk.blocks() { tokio::task::block_in_place(|| self.answer(request)) } else { self.answer(request) }
+    }
+
     /// Whether log `id` has not yet reached `prev`: a push of a later version
     /// from another proxy arrived first.
     fn log_behind(&self, id: &str, prev: u64) -> bool {
@@ -388,7 +401,7 @@ impl Foreman {
                 }
             }
         }
-        let reply = tokio::task::block_in_place(|| self.answer(request));
+        let reply = self.answer_off_async(request);
         if reply.is_ok() {
             self.pushed.notify_waiters();
         }
@@ -405,8 +418,7 @@ impl Handler<WorkerProtocol> for Foreman {
         match request {
             WorkerRequest::Commit { id, writes } => self.commit(&id, &writes).await,
             push @ WorkerRequest::Push { .. } => self.push(push).await,
-            // Journal writes fsync: keep them off the async threads.
-            request => tokio::task::block_in_place(|| self.answer(request)),
+            request => self.answer_off_async(request),
         }
     }
 }

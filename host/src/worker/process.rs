@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::coordinator::{CoordinatorProtocol, CoordinatorRequest};
+use crate::services::Disk;
 use crate::topology::NodeSpec;
 use crate::transport::{Client, TransportConfig, serve};
 use super::{Foreman, WorkerProtocol};
@@ -24,7 +25,7 @@ pub async fn run(
     page_bytes: usize,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?.to_string();
-    let foreman = Arc::new(Foreman::open(spec.clone(), data, addr.clone())?.with_page_bytes(page_bytes));
+    let foreman = Arc::new(Foreman::open(spec.clone(), Disk::Dir(data.to_path_buf()), addr.clone())?.with_page_bytes(page_bytes));
     tracing::info!(node = %spec.id, %addr, data = %data.display(), "worker listening");
     let transport = TransportConfig::default();
     tokio::spawn(serve::<WorkerProtocol, _>(listener, foreman, transport.clone()));

@@ -1,0 +1,129 @@
+//! A cluster in one process built from the parts the worker processes ship:
+//! one [`Foreman`] per node, each with its journals on an in-memory
+//! [`Disk`], reached through the [`MemoryTransport`] by the one cluster
+//! client, [`RemoteCluster`]. A node can crash (its foreman is dropped with
+//! every stateless role; its endpoint stops answering) and restart (a new
+//! foreman replays the node's journals), as a worker process does.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::RemoteCluster;
+use crate::services::{Disk, JournalError};
+use crate::topology::NodeSpec;
+use crate::transport::{MemoryTransport, Transport};
+use crate::worker::{Foreman, WorkerProtocol};
+
+/// How long an in-memory call may take: a push waits up to a second for
+/// the versions before it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct LocalNode {
+    spec: NodeSpec,
+    disk: Disk,
+    up: bool,
+}
+
+/// Foremen on the in-memory transport.
+pub struct LocalCluster {
+    transport: Arc<MemoryTransport<WorkerProtocol>>,
+    client: Arc<RemoteCluster>,
+    nodes: Mutex<BTreeMap<String, LocalNode>>,
+}
+
+/// Why a node could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// No node has this id.
+    #[error("no node {0}")]
+    UnknownNode(String),
+    /// Its journals do not open.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+impl LocalCluster {
+    /// A cluster of `nodes`, each up with an empty disk and registered.
+    pub fn new(nodes: impl IntoIterator<Item = NodeSpec>) -> Result<Self, LocalError> {
+        let transport = Arc::new(MemoryTransport::new(CALL_TIMEOUT));
+        let cluster = LocalCluster {
+            client: Arc::new(RemoteCluster::over(transport.clone())),
+            transport,
+            nodes: Mutex::default(),
+        };
+        for spec in nodes {
+            let id = spec.id.clone();
+            cluster.lock().insert(id.clone(), LocalNode { spec, disk: Disk::memory(), up: false });
+            cluster.start(&id)?;
+        }
+        Ok(cluster)
+    }
+
+    /// `count` nodes spread round-robin over `zones` zones, named `n1..` and
+    /// `z1..`, each hosting up to `capacity` workers.
+    pub fn with_zones(count: usize, zones: usize, capacity: u32) -> Result<Self, LocalError> {
+        LocalCluster::new((0..count).map(|i| NodeSpec {
+            id: format!("n{}", i + 1),
+            zone: format!("z{}", i % zones.max(1) + 1),
+            capacity,
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, LocalNode>> {
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cluster client: what a director and a client use.
+    pub fn client(&self) -> Arc<RemoteCluster> {
+        self.client.clone()
+    }
+
+    /// The endpoint of `node` on the in-memory transport.
+    pub fn address(node: &str) -> String {
+        format!("mem://{node}")
+    }
+
+    /// Starts `node`'s foreman on its disk, replaying its journals, and
+    /// registers it. Starting a node that is up restarts it.
+    pub fn start(&self, node: &str) -> Result<(), LocalError> {
+        let (spec, disk) = {
+            let nodes = self.lock();
+            let local = nodes.get(node).ok_or_else(|| LocalError::UnknownNode(node.into()))?;
+            (local.spec.clone(), local.disk.clone())
+        };
+        let address = Self::address(node);
+        let transport: Arc<dyn Transport<WorkerProtocol>> = self.transport.clone();
+        let foreman = Foreman::open(spec.clone(), disk, address.clone())?.with_transport(transport);
+        self.transport.bind(&address, Arc::new(foreman));
+        if let Some(local) = self.lock().get_mut(node) {
+            local.up = true;
+        }
+        self.client.register(&spec.id, &spec.zone, spec.capacity, &address);
+        Ok(())
+    }
+
+    /// Crashes `node`: its foreman and every role only it held in memory
+    /// are gone, and its endpoint stops answering. Returns whether it was up.
+    pub fn crash(&self, node: &str) -> bool {
+        let was_up = self.lock().get_mut(node).is_some_and(|local| std::mem::replace(&mut local.up, false));
+        self.transport.unbind(&Self::address(node));
+        was_up
+    }
+
+    /// Whether `node` is up.
+    pub fn is_up(&self, node: &str) -> bool {
+        self.lock().get(node).is_some_and(|local| local.up)
+    }
+}
+
+impl Drop for LocalCluster {
+    /// Each foreman holds the transport that holds it: unbinding them all
+    /// breaks the cycle.
+    fn drop(&mut self) {
+        let nodes: Vec<String> = self.lock().keys().cloned().collect();
+        for node in nodes {
+            self.transport.unbind(&Self::address(&node));
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The in-process cluster made of what the worker processes ship: foremen on
+//! in-memory disks behind the in-memory transport, reached by the one
+//! cluster client. The director, its guard and the default wasm phases
+//! recover it on a single-threaded runtime, as the simulator runs; a node
+//! that crashes loses its stateless roles and comes back with its journals.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratchet::bindings::types::{ClusterError, Layout, LockInfo, RecoveryConfig};
+use ratchet::cluster::{Cluster, LocalCluster, RemoteCluster};
+use ratchet::director::{Director, DirectorOptions, RecoveryReport};
+use ratchet::registry::Registry;
+use ratchet::store::MemoryStore;
+
+fn director(cluster: Arc<RemoteCluster>) -> Director {
+    let registry = Arc::new(Registry::with_defaults(common::runtime()).unwrap());
+    let options = DirectorOptions { max_attempts: 4, initial_backoff: Duration::from_millis(5), ..Default::default() };
+    let config = RecoveryConfig { shards: 3, desired_proxies: 3, ..RecoveryConfig::default() };
+    Director::new(registry, cluster, Arc::new(MemoryStore::default()), config, options)
+}
+
+fn completed(report: &RecoveryReport) -> Layout {
+    report.layout().cloned().unwrap_or_else(|| {
+        let outcomes: Vec<_> = report.attempts.iter().map(|a| a.outcome.to_string()).collect();
+        panic!("recovery did not complete: {outcomes:?}")
+    })
+}
+
+fn node_of(layout: &Layout, id: &str) -> String {
+    layout.services.iter().find(|s| s.id == id).unwrap().node.clone()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn foremen_in_memory_recover_from_a_crashed_node_without_loss() {
+    let local = LocalCluster::with_zones(6, 3, 10).unwrap();
+    let cluster = local.client();
+    let director = director(cluster.clone());
+    let first = completed(&director.recover().await.unwrap());
+    assert_eq!((first.epoch, first.logs.len(), first.commit_proxies.len()), (1, 3, 3));
+    assert!(first.services.iter().all(|s| s.address == LocalCluster::address(&s.node)), "{:?}", first.services);
+
+    // Commits go through the foremen's commit path: a proxy takes a version
+    // from the sequencer's foreman and pushes to each log's.
+    let mut acked = Vec::new();
+    for i in 0..150 {
+        let write = (format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761)), format!("v{i}"));
+        cluster.commit(std::slice::from_ref(&write)).await.unwrap();
+        acked.push(write);
+        if i % 50 == 49 {
+            assert!(cluster.pump().await.is_empty());
+        }
+    }
+
+    let dead = node_of(&first, &first.logs[0].id);
+    assert!(local.crash(&dead) && !local.is_up(&dead));
+    assert!(cluster.commit(&[("k".into(), "v".into())]).await.is_err(), "a generation missing a log cannot commit");
+
+    let second = completed(&director.recover().await.unwrap());
+    assert_eq!(second.epoch, 2);
+    assert!(second.services.iter().all(|s| s.node != dead), "nothing is placed on the crashed node");
+    cluster.pump().await;
+    let mut lost = Vec::new();
+    for (key, value) in &acked {
+        if cluster.read(key).await.ok().flatten().as_deref() != Some(value.as_str()) {
+            lost.push(key.clone());
+        }
+    }
+    assert!(lost.is_empty(), "lost {} acknowledged writes: {lost:?}", lost.len());
+    cluster.commit(&[("after".into(), "recovery".into())]).await.unwrap();
+
+    // Restarted, the node replays its journals: its log is back with what it
+    // acknowledged and refuses its old epoch; its stateless roles are gone.
+    local.start(&dead).unwrap();
+    let log = first.logs[0].id.clone();
+    let lock = cluster.lock(&log, 1).await;
+    assert!(matches!(lock, Err(ClusterError::Superseded(_))), "{lock:?}");
+    let Ok(LockInfo::Log(info)) = cluster.lock(&log, 3).await else { panic!("the log did not come back") };
+    assert!(info.last_version >= 150, "the restarted log kept its acknowledged versions: {info:?}");
+    let hosted: Vec<_> = cluster.services().await.into_iter().filter(|s| s.node == dead).collect();
+    assert!(
+        hosted.iter().all(|s| matches!(s.kind, ratchet::bindings::types::ServiceKind::Log | ratchet::bindings::types::ServiceKind::Storage)),
+        "a restarted node hosts only what it journaled: {hosted:?}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_node_that_is_down_is_reported_unhealthy_and_an_unknown_one_is_an_error() {
+    let local = LocalCluster::with_zones(3, 3, 4).unwrap();
+    local.crash("n2");
+    let nodes = local.client().nodes().await;
+    let health: Vec<(String, bool)> = nodes.iter().map(|n| (n.id.clone(), n.healthy)).collect();
+    assert_eq!(health, [("n1".into(), true), ("n2".into(), false), ("n3".into(), true)]);
+    let err = local.start("n9").unwrap_err();
+    assert_eq!(err.to_string(), "no node n9");
+}
