@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::bindings::types::{RecoveryConfig, ReplicaHistory};
-use crate::cluster::InProcessCluster;
+use crate::cluster::LocalCluster;
 use crate::topology::NodeSpec;
 use crate::store::MemoryStore;
 use crate::director::{AttemptOutcome, Director, DirectorOptions, RecoveryReport};
@@ -52,7 +52,8 @@ pub async fn run(plugins: Arc<dyn Plugins>, shape: &Shape) -> Result<Passed, Str
     } else {
         (0..9).map(|i| NodeSpec { id: format!("n{}", i + 1), zone: format!("z{}", i % 3 + 1), capacity: 16 }).collect()
     };
-    let cluster = Arc::new(InProcessCluster::new(nodes));
+    let local = LocalCluster::new(nodes).map_err(|e| format!("cannot start the dry run's cluster: {e}"))?;
+    let cluster = local.client();
     let options = DirectorOptions {
         max_attempts: 3,
         initial_backoff: Duration::from_millis(1),
@@ -66,24 +67,30 @@ pub async fn run(plugins: Arc<dyn Plugins>, shape: &Shape) -> Result<Passed, Str
     let mut acked = Vec::with_capacity(WRITES);
     for i in 0..WRITES {
         let write = (format!("{:08x}-dry-{i}", (i as u32).wrapping_mul(2_654_435_761)), format!("v{i}"));
-        if cluster.commit(std::slice::from_ref(&write)).is_ok() {
+        if cluster.commit(std::slice::from_ref(&write)).await.is_ok() {
             acked.push(write);
         }
     }
     if acked.is_empty() {
         return Err("boot: the new generation acknowledged no write".into());
     }
-    cluster.pump();
-    if let Some(log) = first.logs.first() {
-        cluster.kill(&log.id);
-    }
-    if let Some(replica) = first.storage_teams.first().and_then(|t| t.storage_ids.first()) {
-        cluster.kill(replica);
+    cluster.pump().await;
+    // The nodes hosting the first log and the first replica crash.
+    let victims = [first.logs.first().map(|l| &l.id), first.storage_teams.first().and_then(|t| t.storage_ids.first())];
+    for id in victims.into_iter().flatten() {
+        if let Some(service) = first.services.iter().find(|s| &s.id == id) {
+            local.crash(&service.node);
+        }
     }
     let recovery = director.recover().await.map_err(|e| format!("recovery: {e}"))?;
     judge("recovery", &recovery)?;
-    cluster.pump();
-    let lost = acked.iter().filter(|(k, v)| cluster.read(k).as_deref() != Some(v.as_str())).count();
+    cluster.pump().await;
+    let mut lost = 0;
+    for (key, value) in &acked {
+        if cluster.read(key).await.ok().flatten().as_deref() != Some(value.as_str()) {
+            lost += 1;
+        }
+    }
     if lost > 0 {
         return Err(format!("recovery: {lost} of {} acknowledged writes lost", acked.len()));
     }

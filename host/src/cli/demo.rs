@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::Args;
 use ratchet::bindings::types::{Layout, RecoveryConfig};
-use ratchet::cluster::{Cluster, InProcessCluster};
+use ratchet::cluster::{Cluster, LocalCluster};
 use ratchet::store::{CoordinatorStore, FileStore};
 use ratchet::director::{Director, DirectorOptions, RecoveryReport};
 use ratchet::quality::PlacementQuality;
@@ -57,7 +57,8 @@ pub fn run(args: DemoArgs, runtime: Runtime) -> Result<(), Failure> {
 
 fn run_in(args: &DemoArgs, registry: Registry, data: &std::path::Path) -> Result<(), Failure> {
     let store = Arc::new(FileStore::open(data).map_err(anyhow::Error::new)?);
-    let cluster = Arc::new(InProcessCluster::with_zones(args.nodes as usize, args.zones as usize, 16));
+    let local = LocalCluster::with_zones(args.nodes as usize, args.zones as usize, 16).map_err(anyhow::Error::new)?;
+    let cluster = local.client();
     let config = RecoveryConfig { shards: args.shards, ..RecoveryConfig::default() };
     let director =
         Director::new(Arc::new(registry), cluster.clone(), store.clone(), config, DirectorOptions::default());
@@ -74,15 +75,17 @@ fn run_in(args: &DemoArgs, registry: Registry, data: &std::path::Path) -> Result
 
     let started = Instant::now();
     let mut acked = Vec::with_capacity(args.writes);
-    for i in 0..args.writes {
-        let (key, value) = write(i);
-        if let Ok(version) = cluster.commit(&[(key.clone(), value.clone())]) {
-            acked.push((key, value, version));
+    tokio.block_on(async {
+        for i in 0..args.writes {
+            let (key, value) = write(i);
+            if let Ok(version) = cluster.commit(&[(key.clone(), value.clone())]).await {
+                acked.push((key, value, version));
+            }
+            if i % 100 == 99 {
+                cluster.pump().await;
+            }
         }
-        if i % 100 == 99 {
-            cluster.pump();
-        }
-    }
+    });
     println!(
         "committed {} writes in {:.1} ms (version {})",
         acked.len(),
@@ -90,12 +93,24 @@ fn run_in(args: &DemoArgs, registry: Registry, data: &std::path::Path) -> Result
         cluster.committed_version()
     );
 
-    let dead_log = first.logs[0].id.clone();
-    let dead_storage = first.storage_teams[0].storage_ids[0].clone();
-    cluster.kill(&dead_log);
-    cluster.kill(&dead_storage);
-    println!("killed log {dead_log} and storage {dead_storage}");
-    let refused = (0..3).filter(|i| cluster.commit(&[write(args.writes + i)]).is_err()).count();
+    // A node hosting a log crashes, then one hosting a storage replica.
+    let node_of = |id: &str| first.services.iter().find(|s| s.id == id).map(|s| s.node.clone());
+    let victims = [first.logs.first().map(|l| &l.id), first.storage_teams.first().and_then(|t| t.storage_ids.first())];
+    for id in victims.into_iter().flatten() {
+        if let Some(node) = node_of(id)
+            && local.crash(&node)
+        {
+            let hosted: Vec<&str> = first.services.iter().filter(|s| s.node == node).map(|s| s.id.as_str()).collect();
+            println!("crashed node {node} (hosting {})", hosted.join(", "));
+        }
+    }
+    let refused = tokio.block_on(async {
+        let mut refused = 0;
+        for i in 0..3 {
+            refused += usize::from(cluster.commit(&[write(args.writes + i)]).await.is_err());
+        }
+        refused
+    });
     println!("commits refused while the generation is broken: {refused} of 3");
 
     let recovery = tokio.block_on(director.recover()).map_err(anyhow::Error::new)?;
@@ -106,8 +121,16 @@ fn run_in(args: &DemoArgs, registry: Registry, data: &std::path::Path) -> Result
         print_quality("recovery", second, &tokio.block_on(cluster.nodes()));
     }
 
-    cluster.pump();
-    let lost = acked.iter().filter(|(k, v, _)| cluster.read(k).as_deref() != Some(v.as_str())).count();
+    let lost = tokio.block_on(async {
+        cluster.pump().await;
+        let mut lost = 0;
+        for (key, value, _) in &acked {
+            if cluster.read(key).await.ok().flatten().as_deref() != Some(value.as_str()) {
+                lost += 1;
+            }
+        }
+        lost
+    });
     let epochs = store.state().map_err(anyhow::Error::new)?.layout.map_or(0, |l| l.epoch);
     println!("verified {} acknowledged writes: {lost} lost", acked.len());
     let line = format!("demo {}: epochs={epochs} committed={} lost={lost}", if lost == 0 && second.is_some() { "ok" } else { "FAILED" }, acked.len());
