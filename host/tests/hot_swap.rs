@@ -1,5 +1,5 @@
 //! Hot-swap logic through the real host and components, on the in-process
-//! cluster: automatic rollback of a version that keeps trapping, and a
+//! cluster of foremen (`LocalCluster`): automatic rollback of a version that keeps trapping, and a
 //! candidate checked by the admin's swap path (validation and dry run).
 
 mod common;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use ratchet::admin::{Admin, AdminHost, AdminOptions, Stage};
 use ratchet::audit::AuditLog;
 use ratchet::bindings::types::{Node, RecoveryConfig};
-use ratchet::cluster::{Cluster, InProcessCluster};
+use ratchet::cluster::{Cluster, LocalCluster, RemoteCluster};
 use ratchet::components::fixtures;
 use ratchet::store::MemoryStore;
 use ratchet::director::{AttemptOutcome, Director, DirectorOptions};
@@ -19,7 +19,7 @@ use ratchet::status::Status;
 use ratchet::registry::Registry;
 
 /// The admin's view of an in-process cluster.
-struct Host(Arc<InProcessCluster>);
+struct Host(Arc<RemoteCluster>);
 
 #[async_trait::async_trait]
 impl AdminHost for Host {
@@ -37,15 +37,17 @@ struct Setup {
     registry: Arc<Registry>,
     admin: Arc<Admin>,
     metrics: Arc<Metrics>,
-    cluster: Arc<InProcessCluster>,
+    local: LocalCluster,
+    cluster: Arc<RemoteCluster>,
 }
 
 fn setup(rollback_after: u32) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let registry = Arc::new(Registry::with_defaults(common::runtime()).unwrap());
-    // Room for many recoveries: the in-process cluster keeps every old
-    // generation's services, and the storm runs dozens of recoveries.
-    let cluster = Arc::new(InProcessCluster::with_zones(9, 3, 1_000));
+    // Room for many recoveries: old generations' logs and replicas stay on
+    // their nodes, and the storm runs dozens of recoveries.
+    let local = LocalCluster::with_zones(9, 3, 1_000).unwrap();
+    let cluster = local.client();
     let metrics = Arc::new(Metrics::new());
     let audit = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
     let options = AdminOptions { token: None, rollback_after };
@@ -59,7 +61,7 @@ fn setup(rollback_after: u32) -> Setup {
     ));
     registry.set_observer(admin.clone());
     registry.set_shadow_sink(admin.clone());
-    Setup { _dir: dir, registry, admin, metrics, cluster }
+    Setup { _dir: dir, registry, admin, metrics, local, cluster }
 }
 
 fn director(setup: &Setup, max_attempts: u32) -> Director {
@@ -148,23 +150,31 @@ async fn a_storm_of_100_swaps_during_recoveries_fails_none_of_them() {
     while !storm.is_finished() || recoveries < 3 {
         for i in 0..20 {
             let write = (format!("{:08x}-storm-{recoveries}-{i}", (i as u32).wrapping_mul(2_654_435_761)), format!("v{i}"));
-            if setup.cluster.commit(std::slice::from_ref(&write)).is_ok() {
+            if setup.cluster.commit(std::slice::from_ref(&write)).await.is_ok() {
                 acked.push(write);
             }
         }
-        setup.cluster.pump();
+        setup.cluster.pump().await;
         let layout = setup.cluster.live_layout().unwrap();
-        setup.cluster.kill(&layout.logs[0].id);
+        let node = layout.services.iter().find(|s| s.id == layout.logs[0].id).unwrap().node.clone();
+        setup.local.crash(&node);
         let report = director.recover().await.unwrap();
         let outcomes: Vec<String> = report.attempts.iter().map(|a| a.outcome.to_string()).collect();
         assert_eq!(outcomes.len(), 1, "recovery {recoveries} needed more than one attempt: {outcomes:?}");
         assert!(report.layout().is_some(), "{outcomes:?}");
+        // The node restarts on its journals and is placed on again.
+        setup.local.start(&node).unwrap();
         recoveries += 1;
     }
     storm.await.unwrap();
     assert_eq!(setup.registry.history("placement").len(), 101);
-    setup.cluster.pump();
-    let lost = acked.iter().filter(|(k, v)| setup.cluster.read(k).as_deref() != Some(v.as_str())).count();
+    setup.cluster.pump().await;
+    let mut lost = 0;
+    for (key, value) in &acked {
+        if setup.cluster.read(key).await.ok().flatten().as_deref() != Some(value.as_str()) {
+            lost += 1;
+        }
+    }
     assert_eq!(lost, 0, "of {} acknowledged writes over {recoveries} recoveries", acked.len());
     eprintln!("{recoveries} recoveries during 100 swaps");
 }

@@ -1,4 +1,5 @@
-//! Placement policies through the real host on the in-process cluster: the
+//! Placement policies through the real host on the in-process cluster of
+//! foremen: the
 //! bundled policies recover a cluster without loss and place as they promise,
 //! down nodes are skipped, and a careless policy's answer is refused by the
 //! host and stalls the attempt instead of creating workers.
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ratchet::bindings::types::{Layout, RecoveryConfig};
-use ratchet::cluster::{Cluster, InProcessCluster};
+use ratchet::cluster::{Cluster, LocalCluster, RemoteCluster};
 use ratchet::components::fixtures;
 use ratchet::store::MemoryStore;
 use ratchet::director::{AttemptOutcome, Director, DirectorOptions, RecoveryReport};
@@ -17,8 +18,16 @@ use ratchet::quality::PlacementQuality;
 use ratchet::registry::Registry;
 
 struct Cluster9 {
-    cluster: Arc<InProcessCluster>,
+    local: LocalCluster,
+    cluster: Arc<RemoteCluster>,
     director: Director,
+}
+
+/// Crashes the node hosting service `id` of `layout`; returns the node.
+fn crash_node_of(local: &LocalCluster, layout: &Layout, id: &str) -> String {
+    let node = layout.services.iter().find(|s| s.id == id).unwrap().node.clone();
+    local.crash(&node);
+    node
 }
 
 /// 9 nodes in 3 zones with room for 10 workers each, and `policy` (a
@@ -28,7 +37,8 @@ fn cluster(policy: Option<&str>) -> Cluster9 {
     if let Some(spec) = policy {
         registry.load_spec("placement", spec).unwrap();
     }
-    let cluster = Arc::new(InProcessCluster::with_zones(9, 3, 10));
+    let local = LocalCluster::with_zones(9, 3, 10).unwrap();
+    let cluster = local.client();
     let options = DirectorOptions { max_attempts: 3, initial_backoff: Duration::from_millis(1), ..Default::default() };
     let director = Director::new(
         registry,
@@ -37,7 +47,7 @@ fn cluster(policy: Option<&str>) -> Cluster9 {
         RecoveryConfig { shards: 6, ..RecoveryConfig::default() },
         options,
     );
-    Cluster9 { cluster, director }
+    Cluster9 { local, cluster, director }
 }
 
 fn completed(report: &RecoveryReport) -> Layout {
@@ -47,40 +57,48 @@ fn completed(report: &RecoveryReport) -> Layout {
     })
 }
 
-/// Boots, writes, loses a log and a storage replica, recovers, and checks
-/// every acknowledged write. Returns the placement quality of the new layout.
-async fn boot_fail_recover(policy: Option<&str>) -> PlacementQuality {
+/// Boots, writes, crashes the nodes of a log and of a storage replica,
+/// recovers, and checks every acknowledged write. Returns the placement
+/// quality of the new layout and how many nodes are still up.
+async fn boot_fail_recover(policy: Option<&str>) -> (PlacementQuality, usize) {
     let c = cluster(policy);
     let first = completed(&c.director.recover().await.unwrap());
     let mut acked = Vec::new();
     for i in 0..300 {
         let write = (format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761)), format!("v{i}"));
-        c.cluster.commit(std::slice::from_ref(&write)).unwrap();
+        c.cluster.commit(std::slice::from_ref(&write)).await.unwrap();
         acked.push(write);
     }
-    c.cluster.pump();
-    c.cluster.kill(&first.logs[0].id);
-    c.cluster.kill(&first.storage_teams[0].storage_ids[0]);
+    c.cluster.pump().await;
+    crash_node_of(&c.local, &first, &first.logs[0].id);
+    crash_node_of(&c.local, &first, &first.storage_teams[0].storage_ids[0]);
     let second = completed(&c.director.recover().await.unwrap());
     assert_eq!(second.epoch, 2);
-    c.cluster.pump();
-    let lost = acked.iter().filter(|(k, v)| c.cluster.read(k).as_deref() != Some(v.as_str())).count();
+    c.cluster.pump().await;
+    let mut lost = 0;
+    for (key, value) in &acked {
+        if c.cluster.read(key).await.ok().flatten().as_deref() != Some(value.as_str()) {
+            lost += 1;
+        }
+    }
     assert_eq!(lost, 0, "{policy:?} lost acknowledged writes");
-    PlacementQuality::of(&second, &c.cluster.nodes().await)
+    let nodes = c.cluster.nodes().await;
+    let up = nodes.iter().filter(|n| n.healthy).count();
+    (PlacementQuality::of(&second, &nodes), up)
 }
 
 #[tokio::test]
 async fn spread_zones_spreads_every_team_over_three_zones() {
-    let quality = boot_fail_recover(None).await;
+    let (quality, up) = boot_fail_recover(None).await;
     assert_eq!(quality.under_spread().count(), 0, "{quality}");
     assert!(quality.teams.iter().all(|t| t.zones == 3), "{quality}");
-    assert_eq!(quality.nodes_used, 9, "spreading also uses every node: {quality}");
+    assert_eq!(quality.nodes_used, up, "spreading also uses every node that is up: {quality}");
 }
 
 #[tokio::test]
 async fn pack_fills_fewer_nodes_than_least_loaded() {
-    let pack = boot_fail_recover(Some("builtin:pack")).await;
-    let least = boot_fail_recover(Some("builtin:least-loaded")).await;
+    let (pack, _) = boot_fail_recover(Some("builtin:pack")).await;
+    let (least, _) = boot_fail_recover(Some("builtin:least-loaded")).await;
     // The pipeline asks for as many zones as a team has members, so both
     // keep every team spread; they differ in how they use the nodes.
     assert_eq!(pack.under_spread().count(), 0, "{pack}");
@@ -93,10 +111,8 @@ async fn pack_fills_fewer_nodes_than_least_loaded() {
 async fn a_down_node_is_skipped_not_fatal() {
     let c = cluster(None);
     let first = completed(&c.director.recover().await.unwrap());
-    // Take down the node of the first log, with everything on it.
-    let node = first.services.iter().find(|s| s.id == first.logs[0].id).unwrap().node.clone();
-    let killed = c.cluster.take_node_down(&node);
-    assert!(!killed.is_empty());
+    // The node of the first log crashes, with everything on it.
+    let node = crash_node_of(&c.local, &first, &first.logs[0].id);
     let report = c.director.recover().await.unwrap();
     let second = completed(&report);
     assert_eq!(report.attempts.len(), 1, "recovery needs no retry to avoid the down node");
@@ -116,13 +132,14 @@ async fn a_careless_policys_answer_is_refused_and_stalls_the_attempt() {
         assert!(attempt.refusals.iter().any(|r| r.message.contains("placement answer refused")), "{:?}", attempt.refusals);
         assert!(attempt.recruited.is_empty(), "no worker is created from a refused answer");
     }
-    assert!(c.cluster.live_workers().is_empty(), "the stalled attempts left no workers");
+    assert!(c.cluster.services().await.is_empty(), "the stalled attempts left no workers");
 }
 
 #[tokio::test]
 async fn a_policy_swapped_in_takes_over_at_the_next_placement() {
     let registry = Arc::new(Registry::with_defaults(common::runtime()).unwrap());
-    let cluster = Arc::new(InProcessCluster::with_zones(9, 3, 10));
+    let local = LocalCluster::with_zones(9, 3, 10).unwrap();
+    let cluster = local.client();
     let director = Director::new(
         registry.clone(),
         cluster.clone(),
@@ -133,7 +150,7 @@ async fn a_policy_swapped_in_takes_over_at_the_next_placement() {
     let spread = completed(&director.recover().await.unwrap());
     let spread_nodes = PlacementQuality::of(&spread, &cluster.nodes().await).nodes_used;
     registry.load_spec("placement", "builtin:pack").unwrap();
-    cluster.kill(&spread.logs[0].id);
+    crash_node_of(&local, &spread, &spread.logs[0].id);
     let packed = completed(&director.recover().await.unwrap());
     // Pack puts the new generation's recruits on the busiest nodes: fewer of
     // them than the spread boot used for the same roles.
@@ -150,7 +167,8 @@ async fn a_policy_swapped_in_takes_over_at_the_next_placement() {
 async fn a_request_that_cannot_be_met_stalls_with_the_constraint_named() {
     // Two nodes cannot hold three logs on distinct nodes.
     let registry = Arc::new(Registry::with_defaults(common::runtime()).unwrap());
-    let cluster = Arc::new(InProcessCluster::with_zones(2, 2, 10));
+    let local = LocalCluster::with_zones(2, 2, 10).unwrap();
+    let cluster = local.client();
     let options = DirectorOptions { max_attempts: 2, initial_backoff: Duration::from_millis(1), ..Default::default() };
     let director =
         Director::new(registry, cluster.clone(), Arc::new(MemoryStore::default()), RecoveryConfig::default(), options);
@@ -161,5 +179,5 @@ async fn a_request_that_cannot_be_met_stalls_with_the_constraint_named() {
         assert!(reason.starts_with("recruit-logs: placement failed"), "{reason}");
         assert!(reason.contains("(capacity)"), "the policy names the constraint: {reason}");
     }
-    assert!(cluster.live_workers().is_empty());
+    assert!(cluster.services().await.is_empty());
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use ratchet::bindings::types::{
     Node, PlacementConstraints, PlacementRequest, PlacementVacancy, RecoveryConfig, ServiceKind,
 };
-use ratchet::cluster::{Cluster, InProcessCluster};
+use ratchet::cluster::{Cluster, LocalCluster};
 use ratchet::store::MemoryStore;
 use ratchet::director::{Director, DirectorOptions};
 use ratchet::quality::PlacementQuality;
@@ -122,7 +122,8 @@ async fn a_python_policy_places_a_real_recovery_through_the_host() {
     assert_eq!(answer[0].nodes, ["a1", "b1", "c1"], "one node per zone, the down node skipped once it is up");
 
     // A whole recovery, every placement decided in Python and checked by the host.
-    let cluster = Arc::new(InProcessCluster::with_zones(9, 3, 10));
+    let local = LocalCluster::with_zones(9, 3, 10).unwrap();
+    let cluster = local.client();
     let director = Director::new(
         registry,
         cluster.clone(),
@@ -132,7 +133,8 @@ async fn a_python_policy_places_a_real_recovery_through_the_host() {
     );
     let first = director.recover().await.unwrap();
     let first = first.layout().cloned().expect("boot completes with the Python policy");
-    cluster.kill(&first.logs[0].id);
+    let node = first.services.iter().find(|s| s.id == first.logs[0].id).unwrap().node.clone();
+    local.crash(&node);
     let report = director.recover().await.unwrap();
     let second = report.layout().expect("recovery completes with the Python policy");
     assert!(report.attempts.iter().all(|a| a.refusals.is_empty()), "the host refused nothing");
