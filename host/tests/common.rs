@@ -150,10 +150,12 @@ impl HostServices for Gate {
     }
 }
 
-/// An in-process cluster of 9 nodes in 3 zones, a store in memory and the
-/// default components: what the recovery and guard tests recover.
+/// An in-process cluster of foremen on 9 nodes in 3 zones, a store in
+/// memory and the default components: what the recovery and guard tests
+/// recover.
 pub struct Harness {
-    pub cluster: Arc<ratchet::cluster::InProcessCluster>,
+    pub local: Arc<ratchet::cluster::LocalCluster>,
+    pub cluster: Arc<ratchet::cluster::RemoteCluster>,
     pub store: Arc<ratchet::store::MemoryStore>,
     pub registry: Arc<ratchet::registry::Registry>,
 }
@@ -166,8 +168,10 @@ impl Harness {
 
     /// Nodes of room for `capacity` workers each.
     pub fn with_capacity(capacity: u32) -> Self {
+        let local = Arc::new(ratchet::cluster::LocalCluster::with_zones(9, 3, capacity).unwrap());
         Harness {
-            cluster: Arc::new(ratchet::cluster::InProcessCluster::with_zones(9, 3, capacity)),
+            cluster: local.client(),
+            local,
             store: Arc::new(ratchet::store::MemoryStore::default()),
             registry: Arc::new(ratchet::registry::Registry::with_defaults(runtime()).unwrap()),
         }
@@ -206,18 +210,44 @@ impl Harness {
 
     /// Commits `count` single-key writes from `start`, pumping storage every
     /// 50, and returns the acknowledged ones.
-    pub fn write(&self, start: usize, count: usize) -> Vec<(String, String)> {
-        commit_writes(&self.cluster, start, count, 50)
+    pub async fn write(&self, start: usize, count: usize) -> Vec<(String, String)> {
+        let mut acked = Vec::new();
+        for i in start..start + count {
+            let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
+            let value = format!("value-{i}");
+            if self.cluster.commit(&[(key.clone(), value.clone())]).await.is_ok() {
+                acked.push((key, value));
+            }
+            if i % 50 == 0 {
+                self.cluster.pump().await;
+            }
+        }
+        acked
     }
 
     /// Acknowledged writes that cannot be read back.
-    pub fn lost(&self, acked: &[(String, String)]) -> usize {
-        self.cluster.pump();
-        acked.iter().filter(|(k, v)| self.cluster.read(k).as_deref() != Some(v.as_str())).count()
+    pub async fn lost(&self, acked: &[(String, String)]) -> usize {
+        self.cluster.pump().await;
+        let mut lost = 0;
+        for (key, value) in acked {
+            if self.cluster.read(key).await.ok().flatten().as_deref() != Some(value.as_str()) {
+                lost += 1;
+            }
+        }
+        lost
     }
 
-    /// The workers alive now.
-    pub fn live_ids(&self) -> std::collections::BTreeSet<String> {
-        self.cluster.live_workers().into_iter().map(|s| s.id).collect()
+    /// Crashes the node hosting `id` in `layout`, with everything on it.
+    /// Returns the node.
+    pub fn crash_node_of(&self, layout: &ratchet::bindings::types::Layout, id: &str) -> String {
+        let node = layout.services.iter().find(|s| s.id == id).expect("the layout names it").node.clone();
+        self.local.crash(&node);
+        node
+    }
+
+    /// The services hosted by the nodes that are up.
+    pub async fn live_ids(&self) -> std::collections::BTreeSet<String> {
+        use ratchet::cluster::Cluster;
+        self.cluster.services().await.into_iter().map(|s| s.id).collect()
     }
 }

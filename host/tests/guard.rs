@@ -150,9 +150,9 @@ async fn tampered(h: &Harness, slot: &'static str, tamper: Tamper) -> RecoveryRe
 /// Boots, commits 300 writes and kills the first log: a recovery is due.
 async fn loaded_and_failed(h: &Harness) -> (Layout, Vec<(String, String)>) {
     let old = h.boot().await;
-    let acked = h.write(0, 300);
+    let acked = h.write(0, 300).await;
     assert_eq!(acked.len(), 300);
-    h.cluster.kill(&old.logs[0].id);
+    h.crash_node_of(&old, &old.logs[0].id);
     (old, acked)
 }
 
@@ -173,7 +173,7 @@ async fn s4_a_lock_services_that_locks_nothing_and_initializes_persists_nothing(
 
     let layout = h.recover().await.layout().cloned().expect("the defaults recover");
     assert!(layout.epoch > old.epoch);
-    assert_eq!(h.lost(&acked), 0);
+    assert_eq!(h.lost(&acked).await, 0);
 }
 
 #[tokio::test]
@@ -206,7 +206,7 @@ async fn s3_an_assemble_layout_that_forges_the_layout_is_refused() {
         assert!(refused.iter().any(|r| r.contains(expected) && (!expected.starts_with("lists") || r.ends_with("twice"))), "{expected}: {refused:?}");
         assert_eq!(h.store.state().unwrap().layout.unwrap(), old);
         assert!(h.recover().await.layout().is_some(), "{expected}: the defaults recover");
-        assert_eq!(h.lost(&acked), 0, "{expected}");
+        assert_eq!(h.lost(&acked).await, 0, "{expected}");
     }
 }
 
@@ -219,7 +219,7 @@ async fn s6_an_inverted_range_is_refused_with_its_rule_and_the_host_keeps_servin
     let refused = refusals(&report, Invariant::ArgumentsChecked);
     assert!(refused.iter().any(|r| r.starts_with("inverted version range")), "{refused:?}");
     assert!(h.recover().await.layout().is_some());
-    assert_eq!(h.lost(&acked), 0);
+    assert_eq!(h.lost(&acked).await, 0);
 }
 
 #[tokio::test]
@@ -234,7 +234,7 @@ async fn i6_a_generation_is_persisted_only_once_every_service_it_names_serves_it
     assert!(refused.iter().any(|r| r.starts_with("persist before log-") && r.contains("was unlocked")), "{refused:?}");
     assert_eq!(h.store.state().unwrap().layout.unwrap(), old);
     assert!(h.recover().await.layout().is_some());
-    assert_eq!(h.lost(&acked), 0);
+    assert_eq!(h.lost(&acked).await, 0);
 }
 
 /// Counts the outcome of every plugin call, by slot.

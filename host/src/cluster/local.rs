@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::RemoteCluster;
+use crate::bindings::types::Epoch;
 use crate::services::{Disk, JournalError};
 use crate::topology::NodeSpec;
 use crate::transport::{MemoryTransport, Transport};
@@ -22,7 +23,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 struct LocalNode {
     spec: NodeSpec,
     disk: Disk,
-    up: bool,
+    /// Its foreman, while the node is up.
+    foreman: Option<Arc<Foreman>>,
 }
 
 /// Foremen on the in-memory transport.
@@ -54,7 +56,7 @@ impl LocalCluster {
         };
         for spec in nodes {
             let id = spec.id.clone();
-            cluster.lock().insert(id.clone(), LocalNode { spec, disk: Disk::memory(), up: false });
+            cluster.lock().insert(id.clone(), LocalNode { spec, disk: Disk::memory(), foreman: None });
             cluster.start(&id)?;
         }
         Ok(cluster)
@@ -94,26 +96,35 @@ impl LocalCluster {
         };
         let address = Self::address(node);
         let transport: Arc<dyn Transport<WorkerProtocol>> = self.transport.clone();
-        let foreman = Foreman::open(spec.clone(), disk, address.clone())?.with_transport(transport);
-        self.transport.bind(&address, Arc::new(foreman));
+        let foreman = Arc::new(Foreman::open(spec.clone(), disk, address.clone())?.with_transport(transport));
+        self.transport.bind(&address, foreman.clone());
         if let Some(local) = self.lock().get_mut(node) {
-            local.up = true;
+            local.foreman = Some(foreman);
         }
         self.client.register(&spec.id, &spec.zone, spec.capacity, &address);
+        // A restarted node registers the same address, which alone changes
+        // nothing: wake a stalled director.
+        self.client.announce();
         Ok(())
     }
 
     /// Crashes `node`: its foreman and every role only it held in memory
     /// are gone, and its endpoint stops answering. Returns whether it was up.
     pub fn crash(&self, node: &str) -> bool {
-        let was_up = self.lock().get_mut(node).is_some_and(|local| std::mem::replace(&mut local.up, false));
+        let was_up = self.lock().get_mut(node).is_some_and(|local| local.foreman.take().is_some());
         self.transport.unbind(&Self::address(node));
         was_up
     }
 
     /// Whether `node` is up.
     pub fn is_up(&self, node: &str) -> bool {
-        self.lock().get(node).is_some_and(|local| local.up)
+        self.lock().get(node).is_some_and(|local| local.foreman.is_some())
+    }
+
+    /// The epoch holding the lock of log or storage `id`, on whichever node
+    /// that is up hosts it.
+    pub fn lock_holder(&self, id: &str) -> Option<Epoch> {
+        self.lock().values().filter_map(|local| local.foreman.as_ref()).find_map(|foreman| foreman.lock_holder(id))
     }
 }
 

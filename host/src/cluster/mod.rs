@@ -12,7 +12,7 @@ mod remote;
 pub use in_process::{CommitError, InProcessCluster};
 pub use local::{LocalCluster, LocalError};
 pub use registrations::{RegistrationWatch, Registrations};
-pub use remote::RemoteCluster;
+pub use remote::{Breakage, RemoteCluster};
 
 use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,

@@ -48,6 +48,21 @@ pub struct RemoteCluster {
     retention: Option<Version>,
 }
 
+/// Why a generation cannot commit.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Breakage {
+    /// No worker that answers hosts this member.
+    #[error("{0} unreachable")]
+    Unreachable(String),
+    /// This replica lacks versions every log of its shard has popped.
+    #[error("{0} is behind what the logs retain")]
+    Stranded(String),
+    /// This proxy's commit failed after it took a version: the logs have a
+    /// gap no later push can cross.
+    #[error("{0}: a commit failed after taking a version")]
+    BrokenProxy(String),
+}
+
 /// How one replica's catch-up by the pump ended.
 enum Pumped {
     /// It reached the version asked (or a log did not answer: try later).
@@ -99,6 +114,12 @@ impl RemoteCluster {
         drop(members);
         self.registrations.announce();
         tracing::info!(node, zone, addr, "worker registered");
+    }
+
+    /// A member came back (a restarted worker at the address it had): wakes
+    /// a stalled director, as a new registration does.
+    pub fn announce(&self) {
+        self.registrations.announce();
     }
 
     /// The nodes whose workers have registered.
@@ -252,6 +273,28 @@ impl RemoteCluster {
                 tracing::warn!(log = %log.id, through, ?err, "cannot pop the log");
             }
         }
+    }
+
+    /// Checks the generation made of `members`: pumps storage, then asks
+    /// every worker what it hosts. Answers the services hosted when the
+    /// generation is whole, or why it cannot commit.
+    pub async fn check(&self, members: &BTreeSet<String>) -> Result<Vec<ServiceDescriptor>, Breakage> {
+        if let Err(err) = self.refresh_committed().await {
+            // The survey below finds the proxy that did not answer.
+            tracing::debug!(?err, "no read version before the check");
+        }
+        if let Some(stranded) = self.pump().await.into_iter().find(|id| members.contains(id)) {
+            return Err(Breakage::Stranded(stranded));
+        }
+        let hosted = self.services().await;
+        let live: BTreeSet<&str> = hosted.iter().map(|s| s.id.as_str()).collect();
+        if let Some(gone) = members.iter().find(|id| !live.contains(id.as_str())) {
+            return Err(Breakage::Unreachable(gone.clone()));
+        }
+        if let Some(proxy) = self.broken_proxies().into_iter().find(|p| members.contains(p)) {
+            return Err(Breakage::BrokenProxy(proxy));
+        }
+        Ok(hosted)
     }
 
     /// Reads `key` from a serving replica of its team that holds every

@@ -321,18 +321,10 @@ async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: 
     let mut recorded = Vec::new();
     loop {
         tokio::time::sleep(MONITOR_EVERY).await;
-        let _ = cluster.refresh_committed().await;
-        if let Some(stranded) = cluster.pump().await.into_iter().find(|id| members.contains(id)) {
-            return format!("{stranded} is behind what the logs retain");
-        }
-        let hosted = cluster.services().await;
-        let live: BTreeSet<&str> = hosted.iter().map(|s| s.id.as_str()).collect();
-        if let Some(gone) = members.iter().find(|id| !live.contains(id.as_str())) {
-            return format!("{gone} unreachable");
-        }
-        if let Some(proxy) = cluster.broken_proxies().into_iter().find(|p| members.contains(p)) {
-            return format!("{proxy}: a commit failed after taking a version");
-        }
+        let hosted = match cluster.check(&members).await {
+            Ok(hosted) => hosted,
+            Err(breakage) => return breakage.to_string(),
+        };
         release_strays(cluster, &members, &hosted).await;
         // The directory in the store follows what the workers host.
         let mut directory: Vec<ServiceDescriptor> = hosted.into_iter().filter(|s| members.contains(&s.id)).collect();

@@ -304,6 +304,17 @@ impl Foreman {
         }
     }
 
+    /// The epoch holding the lock of log or storage `id`, if it hosts one
+    /// that is locked: what a test or the simulator's checker inspects.
+    pub fn lock_holder(&self, id: &str) -> Option<Epoch> {
+        let roles = self.roles.lock().unwrap_or_else(|e| e.into_inner());
+        match &roles.get(id)?.role {
+            Role::Log(log) => log.service().lock_holder(),
+            Role::Storage(storage) => storage.service().lock_holder(),
+            _ => None,
+        }
+    }
+
     fn node(&self, load: usize) -> Node {
         Node {
             id: self.spec.id.clone(),
