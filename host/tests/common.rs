@@ -11,28 +11,6 @@ use ratchet::runtime::{Detached, EngineConfig, HostServices, Runtime, RuntimeCon
 
 /// One runtime for the whole test binary, as in production: guests do not
 /// meter fuel.
-/// Commits `count` single-key writes from `start` to `cluster`, pumping
-/// storage every `pump_every`, and returns the acknowledged ones.
-pub fn commit_writes(
-    cluster: &ratchet::cluster::InProcessCluster,
-    start: usize,
-    count: usize,
-    pump_every: usize,
-) -> Vec<(String, String)> {
-    let mut acked = Vec::new();
-    for i in start..start + count {
-        let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
-        let value = format!("value-{i}");
-        if cluster.commit(&[(key.clone(), value.clone())]).is_ok() {
-            acked.push((key, value));
-        }
-        if i % pump_every == 0 {
-            cluster.pump();
-        }
-    }
-    acked
-}
-
 pub fn runtime() -> Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
     RUNTIME.get_or_init(|| Arc::new(Runtime::new(RuntimeConfig::default()).expect("runtime starts"))).clone()

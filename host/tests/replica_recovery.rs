@@ -1,26 +1,30 @@
-//! Replica recovery carried out by the real host on the in-process cluster:
-//! the default component in the `replica-recovery` slot decides, and the
-//! replica is caught up, truncated or rebuilt before it serves its new
-//! generation, under the host's session rules.
+//! Replica recovery carried out by the real host on the in-process cluster
+//! of foremen: the default component in the `replica-recovery` slot
+//! decides, and the replica is caught up, truncated or rebuilt before it
+//! serves its new generation, under the host's session rules.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use ratchet::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, RecoveryConfig, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
-use ratchet::cluster::{Cluster, InProcessCluster, PulledPage, RegistrationWatch, SnapshotPage};
-use ratchet::store::{CoordinatorStore, MemoryStore};
+use ratchet::cluster::{Cluster, LocalCluster, PulledPage, RegistrationWatch, RemoteCluster, SnapshotPage};
 use ratchet::director::{AttemptOutcome, Director, DirectorOptions, RecoveryReport};
 use ratchet::registry::Registry;
 use ratchet::replica::{Budget, ReplicaEvent, SessionError, Sessions};
 use ratchet::services::Mutation;
+use ratchet::store::{CoordinatorStore, MemoryStore};
+use ratchet::topology::{NodeSpec, tag_of};
 
 struct Harness {
-    cluster: Arc<InProcessCluster>,
+    local: LocalCluster,
+    cluster: Arc<RemoteCluster>,
     store: Arc<MemoryStore>,
     registry: Arc<Registry>,
     /// The sessions every director of the harness runs replicas through,
@@ -29,21 +33,22 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(cluster: InProcessCluster) -> Self {
-        Self::with_budget(cluster, Budget::default())
+    /// 30 nodes in 3 zones that each host one service, so that crashing a
+    /// node takes down exactly one replica; logs keep `retention` versions.
+    fn new(retention: Option<Version>) -> Self {
+        Self::with_budget(retention, Budget::default())
     }
 
-    fn with_budget(cluster: InProcessCluster, budget: Budget) -> Self {
+    fn with_budget(retention: Option<Version>, budget: Budget) -> Self {
+        let nodes = (0..30).map(|i| NodeSpec { id: format!("n{}", i + 1), zone: format!("z{}", i % 3 + 1), capacity: 1 });
+        let local = LocalCluster::with_retention(nodes, retention).unwrap();
         Harness {
-            cluster: Arc::new(cluster),
+            cluster: local.client(),
+            local,
             store: Arc::new(MemoryStore::default()),
             registry: Arc::new(Registry::with_defaults(common::runtime()).unwrap()),
             sessions: Arc::new(Mutex::new(Sessions::new(budget))),
         }
-    }
-
-    fn small() -> InProcessCluster {
-        InProcessCluster::with_zones(9, 3, 10)
     }
 
     async fn recover_through(&self, cluster: Arc<dyn Cluster>) -> RecoveryReport {
@@ -63,15 +68,35 @@ impl Harness {
     }
 
     /// Commits `count` writes from `start`, pumping every 20.
-    fn write(&self, start: usize, count: usize) -> Vec<(String, String)> {
-        let acked = common::commit_writes(&self.cluster, start, count, 20);
-        self.cluster.pump();
+    async fn write(&self, start: usize, count: usize) -> Vec<(String, String)> {
+        let mut acked = Vec::new();
+        for i in start..start + count {
+            let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
+            let value = format!("value-{i}");
+            if self.cluster.commit(&[(key.clone(), value.clone())]).await.is_ok() {
+                acked.push((key, value));
+            }
+            if i % 20 == 0 {
+                self.cluster.pump().await;
+            }
+        }
+        self.cluster.pump().await;
         acked
     }
 
-    fn lost(&self, acked: &[(String, String)]) -> usize {
-        self.cluster.pump();
-        acked.iter().filter(|(k, v)| self.cluster.read(k).as_deref() != Some(v.as_str())).count()
+    async fn read(&self, key: &str) -> Option<String> {
+        self.cluster.read(key).await.ok().flatten()
+    }
+
+    async fn lost(&self, acked: &[(String, String)]) -> usize {
+        self.cluster.pump().await;
+        let mut lost = 0;
+        for (key, value) in acked {
+            if self.read(key).await.as_deref() != Some(value.as_str()) {
+                lost += 1;
+            }
+        }
+        lost
     }
 
     fn events_of(&self, replica: &str) -> Vec<ReplicaEvent> {
@@ -79,28 +104,59 @@ impl Harness {
         sessions.events().iter().filter(|e| e.replica == replica).cloned().collect()
     }
 
-    /// Every replica of every team holds the same data at the same version.
-    fn assert_teams_identical(&self) {
-        self.cluster.pump();
-        for (tag, members) in self.cluster.team_contents() {
-            let (first, version, data) = &members[0];
-            for (id, v, d) in &members[1..] {
-                assert_eq!((v, d.len()), (version, data.len()), "team {tag}: {id} differs from {first}");
-                assert!(d == data, "team {tag}: {id} holds other data than {first}");
+    /// A replica's durable version and its whole data, page by page.
+    async fn contents(&self, id: &str) -> (Version, BTreeMap<String, String>) {
+        let mut data = BTreeMap::new();
+        let mut after = None;
+        loop {
+            let (version, entries, more) = self.cluster.snapshot_page(id, after.clone()).await.unwrap();
+            after = entries.last().map(|(k, _)| k.clone());
+            data.extend(entries);
+            if !more {
+                return (version, data);
             }
         }
     }
 
-    /// A replica of team 1 is killed, `writes` more are acknowledged
-    /// without it, and it comes back: it rejoins behind its teammates.
+    /// Every replica of every team holds the same data at the same version.
+    async fn assert_teams_identical(&self) {
+        self.cluster.pump().await;
+        let layout = self.cluster.live_layout().unwrap();
+        for team in &layout.storage_teams {
+            let first = &team.storage_ids[0];
+            let (version, data) = self.contents(first).await;
+            for id in &team.storage_ids[1..] {
+                let (v, d) = self.contents(id).await;
+                assert_eq!((v, d.len()), (version, data.len()), "team {}: {id} differs from {first}", team.tag);
+                assert!(d == data, "team {}: {id} holds other data than {first}", team.tag);
+            }
+        }
+    }
+
+    /// The node of a replica of team 1 crashes, `writes` more are
+    /// acknowledged without it, and it restarts: the replica rejoins behind
+    /// its teammates.
     async fn replica_left_behind(&self, writes: usize) -> (String, Vec<(String, String)>) {
         let boot = completed(&self.recover().await).clone();
-        let mut acked = self.write(0, 100);
+        let mut acked = self.write(0, 100).await;
         let replica = boot.storage_teams[1].storage_ids[0].clone();
-        self.cluster.kill(&replica);
-        acked.extend(self.write(100, writes));
-        self.cluster.revive(&replica);
+        let node = boot.services.iter().find(|s| s.id == replica).unwrap().node.clone();
+        self.local.crash(&node);
+        acked.extend(self.write(100, writes).await);
+        self.local.start(&node).unwrap();
         (replica, acked)
+    }
+
+    /// Replica `id` applies `writes` at `version`, which the cluster never
+    /// acknowledged, as a replica that pulled from a log ahead of a commit
+    /// that then failed. Requires the lock of `epoch`.
+    async fn apply_unacknowledged(&self, id: &str, epoch: Epoch, version: Version, writes: &[(String, String)]) {
+        let layout = self.cluster.live_layout().unwrap();
+        let mutations = writes
+            .iter()
+            .map(|(key, value)| (version, Mutation { tag: tag_of(&layout, key), key: key.clone(), value: value.clone() }))
+            .collect();
+        self.cluster.recover_apply(id, epoch, mutations, version).await.unwrap();
     }
 }
 
@@ -117,7 +173,7 @@ fn kinds(events: &[ReplicaEvent]) -> Vec<&str> {
 
 #[tokio::test]
 async fn a_replica_that_rejoins_behind_catches_up_from_the_logs_before_serving() {
-    let h = Harness::new(Harness::small());
+    let h = Harness::new(None);
     let (replica, acked) = h.replica_left_behind(150).await;
     let layout = completed(&h.recover().await).clone();
     assert!(layout.storage_teams[1].storage_ids.contains(&replica), "the replica rejoined its team");
@@ -128,13 +184,13 @@ async fn a_replica_that_rejoins_behind_catches_up_from_the_logs_before_serving()
     assert_eq!(kinds(&events).last(), Some(&"completed"));
     assert!(kinds(&events).contains(&"progress"));
     assert!(events.iter().all(|e| e.epoch == layout.epoch));
-    h.assert_teams_identical();
-    assert_eq!(h.lost(&acked), 0);
+    h.assert_teams_identical().await;
+    assert_eq!(h.lost(&acked).await, 0);
 }
 
 #[tokio::test]
 async fn a_replica_behind_retention_is_rebuilt_from_a_teammate_and_the_tail() {
-    let h = Harness::new(Harness::small().with_retention(40));
+    let h = Harness::new(Some(40));
     let (replica, acked) = h.replica_left_behind(200).await;
     let layout = completed(&h.recover().await).clone();
     assert!(layout.storage_teams[1].storage_ids.contains(&replica));
@@ -142,14 +198,14 @@ async fn a_replica_behind_retention_is_rebuilt_from_a_teammate_and_the_tail() {
     let events = h.events_of(&replica);
     assert!(events[0].detail.starts_with("rebuild: snapshot at "), "{}", events[0]);
     assert_eq!(kinds(&events).last(), Some(&"completed"));
-    h.assert_teams_identical();
-    assert_eq!(h.lost(&acked), 0);
+    h.assert_teams_identical().await;
+    assert_eq!(h.lost(&acked).await, 0);
 }
 
 #[tokio::test]
 async fn a_catch_up_over_its_entry_budget_escalates_to_a_rebuild() {
     let budget = Budget { max_entries: 25, ..Budget::default() };
-    let h = Harness::with_budget(Harness::small(), budget);
+    let h = Harness::with_budget(None, budget);
     let (replica, acked) = h.replica_left_behind(150).await;
     completed(&h.recover().await);
 
@@ -160,47 +216,48 @@ async fn a_catch_up_over_its_entry_budget_escalates_to_a_rebuild() {
     assert_eq!(rebuild.event, "opened");
     assert!(rebuild.detail.starts_with("rebuild: ") && rebuild.detail.contains("escalated by the host"), "{rebuild}");
     assert_eq!(kinds(&events).last(), Some(&"completed"));
-    h.assert_teams_identical();
-    assert_eq!(h.lost(&acked), 0);
+    h.assert_teams_identical().await;
+    assert_eq!(h.lost(&acked).await, 0);
 }
 
 #[tokio::test]
 async fn a_replica_ahead_of_committed_is_truncated_before_it_serves() {
-    let h = Harness::new(Harness::small());
+    let h = Harness::new(None);
     let boot = completed(&h.recover().await).clone();
-    let acked = h.write(0, 100);
+    let acked = h.write(0, 100).await;
     let replica = boot.storage_teams[1].storage_ids[0].clone();
     let committed = h.cluster.committed_version();
     // Versions the cluster never acknowledged, as from a log ahead of a
     // commit that then failed.
     let ghost = [("zz-ghost".to_string(), "never acknowledged".to_string())];
-    h.cluster.apply_unacknowledged(&replica, boot.epoch, committed + 3, &ghost).unwrap();
+    h.apply_unacknowledged(&replica, boot.epoch, committed + 3, &ghost).await;
 
     completed(&h.recover().await);
     let events = h.events_of(&replica);
     assert!(events[0].detail.starts_with(&format!("catch-up: truncate to {committed}")), "{}", events[0]);
     assert_eq!(kinds(&events), ["opened", "truncated", "completed"]);
-    h.assert_teams_identical();
-    assert_eq!(h.cluster.read("zz-ghost"), None);
-    assert_eq!(h.lost(&acked), 0);
+    h.assert_teams_identical().await;
+    assert_eq!(h.read("zz-ghost").await, None);
+    assert_eq!(h.lost(&acked).await, 0);
 }
 
-/// The in-process cluster, with a hook on the calls replica recovery makes.
+/// The cluster client, with a hook on the calls replica recovery makes.
 struct Hooked {
-    inner: Arc<InProcessCluster>,
+    inner: Arc<RemoteCluster>,
     applies: AtomicU32,
-    /// Runs before the n-th catch-up page is applied (from 1).
-    on_apply: Box<dyn Fn(u32, &InProcessCluster, &str) + Send + Sync>,
+    /// Runs before the n-th catch-up page is applied (from 1), with the
+    /// replica's id.
+    on_apply: Box<dyn Fn(u32, Arc<RemoteCluster>, String) -> BoxFuture<'static, ()> + Send + Sync>,
     /// The endpoint reported for a replica, from the one it has.
     endpoint: Box<dyn Fn(&str, String) -> String + Send + Sync>,
 }
 
 impl Hooked {
-    fn new(inner: Arc<InProcessCluster>) -> Self {
+    fn new(inner: Arc<RemoteCluster>) -> Self {
         Hooked {
             inner,
             applies: AtomicU32::new(0),
-            on_apply: Box::new(|_, _, _| {}),
+            on_apply: Box::new(|_, _, _| Box::pin(async {})),
             endpoint: Box::new(|_, endpoint| endpoint),
         }
     }
@@ -275,7 +332,7 @@ impl Cluster for Hooked {
         upto: Version,
     ) -> Result<(), ClusterError> {
         let n = self.applies.fetch_add(1, Ordering::SeqCst) + 1;
-        (self.on_apply)(n, &self.inner, id);
+        (self.on_apply)(n, self.inner.clone(), id.to_string()).await;
         self.inner.recover_apply(id, epoch, mutations, upto).await
     }
     async fn truncate(&self, id: &str, epoch: Epoch, to: Version) -> Result<(), ClusterError> {
@@ -299,7 +356,7 @@ impl Cluster for Hooked {
 
 #[tokio::test]
 async fn an_epoch_bump_mid_catch_up_voids_the_session_and_the_newer_epoch_finishes() {
-    let h = Harness::new(Harness::small());
+    let h = Harness::new(None);
     let (replica, acked) = h.replica_left_behind(150).await;
     let mut hooked = Hooked::new(h.cluster.clone());
     let bumped = Arc::new(Mutex::new(None::<Epoch>));
@@ -308,11 +365,14 @@ async fn an_epoch_bump_mid_catch_up_voids_the_session_and_the_newer_epoch_finish
     // locks the replica before its first page lands.
     let store = h.store.clone();
     hooked.on_apply = Box::new(move |n, cluster, id| {
-        if n == 1 {
-            let epoch = store.next_epoch().unwrap();
-            futures::executor::block_on(cluster.lock(id, epoch)).unwrap();
-            *seen.lock().unwrap() = Some(epoch);
-        }
+        let (store, seen) = (store.clone(), seen.clone());
+        Box::pin(async move {
+            if n == 1 {
+                let epoch = store.next_epoch().unwrap();
+                cluster.lock(&id, epoch).await.unwrap();
+                *seen.lock().unwrap() = Some(epoch);
+            }
+        })
     });
     let report = h.recover_through(Arc::new(hooked)).await;
     let first = &report.attempts[0];
@@ -330,13 +390,13 @@ async fn an_epoch_bump_mid_catch_up_voids_the_session_and_the_newer_epoch_finish
     let events = h.events_of(&replica);
     let last = events.last().unwrap();
     assert_eq!((last.event.as_str(), last.epoch), ("completed", layout.epoch));
-    h.assert_teams_identical();
-    assert_eq!(h.lost(&acked), 0);
+    h.assert_teams_identical().await;
+    assert_eq!(h.lost(&acked).await, 0);
 }
 
 #[tokio::test]
 async fn an_endpoint_change_mid_session_voids_it_and_the_retry_keeps_what_was_made_durable() {
-    let h = Harness::new(Harness::small());
+    let h = Harness::new(None);
     let (replica, acked) = h.replica_left_behind(120).await;
     let mut hooked = Hooked::new(h.cluster.clone());
     let target = replica.clone();
@@ -359,28 +419,28 @@ async fn an_endpoint_change_mid_session_voids_it_and_the_retry_keeps_what_was_ma
     // its true version: the retry finds the replica at the committed version.
     let stale = h.sessions.lock().unwrap().complete(voided.session, voided.epoch);
     assert!(matches!(stale, Err(SessionError::Stale { .. })), "{stale:?}");
-    h.assert_teams_identical();
-    assert_eq!(h.lost(&acked), 0);
+    h.assert_teams_identical().await;
+    assert_eq!(h.lost(&acked).await, 0);
 }
 
 #[tokio::test]
 async fn a_truncation_beyond_the_replicas_undo_window_escalates_to_a_rebuild() {
-    let h = Harness::new(Harness::small());
+    let h = Harness::new(None);
     let boot = completed(&h.recover().await).clone();
-    let acked = h.write(0, 100);
+    let acked = h.write(0, 100).await;
     let replica = boot.storage_teams[1].storage_ids[0].clone();
     let committed = h.cluster.committed_version();
     // So far ahead that the replica keeps no undo entries back to committed.
     let ahead = committed + ratchet::services::UNDO_VERSIONS + 5;
     let ghost = [("zz-ghost".to_string(), "never acknowledged".to_string())];
-    h.cluster.apply_unacknowledged(&replica, boot.epoch, ahead, &ghost).unwrap();
+    h.apply_unacknowledged(&replica, boot.epoch, ahead, &ghost).await;
 
     completed(&h.recover().await);
     let events = h.events_of(&replica);
     assert_eq!(kinds(&events), ["opened", "escalated", "opened", "progress", "completed"], "{events:#?}");
     assert!(events[1].detail.contains("cannot truncate"), "{}", events[1]);
     assert!(events[2].detail.starts_with("rebuild: snapshot at"), "{}", events[2]);
-    h.assert_teams_identical();
-    assert_eq!(h.cluster.read("zz-ghost"), None);
-    assert_eq!(h.lost(&acked), 0);
+    h.assert_teams_identical().await;
+    assert_eq!(h.read("zz-ghost").await, None);
+    assert_eq!(h.lost(&acked).await, 0);
 }

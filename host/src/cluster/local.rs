@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::RemoteCluster;
-use crate::bindings::types::Epoch;
+use crate::bindings::types::{Epoch, Version};
 use crate::services::{Disk, JournalError};
 use crate::topology::NodeSpec;
 use crate::transport::{MemoryTransport, Transport};
@@ -48,9 +48,21 @@ pub enum LocalError {
 impl LocalCluster {
     /// A cluster of `nodes`, each up with an empty disk and registered.
     pub fn new(nodes: impl IntoIterator<Item = NodeSpec>) -> Result<Self, LocalError> {
+        Self::with_retention(nodes, None)
+    }
+
+    /// [`LocalCluster::new`], whose client pops the logs to `retention`
+    /// versions (see [`RemoteCluster::with_log_retention`]); `None` keeps
+    /// every version.
+    pub fn with_retention(nodes: impl IntoIterator<Item = NodeSpec>, retention: Option<Version>) -> Result<Self, LocalError> {
         let transport = Arc::new(MemoryTransport::new(CALL_TIMEOUT));
+        let client = RemoteCluster::over(transport.clone());
+        let client = match retention {
+            Some(versions) => client.with_log_retention(versions),
+            None => client,
+        };
         let cluster = LocalCluster {
-            client: Arc::new(RemoteCluster::over(transport.clone())),
+            client: Arc::new(client),
             transport,
             nodes: Mutex::default(),
         };
