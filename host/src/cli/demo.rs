@@ -50,7 +50,9 @@ pub fn run(args: DemoArgs, runtime: Runtime) -> Result<(), Failure> {
     let result = run_in(&args, registry, &data);
     if args.data.is_none() {
         // The state of a throwaway demo is not worth keeping.
-        let _ = std::fs::remove_dir_all(&data);
+        if let Err(err) = std::fs::remove_dir_all(&data) {
+            eprintln!("warning: cannot remove the demo's state in {}: {err}", data.display());
+        }
     }
     result
 }

@@ -51,8 +51,10 @@ impl Coordinator {
     /// The status `ratchet status` shows: the persisted layout, what the
     /// director does, the last recovery, and the workers as they answer now.
     async fn status(&self) -> Status {
-        // Best effort: a proxy that does not answer leaves the last figure.
-        let _ = self.cluster.refresh_committed().await;
+        // A proxy that does not answer leaves the last figure.
+        if let Err(err) = self.cluster.refresh_committed().await {
+            tracing::debug!(?err, "status shows the last committed version known");
+        }
         let mut status = self.recorded_status();
         status.nodes = self.cluster.nodes().await;
         status.services = self.cluster.services().await;

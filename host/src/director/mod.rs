@@ -247,7 +247,9 @@ impl Director {
             if let Some(newer) = guard.superseded() {
                 if let Ok(out) = result {
                     // Kept for the report only: nothing of it is acted on.
-                    let _ = take_returned(&mut state, out.state, &out.written, guard.take_newly_staged());
+                    if let Err(reason) = take_returned(&mut state, out.state, &out.written, guard.take_newly_staged()) {
+                        tracing::debug!(epoch = state.epoch, %reason, "a superseded phase returned a refused state");
+                    }
                 }
                 record.outcome = format!("superseded by epoch {newer}");
                 span.record("outcome", record.outcome.as_str());

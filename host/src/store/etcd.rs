@@ -119,7 +119,10 @@ impl EtcdStore {
                 return Ok(leadership);
             }
             // Renew our own lease while we wait, so it is still ours if we win.
-            let _ = self.call("/v3/lease/keepalive", json!({ "ID": lease.to_string() }));
+            if let Err(err) = self.call("/v3/lease/keepalive", json!({ "ID": lease.to_string() })) {
+                // The next campaign round finds out whether the lease is gone.
+                tracing::debug!(%err, lease, "cannot renew the campaign's lease");
+            }
             std::thread::sleep(poll);
         }
     }
