@@ -9,6 +9,42 @@ use ratchet::bindings::types::{AttemptState, RecoveryConfig};
 use ratchet::director::{Director, DirectorOptions, RecoveryReport};
 use ratchet::runtime::{Detached, EngineConfig, HostServices, Runtime, RuntimeConfig};
 
+/// The layout a recovery completed with; panics with every attempt's
+/// outcome when it did not complete.
+pub fn completed(report: &RecoveryReport) -> ratchet::bindings::types::Layout {
+    report.layout().cloned().unwrap_or_else(|| {
+        let outcomes: Vec<_> = report.attempts.iter().map(|a| a.outcome.to_string()).collect();
+        panic!("recovery did not complete: {outcomes:?}")
+    })
+}
+
+/// The node hosting service `id` of `layout`.
+pub fn node_of(layout: &ratchet::bindings::types::Layout, id: &str) -> String {
+    layout.services.iter().find(|s| s.id == id).expect("the layout names it").node.clone()
+}
+
+/// Commits `count` single-key writes from `start` through `cluster`, pumping
+/// storage every `pump_every`, and returns the acknowledged ones.
+pub async fn commit_writes(
+    cluster: &ratchet::cluster::RemoteCluster,
+    start: usize,
+    count: usize,
+    pump_every: usize,
+) -> Vec<(String, String)> {
+    let mut acked = Vec::new();
+    for i in start..start + count {
+        let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
+        let value = format!("value-{i}");
+        if cluster.commit(&[(key.clone(), value.clone())]).await.is_ok() {
+            acked.push((key, value));
+        }
+        if i % pump_every == 0 {
+            cluster.pump().await;
+        }
+    }
+    acked
+}
+
 /// One runtime for the whole test binary, as in production: guests do not
 /// meter fuel.
 pub fn runtime() -> Arc<Runtime> {
@@ -189,18 +225,7 @@ impl Harness {
     /// Commits `count` single-key writes from `start`, pumping storage every
     /// 50, and returns the acknowledged ones.
     pub async fn write(&self, start: usize, count: usize) -> Vec<(String, String)> {
-        let mut acked = Vec::new();
-        for i in start..start + count {
-            let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
-            let value = format!("value-{i}");
-            if self.cluster.commit(&[(key.clone(), value.clone())]).await.is_ok() {
-                acked.push((key, value));
-            }
-            if i % 50 == 0 {
-                self.cluster.pump().await;
-            }
-        }
-        acked
+        commit_writes(&self.cluster, start, count, 50).await
     }
 
     /// Acknowledged writes that cannot be read back.
@@ -218,7 +243,7 @@ impl Harness {
     /// Crashes the node hosting `id` in `layout`, with everything on it.
     /// Returns the node.
     pub fn crash_node_of(&self, layout: &ratchet::bindings::types::Layout, id: &str) -> String {
-        let node = layout.services.iter().find(|s| s.id == id).expect("the layout names it").node.clone();
+        let node = node_of(layout, id);
         self.local.crash(&node);
         node
     }

@@ -6,12 +6,14 @@
 
 mod common;
 
+use common::{completed, node_of};
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratchet::bindings::types::{ClusterError, Layout, LockInfo, RecoveryConfig};
+use ratchet::bindings::types::{ClusterError, LockInfo, RecoveryConfig};
 use ratchet::cluster::{Cluster, LocalCluster, RemoteCluster};
-use ratchet::director::{Director, DirectorOptions, RecoveryReport};
+use ratchet::director::{Director, DirectorOptions};
 use ratchet::registry::Registry;
 use ratchet::store::MemoryStore;
 
@@ -22,16 +24,7 @@ fn director(cluster: Arc<RemoteCluster>) -> Director {
     Director::new(registry, cluster, Arc::new(MemoryStore::default()), config, options)
 }
 
-fn completed(report: &RecoveryReport) -> Layout {
-    report.layout().cloned().unwrap_or_else(|| {
-        let outcomes: Vec<_> = report.attempts.iter().map(|a| a.outcome.to_string()).collect();
-        panic!("recovery did not complete: {outcomes:?}")
-    })
-}
 
-fn node_of(layout: &Layout, id: &str) -> String {
-    layout.services.iter().find(|s| s.id == id).unwrap().node.clone()
-}
 
 #[tokio::test(flavor = "current_thread")]
 async fn foremen_in_memory_recover_from_a_crashed_node_without_loss() {

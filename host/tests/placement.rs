@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::completed;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use ratchet::bindings::types::{Layout, RecoveryConfig};
 use ratchet::cluster::{Cluster, LocalCluster, RemoteCluster};
 use ratchet::components::fixtures;
 use ratchet::store::MemoryStore;
-use ratchet::director::{AttemptOutcome, Director, DirectorOptions, RecoveryReport};
+use ratchet::director::{AttemptOutcome, Director, DirectorOptions};
 use ratchet::quality::PlacementQuality;
 use ratchet::registry::Registry;
 
@@ -50,12 +52,6 @@ fn cluster(policy: Option<&str>) -> Cluster9 {
     Cluster9 { local, cluster, director }
 }
 
-fn completed(report: &RecoveryReport) -> Layout {
-    report.layout().cloned().unwrap_or_else(|| {
-        let outcomes: Vec<_> = report.attempts.iter().map(|a| a.outcome.to_string()).collect();
-        panic!("recovery did not complete: {outcomes:?}")
-    })
-}
 
 /// Boots, writes, crashes the nodes of a log and of a storage replica,
 /// recovers, and checks every acknowledged write. Returns the placement

@@ -5,26 +5,22 @@
 
 mod common;
 
+use common::completed;
+
 use common::Harness;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratchet::bindings::types::{Layout, ServiceKind};
+use ratchet::bindings::types::ServiceKind;
 use ratchet::cluster::Cluster;
 use ratchet::components::fixtures;
 use ratchet::store::CoordinatorStore;
-use ratchet::director::{AttemptOutcome, DirectorOptions, RecoveryReport};
+use ratchet::director::{AttemptOutcome, DirectorOptions};
 use ratchet::guard::{Invariant, named_services};
 use ratchet::registry::Registry;
 
-fn completed(report: &RecoveryReport) -> &Layout {
-    report.layout().unwrap_or_else(|| {
-        let outcomes: Vec<_> = report.attempts.iter().map(|a| a.outcome.to_string()).collect();
-        panic!("recovery did not complete: {outcomes:?}")
-    })
-}
 
 #[tokio::test]
 async fn a_first_start_locks_nothing_and_names_only_recruits() {
@@ -41,10 +37,10 @@ async fn a_first_start_locks_nothing_and_names_only_recruits() {
     assert_eq!(layout.epoch, 1);
     let attempt = report.last().unwrap();
     assert!(attempt.locked.is_empty(), "nothing is locked before recruitment: {:?}", attempt.locked);
-    for id in named_services(layout) {
+    for id in named_services(&layout) {
         assert!(!idle.contains(&id), "the layout names {id}, which it never recruited");
     }
-    assert!(attempt.recruited.iter().all(|id| named_services(layout).contains(id)));
+    assert!(attempt.recruited.iter().all(|id| named_services(&layout).contains(id)));
     for id in &idle {
         assert_eq!(h.local.lock_holder(id), Some(0), "{id} was never locked by the boot");
     }
@@ -342,8 +338,8 @@ async fn i6_a_layout_restaged_under_a_stale_epoch_is_never_written() {
     // What lands is the layout the services were handed, under its own epoch.
     let layout = completed(&report);
     assert_eq!(layout.epoch, attempt.epoch);
-    assert_eq!(attempt.final_state.new_layout.as_ref(), Some(layout));
-    assert_eq!(h.store.state().unwrap().layout.as_ref(), Some(layout));
+    assert_eq!(attempt.final_state.new_layout.as_ref(), Some(&layout));
+    assert_eq!(h.store.state().unwrap().layout.as_ref(), Some(&layout));
 }
 
 #[tokio::test]

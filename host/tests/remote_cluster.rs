@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::{completed, node_of};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ use ratchet::cluster::{Cluster, RemoteCluster};
 use ratchet::services::Disk;
 use ratchet::topology::NodeSpec;
 use ratchet::store::MemoryStore;
-use ratchet::director::{Director, DirectorOptions, RecoveryReport};
+use ratchet::director::{Director, DirectorOptions};
 use ratchet::registry::Registry;
 use ratchet::transport::{TransportConfig, serve};
 use ratchet::worker::{Foreman, WorkerProtocol};
@@ -80,16 +82,7 @@ fn director_with(cluster: Arc<RemoteCluster>, config: RecoveryConfig) -> Directo
     Director::new(registry, cluster, Arc::new(MemoryStore::default()), config, options)
 }
 
-fn completed(report: &RecoveryReport) -> Layout {
-    report.layout().cloned().unwrap_or_else(|| {
-        let outcomes: Vec<_> = report.attempts.iter().map(|a| a.outcome.to_string()).collect();
-        panic!("recovery did not complete: {outcomes:?}")
-    })
-}
 
-fn node_of(layout: &Layout, id: &str) -> String {
-    layout.services.iter().find(|s| s.id == id).unwrap().node.clone()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_of_workers_over_tcp_recovers_from_a_dead_worker_without_loss() {

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::completed;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,17 +71,7 @@ impl Harness {
 
     /// Commits `count` writes from `start`, pumping every 20.
     async fn write(&self, start: usize, count: usize) -> Vec<(String, String)> {
-        let mut acked = Vec::new();
-        for i in start..start + count {
-            let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
-            let value = format!("value-{i}");
-            if self.cluster.commit(&[(key.clone(), value.clone())]).await.is_ok() {
-                acked.push((key, value));
-            }
-            if i % 20 == 0 {
-                self.cluster.pump().await;
-            }
-        }
+        let acked = common::commit_writes(&self.cluster, start, count, 20).await;
         self.cluster.pump().await;
         acked
     }
@@ -160,12 +152,6 @@ impl Harness {
     }
 }
 
-fn completed(report: &RecoveryReport) -> &Layout {
-    report.layout().unwrap_or_else(|| {
-        let outcomes: Vec<_> = report.attempts.iter().map(|a| a.outcome.to_string()).collect();
-        panic!("recovery did not complete: {outcomes:?}")
-    })
-}
 
 fn kinds(events: &[ReplicaEvent]) -> Vec<&str> {
     events.iter().map(|e| e.event.as_str()).collect()
