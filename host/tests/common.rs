@@ -45,6 +45,19 @@ pub async fn commit_writes(
     acked
 }
 
+/// The keys of `acked` that `cluster` does not read back with their value,
+/// after letting storage catch up.
+pub async fn unreadable(cluster: &ratchet::cluster::RemoteCluster, acked: &[(String, String)]) -> Vec<String> {
+    cluster.pump().await;
+    let mut missing = Vec::new();
+    for (key, value) in acked {
+        if cluster.read(key).await.ok().flatten().as_deref() != Some(value.as_str()) {
+            missing.push(key.clone());
+        }
+    }
+    missing
+}
+
 /// One runtime for the whole test binary, as in production: guests do not
 /// meter fuel.
 pub fn runtime() -> Arc<Runtime> {
@@ -230,14 +243,7 @@ impl Harness {
 
     /// Acknowledged writes that cannot be read back.
     pub async fn lost(&self, acked: &[(String, String)]) -> usize {
-        self.cluster.pump().await;
-        let mut lost = 0;
-        for (key, value) in acked {
-            if self.cluster.read(key).await.ok().flatten().as_deref() != Some(value.as_str()) {
-                lost += 1;
-            }
-        }
-        lost
+        unreadable(&self.cluster, acked).await.len()
     }
 
     /// Crashes the node hosting `id` in `layout`, with everything on it.

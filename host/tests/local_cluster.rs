@@ -54,13 +54,7 @@ async fn foremen_in_memory_recover_from_a_crashed_node_without_loss() {
     let second = completed(&director.recover().await.unwrap());
     assert_eq!(second.epoch, 2);
     assert!(second.services.iter().all(|s| s.node != dead), "nothing is placed on the crashed node");
-    cluster.pump().await;
-    let mut lost = Vec::new();
-    for (key, value) in &acked {
-        if cluster.read(key).await.ok().flatten().as_deref() != Some(value.as_str()) {
-            lost.push(key.clone());
-        }
-    }
+    let lost = common::unreadable(&cluster, &acked).await;
     assert!(lost.is_empty(), "lost {} acknowledged writes: {lost:?}", lost.len());
     cluster.commit(&[("after".into(), "recovery".into())]).await.unwrap();
 

@@ -137,13 +137,7 @@ async fn a_cluster_of_workers_over_tcp_recovers_from_a_dead_worker_without_loss(
     let second = completed(&report);
     assert_eq!(second.epoch, 2);
     assert!(second.services.iter().all(|s| s.node != dead), "nothing is placed on the dead worker");
-    cluster.pump().await;
-    let mut lost = Vec::new();
-    for (key, value) in &acked {
-        if cluster.read(key).await.ok().flatten().as_deref() != Some(value.as_str()) {
-            lost.push(key.clone());
-        }
-    }
+    let lost = common::unreadable(&cluster, &acked).await;
     assert!(lost.is_empty(), "lost {} acknowledged writes: {lost:?}", lost.len());
     cluster.commit(&[("after".into(), "recovery".into())]).await.unwrap();
 

@@ -81,14 +81,7 @@ impl Harness {
     }
 
     async fn lost(&self, acked: &[(String, String)]) -> usize {
-        self.cluster.pump().await;
-        let mut lost = 0;
-        for (key, value) in acked {
-            if self.read(key).await.as_deref() != Some(value.as_str()) {
-                lost += 1;
-            }
-        }
-        lost
+        common::unreadable(&self.cluster, acked).await.len()
     }
 
     fn events_of(&self, replica: &str) -> Vec<ReplicaEvent> {
