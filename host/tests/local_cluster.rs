@@ -47,8 +47,11 @@ async fn foremen_in_memory_recover_from_a_crashed_node_without_loss() {
         }
     }
 
+    assert_eq!(local.unserving_member(&first), None, "a whole generation serves");
     let dead = node_of(&first, &first.logs[0].id);
     assert!(local.crash(&dead) && !local.is_up(&dead));
+    let unserving = local.unserving_member(&first).expect("a member is down");
+    assert_eq!(node_of(&first, &unserving), dead, "the first member found is one the crash took");
     assert!(cluster.commit(&[("k".into(), "v".into())]).await.is_err(), "a generation missing a log cannot commit");
 
     let second = completed(&director.recover().await.unwrap());
@@ -56,6 +59,15 @@ async fn foremen_in_memory_recover_from_a_crashed_node_without_loss() {
     assert!(second.services.iter().all(|s| s.node != dead), "nothing is placed on the crashed node");
     let lost = common::unreadable(&cluster, &acked).await;
     assert!(lost.is_empty(), "lost {} acknowledged writes: {lost:?}", lost.len());
+    // Seen from outside the protocol: the new generation serves, its
+    // replicas agree, and every write is kept where its layout says.
+    assert_eq!(local.unserving_member(&second), None);
+    for (tag, members) in local.team_contents(&second) {
+        assert_eq!(members.len(), 3, "team {tag}");
+        assert!(members.iter().all(|(_, v, data)| (v, data) == (&members[0].1, &members[0].2)), "team {tag} disagrees");
+    }
+    assert!(acked.iter().all(|(k, v)| local.kept_at_rest(&second, k, v)));
+    assert!(!local.kept_at_rest(&second, &acked[0].0, "another value"));
     cluster.commit(&[("after".into(), "recovery".into())]).await.unwrap();
 
     // Restarted, the node replays its journals: its log is back with what it

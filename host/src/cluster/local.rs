@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::RemoteCluster;
-use crate::bindings::types::{Epoch, Version};
+use crate::bindings::types::{Epoch, Layout, ShardTag, Version};
 use crate::services::{Disk, JournalError};
-use crate::topology::NodeSpec;
+use crate::topology::{NodeSpec, tag_of};
 use crate::transport::{MemoryTransport, Transport};
 use crate::worker::{Foreman, WorkerProtocol};
 
@@ -133,10 +133,57 @@ impl LocalCluster {
         self.lock().get(node).is_some_and(|local| local.foreman.is_some())
     }
 
-    /// The epoch holding the lock of log or storage `id`, on whichever node
-    /// that is up hosts it.
+    // What every node holds, seen from outside the protocol: how a test or
+    // the simulator's checker judges a run. Nodes that are down hold nothing.
+
+    fn foremen(&self) -> Vec<Arc<Foreman>> {
+        self.lock().values().filter_map(|local| local.foreman.clone()).collect()
+    }
+
+    /// The epoch holding the lock of log or storage `id`.
     pub fn lock_holder(&self, id: &str) -> Option<Epoch> {
-        self.lock().values().filter_map(|local| local.foreman.as_ref()).find_map(|foreman| foreman.lock_holder(id))
+        self.foremen().iter().find_map(|foreman| foreman.lock_holder(id))
+    }
+
+    /// A member of generation `layout` that cannot serve it: on a node that
+    /// is down, locked by a newer epoch, or a proxy whose generation broke.
+    pub fn unserving_member(&self, layout: &Layout) -> Option<String> {
+        let foremen = self.foremen();
+        layout.services.iter().map(|s| &s.id).find(|id| !foremen.iter().any(|f| f.serves(id, layout.epoch))).cloned()
+    }
+
+    /// Each team of `layout` with the durable version and data of each of
+    /// its replicas that is up.
+    pub fn team_contents(&self, layout: &Layout) -> Vec<(ShardTag, Vec<(String, Version, BTreeMap<String, String>)>)> {
+        let foremen = self.foremen();
+        layout
+            .storage_teams
+            .iter()
+            .map(|team| {
+                let members = team
+                    .storage_ids
+                    .iter()
+                    .filter_map(|id| foremen.iter().find_map(|f| f.replica(id)).map(|(v, data)| (id.clone(), v, data)))
+                    .collect();
+                (team.tag, members)
+            })
+            .collect()
+    }
+
+    /// Whether `key` holds `value` where `layout` keeps its data: in a
+    /// replica of the key's team that is up, or in a log of its shard.
+    pub fn kept_at_rest(&self, layout: &Layout, key: &str, value: &str) -> bool {
+        let tag = tag_of(layout, key);
+        let foremen = self.foremen();
+        let stored = layout.storage_teams.iter().filter(|t| t.tag == tag).flat_map(|t| &t.storage_ids).any(|id| {
+            foremen.iter().any(|f| f.replica(id).is_some_and(|(_, data)| data.get(key).map(String::as_str) == Some(value)))
+        });
+        stored
+            || layout
+                .logs
+                .iter()
+                .filter(|l| l.tags.contains(&tag))
+                .any(|l| foremen.iter().any(|f| f.log_holds_write(&l.id, tag, key, value)))
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use super::commit::{self, Generation, Peers};
 use super::protocol::{WorkerProtocol, WorkerReply, WorkerRequest};
-use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag};
+use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version};
 use crate::bindings::kind_name;
 use crate::topology::{NodeSpec, PAGE_BYTES};
 use crate::services::{
@@ -304,15 +304,53 @@ impl Foreman {
         }
     }
 
-    /// The epoch holding the lock of log or storage `id`, if it hosts one
-    /// that is locked: what a test or the simulator's checker inspects.
-    pub fn lock_holder(&self, id: &str) -> Option<Epoch> {
+    // What a test or the simulator's checker inspects, without a message:
+    // each answers `None` (or `false`) for a service this node does not host.
+
+    fn inspect<R>(&self, id: &str, look: impl FnOnce(&Role) -> Option<R>) -> Option<R> {
         let roles = self.roles.lock().unwrap_or_else(|e| e.into_inner());
-        match &roles.get(id)?.role {
+        look(&roles.get(id)?.role)
+    }
+
+    /// The epoch holding the lock of log or storage `id`, if it is locked.
+    pub fn lock_holder(&self, id: &str) -> Option<Epoch> {
+        self.inspect(id, |role| match role {
             Role::Log(log) => log.service().lock_holder(),
             Role::Storage(storage) => storage.service().lock_holder(),
             _ => None,
-        }
+        })
+    }
+
+    /// Whether service `id` serves generation `epoch`; for a proxy, also
+    /// that its generation is not broken.
+    pub fn serves(&self, id: &str, epoch: Epoch) -> bool {
+        let serves = self.inspect(id, |role| {
+            Some(match role {
+                Role::Log(log) => log.service().serves(epoch),
+                Role::Storage(storage) => storage.service().serves(epoch),
+                Role::Sequencer(role) => role.serves(epoch),
+                Role::Proxy(role) => role.serves(epoch),
+                Role::Resolver(role) => role.serves(epoch),
+            })
+        });
+        serves.unwrap_or(false) && !self.generations().get(id).is_some_and(|g| g.broken)
+    }
+
+    /// Storage replica `id`'s durable version and data.
+    pub fn replica(&self, id: &str) -> Option<(Version, BTreeMap<String, String>)> {
+        self.inspect(id, |role| match role {
+            Role::Storage(storage) => Some((storage.service().durable_version(), storage.service().contents().clone())),
+            _ => None,
+        })
+    }
+
+    /// Whether log `id` holds the write of `key` to `value` in shard `tag`.
+    pub fn log_holds_write(&self, id: &str, tag: ShardTag, key: &str, value: &str) -> bool {
+        self.inspect(id, |role| match role {
+            Role::Log(log) => Some(log.service().holds_write(tag, key, value)),
+            _ => None,
+        })
+        .unwrap_or(false)
     }
 
     fn node(&self, load: usize) -> Node {
