@@ -17,6 +17,7 @@ use ratchet::experiment::{Seeds, Summary, run_seeds, stream_seeds};
 use ratchet::registry::{Registry, all_slots};
 use ratchet::runtime::Limits;
 use ratchet::sim::{FaultProfile, Property, RecoveryEnd, SimConfig, SimRun, simulate};
+use ratchet::worker::RequestKind;
 
 /// The default components, with `overrides` loaded from files, every slot
 /// under fuel-only limits as `ratchet experiment` runs them.
@@ -240,4 +241,21 @@ fn the_seeds_long_runs_found_failing_recover() {
         let run = runs(&seed.to_string(), &config, &[]).remove(0);
         assert!(run.violations.is_empty(), "seed {seed}: {:?}", run.violations);
     }
+}
+
+#[test]
+fn chaos_runs_send_every_request_type_of_the_worker_protocol() {
+    // The simulator runs the foremen the worker processes run, so every
+    // request a worker process answers is one a seed can send (and fault).
+    // Logs keep 2 versions: seed 2 rebuilds a replica from a snapshot, and
+    // seed 13 truncates one.
+    let config = SimConfig { retention: Some(2), ..profile("chaos") };
+    let mut sent: std::collections::BTreeMap<RequestKind, u64> = Default::default();
+    for run in runs("0..3", &config, &[]).into_iter().chain(runs("13", &config, &[])) {
+        for (kind, count) in run.requests {
+            *sent.entry(kind).or_default() += count;
+        }
+    }
+    let missing: Vec<RequestKind> = RequestKind::ALL.into_iter().filter(|k| !sent.contains_key(k)).collect();
+    assert!(missing.is_empty(), "never sent: {missing:?}; sent {sent:?}");
 }

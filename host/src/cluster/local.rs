@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::RemoteCluster;
-use crate::bindings::types::{Epoch, Layout, ShardTag, Version};
+use crate::bindings::types::{ClusterError, Epoch, Layout, ServiceDescriptor, ShardTag, Version};
 use crate::services::{Disk, JournalError};
 use crate::topology::{NodeSpec, tag_of};
-use crate::transport::{MemoryTransport, Transport};
-use crate::worker::{Foreman, WorkerProtocol};
+use crate::transport::{MemoryTransport, Transport, TransportError};
+use crate::worker::{Foreman, RequestKind, WorkerProtocol, WorkerReply, WorkerRequest};
 
 /// How long an in-memory call may take: a push waits up to a second for
 /// the versions before it.
@@ -27,9 +27,24 @@ struct LocalNode {
     foreman: Option<Arc<Foreman>>,
 }
 
+/// The in-memory transport, counting what is sent through it by kind.
+struct Counted {
+    inner: Arc<MemoryTransport<WorkerProtocol>>,
+    sent: Mutex<BTreeMap<RequestKind, u64>>,
+}
+
+#[async_trait::async_trait]
+impl Transport<WorkerProtocol> for Counted {
+    async fn call(&self, endpoint: &str, request: WorkerRequest) -> Result<Result<WorkerReply, ClusterError>, TransportError> {
+        *self.sent.lock().unwrap_or_else(|e| e.into_inner()).entry(request.kind()).or_default() += 1;
+        self.inner.call(endpoint, request).await
+    }
+}
+
 /// Foremen on the in-memory transport.
 pub struct LocalCluster {
     transport: Arc<MemoryTransport<WorkerProtocol>>,
+    counted: Arc<Counted>,
     client: Arc<RemoteCluster>,
     nodes: Mutex<BTreeMap<String, LocalNode>>,
 }
@@ -56,7 +71,8 @@ impl LocalCluster {
     /// every version.
     pub fn with_retention(nodes: impl IntoIterator<Item = NodeSpec>, retention: Option<Version>) -> Result<Self, LocalError> {
         let transport = Arc::new(MemoryTransport::new(CALL_TIMEOUT));
-        let client = RemoteCluster::over(transport.clone());
+        let counted = Arc::new(Counted { inner: transport.clone(), sent: Mutex::default() });
+        let client = RemoteCluster::over(counted.clone());
         let client = match retention {
             Some(versions) => client.with_log_retention(versions),
             None => client,
@@ -64,6 +80,7 @@ impl LocalCluster {
         let cluster = LocalCluster {
             client: Arc::new(client),
             transport,
+            counted,
             nodes: Mutex::default(),
         };
         for spec in nodes {
@@ -107,7 +124,7 @@ impl LocalCluster {
             (local.spec.clone(), local.disk.clone())
         };
         let address = Self::address(node);
-        let transport: Arc<dyn Transport<WorkerProtocol>> = self.transport.clone();
+        let transport: Arc<dyn Transport<WorkerProtocol>> = self.counted.clone();
         let foreman = Arc::new(Foreman::open(spec.clone(), disk, address.clone())?.with_transport(transport));
         self.transport.bind(&address, foreman.clone());
         if let Some(local) = self.lock().get_mut(node) {
@@ -138,6 +155,33 @@ impl LocalCluster {
 
     fn foremen(&self) -> Vec<Arc<Foreman>> {
         self.lock().values().filter_map(|local| local.foreman.clone()).collect()
+    }
+
+    /// Loses service `id` for good, its journal with it (a dead disk), on
+    /// whichever node that is up hosts it. Returns whether one did.
+    pub fn lose(&self, id: &str) -> bool {
+        let host = self.foremen().into_iter().find(|f| f.descriptors().iter().any(|s| s.id == id));
+        host.is_some_and(|foreman| foreman.answer(WorkerRequest::Release { id: id.to_string() }).is_ok())
+    }
+
+    /// How many requests of each kind the client and the foremen have sent.
+    pub fn requests_sent(&self) -> BTreeMap<RequestKind, u64> {
+        self.counted.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The services the nodes that are up host, node by node.
+    pub fn hosted(&self) -> Vec<ServiceDescriptor> {
+        self.foremen().iter().flat_map(|f| f.descriptors()).collect()
+    }
+
+    /// The node that is up and hosts service `id`.
+    pub fn node_of(&self, id: &str) -> Option<String> {
+        self.hosted().into_iter().find(|s| s.id == id).map(|s| s.node)
+    }
+
+    /// The nodes, whether up or down.
+    pub fn nodes(&self) -> Vec<NodeSpec> {
+        self.lock().values().map(|local| local.spec.clone()).collect()
     }
 
     /// The epoch holding the lock of log or storage `id`.

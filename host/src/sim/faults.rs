@@ -13,7 +13,8 @@ pub struct FaultProfile {
     pub name: &'static str,
     /// What the profile is for, shown by `--faults help`.
     pub summary: &'static str,
-    /// Per tick: a worker crashes, and restarts later with its disk.
+    /// Per tick: the node of a worker crashes (every role it hosts with
+    /// it), and restarts later with its disk.
     pub crash: f64,
     /// Per tick: a whole node goes down, and comes back later.
     pub node_crash: f64,
@@ -104,7 +105,7 @@ const DEFAULT: FaultProfile = FaultProfile {
 
 const CRASH: FaultProfile = FaultProfile {
     name: "crash",
-    summary: "worker and node crashes with restarts, during recovery too",
+    summary: "node crashes with restarts, during recovery too",
     crash: 0.05,
     node_crash: 0.01,
     ..QUIET

@@ -1,8 +1,9 @@
 //! The simulated network between the director and the services: every call
 //! the director makes goes through [`SimCluster`], which delays it by a
 //! seeded latency and, while faults are on, loses, duplicates, delays or
-//! partitions it as the fault profile says. The services themselves are the
-//! in-process cluster's state machines, the same ones the real workers run.
+//! partitions it as the fault profile says. Behind it, the cluster client
+//! reaches the foremen of an in-process cluster: the code the worker
+//! processes run.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,7 +18,7 @@ use super::rng::SimRng;
 use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
-use crate::cluster::{Cluster, InProcessCluster, PulledPage, SnapshotPage};
+use crate::cluster::{Cluster, LocalCluster, PulledPage, RemoteCluster, SnapshotPage};
 use crate::services::Mutation;
 
 /// How long the director waits for any one reply.
@@ -163,9 +164,10 @@ impl Network {
     }
 }
 
-/// The in-process cluster behind the simulated network.
+/// The cluster client behind the simulated network.
 pub struct SimCluster {
-    inner: Arc<InProcessCluster>,
+    inner: Arc<RemoteCluster>,
+    local: Arc<LocalCluster>,
     net: Arc<Network>,
     history: History,
 }
@@ -182,14 +184,9 @@ fn show<T>(result: &Result<T, ClusterError>) -> String {
 }
 
 impl SimCluster {
-    /// `inner` behind `net`, recording into `history`.
-    pub fn new(inner: Arc<InProcessCluster>, net: Arc<Network>, history: History) -> Self {
-        SimCluster { inner, net, history }
-    }
-
-    /// The cluster without the network, as the run's driver reaches it.
-    pub fn inner(&self) -> &Arc<InProcessCluster> {
-        &self.inner
+    /// The client of `local` behind `net`, recording into `history`.
+    pub fn new(local: Arc<LocalCluster>, net: Arc<Network>, history: History) -> Self {
+        SimCluster { inner: local.client(), local, net, history }
     }
 
     /// Carries one call across the network. `op` is the request's effect on
@@ -279,7 +276,7 @@ impl Cluster for SimCluster {
     }
 
     async fn lock(&self, id: &str, epoch: Epoch) -> Result<LockInfo, ClusterError> {
-        let node = self.inner.node_of(id);
+        let node = self.local.node_of(id);
         self.call(format!("lock {id} e{epoch}"), node, true, Some((id, epoch)), || {
             Box::pin(async move {
                 let result = self.inner.lock(id, epoch).await;
@@ -315,7 +312,7 @@ impl Cluster for SimCluster {
         first: Version,
         last: Version,
     ) -> Result<(), ClusterError> {
-        let node = self.inner.node_of(target);
+        let node = self.local.node_of(target);
         let what = format!("recover {target} tags {tags:?} [{first}, {last}] from {} e{epoch}", sources.join(","));
         self.call(what, node, true, None, || {
             Box::pin(async move {
@@ -344,7 +341,7 @@ impl Cluster for SimCluster {
     }
 
     async fn unlock(&self, id: &str, epoch: Epoch, layout: &Layout) -> Result<(), ClusterError> {
-        let node = self.inner.node_of(id);
+        let node = self.local.node_of(id);
         self.call(format!("unlock {id} e{epoch}"), node, true, None, || {
             Box::pin(async move {
                 let result = self.inner.unlock(id, epoch, layout).await;
@@ -372,23 +369,23 @@ impl Cluster for SimCluster {
     }
 
     async fn replica_state(&self, id: &str) -> Result<(Version, String), ClusterError> {
-        let node = self.inner.node_of(id);
+        let node = self.local.node_of(id);
         self.call(format!("state of {id}"), node, true, None, || Box::pin(self.inner.replica_state(id))).await
     }
 
     async fn log_retained(&self, id: &str, tag: ShardTag) -> Result<(Version, Version), ClusterError> {
-        let node = self.inner.node_of(id);
+        let node = self.local.node_of(id);
         self.call(format!("retained of tag {tag} by {id}"), node, true, None, || Box::pin(self.inner.log_retained(id, tag))).await
     }
 
     async fn pull(&self, log: &str, tag: ShardTag, after: Version, upto: Version) -> Result<PulledPage, ClusterError> {
-        let node = self.inner.node_of(log);
+        let node = self.local.node_of(log);
         let what = format!("pull tag {tag} ({after}, {upto}] from {log}");
         self.call(what, node, true, None, || Box::pin(self.inner.pull(log, tag, after, upto))).await
     }
 
     async fn recover_apply(&self, id: &str, epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version) -> Result<(), ClusterError> {
-        let node = self.inner.node_of(id);
+        let node = self.local.node_of(id);
         let what = format!("catch-up {id} {} entries through {upto} e{epoch}", mutations.len());
         self.call(what, node, true, None, || {
             let mutations = mutations.clone();
@@ -404,7 +401,7 @@ impl Cluster for SimCluster {
     }
 
     async fn truncate(&self, id: &str, epoch: Epoch, to: Version) -> Result<(), ClusterError> {
-        let node = self.inner.node_of(id);
+        let node = self.local.node_of(id);
         self.call(format!("truncate {id} to {to} e{epoch}"), node, true, None, || {
             Box::pin(async move {
                 let result = self.inner.truncate(id, epoch, to).await;
@@ -418,7 +415,7 @@ impl Cluster for SimCluster {
     }
 
     async fn snapshot_page(&self, id: &str, after: Option<String>) -> Result<SnapshotPage, ClusterError> {
-        let node = self.inner.node_of(id);
+        let node = self.local.node_of(id);
         self.call(format!("snapshot page of {id}"), node, true, None, || Box::pin(self.inner.snapshot_page(id, after.clone())))
             .await
     }
@@ -432,7 +429,7 @@ impl Cluster for SimCluster {
         first: bool,
         last: bool,
     ) -> Result<(), ClusterError> {
-        let node = self.inner.node_of(id);
+        let node = self.local.node_of(id);
         let what = format!("rebuild {id} at {version}: {} keys (first {first}, last {last}) e{epoch}", entries.len());
         // A page delivered twice would be staged twice: not idempotent.
         self.call(what, node, false, None, || {

@@ -21,7 +21,9 @@ use super::net::{Network, SimCluster};
 use super::plugins::FaultyPlugins;
 use super::rng::SimRng;
 use crate::bindings::types::{Epoch, Layout, RecoveryConfig};
-use crate::cluster::{Cluster, InProcessCluster};
+use crate::cluster::{Cluster, LocalCluster, LocalError, RemoteCluster};
+use crate::topology::NodeSpec;
+use crate::worker::RequestKind;
 use crate::director::{AttemptOutcome, Director, DirectorError, DirectorOptions, PAUSE_AFTER_INCOMPLETE, RecoveryReport};
 use crate::guard::{Invariant, named_services};
 use crate::quality::PlacementQuality;
@@ -176,6 +178,10 @@ pub struct SimRun {
     /// The event trace (not in the JSON report: `--trace` prints it).
     #[serde(skip)]
     pub trace: Vec<String>,
+    /// The worker protocol's requests the run sent, by kind (not in the
+    /// JSON report).
+    #[serde(skip)]
+    pub requests: BTreeMap<RequestKind, u64>,
 }
 
 /// Replica recovery sessions of a run.
@@ -219,6 +225,9 @@ pub enum SimError {
     /// The coordinator store failed.
     #[error(transparent)]
     Director(#[from] DirectorError),
+    /// The in-process cluster would not start.
+    #[error(transparent)]
+    Cluster(#[from] LocalError),
 }
 
 /// Runs seed `seed` with `plugins` (normally the registry, its slots under
@@ -227,7 +236,7 @@ pub fn simulate(seed: u64, config: &SimConfig, plugins: Arc<dyn Plugins>) -> Res
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build()?;
     // The driver is made inside the runtime, so that its clock starts on the
     // paused virtual clock.
-    runtime.block_on(async { Driver::new(seed, config.clone(), plugins).run().await })
+    runtime.block_on(async { Driver::new(seed, config.clone(), plugins)?.run().await })
 }
 
 /// A director's recovery in flight.
@@ -259,8 +268,7 @@ struct Acked {
 
 /// What comes back, and when.
 enum Restart {
-    Worker(String),
-    Node { node: String, workers: Vec<String> },
+    Node(String),
     Partition(String),
 }
 
@@ -270,7 +278,12 @@ struct Driver {
     rng: SimRng,
     history: History,
     net: Arc<Network>,
-    inner: Arc<InProcessCluster>,
+    /// The foremen, seen from outside the protocol by the faults and the checker.
+    local: Arc<LocalCluster>,
+    /// The cluster client without the network: the run's client.
+    inner: Arc<RemoteCluster>,
+    /// Replicas the last pump found behind what the logs retain.
+    stranded: BTreeSet<String>,
     cluster: Arc<SimCluster>,
     store: Arc<RecordingStore>,
     plugins: Arc<dyn Plugins>,
@@ -301,15 +314,17 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(seed: u64, config: SimConfig, plugins: Arc<dyn Plugins>) -> Self {
+    fn new(seed: u64, config: SimConfig, plugins: Arc<dyn Plugins>) -> Result<Self, SimError> {
         let history = History::new();
         let net = Arc::new(Network::new(seed ^ NET_STREAM, config.profile.clone()));
-        let mut inner = InProcessCluster::with_zones(config.nodes, config.zones, NODE_CAPACITY);
-        if let Some(versions) = config.retention {
-            inner = inner.with_retention(versions);
-        }
-        let inner = Arc::new(inner);
-        let cluster = Arc::new(SimCluster::new(inner.clone(), net.clone(), history.clone()));
+        let nodes = (0..config.nodes).map(|i| NodeSpec {
+            id: format!("n{}", i + 1),
+            zone: format!("z{}", i % config.zones.max(1) + 1),
+            capacity: NODE_CAPACITY,
+        });
+        let local = Arc::new(LocalCluster::with_retention(nodes, config.retention)?);
+        let inner = local.client();
+        let cluster = Arc::new(SimCluster::new(local.clone(), net.clone(), history.clone()));
         let store = Arc::new(RecordingStore::new(history.clone()));
         let adversary = config.adversary.as_ref().map(|slot| (Arc::new(Switch::default()), slot.slot_for(seed)));
         let plugins: Arc<dyn Plugins> = match &adversary {
@@ -317,12 +332,14 @@ impl Driver {
             None => plugins,
         };
         let plugins: Arc<dyn Plugins> = Arc::new(FaultyPlugins::new(plugins, net.clone(), history.clone()));
-        Driver {
+        Ok(Driver {
             seed,
             rng: SimRng::new(seed),
             history,
             net,
+            local,
             inner,
+            stranded: BTreeSet::new(),
             cluster,
             store,
             plugins,
@@ -341,7 +358,7 @@ impl Driver {
             faults: 0,
             sessions: Arc::new(std::sync::Mutex::new(Sessions::new(Budget::default()))),
             config,
-        }
+        })
     }
 
     async fn run(mut self) -> Result<SimRun, SimError> {
@@ -363,7 +380,7 @@ impl Driver {
         }
         if !booted {
             violations.push(Violation::new(Property::Liveness, "the new cluster did not boot"));
-            return Ok(self.finish(violations, false));
+            return Ok(self.finish(violations, false).await);
         }
 
         // The fault window: load, faults, and the recoveries they cause.
@@ -398,7 +415,7 @@ impl Driver {
         for (_, restart) in restarts {
             self.restart(restart);
         }
-        self.history.event("sim", "faults off: partitions healed, crashed workers restarted");
+        self.history.event("sim", "faults off: partitions healed, crashed nodes restarted");
         let settled = self.settle(self.config.liveness_bound).await;
         if !settled {
             let reason = match self.broken_member() {
@@ -409,10 +426,10 @@ impl Driver {
                 Property::Liveness,
                 format!("no completed recovery within {:?} after the faults stopped: {reason}", self.config.liveness_bound),
             ));
-        } else if let Err(reason) = self.commit() {
+        } else if let Err(reason) = self.commit().await {
             violations.push(Violation::new(Property::Liveness, format!("the recovered generation refused a write: {reason}")));
         }
-        Ok(self.finish(violations, settled))
+        Ok(self.finish(violations, settled).await)
     }
 
     /// The shape every director of the run recovers towards.
@@ -461,7 +478,7 @@ impl Driver {
         if load {
             // Under faults a write may well be refused: the client goes on,
             // and the trace says why once for each new reason.
-            match self.commit() {
+            match self.commit().await {
                 Ok(()) => self.last_refusal = None,
                 Err(reason) if self.last_refusal.as_deref() != Some(reason.as_str()) => {
                     self.history.event("client", format_args!("writes refused: {reason}"));
@@ -470,7 +487,7 @@ impl Driver {
                 Err(_) => {}
             }
             if self.writes % 5 == 0 {
-                self.inner.pump();
+                self.pump().await;
             }
         }
         if let Some(at) = self.rival_at
@@ -601,12 +618,21 @@ impl Driver {
         if let Some(cut) = layout.services.iter().find(|s| self.net.is_partitioned(&s.node)) {
             return Some(cut.id.clone());
         }
-        self.inner.unserving_member()
+        if let Some(stranded) = layout.services.iter().find(|s| self.stranded.contains(&s.id)) {
+            return Some(stranded.id.clone());
+        }
+        self.local.unserving_member(&layout)
+    }
+
+    /// Lets storage catch up from the logs, remembering the replicas that
+    /// cannot (the logs popped what they lack): their generation is broken.
+    async fn pump(&mut self) {
+        self.stranded = self.inner.pump().await.into_iter().collect();
     }
 
     /// Commits one write through the live generation; why not, when it
     /// was not acknowledged.
-    fn commit(&mut self) -> Result<(), String> {
+    async fn commit(&mut self) -> Result<(), String> {
         let Some(layout) = self.inner.live_layout() else { return Err("no live generation".into()) };
         if let Some(member) = layout.services.iter().find(|s| self.net.is_partitioned(&s.node)) {
             return Err(format!("{} is partitioned", member.id));
@@ -615,7 +641,7 @@ impl Driver {
         self.writes += 1;
         let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
         let value = format!("s{}-v{i}", self.seed);
-        let version = self.inner.commit(&[(key.clone(), value.clone())]).map_err(|err| err.to_string())?;
+        let version = self.inner.commit(&[(key.clone(), value.clone())]).await.map_err(|err| err.to_string())?;
         for log in &layout.logs {
             self.history.accepted(&log.id, layout.epoch, "push");
         }
@@ -633,16 +659,20 @@ impl Driver {
         }
     }
 
+    /// Crashes the node hosting `id`: a worker process dies with every role
+    /// it hosts, and restarts on its disk after `back`.
     fn crash(&mut self, id: String, back: Duration) {
-        if self.inner.kill(&id) {
+        if let Some(node) = self.local.node_of(&id)
+            && self.local.crash(&node)
+        {
             self.faults += 1;
-            self.history.event("fault", format_args!("crash {id}; restarts in {back:?}"));
-            self.restarts.push((Instant::now() + back, Restart::Worker(id)));
+            self.history.event("fault", format_args!("crash {node} (hosting {id}); restarts in {back:?}"));
+            self.restarts.push((Instant::now() + back, Restart::Node(node)));
         }
     }
 
     fn inject_faults(&mut self) {
-        let workers: Vec<String> = self.inner.live_workers().into_iter().map(|w| w.id).collect();
+        let workers: Vec<String> = self.local.hosted().into_iter().map(|w| w.id).collect();
         if self.net.draw(|p| p.crash)
             && let Some(id) = self.rng.pick(&workers).cloned()
         {
@@ -662,7 +692,7 @@ impl Driver {
                 .flat_map(|t| t.storage_ids.iter().cloned())
                 .collect();
             if let Some(id) = self.rng.pick(&replicas).cloned()
-                && self.inner.kill(&id)
+                && self.local.lose(&id)
             {
                 self.faults += 1;
                 self.history.event("fault", format_args!("{id} lost for good"));
@@ -672,11 +702,12 @@ impl Driver {
         if self.net.draw(|p| p.node_crash)
             && let Some(node) = self.rng.pick(&nodes).cloned()
         {
-            let workers = self.inner.take_node_down(&node);
             let back = self.rng.millis(100, 2000);
-            self.faults += 1;
-            self.history.event("fault", format_args!("node {node} down ({} workers); back in {back:?}", workers.len()));
-            self.restarts.push((Instant::now() + back, Restart::Node { node, workers }));
+            if self.local.crash(&node) {
+                self.faults += 1;
+                self.history.event("fault", format_args!("node {node} down; back in {back:?}"));
+                self.restarts.push((Instant::now() + back, Restart::Node(node)));
+            }
         }
         if self.net.draw(|p| p.partition)
             && let Some(node) = self.rng.pick(&nodes).cloned()
@@ -691,32 +722,29 @@ impl Driver {
     }
 
     fn lose_a_zone(&mut self) {
-        // Nodes are dealt round-robin over the zones (see `InProcessCluster::with_zones`).
+        // Nodes are dealt round-robin over the zones (see `Driver::new`).
         let zones = self.config.zones.max(1);
         let lost = self.rng.below(zones as u64) as usize;
         let zone = format!("z{}", lost + 1);
         let nodes: Vec<String> = (0..self.config.nodes).filter(|i| i % zones == lost).map(|i| format!("n{}", i + 1)).collect();
-        let mut workers = 0;
         for node in &nodes {
-            workers += self.inner.take_node_down(node).len();
+            self.local.crash(node);
             self.lost_nodes.insert(node.clone());
         }
         // Whatever was coming back in that zone is gone too.
-        self.restarts.retain(|(_, r)| !matches!(r, Restart::Node { node, .. } if nodes.contains(node)));
+        self.restarts.retain(|(_, r)| !matches!(r, Restart::Node(node) if nodes.contains(node)));
         self.faults += 1;
-        self.history.event("fault", format_args!("zone {zone} lost for good: nodes {} ({workers} workers)", nodes.join(",")));
+        self.history.event("fault", format_args!("zone {zone} lost for good: nodes {}", nodes.join(",")));
     }
 
     fn restart(&mut self, restart: Restart) {
         match restart {
-            Restart::Worker(id) => {
-                if self.inner.revive(&id) {
-                    self.history.event("fault", format_args!("{id} restarts"));
-                }
-            }
-            Restart::Node { node, workers } => {
-                if !self.lost_nodes.contains(&node) && self.inner.bring_node_up(&node, &workers) {
-                    self.history.event("fault", format_args!("node {node} back up"));
+            Restart::Node(node) => {
+                if !self.lost_nodes.contains(&node) && !self.local.is_up(&node) {
+                    match self.local.start(&node) {
+                        Ok(()) => self.history.event("fault", format_args!("node {node} back up")),
+                        Err(err) => self.history.event("fault", format_args!("node {node} cannot restart: {err}")),
+                    }
                 }
             }
             Restart::Partition(node) => {
@@ -732,15 +760,20 @@ impl Driver {
     /// ended serving, whole: its writes are then read back through it;
     /// otherwise they are looked for at rest, in the storage and the logs
     /// of the last layout persisted.
-    fn finish(self, mut violations: Vec<Violation>, settled: bool) -> SimRun {
-        self.inner.pump();
+    async fn finish(mut self, mut violations: Vec<Violation>, settled: bool) -> SimRun {
+        self.pump().await;
         let at_rest = self.history.facts().persisted.last().cloned();
-        let kept = |w: &Acked| match (settled, &at_rest) {
-            (true, _) => self.inner.read(&w.key).as_deref() == Some(w.value.as_str()),
-            (false, Some(layout)) => self.inner.kept_at_rest(layout, &w.key, &w.value),
-            (false, None) => false,
-        };
-        let lost: Vec<String> = self.acked.iter().filter(|w| !kept(w)).map(|w| w.key.clone()).collect();
+        let mut lost = Vec::new();
+        for w in &self.acked {
+            let kept = match (settled, &at_rest) {
+                (true, _) => self.inner.read(&w.key).await.ok().flatten().as_deref() == Some(w.value.as_str()),
+                (false, Some(layout)) => self.local.kept_at_rest(layout, &w.key, &w.value),
+                (false, None) => false,
+            };
+            if !kept {
+                lost.push(w.key.clone());
+            }
+        }
         let how = if settled { "read back" } else { "looked for at rest" };
         self.history.event("sim", format_args!("{} acknowledged writes {how}: {} lost", self.acked.len(), lost.len()));
         let replicas = {
@@ -751,8 +784,8 @@ impl Driver {
             ReplicaCounts::of(sessions.events())
         };
         // Replicas settle only with their generation.
-        if settled {
-            violations.extend(checker::check_replicas(&self.inner.team_contents()));
+        if settled && let Some(layout) = self.inner.live_layout() {
+            violations.extend(checker::check_replicas(&self.local.team_contents(&layout)));
         }
         let facts = self.history.facts();
         let acked: Vec<(u64, Epoch)> = self.acked.iter().map(|w| (w.version, w.epoch)).collect();
@@ -763,10 +796,10 @@ impl Driver {
             // An adversary may stall every recovery: only safety counts.
             violations.retain(|v| v.rule != Property::Liveness);
         }
-        let placement = self.inner.live_layout().map(|layout| {
-            let nodes = futures::executor::block_on(self.inner.nodes());
-            placement(&PlacementQuality::of(&layout, &nodes))
-        });
+        let placement = match self.inner.live_layout() {
+            Some(layout) => Some(placement(&PlacementQuality::of(&layout, &self.inner.nodes().await))),
+            None => None,
+        };
         let trace = facts.trace.clone();
         drop(facts);
         SimRun {
@@ -782,6 +815,7 @@ impl Driver {
             settled,
             refusals: self.refusals,
             trace,
+            requests: self.local.requests_sent(),
         }
     }
 }

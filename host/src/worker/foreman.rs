@@ -312,6 +312,12 @@ impl Foreman {
         look(&roles.get(id)?.role)
     }
 
+    /// The services this node hosts.
+    pub fn descriptors(&self) -> Vec<ServiceDescriptor> {
+        let roles = self.roles.lock().unwrap_or_else(|e| e.into_inner());
+        roles.values().map(|h| h.descriptor.clone()).collect()
+    }
+
     /// The epoch holding the lock of log or storage `id`, if it is locked.
     pub fn lock_holder(&self, id: &str) -> Option<Epoch> {
         self.inspect(id, |role| match role {

@@ -84,6 +84,93 @@ pub enum WorkerRequest {
     Read { id: String, key: String },
 }
 
+/// What a [`WorkerRequest`] asks, without its arguments: one kind per
+/// variant, named alike.
+#[allow(missing_docs)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RequestKind {
+    Info,
+    Lock,
+    CreateWorker,
+    StartRole,
+    ReadRange,
+    InstallRange,
+    Unlock,
+    Release,
+    Snapshot,
+    Rebuild,
+    RecoverApply,
+    Truncate,
+    Retained,
+    Pop,
+    Commit,
+    ReadVersion,
+    NextVersion,
+    Resolve,
+    Push,
+    Pull,
+    Apply,
+    Read,
+}
+
+impl RequestKind {
+    /// Every kind of request the protocol has.
+    pub const ALL: [RequestKind; 22] = [
+        RequestKind::Info,
+        RequestKind::Lock,
+        RequestKind::CreateWorker,
+        RequestKind::StartRole,
+        RequestKind::ReadRange,
+        RequestKind::InstallRange,
+        RequestKind::Unlock,
+        RequestKind::Release,
+        RequestKind::Snapshot,
+        RequestKind::Rebuild,
+        RequestKind::RecoverApply,
+        RequestKind::Truncate,
+        RequestKind::Retained,
+        RequestKind::Pop,
+        RequestKind::Commit,
+        RequestKind::ReadVersion,
+        RequestKind::NextVersion,
+        RequestKind::Resolve,
+        RequestKind::Push,
+        RequestKind::Pull,
+        RequestKind::Apply,
+        RequestKind::Read,
+    ];
+}
+
+impl WorkerRequest {
+    /// What it asks.
+    pub fn kind(&self) -> RequestKind {
+        match self {
+            WorkerRequest::Info => RequestKind::Info,
+            WorkerRequest::Lock { .. } => RequestKind::Lock,
+            WorkerRequest::CreateWorker { .. } => RequestKind::CreateWorker,
+            WorkerRequest::StartRole { .. } => RequestKind::StartRole,
+            WorkerRequest::ReadRange { .. } => RequestKind::ReadRange,
+            WorkerRequest::InstallRange { .. } => RequestKind::InstallRange,
+            WorkerRequest::Unlock { .. } => RequestKind::Unlock,
+            WorkerRequest::Release { .. } => RequestKind::Release,
+            WorkerRequest::Snapshot { .. } => RequestKind::Snapshot,
+            WorkerRequest::Rebuild { .. } => RequestKind::Rebuild,
+            WorkerRequest::RecoverApply { .. } => RequestKind::RecoverApply,
+            WorkerRequest::Truncate { .. } => RequestKind::Truncate,
+            WorkerRequest::Retained { .. } => RequestKind::Retained,
+            WorkerRequest::Pop { .. } => RequestKind::Pop,
+            WorkerRequest::Commit { .. } => RequestKind::Commit,
+            WorkerRequest::ReadVersion { .. } => RequestKind::ReadVersion,
+            WorkerRequest::NextVersion { .. } => RequestKind::NextVersion,
+            WorkerRequest::Resolve { .. } => RequestKind::Resolve,
+            WorkerRequest::Push { .. } => RequestKind::Push,
+            WorkerRequest::Pull { .. } => RequestKind::Pull,
+            WorkerRequest::Apply { .. } => RequestKind::Apply,
+            WorkerRequest::Read { .. } => RequestKind::Read,
+        }
+    }
+}
+
 /// A worker's answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum WorkerReply {
