@@ -250,6 +250,7 @@ mod tests {
             settled: true,
             refusals: Default::default(),
             trace: Vec::new(),
+            requests: Default::default(),
         }
     }
 
