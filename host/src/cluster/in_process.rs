@@ -1,9 +1,8 @@
-//! The in-process cluster: nodes with foremen, and workers wrapping the
-//! service state machines, all in one process behind one lock.
-//!
-//! It is the embedded default the demo and the tests recover, and it also
-//! carries the client side: commits through the live generation's proxy,
-//! storage pulling from the logs, and reads.
+//! A second, older data plane: the service state machines of every node in
+//! one process behind one lock, with its own commit path and pump. Only the
+//! benchmarks still measure it; the demo, the dry run, the simulator and the
+//! tests run [`LocalCluster`](super::LocalCluster), the foremen the worker
+//! processes ship.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -122,19 +121,6 @@ impl InProcessCluster {
             .collect()
     }
 
-    /// For tests of truncation: replica `id` applies `writes` at `version`,
-    /// which the cluster never acknowledged, as a replica that pulled from
-    /// a log ahead of a commit that then failed. Requires the lock of `epoch`.
-    pub fn apply_unacknowledged(&self, id: &str, epoch: Epoch, version: Version, writes: &[(String, String)]) -> Result<(), ClusterError> {
-        let mut state = self.lock_state();
-        let tag = state.live.as_deref().map_or(0, |layout| tag_of(layout, writes.first().map_or("", |(k, _)| k)));
-        let mutations = writes.iter().map(|(key, value)| (version, Mutation { tag, key: key.clone(), value: value.clone() })).collect();
-        match state.role_mut(id)? {
-            Role::Storage(storage) => Ok(storage.recover_apply(epoch, mutations, version)?),
-            _ => Err(ClusterError::Failed(format!("{id} is not a storage server"))),
-        }
-    }
-
     /// `count` nodes spread round-robin over `zones` zones, named `n1..` and
     /// `z1..`, each hosting up to `capacity` workers.
     pub fn with_zones(count: usize, zones: usize, capacity: u32) -> Self {
@@ -161,73 +147,6 @@ impl InProcessCluster {
             self.registrations.announce();
         }
         revived
-    }
-
-    /// Takes a whole node down: it reports unhealthy, refuses new workers, and
-    /// every worker on it stops answering. Returns the workers it killed.
-    pub fn take_node_down(&self, node: &str) -> Vec<String> {
-        let mut state = self.lock_state();
-        let Some(n) = state.nodes.get_mut(node) else { return Vec::new() };
-        n.up = false;
-        let hosted: Vec<String> =
-            state.workers.values().filter(|w| w.descriptor.node == node && w.alive).map(|w| w.descriptor.id.clone()).collect();
-        for id in &hosted {
-            state.set_alive(id, false);
-        }
-        hosted
-    }
-
-    /// Brings a node taken down back up, with `workers` (those
-    /// [`InProcessCluster::take_node_down`] killed) restarted from their
-    /// state, as from their disks, and announces them. Returns whether the
-    /// node exists.
-    pub fn bring_node_up(&self, node: &str, workers: &[String]) -> bool {
-        let mut state = self.lock_state();
-        let Some(n) = state.nodes.get_mut(node) else { return false };
-        n.up = true;
-        for id in workers {
-            state.set_alive(id, true);
-        }
-        drop(state);
-        self.registrations.announce();
-        true
-    }
-
-    /// Registers an idle log or storage worker on `node` that no layout
-    /// names yet, as a machine that joined the cluster does.
-    pub fn spawn_idle(&self, node: &str, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
-        let role = match kind {
-            ServiceKind::Log => Role::Log(LogService::new()),
-            ServiceKind::Storage => Role::Storage(StorageService::new()),
-            other => return Err(ClusterError::Failed(format!("{} is started, not spawned", crate::bindings::kind_name(other)))),
-        };
-        let spawned = self.lock_state().spawn(node, kind, role)?;
-        self.registrations.announce();
-        Ok(spawned)
-    }
-
-    /// The epoch holding the lock of a log or storage worker, if any.
-    pub fn lock_holder(&self, id: &str) -> Option<Epoch> {
-        match &self.lock_state().workers.get(id)?.role {
-            Role::Log(log) => log.lock_holder(),
-            Role::Storage(storage) => storage.lock_holder(),
-            _ => None,
-        }
-    }
-
-    /// The node hosting worker `id`, dead or alive.
-    pub fn node_of(&self, id: &str) -> Option<String> {
-        self.lock_state().workers.get(id).map(|w| w.descriptor.node.clone())
-    }
-
-    /// Workers alive now, with their kinds.
-    pub fn live_workers(&self) -> Vec<ServiceDescriptor> {
-        self.lock_state().workers.values().filter(|w| w.alive).map(|w| w.descriptor.clone()).collect()
-    }
-
-    /// The layout of the live generation, as its proxies know it.
-    pub fn live_layout(&self) -> Option<Layout> {
-        self.lock_state().live.as_deref().cloned()
     }
 
     /// Commits `writes` through the live generation: a version from the
@@ -308,36 +227,6 @@ impl InProcessCluster {
         if let Some(retention) = state.retention {
             state.pop_logs(&layout, retention);
         }
-    }
-
-    /// Reads `key` from a live replica of its team that holds every
-    /// acknowledged version (after a [`InProcessCluster::pump`], each one
-    /// that could catch up does).
-    pub fn read(&self, key: &str) -> Option<String> {
-        let state = self.lock_state();
-        let layout = state.live.as_ref()?;
-        let tag = tag_of(layout, key);
-        let team = layout.storage_teams.iter().find(|t| t.tag == tag)?;
-        let current = |s: &StorageService| s.is_serving() && s.durable_version() >= state.committed;
-        team.storage_ids.iter().find_map(|id| match state.role(id) {
-            Ok(Role::Storage(s)) if current(s) => Some(s.read(key).map(str::to_string)),
-            _ => None,
-        })?
-    }
-
-    /// Whether `key` holds `value` where `layout` keeps its data: in a live
-    /// storage replica of the key's team, or in a live log of its shard.
-    /// Judges a run that ended with no generation serving, whose writes
-    /// cannot be read back.
-    pub fn kept_at_rest(&self, layout: &Layout, key: &str, value: &str) -> bool {
-        let state = self.lock_state();
-        let tag = tag_of(layout, key);
-        let mut replicas = layout.storage_teams.iter().filter(|t| t.tag == tag).flat_map(|t| &t.storage_ids);
-        let stored = replicas.any(|id| matches!(state.role(id), Ok(Role::Storage(s)) if s.read(key) == Some(value)));
-        stored
-            || layout.logs.iter().filter(|l| l.tags.contains(&tag)).any(|l| {
-                matches!(state.role(&l.id), Ok(Role::Log(log)) if log.holds_write(tag, key, value))
-            })
     }
 
     /// A member of the live generation that is down or no longer serves it

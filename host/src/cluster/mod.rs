@@ -1,8 +1,9 @@
-//! The cluster as the director reaches it: one trait, [`Cluster`], with the
-//! in-process implementation ([`InProcessCluster`]) and the cluster of worker
-//! processes over the transport ([`RemoteCluster`]). The simulator will
-//! implement the same trait, so every phase and policy runs unchanged
-//! against any of them.
+//! The cluster as the director reaches it: one trait, [`Cluster`],
+//! implemented by the one cluster client, [`RemoteCluster`], over any
+//! transport: TCP to worker processes, or in memory to the foremen of a
+//! [`LocalCluster`] (the demo, the dry run, the simulator behind its
+//! simulated network, the tests). [`InProcessCluster`] is an older data
+//! plane the benchmarks still measure.
 
 mod in_process;
 mod local;
