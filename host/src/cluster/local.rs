@@ -160,7 +160,7 @@ impl LocalCluster {
     /// Loses service `id` for good, its journal with it (a dead disk), on
     /// whichever node that is up hosts it. Returns whether one did.
     pub fn lose(&self, id: &str) -> bool {
-        let host = self.foremen().into_iter().find(|f| f.descriptors().iter().any(|s| s.id == id));
+        let host = self.foremen().into_iter().find(|f| f.hosts(id));
         host.is_some_and(|foreman| foreman.answer(WorkerRequest::Release { id: id.to_string() }).is_ok())
     }
 
@@ -176,12 +176,7 @@ impl LocalCluster {
 
     /// The node that is up and hosts service `id`.
     pub fn node_of(&self, id: &str) -> Option<String> {
-        self.hosted().into_iter().find(|s| s.id == id).map(|s| s.node)
-    }
-
-    /// The nodes, whether up or down.
-    pub fn nodes(&self) -> Vec<NodeSpec> {
-        self.lock().values().map(|local| local.spec.clone()).collect()
+        self.foremen().iter().find(|f| f.hosts(id)).map(|f| f.node_id().to_string())
     }
 
     /// The epoch holding the lock of log or storage `id`.

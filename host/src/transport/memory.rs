@@ -36,11 +36,6 @@ impl<P: Protocol> MemoryTransport<P> {
     pub fn unbind(&self, endpoint: &str) -> bool {
         self.endpoints().remove(endpoint).is_some()
     }
-
-    /// Whether a handler serves `endpoint`.
-    pub fn is_bound(&self, endpoint: &str) -> bool {
-        self.endpoints().contains_key(endpoint)
-    }
 }
 
 #[async_trait::async_trait]

@@ -312,6 +312,16 @@ impl Foreman {
         look(&roles.get(id)?.role)
     }
 
+    /// The node's id.
+    pub fn node_id(&self) -> &str {
+        &self.spec.id
+    }
+
+    /// Whether this node hosts service `id`.
+    pub fn hosts(&self, id: &str) -> bool {
+        self.roles.lock().unwrap_or_else(|e| e.into_inner()).contains_key(id)
+    }
+
     /// The services this node hosts.
     pub fn descriptors(&self) -> Vec<ServiceDescriptor> {
         let roles = self.roles.lock().unwrap_or_else(|e| e.into_inner());
