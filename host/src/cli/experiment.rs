@@ -149,6 +149,7 @@ fn run_seeds(args: RunArgs, runtime: Runtime) -> Result<(), Failure> {
         fuel: args.fuel,
         retention: args.retention,
         adversary: args.adversary.clone(),
+        trace: args.trace,
         ..SimConfig::default()
     };
     let runtime = Arc::new(runtime);

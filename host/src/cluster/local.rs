@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::RemoteCluster;
-use crate::bindings::types::{ClusterError, Epoch, Layout, ServiceDescriptor, ShardTag, Version};
+use crate::bindings::types::{ClusterError, Epoch, Layout, ShardTag, Version};
 use crate::services::{Disk, JournalError};
 use crate::topology::{NodeSpec, tag_of};
 use crate::transport::{MemoryTransport, Transport, TransportError};
@@ -169,9 +169,9 @@ impl LocalCluster {
         self.counted.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The services the nodes that are up host, node by node.
-    pub fn hosted(&self) -> Vec<ServiceDescriptor> {
-        self.foremen().iter().flat_map(|f| f.descriptors()).collect()
+    /// The ids of the services the nodes that are up host, node by node.
+    pub fn hosted_ids(&self) -> Vec<String> {
+        self.foremen().iter().flat_map(|f| f.service_ids()).collect()
     }
 
     /// The node that is up and hosts service `id`.

@@ -18,6 +18,8 @@ use crate::store::{CoordinatorState, CoordinatorStore, MemoryStore, StoreError};
 #[derive(Clone)]
 pub struct History {
     origin: Instant,
+    /// Whether [`History::event`] records anything.
+    tracing: bool,
     inner: Arc<Mutex<Facts>>,
 }
 
@@ -47,9 +49,10 @@ pub struct Facts {
 }
 
 impl History {
-    /// An empty history whose clock starts now (virtual time zero).
-    pub fn new() -> Self {
-        History { origin: Instant::now(), inner: Arc::default() }
+    /// An empty history whose clock starts now (virtual time zero), which
+    /// records the event trace if `tracing`; the facts are always recorded.
+    pub fn new(tracing: bool) -> Self {
+        History { origin: Instant::now(), tracing, inner: Arc::default() }
     }
 
     /// The facts, for reading or recording.
@@ -69,6 +72,9 @@ impl History {
 
     /// Appends one event to the trace.
     pub fn event(&self, source: &str, what: impl Display) {
+        if !self.tracing {
+            return;
+        }
         let line = format!("{:>11.3}ms {source:<9} {what}", self.now_ms());
         self.facts().trace.push(line);
     }
@@ -96,12 +102,6 @@ impl History {
         facts.lock_epoch.insert(service.id.clone(), epoch);
         facts.recruited.entry(epoch).or_default().insert(service.id.clone());
         facts.descriptors.insert(service.id.clone(), service.clone());
-    }
-}
-
-impl Default for History {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -62,6 +62,9 @@ pub struct SimConfig {
     /// the boot in one run in four, else when the faults start, and
     /// disarmed when they stop; the checker then asks for safety only.
     pub adversary: Option<AdversarySlot>,
+    /// Whether the run records its event trace. The checker does not read
+    /// it; an experiment records it only for `--trace`.
+    pub trace: bool,
 }
 
 impl Default for SimConfig {
@@ -76,6 +79,7 @@ impl Default for SimConfig {
             fuel: 2_000_000_000,
             retention: None,
             adversary: None,
+            trace: true,
         }
     }
 }
@@ -315,7 +319,7 @@ struct Driver {
 
 impl Driver {
     fn new(seed: u64, config: SimConfig, plugins: Arc<dyn Plugins>) -> Result<Self, SimError> {
-        let history = History::new();
+        let history = History::new(config.trace);
         let net = Arc::new(Network::new(seed ^ NET_STREAM, config.profile.clone()));
         let nodes = (0..config.nodes).map(|i| NodeSpec {
             id: format!("n{}", i + 1),
@@ -672,9 +676,10 @@ impl Driver {
     }
 
     fn inject_faults(&mut self) {
-        let workers: Vec<String> = self.local.hosted().into_iter().map(|w| w.id).collect();
+        // Each fault asks the cluster what it needs only once it is drawn:
+        // this runs every tick, and most ticks draw none.
         if self.net.draw(|p| p.crash)
-            && let Some(id) = self.rng.pick(&workers).cloned()
+            && let Some(id) = self.rng.pick(&self.local.hosted_ids()).cloned()
         {
             let back = self.rng.millis(50, 1500);
             self.crash(id, back);
@@ -684,7 +689,7 @@ impl Driver {
         {
             // Within the replication budget: only a team with every replica
             // alive loses one, so a later zone loss still leaves a replica.
-            let alive: BTreeSet<&String> = workers.iter().collect();
+            let alive: BTreeSet<String> = self.local.hosted_ids().into_iter().collect();
             let replicas: Vec<String> = layout
                 .storage_teams
                 .iter()
@@ -698,9 +703,8 @@ impl Driver {
                 self.history.event("fault", format_args!("{id} lost for good"));
             }
         }
-        let nodes: Vec<String> = (1..=self.config.nodes).map(|i| format!("n{i}")).filter(|n| !self.lost_nodes.contains(n)).collect();
         if self.net.draw(|p| p.node_crash)
-            && let Some(node) = self.rng.pick(&nodes).cloned()
+            && let Some(node) = self.rng.pick(&self.nodes_not_lost()).cloned()
         {
             let back = self.rng.millis(100, 2000);
             if self.local.crash(&node) {
@@ -710,7 +714,7 @@ impl Driver {
             }
         }
         if self.net.draw(|p| p.partition)
-            && let Some(node) = self.rng.pick(&nodes).cloned()
+            && let Some(node) = self.rng.pick(&self.nodes_not_lost()).cloned()
             && !self.net.is_partitioned(&node)
         {
             let back = self.rng.millis(100, 1500);
@@ -719,6 +723,11 @@ impl Driver {
             self.history.event("fault", format_args!("node {node} partitioned for {back:?}"));
             self.restarts.push((Instant::now() + back, Restart::Partition(node)));
         }
+    }
+
+    /// The simulated nodes, but those lost for good.
+    fn nodes_not_lost(&self) -> Vec<String> {
+        (1..=self.config.nodes).map(|i| format!("n{i}")).filter(|n| !self.lost_nodes.contains(n)).collect()
     }
 
     fn lose_a_zone(&mut self) {
@@ -787,7 +796,7 @@ impl Driver {
         if settled && let Some(layout) = self.inner.live_layout() {
             violations.extend(checker::check_replicas(&self.local.team_contents(&layout)));
         }
-        let facts = self.history.facts();
+        let mut facts = self.history.facts();
         let acked: Vec<(u64, Epoch)> = self.acked.iter().map(|w| (w.version, w.epoch)).collect();
         let replication = self.recovery_config().replication_factor;
         violations.extend(checker::check(&facts, &checker::Outcome { lost: &lost, acked: &acked, replication }));
@@ -800,7 +809,7 @@ impl Driver {
             Some(layout) => Some(placement(&PlacementQuality::of(&layout, &self.inner.nodes().await))),
             None => None,
         };
-        let trace = facts.trace.clone();
+        let trace = std::mem::take(&mut facts.trace);
         drop(facts);
         SimRun {
             seed: self.seed,

@@ -322,10 +322,9 @@ impl Foreman {
         self.roles.lock().unwrap_or_else(|e| e.into_inner()).contains_key(id)
     }
 
-    /// The services this node hosts.
-    pub fn descriptors(&self) -> Vec<ServiceDescriptor> {
-        let roles = self.roles.lock().unwrap_or_else(|e| e.into_inner());
-        roles.values().map(|h| h.descriptor.clone()).collect()
+    /// The ids of the services this node hosts.
+    pub fn service_ids(&self) -> Vec<String> {
+        self.roles.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
     }
 
     /// The epoch holding the lock of log or storage `id`, if it is locked.
