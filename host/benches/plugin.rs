@@ -134,14 +134,14 @@ fn activate_only(bencher: divan::Bencher) {
 /// The final state of a first-start recovery of a 9-node cluster: what a
 /// phase late in the pipeline receives.
 fn nine_node_state() -> AttemptState {
-    use ratchet::cluster::InProcessCluster;
+    use ratchet::cluster::LocalCluster;
     use ratchet::store::MemoryStore;
     use ratchet::director::{Director, DirectorOptions};
     let registry = Arc::new(Registry::with_defaults(runtime()).unwrap());
-    let cluster = Arc::new(InProcessCluster::with_zones(9, 3, 64));
+    let cluster = LocalCluster::with_zones(9, 3, 64).unwrap();
     let director = Director::new(
         registry,
-        cluster,
+        cluster.client(),
         Arc::new(MemoryStore::default()),
         RecoveryConfig::default(),
         DirectorOptions::default(),

@@ -1,7 +1,8 @@
-//! Full recovery of the in-process cluster: `cargo bench -p ratchet --bench recovery`.
+//! Full recovery of the in-process cluster (a foreman per node on the
+//! in-memory transport): `cargo bench -p ratchet --bench recovery`.
 //!
-//! For each cluster size: boot a new cluster, commit writes, kill a log and a
-//! storage worker, and time the recovery (the director's `recover`, from the
+//! For each cluster size: boot a new cluster, commit writes, crash the node
+//! of a log and the node of a storage replica, and time the recovery (the director's `recover`, from the
 //! first epoch it takes to the persisted layout). Prints the median wall time
 //! and the median share of it spent in wasm (phase time minus host calls),
 //! then the same with the phase crates compiled natively (the baseline) and
@@ -31,7 +32,7 @@ use ratchet::bindings::types::{
     Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, RecoveryConfig, ReplicaHistory,
     ReplicaPlan, StateField,
 };
-use ratchet::cluster::InProcessCluster;
+use ratchet::cluster::LocalCluster;
 use ratchet::components::fixtures;
 use ratchet::store::MemoryStore;
 use ratchet::director::{Director, DirectorOptions};
@@ -261,7 +262,8 @@ fn print_phases(label: &str, wasm: &mut PhaseTimes, native: &mut PhaseTimes) {
 /// One boot, load, failure and recovery, timed from the recovery's first epoch
 /// to its persisted layout. With `perf`, the recovery (and only it) is profiled.
 async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>, perf: Option<&str>) -> Run {
-    let cluster = Arc::new(InProcessCluster::with_zones(shape.nodes, shape.zones, 64));
+    let local = LocalCluster::with_zones(shape.nodes, shape.zones, 64).unwrap();
+    let cluster = local.client();
     let director = Director::new(
         plugins,
         cluster.clone(),
@@ -274,13 +276,15 @@ async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>, perf: Option<&st
         boot.layout().unwrap_or_else(|| panic!("boot did not complete: {}", boot.last().unwrap().outcome)).clone();
     for i in 0..shape.writes {
         let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
-        cluster.commit(&[(key, format!("value-{i}"))]).unwrap();
+        cluster.commit(&[(key, format!("value-{i}"))]).await.unwrap();
         if i % 500 == 499 {
-            cluster.pump();
+            cluster.pump().await;
         }
     }
-    cluster.kill(&layout.logs[0].id);
-    cluster.kill(&layout.storage_teams[0].storage_ids[0]);
+    for id in [&layout.logs[0].id, &layout.storage_teams[0].storage_ids[0]] {
+        let node = local.node_of(id).expect("a live member is hosted");
+        local.crash(&node);
+    }
     let converting = CONVERTING.load(Ordering::Relaxed);
     tell_perf(perf, "enable");
     TIMED.store(true, Ordering::Relaxed);

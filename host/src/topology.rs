@@ -16,6 +16,16 @@ pub struct NodeSpec {
     pub capacity: u32,
 }
 
+impl NodeSpec {
+    /// `count` nodes dealt round-robin over `zones` zones, named `n1..` and
+    /// `z1..`, each hosting up to `capacity` workers.
+    pub fn spread(count: usize, zones: usize, capacity: u32) -> Vec<NodeSpec> {
+        (0..count)
+            .map(|i| NodeSpec { id: format!("n{}", i + 1), zone: format!("z{}", i % zones.max(1) + 1), capacity })
+            .collect()
+    }
+}
+
 /// The shard owning `key`: the team whose range contains it.
 pub fn tag_of(layout: &Layout, key: &str) -> ShardTag {
     layout

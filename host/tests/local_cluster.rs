@@ -95,3 +95,42 @@ async fn a_node_that_is_down_is_reported_unhealthy_and_an_unknown_one_is_an_erro
     let err = local.start("n9").unwrap_err();
     assert_eq!(err.to_string(), "no node n9");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_unlock_carries_the_layout_to_proxies_only() {
+    use ratchet::worker::{Serving, WorkerReply, WorkerRequest};
+    let local = LocalCluster::with_zones(6, 3, 10).unwrap();
+    let layout = completed(&director(local.client()).recover().await.unwrap());
+    let encoded = |serving: &Serving| postcard::to_stdvec(serving).unwrap().len();
+    let whole = postcard::to_stdvec(&layout).unwrap().len();
+    for service in &layout.services {
+        let serving = Serving::of(&layout, &service.id);
+        match (&serving, layout.logs.iter().find(|l| l.id == service.id)) {
+            (Serving::Proxy(sent), None) => {
+                assert!(layout.commit_proxies.contains(&service.id), "{} is not a proxy", service.id);
+                assert_eq!(**sent, layout);
+            }
+            (Serving::Member { tags, recovery_version }, log) => {
+                assert!(!layout.commit_proxies.contains(&service.id), "proxy {} is sent no layout", service.id);
+                assert_eq!(tags, &log.map(|l| l.tags.clone()).unwrap_or_default(), "{}", service.id);
+                assert_eq!(*recovery_version, layout.recovery_version);
+                assert!(encoded(&serving) * 10 < whole, "{}: {} bytes of a {whole}-byte layout", service.id, encoded(&serving));
+            }
+            (other, log) => panic!("{}: {other:?} (log: {log:?})", service.id),
+        }
+    }
+
+    // A proxy that is not given the layout it commits through is refused,
+    // and commits nothing.
+    let spec = ratchet::topology::NodeSpec { id: "n9".into(), zone: "z1".into(), capacity: 4 };
+    let foreman = ratchet::worker::Foreman::open(spec, ratchet::services::Disk::memory(), "mem://n9").unwrap();
+    let Ok(WorkerReply::Created(proxy)) =
+        foreman.answer(WorkerRequest::StartRole { kind: ratchet::bindings::types::ServiceKind::CommitProxy, epoch: 1, start: 0 })
+    else {
+        panic!("the proxy was not created");
+    };
+    let bare = Serving::Member { tags: vec![], recovery_version: 0 };
+    let refused = foreman.answer(WorkerRequest::Unlock { id: proxy.id.clone(), epoch: 1, serving: bare });
+    assert!(matches!(&refused, Err(ClusterError::Failed(why)) if why.contains("without the layout")), "{refused:?}");
+    assert!(!foreman.serves(&proxy.id, 1), "a proxy refused its unlock does not serve");
+}

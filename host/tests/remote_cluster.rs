@@ -11,7 +11,7 @@ use common::{completed, node_of};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratchet::bindings::types::{Layout, RecoveryConfig};
+use ratchet::bindings::types::RecoveryConfig;
 use ratchet::cluster::{Cluster, RemoteCluster};
 use ratchet::services::Disk;
 use ratchet::topology::NodeSpec;
@@ -154,10 +154,10 @@ async fn a_cluster_of_workers_over_tcp_recovers_from_a_dead_worker_without_loss(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_holds_a_push_until_the_versions_before_it_arrive() {
-    use ratchet::bindings::types::{LogAssignment, ServiceKind};
+    use ratchet::bindings::types::ServiceKind;
     use ratchet::services::Mutation;
     use ratchet::transport::Client;
-    use ratchet::worker::{WorkerReply, WorkerRequest};
+    use ratchet::worker::{Serving, WorkerReply, WorkerRequest};
 
     let addr = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().to_string();
     let spec = NodeSpec { id: "n1".into(), zone: "z1".into(), capacity: 4 };
@@ -170,17 +170,8 @@ async fn a_log_holds_a_push_until_the_versions_before_it_arrive() {
     else {
         panic!("the log was not created");
     };
-    let layout = Layout {
-        epoch: 1,
-        sequencer: None,
-        commit_proxies: vec![],
-        resolvers: vec![],
-        logs: vec![LogAssignment { id: log.id.clone(), tags: vec![0] }],
-        storage_teams: vec![],
-        services: vec![log.clone()],
-        recovery_version: 0,
-    };
-    client().call(WorkerRequest::Unlock { id: log.id.clone(), epoch: 1, layout }).await.unwrap().unwrap();
+    let serving = Serving::Member { tags: vec![0], recovery_version: 0 };
+    client().call(WorkerRequest::Unlock { id: log.id.clone(), epoch: 1, serving }).await.unwrap().unwrap();
     let push = |prev, version| {
         let mutations = vec![Mutation { tag: 0, key: format!("k{version}"), value: "v".into() }];
         let request = WorkerRequest::Push { id: log.id.clone(), epoch: 1, prev, version, mutations };

@@ -91,14 +91,9 @@ impl LocalCluster {
         Ok(cluster)
     }
 
-    /// `count` nodes spread round-robin over `zones` zones, named `n1..` and
-    /// `z1..`, each hosting up to `capacity` workers.
+    /// A cluster of [`NodeSpec::spread`]`(count, zones, capacity)`.
     pub fn with_zones(count: usize, zones: usize, capacity: u32) -> Result<Self, LocalError> {
-        LocalCluster::new((0..count).map(|i| NodeSpec {
-            id: format!("n{}", i + 1),
-            zone: format!("z{}", i % zones.max(1) + 1),
-            capacity,
-        }))
+        LocalCluster::new(NodeSpec::spread(count, zones, capacity))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, LocalNode>> {

@@ -2,18 +2,15 @@
 //! implemented by the one cluster client, [`RemoteCluster`], over any
 //! transport: TCP to worker processes, or in memory to the foremen of a
 //! [`LocalCluster`] (the demo, the dry run, the simulator behind its
-//! simulated network, the tests). [`InProcessCluster`] is an older data
-//! plane the benchmarks still measure.
+//! simulated network, the tests, the benchmarks).
 
-mod in_process;
 mod local;
 mod registrations;
 mod remote;
 
-pub use in_process::{CommitError, InProcessCluster};
 pub use local::{LocalCluster, LocalError};
 pub use registrations::{RegistrationWatch, Registrations};
-pub use remote::{Breakage, RemoteCluster};
+pub use remote::{Breakage, CommitError, RemoteCluster};
 
 use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,

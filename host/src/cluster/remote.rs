@@ -14,14 +14,14 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::join_all;
 
-use super::{Cluster, CommitError, PulledPage, SnapshotPage};
+use super::{Cluster, PulledPage, SnapshotPage};
 use crate::topology::tag_of;
 use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
 use crate::services::Mutation;
 use crate::transport::{TcpTransport, Transport, TransportConfig};
-use crate::worker::{WorkerProtocol, WorkerReply, WorkerRequest};
+use crate::worker::{Serving, WorkerProtocol, WorkerReply, WorkerRequest};
 
 /// A registered worker process.
 #[derive(Clone)]
@@ -29,6 +29,22 @@ struct Member {
     zone: String,
     capacity: u32,
     addr: String,
+}
+
+/// Why a commit was not acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    /// No generation is live.
+    #[error("no live generation")]
+    NoGeneration,
+    /// A member of the live generation is down or refused.
+    #[error("{service}: {reason}")]
+    Refused {
+        /// The member.
+        service: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The cluster of worker processes.
@@ -456,7 +472,8 @@ impl Cluster for RemoteCluster {
     async fn unlock(&self, id: &str, epoch: Epoch, layout: &Layout) -> Result<(), ClusterError> {
         // A storage replica was brought up to date by replica recovery
         // before this (see `crate::replica`).
-        self.ask(id, WorkerRequest::Unlock { id: id.into(), epoch, layout: layout.clone() }).await.map(drop)
+        let serving = Serving::of(layout, id);
+        self.ask(id, WorkerRequest::Unlock { id: id.into(), epoch, serving }).await.map(drop)
     }
 
     async fn adopt(&self, layout: &Layout) {

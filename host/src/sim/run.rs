@@ -321,11 +321,7 @@ impl Driver {
     fn new(seed: u64, config: SimConfig, plugins: Arc<dyn Plugins>) -> Result<Self, SimError> {
         let history = History::new(config.trace);
         let net = Arc::new(Network::new(seed ^ NET_STREAM, config.profile.clone()));
-        let nodes = (0..config.nodes).map(|i| NodeSpec {
-            id: format!("n{}", i + 1),
-            zone: format!("z{}", i % config.zones.max(1) + 1),
-            capacity: NODE_CAPACITY,
-        });
+        let nodes = NodeSpec::spread(config.nodes, config.zones, NODE_CAPACITY);
         let local = Arc::new(LocalCluster::with_retention(nodes, config.retention)?);
         let inner = local.client();
         let cluster = Arc::new(SimCluster::new(local.clone(), net.clone(), history.clone()));
@@ -731,7 +727,7 @@ impl Driver {
     }
 
     fn lose_a_zone(&mut self) {
-        // Nodes are dealt round-robin over the zones (see `Driver::new`).
+        // Nodes are dealt round-robin over the zones (`NodeSpec::spread`).
         let zones = self.config.zones.max(1);
         let lost = self.rng.below(zones as u64) as usize;
         let zone = format!("z{}", lost + 1);

@@ -10,6 +10,7 @@
 //! cross: the proxy then refuses every further commit and reports its
 //! generation broken (in its worker's `Info`), and the coordinator recovers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::future::join_all;
@@ -23,7 +24,7 @@ use crate::transport::Transport;
 /// What a proxy knows of its generation once unlocked.
 #[derive(Clone)]
 pub(super) struct Generation {
-    pub layout: Arc<Layout>,
+    pub route: Arc<Route>,
     /// The newest version this proxy acknowledged.
     pub committed: Version,
     /// Set when a commit failed after taking a version.
@@ -31,8 +32,29 @@ pub(super) struct Generation {
 }
 
 impl Generation {
-    pub fn new(layout: &Layout) -> Self {
-        Generation { layout: Arc::new(layout.clone()), committed: layout.recovery_version, broken: false }
+    pub fn new(layout: Layout) -> Self {
+        Generation { committed: layout.recovery_version, route: Arc::new(Route::new(layout)), broken: false }
+    }
+}
+
+/// A generation's layout with its members' addresses indexed: a commit
+/// asks the sequencer, the resolvers and every log, and a layout lists
+/// every replica too.
+pub(super) struct Route {
+    pub layout: Layout,
+    addresses: HashMap<String, String>,
+}
+
+impl Route {
+    fn new(layout: Layout) -> Self {
+        let addresses = layout.services.iter().map(|s| (s.id.clone(), s.address.clone())).collect();
+        Route { layout, addresses }
+    }
+
+    fn address(&self, id: &str) -> Result<&str, ClusterError> {
+        self.addresses.get(id).map(String::as_str).ok_or_else(|| {
+            ClusterError::NotFound(format!("no address for {id} in the layout of epoch {}", self.layout.epoch))
+        })
     }
 }
 
@@ -48,14 +70,9 @@ impl Peers {
         Peers { transport }
     }
 
-    /// Sends `request` to the worker hosting service `id` of `layout`.
-    pub async fn ask(&self, layout: &Layout, id: &str, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
-        let address = layout
-            .services
-            .iter()
-            .find(|s| s.id == id)
-            .map(|s| s.address.as_str())
-            .ok_or_else(|| ClusterError::NotFound(format!("no address for {id} in the layout of epoch {}", layout.epoch)))?;
+    /// Sends `request` to the worker hosting service `id` of `route`.
+    pub async fn ask(&self, route: &Route, id: &str, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
+        let address = route.address(id)?;
         match self.transport.call(address, request).await {
             Ok(reply) => reply,
             Err(err) => Err(ClusterError::Unreachable(format!("{id}: {err}"))),
@@ -64,9 +81,10 @@ impl Peers {
 }
 
 /// Takes the next version from the generation's sequencer: `(prev, version)`.
-pub(super) async fn take_version(peers: &Peers, layout: &Layout, epoch: Epoch) -> Result<(Version, Version), ClusterError> {
+pub(super) async fn take_version(peers: &Peers, route: &Route, epoch: Epoch) -> Result<(Version, Version), ClusterError> {
+    let layout = &route.layout;
     let sequencer = layout.sequencer.as_deref().ok_or_else(|| ClusterError::Failed("the layout has no sequencer".into()))?;
-    match peers.ask(layout, sequencer, WorkerRequest::NextVersion { id: sequencer.into(), epoch }).await? {
+    match peers.ask(route, sequencer, WorkerRequest::NextVersion { id: sequencer.into(), epoch }).await? {
         WorkerReply::Versions { prev, version } => Ok((prev, version)),
         other => Err(ClusterError::Failed(format!("{sequencer}: unexpected reply {other:?}"))),
     }
@@ -76,13 +94,14 @@ pub(super) async fn take_version(peers: &Peers, layout: &Layout, epoch: Epoch) -
 /// once; done when every log has made it durable.
 pub(super) async fn finish(
     peers: &Peers,
-    layout: &Layout,
+    route: &Route,
     epoch: Epoch,
     (prev, version): (Version, Version),
     writes: &[(String, String)],
 ) -> Result<(), ClusterError> {
+    let layout = &route.layout;
     for resolver in &layout.resolvers {
-        peers.ask(layout, resolver, WorkerRequest::Resolve { id: resolver.clone(), epoch }).await?;
+        peers.ask(route, resolver, WorkerRequest::Resolve { id: resolver.clone(), epoch }).await?;
     }
     let mutations: Vec<Mutation> = writes
         .iter()
@@ -90,7 +109,7 @@ pub(super) async fn finish(
         .collect();
     let pushes = layout.logs.iter().map(|log| {
         let request = WorkerRequest::Push { id: log.id.clone(), epoch, prev, version, mutations: mutations.clone() };
-        peers.ask(layout, &log.id, request)
+        peers.ask(route, &log.id, request)
     });
     for result in join_all(pushes).await {
         result?;

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::commit::{self, Generation, Peers};
-use super::protocol::{WorkerProtocol, WorkerReply, WorkerRequest};
-use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version};
+use super::protocol::{Serving, WorkerProtocol, WorkerReply, WorkerRequest};
+use crate::bindings::types::{ClusterError, Epoch, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version};
 use crate::bindings::kind_name;
 use crate::topology::{NodeSpec, PAGE_BYTES};
 use crate::services::{
@@ -194,11 +194,11 @@ impl Foreman {
                 Role::Log(log) => log.install_range(epoch, &tags, first, last, entries).map(done).map_err(durable),
                 _ => Err(not_a(&id, "log")),
             },
-            WorkerRequest::Unlock { id, epoch, layout } => {
+            WorkerRequest::Unlock { id, epoch, serving } => {
                 let hosted = hosted(&mut roles, &id)?;
-                let reply = unlock(hosted, epoch, &layout)?;
-                if let Role::Proxy(_) = hosted.role {
-                    self.generations().insert(id, Generation::new(&layout));
+                let reply = unlock(hosted, epoch, &serving)?;
+                if let (Role::Proxy(_), Serving::Proxy(layout)) = (&hosted.role, serving) {
+                    self.generations().insert(id, Generation::new(*layout));
                 }
                 Ok(reply)
             }
@@ -419,8 +419,8 @@ impl Foreman {
         if generation.broken {
             return Err(ClusterError::Failed(format!("{id}: generation {epoch} is broken and awaits recovery")));
         }
-        let versions = commit::take_version(&self.peers, &generation.layout, epoch).await?;
-        let finished = commit::finish(&self.peers, &generation.layout, epoch, versions, writes).await;
+        let versions = commit::take_version(&self.peers, &generation.route, epoch).await?;
+        let finished = commit::finish(&self.peers, &generation.route, epoch, versions, writes).await;
         let mut generations = self.generations();
         let Some(current) = generations.get_mut(id) else {
             return Err(ClusterError::Failed(format!("{id} was released during the commit")));
@@ -487,19 +487,22 @@ impl Handler<WorkerProtocol> for Foreman {
     }
 }
 
-fn unlock(hosted: &mut Hosted, epoch: Epoch, layout: &Layout) -> Result<WorkerReply, ClusterError> {
-    let id = hosted.descriptor.id.clone();
-    match &mut hosted.role {
-        Role::Log(log) => {
-            let tags: Vec<ShardTag> = layout.logs.iter().find(|l| l.id == id).map(|l| l.tags.clone()).unwrap_or_default();
-            log.unlock(epoch, &tags, layout.recovery_version).map_err(durable)?;
+fn unlock(hosted: &mut Hosted, epoch: Epoch, serving: &Serving) -> Result<WorkerReply, ClusterError> {
+    let id = &hosted.descriptor.id;
+    match (&mut hosted.role, serving) {
+        (Role::Log(log), Serving::Member { tags, recovery_version }) => {
+            log.unlock(epoch, tags, *recovery_version).map_err(durable)?;
         }
-        Role::Storage(storage) => storage.unlock(epoch).map_err(durable)?,
-        Role::Proxy(proxy) => proxy.unlock(epoch)?,
-        Role::Sequencer(role) if role.epoch() == epoch => {}
-        Role::Resolver(role) if role.epoch() == epoch => {}
-        Role::Sequencer(role) => return Err(ServiceError::Fenced { serving: role.epoch(), request: epoch }.into()),
-        Role::Resolver(role) => return Err(ServiceError::Fenced { serving: role.epoch(), request: epoch }.into()),
+        (Role::Log(_), Serving::Proxy(_)) => return Err(ClusterError::Failed(format!("log {id} is unlocked as a proxy"))),
+        (Role::Proxy(proxy), Serving::Proxy(_)) => proxy.unlock(epoch)?,
+        (Role::Proxy(_), Serving::Member { .. }) => {
+            return Err(ClusterError::Failed(format!("proxy {id} is unlocked without the layout it commits through")));
+        }
+        (Role::Storage(storage), _) => storage.unlock(epoch).map_err(durable)?,
+        (Role::Sequencer(role), _) if role.epoch() == epoch => {}
+        (Role::Resolver(role), _) if role.epoch() == epoch => {}
+        (Role::Sequencer(role), _) => return Err(ServiceError::Fenced { serving: role.epoch(), request: epoch }.into()),
+        (Role::Resolver(role), _) => return Err(ServiceError::Fenced { serving: role.epoch(), request: epoch }.into()),
     }
     Ok(WorkerReply::Done)
 }

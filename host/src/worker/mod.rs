@@ -9,4 +9,4 @@ pub mod process;
 pub mod protocol;
 
 pub use foreman::Foreman;
-pub use protocol::{RequestKind, WorkerProtocol, WorkerReply, WorkerRequest};
+pub use protocol::{RequestKind, Serving, WorkerProtocol, WorkerReply, WorkerRequest};

@@ -41,8 +41,9 @@ pub enum WorkerRequest {
         last: Version,
         entries: Vec<(Version, Vec<Mutation>)>,
     },
-    /// Serve generation `epoch` with `layout`.
-    Unlock { id: String, epoch: Epoch, layout: Layout },
+    /// Serve generation `epoch`, given what the service needs of it (see
+    /// [`Serving::of`]).
+    Unlock { id: String, epoch: Epoch, serving: Serving },
     /// Stop and forget a service.
     Release { id: String },
     /// A page of a storage replica's data (the keys after `after`), to
@@ -139,6 +140,32 @@ impl RequestKind {
         RequestKind::Apply,
         RequestKind::Read,
     ];
+}
+
+/// What a service needs of the generation it is unlocked to serve: a proxy
+/// the whole layout it commits through, a log its shards and where the
+/// generation starts. Only proxies are sent the layout, so the messages of
+/// a recovery grow with the cluster, not with its square.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Serving {
+    /// A commit proxy of the generation: its layout.
+    Proxy(Box<Layout>),
+    /// Any other member: the shard tags it carries as a log (none for
+    /// another role), and the generation's recovery version, after which a
+    /// log takes pushes.
+    Member { tags: Vec<ShardTag>, recovery_version: Version },
+}
+
+impl Serving {
+    /// What service `id` needs of `layout`, from the role `layout` names
+    /// it in.
+    pub fn of(layout: &Layout, id: &str) -> Serving {
+        if layout.commit_proxies.iter().any(|p| p == id) {
+            return Serving::Proxy(Box::new(layout.clone()));
+        }
+        let tags = layout.logs.iter().find(|l| l.id == id).map(|l| l.tags.clone()).unwrap_or_default();
+        Serving::Member { tags, recovery_version: layout.recovery_version }
+    }
 }
 
 impl WorkerRequest {
