@@ -134,3 +134,56 @@ async fn an_unlock_carries_the_layout_to_proxies_only() {
     assert!(matches!(&refused, Err(ClusterError::Failed(why)) if why.contains("without the layout")), "{refused:?}");
     assert!(!foreman.serves(&proxy.id, 1), "a proxy refused its unlock does not serve");
 }
+
+/// The in-memory transport, except that the first reply of a sequencer
+/// handing out a version is lost on its way back.
+struct LoseFirstVersionReply {
+    inner: Arc<dyn ratchet::transport::Transport<ratchet::worker::WorkerProtocol>>,
+    lost: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl ratchet::transport::Transport<ratchet::worker::WorkerProtocol> for LoseFirstVersionReply {
+    async fn call(
+        &self,
+        endpoint: &str,
+        request: ratchet::worker::WorkerRequest,
+    ) -> Result<Result<ratchet::worker::WorkerReply, ClusterError>, ratchet::transport::TransportError> {
+        let taking = matches!(request, ratchet::worker::WorkerRequest::NextVersion { .. });
+        let reply = self.inner.call(endpoint, request).await;
+        if taking && !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(ratchet::transport::TransportError::Timeout { addr: endpoint.into(), after: Duration::from_millis(250) });
+        }
+        reply
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_version_whose_reply_was_lost_breaks_the_generation_and_recovery_mends_it() {
+    use ratchet::topology::NodeSpec;
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let armed = lost.clone();
+    let wire: ratchet::cluster::Wire = Arc::new(move |_from: Option<&str>, inner| {
+        let transport: Arc<dyn ratchet::transport::Transport<ratchet::worker::WorkerProtocol>> =
+            Arc::new(LoseFirstVersionReply { inner, lost: armed.clone() });
+        transport
+    });
+    let local = LocalCluster::wired(NodeSpec::spread(6, 3, 10), None, Some(wire)).unwrap();
+    let cluster = local.client();
+    let director = director(cluster.clone());
+    let first = completed(&director.recover().await.unwrap());
+    cluster.commit(&[("a".into(), "1".into())]).await.unwrap();
+
+    // The sequencer hands out a version whose reply never reaches the
+    // proxy: no log will ever be pushed it, so no later version can be
+    // made durable. The proxy must take its generation for broken.
+    lost.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(cluster.commit(&[("b".into(), "2".into())]).await.is_err(), "the commit had no version");
+    let broken = local.unserving_member(&first).expect("the generation is reported broken");
+    assert!(first.commit_proxies.contains(&broken), "{broken} is a proxy of the generation");
+
+    let second = completed(&director.recover().await.unwrap());
+    assert!(second.epoch > first.epoch);
+    cluster.commit(&[("c".into(), "3".into())]).await.expect("the recovered generation commits");
+    assert_eq!(cluster.read("a").await.unwrap().as_deref(), Some("1"), "the write acknowledged before survives");
+}

@@ -20,12 +20,21 @@ use crate::worker::{Foreman, RequestKind, WorkerProtocol, WorkerReply, WorkerReq
 /// the versions before it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How an in-memory endpoint names its node.
+const NODE_SCHEME: &str = "mem://";
+
 struct LocalNode {
     spec: NodeSpec,
     disk: Disk,
     /// Its foreman, while the node is up.
     foreman: Option<Arc<Foreman>>,
 }
+
+/// What stands between a sender and the in-memory transport: given the
+/// node a request is sent from (`None` for the cluster client) and the
+/// transport, the transport that sender uses. The simulator puts its
+/// network there; by default nothing stands between.
+pub type Wire = Arc<dyn Fn(Option<&str>, Arc<dyn Transport<WorkerProtocol>>) -> Arc<dyn Transport<WorkerProtocol>> + Send + Sync>;
 
 /// The in-memory transport, counting what is sent through it by kind.
 struct Counted {
@@ -45,6 +54,7 @@ impl Transport<WorkerProtocol> for Counted {
 pub struct LocalCluster {
     transport: Arc<MemoryTransport<WorkerProtocol>>,
     counted: Arc<Counted>,
+    wire: Option<Wire>,
     client: Arc<RemoteCluster>,
     nodes: Mutex<BTreeMap<String, LocalNode>>,
 }
@@ -70,9 +80,19 @@ impl LocalCluster {
     /// versions (see [`RemoteCluster::with_log_retention`]); `None` keeps
     /// every version.
     pub fn with_retention(nodes: impl IntoIterator<Item = NodeSpec>, retention: Option<Version>) -> Result<Self, LocalError> {
+        Self::wired(nodes, retention, None)
+    }
+
+    /// [`LocalCluster::with_retention`], each sender reaching the others
+    /// through `wire`.
+    pub fn wired(nodes: impl IntoIterator<Item = NodeSpec>, retention: Option<Version>, wire: Option<Wire>) -> Result<Self, LocalError> {
         let transport = Arc::new(MemoryTransport::new(CALL_TIMEOUT));
         let counted = Arc::new(Counted { inner: transport.clone(), sent: Mutex::default() });
-        let client = RemoteCluster::over(counted.clone());
+        let client_transport: Arc<dyn Transport<WorkerProtocol>> = match &wire {
+            Some(wire) => wire(None, counted.clone()),
+            None => counted.clone(),
+        };
+        let client = RemoteCluster::over(client_transport);
         let client = match retention {
             Some(versions) => client.with_log_retention(versions),
             None => client,
@@ -81,6 +101,7 @@ impl LocalCluster {
             client: Arc::new(client),
             transport,
             counted,
+            wire,
             nodes: Mutex::default(),
         };
         for spec in nodes {
@@ -107,7 +128,7 @@ impl LocalCluster {
 
     /// The endpoint of `node` on the in-memory transport.
     pub fn address(node: &str) -> String {
-        format!("mem://{node}")
+        format!("{NODE_SCHEME}{node}")
     }
 
     /// Starts `node`'s foreman on its disk, replaying its journals, and
@@ -119,7 +140,10 @@ impl LocalCluster {
             (local.spec.clone(), local.disk.clone())
         };
         let address = Self::address(node);
-        let transport: Arc<dyn Transport<WorkerProtocol>> = self.counted.clone();
+        let transport: Arc<dyn Transport<WorkerProtocol>> = match &self.wire {
+            Some(wire) => wire(Some(node), self.counted.clone()),
+            None => self.counted.clone(),
+        };
         let foreman = Arc::new(Foreman::open(spec.clone(), disk, address.clone())?.with_transport(transport));
         self.transport.bind(&address, foreman.clone());
         if let Some(local) = self.lock().get_mut(node) {

@@ -8,7 +8,7 @@ mod local;
 mod registrations;
 mod remote;
 
-pub use local::{LocalCluster, LocalError};
+pub use local::{LocalCluster, LocalError, Wire};
 pub use registrations::{RegistrationWatch, Registrations};
 pub use remote::{Breakage, CommitError, RemoteCluster};
 

@@ -419,22 +419,41 @@ impl Foreman {
         if generation.broken {
             return Err(ClusterError::Failed(format!("{id}: generation {epoch} is broken and awaits recovery")));
         }
-        let versions = commit::take_version(&self.peers, &generation.route, epoch).await?;
-        let finished = commit::finish(&self.peers, &generation.route, epoch, versions, writes).await;
-        let mut generations = self.generations();
-        let Some(current) = generations.get_mut(id) else {
-            return Err(ClusterError::Failed(format!("{id} was released during the commit")));
+        let versions = match commit::take_version(&self.peers, &generation.route, epoch).await {
+            Ok(versions) => versions,
+            // No answer is no proof that no version was taken: a sequencer
+            // whose reply was lost has handed out a version no log will
+            // ever be pushed, a gap no later push can cross.
+            Err(err @ ClusterError::Unreachable(_)) => {
+                tracing::warn!(proxy = id, epoch, %err, "no answer from the sequencer: generation broken");
+                self.break_generation(id);
+                return Err(err);
+            }
+            Err(err) => return Err(err),
         };
+        let finished = commit::finish(&self.peers, &generation.route, epoch, versions, writes).await;
         match finished {
             Ok(()) => {
+                let mut generations = self.generations();
+                let current = generations
+                    .get_mut(id)
+                    .ok_or_else(|| ClusterError::Failed(format!("{id} was released during the commit")))?;
                 current.committed = current.committed.max(versions.1);
                 Ok(WorkerReply::Committed(versions.1))
             }
             Err(err) => {
                 tracing::warn!(proxy = id, epoch, version = versions.1, %err, "commit failed after taking a version: generation broken");
-                current.broken = true;
+                self.break_generation(id);
                 Err(err)
             }
+        }
+    }
+
+    /// Marks proxy `id`'s generation broken: it refuses every further
+    /// commit, and its worker's `Info` reports it.
+    fn break_generation(&self, id: &str) {
+        if let Some(current) = self.generations().get_mut(id) {
+            current.broken = true;
         }
     }
 
