@@ -168,7 +168,7 @@ async fn a_version_whose_reply_was_lost_breaks_the_generation_and_recovery_mends
             Arc::new(LoseFirstVersionReply { inner, lost: armed.clone() });
         transport
     });
-    let local = LocalCluster::wired(NodeSpec::spread(6, 3, 10), None, Some(wire)).unwrap();
+    let local = LocalCluster::wired(NodeSpec::spread(6, 3, 10), None, wire).unwrap();
     let cluster = local.client();
     let director = director(cluster.clone());
     let first = completed(&director.recover().await.unwrap());

@@ -33,7 +33,7 @@ struct LocalNode {
 /// What stands between a sender and the in-memory transport: given the
 /// node a request is sent from (`None` for the cluster client) and the
 /// transport, the transport that sender uses. The simulator puts its
-/// network there; by default nothing stands between.
+/// network there; [`LocalCluster::with_retention`] puts nothing between.
 pub type Wire = Arc<dyn Fn(Option<&str>, Arc<dyn Transport<WorkerProtocol>>) -> Arc<dyn Transport<WorkerProtocol>> + Send + Sync>;
 
 /// The in-memory transport, counting what is sent through it by kind.
@@ -54,7 +54,7 @@ impl Transport<WorkerProtocol> for Counted {
 pub struct LocalCluster {
     transport: Arc<MemoryTransport<WorkerProtocol>>,
     counted: Arc<Counted>,
-    wire: Option<Wire>,
+    wire: Wire,
     client: Arc<RemoteCluster>,
     nodes: Mutex<BTreeMap<String, LocalNode>>,
 }
@@ -80,19 +80,15 @@ impl LocalCluster {
     /// versions (see [`RemoteCluster::with_log_retention`]); `None` keeps
     /// every version.
     pub fn with_retention(nodes: impl IntoIterator<Item = NodeSpec>, retention: Option<Version>) -> Result<Self, LocalError> {
-        Self::wired(nodes, retention, None)
+        Self::wired(nodes, retention, Arc::new(|_, direct| direct))
     }
 
     /// [`LocalCluster::with_retention`], each sender reaching the others
     /// through `wire`.
-    pub fn wired(nodes: impl IntoIterator<Item = NodeSpec>, retention: Option<Version>, wire: Option<Wire>) -> Result<Self, LocalError> {
+    pub fn wired(nodes: impl IntoIterator<Item = NodeSpec>, retention: Option<Version>, wire: Wire) -> Result<Self, LocalError> {
         let transport = Arc::new(MemoryTransport::new(CALL_TIMEOUT));
         let counted = Arc::new(Counted { inner: transport.clone(), sent: Mutex::default() });
-        let client_transport: Arc<dyn Transport<WorkerProtocol>> = match &wire {
-            Some(wire) => wire(None, counted.clone()),
-            None => counted.clone(),
-        };
-        let client = RemoteCluster::over(client_transport);
+        let client = RemoteCluster::over(wire(None, counted.clone()));
         let client = match retention {
             Some(versions) => client.with_log_retention(versions),
             None => client,
@@ -140,10 +136,7 @@ impl LocalCluster {
             (local.spec.clone(), local.disk.clone())
         };
         let address = Self::address(node);
-        let transport: Arc<dyn Transport<WorkerProtocol>> = match &self.wire {
-            Some(wire) => wire(Some(node), self.counted.clone()),
-            None => self.counted.clone(),
-        };
+        let transport = (self.wire)(Some(node), self.counted.clone());
         let foreman = Arc::new(Foreman::open(spec.clone(), disk, address.clone())?.with_transport(transport));
         self.transport.bind(&address, foreman.clone());
         if let Some(local) = self.lock().get_mut(node) {
