@@ -96,7 +96,7 @@ fn five_hundred_seeds_of_the_default_profile_keep_every_invariant() {
         "(reply lost)",
         "request lost",
         "delivered twice",
-        "late lock",
+        "arrives late",
         "(reply too late)",
         "a rival director",
         "traps (injected)",
@@ -247,11 +247,11 @@ fn the_seeds_long_runs_found_failing_recover() {
 fn chaos_runs_send_every_request_type_of_the_worker_protocol() {
     // The simulator runs the foremen the worker processes run, so every
     // request a worker process answers is one a seed can send (and fault).
-    // Logs keep 2 versions: seed 2 rebuilds a replica from a snapshot, and
-    // seed 13 truncates one.
+    // Logs keep 2 versions: seed 131 rebuilds replicas from a snapshot and
+    // truncates others.
     let config = SimConfig { retention: Some(2), ..profile("chaos") };
     let mut sent: std::collections::BTreeMap<RequestKind, u64> = Default::default();
-    for run in runs("0..3", &config, &[]).into_iter().chain(runs("13", &config, &[])) {
+    for run in runs("0..3", &config, &[]).into_iter().chain(runs("131", &config, &[])) {
         for (kind, count) in run.requests {
             *sent.entry(kind).or_default() += count;
         }

@@ -127,6 +127,11 @@ impl LocalCluster {
         format!("{NODE_SCHEME}{node}")
     }
 
+    /// The node at in-memory endpoint `address`.
+    pub fn node_at(address: &str) -> Option<&str> {
+        address.strip_prefix(NODE_SCHEME)
+    }
+
     /// Starts `node`'s foreman on its disk, replaying its journals, and
     /// registers it. Starting a node that is up restarts it.
     pub fn start(&self, node: &str) -> Result<(), LocalError> {

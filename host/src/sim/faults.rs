@@ -1,8 +1,10 @@
 //! Named fault profiles: which faults a seed may draw, and how often.
 //!
 //! The per-tick probabilities apply once per simulated tick (10 ms of
-//! virtual time) while faults are on; the per-call ones to every call the
-//! director makes to a service.
+//! virtual time) while faults are on; the per-message ones to every message
+//! of the worker protocol: the director's and the clients' requests, and
+//! the proxies' to the sequencers and logs. A recovery sends about a hundred
+//! messages, so a per-message rate of 1 % already fails most attempts once.
 
 use std::fmt;
 
@@ -27,13 +29,13 @@ pub struct FaultProfile {
     /// Once per run, at a time the seed picks: every node of one zone is lost
     /// for good.
     pub zone_loss: bool,
-    /// Per call: the reply comes late (possibly past the call's timeout).
+    /// Per message: the reply comes late (possibly past the call's timeout).
     pub slow_reply: f64,
-    /// Per call: the request is lost; the caller times out.
+    /// Per message: the request is lost; the caller times out.
     pub lost_request: f64,
-    /// Per call: the request is carried out but its reply is lost.
+    /// Per message: the request is carried out but its reply is lost.
     pub lost_reply: f64,
-    /// Per call of an idempotent request: it is delivered twice.
+    /// Per message of a request safe to repeat: it is delivered twice.
     pub duplicate: f64,
     /// Per lock: the caller times out, and the lock arrives later.
     pub lock_timeout: f64,
@@ -93,11 +95,11 @@ const DEFAULT: FaultProfile = FaultProfile {
     crash: 0.02,
     node_crash: 0.004,
     partition: 0.006,
-    slow_reply: 0.03,
-    lost_request: 0.01,
-    lost_reply: 0.01,
-    duplicate: 0.02,
-    lock_timeout: 0.03,
+    slow_reply: 0.003,
+    lost_request: 0.001,
+    lost_reply: 0.001,
+    duplicate: 0.002,
+    lock_timeout: 0.003,
     competing_director: 0.25,
     plugin_trap: 0.01,
     ..QUIET
@@ -115,11 +117,11 @@ const NETWORK: FaultProfile = FaultProfile {
     name: "network",
     summary: "partitions and slow, lost, duplicated or late replies",
     partition: 0.02,
-    slow_reply: 0.1,
-    lost_request: 0.04,
-    lost_reply: 0.04,
-    duplicate: 0.08,
-    lock_timeout: 0.1,
+    slow_reply: 0.01,
+    lost_request: 0.004,
+    lost_reply: 0.004,
+    duplicate: 0.008,
+    lock_timeout: 0.01,
     ..QUIET
 };
 
@@ -134,15 +136,16 @@ const ZONE_LOSS: FaultProfile = FaultProfile {
 
 const CHAOS: FaultProfile = FaultProfile {
     name: "chaos",
-    summary: "every fault, several times the default rates",
+    summary: "every fault but a zone's loss, several times the default rates",
     crash: 0.06,
     node_crash: 0.015,
     partition: 0.02,
-    slow_reply: 0.1,
-    lost_request: 0.04,
-    lost_reply: 0.04,
-    duplicate: 0.08,
-    lock_timeout: 0.1,
+    replica_loss: 0.01,
+    slow_reply: 0.01,
+    lost_request: 0.004,
+    lost_reply: 0.004,
+    duplicate: 0.008,
+    lock_timeout: 0.01,
     competing_director: 0.6,
     plugin_trap: 0.04,
     ..QUIET

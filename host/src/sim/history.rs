@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::bindings::types::{Epoch, Layout, ServiceDescriptor};
 use crate::store::{CoordinatorState, CoordinatorStore, MemoryStore, StoreError};
+use crate::worker::RequestKind;
 
 /// The record of one run. Shared by the parts of the simulation.
 #[derive(Clone)]
@@ -81,16 +82,17 @@ impl History {
 
     /// `service` accepted `op` from `epoch`. A lock raises the service's
     /// fence; any work from below the fence is recorded as a violation.
-    pub fn accepted(&self, service: &str, epoch: Epoch, op: &str) {
+    pub fn accepted(&self, service: &str, epoch: Epoch, op: RequestKind) {
         let at = self.now_ms();
         let mut facts = self.facts();
         let fence = facts.lock_epoch.get(service).copied().unwrap_or(0);
         if epoch < fence {
             facts.stale_work.push(format!(
-                "{service} accepted {op} from epoch {epoch} at {at:.3}ms after epoch {fence} had locked it"
+                "{service} accepted {} from epoch {epoch} at {at:.3}ms after epoch {fence} had locked it",
+                op.name()
             ));
         }
-        if op == "lock" {
+        if op == RequestKind::Lock {
             facts.lock_epoch.insert(service.to_string(), fence.max(epoch));
             facts.locked.entry(epoch).or_default().insert(service.to_string());
         }

@@ -1,27 +1,28 @@
-//! The simulated network between the director and the services: every call
-//! the director makes goes through [`SimCluster`], which delays it by a
-//! seeded latency and, while faults are on, loses, duplicates, delays or
-//! partitions it as the fault profile says. Behind it, the cluster client
-//! reaches the foremen of an in-process cluster: the code the worker
-//! processes run.
+//! The simulated network: every message of the worker protocol, from the
+//! cluster client (the director's and the clients') to a foreman and from
+//! one foreman to another (a proxy's pushes), goes through a
+//! [`SimTransport`], which delays it by a seeded latency and, while faults
+//! are on, loses it or its reply, duplicates it, delivers it late or cuts
+//! it off at a partition, as the fault profile says. The foremen behind it
+//! are the code the worker processes run.
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use tokio::time::{Instant, sleep};
+use tokio::time::sleep;
 
 use super::faults::FaultProfile;
 use super::history::History;
 use super::rng::SimRng;
-use crate::bindings::types::{
-    ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
-};
-use crate::cluster::{Cluster, LocalCluster, PulledPage, RemoteCluster, SnapshotPage};
-use crate::services::Mutation;
+use crate::bindings::kind_name;
+use crate::bindings::types::ClusterError;
+use crate::cluster::{LocalCluster, Wire};
+use crate::transport::{Transport, TransportError};
+use crate::worker::{WorkerProtocol, WorkerReply, WorkerRequest};
 
-/// How long the director waits for any one reply.
+/// How long a sender waits for any one reply.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// The fault switches and the network's random stream, shared by the
@@ -35,30 +36,17 @@ struct NetState {
     profile: FaultProfile,
     /// Whether faults are being injected (the fault window is open).
     on: bool,
-    /// Nodes cut off from the director and the clients.
+    /// Nodes cut off from every other node and from the client.
     partitioned: BTreeSet<String>,
-    /// Locks that timed out at the caller and arrive later.
-    late: Vec<LateLock>,
 }
 
-/// A lock that arrives after its caller gave up on it.
-#[derive(Clone, Debug)]
-pub struct LateLock {
-    /// When it arrives.
-    pub due: Instant,
-    /// The service.
-    pub id: String,
-    /// The epoch of the lock.
-    pub epoch: Epoch,
-}
-
-/// What happens to one call.
+/// What happens to one message.
 enum Fate {
     /// Delivered; the round trip takes `latency` (past the timeout, the
     /// caller gives up although the request was carried out). `twice`
     /// delivers the request a second time.
     Deliver { latency: Duration, twice: bool },
-    /// The target's node is partitioned away: no answer.
+    /// The sender's or the target's node is partitioned away: no answer.
     Partitioned,
     /// The request is lost.
     LoseRequest,
@@ -77,7 +65,6 @@ impl Network {
                 profile,
                 on: false,
                 partitioned: BTreeSet::new(),
-                late: Vec::new(),
             }),
         }
     }
@@ -124,18 +111,12 @@ impl Network {
         state.on && state.rng.chance(p)
     }
 
-    /// Late locks due by `now`, removed from the queue.
-    pub fn due_locks(&self, now: Instant) -> Vec<LateLock> {
-        let mut state = self.state();
-        let (due, later) = std::mem::take(&mut state.late).into_iter().partition(|l| l.due <= now);
-        state.late = later;
-        due
-    }
-
-    fn fate(&self, node: Option<&str>, idempotent: bool, lock: Option<(&str, Epoch)>) -> Fate {
+    /// What happens to a message from `from` (`None`: the client) to `to`.
+    fn fate(&self, from: Option<&str>, to: Option<&str>, idempotent: bool, lock: bool) -> Fate {
         let mut s = self.state();
         let s = &mut *s;
-        if node.is_some_and(|n| s.partitioned.contains(n)) {
+        let cut = |node: Option<&str>| node.is_some_and(|n| s.partitioned.contains(n));
+        if from != to && (cut(from) || cut(to)) {
             return Fate::Partitioned;
         }
         let mut latency = s.rng.millis(0, 2);
@@ -143,12 +124,8 @@ impl Network {
             return Fate::Deliver { latency, twice: false };
         }
         let p = s.profile.clone();
-        if let Some((id, epoch)) = lock
-            && s.rng.chance(p.lock_timeout)
-        {
-            let after = CALL_TIMEOUT + s.rng.millis(0, 500);
-            s.late.push(LateLock { due: Instant::now() + after, id: id.to_string(), epoch });
-            return Fate::LateLock { after };
+        if lock && s.rng.chance(p.lock_timeout) {
+            return Fate::LateLock { after: CALL_TIMEOUT + s.rng.millis(0, 500) };
         }
         if s.rng.chance(p.lost_request) {
             return Fate::LoseRequest;
@@ -164,284 +141,173 @@ impl Network {
     }
 }
 
-/// The cluster client behind the simulated network.
-pub struct SimCluster {
-    inner: Arc<RemoteCluster>,
-    local: Arc<LocalCluster>,
+/// One sender's side of the simulated network, in front of the in-memory
+/// transport.
+pub struct SimTransport {
+    inner: Arc<dyn Transport<WorkerProtocol>>,
     net: Arc<Network>,
     history: History,
+    /// The sender's node; `None` for the cluster client.
+    from: Option<String>,
 }
 
-fn timed_out(what: &str) -> ClusterError {
-    ClusterError::Unreachable(format!("{what}: no reply within {CALL_TIMEOUT:?}"))
-}
+impl SimTransport {
+    /// The [`Wire`] that puts `net` between every sender of a
+    /// [`LocalCluster`] and the others, recording into `history`.
+    pub fn wire(net: Arc<Network>, history: History) -> Wire {
+        Arc::new(move |from: Option<&str>, inner: Arc<dyn Transport<WorkerProtocol>>| {
+            let transport: Arc<dyn Transport<WorkerProtocol>> =
+                Arc::new(SimTransport { inner, net: net.clone(), history: history.clone(), from: from.map(str::to_string) });
+            transport
+        })
+    }
 
-fn show<T>(result: &Result<T, ClusterError>) -> String {
-    match result {
-        Ok(_) => "ok".into(),
-        Err(err) => format!("{err:?}"),
+    /// Delivers `request` and records what the service accepted.
+    async fn deliver(&self, endpoint: &str, request: WorkerRequest) -> Result<Result<WorkerReply, ClusterError>, TransportError> {
+        let reply = self.inner.call(endpoint, request.clone()).await;
+        record(&self.history, &request, &reply);
+        reply
+    }
+
+    fn timed_out(endpoint: &str) -> TransportError {
+        TransportError::Timeout { addr: endpoint.to_string(), after: CALL_TIMEOUT }
     }
 }
 
-impl SimCluster {
-    /// The client of `local` behind `net`, recording into `history`.
-    pub fn new(local: Arc<LocalCluster>, net: Arc<Network>, history: History) -> Self {
-        SimCluster { inner: local.client(), local, net, history }
-    }
-
-    /// Carries one call across the network. `op` is the request's effect on
-    /// the service, run once per delivery.
-    async fn call<'a, T>(
-        &self,
-        what: String,
-        node: Option<String>,
-        idempotent: bool,
-        lock: Option<(&str, Epoch)>,
-        op: impl Fn() -> BoxFuture<'a, Result<T, ClusterError>>,
-    ) -> Result<T, ClusterError> {
-        match self.net.fate(node.as_deref(), idempotent, lock) {
+#[async_trait::async_trait]
+impl Transport<WorkerProtocol> for SimTransport {
+    async fn call(&self, endpoint: &str, request: WorkerRequest) -> Result<Result<WorkerReply, ClusterError>, TransportError> {
+        let to = LocalCluster::node_at(endpoint);
+        let lock = matches!(request, WorkerRequest::Lock { .. });
+        let what = Message { from: self.from.as_deref(), to: endpoint, request: &request };
+        match self.net.fate(self.from.as_deref(), to, may_duplicate(&request), lock) {
             Fate::Partitioned => {
                 sleep(CALL_TIMEOUT).await;
                 self.history.event("net", format_args!("{what} -> no answer: partitioned"));
-                Err(ClusterError::Unreachable(format!("{what}: partitioned")))
+                Err(TransportError::Unreachable { addr: endpoint.to_string(), reason: "partitioned".into() })
             }
             Fate::LoseRequest => {
                 sleep(CALL_TIMEOUT).await;
                 self.history.event("net", format_args!("{what} -> request lost"));
-                Err(timed_out(&what))
+                Err(Self::timed_out(endpoint))
             }
             Fate::LateLock { after } => {
+                self.history.event("net", format_args!("{what} -> delayed; arrives in {after:?}"));
+                let late = SimTransport { inner: self.inner.clone(), net: self.net.clone(), history: self.history.clone(), from: self.from.clone() };
+                let (endpoint_late, request_late) = (endpoint.to_string(), request.clone());
+                tokio::spawn(async move {
+                    sleep(after).await;
+                    let reply = late.deliver(&endpoint_late, request_late.clone()).await;
+                    let what = Message { from: late.from.as_deref(), to: &endpoint_late, request: &request_late };
+                    late.history.event("net", format_args!("{what} arrives late -> {}", Shown(&reply)));
+                });
                 sleep(CALL_TIMEOUT).await;
-                self.history.event("net", format_args!("{what} -> timed out; arrives in {after:?}"));
-                Err(timed_out(&what))
+                Err(Self::timed_out(endpoint))
             }
             Fate::LoseReply { latency } => {
                 sleep(latency / 2).await;
-                let result = op().await;
-                self.history.event("net", format_args!("{what} -> {} (reply lost)", show(&result)));
+                let reply = self.deliver(endpoint, request.clone()).await;
+                self.history.event("net", format_args!("{what} -> {} (reply lost)", Shown(&reply)));
                 sleep(CALL_TIMEOUT.saturating_sub(latency / 2)).await;
-                Err(timed_out(&what))
+                Err(Self::timed_out(endpoint))
             }
             Fate::Deliver { latency, twice } => {
                 let half = latency / 2;
                 sleep(half.min(CALL_TIMEOUT)).await;
                 if half >= CALL_TIMEOUT {
                     self.history.event("net", format_args!("{what} -> too slow, dropped"));
-                    return Err(timed_out(&what));
+                    return Err(Self::timed_out(endpoint));
                 }
-                let result = op().await;
+                let reply = self.deliver(endpoint, request.clone()).await;
                 if twice {
-                    let again = op().await;
-                    self.history.event("net", format_args!("{what} delivered twice: again {}", show(&again)));
+                    let again = self.deliver(endpoint, request.clone()).await;
+                    self.history.event("net", format_args!("{what} delivered twice: again {}", Shown(&again)));
                 }
                 if latency >= CALL_TIMEOUT {
                     sleep(CALL_TIMEOUT - half).await;
-                    self.history.event("net", format_args!("{what} -> {} (reply too late)", show(&result)));
-                    return Err(timed_out(&what));
+                    self.history.event("net", format_args!("{what} -> {} (reply too late)", Shown(&reply)));
+                    return Err(Self::timed_out(endpoint));
                 }
                 sleep(latency - half).await;
-                self.history.event("call", format_args!("{what} -> {}", show(&result)));
-                result
+                self.history.event("call", format_args!("{what} -> {}", Shown(&reply)));
+                reply
             }
-        }
-    }
-
-    /// Delivers the late locks that are due; the driver calls it every tick.
-    pub async fn deliver_late_locks(&self) {
-        for late in self.net.due_locks(Instant::now()) {
-            let result = self.inner.lock(&late.id, late.epoch).await;
-            if result.is_ok() {
-                self.history.accepted(&late.id, late.epoch, "lock");
-            }
-            self.history.event("net", format_args!("late lock {} e{} -> {}", late.id, late.epoch, show(&result)));
         }
     }
 }
 
-#[async_trait::async_trait]
-impl Cluster for SimCluster {
-    async fn nodes(&self) -> Vec<Node> {
-        // The coordinator hears no heartbeat from a partitioned node.
-        let mut nodes = self.inner.nodes().await;
-        for node in &mut nodes {
-            if self.net.is_partitioned(&node.id) {
-                node.healthy = false;
+/// Whether the network may deliver `request` twice: a request that a
+/// sender could retry, which its service must take twice safely. A created
+/// worker or role, a version taken from the sequencer, a commit and a
+/// staged rebuild page would each be done twice.
+fn may_duplicate(request: &WorkerRequest) -> bool {
+    !matches!(
+        request,
+        WorkerRequest::CreateWorker { .. }
+            | WorkerRequest::StartRole { .. }
+            | WorkerRequest::NextVersion { .. }
+            | WorkerRequest::Commit { .. }
+            | WorkerRequest::Rebuild { .. }
+    )
+}
+
+/// Records in `history` what a service accepted, when it accepted it: the
+/// checker judges fencing, and a layout's descriptors, by these.
+fn record(history: &History, request: &WorkerRequest, reply: &Result<Result<WorkerReply, ClusterError>, TransportError>) {
+    let Ok(Ok(reply)) = reply else { return };
+    match (request, reply) {
+        (WorkerRequest::CreateWorker { epoch, .. } | WorkerRequest::StartRole { epoch, .. }, WorkerReply::Created(created)) => {
+            history.recruited(created, *epoch)
+        }
+        (WorkerRequest::Release { id }, _) => history.event("cluster", format_args!("released {id}")),
+        (WorkerRequest::Rebuild { last: false, .. }, _) => {}
+        _ => {
+            if let (Some(id), Some(epoch)) = (request.service(), request.epoch()) {
+                history.accepted(id, epoch, request.kind());
             }
         }
-        nodes
     }
+}
 
-    async fn services(&self) -> Vec<ServiceDescriptor> {
-        self.inner.services().await
+/// A message as the trace shows it.
+struct Message<'a> {
+    from: Option<&'a str>,
+    to: &'a str,
+    request: &'a WorkerRequest,
+}
+
+impl fmt::Display for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let to = LocalCluster::node_at(self.to).unwrap_or(self.to);
+        write!(f, "{}->{to} {}", self.from.unwrap_or("client"), self.request.kind().name())?;
+        match self.request {
+            WorkerRequest::CreateWorker { kind, .. } | WorkerRequest::StartRole { kind, .. } => write!(f, " {}", kind_name(*kind))?,
+            WorkerRequest::Push { version, .. } => write!(f, " v{version}")?,
+            WorkerRequest::InstallRange { first, last, .. } | WorkerRequest::ReadRange { first, last, .. } => {
+                write!(f, " [{first}, {last}]")?
+            }
+            WorkerRequest::Pull { after, upto, .. } => write!(f, " ({after}, {upto}]")?,
+            _ => {}
+        }
+        if let Some(id) = self.request.service() {
+            write!(f, " {id}")?;
+        }
+        if let Some(epoch) = self.request.epoch() {
+            write!(f, " e{epoch}")?;
+        }
+        Ok(())
     }
+}
 
-    async fn lock(&self, id: &str, epoch: Epoch) -> Result<LockInfo, ClusterError> {
-        let node = self.local.node_of(id);
-        self.call(format!("lock {id} e{epoch}"), node, true, Some((id, epoch)), || {
-            Box::pin(async move {
-                let result = self.inner.lock(id, epoch).await;
-                if result.is_ok() {
-                    self.history.accepted(id, epoch, "lock");
-                }
-                result
-            })
-        })
-        .await
-    }
+/// A reply as the trace shows it.
+struct Shown<'a>(&'a Result<Result<WorkerReply, ClusterError>, TransportError>);
 
-    async fn create_worker(&self, node: &str, kind: ServiceKind, epoch: Epoch) -> Result<ServiceDescriptor, ClusterError> {
-        let what = format!("create {} on {node} e{epoch}", crate::bindings::kind_name(kind));
-        self.call(what, Some(node.to_string()), false, None, || {
-            Box::pin(async move {
-                let result = self.inner.create_worker(node, kind, epoch).await;
-                if let Ok(created) = &result {
-                    self.history.recruited(created, epoch);
-                }
-                result
-            })
-        })
-        .await
-    }
-
-    async fn recover_log(
-        &self,
-        epoch: Epoch,
-        target: &str,
-        sources: &[String],
-        tags: &[ShardTag],
-        first: Version,
-        last: Version,
-    ) -> Result<(), ClusterError> {
-        let node = self.local.node_of(target);
-        let what = format!("recover {target} tags {tags:?} [{first}, {last}] from {} e{epoch}", sources.join(","));
-        self.call(what, node, true, None, || {
-            Box::pin(async move {
-                let result = self.inner.recover_log(epoch, target, sources, tags, first, last).await;
-                if result.is_ok() {
-                    self.history.accepted(target, epoch, "recover-log");
-                }
-                result
-            })
-        })
-        .await
-    }
-
-    async fn start_role(&self, node: &str, kind: ServiceKind, epoch: Epoch, start: Version) -> Result<ServiceDescriptor, ClusterError> {
-        let what = format!("start {} on {node} e{epoch}", crate::bindings::kind_name(kind));
-        self.call(what, Some(node.to_string()), false, None, || {
-            Box::pin(async move {
-                let result = self.inner.start_role(node, kind, epoch, start).await;
-                if let Ok(started) = &result {
-                    self.history.recruited(started, epoch);
-                }
-                result
-            })
-        })
-        .await
-    }
-
-    async fn unlock(&self, id: &str, epoch: Epoch, layout: &Layout) -> Result<(), ClusterError> {
-        let node = self.local.node_of(id);
-        self.call(format!("unlock {id} e{epoch}"), node, true, None, || {
-            Box::pin(async move {
-                let result = self.inner.unlock(id, epoch, layout).await;
-                if result.is_ok() {
-                    self.history.accepted(id, epoch, "unlock");
-                }
-                result
-            })
-        })
-        .await
-    }
-
-    async fn adopt(&self, layout: &Layout) {
-        self.history.event("cluster", format_args!("generation of epoch {} is live", layout.epoch));
-        self.inner.adopt(layout).await
-    }
-
-    async fn release(&self, id: &str) {
-        self.history.event("cluster", format_args!("released {id}"));
-        self.inner.release(id).await
-    }
-
-    fn registrations(&self) -> crate::cluster::RegistrationWatch {
-        self.inner.registrations()
-    }
-
-    async fn replica_state(&self, id: &str) -> Result<(Version, String), ClusterError> {
-        let node = self.local.node_of(id);
-        self.call(format!("state of {id}"), node, true, None, || Box::pin(self.inner.replica_state(id))).await
-    }
-
-    async fn log_retained(&self, id: &str, tag: ShardTag) -> Result<(Version, Version), ClusterError> {
-        let node = self.local.node_of(id);
-        self.call(format!("retained of tag {tag} by {id}"), node, true, None, || Box::pin(self.inner.log_retained(id, tag))).await
-    }
-
-    async fn pull(&self, log: &str, tag: ShardTag, after: Version, upto: Version) -> Result<PulledPage, ClusterError> {
-        let node = self.local.node_of(log);
-        let what = format!("pull tag {tag} ({after}, {upto}] from {log}");
-        self.call(what, node, true, None, || Box::pin(self.inner.pull(log, tag, after, upto))).await
-    }
-
-    async fn recover_apply(&self, id: &str, epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version) -> Result<(), ClusterError> {
-        let node = self.local.node_of(id);
-        let what = format!("catch-up {id} {} entries through {upto} e{epoch}", mutations.len());
-        self.call(what, node, true, None, || {
-            let mutations = mutations.clone();
-            Box::pin(async move {
-                let result = self.inner.recover_apply(id, epoch, mutations, upto).await;
-                if result.is_ok() {
-                    self.history.accepted(id, epoch, "catch-up");
-                }
-                result
-            })
-        })
-        .await
-    }
-
-    async fn truncate(&self, id: &str, epoch: Epoch, to: Version) -> Result<(), ClusterError> {
-        let node = self.local.node_of(id);
-        self.call(format!("truncate {id} to {to} e{epoch}"), node, true, None, || {
-            Box::pin(async move {
-                let result = self.inner.truncate(id, epoch, to).await;
-                if result.is_ok() {
-                    self.history.accepted(id, epoch, "truncate");
-                }
-                result
-            })
-        })
-        .await
-    }
-
-    async fn snapshot_page(&self, id: &str, after: Option<String>) -> Result<SnapshotPage, ClusterError> {
-        let node = self.local.node_of(id);
-        self.call(format!("snapshot page of {id}"), node, true, None, || Box::pin(self.inner.snapshot_page(id, after.clone())))
-            .await
-    }
-
-    async fn rebuild_page(
-        &self,
-        id: &str,
-        epoch: Epoch,
-        version: Version,
-        entries: Vec<(String, String)>,
-        first: bool,
-        last: bool,
-    ) -> Result<(), ClusterError> {
-        let node = self.local.node_of(id);
-        let what = format!("rebuild {id} at {version}: {} keys (first {first}, last {last}) e{epoch}", entries.len());
-        // A page delivered twice would be staged twice: not idempotent.
-        self.call(what, node, false, None, || {
-            let entries = entries.clone();
-            Box::pin(async move {
-                let result = self.inner.rebuild_page(id, epoch, version, entries, first, last).await;
-                if result.is_ok() && last {
-                    self.history.accepted(id, epoch, "rebuild");
-                }
-                result
-            })
-        })
-        .await
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Ok(Ok(_)) => write!(f, "ok"),
+            Ok(Err(err)) => write!(f, "{err:?}"),
+            Err(err) => write!(f, "{err}"),
+        }
     }
 }

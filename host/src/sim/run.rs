@@ -17,7 +17,7 @@ use super::checker::{self, Property, Violation};
 use super::faults::FaultProfile;
 use super::adversary::{AdversarialPlugins, AdversarySlot, Switch};
 use super::history::{History, RecordingStore};
-use super::net::{Network, SimCluster};
+use super::net::{Network, SimTransport};
 use super::plugins::FaultyPlugins;
 use super::rng::SimRng;
 use crate::bindings::types::{Epoch, Layout, RecoveryConfig};
@@ -270,6 +270,13 @@ struct Acked {
     epoch: Epoch,
 }
 
+/// What one step of the client's load came to: the write, and the
+/// replicas the pump found stranded if it pumped.
+struct ClientStep {
+    write: Result<Acked, String>,
+    stranded: Option<Vec<String>>,
+}
+
 /// What comes back, and when.
 enum Restart {
     Node(String),
@@ -284,11 +291,11 @@ struct Driver {
     net: Arc<Network>,
     /// The foremen, seen from outside the protocol by the faults and the checker.
     local: Arc<LocalCluster>,
-    /// The cluster client without the network: the run's client.
+    /// The cluster client, behind the simulated network: the directors'
+    /// and the run's client.
     inner: Arc<RemoteCluster>,
     /// Replicas the last pump found behind what the logs retain.
     stranded: BTreeSet<String>,
-    cluster: Arc<SimCluster>,
     store: Arc<RecordingStore>,
     plugins: Arc<dyn Plugins>,
     running: Vec<Running>,
@@ -305,6 +312,10 @@ struct Driver {
     /// generation that acknowledged it.
     acked: Vec<Acked>,
     writes: usize,
+    /// The client's write in flight (and, every fifth, the storage pump
+    /// after it): a task of its own, so that a write that waits on the
+    /// network holds up neither the faults nor the directors.
+    client: Option<JoinHandle<ClientStep>>,
     /// Why the client's last write was refused, while writes keep failing.
     last_refusal: Option<String>,
     /// The adversary, when the run has one, and its slot.
@@ -322,9 +333,9 @@ impl Driver {
         let history = History::new(config.trace);
         let net = Arc::new(Network::new(seed ^ NET_STREAM, config.profile.clone()));
         let nodes = NodeSpec::spread(config.nodes, config.zones, NODE_CAPACITY);
-        let local = Arc::new(LocalCluster::with_retention(nodes, config.retention)?);
+        let wire = SimTransport::wire(net.clone(), history.clone());
+        let local = Arc::new(LocalCluster::wired(nodes, config.retention, wire)?);
         let inner = local.client();
-        let cluster = Arc::new(SimCluster::new(local.clone(), net.clone(), history.clone()));
         let store = Arc::new(RecordingStore::new(history.clone()));
         let adversary = config.adversary.as_ref().map(|slot| (Arc::new(Switch::default()), slot.slot_for(seed)));
         let plugins: Arc<dyn Plugins> = match &adversary {
@@ -340,7 +351,6 @@ impl Driver {
             local,
             inner,
             stranded: BTreeSet::new(),
-            cluster,
             store,
             plugins,
             running: Vec::new(),
@@ -352,6 +362,7 @@ impl Driver {
             lost_nodes: BTreeSet::new(),
             acked: Vec::new(),
             writes: 0,
+            client: None,
             last_refusal: None,
             adversary,
             refusals: BTreeMap::new(),
@@ -393,16 +404,23 @@ impl Driver {
         // every run has at least one recovery to measure.
         let first_crash = self.rng.below(ticks / 3).max(1);
         let zone_loss = self.config.profile.zone_loss.then(|| ticks / 2 + self.rng.below(ticks * 2 / 5));
+        // Faults are drawn once a tick of virtual time, however long the
+        // client's work in a step takes (a commit is several messages,
+        // each with its latency, or a timeout).
+        let window_start = Instant::now();
         let mut tick = 0;
         while Instant::now() < window_end {
-            tick += 1;
-            if tick == first_crash {
-                self.crash_a_log();
+            let due = (window_start.elapsed().as_millis() / TICK.as_millis()) as u64 + 1;
+            while tick < due.min(ticks) {
+                tick += 1;
+                if tick == first_crash {
+                    self.crash_a_log();
+                }
+                if zone_loss == Some(tick) {
+                    self.lose_a_zone();
+                }
+                self.inject_faults();
             }
-            if zone_loss == Some(tick) {
-                self.lose_a_zone();
-            }
-            self.inject_faults();
             self.step(true).await;
         }
 
@@ -416,6 +434,9 @@ impl Driver {
             self.restart(restart);
         }
         self.history.event("sim", "faults off: partitions healed, crashed nodes restarted");
+        // A write still in flight may yet break its generation (a push
+        // whose reply comes too late): settling starts once it is done.
+        self.collect_client().await;
         let settled = self.settle(self.config.liveness_bound).await;
         if !settled {
             let reason = match self.broken_member() {
@@ -468,27 +489,24 @@ impl Driver {
     /// back what is due, let the client work, and watch the generation.
     async fn step(&mut self, load: bool) {
         self.collect().await;
-        self.cluster.deliver_late_locks().await;
         let now = Instant::now();
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.restarts).into_iter().partition(|(at, _)| *at <= now);
         self.restarts = later;
         for (_, restart) in due {
             self.restart(restart);
         }
-        if load {
-            // Under faults a write may well be refused: the client goes on,
-            // and the trace says why once for each new reason.
-            match self.commit().await {
-                Ok(()) => self.last_refusal = None,
-                Err(reason) if self.last_refusal.as_deref() != Some(reason.as_str()) => {
-                    self.history.event("client", format_args!("writes refused: {reason}"));
-                    self.last_refusal = Some(reason);
-                }
-                Err(_) => {}
-            }
-            if self.writes % 5 == 0 {
-                self.pump().await;
-            }
+        if self.client.as_ref().is_some_and(JoinHandle::is_finished) {
+            self.collect_client().await;
+        }
+        if load && self.client.is_none() {
+            let (key, value) = self.next_write();
+            let (inner, history) = (self.inner.clone(), self.history.clone());
+            let pump = self.writes % 5 == 0;
+            self.client = Some(tokio::spawn(async move {
+                let write = write(&inner, &history, key, value).await;
+                let stranded = if pump { Some(inner.pump().await) } else { None };
+                ClientStep { write, stranded }
+            }));
         }
         if let Some(at) = self.rival_at
             && at <= now
@@ -514,7 +532,7 @@ impl Driver {
         self.history.event("director", format_args!("d{director} starts: {trigger}"));
         let options = DirectorOptions { max_attempts: 12, ..DirectorOptions::default() };
         let config = self.recovery_config();
-        let cluster: Arc<dyn Cluster> = self.cluster.clone();
+        let cluster: Arc<dyn Cluster> = self.inner.clone();
         let d = Director::new(self.plugins.clone(), cluster, self.store.clone(), config, options)
             .with_replica_sessions(self.sessions.clone());
         let handle = tokio::spawn(async move { (d.recover().await, Instant::now()) });
@@ -554,6 +572,7 @@ impl Driver {
             if recovery.end == RecoveryEnd::Completed
                 && let Some(layout) = report.layout()
             {
+                self.history.event("cluster", format_args!("generation of epoch {} is live", layout.epoch));
                 self.release_strays(layout).await;
             }
             self.recoveries.push(recovery);
@@ -606,7 +625,7 @@ impl Driver {
         let named = named_services(layout);
         for service in self.inner.services().await {
             if !named.contains(&service.id) {
-                self.cluster.release(&service.id).await;
+                self.inner.release(&service.id).await;
             }
         }
     }
@@ -630,23 +649,48 @@ impl Driver {
         self.stranded = self.inner.pump().await.into_iter().collect();
     }
 
-    /// Commits one write through the live generation; why not, when it
-    /// was not acknowledged.
-    async fn commit(&mut self) -> Result<(), String> {
-        let Some(layout) = self.inner.live_layout() else { return Err("no live generation".into()) };
-        if let Some(member) = layout.services.iter().find(|s| self.net.is_partitioned(&s.node)) {
-            return Err(format!("{} is partitioned", member.id));
-        }
+    /// The key and value of the client's next write.
+    fn next_write(&mut self) -> (String, String) {
         let i = self.writes;
         self.writes += 1;
-        let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
-        let value = format!("s{}-v{i}", self.seed);
-        let version = self.inner.commit(&[(key.clone(), value.clone())]).await.map_err(|err| err.to_string())?;
-        for log in &layout.logs {
-            self.history.accepted(&log.id, layout.epoch, "push");
+        (format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761)), format!("s{}-v{i}", self.seed))
+    }
+
+    /// Waits for the client's step in flight, if any, and records it.
+    async fn collect_client(&mut self) {
+        let Some(handle) = self.client.take() else { return };
+        let step = match handle.await {
+            Ok(step) => step,
+            Err(join) => {
+                self.history.facts().panics.push(format!("the client: {join}"));
+                return;
+            }
+        };
+        if let Some(stranded) = step.stranded {
+            self.stranded = stranded.into_iter().collect();
         }
-        self.history.event("client", format_args!("{key} acknowledged at version {version} (epoch {})", layout.epoch));
-        self.acked.push(Acked { key, value, version, epoch: layout.epoch });
+        // Under faults a write may well be refused: the client goes on,
+        // and the trace says why once for each new reason.
+        match step.write {
+            Ok(acked) => {
+                self.acked.push(acked);
+                self.last_refusal = None;
+            }
+            Err(reason) if self.last_refusal.as_deref() != Some(reason.as_str()) => {
+                self.history.event("client", format_args!("writes refused: {reason}"));
+                self.last_refusal = Some(reason);
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Commits one write through the live generation, once the client's
+    /// step in flight is done; why not, when it was not acknowledged.
+    async fn commit(&mut self) -> Result<(), String> {
+        self.collect_client().await;
+        let (key, value) = self.next_write();
+        let acked = write(&self.inner, &self.history, key, value).await?;
+        self.acked.push(acked);
         Ok(())
     }
 
@@ -766,6 +810,7 @@ impl Driver {
     /// otherwise they are looked for at rest, in the storage and the logs
     /// of the last layout persisted.
     async fn finish(mut self, mut violations: Vec<Violation>, settled: bool) -> SimRun {
+        self.collect_client().await;
         self.pump().await;
         let at_rest = self.history.facts().persisted.last().cloned();
         let mut lost = Vec::new();
@@ -792,6 +837,12 @@ impl Driver {
         if settled && let Some(layout) = self.inner.live_layout() {
             violations.extend(checker::check_replicas(&self.local.team_contents(&layout)));
         }
+        let placement = match self.inner.live_layout() {
+            Some(layout) => Some(placement(&PlacementQuality::of(&layout, &self.inner.nodes().await))),
+            None => None,
+        };
+        // The facts stay locked to the end: no message may go out from here
+        // (the network records into them).
         let mut facts = self.history.facts();
         let acked: Vec<(u64, Epoch)> = self.acked.iter().map(|w| (w.version, w.epoch)).collect();
         let replication = self.recovery_config().replication_factor;
@@ -801,10 +852,6 @@ impl Driver {
             // An adversary may stall every recovery: only safety counts.
             violations.retain(|v| v.rule != Property::Liveness);
         }
-        let placement = match self.inner.live_layout() {
-            Some(layout) => Some(placement(&PlacementQuality::of(&layout, &self.inner.nodes().await))),
-            None => None,
-        };
         let trace = std::mem::take(&mut facts.trace);
         drop(facts);
         SimRun {
@@ -823,6 +870,14 @@ impl Driver {
             requests: self.local.requests_sent(),
         }
     }
+}
+
+/// Commits `key = value` through the live generation of `cluster`.
+async fn write(cluster: &RemoteCluster, history: &History, key: String, value: String) -> Result<Acked, String> {
+    let Some(layout) = cluster.live_layout() else { return Err("no live generation".into()) };
+    let version = cluster.commit(&[(key.clone(), value.clone())]).await.map_err(|err| err.to_string())?;
+    history.event("client", format_args!("{key} acknowledged at version {version} (epoch {})", layout.epoch));
+    Ok(Acked { key, value, version, epoch: layout.epoch })
 }
 
 fn placement(quality: &PlacementQuality) -> Placement {

@@ -115,6 +115,34 @@ pub enum RequestKind {
 }
 
 impl RequestKind {
+    /// Its name, as a trace shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RequestKind::Info => "info",
+            RequestKind::Lock => "lock",
+            RequestKind::CreateWorker => "create-worker",
+            RequestKind::StartRole => "start-role",
+            RequestKind::ReadRange => "read-range",
+            RequestKind::InstallRange => "install-range",
+            RequestKind::Unlock => "unlock",
+            RequestKind::Release => "release",
+            RequestKind::Snapshot => "snapshot",
+            RequestKind::Rebuild => "rebuild",
+            RequestKind::RecoverApply => "recover-apply",
+            RequestKind::Truncate => "truncate",
+            RequestKind::Retained => "retained",
+            RequestKind::Pop => "pop",
+            RequestKind::Commit => "commit",
+            RequestKind::ReadVersion => "read-version",
+            RequestKind::NextVersion => "next-version",
+            RequestKind::Resolve => "resolve",
+            RequestKind::Push => "push",
+            RequestKind::Pull => "pull",
+            RequestKind::Apply => "apply",
+            RequestKind::Read => "read",
+        }
+    }
+
     /// Every kind of request the protocol has.
     pub const ALL: [RequestKind; 22] = [
         RequestKind::Info,
@@ -169,6 +197,60 @@ impl Serving {
 }
 
 impl WorkerRequest {
+    /// The service it is addressed to, if it names one.
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            WorkerRequest::Info | WorkerRequest::CreateWorker { .. } | WorkerRequest::StartRole { .. } => None,
+            WorkerRequest::Lock { id, .. }
+            | WorkerRequest::ReadRange { id, .. }
+            | WorkerRequest::InstallRange { id, .. }
+            | WorkerRequest::Unlock { id, .. }
+            | WorkerRequest::Release { id }
+            | WorkerRequest::Snapshot { id, .. }
+            | WorkerRequest::Rebuild { id, .. }
+            | WorkerRequest::RecoverApply { id, .. }
+            | WorkerRequest::Truncate { id, .. }
+            | WorkerRequest::Retained { id, .. }
+            | WorkerRequest::Pop { id, .. }
+            | WorkerRequest::Commit { id, .. }
+            | WorkerRequest::ReadVersion { id }
+            | WorkerRequest::NextVersion { id, .. }
+            | WorkerRequest::Resolve { id, .. }
+            | WorkerRequest::Push { id, .. }
+            | WorkerRequest::Pull { id, .. }
+            | WorkerRequest::Apply { id, .. }
+            | WorkerRequest::Read { id, .. } => Some(id),
+        }
+    }
+
+    /// The epoch it carries, if it is fenced by one.
+    pub fn epoch(&self) -> Option<Epoch> {
+        match self {
+            WorkerRequest::Lock { epoch, .. }
+            | WorkerRequest::CreateWorker { epoch, .. }
+            | WorkerRequest::StartRole { epoch, .. }
+            | WorkerRequest::ReadRange { epoch, .. }
+            | WorkerRequest::InstallRange { epoch, .. }
+            | WorkerRequest::Unlock { epoch, .. }
+            | WorkerRequest::Rebuild { epoch, .. }
+            | WorkerRequest::RecoverApply { epoch, .. }
+            | WorkerRequest::Truncate { epoch, .. }
+            | WorkerRequest::NextVersion { epoch, .. }
+            | WorkerRequest::Resolve { epoch, .. }
+            | WorkerRequest::Push { epoch, .. } => Some(*epoch),
+            WorkerRequest::Info
+            | WorkerRequest::Release { .. }
+            | WorkerRequest::Snapshot { .. }
+            | WorkerRequest::Retained { .. }
+            | WorkerRequest::Pop { .. }
+            | WorkerRequest::Commit { .. }
+            | WorkerRequest::ReadVersion { .. }
+            | WorkerRequest::Pull { .. }
+            | WorkerRequest::Apply { .. }
+            | WorkerRequest::Read { .. } => None,
+        }
+    }
+
     /// What it asks.
     pub fn kind(&self) -> RequestKind {
         match self {
