@@ -478,7 +478,12 @@ impl Cluster for RemoteCluster {
 
     async fn adopt(&self, layout: &Layout) {
         self.committed.fetch_max(layout.recovery_version, Ordering::SeqCst);
-        *lock(&self.live) = Some(Arc::new(layout.clone()));
+        // A director that finishes after a rival adopted a newer generation
+        // does not take the client back to its older one.
+        let mut live = lock(&self.live);
+        if live.as_ref().is_none_or(|current| current.epoch <= layout.epoch) {
+            *live = Some(Arc::new(layout.clone()));
+        }
     }
 
     async fn release(&self, id: &str) {

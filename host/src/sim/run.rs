@@ -543,6 +543,7 @@ impl Driver {
     /// every worker its layout does not name, as the coordinator does.
     async fn collect(&mut self) {
         let mut still = Vec::new();
+        let mut completed = false;
         for running in std::mem::take(&mut self.running) {
             if !running.handle.is_finished() {
                 still.push(running);
@@ -573,11 +574,21 @@ impl Driver {
                 && let Some(layout) = report.layout()
             {
                 self.history.event("cluster", format_args!("generation of epoch {} is live", layout.epoch));
-                self.release_strays(layout).await;
+                completed = true;
             }
             self.recoveries.push(recovery);
         }
         self.running = still;
+        // As the coordinator does, strays are released only while no
+        // recovery runs, and against the newest layout persisted: a
+        // director that completes after a rival persisted a newer layout
+        // must not release the newer generation's services.
+        if completed && self.running.is_empty() {
+            let newest = self.history.facts().persisted.last().cloned();
+            if let Some(layout) = newest {
+                self.release_strays(&layout).await;
+            }
+        }
     }
 
     fn record(&mut self, running: &Ended, report: &RecoveryReport) -> Recovery {
