@@ -19,7 +19,7 @@ use ratchet::runtime::{Detached, Runtime, RuntimeConfig};
 async fn main() -> anyhow::Result<()> {
     let runtime = Arc::new(Runtime::new(RuntimeConfig::with_user_cache())?);
     let registry = Registry::with_defaults(runtime)?;
-    let services = Arc::new(Detached::default());
+    let host = Arc::new(Detached::default());
 
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (slot, bytes, source) = match args.as_slice() {
@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let swapped = registry.activate(candidate);
     println!("swapped in: {}", describe(Some(&swapped)));
 
-    let outcome = registry.call_phase(&slot, &new_cluster(), services.clone()).await;
+    let outcome = registry.call_phase(&slot, &new_cluster(), host.clone()).await;
     println!("next call: {outcome:?}", outcome = outcome.map(|o| o.step));
 
     if before.is_some() {

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use ratchet::bindings::types::{AttemptState, PhaseOutcome, PhaseStep, RecoveryConfig};
 use ratchet::components;
 use ratchet::registry::Registry;
-use ratchet::runtime::{CacheOrigin, Detached, HostServices, Runtime, RuntimeConfig};
+use ratchet::runtime::{CacheOrigin, Detached, PluginHost, Runtime, RuntimeConfig};
 
 fn main() {
     divan::main();
@@ -50,11 +50,11 @@ fn state() -> AttemptState {
 /// Calls the validate-layout slot of `registry` on an empty state, once per
 /// iteration, and hands each outcome to `check`.
 fn bench_validate_layout(bencher: divan::Bencher, registry: &Registry, check: impl Fn(&PhaseOutcome)) {
-    let services: Arc<dyn HostServices> = Arc::new(Detached::default());
+    let host: Arc<dyn PluginHost> = Arc::new(Detached::default());
     let state = state();
     bencher.bench_local(|| {
         let outcome = tokio()
-            .block_on(registry.call_phase("validate-layout", &state, services.clone()))
+            .block_on(registry.call_phase("validate-layout", &state, host.clone()))
             .unwrap();
         check(&outcome);
     });
@@ -102,7 +102,7 @@ fn load_from_disk_cache(bencher: divan::Bencher) {
 #[divan::bench]
 fn swap_then_call(bencher: divan::Bencher) {
     let registry = Registry::with_defaults(runtime()).unwrap();
-    let services: Arc<dyn HostServices> = Arc::new(Detached::default());
+    let host: Arc<dyn PluginHost> = Arc::new(Detached::default());
     let state = state();
     bencher
         .with_inputs(|| {
@@ -113,7 +113,7 @@ fn swap_then_call(bencher: divan::Bencher) {
         .bench_local_values(|candidate| {
             let version = registry.activate(candidate).number;
             tokio()
-                .block_on(registry.call_phase("validate-layout", &state, services.clone()))
+                .block_on(registry.call_phase("validate-layout", &state, host.clone()))
                 .unwrap();
             version
         });
@@ -153,11 +153,11 @@ fn nine_node_state() -> AttemptState {
 #[divan::bench]
 fn call_phase_nine_node_state(bencher: divan::Bencher) {
     let registry = Registry::with_defaults(runtime()).unwrap();
-    let services: Arc<dyn HostServices> = Arc::new(Detached::default());
+    let host: Arc<dyn PluginHost> = Arc::new(Detached::default());
     let state = nine_node_state();
     bencher.bench_local(|| {
         tokio()
-            .block_on(registry.call_phase("determine-path", &state, services.clone()))
+            .block_on(registry.call_phase("determine-path", &state, host.clone()))
             .unwrap()
     });
 }
@@ -200,13 +200,13 @@ fn large_placement_request() -> ratchet::bindings::types::PlacementRequest {
 #[divan::bench(sample_count = 20, sample_size = 1)]
 fn place_10k_vacancies_over_1k_nodes(bencher: divan::Bencher) {
     let registry = Registry::with_defaults(runtime()).unwrap();
-    let services: Arc<dyn HostServices> = Arc::new(Detached::default());
+    let host: Arc<dyn PluginHost> = Arc::new(Detached::default());
     let request = large_placement_request();
     let vacancies: u32 = request.vacancies.iter().map(|v| v.count).sum();
     assert_eq!(vacancies, 10_000);
     bencher.bench_local(|| {
         let answer = tokio()
-            .block_on(registry.call_placement(&request, services.clone()))
+            .block_on(registry.call_placement(&request, host.clone()))
             .unwrap()
             .expect("the request can be placed");
         ratchet::guard::placement_check::check(&request, &answer).expect("the host accepts the answer");

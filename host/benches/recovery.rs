@@ -37,7 +37,8 @@ use ratchet::components::fixtures;
 use ratchet::store::MemoryStore;
 use ratchet::director::{Director, DirectorOptions};
 use ratchet::registry::{InvokeError, PHASES, Plugins, Registry};
-use ratchet::runtime::{Detached, HostServices, Runtime, RuntimeConfig};
+use ratchet::bindings::{clock, cluster, placement};
+use ratchet::runtime::{Detached, HostView, PluginHost, Runtime, RuntimeConfig};
 use ratchet_guest::types as g;
 use ratchet_guest::{Host as GuestHost, LogLevel, Phase, PlacementPolicy};
 
@@ -363,12 +364,12 @@ impl Plugins for NativePlugins {
         &self,
         slot: &str,
         state: &AttemptState,
-        services: Arc<dyn HostServices>,
+        host: Arc<dyn PluginHost>,
     ) -> Result<PhaseOutcome, InvokeError> {
         let handle = tokio::runtime::Handle::current();
         Ok(tokio::task::block_in_place(|| {
-            let mut host = NativeHost { services, handle };
-            dispatch(slot, state, &mut host)
+            let mut native = NativeHost { host, handle };
+            dispatch(slot, state, &mut native)
         }))
     }
 
@@ -390,7 +391,7 @@ struct FloorPlugins {
     /// of its own.
     noop: Registry,
     empty: AttemptState,
-    detached: Arc<dyn HostServices>,
+    detached: Arc<dyn PluginHost>,
     /// Fixture calls made during timed recoveries, and the nanoseconds they
     /// took.
     calls: AtomicU64,
@@ -402,7 +403,7 @@ impl FloorPlugins {
         let noop = Registry::new(Arc::new(Runtime::new(RuntimeConfig::default()).unwrap()));
         noop.load_file("validate-layout", std::path::Path::new(fixtures::NOOP_PHASE)).unwrap();
         let empty = AttemptState::new(1, 1, RecoveryConfig::default(), None);
-        let detached: Arc<dyn HostServices> = Arc::new(Detached::default());
+        let detached: Arc<dyn PluginHost> = Arc::new(Detached::default());
         FloorPlugins { noop, empty, detached, calls: AtomicU64::new(0), spent: AtomicU64::new(0) }
     }
 
@@ -423,10 +424,10 @@ impl Plugins for FloorPlugins {
         &self,
         slot: &str,
         state: &AttemptState,
-        services: Arc<dyn HostServices>,
+        host: Arc<dyn PluginHost>,
     ) -> Result<PhaseOutcome, InvokeError> {
         self.sandbox().await;
-        NativePlugins.run_phase(slot, state, services).await
+        NativePlugins.run_phase(slot, state, host).await
     }
 
     async fn place(&self, request: &PlacementRequest) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
@@ -440,10 +441,11 @@ impl Plugins for FloorPlugins {
     }
 }
 
-/// The guest SDK's host trait over the guarded host services, blocking on
-/// each call as a component's import does.
+/// The guest SDK's host trait over the guarded host, through the imports a
+/// component's calls run, blocking on each call as a component's import
+/// does.
 struct NativeHost {
-    services: Arc<dyn HostServices>,
+    host: Arc<dyn PluginHost>,
     handle: tokio::runtime::Handle,
 }
 
@@ -455,16 +457,16 @@ impl NativeHost {
 
 impl GuestHost for NativeHost {
     fn services(&mut self) -> Vec<g::ServiceDescriptor> {
-        convert(&self.wait(self.services.services()))
+        convert(&self.wait(cluster::Host::services(&mut HostView::native(&*self.host))))
     }
     fn nodes(&mut self) -> Vec<g::Node> {
-        convert(&self.wait(self.services.nodes()))
+        convert(&self.wait(cluster::Host::nodes(&mut HostView::native(&*self.host))))
     }
     fn lock(&mut self, ids: &[String]) -> Vec<Result<g::LockInfo, g::ClusterError>> {
-        convert(&self.wait(self.services.lock(ids.to_vec())))
+        convert(&self.wait(cluster::Host::lock(&mut HostView::native(&*self.host), ids.to_vec())))
     }
     fn create_worker(&mut self, node: &str, kind: g::ServiceKind) -> Result<g::ServiceDescriptor, g::ClusterError> {
-        convert(&self.wait(self.services.create_worker(node.into(), convert(&kind))))
+        convert(&self.wait(cluster::Host::create_worker(&mut HostView::native(&*self.host), node.into(), convert(&kind))))
     }
     fn recover_log(
         &mut self,
@@ -474,28 +476,29 @@ impl GuestHost for NativeHost {
         first: g::Version,
         last: g::Version,
     ) -> Result<(), g::ClusterError> {
-        convert(&self.wait(self.services.recover_log(target.into(), sources.to_vec(), tags.to_vec(), first, last)))
+        let mut view = HostView::native(&*self.host);
+        convert(&self.wait(cluster::Host::recover_log(&mut view, target.into(), sources.to_vec(), tags.to_vec(), first, last)))
     }
     fn start_role(&mut self, node: &str, kind: g::ServiceKind) -> Result<g::ServiceDescriptor, g::ClusterError> {
-        convert(&self.wait(self.services.start_role(node.into(), convert(&kind))))
+        convert(&self.wait(cluster::Host::start_role(&mut HostView::native(&*self.host), node.into(), convert(&kind))))
     }
     fn stage_layout(&mut self, layout: &g::Layout) -> Result<(), g::ClusterError> {
-        convert(&self.wait(self.services.stage_layout(convert(layout))))
+        convert(&self.wait(cluster::Host::stage_layout(&mut HostView::native(&*self.host), convert(layout))))
     }
     fn unlock(&mut self, ids: &[String]) -> Vec<Result<(), g::ClusterError>> {
-        convert(&self.wait(self.services.unlock(ids.to_vec())))
+        convert(&self.wait(cluster::Host::unlock(&mut HostView::native(&*self.host), ids.to_vec())))
     }
     fn persist_layout(&mut self) -> Result<(), g::ClusterError> {
-        convert(&self.wait(self.services.persist_layout()))
+        convert(&self.wait(cluster::Host::persist_layout(&mut HostView::native(&*self.host))))
     }
     fn place(&mut self, request: &g::PlacementRequest) -> Result<Vec<g::Assignment>, g::PlacementError> {
-        convert(&self.wait(self.services.place(convert(request))))
+        convert(&self.wait(placement::Host::place(&mut HostView::native(&*self.host), convert(request))))
     }
     fn now_ms(&mut self) -> u64 {
-        self.services.now_ms()
+        self.wait(clock::Host::now_ms(&mut HostView::native(&*self.host)))
     }
     fn sleep_ms(&mut self, ms: u64) {
-        self.wait(self.services.sleep_ms(ms))
+        self.wait(clock::Host::sleep_ms(&mut HostView::native(&*self.host), ms))
     }
     fn log(&mut self, _level: LogLevel, _message: &str, _fields: &[(String, String)]) {}
 }

@@ -11,7 +11,7 @@ mod phase_world {
     wasmtime::component::bindgen!({
         world: "ratchet:recovery/recovery-phase@0.1.0",
         path: "../wit",
-        imports: { default: async | trappable },
+        imports: { default: async },
         exports: { default: async },
         additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
     });
@@ -21,7 +21,7 @@ mod policy_world {
     wasmtime::component::bindgen!({
         world: "ratchet:recovery/placement-policy@0.1.0",
         path: "../wit",
-        imports: { default: async | trappable },
+        imports: { default: async },
         exports: { default: async },
         with: {
             "ratchet:recovery/types@0.1.0": super::phase_world::ratchet::recovery::types,
@@ -34,7 +34,7 @@ mod replica_world {
     wasmtime::component::bindgen!({
         world: "ratchet:recovery/replica-recovery@0.1.0",
         path: "../wit",
-        imports: { default: async | trappable },
+        imports: { default: async },
         exports: { default: async },
         with: {
             "ratchet:recovery/types@0.1.0": super::phase_world::ratchet::recovery::types,

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use ratchet::bindings::types::{AttemptState, RecoveryConfig};
 use ratchet::director::{Director, DirectorOptions, RecoveryReport};
-use ratchet::runtime::{Detached, EngineConfig, HostServices, Runtime, RuntimeConfig};
+use ratchet::runtime::{Detached, EngineConfig, HostCall, HostReply, PluginHost, Runtime, RuntimeConfig};
 
 /// The layout a recovery completed with; panics with every attempt's
 /// outcome when it did not complete.
@@ -76,7 +76,7 @@ pub fn fuel_runtime() -> Arc<Runtime> {
         .clone()
 }
 
-pub fn detached() -> Arc<dyn HostServices> {
+pub fn detached() -> Arc<dyn PluginHost> {
     Arc::new(Detached::default())
 }
 
@@ -114,9 +114,9 @@ pub fn wrong_world_bytes() -> Vec<u8> {
     std::fs::read(ratchet::components::fixtures::WRONG_WORLD).expect("fixture built by build.rs")
 }
 
-/// Services whose `sleep_ms` parks until the test releases it, so a test can
-/// hold a call in flight for as long as it needs. Everything else behaves as
-/// [`Detached`].
+/// A host whose `sleep-ms` parks until the test releases it, so a test can
+/// hold a call in flight for as long as it needs. Every other call is
+/// answered as [`Detached`] answers it.
 #[derive(Default)]
 pub struct Gate {
     inner: Detached,
@@ -124,56 +124,15 @@ pub struct Gate {
     pub release: tokio::sync::Notify,
 }
 
-use ratchet::bindings::types::{
-    Assignment, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest,
-    ServiceDescriptor, ServiceKind, ShardTag, Version,
-};
-
 #[async_trait::async_trait]
-impl HostServices for Gate {
-    async fn services(&self) -> Vec<ServiceDescriptor> {
-        self.inner.services().await
-    }
-    async fn nodes(&self) -> Vec<Node> {
-        self.inner.nodes().await
-    }
-    async fn lock(&self, ids: Vec<String>) -> Vec<Result<LockInfo, ClusterError>> {
-        self.inner.lock(ids).await
-    }
-    async fn create_worker(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
-        self.inner.create_worker(node, kind).await
-    }
-    async fn recover_log(
-        &self,
-        target: String,
-        sources: Vec<String>,
-        tags: Vec<ShardTag>,
-        first: Version,
-        last: Version,
-    ) -> Result<(), ClusterError> {
-        self.inner.recover_log(target, sources, tags, first, last).await
-    }
-    async fn start_role(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
-        self.inner.start_role(node, kind).await
-    }
-    async fn stage_layout(&self, layout: Layout) -> Result<(), ClusterError> {
-        self.inner.stage_layout(layout).await
-    }
-    async fn unlock(&self, ids: Vec<String>) -> Vec<Result<(), ClusterError>> {
-        self.inner.unlock(ids).await
-    }
-    async fn persist_layout(&self) -> Result<(), ClusterError> {
-        self.inner.persist_layout().await
-    }
-    async fn place(&self, request: PlacementRequest) -> Result<Vec<Assignment>, PlacementError> {
-        self.inner.place(request).await
-    }
-    fn now_ms(&self) -> u64 {
-        self.inner.now_ms()
-    }
-    async fn sleep_ms(&self, _ms: u64) {
-        self.entered.notify_one();
-        self.release.notified().await;
+impl PluginHost for Gate {
+    async fn answer(&self, call: HostCall) -> HostReply {
+        if let HostCall::Sleep { .. } = call {
+            self.entered.notify_one();
+            self.release.notified().await;
+            return HostReply::Slept;
+        }
+        self.inner.answer(call).await
     }
 }
 

@@ -13,16 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ratchet::bindings::types::{
-    Assignment, AttemptState, ClusterError, Layout, LockInfo, Node, PhaseOutcome, PhaseStep, PlacementError,
-    PlacementRequest, RecoveryPath, ReplicaHistory, ReplicaPlan, ServiceDescriptor, ServiceKind,
-    ShardTag, StateField, Version,
+    Assignment, AttemptState, Layout, PhaseOutcome, PhaseStep, PlacementError, PlacementRequest, RecoveryPath,
+    ReplicaHistory, ReplicaPlan, StateField,
 };
 use ratchet::components::fixtures;
 use ratchet::store::CoordinatorStore;
 use ratchet::director::{AttemptOutcome, RecoveryReport};
 use ratchet::guard::Invariant;
 use ratchet::registry::{CallObserver, CallOutcome, InvokeError, Plugins, Registry};
-use ratchet::runtime::{HostServices, Limits};
+use ratchet::runtime::{HostCall, HostReply, Limits, PluginHost};
 
 /// How a slot's calls are tampered with.
 #[derive(Clone, Copy)]
@@ -48,19 +47,19 @@ struct Tampered {
 
 #[async_trait::async_trait]
 impl Plugins for Tampered {
-    async fn run_phase(&self, slot: &str, state: &AttemptState, services: Arc<dyn HostServices>) -> Result<PhaseOutcome, InvokeError> {
+    async fn run_phase(&self, slot: &str, state: &AttemptState, host: Arc<dyn PluginHost>) -> Result<PhaseOutcome, InvokeError> {
         if slot != self.slot {
-            return self.registry.run_phase(slot, state, services).await;
+            return self.registry.run_phase(slot, state, host).await;
         }
         if let Tamper::SkipLocks = self.tamper {
-            let mut outcome = self.registry.run_phase("initialize", state, services).await?;
+            let mut outcome = self.registry.run_phase("initialize", state, host).await?;
             outcome.state.path = Some(RecoveryPath::Initialize);
             outcome.written.push(StateField::Path);
             outcome.step = PhaseStep::Next("recruit-logs".into());
             return Ok(outcome);
         }
-        let services = Arc::new(Intercept { inner: services, tamper: self.tamper });
-        self.registry.run_phase(slot, state, services).await
+        let host = Arc::new(Intercept { inner: host, tamper: self.tamper });
+        self.registry.run_phase(slot, state, host).await
     }
 
     async fn place(&self, request: &PlacementRequest) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
@@ -72,73 +71,38 @@ impl Plugins for Tampered {
     }
 }
 
-/// Host services that edit what a phase asks before the guard sees it.
+/// A host that edits what a phase asks before the guard sees it.
 struct Intercept {
-    inner: Arc<dyn HostServices>,
+    inner: Arc<dyn PluginHost>,
     tamper: Tamper,
 }
 
 #[async_trait::async_trait]
-impl HostServices for Intercept {
-    async fn services(&self) -> Vec<ServiceDescriptor> {
-        self.inner.services().await
-    }
-    async fn nodes(&self) -> Vec<Node> {
-        self.inner.nodes().await
-    }
-    async fn lock(&self, ids: Vec<String>) -> Vec<Result<LockInfo, ClusterError>> {
-        self.inner.lock(ids).await
-    }
-    async fn create_worker(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
-        self.inner.create_worker(node, kind).await
-    }
-    async fn recover_log(
-        &self,
-        target: String,
-        sources: Vec<String>,
-        tags: Vec<ShardTag>,
-        first: Version,
-        last: Version,
-    ) -> Result<(), ClusterError> {
-        let (first, last) = match self.tamper {
-            Tamper::InvertRanges => (last.max(first) + 1, first.min(last)),
-            _ => (first, last),
-        };
-        self.inner.recover_log(target, sources, tags, first, last).await
-    }
-    async fn start_role(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
-        self.inner.start_role(node, kind).await
-    }
-    async fn stage_layout(&self, mut layout: Layout) -> Result<(), ClusterError> {
-        if let Tamper::EditStaged(edit) = self.tamper {
-            edit(&mut layout);
-        }
-        self.inner.stage_layout(layout).await
-    }
-    async fn unlock(&self, ids: Vec<String>) -> Vec<Result<(), ClusterError>> {
-        match self.tamper {
-            Tamper::SkipFirstLog if ids.iter().any(|id| id.starts_with("log-")) => {
+impl PluginHost for Intercept {
+    async fn answer(&self, call: HostCall) -> HostReply {
+        match (self.tamper, call) {
+            (Tamper::InvertRanges, HostCall::RecoverLog { target, sources, tags, first, last }) => {
+                let (first, last) = (last.max(first) + 1, first.min(last));
+                self.inner.answer(HostCall::RecoverLog { target, sources, tags, first, last }).await
+            }
+            (Tamper::EditStaged(edit), HostCall::StageLayout(mut layout)) => {
+                edit(&mut layout);
+                self.inner.answer(HostCall::StageLayout(layout)).await
+            }
+            (Tamper::SkipFirstLog, HostCall::Unlock { ids }) if ids.iter().any(|id| id.starts_with("log-")) => {
                 let first = ids.iter().position(|id| id.starts_with("log-")).unwrap_or(0);
                 let mut rest = ids.clone();
                 rest.remove(first);
-                let mut results = self.inner.unlock(rest).await;
-                results.insert(first, Ok(()));
-                results
+                match self.inner.answer(HostCall::Unlock { ids: rest }).await {
+                    HostReply::Unlocked(mut results) => {
+                        results.insert(first, Ok(()));
+                        HostReply::Unlocked(results)
+                    }
+                    other => other,
+                }
             }
-            _ => self.inner.unlock(ids).await,
+            (_, call) => self.inner.answer(call).await,
         }
-    }
-    async fn persist_layout(&self) -> Result<(), ClusterError> {
-        self.inner.persist_layout().await
-    }
-    async fn place(&self, request: PlacementRequest) -> Result<Vec<Assignment>, PlacementError> {
-        self.inner.place(request).await
-    }
-    fn now_ms(&self) -> u64 {
-        self.inner.now_ms()
-    }
-    async fn sleep_ms(&self, ms: u64) {
-        self.inner.sleep_ms(ms).await
     }
 }
 

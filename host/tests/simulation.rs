@@ -195,13 +195,13 @@ impl ratchet::registry::Plugins for FailAfterBoot {
         &self,
         slot: &str,
         state: &AttemptState,
-        services: Arc<dyn ratchet::runtime::HostServices>,
+        host: Arc<dyn ratchet::runtime::PluginHost>,
     ) -> Result<PhaseOutcome, ratchet::registry::InvokeError> {
         if slot == "determine-durable-version" && state.old_layout.is_some() {
             let step = PhaseStep::Failed("failing on purpose".into());
             return Ok(PhaseOutcome { state: state.clone(), written: vec![], step });
         }
-        self.0.run_phase(slot, state, services).await
+        self.0.run_phase(slot, state, host).await
     }
 
     async fn place(

@@ -52,9 +52,9 @@ use crate::cluster::Cluster;
 use crate::store::{CoordinatorStore, StoreError};
 use crate::registry::{InvokeError, PLACEMENT, Plugins, REPLICA};
 use crate::replica::Sessions;
-use crate::runtime::HostServices;
+use crate::runtime::{HostCall, HostReply, PluginHost};
 
-/// The host services of one attempt, behind the invariant checks.
+/// The host of one attempt's phases, behind the invariant checks.
 pub struct AttemptGuard {
     epoch: Epoch,
     config: RecoveryConfig,
@@ -423,9 +423,9 @@ impl Plugins for Nested<'_> {
         &self,
         slot: &str,
         state: &AttemptState,
-        services: Arc<dyn HostServices>,
+        host: Arc<dyn PluginHost>,
     ) -> Result<PhaseOutcome, InvokeError> {
-        self.guard.registry.run_phase(slot, state, services).await
+        self.guard.registry.run_phase(slot, state, host).await
     }
 
     async fn place(&self, request: &PlacementRequest) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
@@ -445,8 +445,35 @@ impl Plugins for Nested<'_> {
     }
 }
 
+/// The guard answers a phase's host calls: each is checked against the
+/// invariants before it reaches the cluster, the store or the placement
+/// policy.
 #[async_trait::async_trait]
-impl HostServices for AttemptGuard {
+impl PluginHost for AttemptGuard {
+    async fn answer(&self, call: HostCall) -> HostReply {
+        match call {
+            HostCall::Services => HostReply::Services(self.services().await),
+            HostCall::Nodes => HostReply::Nodes(self.nodes().await),
+            HostCall::Lock { ids } => HostReply::Locked(self.lock(ids).await),
+            HostCall::CreateWorker { node, kind } => HostReply::Started(self.create_worker(node, kind).await),
+            HostCall::RecoverLog { target, sources, tags, first, last } => {
+                HostReply::Done(self.recover_log(target, sources, tags, first, last).await)
+            }
+            HostCall::StartRole { node, kind } => HostReply::Started(self.start_role(node, kind).await),
+            HostCall::StageLayout(layout) => HostReply::Done(self.stage_layout(*layout).await),
+            HostCall::Unlock { ids } => HostReply::Unlocked(self.unlock(ids).await),
+            HostCall::PersistLayout => HostReply::Done(self.persist_layout().await),
+            HostCall::Place(request) => HostReply::Placed(self.place(*request).await),
+            HostCall::NowMs => HostReply::Now(self.origin.elapsed().as_millis() as u64),
+            HostCall::Sleep { ms } => {
+                tokio::time::sleep(Duration::from_millis(ms.min(arguments::MAX_SLEEP_MS))).await;
+                HostReply::Slept
+            }
+        }
+    }
+}
+
+impl AttemptGuard {
     async fn services(&self) -> Vec<ServiceDescriptor> {
         let _timer = self.timer();
         self.cluster.services().await
@@ -690,13 +717,5 @@ impl HostServices for AttemptGuard {
             return Err(error);
         }
         Ok(answer)
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.origin.elapsed().as_millis() as u64
-    }
-
-    async fn sleep_ms(&self, ms: u64) {
-        tokio::time::sleep(Duration::from_millis(ms.min(arguments::MAX_SLEEP_MS))).await;
     }
 }

@@ -26,7 +26,7 @@ use crate::bindings::types::{
 };
 use crate::components;
 use crate::runtime::{
-    CacheOrigin, CallError, CallFailure, CallInfo, Digest256, HostServices, Limits, Linked, LoadError, Prepared, Runtime,
+    CacheOrigin, CallError, CallFailure, CallInfo, Digest256, Limits, Linked, LoadError, PluginHost, Prepared, Runtime,
     World,
 };
 
@@ -449,7 +449,7 @@ impl Registry {
         &self,
         slot: &str,
         state: &AttemptState,
-        services: Arc<dyn HostServices>,
+        host: Arc<dyn PluginHost>,
     ) -> Result<PhaseOutcome, InvokeError> {
         let (version, limits) = self.checkout(slot, World::RecoveryPhase)?;
         let Linked::Phase(pre) = &version.linked else { unreachable!("checked by checkout") };
@@ -460,13 +460,13 @@ impl Registry {
             attempt: state.attempt,
         };
         let Some((shadow, sink)) = self.shadow_of(slot) else {
-            let result = self.runtime.call_phase(pre, version.info.sha256, info, &limits, services, state).await;
+            let result = self.runtime.call_phase(pre, version.info.sha256, info, &limits, host, state).await;
             self.observe(slot, version.info.number, &result);
             return Ok(result?);
         };
         // With a shadow: record what the active version does, then let the
         // shadow decide on the same input, in the background.
-        let recorder = Arc::new(shadow::Recorder::new(services));
+        let recorder = Arc::new(shadow::Recorder::new(host));
         let result = self.runtime.call_phase(pre, version.info.sha256, info.clone(), &limits, recorder.clone(), state).await;
         self.observe(slot, version.info.number, &result);
         let replayer = Arc::new(recorder.replayer());
@@ -498,12 +498,12 @@ impl Registry {
     pub async fn call_placement(
         &self,
         request: &PlacementRequest,
-        services: Arc<dyn HostServices>,
+        host: Arc<dyn PluginHost>,
     ) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
         let (version, limits) = self.checkout(PLACEMENT, World::PlacementPolicy)?;
         let Linked::Policy(pre) = &version.linked else { unreachable!("checked by checkout") };
         let info = CallInfo { slot: PLACEMENT.to_string(), version: version.info.number, ..CallInfo::default() };
-        let result = self.runtime.call_policy(pre, version.info.sha256, info.clone(), &limits, services.clone(), request).await;
+        let result = self.runtime.call_policy(pre, version.info.sha256, info.clone(), &limits, host.clone(), request).await;
         self.observe(PLACEMENT, version.info.number, &result);
         if let Some((shadow, sink)) = self.shadow_of(PLACEMENT) {
             let (runtime, request, active) = (self.runtime.clone(), request.clone(), describe_placement(&result));
@@ -511,7 +511,7 @@ impl Registry {
             tokio::spawn(async move {
                 let Linked::Policy(pre) = &shadow.linked else { return };
                 let info = CallInfo { version: shadow.info.number, ..info };
-                let answer = runtime.call_policy(pre, shadow.info.sha256, info, &limits, services, &request).await;
+                let answer = runtime.call_policy(pre, shadow.info.sha256, info, &limits, host, &request).await;
                 let divergence = policy_divergence(PLACEMENT, active_version, shadow.info.number, active, describe_placement(&answer));
                 sink.shadow_call(PLACEMENT, divergence);
             });
@@ -526,8 +526,8 @@ impl Registry {
         let Linked::Replica(pre) = &version.linked else { unreachable!("checked by checkout") };
         let info = CallInfo { slot: REPLICA.to_string(), version: version.info.number, ..CallInfo::default() };
         // A replica policy imports only `log`: it reaches nothing else.
-        let services: Arc<dyn HostServices> = Arc::new(crate::runtime::Detached::default());
-        let result = self.runtime.call_replica(pre, version.info.sha256, info.clone(), &limits, services.clone(), history).await;
+        let host: Arc<dyn PluginHost> = Arc::new(crate::runtime::Detached::default());
+        let result = self.runtime.call_replica(pre, version.info.sha256, info.clone(), &limits, host.clone(), history).await;
         self.observe(REPLICA, version.info.number, &result);
         if let Some((shadow, sink)) = self.shadow_of(REPLICA) {
             let (runtime, history, active) = (self.runtime.clone(), history.clone(), describe_replica(&result));
@@ -535,7 +535,7 @@ impl Registry {
             tokio::spawn(async move {
                 let Linked::Replica(pre) = &shadow.linked else { return };
                 let info = CallInfo { version: shadow.info.number, ..info };
-                let plan = runtime.call_replica(pre, shadow.info.sha256, info, &limits, services, &history).await;
+                let plan = runtime.call_replica(pre, shadow.info.sha256, info, &limits, host, &history).await;
                 let divergence = policy_divergence(REPLICA, active_version, shadow.info.number, active, describe_replica(&plan));
                 sink.shadow_call(REPLICA, divergence);
             });

@@ -6,19 +6,19 @@ use super::{InvokeError, Registry};
 use crate::bindings::types::{
     Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan,
 };
-use crate::runtime::{Detached, HostServices};
+use crate::runtime::{Detached, PluginHost};
 
 /// The phases and the placement policy a director runs. The [`Registry`]
 /// runs them as sandboxed components; the native baseline of the benchmarks
 /// runs the same crates compiled natively, behind the same invariant guard.
 #[async_trait::async_trait]
 pub trait Plugins: Send + Sync {
-    /// Runs the phase in `slot` on `state`, with `services` as its host.
+    /// Runs the phase in `slot` on `state`; `host` answers its host calls.
     async fn run_phase(
         &self,
         slot: &str,
         state: &AttemptState,
-        services: Arc<dyn HostServices>,
+        host: Arc<dyn PluginHost>,
     ) -> Result<PhaseOutcome, InvokeError>;
 
     /// Asks the placement policy.
@@ -35,9 +35,9 @@ impl Plugins for Registry {
         &self,
         slot: &str,
         state: &AttemptState,
-        services: Arc<dyn HostServices>,
+        host: Arc<dyn PluginHost>,
     ) -> Result<PhaseOutcome, InvokeError> {
-        self.call_phase(slot, state, services).await
+        self.call_phase(slot, state, host).await
     }
 
     async fn place(

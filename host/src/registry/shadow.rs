@@ -15,11 +15,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use crate::bindings::types::{
-    Assignment, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest, ServiceDescriptor,
-    ServiceKind, ShardTag, Version,
-};
-use crate::runtime::HostServices;
+use crate::bindings::types::ClusterError;
+use crate::runtime::{HostCall, HostReply, PluginHost};
 
 /// One call where the shadow decided differently from the active version.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -48,35 +45,16 @@ pub trait ShadowSink: Send + Sync {
     fn shadow_call(&self, slot: &str, divergence: Option<Divergence>);
 }
 
-/// A host call of the active version and its result.
-#[derive(Clone, Debug)]
-enum Recorded {
-    Services(Vec<ServiceDescriptor>),
-    Nodes(Vec<Node>),
-    Lock(Vec<String>, Vec<Result<LockInfo, ClusterError>>),
-    CreateWorker(String, ServiceKind, Result<ServiceDescriptor, ClusterError>),
-    RecoverLog((String, Vec<String>, Vec<ShardTag>, Version, Version), Result<(), ClusterError>),
-    StartRole(String, ServiceKind, Result<ServiceDescriptor, ClusterError>),
-    Stage(Box<Layout>, Result<(), ClusterError>),
-    Unlock(Vec<String>, Vec<Result<(), ClusterError>>),
-    Persist(Result<(), ClusterError>),
-    Place(Box<PlacementRequest>, Result<Vec<Assignment>, PlacementError>),
-}
-
-/// The active version's host, noting every call that changes the cluster
-/// (and every placement) with its result.
+/// The active version's host, noting every call with its result (but the
+/// clock's: a shadow reads the clock afresh and never sleeps).
 pub(super) struct Recorder {
-    inner: Arc<dyn HostServices>,
-    calls: Mutex<Vec<Recorded>>,
+    inner: Arc<dyn PluginHost>,
+    calls: Mutex<Vec<(HostCall, HostReply)>>,
 }
 
 impl Recorder {
-    pub fn new(inner: Arc<dyn HostServices>) -> Self {
+    pub fn new(inner: Arc<dyn PluginHost>) -> Self {
         Recorder { inner, calls: Mutex::default() }
-    }
-
-    fn note(&self, call: Recorded) {
-        self.calls.lock().unwrap_or_else(|e| e.into_inner()).push(call);
     }
 
     /// A replayer of what was recorded, reading through `self`'s host.
@@ -87,115 +65,33 @@ impl Recorder {
 }
 
 #[async_trait::async_trait]
-impl HostServices for Recorder {
-    async fn services(&self) -> Vec<ServiceDescriptor> {
-        let result = self.inner.services().await;
-        self.note(Recorded::Services(result.clone()));
-        result
-    }
-
-    async fn nodes(&self) -> Vec<Node> {
-        let result = self.inner.nodes().await;
-        self.note(Recorded::Nodes(result.clone()));
-        result
-    }
-
-    async fn lock(&self, ids: Vec<String>) -> Vec<Result<LockInfo, ClusterError>> {
-        let result = self.inner.lock(ids.clone()).await;
-        self.note(Recorded::Lock(ids, result.clone()));
-        result
-    }
-
-    async fn create_worker(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
-        let result = self.inner.create_worker(node.clone(), kind).await;
-        self.note(Recorded::CreateWorker(node, kind, result.clone()));
-        result
-    }
-
-    async fn recover_log(
-        &self,
-        target: String,
-        sources: Vec<String>,
-        tags: Vec<ShardTag>,
-        first: Version,
-        last: Version,
-    ) -> Result<(), ClusterError> {
-        let result = self.inner.recover_log(target.clone(), sources.clone(), tags.clone(), first, last).await;
-        self.note(Recorded::RecoverLog((target, sources, tags, first, last), result.clone()));
-        result
-    }
-
-    async fn start_role(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
-        let result = self.inner.start_role(node.clone(), kind).await;
-        self.note(Recorded::StartRole(node, kind, result.clone()));
-        result
-    }
-
-    async fn stage_layout(&self, layout: Layout) -> Result<(), ClusterError> {
-        let result = self.inner.stage_layout(layout.clone()).await;
-        self.note(Recorded::Stage(Box::new(layout), result.clone()));
-        result
-    }
-
-    async fn unlock(&self, ids: Vec<String>) -> Vec<Result<(), ClusterError>> {
-        let result = self.inner.unlock(ids.clone()).await;
-        self.note(Recorded::Unlock(ids, result.clone()));
-        result
-    }
-
-    async fn persist_layout(&self) -> Result<(), ClusterError> {
-        let result = self.inner.persist_layout().await;
-        self.note(Recorded::Persist(result.clone()));
-        result
-    }
-
-    async fn place(&self, request: PlacementRequest) -> Result<Vec<Assignment>, PlacementError> {
-        let result = self.inner.place(request.clone()).await;
-        self.note(Recorded::Place(Box::new(request), result.clone()));
-        result
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.inner.now_ms()
-    }
-
-    async fn sleep_ms(&self, ms: u64) {
-        self.inner.sleep_ms(ms).await
+impl PluginHost for Recorder {
+    async fn answer(&self, call: HostCall) -> HostReply {
+        if matches!(call, HostCall::NowMs | HostCall::Sleep { .. }) {
+            return self.inner.answer(call).await;
+        }
+        let reply = self.inner.answer(call.clone()).await;
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((call, reply.clone()));
+        reply
     }
 }
 
 /// The shadow's host: recorded results where it repeats the active
 /// version's calls, nothing done where it does not.
 pub(super) struct Replayer {
-    reads: Arc<dyn HostServices>,
-    calls: Mutex<VecDeque<Recorded>>,
+    reads: Arc<dyn PluginHost>,
+    calls: Mutex<VecDeque<(HostCall, HostReply)>>,
     would_have_made: Mutex<Vec<String>>,
 }
 
-/// What the shadow gets for a call that was not made.
-fn not_made() -> ClusterError {
-    ClusterError::Refused("shadow mode: not made".into())
-}
-
 impl Replayer {
-    /// The next recorded call, if `matches` it; otherwise the call is noted
-    /// as one the shadow would have made.
-    fn replay<T>(&self, described: impl FnOnce() -> String, matches: impl FnOnce(&Recorded) -> Option<T>) -> Option<T> {
+    /// The recorded reply to `call`, if the next recorded call is `call`.
+    fn replay(&self, call: &HostCall) -> Option<HostReply> {
         let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(result) = calls.front().and_then(matches) {
-            calls.pop_front();
-            return Some(result);
+        if calls.front().is_some_and(|(recorded, _)| recorded == call) {
+            return calls.pop_front().map(|(_, reply)| reply);
         }
-        self.would_have_made.lock().unwrap_or_else(|e| e.into_inner()).push(described());
         None
-    }
-
-    /// The next recorded call, if it is the read `matches` takes.
-    fn read<T>(&self, matches: impl FnOnce(&Recorded) -> Option<T>) -> Option<T> {
-        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        let result = calls.front().and_then(matches)?;
-        calls.pop_front();
-        Some(result)
     }
 
     /// The calls made by the shadow only.
@@ -205,125 +101,33 @@ impl Replayer {
 }
 
 #[async_trait::async_trait]
-impl HostServices for Replayer {
-    // A read the active version made at the same point is answered as it
-    // was then, so the shadow decides on the same view; any other is read.
-    async fn services(&self) -> Vec<ServiceDescriptor> {
-        let recorded = self.read(|c| match c {
-            Recorded::Services(result) => Some(result.clone()),
-            _ => None,
-        });
-        match recorded {
-            Some(result) => result,
-            None => self.reads.services().await,
+impl PluginHost for Replayer {
+    async fn answer(&self, call: HostCall) -> HostReply {
+        match call {
+            // A shadow never holds anything up.
+            HostCall::Sleep { .. } => return HostReply::Slept,
+            HostCall::NowMs => return self.reads.answer(call).await,
+            _ => {}
         }
-    }
-
-    async fn nodes(&self) -> Vec<Node> {
-        let recorded = self.read(|c| match c {
-            Recorded::Nodes(result) => Some(result.clone()),
-            _ => None,
-        });
-        match recorded {
-            Some(result) => result,
-            None => self.reads.nodes().await,
+        if let Some(reply) = self.replay(&call) {
+            return reply;
         }
-    }
-
-    async fn lock(&self, ids: Vec<String>) -> Vec<Result<LockInfo, ClusterError>> {
-        let described = || format!("lock {ids:?}");
-        let replayed = self.replay(described, |c| match c {
-            Recorded::Lock(i, result) if *i == ids => Some(result.clone()),
-            _ => None,
-        });
-        replayed.unwrap_or_else(|| ids.iter().map(|_| Err(not_made())).collect())
-    }
-
-    async fn create_worker(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
-        let described = || format!("create-worker {kind:?} on {node}");
-        self.replay(described, |c| match c {
-            Recorded::CreateWorker(n, k, result) if *n == node && *k == kind => Some(result.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| Err(not_made()))
-    }
-
-    async fn recover_log(
-        &self,
-        target: String,
-        sources: Vec<String>,
-        tags: Vec<ShardTag>,
-        first: Version,
-        last: Version,
-    ) -> Result<(), ClusterError> {
-        let args = (target, sources, tags, first, last);
-        let described = || format!("recover-log {} from {:?} tags {:?} [{}, {}]", args.0, args.1, args.2, args.3, args.4);
-        self.replay(described, |c| match c {
-            Recorded::RecoverLog(a, result) if *a == args => Some(result.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| Err(not_made()))
-    }
-
-    async fn start_role(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
-        let described = || format!("start-role {kind:?} on {node}");
-        self.replay(described, |c| match c {
-            Recorded::StartRole(n, k, result) if *n == node && *k == kind => Some(result.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| Err(not_made()))
-    }
-
-    async fn stage_layout(&self, layout: Layout) -> Result<(), ClusterError> {
-        let described = || format!("stage a layout of epoch {}", layout.epoch);
-        self.replay(described, |c| match c {
-            Recorded::Stage(l, result) if **l == layout => Some(result.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| Err(not_made()))
-    }
-
-    // Unlock and persist act on the staged layout, which is not among their
-    // arguments: they replay on the ids alone. A shadow that staged a
-    // different layout is reported at its stage call (`would_have_made`);
-    // where the active version staged in the same call, the queue still
-    // holds that stage, so the shadow's later calls are not replayed either.
-    async fn unlock(&self, ids: Vec<String>) -> Vec<Result<(), ClusterError>> {
-        let described = || format!("unlock {ids:?}");
-        let replayed = self.replay(described, |c| match c {
-            Recorded::Unlock(i, result) if *i == ids => Some(result.clone()),
-            _ => None,
-        });
-        replayed.unwrap_or_else(|| ids.iter().map(|_| Err(not_made())).collect())
-    }
-
-    async fn persist_layout(&self) -> Result<(), ClusterError> {
-        let described = || "persist the staged layout".to_string();
-        self.replay(described, |c| match c {
-            Recorded::Persist(result) => Some(result.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| Err(not_made()))
-    }
-
-    async fn place(&self, request: PlacementRequest) -> Result<Vec<Assignment>, PlacementError> {
-        // Asked for real, a new question would count against the live
-        // attempt (the host checks every answer): it is not asked.
-        let described = || format!("ask placement for {} vacancies", request.vacancies.len());
-        self.replay(described, |c| match c {
-            Recorded::Place(r, result) if **r == request => Some(result.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| {
-            Err(PlacementError { vacancy: 0, constraint: "shadow".into(), message: "shadow mode: not asked".into() })
-        })
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.reads.now_ms()
-    }
-
-    async fn sleep_ms(&self, _ms: u64) {
-        // A shadow never holds anything up.
+        // A read the active version made at the same point is answered as it
+        // was then, so the shadow decides on the same view; any other is read.
+        if call.is_read() {
+            return self.reads.answer(call).await;
+        }
+        // Unlock and persist act on the staged layout, which is not among
+        // their arguments: they replay on the ids alone. A shadow that staged
+        // a different layout is reported at its stage call; where the active
+        // version staged in the same call, the queue still holds that stage,
+        // so the shadow's later calls are not replayed either. A placement
+        // asked for real would count against the live attempt (the host
+        // checks every answer): it is not asked.
+        self.would_have_made.lock().unwrap_or_else(|e| e.into_inner()).push(call.to_string());
+        match call {
+            HostCall::Place(_) => HostReply::refused(&call, ClusterError::Refused("shadow mode: not asked".into()), "shadow"),
+            _ => HostReply::refused(&call, ClusterError::Refused("shadow mode: not made".into()), "shadow"),
+        }
     }
 }

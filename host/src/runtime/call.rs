@@ -9,7 +9,7 @@ use wasmtime::component::{ComponentNamedList, Instance, Lift, Lower, TypedFunc};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::sandbox::{CallCtx, CallInfo, Channel, Limits, OutputLimitExceeded};
-use super::services::HostServices;
+use super::host::PluginHost;
 use super::{Digest256, Runtime};
 use crate::bindings::state_fields::{self, MaskedState};
 use crate::bindings::types::{
@@ -151,10 +151,10 @@ impl Runtime {
         digest: Digest256,
         info: CallInfo,
         limits: &Limits,
-        services: Arc<dyn HostServices>,
+        host: Arc<dyn PluginHost>,
         state: &AttemptState,
     ) -> Result<PhaseOutcome, CallError> {
-        self.sandboxed(digest, info, limits, services, async |store| {
+        self.sandboxed(digest, info, limits, host, async |store| {
             let instance = pre.instance_pre().instantiate_async(&mut *store).await.map_err(Failed::Instantiate)?;
             let reads = phase_export::<(), (Vec<StateField>,)>(store, &instance, "reads")?;
             let run = phase_export::<(MaskedState<'_>,), (PhaseOutcome,)>(store, &instance, "run")?;
@@ -176,10 +176,10 @@ impl Runtime {
         digest: Digest256,
         info: CallInfo,
         limits: &Limits,
-        services: Arc<dyn HostServices>,
+        host: Arc<dyn PluginHost>,
         request: &PlacementRequest,
     ) -> Result<Result<Vec<Assignment>, PlacementError>, CallError> {
-        self.sandboxed(digest, info, limits, services, async |store| {
+        self.sandboxed(digest, info, limits, host, async |store| {
             let instance = pre.instantiate_async(&mut *store).await.map_err(Failed::Instantiate)?;
             instance.ratchet_recovery_placement().call_place(store, request).await.map_err(Failed::Run)
         })
@@ -193,10 +193,10 @@ impl Runtime {
         digest: Digest256,
         info: CallInfo,
         limits: &Limits,
-        services: Arc<dyn HostServices>,
+        host: Arc<dyn PluginHost>,
         history: &ReplicaHistory,
     ) -> Result<ReplicaPlan, CallError> {
-        self.sandboxed(digest, info, limits, services, async |store| {
+        self.sandboxed(digest, info, limits, host, async |store| {
             let instance = pre.instantiate_async(&mut *store).await.map_err(Failed::Instantiate)?;
             instance.ratchet_recovery_replica().call_decide(store, *history).await.map_err(Failed::Run)
         })
@@ -210,20 +210,20 @@ impl Runtime {
         digest: Digest256,
         info: CallInfo,
         limits: &Limits,
-        services: Arc<dyn HostServices>,
+        host: Arc<dyn PluginHost>,
         call: impl AsyncFnOnce(&mut Store<CallCtx>) -> Result<T, Failed>,
     ) -> Result<T, CallError> {
         let span = call_span(&info);
         // A call made on behalf of another stops the other's clock.
         let _outer = CALL_CLOCK.try_with(|outer| outer.stop()).ok();
         let clock = Arc::new(CallClock::new());
-        let mut store = self.new_store(info, limits, services, &clock);
+        let mut store = self.new_store(info, limits, host, &clock);
         let result = CALL_CLOCK.scope(clock.clone(), bounded(limits, &clock, call(&mut store))).instrument(span.clone()).await;
         span.in_scope(|| finish(store, digest, limits, &clock, result))
     }
 
-    fn new_store(&self, info: CallInfo, limits: &Limits, services: Arc<dyn HostServices>, clock: &Arc<CallClock>) -> Store<CallCtx> {
-        let mut store = Store::new(&self.engine, CallCtx::new(info, limits, services));
+    fn new_store(&self, info: CallInfo, limits: &Limits, host: Arc<dyn PluginHost>, clock: &Arc<CallClock>) -> Store<CallCtx> {
+        let mut store = Store::new(&self.engine, CallCtx::new(info, limits, host));
         store.limiter(|ctx| &mut ctx.memory);
         if self.meters_fuel() {
             store.set_fuel(limits.fuel.unwrap_or(u64::MAX)).expect("fuel is enabled on the engine");

@@ -1,14 +1,16 @@
 //! The host side of the plugin imports: the `ratchet:recovery` interfaces,
-//! routed to the call's [`HostServices`](super::HostServices), and the part of
-//! WASI that a `wasm32-wasip2` standard library needs.
+//! implemented once on [`HostView`], which asks the call's
+//! [`PluginHost`](super::PluginHost); and the part of WASI that a
+//! `wasm32-wasip2` standard library needs.
 
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
-use super::CallCtx;
 use super::call::truncate;
+use super::host::{HostCall, HostReply, PluginHost};
+use super::{CallCtx, CallInfo};
 use crate::bindings::types::{
-    Assignment, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest,
-    ServiceDescriptor, ServiceKind, ShardTag, Version,
+    Assignment, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest, ServiceDescriptor,
+    ServiceKind, ShardTag, Version,
 };
 use crate::bindings::{clock, cluster, log, placement, types};
 
@@ -67,31 +69,76 @@ impl HasData for HasTable {
     type Data<'a> = &'a mut ResourceTable;
 }
 
-impl types::Host for CallCtx {}
+/// The `ratchet:recovery` imports of one call: its host and what
+/// identifies it in logs.
+pub struct HostView<'a> {
+    host: &'a dyn PluginHost,
+    info: &'a CallInfo,
+}
 
-impl cluster::Host for CallCtx {
-    async fn services(&mut self) -> wasmtime::Result<Vec<ServiceDescriptor>> {
-        let services = self.services.clone();
-        Ok(services.services().await)
+/// Projects a call's store data onto its [`HostView`], for the linker.
+pub(super) struct HostImports;
+
+impl HasData for HostImports {
+    type Data<'a> = HostView<'a>;
+}
+
+/// What identifies a call made natively, outside any store.
+static NATIVE: CallInfo = CallInfo { slot: String::new(), version: 0, epoch: 0, attempt: 0 };
+
+/// The imports of the call whose store data is `ctx`.
+pub(super) fn host_view(ctx: &mut CallCtx) -> HostView<'_> {
+    HostView { host: &*ctx.host, info: &ctx.info }
+}
+
+impl<'a> HostView<'a> {
+    /// The imports as a plugin compiled natively calls them: the same
+    /// code a component's imports run.
+    pub fn native(host: &'a dyn PluginHost) -> Self {
+        HostView { host, info: &NATIVE }
     }
 
-    async fn nodes(&mut self) -> wasmtime::Result<Vec<Node>> {
-        let services = self.services.clone();
-        Ok(services.nodes().await)
+    /// Asks the host; a reply of another shape than `call`'s is the host's
+    /// bug, answered to the plugin as a failed call.
+    async fn ask<T>(&self, call: HostCall, shape: fn(HostReply) -> Result<T, HostReply>) -> T {
+        let reply = self.host.answer(call.clone()).await;
+        shape(reply).unwrap_or_else(|wrong| {
+            tracing::error!(?call, ?wrong, "a host answered a call with a reply of another call");
+            let refused = HostReply::refused(&call, ClusterError::Failed(format!("the host answered `{call}` wrongly")), "host");
+            shape(refused).unwrap_or_else(|_| unreachable!("HostReply::refused answers in the call's shape"))
+        })
+    }
+}
+
+impl types::Host for HostView<'_> {}
+
+impl cluster::Host for HostView<'_> {
+    async fn services(&mut self) -> Vec<ServiceDescriptor> {
+        self.ask(HostCall::Services, |r| match r {
+            HostReply::Services(services) => Ok(services),
+            r => Err(r),
+        })
+        .await
     }
 
-    async fn lock(&mut self, ids: Vec<String>) -> wasmtime::Result<Vec<Result<LockInfo, ClusterError>>> {
-        let services = self.services.clone();
-        Ok(services.lock(ids).await)
+    async fn nodes(&mut self) -> Vec<Node> {
+        self.ask(HostCall::Nodes, |r| match r {
+            HostReply::Nodes(nodes) => Ok(nodes),
+            r => Err(r),
+        })
+        .await
     }
 
-    async fn create_worker(
-        &mut self,
-        node: String,
-        kind: ServiceKind,
-    ) -> wasmtime::Result<Result<ServiceDescriptor, ClusterError>> {
-        let services = self.services.clone();
-        Ok(services.create_worker(node, kind).await)
+    async fn lock(&mut self, ids: Vec<String>) -> Vec<Result<LockInfo, ClusterError>> {
+        self.ask(HostCall::Lock { ids }, |r| match r {
+            HostReply::Locked(results) => Ok(results),
+            r => Err(r),
+        })
+        .await
+    }
+
+    async fn create_worker(&mut self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
+        self.ask(HostCall::CreateWorker { node, kind }, started).await
     }
 
     async fn recover_log(
@@ -101,73 +148,83 @@ impl cluster::Host for CallCtx {
         tags: Vec<ShardTag>,
         first: Version,
         last: Version,
-    ) -> wasmtime::Result<Result<(), ClusterError>> {
-        let services = self.services.clone();
-        Ok(services.recover_log(target, sources, tags, first, last).await)
+    ) -> Result<(), ClusterError> {
+        self.ask(HostCall::RecoverLog { target, sources, tags, first, last }, done).await
     }
 
-    async fn start_role(
-        &mut self,
-        node: String,
-        kind: ServiceKind,
-    ) -> wasmtime::Result<Result<ServiceDescriptor, ClusterError>> {
-        let services = self.services.clone();
-        Ok(services.start_role(node, kind).await)
+    async fn start_role(&mut self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
+        self.ask(HostCall::StartRole { node, kind }, started).await
     }
 
-    async fn stage_layout(&mut self, layout: Layout) -> wasmtime::Result<Result<(), ClusterError>> {
-        let services = self.services.clone();
-        Ok(services.stage_layout(layout).await)
+    async fn stage_layout(&mut self, layout: Layout) -> Result<(), ClusterError> {
+        self.ask(HostCall::StageLayout(Box::new(layout)), done).await
     }
 
-    async fn unlock(&mut self, ids: Vec<String>) -> wasmtime::Result<Vec<Result<(), ClusterError>>> {
-        let services = self.services.clone();
-        Ok(services.unlock(ids).await)
+    async fn unlock(&mut self, ids: Vec<String>) -> Vec<Result<(), ClusterError>> {
+        self.ask(HostCall::Unlock { ids }, |r| match r {
+            HostReply::Unlocked(results) => Ok(results),
+            r => Err(r),
+        })
+        .await
     }
 
-    async fn persist_layout(&mut self) -> wasmtime::Result<Result<(), ClusterError>> {
-        let services = self.services.clone();
-        Ok(services.persist_layout().await)
+    async fn persist_layout(&mut self) -> Result<(), ClusterError> {
+        self.ask(HostCall::PersistLayout, done).await
     }
 }
 
-impl placement::Host for CallCtx {
-    async fn place(
-        &mut self,
-        request: PlacementRequest,
-    ) -> wasmtime::Result<Result<Vec<Assignment>, PlacementError>> {
-        let services = self.services.clone();
-        Ok(services.place(request).await)
+fn started(reply: HostReply) -> Result<Result<ServiceDescriptor, ClusterError>, HostReply> {
+    match reply {
+        HostReply::Started(result) => Ok(result),
+        r => Err(r),
     }
 }
 
-impl clock::Host for CallCtx {
-    async fn now_ms(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.services.now_ms())
+fn done(reply: HostReply) -> Result<Result<(), ClusterError>, HostReply> {
+    match reply {
+        HostReply::Done(result) => Ok(result),
+        r => Err(r),
+    }
+}
+
+impl placement::Host for HostView<'_> {
+    async fn place(&mut self, request: PlacementRequest) -> Result<Vec<Assignment>, PlacementError> {
+        self.ask(HostCall::Place(Box::new(request)), |r| match r {
+            HostReply::Placed(answer) => Ok(answer),
+            r => Err(r),
+        })
+        .await
+    }
+}
+
+impl clock::Host for HostView<'_> {
+    async fn now_ms(&mut self) -> u64 {
+        self.ask(HostCall::NowMs, |r| match r {
+            HostReply::Now(ms) => Ok(ms),
+            r => Err(r),
+        })
+        .await
     }
 
-    async fn sleep_ms(&mut self, ms: u64) -> wasmtime::Result<()> {
-        let services = self.services.clone();
-        services.sleep_ms(ms).await;
-        Ok(())
+    async fn sleep_ms(&mut self, ms: u64) {
+        self.ask(HostCall::Sleep { ms }, |r| match r {
+            HostReply::Slept => Ok(()),
+            r => Err(r),
+        })
+        .await
     }
 }
 
 /// The longest log message or field list a guest may write in one line.
 const MAX_LOG_LINE: usize = 4096;
 
-impl log::Host for CallCtx {
-    async fn write(
-        &mut self,
-        level: log::Level,
-        message: String,
-        fields: Vec<(String, String)>,
-    ) -> wasmtime::Result<()> {
+impl log::Host for HostView<'_> {
+    async fn write(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
         let fields: String =
             fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
         let fields = truncate(&fields, MAX_LOG_LINE);
         let message = truncate(&message, MAX_LOG_LINE);
-        let info = &self.info;
+        let info = self.info;
         macro_rules! emit {
             ($level:expr) => {
                 tracing::event!(
@@ -189,6 +246,45 @@ impl log::Host for CallCtx {
             log::Level::Warn => emit!(tracing::Level::WARN),
             log::Level::Error => emit!(tracing::Level::ERROR),
         }
-        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::types::PlacementRequest;
+
+    /// A host with a bug: it answers every call as a sleep.
+    struct Confused;
+
+    #[async_trait::async_trait]
+    impl PluginHost for Confused {
+        async fn answer(&self, _: HostCall) -> HostReply {
+            HostReply::Slept
+        }
+    }
+
+    fn failed<T: std::fmt::Debug>(result: &Result<T, ClusterError>) -> bool {
+        matches!(result, Err(ClusterError::Failed(why)) if why.contains("answered"))
+    }
+
+    #[tokio::test]
+    async fn a_reply_of_another_shape_reaches_the_plugin_as_a_failed_call() {
+        let mut view = HostView::native(&Confused);
+        let ids = vec!["log-1".to_string(), "log-2".to_string()];
+        let locks = cluster::Host::lock(&mut view, ids.clone()).await;
+        assert!(locks.len() == 2 && locks.iter().all(failed), "{locks:?}");
+        let unlocks = cluster::Host::unlock(&mut view, ids).await;
+        assert!(unlocks.len() == 2 && unlocks.iter().all(failed), "{unlocks:?}");
+        assert!(failed(&cluster::Host::create_worker(&mut view, "n1".into(), ServiceKind::Log).await));
+        assert!(failed(&cluster::Host::start_role(&mut view, "n1".into(), ServiceKind::Sequencer).await));
+        assert!(failed(&cluster::Host::recover_log(&mut view, "log-1".into(), vec![], vec![], 1, 2).await));
+        assert!(failed(&cluster::Host::persist_layout(&mut view).await));
+        assert!(cluster::Host::services(&mut view).await.is_empty());
+        assert!(cluster::Host::nodes(&mut view).await.is_empty());
+        let request = PlacementRequest { vacancies: vec![], nodes: vec![], teams: vec![] };
+        let placed = placement::Host::place(&mut view, request).await;
+        assert!(matches!(&placed, Err(e) if e.message.contains("answered")), "{placed:?}");
+        assert_eq!(clock::Host::now_ms(&mut view).await, 0);
     }
 }

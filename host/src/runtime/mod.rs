@@ -9,10 +9,10 @@ mod cache;
 mod call;
 mod engine;
 mod error;
+mod host;
 mod imports;
 mod inspect;
 mod sandbox;
-mod services;
 mod world;
 
 use std::path::PathBuf;
@@ -26,7 +26,8 @@ pub use engine::{EPOCH_TICK, EngineConfig};
 pub use error::LoadError;
 pub use inspect::{Inspection, inspect};
 pub use sandbox::{CallInfo, Limits};
-pub use services::{Detached, HostServices};
+pub use host::{Detached, HostCall, HostReply, PluginHost};
+pub use imports::HostView;
 pub use world::{Linked, World};
 
 pub(crate) use sandbox::CallCtx;
@@ -94,18 +95,12 @@ impl Runtime {
             .map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?;
         let mut phase_linker = Linker::new(&engine);
         imports::add_wasi(&mut phase_linker).map_err(LoadError::engine)?;
-        RecoveryPhase::add_to_linker::<CallCtx, wasmtime::component::HasSelf<CallCtx>>(
-            &mut phase_linker,
-            |ctx| ctx,
-        )
-        .map_err(LoadError::engine)?;
+        RecoveryPhase::add_to_linker::<CallCtx, imports::HostImports>(&mut phase_linker, imports::host_view)
+            .map_err(LoadError::engine)?;
         let mut policy_linker = Linker::new(&engine);
         imports::add_wasi(&mut policy_linker).map_err(LoadError::engine)?;
-        PlacementPolicy::add_to_linker::<CallCtx, wasmtime::component::HasSelf<CallCtx>>(
-            &mut policy_linker,
-            |ctx| ctx,
-        )
-        .map_err(LoadError::engine)?;
+        PlacementPolicy::add_to_linker::<CallCtx, imports::HostImports>(&mut policy_linker, imports::host_view)
+            .map_err(LoadError::engine)?;
         let cache = cache::ComponentCache::new(&engine, config.cache_dir.as_deref());
         Ok(Runtime { engine, cache, phase_linker, policy_linker, meters_fuel: config.engine.fuel, _ticker: ticker })
     }

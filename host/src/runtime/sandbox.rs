@@ -16,7 +16,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::services::HostServices;
+use super::host::PluginHost;
 
 /// The bounds of one plugin call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,13 +84,13 @@ pub struct CallCtx {
     pub(crate) table: ResourceTable,
     pub(crate) memory: MemoryLimiter,
     pub(crate) output: CapturedOutput,
-    pub(crate) services: Arc<dyn HostServices>,
+    pub(crate) host: Arc<dyn PluginHost>,
     pub(crate) info: CallInfo,
 }
 
 impl CallCtx {
     /// A fresh context for one call.
-    pub(crate) fn new(info: CallInfo, limits: &Limits, services: Arc<dyn HostServices>) -> Self {
+    pub(crate) fn new(info: CallInfo, limits: &Limits, host: Arc<dyn PluginHost>) -> Self {
         let output = CapturedOutput::new(limits.output_bytes);
         let wasi = WasiCtxBuilder::new()
             .stdout(output.stream(Channel::Stdout))
@@ -109,7 +109,7 @@ impl CallCtx {
             table: ResourceTable::new(),
             memory: MemoryLimiter { limit: limits.memory_bytes, refused: None },
             output,
-            services,
+            host,
             info,
         }
     }

@@ -14,7 +14,8 @@ use crate::bindings::types::{
     Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan,
 };
 use crate::registry::{InvokeError, PHASES, PLACEMENT, Plugins, REPLICA, all_slots};
-use crate::runtime::HostServices;
+use crate::bindings::{clock, cluster, placement};
+use crate::runtime::{HostView, PluginHost};
 
 /// Which slot the adversary takes in a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,15 +118,15 @@ impl Plugins for AdversarialPlugins {
         &self,
         slot: &str,
         state: &AttemptState,
-        services: Arc<dyn HostServices>,
+        host: Arc<dyn PluginHost>,
     ) -> Result<PhaseOutcome, InvokeError> {
         if !self.attacks(slot) {
-            return self.inner.run_phase(slot, state, services).await;
+            return self.inner.run_phase(slot, state, host).await;
         }
         let seed = self.next_seed(&[state.epoch, u64::from(state.attempt)]);
         let next = PHASES.iter().position(|p| *p == slot).and_then(|i| PHASES.get(i + 1)).copied();
-        let mut host = NativeHost { services };
-        let outcome = plugin_adversary::run_phase(seed, convert(state), &mut host, next).await;
+        let mut native = NativeHost { view: HostView::native(&*host) };
+        let outcome = plugin_adversary::run_phase(seed, convert(state), &mut native, next).await;
         Ok(convert(&outcome))
     }
 
@@ -146,23 +147,24 @@ impl Plugins for AdversarialPlugins {
     }
 }
 
-/// The guarded host services as the adversary's host.
-struct NativeHost {
-    services: Arc<dyn HostServices>,
+/// The guarded host, through the imports a component's calls run, as the
+/// adversary's host.
+struct NativeHost<'a> {
+    view: HostView<'a>,
 }
 
-impl AdversaryHost for NativeHost {
+impl AdversaryHost for NativeHost<'_> {
     async fn services(&mut self) -> Vec<g::ServiceDescriptor> {
-        convert(&self.services.services().await)
+        convert(&cluster::Host::services(&mut self.view).await)
     }
     async fn nodes(&mut self) -> Vec<g::Node> {
-        convert(&self.services.nodes().await)
+        convert(&cluster::Host::nodes(&mut self.view).await)
     }
     async fn lock(&mut self, ids: Vec<String>) -> Vec<Result<g::LockInfo, g::ClusterError>> {
-        convert(&self.services.lock(ids).await)
+        convert(&cluster::Host::lock(&mut self.view, ids).await)
     }
     async fn create_worker(&mut self, node: String, kind: g::ServiceKind) -> Result<g::ServiceDescriptor, g::ClusterError> {
-        convert(&self.services.create_worker(node, convert(&kind)).await)
+        convert(&cluster::Host::create_worker(&mut self.view, node, convert(&kind)).await)
     }
     async fn recover_log(
         &mut self,
@@ -172,28 +174,29 @@ impl AdversaryHost for NativeHost {
         first: g::Version,
         last: g::Version,
     ) -> Result<(), g::ClusterError> {
-        convert(&self.services.recover_log(target, sources, tags, first, last).await)
+        convert(&cluster::Host::recover_log(&mut self.view, target, sources, tags, first, last).await)
     }
     async fn start_role(&mut self, node: String, kind: g::ServiceKind) -> Result<g::ServiceDescriptor, g::ClusterError> {
-        convert(&self.services.start_role(node, convert(&kind)).await)
+        convert(&cluster::Host::start_role(&mut self.view, node, convert(&kind)).await)
     }
     async fn stage_layout(&mut self, layout: g::Layout) -> Result<(), g::ClusterError> {
-        convert(&self.services.stage_layout(convert(&layout)).await)
+        convert(&cluster::Host::stage_layout(&mut self.view, convert(&layout)).await)
     }
     async fn unlock(&mut self, ids: Vec<String>) -> Vec<Result<(), g::ClusterError>> {
-        convert(&self.services.unlock(ids).await)
+        convert(&cluster::Host::unlock(&mut self.view, ids).await)
     }
     async fn persist_layout(&mut self) -> Result<(), g::ClusterError> {
-        convert(&self.services.persist_layout().await)
+        convert(&cluster::Host::persist_layout(&mut self.view).await)
     }
     async fn place(&mut self, request: g::PlacementRequest) -> Result<Vec<g::Assignment>, g::PlacementError> {
-        convert(&self.services.place(convert(&request)).await)
+        convert(&placement::Host::place(&mut self.view, convert(&request)).await)
     }
     fn now_ms(&mut self) -> u64 {
-        self.services.now_ms()
+        // The SDK's clock is synchronous; the guard's answers at once.
+        futures::executor::block_on(clock::Host::now_ms(&mut self.view))
     }
     async fn sleep_ms(&mut self, ms: u64) {
-        self.services.sleep_ms(ms).await
+        clock::Host::sleep_ms(&mut self.view, ms).await
     }
 }
 

@@ -9,7 +9,7 @@ use crate::bindings::types::{
     Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan,
 };
 use crate::registry::{InvokeError, Plugins};
-use crate::runtime::{CallError, CallFailure, HostServices};
+use crate::runtime::{CallError, CallFailure, PluginHost};
 
 /// `inner`, trapping a phase call now and then while faults are on.
 pub struct FaultyPlugins {
@@ -31,7 +31,7 @@ impl Plugins for FaultyPlugins {
         &self,
         slot: &str,
         state: &AttemptState,
-        services: Arc<dyn HostServices>,
+        host: Arc<dyn PluginHost>,
     ) -> Result<PhaseOutcome, InvokeError> {
         if self.net.draw(|p| p.plugin_trap) {
             self.history.event("plugin", format_args!("{slot} traps (injected) e{}", state.epoch));
@@ -42,7 +42,7 @@ impl Plugins for FaultyPlugins {
                 failure: CallFailure::Trap { message: "trap injected by the simulator".into(), stderr: String::new() },
             }));
         }
-        let outcome = self.inner.run_phase(slot, state, services).await;
+        let outcome = self.inner.run_phase(slot, state, host).await;
         if let Err(err) = &outcome {
             self.history.event("plugin", format_args!("{slot} failed e{}: {err}", state.epoch));
         }
