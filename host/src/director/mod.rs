@@ -7,6 +7,7 @@
 //! on `stalled` it rolls the attempt back and retries later, after a backoff
 //! or at once when a service registers.
 
+mod replicas;
 mod report;
 
 pub use report::{AttemptOutcome, AttemptReport, PhaseRecord, RecoveryReport};
@@ -160,7 +161,7 @@ impl Director {
             self.cluster.clone(),
             self.store.clone(),
             self.registry.clone(),
-            self.sessions.clone(),
+            Arc::new(replicas::SessionReplicas { cluster: self.cluster.clone(), sessions: self.sessions.clone() }),
         ));
         let started = Instant::now();
         let state = AttemptState::new(epoch, attempt, self.config.clone(), old_layout.clone());

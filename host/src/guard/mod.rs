@@ -19,8 +19,10 @@
 //!   Services are handed the staged layout only, and it is fixed once an
 //!   unlock or a persist has used it, so the layout persisted is the one
 //!   they were handed.
-//! - S5: replica recovery runs at unlock, on the checked layout, with the
-//!   host's check of every plan ([`crate::replica`]).
+//! - S5: at unlock, each storage replica is brought to the recovery version
+//!   before it serves, by the director's replica recovery
+//!   ([`ReplicasBeforeUnlock`]) on the checked layout; a plan or session the
+//!   host refuses is refused here.
 //! - S6: bad arguments are refused ([`arguments`]), never a panic.
 //! - I7 fenced persistence: the store's compare-and-swap on the epoch.
 //! - I8 superseded directors stop: once superseded, every call fails.
@@ -51,8 +53,19 @@ use crate::bindings::types::{
 use crate::cluster::Cluster;
 use crate::store::{CoordinatorStore, StoreError};
 use crate::registry::{InvokeError, PLACEMENT, Plugins, REPLICA};
-use crate::replica::Sessions;
 use crate::runtime::{HostCall, HostReply, PluginHost};
+
+/// What brings each storage replica a layout names to the layout's recovery
+/// version before it serves it: the director's replica recovery. The guard
+/// calls it at unlock, on the checked layout, for the ids it let through.
+#[async_trait::async_trait]
+pub trait ReplicasBeforeUnlock: Send + Sync {
+    /// One result per id of `ids`, in order; `ClusterError::Refused` when
+    /// the host's check of a replica's plan, or its session, refused it.
+    /// `plugins` asks the replica recovery policy on the attempt's behalf.
+    async fn bring_up(&self, plugins: &dyn Plugins, layout: &Layout, epoch: Epoch, ids: &[String])
+    -> Vec<Result<(), ClusterError>>;
+}
 
 /// The host of one attempt's phases, behind the invariant checks.
 pub struct AttemptGuard {
@@ -62,9 +75,9 @@ pub struct AttemptGuard {
     cluster: Arc<dyn Cluster>,
     store: Arc<dyn CoordinatorStore>,
     registry: Arc<dyn Plugins>,
-    /// The director's replica recovery sessions, which `unlock` runs
-    /// replicas through.
-    sessions: Arc<Mutex<Sessions>>,
+    /// The director's replica recovery, which `unlock` runs replicas
+    /// through.
+    replicas: Arc<dyn ReplicasBeforeUnlock>,
     /// Where the plugins' `clock` starts: tokio's clock, so virtual under
     /// simulation.
     origin: tokio::time::Instant,
@@ -95,7 +108,7 @@ impl AttemptGuard {
         cluster: Arc<dyn Cluster>,
         store: Arc<dyn CoordinatorStore>,
         registry: Arc<dyn Plugins>,
-        sessions: Arc<Mutex<Sessions>>,
+        replicas: Arc<dyn ReplicasBeforeUnlock>,
     ) -> Self {
         AttemptGuard {
             epoch,
@@ -104,7 +117,7 @@ impl AttemptGuard {
             cluster,
             store,
             registry,
-            sessions,
+            replicas,
             origin: tokio::time::Instant::now(),
             ledger: Mutex::default(),
             host_nanos: AtomicU64::new(0),
@@ -626,20 +639,25 @@ impl AttemptGuard {
                 refusal.map_or(Ok(()), |refusal| Err(self.refuse(refusal)))
             })
             .collect();
-        let index = &crate::replica::LayoutIndex::new(layout);
-        let nested = &Nested { guard: self };
         // A storage replica serves only once it holds the recovery version:
         // replica recovery brings each there first, while every teammate is
         // still locked (a snapshot source does not move).
-        let recoveries = ids.iter().zip(checked).map(|(id, checked)| async move {
-            checked?;
-            match crate::replica::recover_replica(nested, &*self.cluster, &self.sessions, index, self.epoch, id).await {
-                // The host's check of the replica's plan, or its session.
-                Err(ClusterError::Refused(reason)) => Err(self.refuse(Refusal::new(Invariant::ReplicasKeepVersions, reason))),
-                recovered => self.note(recovered),
-            }
-        });
-        let recovered = futures::future::join_all(recoveries).await;
+        let passed: Vec<String> = ids.iter().zip(&checked).filter(|(_, c)| c.is_ok()).map(|(id, _)| id.clone()).collect();
+        let mut brought = self.replicas.bring_up(&Nested { guard: self }, layout, self.epoch, &passed).await.into_iter();
+        let recovered: Vec<Result<(), ClusterError>> = checked
+            .into_iter()
+            .map(|checked| {
+                checked?;
+                match brought.next() {
+                    // The host's check of the replica's plan, or its session.
+                    Some(Err(ClusterError::Refused(reason))) => {
+                        Err(self.refuse(Refusal::new(Invariant::ReplicasKeepVersions, reason)))
+                    }
+                    Some(recovered) => self.note(recovered),
+                    None => Err(ClusterError::Failed("replica recovery answered fewer replicas than it was asked".into())),
+                }
+            })
+            .collect();
         let calls = ids.iter().zip(recovered).map(|(id, recovered)| async move {
             recovered?;
             self.note(self.cluster.unlock(id, self.epoch, layout).await)?;

@@ -1,0 +1,33 @@
+//! Replica recovery at unlock: the director's sessions, run on the layout
+//! the guard checked, for the replicas the guard let through.
+
+use std::sync::{Arc, Mutex};
+
+use crate::bindings::types::{ClusterError, Epoch, Layout};
+use crate::cluster::Cluster;
+use crate::guard::ReplicasBeforeUnlock;
+use crate::registry::Plugins;
+use crate::replica::{LayoutIndex, Sessions, recover_replica};
+
+/// The director's replica recovery, as its guards call it.
+pub(super) struct SessionReplicas {
+    pub cluster: Arc<dyn Cluster>,
+    pub sessions: Arc<Mutex<Sessions>>,
+}
+
+#[async_trait::async_trait]
+impl ReplicasBeforeUnlock for SessionReplicas {
+    async fn bring_up(
+        &self,
+        plugins: &dyn Plugins,
+        layout: &Layout,
+        epoch: Epoch,
+        ids: &[String],
+    ) -> Vec<Result<(), ClusterError>> {
+        let index = &LayoutIndex::new(layout);
+        let recoveries = ids.iter().map(|id| async move {
+            recover_replica(plugins, &*self.cluster, &self.sessions, index, epoch, id).await.map(drop)
+        });
+        futures::future::join_all(recoveries).await
+    }
+}
