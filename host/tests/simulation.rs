@@ -241,6 +241,14 @@ fn the_seeds_long_runs_found_failing_recover() {
         let run = runs(&seed.to_string(), &config, &[]).remove(0);
         assert!(run.violations.is_empty(), "seed {seed}: {:?}", run.violations);
     }
+    // `zone-loss`: a replica lost, or a zone lost, beyond what a generation
+    // placed while a zone was down could survive (3457, 8598; and with
+    // logs keeping 20 versions, 1172, 4769, which lost acknowledged writes).
+    for (seed, retention) in [(3457, None), (8598, None), (1172, Some(20)), (4769, Some(20))] {
+        let config = SimConfig { retention, ..profile("zone-loss") };
+        let run = runs(&seed.to_string(), &config, &[]).remove(0);
+        assert!(run.violations.is_empty(), "zone-loss seed {seed}: {:?}", run.violations);
+    }
     // `chaos`: a director that completed after its rival had persisted a
     // newer layout released the newer generation's logs (125, 126).
     for seed in [125, 126] {

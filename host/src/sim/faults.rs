@@ -20,14 +20,18 @@ pub struct FaultProfile {
     pub crash: f64,
     /// Per tick: a whole node goes down, and comes back later.
     pub node_crash: f64,
-    /// Per tick: a node is cut off from the director and the clients.
+    /// Per tick: a node is cut off from every other node and the clients.
     pub partition: f64,
-    /// Per tick: a storage replica is lost for good (its disk with it), from a
-    /// team whose replicas are all alive, so faults stay within the
+    /// Per tick, before any zone is lost: a storage replica is lost for good
+    /// (its disk with it), from a team whose replicas are all alive and
+    /// whose other replicas span two zones, so faults stay within the
     /// replication budget.
     pub replica_loss: f64,
-    /// Once per run, at a time the seed picks: every node of one zone is lost
-    /// for good.
+    /// Once per run, from a time the seed picks: every node of one zone is
+    /// lost for good. The zone is one whose loss leaves the persisted
+    /// generation a log of every shard and a replica of every team (a
+    /// generation placed while zones were down may stand in fewer zones),
+    /// at the first tick at which there is one.
     pub zone_loss: bool,
     /// Per message: the reply comes late (possibly past the call's timeout).
     pub slow_reply: f64,

@@ -308,6 +308,8 @@ struct Driver {
     restarts: Vec<(Instant, Restart)>,
     /// Nodes lost for good.
     lost_nodes: BTreeSet<String>,
+    /// Storage replicas lost for good, their disks with them.
+    lost_replicas: BTreeSet<String>,
     /// Every acknowledged write: key, value, version and the epoch of the
     /// generation that acknowledged it.
     acked: Vec<Acked>,
@@ -360,6 +362,7 @@ impl Driver {
             paused_until: None,
             restarts: Vec::new(),
             lost_nodes: BTreeSet::new(),
+            lost_replicas: BTreeSet::new(),
             acked: Vec::new(),
             writes: 0,
             client: None,
@@ -416,7 +419,9 @@ impl Driver {
                 if tick == first_crash {
                     self.crash_a_log();
                 }
-                if zone_loss == Some(tick) {
+                // A zone is lost at the seed's tick, or at the first tick
+                // after it at which the persisted generation survives it.
+                if zone_loss.is_some_and(|at| tick >= at) && self.lost_nodes.is_empty() {
                     self.lose_a_zone();
                 }
                 self.inject_faults();
@@ -736,20 +741,33 @@ impl Driver {
             self.crash(id, back);
         }
         if self.net.draw(|p| p.replica_loss)
+            && self.lost_nodes.is_empty()
             && let Some(layout) = self.inner.live_layout()
         {
-            // Within the replication budget: only a team with every replica
-            // alive loses one, so a later zone loss still leaves a replica.
+            // Within the replication budget: before any zone is lost, only a
+            // team with every replica alive loses one, and only one whose
+            // other replicas span two zones, so that a later zone loss still
+            // leaves a replica. (A team placed while a zone was down may hold
+            // two replicas in one zone.)
             let alive: BTreeSet<String> = self.local.hosted_ids().into_iter().collect();
+            let node_of: BTreeMap<&str, &str> = layout.services.iter().map(|s| (s.id.as_str(), s.node.as_str())).collect();
+            let zone_of = |id: &String| node_of.get(id.as_str()).and_then(|node| self.zone_of(node));
             let replicas: Vec<String> = layout
                 .storage_teams
                 .iter()
                 .filter(|t| t.storage_ids.iter().all(|id| alive.contains(id)))
-                .flat_map(|t| t.storage_ids.iter().cloned())
+                .flat_map(|t| {
+                    t.storage_ids.iter().filter(|lost| {
+                        let rest: BTreeSet<Option<usize>> = t.storage_ids.iter().filter(|id| id != lost).map(zone_of).collect();
+                        rest.len() >= 2 && !rest.contains(&None)
+                    })
+                })
+                .cloned()
                 .collect();
             if let Some(id) = self.rng.pick(&replicas).cloned()
                 && self.local.lose(&id)
             {
+                self.lost_replicas.insert(id.clone());
                 self.faults += 1;
                 self.history.event("fault", format_args!("{id} lost for good"));
             }
@@ -781,10 +799,40 @@ impl Driver {
         (1..=self.config.nodes).map(|i| format!("n{i}")).filter(|n| !self.lost_nodes.contains(n)).collect()
     }
 
+    /// Whether `layout` keeps, once `zone` is lost, a log of every shard and
+    /// a replica of every team, not counting replicas lost for good.
+    fn survives_zone_loss(&self, layout: &Layout, zone: usize) -> bool {
+        let node_of: BTreeMap<&str, &str> = layout.services.iter().map(|s| (s.id.as_str(), s.node.as_str())).collect();
+        let outside = |id: &str| node_of.get(id).and_then(|node| self.zone_of(node)).is_some_and(|z| z != zone);
+        let teams = layout
+            .storage_teams
+            .iter()
+            .all(|team| team.storage_ids.iter().any(|id| outside(id) && !self.lost_replicas.contains(id)));
+        let logs = layout
+            .storage_teams
+            .iter()
+            .all(|team| layout.logs.iter().any(|log| log.tags.contains(&team.tag) && outside(&log.id)));
+        teams && logs
+    }
+
+    /// The zone of simulated node `node`: nodes are dealt round-robin over
+    /// the zones (`NodeSpec::spread`), `n1` to the first.
+    fn zone_of(&self, node: &str) -> Option<usize> {
+        let index: usize = node.strip_prefix('n')?.parse().ok()?;
+        Some((index.checked_sub(1)?) % self.config.zones.max(1))
+    }
+
+    /// Loses a zone for good, within the replication budget: one whose
+    /// loss leaves the newest persisted generation a log of every shard and
+    /// a replica of every team. A generation placed while zones were down
+    /// may stand in fewer zones than it would otherwise (a team or a shard's
+    /// logs span as many zones as are healthy); while no zone can be lost,
+    /// none is.
     fn lose_a_zone(&mut self) {
-        // Nodes are dealt round-robin over the zones (`NodeSpec::spread`).
         let zones = self.config.zones.max(1);
-        let lost = self.rng.below(zones as u64) as usize;
+        let Some(layout) = self.history.facts().persisted.last().cloned() else { return };
+        let survivable: Vec<usize> = (0..zones).filter(|&zone| self.survives_zone_loss(&layout, zone)).collect();
+        let Some(&lost) = self.rng.pick(&survivable) else { return };
         let zone = format!("z{}", lost + 1);
         let nodes: Vec<String> = (0..self.config.nodes).filter(|i| i % zones == lost).map(|i| format!("n{}", i + 1)).collect();
         for node in &nodes {
