@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::coordinator::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
+use crate::wire::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
 use crate::bindings::types::{Epoch, Layout, Version};
 use crate::transport::{Client, TransportConfig};
 use crate::worker::{WorkerProtocol, WorkerReply, WorkerRequest};

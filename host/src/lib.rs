@@ -12,15 +12,17 @@
 //! - [`director`]: the phase driver;
 //! - [`quality`]: how good a layout's placement is;
 //! - [`topology`]: the nodes, which shard owns a key, the page size;
-//! - [`status`]: what `ratchet status` and the admin endpoint report;
+//! - [`status`]: what `ratchet status` and the admin endpoint report, the
+//!   replica recovery event log among it;
 //! - [`store`]: the coordinator's durable epoch, directory and layout
 //!   (in memory, a file, or etcd);
 //! - [`services`]: the log, storage and role state machines and their journals;
 //! - [`cluster`]: the cluster as the director reaches it, in process or remote;
 //! - [`replica`]: replica recovery, its plan check and its sessions;
 //! - [`transport`]: framed, versioned calls between processes over TCP;
-//! - [`worker`]: the worker process, its foreman and protocol;
-//! - [`coordinator`]: the coordinator process and its protocol;
+//! - [`worker`]: the worker process and its foreman;
+//! - [`coordinator`]: the coordinator process;
+//! - [`wire`]: the worker and coordinator protocols, a leaf both sides share;
 //! - [`client`]: the client that commits through the live generation;
 //! - [`admin`]: the coordinator's admin endpoint (swap with validation and a
 //!   dry run, rollback, history, status, metrics), with [`audit`] and
@@ -48,5 +50,6 @@ pub mod store;
 pub mod status;
 pub mod topology;
 pub mod transport;
+pub mod wire;
 pub mod worker;
 pub mod runtime;

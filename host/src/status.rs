@@ -2,6 +2,8 @@
 //! say of a cluster: a leaf, so that the processes and the admin endpoint
 //! share it without importing each other.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::types::{Epoch, Layout, Node, ServiceDescriptor, Version};
@@ -31,7 +33,7 @@ pub struct Status {
     /// The newest replica recovery events (every transition of every
     /// replica's sessions), oldest first.
     #[serde(default)]
-    pub replica_events: Vec<crate::replica::ReplicaEvent>,
+    pub replica_events: Vec<ReplicaEvent>,
 }
 
 /// One attempt, as `ratchet status` shows it.
@@ -48,3 +50,29 @@ pub struct AttemptSummary {
     /// Its phases: name, milliseconds, outcome.
     pub phases: Vec<(String, f64, String)>,
 }
+
+/// One transition of a replica recovery session, for the event log
+/// ([`crate::replica::Sessions`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicaEvent {
+    /// Milliseconds since the sessions began.
+    pub at_ms: u64,
+    /// The session.
+    pub session: u64,
+    /// The replica.
+    pub replica: String,
+    /// The epoch.
+    pub epoch: Epoch,
+    /// The new state: `opened`, `progress`, `truncated`, `completed`,
+    /// `invalidated`, `escalated`, `abandoned`, `refused`.
+    pub event: String,
+    /// The figures or the reason.
+    pub detail: String,
+}
+
+impl fmt::Display for ReplicaEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:>8} ms  #{:<4} {:<18} e{:<4} {:<11} {}", self.at_ms, self.session, self.replica, self.epoch, self.event, self.detail)
+    }
+}
+

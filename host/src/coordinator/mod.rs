@@ -1,8 +1,7 @@
 //! The coordinator of a real cluster: its process ([`process`]: the store,
-//! the director, the remote cluster and the admin endpoint) and the protocol
-//! workers and clients reach it with ([`protocol`]).
+//! the director, the remote cluster and the admin endpoint). Workers and
+//! clients reach it with the coordinator protocol ([`crate::wire`]).
 
 pub mod process;
-pub mod protocol;
 
-pub use protocol::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
+pub use crate::wire::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::protocol::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
+use crate::wire::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
 use crate::status::{AttemptSummary, Status};
 use crate::admin::{Admin, AdminHost, AdminOptions};
 use crate::audit::{AuditEntry, AuditLog};

@@ -17,4 +17,5 @@ pub mod session;
 
 pub use check::{check_plan, recoverable};
 pub use recover::{LayoutIndex, recover_replica};
-pub use session::{Budget, ReplicaEvent, Session, SessionError, SessionId, SessionState, Sessions};
+pub use crate::status::ReplicaEvent;
+pub use session::{Budget, Session, SessionError, SessionId, SessionState, Sessions};

@@ -15,13 +15,13 @@
 //! - Every transition of every replica goes to the event log.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::check::check_plan;
 use crate::bindings::types::{CatchUpPlan, Epoch, ReplicaHistory, ReplicaOutcome, ReplicaPlan, Version};
+use crate::status::ReplicaEvent;
 
 /// How many of the newest events the log keeps (at least).
 pub const EVENTS_KEPT: usize = 1_000;
@@ -147,30 +147,6 @@ pub struct Session {
     pub state: SessionState,
     started: Instant,
     last_progress: Instant,
-}
-
-/// One transition, for the event log.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ReplicaEvent {
-    /// Milliseconds since the sessions began.
-    pub at_ms: u64,
-    /// The session.
-    pub session: SessionId,
-    /// The replica.
-    pub replica: String,
-    /// The epoch.
-    pub epoch: Epoch,
-    /// The new state: `opened`, `progress`, `truncated`, `completed`,
-    /// `invalidated`, `escalated`, `abandoned`, `refused`.
-    pub event: String,
-    /// The figures or the reason.
-    pub detail: String,
-}
-
-impl fmt::Display for ReplicaEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:>8} ms  #{:<4} {:<18} e{:<4} {:<11} {}", self.at_ms, self.session, self.replica, self.epoch, self.event, self.detail)
-    }
 }
 
 /// An outcome in a few words: `catch-up: replay (10, 50]`, `rebuild:

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 
-use super::protocol::{WorkerProtocol, WorkerReply, WorkerRequest};
+use crate::wire::{WorkerProtocol, WorkerReply, WorkerRequest};
 use crate::bindings::types::{ClusterError, Epoch, Layout, Version};
 use crate::topology::tag_of;
 use crate::services::Mutation;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::commit::{self, Generation, Peers};
-use super::protocol::{Serving, WorkerProtocol, WorkerReply, WorkerRequest};
+use crate::wire::{Serving, WorkerProtocol, WorkerReply, WorkerRequest};
 use crate::bindings::types::{ClusterError, Epoch, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version};
 use crate::bindings::kind_name;
 use crate::topology::{NodeSpec, PAGE_BYTES};

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::coordinator::{CoordinatorProtocol, CoordinatorRequest};
+use crate::wire::{CoordinatorProtocol, CoordinatorRequest};
 use crate::services::Disk;
 use crate::topology::NodeSpec;
 use crate::transport::{Client, TransportConfig, serve};
