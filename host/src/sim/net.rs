@@ -143,6 +143,7 @@ impl Network {
 
 /// One sender's side of the simulated network, in front of the in-memory
 /// transport.
+#[derive(Clone)]
 pub struct SimTransport {
     inner: Arc<dyn Transport<WorkerProtocol>>,
     net: Arc<Network>,
@@ -193,7 +194,7 @@ impl Transport<WorkerProtocol> for SimTransport {
             }
             Fate::LateLock { after } => {
                 self.history.event("net", format_args!("{what} -> delayed; arrives in {after:?}"));
-                let late = SimTransport { inner: self.inner.clone(), net: self.net.clone(), history: self.history.clone(), from: self.from.clone() };
+                let late = self.clone();
                 let (endpoint_late, request_late) = (endpoint.to_string(), request.clone());
                 tokio::spawn(async move {
                     sleep(after).await;

@@ -830,8 +830,11 @@ impl Driver {
     /// none is.
     fn lose_a_zone(&mut self) {
         let zones = self.config.zones.max(1);
-        let Some(layout) = self.history.facts().persisted.last().cloned() else { return };
-        let survivable: Vec<usize> = (0..zones).filter(|&zone| self.survives_zone_loss(&layout, zone)).collect();
+        let survivable: Vec<usize> = {
+            let facts = self.history.facts();
+            let Some(layout) = facts.persisted.last() else { return };
+            (0..zones).filter(|&zone| self.survives_zone_loss(layout, zone)).collect()
+        };
         let Some(&lost) = self.rng.pick(&survivable) else { return };
         let zone = format!("z{}", lost + 1);
         let nodes: Vec<String> = (0..self.config.nodes).filter(|i| i % zones == lost).map(|i| format!("n{}", i + 1)).collect();
