@@ -482,7 +482,13 @@ impl Driver {
             self.step(false).await;
             let idle = self.running.is_empty() && self.rival_at.is_none();
             if idle && self.inner.live_layout().is_some() && self.broken_member().is_none() {
-                return true;
+                // Whole as of the last pump; pumped once more, a replica the
+                // logs popped past since (its read lost while faults were
+                // on) shows as stranded, and its generation as broken.
+                self.pump().await;
+                if self.broken_member().is_none() {
+                    return true;
+                }
             }
             if Instant::now() >= deadline {
                 return false;
@@ -579,6 +585,9 @@ impl Driver {
                 && let Some(layout) = report.layout()
             {
                 self.history.event("cluster", format_args!("generation of epoch {} is live", layout.epoch));
+                // Its replicas were brought to its recovery version before
+                // they served it: none is stranded until a pump finds one.
+                self.stranded.clear();
                 completed = true;
             }
             self.recoveries.push(recovery);
