@@ -240,6 +240,13 @@ impl Cluster {
         text
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the worker of `node`.
+    fn signal_worker(&self, node: &str, signal: &str) {
+        let (_, proc) = self.workers.iter().find(|(n, _)| n == node).unwrap();
+        let sent = Command::new("kill").args([&format!("-{signal}"), &proc.child.id().to_string()]).status().unwrap();
+        assert!(sent.success(), "kill -{signal} failed");
+    }
+
     fn kill_worker(&mut self, node: &str) {
         let (_, proc) = self.workers.iter_mut().find(|(n, _)| n == node).unwrap();
         proc.kill();
@@ -290,6 +297,43 @@ fn sigkill_a_log_worker_during_the_load_and_lose_no_acknowledged_write() {
     assert!(!status.contains(&format!("log        log-{node}-")), "no log of the new generation on the dead node:\n{status}");
     let report = cluster.verify(&acks);
     assert!(report.contains("verified 10000 acknowledged writes: 0 lost"), "{report}");
+}
+
+#[test]
+fn sigstop_a_log_worker_during_the_load_and_the_cluster_recovers_without_it() {
+    // A hung machine: its process stops answering without closing its
+    // sockets. The failure detector fails it after the failure timeout, and
+    // the recovery goes on without it (its locks come back unreachable).
+    let _one = one_cluster_at_a_time();
+    let mut cluster = Cluster::start();
+    let (first, status) = cluster.serving_after(0);
+    let log = field(&status, "log").unwrap();
+    let node = log.split('-').nth(1).unwrap().to_string();
+
+    let acks = cluster.acks("acks");
+    let mut load = cluster.load(6_000, 5, &acks);
+    while lines(&acks) < 1_500 {
+        assert!(load.child.try_wait().unwrap().is_none(), "the load ended before the stop");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cluster.signal_worker(&node, "STOP");
+    let (second, status) = cluster.serving_after(first);
+    assert!(!status.contains(&format!("log        log-{node}-")), "no log of the new generation on the hung node:\n{status}");
+    let ended = wait_for_exit(&mut load, Duration::from_secs(180));
+    assert!(ended.success(), "the load failed: {}", std::fs::read_to_string(acks.with_extension("out")).unwrap());
+    assert_eq!(lines(&acks), 6_000, "every write was acknowledged in the end");
+    let report = cluster.verify(&acks);
+    assert!(report.contains("verified 6000 acknowledged writes: 0 lost"), "{report}");
+
+    // The machine comes back: its stale services are released, and the
+    // cluster keeps serving the same generation.
+    cluster.signal_worker(&node, "CONT");
+    std::thread::sleep(Duration::from_secs(2));
+    let status = cluster.status().expect("a status");
+    assert_eq!(field(&status, "state").as_deref(), Some("serving"), "{status}");
+    assert_eq!(field(&status, "epoch").and_then(|e| e.parse::<u64>().ok()), Some(second), "{status}");
+    let report = cluster.verify(&acks);
+    assert!(report.contains("verified 6000 acknowledged writes: 0 lost"), "{report}");
 }
 
 #[test]

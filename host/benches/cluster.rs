@@ -8,8 +8,11 @@
 //! - the coordinator's figure: from the detected failure to the persisted
 //!   layout (what `ratchet status` shows as the last recovery);
 //! - the whole outage seen from outside: from the SIGKILL to a status that
-//!   serves the new epoch, which adds detection (the coordinator checks its
-//!   generation every 200 ms) and this bench's polling.
+//!   serves the new epoch, which adds detection (the failure detector sees
+//!   the dropped connection at once) and this bench's polling.
+//!
+//! `cluster_hang` does the same with SIGSTOP: the process hangs with its
+//! sockets open, and is failed after the failure timeout (1 s).
 //!
 //! `RATCHET_BENCH_RUNS` sets the number of runs (default 12).
 //!
@@ -207,7 +210,10 @@ fn main() {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
     if wanted("cluster_recovery") {
-        cluster_recovery();
+        cluster_recovery(Fault::Kill);
+    }
+    if wanted("cluster_hang") {
+        cluster_recovery(Fault::Stop);
     }
     let runs: usize = std::env::var("RATCHET_REPLICA_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
     if wanted("replica_catch_up") {
@@ -222,13 +228,40 @@ fn main() {
     }
 }
 
-fn cluster_recovery() {
+/// How a run takes the node of a log away.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// SIGKILL: the process dies and the kernel closes its sockets.
+    Kill,
+    /// SIGSTOP: the process hangs with its sockets open, like a machine
+    /// that stops answering.
+    Stop,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Kill => "SIGKILL",
+            Fault::Stop => "SIGSTOP",
+        }
+    }
+
+    fn bench(self) -> &'static str {
+        match self {
+            Fault::Kill => "cluster_recovery",
+            Fault::Stop => "cluster_hang",
+        }
+    }
+}
+
+fn cluster_recovery(fault: Fault) {
     let runs: usize = std::env::var("RATCHET_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(12);
+    let bench_name = fault.bench();
     let mut bench = Bench::start();
     let (mut status, _) = bench.serving_after(0, 6);
     bench.load(2_000);
-    println!("cluster_recovery: 1 coordinator, 6 workers over 3 zones on loopback, 2,000 writes committed");
-    println!("{:>4} {:>8} {:>6} {:>12} {:>12}  trigger", "run", "killed", "epoch", "recovery ms", "outage ms");
+    println!("{bench_name}: 1 coordinator, 6 workers over 3 zones on loopback, 2,000 writes committed; {} a log's node", fault.name());
+    println!("{:>4} {:>8} {:>6} {:>12} {:>12}  trigger", "run", "node", "epoch", "recovery ms", "outage ms");
     let (mut recoveries, mut outages) = (Vec::new(), Vec::new());
     let mut phases: Vec<(String, Vec<f64>)> = Vec::new();
     for run in 1..=runs {
@@ -236,15 +269,27 @@ fn cluster_recovery() {
         let log = &layout.logs[run % layout.logs.len()].id;
         let node = status.services.iter().find(|s| &s.id == log).map(|s| s.node.clone()).expect("the log is hosted");
         let slot = bench.workers.iter().position(|(n, _)| *n == node).expect("a bench worker");
-        let killed_at = Instant::now();
+        let struck_at = Instant::now();
+        match fault {
+            Fault::Kill => {
+                let _ = bench.workers[slot].1.0.kill();
+                let _ = bench.workers[slot].1.0.wait();
+            }
+            Fault::Stop => {
+                let pid = bench.workers[slot].1.0.id().to_string();
+                let stopped = Command::new("kill").args(["-STOP", &pid]).status().expect("kill runs");
+                assert!(stopped.success(), "kill -STOP {pid}");
+            }
+        }
+        let (next, serving_at) = bench.serving_after(layout.epoch, 5);
+        // Back for the next run (a stopped worker is killed first); the
+        // coordinator releases its stale journals.
         let _ = bench.workers[slot].1.0.kill();
         let _ = bench.workers[slot].1.0.wait();
-        let (next, serving_at) = bench.serving_after(layout.epoch, 5);
-        // Back for the next run; the coordinator releases its stale journals.
         let restarted = bench.worker(&node);
         bench.workers[slot].1 = restarted;
         let recovery = next.recovery_millis.expect("the recovery completed");
-        let outage = serving_at.duration_since(killed_at).as_secs_f64() * 1e3;
+        let outage = serving_at.duration_since(struck_at).as_secs_f64() * 1e3;
         println!("{run:>4} {node:>8} {:>6} {recovery:>12.2} {outage:>12.2}  {}", next.epoch.unwrap_or(0), next.trigger);
         if let Some(attempt) = next.last_recovery.last() {
             for (name, millis, _) in &attempt.phases {
@@ -260,11 +305,16 @@ fn cluster_recovery() {
     }
     let (min, max) = recoveries.iter().fold((f64::MAX, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     println!(
-        "cluster_recovery: detected failure to persisted layout: median {:.2} ms (min {min:.2}, max {max:.2}) over {runs} runs",
+        "{bench_name}: detected failure to persisted layout: median {:.2} ms (min {min:.2}, max {max:.2}) over {runs} runs",
         median(&mut recoveries)
     );
-    println!("cluster_recovery: SIGKILL to serving, seen by a client: median {:.2} ms", median(&mut outages));
-    println!("cluster_recovery: median per phase of the completing attempt:");
+    let (min, max) = outages.iter().fold((f64::MAX, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    println!(
+        "{bench_name}: {} to serving, seen by a client: median {:.2} ms (min {min:.2}, max {max:.2})",
+        fault.name(),
+        median(&mut outages)
+    );
+    println!("{bench_name}: median per phase of the completing attempt:");
     for (name, mut all) in phases {
         println!("  {name:<28} {:>8.2} ms", median(&mut all));
     }

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ratchet::bindings::types::RecoveryConfig;
-use ratchet::cluster::{Cluster, RemoteCluster};
+use ratchet::bindings::types::ClusterError;
+use ratchet::cluster::{Cluster, Health, RemoteCluster};
 use ratchet::services::Disk;
 use ratchet::topology::NodeSpec;
 use ratchet::store::MemoryStore;
@@ -272,4 +273,108 @@ async fn the_pump_pops_the_logs_to_their_retention_and_reports_a_replica_left_be
     let more = cluster.commit(&[("k40".into(), "v40".into())]).await.unwrap();
     cluster.pump().await;
     assert_eq!(retained().await, vec![(more - 10, more); layout.logs.len()]);
+}
+
+/// A cluster whose failure detector fails a worker after `timeout`, its
+/// other calls bounded by 10 s.
+fn detected(timeout: Duration) -> RemoteCluster {
+    let heartbeats = TransportConfig { call_timeout: timeout, ..TransportConfig::default() };
+    let calls = TransportConfig { call_timeout: Duration::from_secs(10), ..TransportConfig::default() };
+    RemoteCluster::new(calls).with_failure_detector(Arc::new(ratchet::transport::TcpTransport::new(heartbeats)), timeout)
+}
+
+/// Waits until the detector's verdict on `node` satisfies `wanted`; returns
+/// how long that took.
+async fn until_health(cluster: &RemoteCluster, node: &str, wanted: impl Fn(&Health) -> bool) -> Duration {
+    let started = tokio::time::Instant::now();
+    let detector = cluster.detector().expect("a detector");
+    while !wanted(&detector.health(node)) {
+        assert!(started.elapsed() < Duration::from_secs(10), "{node} is still {:?}", detector.health(node));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_connection_drops_is_failed_at_once_and_answers_again_when_back() {
+    // A failure timeout of 5 s: a failure seen sooner was seen by the drop.
+    let (mut workers, cluster) = six_workers_of(detected(Duration::from_secs(5))).await;
+    until_health(&cluster, "n1", |h| *h == Health::Alive).await;
+    let mut registrations = cluster.registrations();
+
+    workers[0].stop().await;
+    let seen = until_health(&cluster, "n1", |h| h.failure().is_some()).await;
+    assert!(seen < Duration::from_secs(1), "a dropped connection is seen at once, not after the timeout: {seen:?}");
+    let started = tokio::time::Instant::now();
+    let nodes = cluster.nodes().await;
+    assert!(started.elapsed() < Duration::from_secs(1), "a failed node is not asked");
+    assert!(!nodes.iter().find(|n| n.id == "n1").unwrap().healthy);
+    assert!(nodes.iter().filter(|n| n.id != "n1").all(|n| n.healthy));
+    let refused = cluster.create_worker("n1", ratchet::bindings::types::ServiceKind::Log, 1).await;
+    assert!(matches!(&refused, Err(ClusterError::Unreachable(why)) if why.contains("n1")), "{refused:?}");
+
+    workers[0].start().await;
+    until_health(&cluster, "n1", |h| *h == Health::Alive).await;
+    tokio::time::timeout(Duration::from_secs(5), registrations.changed()).await.expect("a node back wakes a stalled director");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_worker_is_failed_after_the_timeout_ends_the_calls_in_flight_and_expires() {
+    // A worker that accepts connections and never answers: a stopped
+    // process, or a machine behind a cut link, whose sockets stay open.
+    let hung = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = hung.local_addr().unwrap().to_string();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = hung.accept().await {
+            open.push(stream);
+        }
+    });
+    let (workers, cluster) = six_workers_of(detected(Duration::from_millis(300))).await;
+    cluster.register("n7", "z1", 10, &addr);
+
+    let started = tokio::time::Instant::now();
+    let in_flight = cluster.create_worker("n7", ratchet::bindings::types::ServiceKind::Log, 1).await;
+    let waited = started.elapsed();
+    assert!(matches!(&in_flight, Err(ClusterError::Unreachable(why)) if why.contains("n7")), "{in_flight:?}");
+    assert!(waited < Duration::from_secs(2), "the call ended when its node failed, not at its own 10 s timeout: {waited:?}");
+    assert!(cluster.detector().unwrap().health("n7").failure().is_some());
+    let nodes = cluster.nodes().await;
+    assert!(!nodes.iter().find(|n| n.id == "n7").unwrap().healthy);
+
+    // It stops registering: it leaves the directory, and `nodes` with it.
+    let expired = tokio::time::timeout(Duration::from_secs(10), async {
+        while cluster.registered_nodes().contains("n7") {
+            for worker in &workers {
+                cluster.register(&worker.spec.id, &worker.spec.zone, worker.spec.capacity, &worker.addr);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    expired.await.expect("a worker that stops registering expires");
+    assert!(cluster.nodes().await.iter().all(|n| n.id != "n7"));
+    assert_eq!(cluster.nodes().await.len(), 6, "the workers that register again stay");
+    held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_whose_sequencer_hands_out_no_version_fails_the_probe_though_every_member_answers() {
+    let (_workers, cluster) = six_workers_of(detected(Duration::from_millis(500))).await;
+    let director = director(cluster.clone());
+    let layout = completed(&director.recover().await.unwrap());
+    let members = ratchet::guard::named_services(&layout);
+    cluster.commit(&[("k".into(), "v".into())]).await.unwrap();
+    cluster.check(&members).await.expect("a whole generation");
+    cluster.probe(Duration::from_millis(500)).await.expect("a generation that commits passes the probe");
+
+    // A newer epoch than this director ever took locks the sequencer (a
+    // rival, or a restored store): it hands out no version again.
+    let sequencer = layout.sequencer.clone().unwrap();
+    cluster.lock(&sequencer, layout.epoch + 10).await.unwrap();
+    cluster.check(&members).await.expect("every member still answers its Info");
+    let probed = cluster.probe(Duration::from_millis(500)).await;
+    assert!(
+        matches!(&probed, Err(ratchet::cluster::Breakage::CannotCommit { proxy, .. }) if layout.commit_proxies.contains(proxy)),
+        "{probed:?}"
+    );
 }

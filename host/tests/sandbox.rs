@@ -173,3 +173,46 @@ async fn a_phase_is_refused_by_the_placement_slot() {
     assert!(err.to_string().contains("placement-policy"), "{err}");
     assert_eq!(registry.active("placement").unwrap(), before);
 }
+
+/// A host whose cluster answers every lock after `delay`: a network slower
+/// than the phase's deadline.
+struct SlowLocks {
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl ratchet::runtime::PluginHost for SlowLocks {
+    async fn answer(&self, call: ratchet::runtime::HostCall) -> ratchet::runtime::HostReply {
+        use ratchet::bindings::types::{LockInfo, ServiceKind};
+        use ratchet::runtime::{HostCall, HostReply};
+        match call {
+            HostCall::Lock { ids } => {
+                tokio::time::sleep(self.delay).await;
+                HostReply::Locked(ids.iter().map(|_| Ok(LockInfo::Stateless(ServiceKind::Sequencer))).collect())
+            }
+            other => ratchet::runtime::Detached::default().answer(other).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn time_the_host_spends_answering_is_not_charged_to_the_phase() {
+    // The default lock-services, bounded by 100 ms, waits 300 ms on its
+    // locks: the network's time is the host's, so the phase completes.
+    let registry = Registry::with_defaults(runtime()).unwrap();
+    let limits = Limits { deadline: Duration::from_millis(100), ..Limits::default() };
+    registry.set_limits(SLOT, limits).unwrap();
+    let mut state = new_cluster_state();
+    let mut old = empty_layout(1);
+    old.services = vec![ratchet::bindings::types::ServiceDescriptor {
+        id: "sequencer-n1-e1-1".into(),
+        kind: ratchet::bindings::types::ServiceKind::Sequencer,
+        node: "n1".into(),
+        address: "n1".into(),
+    }];
+    state.old_layout = Some(old);
+    let host = std::sync::Arc::new(SlowLocks { delay: Duration::from_millis(300) });
+    let outcome = registry.call_phase(SLOT, &state, host).await.expect("the phase is not charged the host's time");
+    assert_eq!(outcome.step, PhaseStep::Next("determine-path".into()));
+    assert!(outcome.state.unreachable.is_empty(), "{:?}", outcome.state.unreachable);
+}

@@ -58,6 +58,11 @@ pub struct CoordinatorArgs {
     /// persisted layout to register before it recovers without them.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     boot_grace: u64,
+    /// How long a worker may go without answering its heartbeat before it
+    /// is failed and its generation recovers (a worker whose connection
+    /// drops is failed at once). Every call to a worker is bounded by it.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = failure_timeout)]
+    failure_timeout: Duration,
     /// Keep the coordinator state in etcd instead of the data directory:
     /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`. Coordinators sharing it
     /// elect one leader, the only one that recovers.
@@ -157,6 +162,15 @@ fn transport() -> TransportConfig {
     TransportConfig { call_timeout: Duration::from_secs(5), ..TransportConfig::default() }
 }
 
+/// A failure timeout: a duration (`1s`, `250ms`) from 10 ms to an hour.
+fn failure_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if !(Duration::from_millis(10)..=Duration::from_secs(3600)).contains(&timeout) {
+        return Err(format!("{text} is not between 10ms and 1h"));
+    }
+    Ok(timeout)
+}
+
 fn client(addr: &str) -> Client<CoordinatorProtocol> {
     Client::new(addr, transport())
 }
@@ -212,6 +226,7 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
             plugin_dir: args.plugin_dir,
             log_retention: args.log_retention,
             boot_grace: Duration::from_secs(args.boot_grace),
+            failure_timeout: args.failure_timeout,
             store,
         };
         ratchet::coordinator::process::run(&args.data, setup, registry, config).await.map_err(Failure::from)

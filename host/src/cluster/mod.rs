@@ -4,10 +4,12 @@
 //! [`LocalCluster`] (the demo, the dry run, the simulator behind its
 //! simulated network, the tests, the benchmarks).
 
+mod detector;
 mod local;
 mod registrations;
 mod remote;
 
+pub use detector::{FailureDetector, Health};
 pub use local::{LocalCluster, LocalError, Wire};
 pub use registrations::{RegistrationWatch, Registrations};
 pub use remote::{Breakage, CommitError, RemoteCluster};

@@ -18,8 +18,9 @@ struct Shared {
     notify: Notify,
 }
 
-/// The cluster's side: announces registrations.
-#[derive(Default)]
+/// The cluster's side: announces registrations. Clones announce to the
+/// same waiters.
+#[derive(Clone, Default)]
 pub struct Registrations {
     shared: Arc<Shared>,
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::join_all;
 
-use super::{Cluster, PulledPage, SnapshotPage};
+use super::{Cluster, FailureDetector, PulledPage, SnapshotPage};
 use crate::topology::tag_of;
 use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
@@ -29,7 +29,13 @@ struct Member {
     zone: String,
     capacity: u32,
     addr: String,
+    /// When it last registered (a worker registers again every heartbeat).
+    registered: std::time::Instant,
 }
+
+/// How long a worker watched by a failure detector stays in the directory
+/// without registering again: five of its heartbeats.
+const EXPIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why a commit was not acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +68,9 @@ pub struct RemoteCluster {
     broken: Mutex<BTreeSet<String>>,
     /// Versions each log keeps behind its newest; `None` keeps everything.
     retention: Option<Version>,
+    /// Watches the workers, when they are processes (see
+    /// [`RemoteCluster::with_failure_detector`]).
+    detector: Option<Arc<FailureDetector>>,
 }
 
 /// Why a generation cannot commit.
@@ -77,6 +86,25 @@ pub enum Breakage {
     /// gap no later push can cross.
     #[error("{0}: a commit failed after taking a version")]
     BrokenProxy(String),
+    /// The failure detector failed the worker hosting this member.
+    #[error("{service} is on failed node {node}: {reason}")]
+    Failed {
+        /// The member.
+        service: String,
+        /// Its node.
+        node: String,
+        /// Why the node is failed.
+        reason: String,
+    },
+    /// An empty commit through this proxy (the health probe) did not
+    /// complete: the generation cannot take a version and commit.
+    #[error("{proxy} cannot commit: {reason}")]
+    CannotCommit {
+        /// The proxy probed.
+        proxy: String,
+        /// What the probe ran into.
+        reason: String,
+    },
 }
 
 /// How one replica's catch-up by the pump ended.
@@ -106,7 +134,47 @@ impl RemoteCluster {
             next_proxy: AtomicUsize::new(0),
             broken: Mutex::default(),
             retention: None,
+            detector: None,
         }
+    }
+
+    /// Watches every worker that registers with a [`FailureDetector`] that
+    /// fails it after `timeout` without an answer, over `transport` (its
+    /// own, with calls bounded by `timeout`). Calls to a failed worker end
+    /// at once as unreachable, `nodes` reports it unhealthy without asking,
+    /// one that answers again wakes a stalled director like a
+    /// registration, and one that stops registering expires from the
+    /// directory.
+    pub fn with_failure_detector(mut self, transport: Arc<dyn Transport<WorkerProtocol>>, timeout: std::time::Duration) -> Self {
+        self.detector = Some(FailureDetector::new(transport, timeout, self.registrations.clone()));
+        self
+    }
+
+    /// The failure detector, if the workers are watched.
+    pub fn detector(&self) -> Option<&Arc<FailureDetector>> {
+        self.detector.as_ref()
+    }
+
+    /// Why `node` is failed, if the failure detector says it is.
+    fn failure_of(&self, node: &str) -> Option<String> {
+        self.detector.as_ref().and_then(|d| d.health(node).failure().map(str::to_string))
+    }
+
+    /// The registered members, less those that stopped registering: they
+    /// leave the directory and the failure detector.
+    fn members(&self) -> Vec<(String, Member)> {
+        let mut members = lock(&self.members);
+        if let Some(detector) = &self.detector {
+            let expired: Vec<String> =
+                members.iter().filter(|(_, m)| m.registered.elapsed() > EXPIRE_AFTER).map(|(n, _)| n.clone()).collect();
+            for node in expired {
+                tracing::warn!(%node, after = ?EXPIRE_AFTER, "worker expired: it stopped registering");
+                members.remove(&node);
+                detector.forget(&node);
+                lock(&self.directory).retain(|_, host| *host != node);
+            }
+        }
+        members.iter().map(|(n, m)| (n.clone(), m.clone())).collect()
     }
 
     /// Lets [`RemoteCluster::pump`] pop each log of the live generation to
@@ -123,11 +191,20 @@ impl RemoteCluster {
     /// nothing: its connection is kept and no retry is triggered.
     pub fn register(&self, node: &str, zone: &str, capacity: u32, addr: &str) {
         let mut members = lock(&self.members);
-        if members.get(node).is_some_and(|m| m.addr == addr && m.zone == zone && m.capacity == capacity) {
+        let registered = std::time::Instant::now();
+        if let Some(member) = members.get_mut(node)
+            && member.addr == addr
+            && member.zone == zone
+            && member.capacity == capacity
+        {
+            member.registered = registered;
             return;
         }
-        members.insert(node.into(), Member { zone: zone.into(), capacity, addr: addr.into() });
+        members.insert(node.into(), Member { zone: zone.into(), capacity, addr: addr.into(), registered });
         drop(members);
+        if let Some(detector) = &self.detector {
+            detector.watch(node, addr);
+        }
         self.registrations.announce();
         tracing::info!(node, zone, addr, "worker registered");
     }
@@ -140,7 +217,7 @@ impl RemoteCluster {
 
     /// The nodes whose workers have registered.
     pub fn registered_nodes(&self) -> BTreeSet<String> {
-        lock(&self.members).keys().cloned().collect()
+        self.members().into_iter().map(|(node, _)| node).collect()
     }
 
     /// The layout of the live generation.
@@ -295,6 +372,11 @@ impl RemoteCluster {
     /// every worker what it hosts. Answers the services hosted when the
     /// generation is whole, or why it cannot commit.
     pub async fn check(&self, members: &BTreeSet<String>) -> Result<Vec<ServiceDescriptor>, Breakage> {
+        // A member on a node known to be failed breaks the generation before
+        // anything is asked of anyone.
+        if let Some(failed) = self.failed_member(members) {
+            return Err(failed);
+        }
         if let Err(err) = self.refresh_committed().await {
             // The survey below finds the proxy that did not answer.
             tracing::debug!(?err, "no read version before the check");
@@ -305,12 +387,45 @@ impl RemoteCluster {
         let hosted = self.services().await;
         let live: BTreeSet<&str> = hosted.iter().map(|s| s.id.as_str()).collect();
         if let Some(gone) = members.iter().find(|id| !live.contains(id.as_str())) {
-            return Err(Breakage::Unreachable(gone.clone()));
+            // The detector may have failed its node while the survey ran.
+            return Err(self.failed_member(members).unwrap_or_else(|| Breakage::Unreachable(gone.clone())));
         }
         if let Some(proxy) = self.broken_proxies().into_iter().find(|p| members.contains(p)) {
             return Err(Breakage::BrokenProxy(proxy));
         }
         Ok(hosted)
+    }
+
+    /// The first of `members` hosted on a node the failure detector failed.
+    fn failed_member(&self, members: &BTreeSet<String>) -> Option<Breakage> {
+        let directory = lock(&self.directory).clone();
+        members.iter().find_map(|member| {
+            let node = directory.get(member)?;
+            let reason = self.failure_of(node)?;
+            Some(Breakage::Failed { service: member.clone(), node: node.clone(), reason })
+        })
+    }
+
+    /// The health probe: an empty commit through every proxy of the live
+    /// generation, each within `within`. Whatever its members answer to
+    /// `Info`, a generation whose proxies cannot take a version from the
+    /// sequencer and push it to every log is broken (a sequencer locked by
+    /// an epoch the coordinator does not know leaves every commit hanging).
+    pub async fn probe(&self, within: std::time::Duration) -> Result<(), Breakage> {
+        let Some(layout) = self.live_layout() else { return Ok(()) };
+        let probes = layout.commit_proxies.iter().map(|proxy| async move {
+            let commit = self.ask(proxy, WorkerRequest::Commit { id: proxy.clone(), writes: Vec::new() });
+            let reason = match tokio::time::timeout(within, commit).await {
+                Ok(Ok(WorkerReply::Committed(version))) => {
+                    self.committed.fetch_max(version, Ordering::SeqCst);
+                    return Ok(());
+                }
+                Ok(other) => format!("{:?}", unexpected(other)),
+                Err(_) => format!("an empty commit did not complete within {within:?}"),
+            };
+            Err(Breakage::CannotCommit { proxy: proxy.clone(), reason })
+        });
+        join_all(probes).await.into_iter().collect()
     }
 
     /// Reads `key` from a serving replica of its team that holds every
@@ -353,9 +468,28 @@ impl RemoteCluster {
         self.ask_node(&node, request).await
     }
 
+    /// Sends `request` to the worker of `node`. A node the failure detector
+    /// has failed is not asked, and a call in flight ends when its node
+    /// fails: nothing waits on a machine known to be gone.
     async fn ask_node(&self, node: &str, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
         let member = lock(&self.members).get(node).cloned().ok_or_else(|| ClusterError::NotFound(format!("node {node}")))?;
-        match self.transport.call(&member.addr, request).await {
+        let call = self.transport.call(&member.addr, request);
+        let answer = match &self.detector {
+            None => call.await,
+            Some(detector) => {
+                if let Some(reason) = detector.health(node).failure() {
+                    return Err(ClusterError::Unreachable(format!("node {node} is failed: {reason}")));
+                }
+                tokio::select! {
+                    answer = call => answer,
+                    () = detector.failed(node) => {
+                        let reason = detector.health(node).failure().unwrap_or_default().to_string();
+                        return Err(ClusterError::Unreachable(format!("node {node} failed: {reason}")));
+                    }
+                }
+            }
+        };
+        match answer {
             Ok(reply) => reply,
             Err(err) => Err(ClusterError::Unreachable(err.to_string())),
         }
@@ -369,10 +503,10 @@ impl RemoteCluster {
 #[async_trait::async_trait]
 impl Cluster for RemoteCluster {
     async fn nodes(&self) -> Vec<Node> {
-        let members: Vec<(String, Member)> = lock(&self.members).iter().map(|(n, m)| (n.clone(), m.clone())).collect();
+        let members = self.members();
         let answers = members.iter().map(|(node, member)| async move {
-            match self.transport.call(&member.addr, WorkerRequest::Info).await {
-                Ok(Ok(WorkerReply::Info { node, .. })) => node,
+            match self.ask_node(node, WorkerRequest::Info { hold_ms: 0 }).await {
+                Ok(WorkerReply::Info { node, .. }) => node,
                 _ => Node {
                     id: node.clone(),
                     zone: member.zone.clone(),
@@ -388,12 +522,12 @@ impl Cluster for RemoteCluster {
     }
 
     async fn services(&self) -> Vec<ServiceDescriptor> {
-        let members: Vec<Member> = lock(&self.members).values().cloned().collect();
-        let answers = members.iter().map(|member| self.transport.call(&member.addr, WorkerRequest::Info));
+        let members = self.members();
+        let answers = members.iter().map(|(node, _)| self.ask_node(node, WorkerRequest::Info { hold_ms: 0 }));
         let mut services = Vec::new();
         let mut broken = BTreeSet::new();
         for answer in join_all(answers).await {
-            if let Ok(Ok(WorkerReply::Info { services: hosted, broken: proxies, .. })) = answer {
+            if let Ok(WorkerReply::Info { services: hosted, broken: proxies, .. }) = answer {
                 services.extend(hosted);
                 broken.extend(proxies);
             }

@@ -21,13 +21,17 @@ use crate::director::{Director, DirectorOptions, PAUSE_AFTER_INCOMPLETE, Recover
 use crate::guard::named_services;
 use crate::registry::Registry;
 use crate::replica::{Budget, Sessions};
-use crate::transport::{Handler, TransportConfig, serve};
+use crate::transport::{Handler, TcpTransport, TransportConfig, serve};
 
 /// How many of the newest replica recovery events a status carries.
 const STATUS_REPLICA_EVENTS: usize = 50;
 
-/// How often the live generation is checked and storage is pumped.
+/// How often the live generation is checked and storage is pumped, unless
+/// the failure detector wakes the check sooner.
 const MONITOR_EVERY: Duration = Duration::from_millis(200);
+
+/// The shortest bound on a call to a worker that answers its heartbeat.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The coordinator's request handler and shared state.
 pub struct Coordinator {
@@ -136,6 +140,9 @@ pub struct Setup {
     /// How long a restarted coordinator waits for the workers of the
     /// persisted layout to register before its first recovery.
     pub boot_grace: Duration,
+    /// How long a worker may go without answering its heartbeat before it
+    /// is failed (see [`crate::cluster::FailureDetector`]).
+    pub failure_timeout: Duration,
     /// Where the coordinator state lives.
     pub store: StoreChoice,
 }
@@ -173,7 +180,7 @@ impl AdminHost for Coordinator {
 /// Runs the coordinator until the process ends: serves its endpoints and
 /// drives recovery against the workers that register.
 pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: RecoveryConfig) -> anyhow::Result<()> {
-    let Setup { listener, admin, admin_options, plugin_dir, log_retention, boot_grace, store: choice } = setup;
+    let Setup { listener, admin, admin_options, plugin_dir, log_retention, boot_grace, failure_timeout, store: choice } = setup;
     let store: Arc<dyn CoordinatorStore> = match &choice {
         StoreChoice::File => Arc::new(FileStore::open(data)?),
         StoreChoice::Etcd { store, .. } => store.clone(),
@@ -186,9 +193,18 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
             audit.record(&entry)?;
         }
     }
-    let transport = TransportConfig { call_timeout: Duration::from_secs(2), ..TransportConfig::default() };
+    // A call to a worker the detector fails ends then; this bounds a slow
+    // call to a worker that still answers its heartbeat.
+    let transport = TransportConfig { call_timeout: failure_timeout.max(CALL_TIMEOUT), ..TransportConfig::default() };
+    // The detector's long polls have connections of their own, each call
+    // bounded by the failure timeout.
+    let heartbeats = TransportConfig { call_timeout: failure_timeout, ..TransportConfig::default() };
     // Workers register whenever they start; known ones are reached at once.
-    let cluster = Arc::new(RemoteCluster::new(transport.clone()).with_log_retention(log_retention));
+    let cluster = Arc::new(
+        RemoteCluster::new(transport.clone())
+            .with_log_retention(log_retention)
+            .with_failure_detector(Arc::new(TcpTransport::new(heartbeats)), failure_timeout),
+    );
     let coordinator = Arc::new(Coordinator {
         cluster: cluster.clone(),
         store: store.clone(),
@@ -319,14 +335,29 @@ async fn release_strays(cluster: &RemoteCluster, members: &BTreeSet<String>, hos
 /// the store's service directory follows the generation's services.
 async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: &Layout) -> String {
     let members = named_services(layout);
+    let mut failures = cluster.detector().map(|d| d.failures());
     release_strays(cluster, &members, &cluster.services().await).await;
     let mut recorded = Vec::new();
     loop {
-        tokio::time::sleep(MONITOR_EVERY).await;
+        let wake = async {
+            match &mut failures {
+                Some(failures) => failures.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(MONITOR_EVERY) => {}
+            () = wake => tracing::debug!("the failure detector woke the check"),
+        }
         let hosted = match cluster.check(&members).await {
             Ok(hosted) => hosted,
             Err(breakage) => return breakage.to_string(),
         };
+        if let Some(detector) = cluster.detector()
+            && let Err(breakage) = cluster.probe(detector.timeout()).await
+        {
+            return breakage.to_string();
+        }
         release_strays(cluster, &members, &hosted).await;
         // The directory in the store follows what the workers host.
         let mut directory: Vec<ServiceDescriptor> = hosted.into_iter().filter(|s| members.contains(&s.id)).collect();

@@ -78,16 +78,39 @@ tokio::task_local! {
     static CALL_CLOCK: Arc<CallClock>;
 }
 
-/// The time a call is charged: its wall time, less the time spent in the
-/// plugin calls made on its behalf, each bounded by its own limits.
+/// The time a call is charged: its wall time, less the time the host spends
+/// answering it (its I/O, and the plugin calls made on its behalf, each
+/// bounded by its own limits). That time is bounded on its own, by the
+/// call's host budget.
 struct CallClock {
     started: tokio::time::Instant,
     nested: Mutex<Nested>,
+    host_budget: Duration,
+}
+
+/// A host call refused because the plugin call it belongs to has spent
+/// its host budget.
+#[derive(Debug, thiserror::Error)]
+#[error("the host budget of {0:?} for this plugin call is spent")]
+pub(super) struct HostBudgetSpent(Duration);
+
+/// Stops the clock of the plugin call running on this task while the host
+/// answers one of its calls, until the returned guard is dropped: a
+/// phase's deadline bounds its own execution, not the network's. Refused
+/// once the call has spent its host budget. Outside a plugin call (a
+/// plugin compiled natively) there is no clock to stop.
+pub(super) fn host_answers() -> Result<Option<Stopped>, HostBudgetSpent> {
+    let Ok(clock) = CALL_CLOCK.try_with(Arc::clone) else { return Ok(None) };
+    if clock.outside() >= clock.host_budget {
+        return Err(HostBudgetSpent(clock.host_budget));
+    }
+    Ok(Some(clock.stop()))
 }
 
 #[derive(Default)]
 struct Nested {
-    /// Nested calls running now (replica recoveries run in parallel).
+    /// Host calls and nested plugin calls running now (a phase's locks,
+    /// replica recoveries, run in parallel).
     running: usize,
     /// Since when at least one has been running.
     since: Option<tokio::time::Instant>,
@@ -96,8 +119,8 @@ struct Nested {
 }
 
 impl CallClock {
-    fn new() -> Self {
-        CallClock { started: tokio::time::Instant::now(), nested: Mutex::default() }
+    fn new(host_budget: Duration) -> Self {
+        CallClock { started: tokio::time::Instant::now(), nested: Mutex::default(), host_budget }
     }
 
     fn nested(&self) -> std::sync::MutexGuard<'_, Nested> {
@@ -107,9 +130,17 @@ impl CallClock {
     /// The time charged to the call so far.
     fn charged(&self) -> Duration {
         let now = tokio::time::Instant::now();
+        (now - self.started).saturating_sub(self.outside_at(now))
+    }
+
+    /// The time the host has spent answering the call so far.
+    fn outside(&self) -> Duration {
+        self.outside_at(tokio::time::Instant::now())
+    }
+
+    fn outside_at(&self, now: tokio::time::Instant) -> Duration {
         let nested = self.nested();
-        let excluded = nested.total + nested.since.map_or(Duration::ZERO, |since| now - since);
-        (now - self.started).saturating_sub(excluded)
+        nested.total + nested.since.map_or(Duration::ZERO, |since| now - since)
     }
 
     /// Whether a nested call runs now: the call's clock stands still.
@@ -129,7 +160,7 @@ impl CallClock {
 }
 
 /// Restarts a [`CallClock`] when dropped.
-struct Stopped(Arc<CallClock>);
+pub(super) struct Stopped(Arc<CallClock>);
 
 impl Drop for Stopped {
     fn drop(&mut self) {
@@ -216,7 +247,7 @@ impl Runtime {
         let span = call_span(&info);
         // A call made on behalf of another stops the other's clock.
         let _outer = CALL_CLOCK.try_with(|outer| outer.stop()).ok();
-        let clock = Arc::new(CallClock::new());
+        let clock = Arc::new(CallClock::new(limits.host_budget));
         let mut store = self.new_store(info, limits, host, &clock);
         let result = CALL_CLOCK.scope(clock.clone(), bounded(limits, &clock, call(&mut store))).instrument(span.clone()).await;
         span.in_scope(|| finish(store, digest, limits, &clock, result))
@@ -386,5 +417,26 @@ const MAX_FORWARDED_LINES: usize = 200;
 fn forward(text: &str, stream: &str) {
     for line in text.lines().take(MAX_FORWARDED_LINES) {
         tracing::info!(target: "ratchet::guest", stream, "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn host_time_stops_the_clock_until_the_host_budget_is_spent() {
+        let clock = Arc::new(CallClock::new(Duration::from_millis(50)));
+        CALL_CLOCK
+            .scope(clock.clone(), async {
+                let answering = host_answers().expect("nothing spent yet").expect("inside a call");
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                drop(answering);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                assert_eq!(clock.charged(), Duration::from_millis(5), "the host's 60 ms are not the plugin's");
+                assert!(host_answers().is_err(), "past its budget, no further host call is answered");
+            })
+            .await;
+        assert!(host_answers().expect("outside a call nothing is spent").is_none());
     }
 }

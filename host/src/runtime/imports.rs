@@ -101,7 +101,15 @@ impl<'a> HostView<'a> {
     /// Asks the host; a reply of another shape than `call`'s is the host's
     /// bug, answered to the plugin as a failed call.
     async fn ask<T>(&self, call: HostCall, shape: fn(HostReply) -> Result<T, HostReply>) -> T {
-        let reply = self.host.answer(call.clone()).await;
+        let reply = if matches!(call, HostCall::Sleep { .. } | HostCall::NowMs) {
+            // A sleep the guest asks for is its own time.
+            self.host.answer(call.clone()).await
+        } else {
+            match super::call::host_answers() {
+                Ok(_stopped) => self.host.answer(call.clone()).await,
+                Err(spent) => HostReply::refused(&call, ClusterError::Unreachable(spent.to_string()), "host-budget"),
+            }
+        };
         shape(reply).unwrap_or_else(|wrong| {
             tracing::error!(?call, ?wrong, "a host answered a call with a reply of another call");
             let refused = HostReply::refused(&call, ClusterError::Failed(format!("the host answered `{call}` wrongly")), "host");

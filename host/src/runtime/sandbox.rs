@@ -21,11 +21,16 @@ use super::host::PluginHost;
 /// The bounds of one plugin call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall time the whole call may take, including time spent in host
-    /// calls but not in the plugin calls made on its behalf (a placement
-    /// policy a phase asks, bounded by its own limits). Ignored when
-    /// `fuel_only`.
+    /// Wall time the guest may run: the call's wall time less the time the
+    /// host spends answering its calls (the network, the store, and the
+    /// plugin calls made on its behalf, a placement policy a phase asks,
+    /// bounded by their own limits). Time the guest asks to sleep is its
+    /// own. Ignored when `fuel_only`.
     pub deadline: Duration,
+    /// Wall time the host may spend answering the call's host calls, each
+    /// also bounded by its own I/O timeouts; past it, every further host
+    /// call is refused as unreachable.
+    pub host_budget: Duration,
     /// Fuel the call may burn, for bounds that do not depend on machine speed.
     /// `None` means unbounded fuel (the deadline still applies). Only a
     /// runtime that meters fuel (`EngineConfig::fuel`) takes fuel limits.
@@ -57,6 +62,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             deadline: Duration::from_secs(2),
+            host_budget: Duration::from_secs(60),
             fuel: None,
             memory_bytes: 64 << 20,
             output_bytes: 64 << 10,

@@ -18,7 +18,6 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
 
 use super::frame::{self, FrameError};
 
@@ -26,7 +25,7 @@ use super::frame::{self, FrameError};
 pub const MAGIC: [u8; 4] = *b"RTCH";
 
 /// The wire protocol version; a peer with another is refused at handshake.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// A request/response protocol spoken over the transport.
 pub trait Protocol: Send + Sync + 'static {
@@ -148,12 +147,17 @@ impl Default for TransportConfig {
     }
 }
 
-/// A client of one server. Calls are sent one at a time on one connection,
-/// which is opened on first use and reopened after any failure.
+/// The most idle connections a client keeps to its server.
+const MAX_IDLE: usize = 8;
+
+/// A client of one server. Each call takes an idle connection, or opens
+/// one when every connection is busy, so that calls run side by side (a
+/// slow call never holds up the others); a connection goes back to the
+/// idle ones only after a whole, successful exchange.
 pub struct Client<P: Protocol> {
     addr: String,
     config: TransportConfig,
-    connection: Mutex<Option<TcpStream>>,
+    idle: std::sync::Mutex<Vec<TcpStream>>,
     next_id: AtomicU64,
     _protocol: std::marker::PhantomData<fn() -> P>,
 }
@@ -164,7 +168,7 @@ impl<P: Protocol> Client<P> {
         Client {
             addr: addr.into(),
             config,
-            connection: Mutex::new(None),
+            idle: std::sync::Mutex::default(),
             next_id: AtomicU64::new(1),
             _protocol: std::marker::PhantomData,
         }
@@ -175,19 +179,26 @@ impl<P: Protocol> Client<P> {
         &self.addr
     }
 
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<TcpStream>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Sends `request` and waits for its reply, within the call timeout.
     pub async fn call(&self, request: P::Request) -> Result<P::Response, TransportError> {
-        let mut slot = self.connection.lock().await;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let after = self.config.call_timeout;
-        // The stream is taken out of the slot for the exchange and put back
-        // only after a whole, successful one: a call that fails, times out or
-        // is cancelled mid-frame never leaves half a frame for the next call.
-        let stream = slot.take();
+        // The stream is taken out of the idle ones for the exchange and put
+        // back only after a whole, successful one: a call that fails, times
+        // out or is cancelled mid-frame never leaves half a frame for the
+        // next call.
+        let stream = self.idle().pop();
         let result = tokio::time::timeout(after, self.exchange(stream, Call { id, request })).await;
         match result {
             Ok(Ok((stream, response))) => {
-                *slot = Some(stream);
+                let mut idle = self.idle();
+                if idle.len() < MAX_IDLE {
+                    idle.push(stream);
+                }
                 Ok(response)
             }
             Ok(Err(err)) => Err(err),

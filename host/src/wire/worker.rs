@@ -21,8 +21,11 @@ impl Protocol for WorkerProtocol {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum WorkerRequest {
     /// The node, the services it hosts, and which of its proxies saw their
-    /// generation break. Asked by the coordinator as its heartbeat check.
-    Info,
+    /// generation break. With `hold_ms` above 0 the answer waits until a
+    /// proxy's generation breaks or `hold_ms` pass: the failure detector's
+    /// long poll, always in flight, so a connection that drops is seen at
+    /// once and a worker that stops answering within its timeout.
+    Info { hold_ms: u64 },
     /// Lock a service at `epoch` and report its recovery information.
     Lock { id: String, epoch: Epoch },
     /// Create a log or storage server, locked at `epoch`.
@@ -200,7 +203,7 @@ impl WorkerRequest {
     /// The service it is addressed to, if it names one.
     pub fn service(&self) -> Option<&str> {
         match self {
-            WorkerRequest::Info | WorkerRequest::CreateWorker { .. } | WorkerRequest::StartRole { .. } => None,
+            WorkerRequest::Info { .. } | WorkerRequest::CreateWorker { .. } | WorkerRequest::StartRole { .. } => None,
             WorkerRequest::Lock { id, .. }
             | WorkerRequest::ReadRange { id, .. }
             | WorkerRequest::InstallRange { id, .. }
@@ -238,7 +241,7 @@ impl WorkerRequest {
             | WorkerRequest::NextVersion { epoch, .. }
             | WorkerRequest::Resolve { epoch, .. }
             | WorkerRequest::Push { epoch, .. } => Some(*epoch),
-            WorkerRequest::Info
+            WorkerRequest::Info { .. }
             | WorkerRequest::Release { .. }
             | WorkerRequest::Snapshot { .. }
             | WorkerRequest::Retained { .. }
@@ -254,7 +257,7 @@ impl WorkerRequest {
     /// What it asks.
     pub fn kind(&self) -> RequestKind {
         match self {
-            WorkerRequest::Info => RequestKind::Info,
+            WorkerRequest::Info { .. } => RequestKind::Info,
             WorkerRequest::Lock { .. } => RequestKind::Lock,
             WorkerRequest::CreateWorker { .. } => RequestKind::CreateWorker,
             WorkerRequest::StartRole { .. } => RequestKind::StartRole,

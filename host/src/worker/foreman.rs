@@ -48,6 +48,8 @@ pub struct Foreman {
     commits: tokio::sync::Mutex<()>,
     /// Woken after every push, for a push waiting on an earlier version.
     pushed: tokio::sync::Notify,
+    /// Woken when a proxy's generation breaks, for a held `Info`.
+    broke: tokio::sync::Notify,
     /// Snapshot pages received so far, by the replica they rebuild.
     staged: Mutex<StagedSnapshots>,
     /// The most a page of a bulk transfer (a log range, a pull, a
@@ -89,6 +91,7 @@ impl Foreman {
             peers: Peers::new(Arc::new(TcpTransport::new(TransportConfig::default()))),
             commits: tokio::sync::Mutex::new(()),
             pushed: tokio::sync::Notify::new(),
+            broke: tokio::sync::Notify::new(),
             staged: Mutex::default(),
             page_bytes: PAGE_BYTES,
         })
@@ -117,7 +120,7 @@ impl Foreman {
     pub fn answer(&self, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
         let mut roles = self.roles.lock().unwrap_or_else(|e| e.into_inner());
         match request {
-            WorkerRequest::Info => Ok(WorkerReply::Info {
+            WorkerRequest::Info { .. } => Ok(WorkerReply::Info {
                 node: self.node(roles.len()),
                 services: roles.values().map(|h| h.descriptor.clone()).collect(),
                 broken: self.generations().iter().filter(|(_, g)| g.broken).map(|(id, _)| id.clone()).collect(),
@@ -455,6 +458,16 @@ impl Foreman {
         if let Some(current) = self.generations().get_mut(id) {
             current.broken = true;
         }
+        self.broke.notify_waiters();
+    }
+
+    /// Holds an `Info` until a proxy's generation breaks or `hold` passes
+    /// (at most [`MAX_HOLD`]), then answers it. A generation broken before
+    /// the hold began was in an earlier answer.
+    async fn held_info(&self, hold: std::time::Duration) -> Result<WorkerReply, ClusterError> {
+        // Either ends the hold; neither is an error.
+        tokio::time::timeout(hold.min(MAX_HOLD), self.broke.notified()).await.ok();
+        self.answer(WorkerRequest::Info { hold_ms: 0 })
     }
 
     /// [`Foreman::answer`], kept off the async threads when journal writes
@@ -492,6 +505,9 @@ impl Foreman {
     }
 }
 
+/// The longest an `Info` is held.
+const MAX_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long a push waits for the versions before it.
 const PUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -501,6 +517,9 @@ impl Handler<WorkerProtocol> for Foreman {
         match request {
             WorkerRequest::Commit { id, writes } => self.commit(&id, &writes).await,
             push @ WorkerRequest::Push { .. } => self.push(push).await,
+            WorkerRequest::Info { hold_ms } if hold_ms > 0 => {
+                self.held_info(std::time::Duration::from_millis(hold_ms)).await
+            }
             request => self.answer_off_async(request),
         }
     }
