@@ -1,0 +1,112 @@
+//! Real faults on real processes, each in its own network namespace: a
+//! link cut, every packet lost, a slow link, a hung process (SIGSTOP) and
+//! a dead one (SIGKILL), each on the node of a log of the live generation
+//! while `ratchet load` commits, each ended by `ratchet verify`.
+//!
+//! Needs root with CAP_NET_ADMIN (see `support/netns.rs`); elsewhere it
+//! prints why it is skipped and passes. `RATCHET_NETNS=skip` skips it.
+
+#[path = "support/netns.rs"]
+mod netns;
+
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use netns::{Lab, LinkFault, NetCluster, node_of_a_log};
+
+/// What is done to the node of a log.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Link(LinkFault),
+    Stop,
+    Kill,
+}
+
+impl Fault {
+    /// Whether the generation must be replaced: a slow link still serves.
+    fn breaks(self) -> bool {
+        !matches!(self, Fault::Link(LinkFault::Slow))
+    }
+}
+
+fn skipped() -> Option<String> {
+    if std::env::var("RATCHET_NETNS").as_deref() == Ok("skip") {
+        return Some("RATCHET_NETNS=skip".into());
+    }
+    Lab::unavailable()
+}
+
+fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the process did not finish in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map(|t| t.lines().count()).unwrap_or(0)
+}
+
+#[test]
+fn kernel_faults_between_namespaces_during_the_load_lose_no_acknowledged_write() {
+    if let Some(why) = skipped() {
+        eprintln!("netns fault test skipped: {why}");
+        return;
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_ratchet"));
+    let mut cluster = NetCluster::start(bin, &[]).expect("the lab and its processes");
+    let (mut epoch, mut status, _) = cluster.serving_after(0, Duration::from_secs(120)).expect("a first generation");
+    const WRITES: usize = 2_000;
+    let faults =
+        [Fault::Link(LinkFault::Cut), Fault::Link(LinkFault::Loss), Fault::Link(LinkFault::Slow), Fault::Stop, Fault::Kill];
+    let mut all_acks = Vec::new();
+    for fault in faults {
+        let node = node_of_a_log(&status).expect("a log in the status");
+        let acks = cluster.dir.path().join(format!("acks-{fault:?}").replace(['(', ')'], ""));
+        let mut load = cluster.load(WRITES, 5, &acks);
+        while lines(&acks) < WRITES / 4 {
+            assert!(load.try_wait().unwrap().is_none(), "{fault:?}: the load ended before the fault");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        match fault {
+            Fault::Link(link) => cluster.lab.inject(&node, link).expect("the link fault"),
+            Fault::Stop => cluster.signal(&node, "STOP"),
+            Fault::Kill => cluster.signal(&node, "KILL"),
+        }
+        let struck = Instant::now();
+        if fault.breaks() {
+            let (next, next_status, at) = cluster
+                .serving_after(epoch, Duration::from_secs(60))
+                .unwrap_or_else(|err| panic!("{fault:?} on {node}: {err}; logs in {}", cluster.dir.path().display()));
+            eprintln!("{fault:?} on {node}: epoch {epoch} -> {next} serving after {:?}", at - struck);
+            assert!(
+                !next_status.contains(&format!("log-{node}-e{next}")),
+                "{fault:?}: no log of the new generation on {node}:\n{next_status}"
+            );
+            epoch = next;
+        } else {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        match fault {
+            Fault::Link(link) => cluster.lab.heal(&node, link).expect("the link healed"),
+            Fault::Stop => cluster.signal(&node, "CONT"),
+            Fault::Kill => cluster.restart(&node),
+        }
+        let ended = wait_for_exit(&mut load, Duration::from_secs(180));
+        assert!(ended.success(), "{fault:?}: the load failed: {}", std::fs::read_to_string(acks.with_extension("out")).unwrap());
+        assert_eq!(lines(&acks), WRITES, "{fault:?}: every write acknowledged in the end");
+        all_acks.push(acks);
+        for acks in &all_acks {
+            let report = cluster.verify(acks).unwrap_or_else(|err| panic!("after {fault:?}, verify {}: {err}", acks.display()));
+            assert!(report.contains(&format!("verified {WRITES} acknowledged writes: 0 lost")), "after {fault:?}: {report}");
+        }
+        // The next fault strikes a serving generation.
+        let (now, now_status, _) = cluster.serving_after(epoch - 1, Duration::from_secs(60)).expect("serving");
+        (epoch, status) = (now, now_status);
+    }
+}
