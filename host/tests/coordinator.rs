@@ -17,6 +17,8 @@ fn epochs_rise_and_survive_a_restart() {
     let reopened = FileStore::open(dir.path()).unwrap();
     assert_eq!(reopened.state().unwrap().epoch, 2);
     assert_eq!(reopened.next_epoch().unwrap(), 3, "no epoch is reused after a restart");
+    assert_eq!(reopened.next_epoch_above(10).unwrap(), 11, "above an epoch seen in the cluster");
+    assert_eq!(reopened.next_epoch_above(5).unwrap(), 12, "and above every epoch issued");
 }
 
 #[test]

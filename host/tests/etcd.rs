@@ -153,3 +153,50 @@ fn a_three_member_etcd_serves_the_store_with_one_member_down() {
     let err = store.next_epoch().unwrap_err();
     assert!(matches!(err, StoreError::Unreachable { .. } | StoreError::Etcd { .. }), "{err}");
 }
+
+#[test]
+fn a_campaign_whose_winning_answer_was_lost_sees_its_own_id_and_leads_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = etcd(dir.path(), 1);
+    let ttl = Duration::from_secs(30);
+    // The first round's transaction was applied, but its answer never came
+    // back: the process campaigns again, on a store that knows nothing.
+    let applied = EtcdStore::connect(&url(&members)).unwrap();
+    let first_round = applied.campaign("coordinator@10.0.0.1:7400#42", ttl, Duration::from_millis(50)).unwrap();
+    let retried = EtcdStore::connect(&url(&members)).unwrap();
+    let started = Instant::now();
+    let leadership = retried.campaign("coordinator@10.0.0.1:7400#42", ttl, Duration::from_millis(50)).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "it did not wait for its own lease to expire");
+    assert_eq!(leadership.lease, first_round.lease, "it leads on the lease that holds the key");
+    assert_eq!(retried.keep_alive(), KeepAlive::Renewed);
+    let epoch = retried.next_epoch().unwrap();
+    retried.persist_layout(&layout(epoch)).unwrap();
+
+    // Another id still waits.
+    let other = Arc::new(EtcdStore::connect(&url(&members)).unwrap());
+    let waiting = std::thread::spawn(move || other.campaign("another", Duration::from_secs(2), Duration::from_millis(50)));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!waiting.is_finished(), "another id does not take a held key");
+    retried.resign().unwrap();
+    waiting.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_leader_whose_lease_is_not_renewed_in_time_may_not_release_or_pop() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = etcd(dir.path(), 1);
+    let ttl = Duration::from_secs(3);
+    let store = EtcdStore::connect(&url(&members)).unwrap();
+    store.may_act().expect("a store that never led acts for its only coordinator");
+    store.campaign("leader", ttl, Duration::from_millis(50)).unwrap();
+    store.may_act().expect("a lease just won");
+    // No renewal for two thirds of the lease: it may have lapsed.
+    std::thread::sleep(ttl * 2 / 3 + Duration::from_millis(100));
+    let held_back = store.may_act().unwrap_err();
+    assert!(matches!(&held_back, StoreError::LeaseUncertain { id, .. } if id == "leader"), "{held_back}");
+    assert_eq!(store.keep_alive(), KeepAlive::Renewed);
+    store.may_act().expect("renewed again");
+    assert_eq!(store.next_epoch_above(40).unwrap(), 41, "above an epoch the cluster holds");
+    store.resign().unwrap();
+    assert!(store.may_act().is_err(), "a leader that resigned acts on nothing");
+}

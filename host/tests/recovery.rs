@@ -88,11 +88,11 @@ async fn a_log_that_missed_a_push_breaks_its_generation_even_once_it_is_back() {
     assert!(h.cluster.commit(&[("k".into(), "v".into())]).await.is_err(), "a generation missing a log cannot commit");
     h.local.start(&node).unwrap();
     assert!(h.cluster.commit(&[("k".into(), "v".into())]).await.is_err(), "the log lacks a version");
-    assert!(h.cluster.check(&named_services(&old)).await.is_err(), "the generation is broken until it is recovered");
+    assert!(h.cluster.check(&named_services(&old), true).await.is_err(), "the generation is broken until it is recovered");
 
     let layout = completed(&h.recover().await).clone();
     assert!(layout.epoch > old.epoch);
-    h.cluster.check(&named_services(&layout)).await.expect("the recovered generation is whole");
+    h.cluster.check(&named_services(&layout), true).await.expect("the recovered generation is whole");
     let more = h.write(50, 20).await;
     assert_eq!(more.len(), 20, "the recovered generation commits");
     assert_eq!(h.lost(&acked).await, 0);
@@ -157,6 +157,26 @@ async fn of_two_racing_directors_the_older_is_superseded() {
     assert_eq!(late.outcome, AttemptOutcome::Superseded(older + 1));
     assert!(late.timeline.is_empty() && late.locked.is_empty(), "the late director touched nothing");
     assert_eq!(h.store.state().unwrap().layout.unwrap().epoch, older + 1, "only e+1's layout is persisted");
+    assert_eq!(h.lost(&acked).await, 0);
+}
+
+#[tokio::test]
+async fn a_director_superseded_by_an_epoch_its_store_never_issued_takes_the_next_one_above_it() {
+    // The store issued epochs up to 1, but the cluster holds locks of epoch
+    // 50 (the store was restored from an older copy): the director's next
+    // attempt takes 51 at once, not one epoch a retry until it catches up.
+    let h = Harness::new();
+    let live = h.boot().await;
+    let acked = h.write(0, 50).await;
+    for id in named_services(&live) {
+        h.cluster.lock(&id, 50).await.unwrap();
+    }
+    let director = h.director(Harness::quick());
+    let first = director.recover().await.unwrap();
+    assert_eq!(first.attempts.last().unwrap().outcome, AttemptOutcome::Superseded(50));
+    let second = director.recover().await.unwrap();
+    assert_eq!(second.attempts.len(), 1, "{:?}", second.attempts.iter().map(|a| a.outcome.to_string()).collect::<Vec<_>>());
+    assert_eq!(completed(&second).epoch, 51);
     assert_eq!(h.lost(&acked).await, 0);
 }
 

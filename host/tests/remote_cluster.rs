@@ -364,14 +364,14 @@ async fn a_generation_whose_sequencer_hands_out_no_version_fails_the_probe_thoug
     let layout = completed(&director.recover().await.unwrap());
     let members = ratchet::guard::named_services(&layout);
     cluster.commit(&[("k".into(), "v".into())]).await.unwrap();
-    cluster.check(&members).await.expect("a whole generation");
+    cluster.check(&members, true).await.expect("a whole generation");
     cluster.probe(Duration::from_millis(500)).await.expect("a generation that commits passes the probe");
 
     // A newer epoch than this director ever took locks the sequencer (a
     // rival, or a restored store): it hands out no version again.
     let sequencer = layout.sequencer.clone().unwrap();
     cluster.lock(&sequencer, layout.epoch + 10).await.unwrap();
-    cluster.check(&members).await.expect("every member still answers its Info");
+    cluster.check(&members, true).await.expect("every member still answers its Info");
     let probed = cluster.probe(Duration::from_millis(500)).await;
     assert!(
         matches!(&probed, Err(ratchet::cluster::Breakage::CannotCommit { proxy, .. }) if layout.commit_proxies.contains(proxy)),

@@ -277,6 +277,13 @@ impl RemoteCluster {
     /// because the logs no longer hold what they lack: only a recovery (a
     /// rebuild) brings them back.
     pub async fn pump(&self) -> Vec<String> {
+        self.pump_popping(true).await
+    }
+
+    /// [`RemoteCluster::pump`], popping the logs only if `pop`: a
+    /// coordinator unsure it still leads catches replicas up but drops
+    /// nothing.
+    async fn pump_popping(&self, pop: bool) -> Vec<String> {
         let Some(layout) = self.live_layout() else { return Vec::new() };
         let upto = self.committed_version();
         let mut stranded = Vec::new();
@@ -304,7 +311,7 @@ impl RemoteCluster {
             }
             held.insert(team.tag, best.unwrap_or(0));
         }
-        if let Some(retention) = self.retention {
+        if let Some(retention) = self.retention.filter(|_| pop) {
             self.pop_logs(&layout, &held, retention).await;
         }
         stranded
@@ -368,10 +375,11 @@ impl RemoteCluster {
         }
     }
 
-    /// Checks the generation made of `members`: pumps storage, then asks
-    /// every worker what it hosts. Answers the services hosted when the
-    /// generation is whole, or why it cannot commit.
-    pub async fn check(&self, members: &BTreeSet<String>) -> Result<Vec<ServiceDescriptor>, Breakage> {
+    /// Checks the generation made of `members`: pumps storage (popping the
+    /// logs only if `pop`), then asks every worker what it hosts. Answers
+    /// the services hosted when the generation is whole, or why it cannot
+    /// commit.
+    pub async fn check(&self, members: &BTreeSet<String>, pop: bool) -> Result<Vec<ServiceDescriptor>, Breakage> {
         // A member on a node known to be failed breaks the generation before
         // anything is asked of anyone.
         if let Some(failed) = self.failed_member(members) {
@@ -381,7 +389,7 @@ impl RemoteCluster {
             // The survey below finds the proxy that did not answer.
             tracing::debug!(?err, "no read version before the check");
         }
-        if let Some(stranded) = self.pump().await.into_iter().find(|id| members.contains(id)) {
+        if let Some(stranded) = self.pump_popping(pop).await.into_iter().find(|id| members.contains(id)) {
             return Err(Breakage::Stranded(stranded));
         }
         let hosted = self.services().await;

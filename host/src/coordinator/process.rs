@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::registry::all_slots;
 use crate::cluster::{Cluster, RemoteCluster};
 use crate::store::{CoordinatorStore, EtcdStore, FileStore, keep_leading};
-use crate::director::{Director, DirectorOptions, PAUSE_AFTER_INCOMPLETE, RecoveryReport};
+use crate::director::{AttemptOutcome, Director, DirectorOptions, PAUSE_AFTER_INCOMPLETE, RecoveryReport};
 use crate::guard::named_services;
 use crate::registry::Registry;
 use crate::replica::{Budget, Sessions};
@@ -238,6 +238,8 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
         Director::new(registry, cluster.clone(), store, config, options).with_replica_sessions(coordinator.sessions.clone());
     let mut trigger = String::from("boot");
     let mut since = Instant::now();
+    // The newest epoch that superseded this coordinator's recovery.
+    let mut superseded_by = 0;
     loop {
         coordinator.set_state("recovering");
         if let Some(epoch) = coordinator.store.state().ok().and_then(|s| s.layout).map(|l| l.epoch) {
@@ -256,7 +258,13 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
         };
         let Some(layout) = report.layout().cloned() else {
             coordinator.recovered("recovery did not complete", &trigger, since, &report);
-            tokio::time::sleep(PAUSE_AFTER_INCOMPLETE).await;
+            // Superseded by an epoch newer than any seen before (its store
+            // issued older epochs than the cluster holds): the director's
+            // next attempt takes an epoch above it, at once.
+            match report.attempts.last().map(|a| &a.outcome) {
+                Some(AttemptOutcome::Superseded(newer)) if *newer > superseded_by => superseded_by = *newer,
+                _ => tokio::time::sleep(PAUSE_AFTER_INCOMPLETE).await,
+            }
             continue;
         };
         coordinator.recovered("serving", &trigger, since, &report);
@@ -336,7 +344,9 @@ async fn release_strays(cluster: &RemoteCluster, members: &BTreeSet<String>, hos
 async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: &Layout) -> String {
     let members = named_services(layout);
     let mut failures = cluster.detector().map(|d| d.failures());
-    release_strays(cluster, &members, &cluster.services().await).await;
+    if may_act(store) {
+        release_strays(cluster, &members, &cluster.services().await).await;
+    }
     let mut recorded = Vec::new();
     loop {
         let wake = async {
@@ -349,7 +359,10 @@ async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: 
             () = tokio::time::sleep(MONITOR_EVERY) => {}
             () = wake => tracing::debug!("the failure detector woke the check"),
         }
-        let hosted = match cluster.check(&members).await {
+        // Housekeeping (releasing, popping) is fenced like the store's
+        // writes: a coordinator unsure it still leads drops nothing.
+        let acting = may_act(store);
+        let hosted = match cluster.check(&members, acting).await {
             Ok(hosted) => hosted,
             Err(breakage) => return breakage.to_string(),
         };
@@ -358,7 +371,9 @@ async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: 
         {
             return breakage.to_string();
         }
-        release_strays(cluster, &members, &hosted).await;
+        if acting {
+            release_strays(cluster, &members, &hosted).await;
+        }
         // The directory in the store follows what the workers host.
         let mut directory: Vec<ServiceDescriptor> = hosted.into_iter().filter(|s| members.contains(&s.id)).collect();
         directory.sort_by(|a, b| a.id.cmp(&b.id));
@@ -367,6 +382,18 @@ async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: 
                 Ok(_) => recorded = directory,
                 Err(err) => tracing::warn!(%err, "cannot record the service directory"),
             }
+        }
+    }
+}
+
+/// Whether this coordinator may release and pop now (see
+/// [`CoordinatorStore::may_act`]).
+fn may_act(store: &dyn CoordinatorStore) -> bool {
+    match store.may_act() {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::warn!(%err, "housekeeping held back");
+            false
         }
     }
 }

@@ -78,6 +78,10 @@ pub struct Director {
     options: DirectorOptions,
     /// The replica recovery sessions its attempts run replicas through.
     sessions: Arc<Mutex<Sessions>>,
+    /// The newest epoch that superseded one of its attempts: its next
+    /// attempt takes an epoch above it, so a director whose store issued
+    /// older epochs (a restored state) catches up in one attempt.
+    superseded_by: std::sync::atomic::AtomicU64,
 }
 
 impl Director {
@@ -97,6 +101,7 @@ impl Director {
             config,
             options,
             sessions: Arc::new(Mutex::new(Sessions::new(Budget::default()))),
+            superseded_by: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -139,10 +144,16 @@ impl Director {
         Ok(RecoveryReport { attempts })
     }
 
-    /// Runs one attempt with a fresh epoch.
+    /// Runs one attempt with a fresh epoch, above every epoch that
+    /// superseded this director.
     pub async fn run_attempt(&self, attempt: u32) -> Result<AttemptReport, DirectorError> {
-        let epoch = self.store.next_epoch()?;
-        self.run_attempt_at(epoch, attempt).await
+        let seen = self.superseded_by.load(std::sync::atomic::Ordering::SeqCst);
+        let epoch = self.store.next_epoch_above(seen)?;
+        let report = self.run_attempt_at(epoch, attempt).await?;
+        if let AttemptOutcome::Superseded(newer) = report.outcome {
+            self.superseded_by.fetch_max(newer, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(report)
     }
 
     /// Runs one attempt with an epoch the coordinator issued earlier, as a

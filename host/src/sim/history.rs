@@ -122,8 +122,8 @@ impl RecordingStore {
 }
 
 impl CoordinatorStore for RecordingStore {
-    fn next_epoch(&self) -> Result<Epoch, StoreError> {
-        let epoch = self.inner.next_epoch()?;
+    fn next_epoch_above(&self, seen: Epoch) -> Result<Epoch, StoreError> {
+        let epoch = self.inner.next_epoch_above(seen)?;
         self.history.facts().issued.push(epoch);
         self.history.event("store", format_args!("issued epoch {epoch}"));
         Ok(epoch)

@@ -50,6 +50,10 @@ pub struct EtcdStore {
     leadership: Mutex<Option<Leadership>>,
     /// The lease was lost or given up: every change is refused.
     deposed: AtomicBool,
+    /// When the leader's lease was last known renewed: the time its
+    /// renewal (or the winning campaign round) was sent, so the lease lives
+    /// at least its time to live from then.
+    renewed: Mutex<Option<Instant>>,
 }
 
 /// This store's hold on the leader key.
@@ -91,6 +95,7 @@ impl EtcdStore {
             agent: config.into(),
             leadership: Mutex::new(None),
             deposed: AtomicBool::new(false),
+            renewed: Mutex::new(None),
         };
         store.call_within("/v3/maintenance/status", &json!({}), Duration::ZERO)?;
         Ok(store)
@@ -99,7 +104,10 @@ impl EtcdStore {
     /// Waits until this store holds the leader key as `id`, attached to a
     /// new lease of `ttl`, polling every `poll`. Keep the lease alive with
     /// [`EtcdStore::keep_alive`] at a fraction of `ttl`. Fails when etcd
-    /// cannot be reached; keeps waiting while another store leads.
+    /// cannot be reached; keeps waiting while another store leads. A key
+    /// that already holds `id` is this campaign's own (an earlier round's
+    /// winning transaction whose answer was lost): it has won, on that
+    /// key's lease.
     pub fn campaign(&self, id: &str, ttl: Duration, poll: Duration) -> Result<Leadership, StoreError> {
         let seconds = ttl.as_secs().max(1);
         let granted = self.call("/v3/lease/grant", json!({ "TTL": seconds.to_string() }))?;
@@ -109,13 +117,25 @@ impl EtcdStore {
             let txn = json!({
                 "compare": [{ "key": b64(&key), "target": "CREATE", "result": "EQUAL", "create_revision": "0" }],
                 "success": [{ "request_put": { "key": b64(&key), "value": b64(id), "lease": lease.to_string() } }],
+                "failure": [{ "request_range": { "key": b64(&key) } }],
             });
+            let asked = Instant::now();
             let answer = self.call("/v3/kv/txn", txn)?;
-            if answer["succeeded"].as_bool() == Some(true) {
-                let leadership = Leadership { id: id.to_string(), lease, ttl: Duration::from_secs(seconds) };
+            let won = if answer["succeeded"].as_bool() == Some(true) { Some(lease) } else { own_key(&answer, id)? };
+            if let Some(held) = won {
+                if held != lease {
+                    // The lease granted for this round is not needed: the
+                    // key is on the earlier one.
+                    if let Err(err) = self.call("/v3/lease/revoke", json!({ "ID": lease.to_string() })) {
+                        tracing::debug!(%err, lease, "cannot revoke an unused lease; it expires");
+                    }
+                }
+                let leadership = Leadership { id: id.to_string(), lease: held, ttl: Duration::from_secs(seconds) };
                 *self.leader() = Some(leadership.clone());
                 self.deposed.store(false, Ordering::SeqCst);
-                tracing::info!(id, lease, "leading: holding the leader key");
+                // An earlier lease's remaining time is unknown until renewed.
+                *self.renewed() = (held == lease).then_some(asked);
+                tracing::info!(id, lease = held, "leading: holding the leader key");
                 return Ok(leadership);
             }
             // Renew our own lease while we wait, so it is still ours if we win.
@@ -134,8 +154,12 @@ impl EtcdStore {
             return KeepAlive::Lost;
         }
         let renew = json!({ "ID": leadership.lease.to_string() });
+        let asked = Instant::now();
         match self.call_within("/v3/lease/keepalive", &renew, leadership.ttl / 3) {
-            Ok(answer) if int(&answer["result"]["TTL"]).unwrap_or(0) > 0 => KeepAlive::Renewed,
+            Ok(answer) if int(&answer["result"]["TTL"]).unwrap_or(0) > 0 => {
+                *self.renewed() = Some(asked);
+                KeepAlive::Renewed
+            }
             // An expired lease is renewed for no time, or is not found.
             Ok(_) | Err(StoreError::Etcd { .. }) => {
                 self.deposed.store(true, Ordering::SeqCst);
@@ -202,6 +226,10 @@ impl EtcdStore {
         }
         self.deposed.store(true, Ordering::SeqCst);
         Err(StoreError::NotLeader { id: leadership.id, holder })
+    }
+
+    fn renewed(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.renewed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Refuses a change at once when this store was deposed.
@@ -285,7 +313,7 @@ impl EtcdStore {
 }
 
 impl CoordinatorStore for EtcdStore {
-    fn next_epoch(&self) -> Result<Epoch, StoreError> {
+    fn next_epoch_above(&self, seen: Epoch) -> Result<Epoch, StoreError> {
         self.refuse_if_deposed()?;
         let key = self.key("epoch");
         for _ in 0..MAX_CONFLICTS {
@@ -297,7 +325,7 @@ impl CoordinatorStore for EtcdStore {
                 ),
                 None => (0, json!({ "key": b64(&key), "target": "CREATE", "result": "EQUAL", "create_revision": "0" })),
             };
-            let next = epoch + 1;
+            let next = epoch.max(seen) + 1;
             let mut compare = vec![unchanged];
             compare.extend(self.leader_guard());
             let txn = json!({ "compare": compare, "success": [{ "request_put": { "key": b64(&key), "value": b64(&next.to_string()) } }] });
@@ -307,6 +335,18 @@ impl CoordinatorStore for EtcdStore {
             self.check_still_leader()?;
         }
         Err(StoreError::Etcd { reason: format!("{key} kept changing: {MAX_CONFLICTS} conflicting transactions") })
+    }
+
+    fn may_act(&self) -> Result<(), StoreError> {
+        let Some(leadership) = self.leader().clone() else { return Ok(()) };
+        let since = self.renewed().map(|at| at.elapsed());
+        // Two thirds of the lease: a margin for the clocks of this process
+        // and of etcd, which count the lease down apart.
+        let certain = since.is_some_and(|since| since < leadership.ttl * 2 / 3);
+        if self.deposed() || !certain {
+            return Err(StoreError::LeaseUncertain { id: leadership.id, since });
+        }
+        Ok(())
     }
 
     fn state(&self) -> Result<CoordinatorState, StoreError> {
@@ -411,6 +451,16 @@ fn prefix_end(prefix: &str) -> String {
 
 fn parse_epoch(key: &str, value: &str) -> Result<Epoch, StoreError> {
     value.parse().map_err(|_| StoreError::Corrupt { path: key.to_string(), reason: format!("`{value}` is not an epoch") })
+}
+
+/// The lease of the leader key a failed campaign transaction read back,
+/// when the key holds `id`: the campaign's own.
+fn own_key(answer: &Value, id: &str) -> Result<Option<i64>, StoreError> {
+    let Some(kv) = answer["responses"][0]["response_range"]["kvs"].get(0) else { return Ok(None) };
+    if unb64(kv["value"].as_str().unwrap_or_default())? != id {
+        return Ok(None);
+    }
+    Ok(int(&kv["lease"]))
 }
 
 fn b64(text: &str) -> String {

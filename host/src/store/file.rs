@@ -86,8 +86,8 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<CoordinatorState, StoreError> {
 }
 
 impl CoordinatorStore for FileStore {
-    fn next_epoch(&self) -> Result<Epoch, StoreError> {
-        self.update(|state| Ok(rules::next_epoch(state)))
+    fn next_epoch_above(&self, seen: Epoch) -> Result<Epoch, StoreError> {
+        self.update(|state| Ok(rules::next_epoch_above(state, seen)))
     }
 
     fn state(&self) -> Result<CoordinatorState, StoreError> {

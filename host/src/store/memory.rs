@@ -19,8 +19,8 @@ impl MemoryStore {
 }
 
 impl CoordinatorStore for MemoryStore {
-    fn next_epoch(&self) -> Result<Epoch, StoreError> {
-        Ok(rules::next_epoch(&mut self.lock()))
+    fn next_epoch_above(&self, seen: Epoch) -> Result<Epoch, StoreError> {
+        Ok(rules::next_epoch_above(&mut self.lock(), seen))
     }
 
     fn state(&self) -> Result<CoordinatorState, StoreError> {

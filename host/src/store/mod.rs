@@ -75,6 +75,15 @@ pub enum StoreError {
         /// Who holds the leader key now.
         holder: Option<String>,
     },
+    /// I8: this coordinator's lease was not renewed recently enough to be
+    /// sure it still leads, so it acts on nothing beyond its fenced writes.
+    #[error("{id} may have lost its leadership: its lease was last renewed {since:?} ago")]
+    LeaseUncertain {
+        /// Who this coordinator was as a leader.
+        id: String,
+        /// How long ago the lease was last known to be renewed, if ever.
+        since: Option<std::time::Duration>,
+    },
 }
 
 /// Everything the coordinator keeps durable.
@@ -92,10 +101,27 @@ pub struct CoordinatorState {
 pub trait CoordinatorStore: Send + Sync {
     /// I1: issues a new epoch, strictly above every epoch issued before, and
     /// makes it durable before returning it.
-    fn next_epoch(&self) -> Result<Epoch, StoreError>;
+    fn next_epoch(&self) -> Result<Epoch, StoreError> {
+        self.next_epoch_above(0)
+    }
+
+    /// I1: issues a new epoch strictly above every epoch issued before and
+    /// above `seen`, an epoch the caller has seen in the cluster (one that
+    /// superseded it: issued by a restored or older copy of this state, or
+    /// a rival), and makes it durable before returning it.
+    fn next_epoch_above(&self, seen: Epoch) -> Result<Epoch, StoreError>;
 
     /// A copy of the whole state.
     fn state(&self) -> Result<CoordinatorState, StoreError>;
+
+    /// Whether this coordinator may act on the cluster beyond its writes
+    /// here, which the store fences itself: release a service no generation
+    /// needs, pop a log. A store shared by coordinators answers whether its
+    /// leadership is certain now (its lease renewed within most of its time
+    /// to live); a store of one coordinator always may.
+    fn may_act(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// I7: writes `layout` if and only if `layout.epoch` is the newest epoch
     /// issued (compare-and-swap on the epoch).
@@ -129,8 +155,8 @@ pub trait CoordinatorStore: Send + Sync {
 pub(crate) mod rules {
     use super::*;
 
-    pub(crate) fn next_epoch(state: &mut CoordinatorState) -> Epoch {
-        state.epoch += 1;
+    pub(crate) fn next_epoch_above(state: &mut CoordinatorState, seen: Epoch) -> Epoch {
+        state.epoch = state.epoch.max(seen) + 1;
         state.epoch
     }
 
