@@ -6,10 +6,14 @@
 //! acknowledged: the recovery version is the smallest `last-version` over
 //! the locked logs (never below the old layout's own recovery version,
 //! which its generation kept), and no version above it is kept. Each shard
-//! keeps `[first, recovery version]`, where `first` is the oldest version
-//! any locked log of the shard still holds of it (older versions were
-//! popped once the shard's storage had them); its sources are the locked
-//! logs of the shard that hold that whole range. A range with `first` above the
+//! keeps `[first, recovery version]`, where `first` is the version after
+//! what every locked replica of the shard has made durable (storage holds
+//! the older ones, so the copy does not grow with the history), but never
+//! before the oldest version any locked log of the shard still holds (older
+//! versions were popped once the shard's storage had them). A replica
+//! behind what the logs hold does not count: it is rebuilt from a teammate.
+//! With no locked replica, the shard keeps all its logs hold. Its sources
+//! are the locked logs of the shard that hold that whole range. A range with `first` above the
 //! recovery version is empty: the shard's logs were popped through it, and
 //! there is nothing to copy. Stalls when a shard has no locked log that
 //! holds it: its data cannot be recovered yet, and the host retries when a
@@ -49,6 +53,7 @@ pub fn plan(state: &AttemptState) -> Result<(Version, Vec<ShardPlan>), String> {
         }
     }
     let locked: IdMap<&str, &LogRecoveryInfo> = state.locked_logs.iter().map(|i| (i.id.as_str(), i)).collect();
+    let durable: IdMap<&str, Version> = state.locked_storage.iter().map(|s| (s.id.as_str(), s.durable_version)).collect();
     let mut plans = Vec::new();
     for team in &layout.storage_teams {
         let carriers = carriers_of.get(&team.tag).map(Vec::as_slice).unwrap_or_default();
@@ -58,7 +63,7 @@ pub fn plan(state: &AttemptState) -> Result<(Version, Vec<ShardPlan>), String> {
             .filter(|info| info.last_version >= recovery_version)
             .filter_map(|info| Some((info, oldest_of(info, team.tag)?)))
             .collect();
-        let Some(first) = holding.iter().map(|(_, oldest)| *oldest).min() else {
+        let Some(oldest) = holding.iter().map(|(_, oldest)| *oldest).min() else {
             return Err(format!(
                 "shard {}: none of its {} logs ({}) could be locked",
                 team.tag,
@@ -66,7 +71,16 @@ pub fn plan(state: &AttemptState) -> Result<(Version, Vec<ShardPlan>), String> {
                 carriers.join(", ")
             ));
         };
-        let first = first.min(recovery_version.saturating_add(1));
+        // What every replica that can catch up from the logs has made
+        // durable: the copy starts after it.
+        let floor = team
+            .storage_ids
+            .iter()
+            .filter_map(|id| durable.get(id.as_str()).copied())
+            .filter(|d| d.saturating_add(1) >= oldest)
+            .map(|d| d.min(recovery_version))
+            .min();
+        let first = floor.map_or(oldest, |floor| oldest.max(floor + 1)).min(recovery_version.saturating_add(1));
         plans.push(ShardPlan {
             tag: team.tag,
             sources: holding.iter().filter(|(_, oldest)| *oldest <= first).map(|(info, _)| info.id.clone()).collect(),
@@ -78,7 +92,8 @@ pub fn plan(state: &AttemptState) -> Result<(Version, Vec<ShardPlan>), String> {
 }
 
 impl Phase for PlanLogRecovery {
-    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::OldStorageTeams, StateField::LockedLogs];
+    const READS: &'static [StateField] =
+        &[StateField::OldLayout, StateField::OldStorageTeams, StateField::LockedLogs, StateField::LockedStorage];
     const WRITES: &'static [StateField] = &[StateField::LogPlan, StateField::RecoveryVersion];
 
     fn run(mut state: AttemptState, _host: &mut dyn Host) -> PhaseOutcome {
@@ -118,6 +133,27 @@ mod tests {
         assert_eq!((plan.first_version, plan.last_version), (2, 39));
         assert_eq!(plan.sources, ["log1"], "only a log holding the whole range is a source");
         assert_eq!(out.state.recovery_version, Some(39));
+    }
+
+    #[test]
+    fn a_shard_keeps_only_what_its_storage_may_not_have_made_durable() {
+        use ratchet_guest::types::StorageRecoveryInfo;
+        let replica = |id: &str, durable| StorageRecoveryInfo { id: id.into(), durable_version: durable, oldest_durable_version: 0 };
+        let layout = old_layout();
+        let team = &layout.storage_teams[0];
+        let mut s = state(2, Some(layout.clone()));
+        s.locked_logs = vec![info("log1", 2, 4_000, &[0, 1]), info("log3", 5, 3_990, &[0, 1])];
+        // Every replica of the first shard holds 3,900 or more; one of the
+        // second shard lags behind what the logs hold and is left out.
+        s.locked_storage = team.storage_ids.iter().enumerate().map(|(i, id)| replica(id, 3_900 + i as u64)).collect();
+        let other = &layout.storage_teams[1];
+        s.locked_storage.push(replica(&other.storage_ids[0], 0));
+        s.locked_storage.push(replica(&other.storage_ids[1], 3_000));
+        let out = PlanLogRecovery::run(s, &mut ScriptedHost::default());
+        let plans: Vec<(u64, u64)> = out.state.log_plan.iter().map(|p| (p.first_version, p.last_version)).collect();
+        assert_eq!(plans[0], (3_901, 3_990), "the copy starts after what every replica holds");
+        assert_eq!(plans[1], (3_001, 3_990), "a replica behind the logs does not hold the copy back");
+        assert_eq!(out.state.log_plan[0].sources, ["log1", "log3"], "both logs hold the shorter range");
     }
 
     #[test]

@@ -22,6 +22,16 @@ pub(crate) struct OldShard {
     pub replicas: Vec<String>,
 }
 
+/// What every replica of a shard that can still catch up from its logs has
+/// made durable: the least of `durable` (the locked replicas' durable
+/// versions) capped at `recovery`, leaving out a replica behind `oldest`,
+/// the oldest version the logs hold (it is rebuilt from a teammate, not
+/// caught up). `None` when no replica counts. The plan-log-recovery phase
+/// computes the same.
+pub fn storage_floor(durable: impl Iterator<Item = Version>, oldest: Version, recovery: Version) -> Option<Version> {
+    durable.filter(|d| d.saturating_add(1) >= oldest).map(|d| d.min(recovery)).min()
+}
+
 /// The persisted old layout, indexed for the checks.
 #[derive(Debug, Default)]
 pub(crate) struct OldGeneration {
@@ -303,11 +313,22 @@ impl Ledger {
         acknowledged.max(old.recovery_version)
     }
 
-    /// The oldest version of shard `tag` that a locked log of it (as
-    /// `old` assigns them) still holds: the kept range of the shard starts
-    /// there. `None` when no locked log holds the shard.
+    /// Where the kept range of shard `tag` starts: the oldest version a
+    /// locked log of it (as `old` assigns them) still holds, or, if later,
+    /// the version after what every locked replica of the shard has made
+    /// durable (see [`storage_floor`]): storage has the older versions, and
+    /// copying them into the new logs would make a recovery's cost grow
+    /// with the history. `None` when no locked log holds the shard.
     pub fn kept_from(&self, old: &OldGeneration, tag: ShardTag) -> Option<Version> {
         let shard = old.shards.get(&tag)?;
-        shard.carriers.iter().filter_map(|id| self.held_from(id, tag)).min()
+        let oldest = shard.carriers.iter().filter_map(|id| self.held_from(id, tag)).min()?;
+        let durable = shard.replicas.iter().filter_map(|id| match self.locks.get(id) {
+            Some(LockInfo::Storage(info)) => Some(info.durable_version),
+            _ => None,
+        });
+        Some(match storage_floor(durable, oldest, self.must_keep_through(old)) {
+            Some(floor) => oldest.max(floor + 1),
+            None => oldest,
+        })
     }
 }

@@ -486,8 +486,9 @@ mod tests {
             let mut ledger = Ledger::default();
             let shards = vec![ShardRetention { tag: 0, oldest_version: 1 }, ShardRetention { tag: 1, oldest_version: 1 }];
             ledger.locked("L1", &LockInfo::Log(LogRecoveryInfo { id: "L1".into(), oldest_version: 1, last_version: 20, shards }));
+            // Storage holds versions through 4: the kept range is [5, 20].
             for id in ["a1", "a2", "b1", "b2"] {
-                let info = StorageRecoveryInfo { id: id.into(), durable_version: 20, oldest_durable_version: 0 };
+                let info = StorageRecoveryInfo { id: id.into(), durable_version: 4, oldest_durable_version: 0 };
                 ledger.locked(id, &LockInfo::Storage(info));
             }
             let created = [
@@ -554,6 +555,24 @@ mod tests {
     }
 
     #[test]
+    fn s3_the_new_logs_need_only_what_every_locked_replica_may_lack() {
+        let mut case = Case::new();
+        for log in ["N1", "N2", "N3"] {
+            for tag in [0, 1] {
+                case.ledger.recovered.insert((log.into(), tag), Default::default());
+                case.ledger.recovered.entry((log.into(), tag)).or_default().add(5, 20);
+            }
+        }
+        case.check().expect("storage holds [1, 4]: the logs keep [5, 20]");
+        // A replica that holds less holds the kept range back.
+        if let Some(LockInfo::Storage(info)) = case.ledger.locks.get_mut("a2") {
+            info.durable_version = 2;
+        }
+        let refusal = case.refused();
+        assert!(refusal.message.contains("not the whole kept range [3, 20]"), "{refusal}");
+    }
+
+    #[test]
     fn s1_the_recovery_version_keeps_what_any_locked_log_holds_and_what_the_old_generation_kept() {
         let mut case = Case::new();
         case.layout.recovery_version = 15;
@@ -594,7 +613,7 @@ mod tests {
             }),
             ("not the whole kept range", |c| {
                 c.ledger.recovered.insert(("N1".into(), 0), Default::default());
-                c.ledger.recovered.entry(("N1".into(), 0)).or_default().add(5, 20);
+                c.ledger.recovered.entry(("N1".into(), 0)).or_default().add(6, 20);
             }),
             ("carries no shard", |c| {
                 c.ledger.records.insert("N4".into(), Record { descriptor: d("N4", ServiceKind::Log, "n8"), start: None });

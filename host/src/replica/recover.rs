@@ -245,20 +245,24 @@ impl Recovery<'_> {
     }
 
     /// Copies a teammate's snapshot into the replica, a page at a time:
-    /// the teammate at `at` when given, else the most recent one. Starts
-    /// over when the teammate's version moves during the copy. Answers the
-    /// version copied.
+    /// one at `at` or later (teammates catch up while the replicas of a
+    /// recovery are brought up together; a later snapshot leaves a shorter
+    /// tail) when given, else the most recent one, never past the committed
+    /// version. Starts over when the teammate's version moves during the
+    /// copy. Answers the version copied.
     async fn copy(&self, at: Option<Version>) -> Result<Version, Failure> {
         let mut failures = Vec::new();
         // A teammate behind retention would leave a tail no log holds: the
         // copy would replace the replica's data with less than it had.
         let oldest = self.history.oldest_retained;
+        let committed = self.history.committed_version;
+        let usable = |version: Version| at.is_none_or(|at| version >= at) && version <= committed;
         for (peer, version) in self.peers.iter().filter(|(_, version)| *version >= oldest) {
-            if at.is_some_and(|at| at != *version) {
+            if !usable(*version) {
                 continue;
             }
             match self.copy_from(peer).await {
-                Ok(copied) if at.is_none_or(|at| at == copied) => return Ok(copied),
+                Ok(copied) if usable(copied) => return Ok(copied),
                 Ok(copied) => failures.push(format!("{peer} moved to {copied}")),
                 Err(err @ ClusterError::Superseded(_)) => return Err(err.into()),
                 Err(err) => failures.push(format!("{peer}: {err:?}")),
