@@ -11,6 +11,10 @@
 //!   serves the new epoch, which adds detection (the failure detector sees
 //!   the dropped connection at once) and this bench's polling.
 //!
+//! `cluster_history`: the same SIGKILL after 2,000 writes and after
+//! 1,000,000 (`RATCHET_HISTORY_WRITES`), on one cluster: the recovery's
+//! figure must not grow with the history.
+//!
 //! `cluster_hang` does the same with SIGSTOP: the process hangs with its
 //! sockets open, and is failed after the failure timeout (1 s).
 //!
@@ -215,6 +219,9 @@ fn main() {
     if wanted("cluster_hang") {
         cluster_recovery(Fault::Stop);
     }
+    if wanted("cluster_history") {
+        cluster_history();
+    }
     let runs: usize = std::env::var("RATCHET_REPLICA_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
     if wanted("replica_catch_up") {
         replica_catch_up(runs);
@@ -254,6 +261,60 @@ impl Fault {
     }
 }
 
+/// What one run measured.
+struct Struck {
+    node: String,
+    epoch: u64,
+    /// Detected failure to persisted layout, as the coordinator reports it.
+    recovery: f64,
+    /// The fault to a status serving the new epoch, seen from outside.
+    outage: f64,
+    trigger: String,
+    /// Time the completing attempt ran inside the plugins.
+    plugin: f64,
+    /// Each phase of the completing attempt, in milliseconds.
+    phases: Vec<(String, f64)>,
+}
+
+/// Takes the node of a log of the live generation away by `fault`, waits
+/// for a newer generation, then brings the node back (a stopped worker is
+/// killed first) and waits until the cluster is whole and clean again.
+fn strike(bench: &mut Bench, status: &mut Status, run: usize, fault: Fault) -> Struck {
+    let layout = status.layout.clone().expect("a serving coordinator has a layout");
+    let log = &layout.logs[run % layout.logs.len()].id;
+    let node = status.services.iter().find(|s| &s.id == log).map(|s| s.node.clone()).expect("the log is hosted");
+    let slot = bench.workers.iter().position(|(n, _)| *n == node).expect("a bench worker");
+    let struck_at = Instant::now();
+    match fault {
+        Fault::Kill => {
+            let _ = bench.workers[slot].1.0.kill();
+            let _ = bench.workers[slot].1.0.wait();
+        }
+        Fault::Stop => {
+            let pid = bench.workers[slot].1.0.id().to_string();
+            let stopped = Command::new("kill").args(["-STOP", &pid]).status().expect("kill runs");
+            assert!(stopped.success(), "kill -STOP {pid}");
+        }
+    }
+    let (next, serving_at) = bench.serving_after(layout.epoch, 5);
+    let _ = bench.workers[slot].1.0.kill();
+    let _ = bench.workers[slot].1.0.wait();
+    let restarted = bench.worker(&node);
+    bench.workers[slot].1 = restarted;
+    let phases = next.last_recovery.last().map(|a| a.phases.iter().map(|(n, ms, _)| (n.clone(), *ms)).collect()).unwrap_or_default();
+    let struck = Struck {
+        node,
+        epoch: next.epoch.unwrap_or(0),
+        recovery: next.recovery_millis.expect("the recovery completed"),
+        outage: serving_at.duration_since(struck_at).as_secs_f64() * 1e3,
+        trigger: next.trigger.clone(),
+        plugin: next.last_recovery.last().map_or(0.0, |a| a.plugin_millis()),
+        phases,
+    };
+    *status = bench.serving_after(layout.epoch, 6).0;
+    struck
+}
+
 fn cluster_recovery(fault: Fault) {
     let runs: usize = std::env::var("RATCHET_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(12);
     let bench_name = fault.bench();
@@ -261,47 +322,22 @@ fn cluster_recovery(fault: Fault) {
     let (mut status, _) = bench.serving_after(0, 6);
     bench.load(2_000);
     println!("{bench_name}: 1 coordinator, 6 workers over 3 zones on loopback, 2,000 writes committed; {} a log's node", fault.name());
-    println!("{:>4} {:>8} {:>6} {:>12} {:>12}  trigger", "run", "node", "epoch", "recovery ms", "outage ms");
-    let (mut recoveries, mut outages) = (Vec::new(), Vec::new());
+    println!("{:>4} {:>8} {:>6} {:>12} {:>12} {:>10}  trigger", "run", "node", "epoch", "recovery ms", "outage ms", "plugin ms");
+    let (mut recoveries, mut outages, mut shares) = (Vec::new(), Vec::new(), Vec::new());
     let mut phases: Vec<(String, Vec<f64>)> = Vec::new();
     for run in 1..=runs {
-        let layout = status.layout.clone().expect("a serving coordinator has a layout");
-        let log = &layout.logs[run % layout.logs.len()].id;
-        let node = status.services.iter().find(|s| &s.id == log).map(|s| s.node.clone()).expect("the log is hosted");
-        let slot = bench.workers.iter().position(|(n, _)| *n == node).expect("a bench worker");
-        let struck_at = Instant::now();
-        match fault {
-            Fault::Kill => {
-                let _ = bench.workers[slot].1.0.kill();
-                let _ = bench.workers[slot].1.0.wait();
-            }
-            Fault::Stop => {
-                let pid = bench.workers[slot].1.0.id().to_string();
-                let stopped = Command::new("kill").args(["-STOP", &pid]).status().expect("kill runs");
-                assert!(stopped.success(), "kill -STOP {pid}");
+        let struck = strike(&mut bench, &mut status, run, fault);
+        let Struck { node, epoch, recovery, outage, trigger, plugin, .. } = &struck;
+        println!("{run:>4} {node:>8} {epoch:>6} {recovery:>12.2} {outage:>12.2} {plugin:>10.2}  {trigger}");
+        shares.push(plugin / recovery * 100.0);
+        for (name, millis) in struck.phases {
+            match phases.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, all)) => all.push(millis),
+                None => phases.push((name, vec![millis])),
             }
         }
-        let (next, serving_at) = bench.serving_after(layout.epoch, 5);
-        // Back for the next run (a stopped worker is killed first); the
-        // coordinator releases its stale journals.
-        let _ = bench.workers[slot].1.0.kill();
-        let _ = bench.workers[slot].1.0.wait();
-        let restarted = bench.worker(&node);
-        bench.workers[slot].1 = restarted;
-        let recovery = next.recovery_millis.expect("the recovery completed");
-        let outage = serving_at.duration_since(struck_at).as_secs_f64() * 1e3;
-        println!("{run:>4} {node:>8} {:>6} {recovery:>12.2} {outage:>12.2}  {}", next.epoch.unwrap_or(0), next.trigger);
-        if let Some(attempt) = next.last_recovery.last() {
-            for (name, millis, _) in &attempt.phases {
-                match phases.iter_mut().find(|(n, _)| n == name) {
-                    Some((_, all)) => all.push(*millis),
-                    None => phases.push((name.clone(), vec![*millis])),
-                }
-            }
-        }
-        recoveries.push(recovery);
-        outages.push(outage);
-        status = bench.serving_after(layout.epoch, 6).0;
+        recoveries.push(struck.recovery);
+        outages.push(struck.outage);
     }
     let (min, max) = recoveries.iter().fold((f64::MAX, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     println!(
@@ -314,10 +350,51 @@ fn cluster_recovery(fault: Fault) {
         fault.name(),
         median(&mut outages)
     );
+    let (min, max) = shares.iter().fold((f64::MAX, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    println!(
+        "{bench_name}: plugin share (time inside wasm / failure to persisted layout): median {:.2} % (min {min:.2}, max {max:.2})",
+        median(&mut shares)
+    );
     println!("{bench_name}: median per phase of the completing attempt:");
     for (name, mut all) in phases {
         println!("  {name:<28} {:>8.2} ms", median(&mut all));
     }
+}
+
+/// Recovery time against the history: the same cluster after 2,000 writes
+/// and after `RATCHET_HISTORY_WRITES` (default 1,000,000), SIGKILLing a
+/// log's node `RATCHET_HISTORY_RUNS` times (default 5) at each.
+fn cluster_history() {
+    let runs: usize = std::env::var("RATCHET_HISTORY_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let long: usize = std::env::var("RATCHET_HISTORY_WRITES").ok().and_then(|r| r.parse().ok()).unwrap_or(1_000_000);
+    let mut bench = Bench::start();
+    let (mut status, _) = bench.serving_after(0, 6);
+    println!("cluster_history: 1 coordinator, 6 workers over 3 zones on loopback; SIGKILL a log's node, {runs} runs per history");
+    println!("{:>10} {:>4} {:>6} {:>12} {:>14} {:>18}", "writes", "run", "epoch", "recovery ms", "replay-logs ms", "assemble-layout ms");
+    let mut medians = Vec::new();
+    let mut committed = 0;
+    for writes in [2_000, long] {
+        let started = Instant::now();
+        let batch = if writes - committed > 100_000 { 100 } else { 20 };
+        let load = bench.load_command(writes - committed, batch).status().expect("ratchet load runs");
+        assert!(load.success(), "ratchet load failed");
+        if writes - committed > 100_000 {
+            println!("cluster_history: {} writes committed in {:.1} s", writes - committed, started.elapsed().as_secs_f64());
+        }
+        committed = writes;
+        let mut recoveries = Vec::new();
+        for run in 1..=runs {
+            let struck = strike(&mut bench, &mut status, run, Fault::Kill);
+            let replay = struck.phases.iter().find(|(n, _)| n == "replay-logs").map_or(0.0, |(_, ms)| *ms);
+            let assemble = struck.phases.iter().find(|(n, _)| n == "assemble-layout").map_or(0.0, |(_, ms)| *ms);
+            println!("{writes:>10} {run:>4} {:>6} {:>12.2} {replay:>14.2} {assemble:>18.2}", struck.epoch, struck.recovery);
+            recoveries.push(struck.recovery);
+        }
+        let median = median(&mut recoveries);
+        println!("cluster_history: after {writes} writes: failure to persisted layout, median {median:.2} ms");
+        medians.push(median);
+    }
+    println!("cluster_history: ratio of the long history to the short: {:.2}", medians[1] / medians[0]);
 }
 
 /// A completed replica recovery session, read from a status's event log.

@@ -47,8 +47,20 @@ pub struct AttemptSummary {
     pub outcome: String,
     /// Its wall time, in milliseconds.
     pub millis: f64,
+    /// Of its phases' time, what the host spent answering their calls (the
+    /// rest ran in the plugins, placement policies included), in
+    /// milliseconds.
+    pub host_millis: f64,
     /// Its phases: name, milliseconds, outcome.
     pub phases: Vec<(String, f64, String)>,
+}
+
+impl AttemptSummary {
+    /// The time its phases ran inside the plugins, in milliseconds: the
+    /// phases' time less the host's.
+    pub fn plugin_millis(&self) -> f64 {
+        (self.phases.iter().map(|(_, ms, _)| ms).sum::<f64>() - self.host_millis).max(0.0)
+    }
 }
 
 /// One transition of a replica recovery session, for the event log

@@ -398,8 +398,12 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
     for attempt in &status.last_recovery {
         let _ = writeln!(
             out,
-            "\nattempt {} at epoch {}: {} in {:.2} ms",
-            attempt.attempt, attempt.epoch, attempt.outcome, attempt.millis
+            "\nattempt {} at epoch {}: {} in {:.2} ms ({:.2} ms inside plugins)",
+            attempt.attempt,
+            attempt.epoch,
+            attempt.outcome,
+            attempt.millis,
+            attempt.plugin_millis()
         );
         let _ = writeln!(out, "  {:<28} {:>10}  OUTCOME", "PHASE", "MS");
         for (phase, millis, outcome) in &attempt.phases {

@@ -407,6 +407,7 @@ fn summarize(report: &RecoveryReport) -> Vec<AttemptSummary> {
             attempt: a.attempt,
             outcome: a.outcome.to_string(),
             millis: a.duration.as_secs_f64() * 1e3,
+            host_millis: a.host_time.as_secs_f64() * 1e3,
             phases: a.timeline.iter().map(|p| (p.phase.clone(), p.duration.as_secs_f64() * 1e3, p.outcome.clone())).collect(),
         })
         .collect()
