@@ -124,6 +124,23 @@ impl Bench {
         let _ = self.coordinator.0.wait();
     }
 
+    /// Starts the worker of `slot` again on its data directory (its old
+    /// process killed first); answers the seconds until it listens, its
+    /// journals reloaded.
+    fn restart_worker(&mut self, slot: usize) -> f64 {
+        let _ = self.workers[slot].1.0.kill();
+        let _ = self.workers[slot].1.0.wait();
+        let node = self.workers[slot].0.clone();
+        let started = Instant::now();
+        self.workers[slot].1 = self.worker(&node);
+        let log = self.dir.path().join(format!("{node}.out"));
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains("listening on") {
+            assert!(started.elapsed() < Duration::from_secs(300), "{node} did not listen again");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        started.elapsed().as_secs_f64()
+    }
+
     fn restart_coordinator(&mut self) {
         self.kill_coordinator();
         self.coordinator = Self::coordinator(self.dir.path(), &self.addr, &self.extra);
@@ -229,6 +246,9 @@ fn main() {
     if wanted("replica_rebuild") {
         replica_rebuild(runs);
     }
+    if wanted("replica_rebuild_large") {
+        replica_rebuild_large();
+    }
     if wanted("etcd_failover") {
         let runs = std::env::var("RATCHET_FAILOVER_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
         etcd_failover(runs);
@@ -270,6 +290,8 @@ struct Struck {
     /// The fault to a status serving the new epoch, seen from outside.
     outage: f64,
     trigger: String,
+    /// Seconds the struck worker took to reload its journals and listen.
+    restart: f64,
     /// Time the completing attempt ran inside the plugins.
     plugin: f64,
     /// Each phase of the completing attempt, in milliseconds.
@@ -297,10 +319,7 @@ fn strike(bench: &mut Bench, status: &mut Status, run: usize, fault: Fault) -> S
         }
     }
     let (next, serving_at) = bench.serving_after(layout.epoch, 5);
-    let _ = bench.workers[slot].1.0.kill();
-    let _ = bench.workers[slot].1.0.wait();
-    let restarted = bench.worker(&node);
-    bench.workers[slot].1 = restarted;
+    let restart = bench.restart_worker(slot);
     let phases = next.last_recovery.last().map(|a| a.phases.iter().map(|(n, ms, _)| (n.clone(), *ms)).collect()).unwrap_or_default();
     let struck = Struck {
         node,
@@ -308,6 +327,7 @@ fn strike(bench: &mut Bench, status: &mut Status, run: usize, fault: Fault) -> S
         recovery: next.recovery_millis.expect("the recovery completed"),
         outage: serving_at.duration_since(struck_at).as_secs_f64() * 1e3,
         trigger: next.trigger.clone(),
+        restart,
         plugin: next.last_recovery.last().map_or(0.0, |a| a.plugin_millis()),
         phases,
     };
@@ -370,7 +390,10 @@ fn cluster_history() {
     let mut bench = Bench::start();
     let (mut status, _) = bench.serving_after(0, 6);
     println!("cluster_history: 1 coordinator, 6 workers over 3 zones on loopback; SIGKILL a log's node, {runs} runs per history");
-    println!("{:>10} {:>4} {:>6} {:>12} {:>14} {:>18}", "writes", "run", "epoch", "recovery ms", "replay-logs ms", "assemble-layout ms");
+    println!(
+        "{:>10} {:>4} {:>6} {:>12} {:>14} {:>18} {:>10}",
+        "writes", "run", "epoch", "recovery ms", "replay-logs ms", "assemble-layout ms", "restart s"
+    );
     let mut medians = Vec::new();
     let mut committed = 0;
     for writes in [2_000, long] {
@@ -382,16 +405,21 @@ fn cluster_history() {
             println!("cluster_history: {} writes committed in {:.1} s", writes - committed, started.elapsed().as_secs_f64());
         }
         committed = writes;
-        let mut recoveries = Vec::new();
+        let (mut recoveries, mut restarts) = (Vec::new(), Vec::new());
         for run in 1..=runs {
             let struck = strike(&mut bench, &mut status, run, Fault::Kill);
             let replay = struck.phases.iter().find(|(n, _)| n == "replay-logs").map_or(0.0, |(_, ms)| *ms);
             let assemble = struck.phases.iter().find(|(n, _)| n == "assemble-layout").map_or(0.0, |(_, ms)| *ms);
-            println!("{writes:>10} {run:>4} {:>6} {:>12.2} {replay:>14.2} {assemble:>18.2}", struck.epoch, struck.recovery);
+            println!(
+                "{writes:>10} {run:>4} {:>6} {:>12.2} {replay:>14.2} {assemble:>18.2} {:>10.3}",
+                struck.epoch, struck.recovery, struck.restart
+            );
+            restarts.push(struck.restart);
             recoveries.push(struck.recovery);
         }
         let median = median(&mut recoveries);
         println!("cluster_history: after {writes} writes: failure to persisted layout, median {median:.2} ms");
+        println!("cluster_history: after {writes} writes: a killed worker's restart to listening, median {:.3} s", self::median(&mut restarts));
         medians.push(median);
     }
     println!("cluster_history: ratio of the long history to the short: {:.2}", medians[1] / medians[0]);
@@ -499,6 +527,50 @@ fn replica_rebuild(runs: usize) {
         "replica_rebuild: median {:.0} ms to rebuild a replica of {KEYS} keys (min {min:.0}, max {max:.0}) over {runs} runs",
         median(&mut times)
     );
+}
+
+/// A replica of a shard of `RATCHET_REBUILD_MIB` MiB (default 1,024),
+/// rebuilt from a teammate: its node is SIGKILLed after the data is
+/// committed (64 KiB values, 1 MiB a commit) and the logs popped to 20
+/// versions, so the replacement is seeded from a snapshot streamed in pages
+/// into a staging file and installed at once. Then the killed worker is
+/// restarted on its data directory, and its reload of the journals timed.
+fn replica_rebuild_large() {
+    let mib: usize = std::env::var("RATCHET_REBUILD_MIB").ok().and_then(|r| r.parse().ok()).unwrap_or(1024);
+    const VALUE: usize = 64 << 10;
+    let mut bench = Bench::start_with(&["--shards", "1", "--log-retention", "20"]);
+    bench.serving_after(0, 6);
+    let started = Instant::now();
+    let mut client = ratchet::client::CommitClient::new(&bench.addr, TransportConfig { call_timeout: Duration::from_secs(30), ..TransportConfig::default() });
+    let value = "v".repeat(VALUE);
+    let writes = mib * (1 << 20) / VALUE;
+    for batch in 0..writes / 16 {
+        let page: Vec<(String, String)> =
+            (0..16).map(|i| (format!("{:08x}-{batch}-{i}", (batch as u32).wrapping_mul(2_654_435_761)), value.clone())).collect();
+        bench.runtime.block_on(client.commit(&page)).expect("a commit");
+    }
+    println!("replica_rebuild_large: {mib} MiB committed to one shard in {:.1} s", started.elapsed().as_secs_f64());
+    // Let the pump bring every replica to the last write and pop the logs.
+    std::thread::sleep(Duration::from_secs(3));
+    let status = bench.status().expect("the coordinator answers");
+    let layout = status.layout.clone().expect("a serving coordinator has a layout");
+    let lost = &layout.storage_teams[0].storage_ids[0];
+    let node = status.services.iter().find(|s| &s.id == lost).map(|s| s.node.clone()).expect("the replica is hosted");
+    let slot = bench.workers.iter().position(|(n, _)| *n == node).expect("a bench worker");
+    let _ = bench.workers[slot].1.0.kill();
+    let _ = bench.workers[slot].1.0.wait();
+    let (next, _) = bench.serving_after(layout.epoch, 5);
+    let rebuilt: Vec<Session> = completed_sessions(&next).into_iter().filter(|s| s.plan.starts_with("rebuild")).collect();
+    let [session] = rebuilt.as_slice() else {
+        panic!("not one rebuild completed: {:#?}", next.replica_events);
+    };
+    let seconds = (session.completed_ms - session.opened_ms) as f64 / 1e3;
+    println!(
+        "replica_rebuild_large: a replica of {mib} MiB rebuilt from a teammate in {seconds:.2} s: {:.1} MB/s",
+        (mib << 20) as f64 / 1e6 / seconds
+    );
+    let restart = bench.restart_worker(slot);
+    println!("replica_rebuild_large: the killed worker restarted on its {mib} MiB of journals, listening after {restart:.2} s");
 }
 
 fn etcd_failover(runs: usize) {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -98,6 +98,28 @@ impl Disk {
             Disk::Memory(dir) => {
                 dir.files().remove(name);
                 Ok(())
+            }
+        }
+    }
+
+    /// Replaces file `name` by `bytes` at once (a file beside it, synced,
+    /// renamed over it, the directory synced) and opens it for appending.
+    pub(crate) fn replace(&self, name: &str, bytes: &[u8]) -> Result<OpenFile, JournalError> {
+        match self {
+            Disk::Dir(dir) => {
+                let (path, staged) = (dir.join(name), dir.join(format!("{name}.rewrite")));
+                let io_err = |source| JournalError::Io { path: path.clone(), source };
+                let mut file = File::create(&staged).map_err(io_err)?;
+                file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io_err)?;
+                std::fs::rename(&staged, &path).map_err(io_err)?;
+                File::open(dir).and_then(|d| d.sync_all()).map_err(io_err)?;
+                let file = OpenOptions::new().append(true).open(&path).map_err(io_err)?;
+                Ok(OpenFile::File(file))
+            }
+            Disk::Memory(dir) => {
+                let file = dir.files().entry(name.to_string()).or_default().clone();
+                *file.lock().unwrap_or_else(|e| e.into_inner()) = bytes.to_vec();
+                Ok(OpenFile::Memory(file))
             }
         }
     }

@@ -38,6 +38,47 @@ struct Durability<R> {
     poisoned: bool,
     /// Locks at or below this epoch are refused (the holder before a restart).
     floor: Option<Epoch>,
+    /// The journal's length when compaction was last considered.
+    considered: u64,
+}
+
+/// Compaction is considered each time the journal has grown by this, and
+/// done when the journal is more than twice the state's size: a restart
+/// then reads about the state, not the history, and each byte of state is
+/// rewritten a bounded number of times.
+const COMPACT_AFTER: u64 = 16 << 20;
+
+/// The most state one checkpoint record holds.
+const CHECKPOINT_PART: usize = 4 << 20;
+
+/// The records of a checkpoint of `state`: its postcard bytes in parts.
+fn checkpoint_parts<S: Serialize>(state: &S, path: &Path) -> Result<Vec<(Vec<u8>, bool)>, JournalError> {
+    let bytes = postcard::to_stdvec(state)
+        .map_err(|e| JournalError::Encode { path: path.to_path_buf(), reason: format!("checkpoint: {e}") })?;
+    let count = bytes.len().div_ceil(CHECKPOINT_PART).max(1);
+    Ok((0..count)
+        .map(|i| (bytes[i * CHECKPOINT_PART..((i + 1) * CHECKPOINT_PART).min(bytes.len())].to_vec(), i + 1 == count))
+        .collect())
+}
+
+/// A checkpoint being read back from its parts.
+#[derive(Default)]
+struct Restoring(Vec<u8>);
+
+impl Restoring {
+    /// Adds a part; with the last, answers the state.
+    fn part<S: for<'de> Deserialize<'de>>(&mut self, part: Vec<u8>, last: bool, path: &Path, index: usize) -> Result<Option<S>, JournalError> {
+        self.0.extend_from_slice(&part);
+        if !last {
+            return Ok(None);
+        }
+        let bytes = std::mem::take(&mut self.0);
+        postcard::from_bytes(&bytes).map(Some).map_err(|e| JournalError::Corrupt {
+            path: path.to_path_buf(),
+            offset: 0,
+            reason: format!("the checkpoint ending at record {} does not decode: {e}", index + 1),
+        })
+    }
 }
 
 impl<R: Serialize + for<'de> Deserialize<'de>> Durability<R> {
@@ -54,11 +95,38 @@ impl<R: Serialize + for<'de> Deserialize<'de>> Durability<R> {
     }
 
     fn record(&mut self, input: &R) -> Result<(), DurableError> {
-        self.journal.append(input).map_err(|err| {
-            self.poisoned = true;
-            tracing::error!(path = %self.journal.path().display(), %err, "journal write failed; service poisoned");
-            DurableError::Journal(err)
-        })
+        self.journal.append(input).map_err(|err| self.poison(err))
+    }
+
+    fn poison(&mut self, err: JournalError) -> DurableError {
+        self.poisoned = true;
+        tracing::error!(path = %self.journal.path().display(), %err, "journal write failed; service poisoned");
+        DurableError::Journal(err)
+    }
+
+    /// Whether the journal, of a service whose state takes about
+    /// `state_bytes`, is due for compaction. Looked at (`state_bytes`
+    /// called) only once per [`COMPACT_AFTER`] of growth.
+    fn due(&mut self, state_bytes: impl FnOnce() -> u64) -> bool {
+        let len = self.journal.len();
+        if len < self.considered + COMPACT_AFTER {
+            return false;
+        }
+        self.considered = len;
+        len > 2 * state_bytes()
+    }
+
+    /// Replaces the journal by a checkpoint of `state`, written as `parts`
+    /// records. A failure poisons the service: what it acknowledged is in
+    /// the old journal, which the rename either replaced whole or not at all.
+    fn compact<S: Serialize>(&mut self, state: &S, part: fn(Vec<u8>, bool) -> R) -> Result<(), DurableError> {
+        let parts = checkpoint_parts(state, self.journal.path()).map_err(|err| self.poison(err))?;
+        let records: Vec<R> = parts.into_iter().map(|(bytes, last)| part(bytes, last)).collect();
+        let before = self.journal.len();
+        self.journal.rewrite(&records).map_err(|err| self.poison(err))?;
+        self.considered = self.journal.len();
+        tracing::info!(path = %self.journal.path().display(), before, after = self.considered, "journal compacted");
+        Ok(())
     }
 }
 
@@ -70,6 +138,9 @@ enum LogInput {
     Install { epoch: Epoch, tags: Vec<ShardTag>, first: Version, last: Version, entries: Vec<(Version, Vec<Mutation>)> },
     Unlock { epoch: Epoch, tags: Vec<ShardTag>, start: Version },
     Pop(Version),
+    /// A part of a checkpoint of the whole log, which replaces the records
+    /// before it.
+    Checkpoint { part: Vec<u8>, last: bool },
 }
 
 impl LogInput {
@@ -85,6 +156,7 @@ impl LogInput {
             }
             LogInput::Unlock { epoch, tags, start } => format!("unlock at epoch {epoch} of shards {tags:?} from version {start}"),
             LogInput::Pop(through) => format!("pop through version {through}"),
+            LogInput::Checkpoint { part, last } => format!("checkpoint part of {} bytes (last: {last})", part.len()),
         }
     }
 }
@@ -115,6 +187,7 @@ impl DurableLog {
     fn replay((journal, inputs): (Journal<LogInput>, Vec<LogInput>)) -> Result<Self, JournalError> {
         let path = journal.path().to_path_buf();
         let mut log = LogService::new();
+        let mut restoring = Restoring::default();
         for (index, input) in inputs.into_iter().enumerate() {
             // Every journaled input was accepted once; it must be accepted again.
             let described = input.describe();
@@ -129,18 +202,34 @@ impl DurableLog {
                     log.pop(through);
                     Ok(())
                 }
+                LogInput::Checkpoint { part, last } => {
+                    if let Some(restored) = restoring.part(part, last, &path, index)? {
+                        log = restored;
+                    }
+                    Ok(())
+                }
             };
             replayed.map_err(|err| replay_error(&path, index, described, err))?;
         }
         let floor = log.lock_holder();
-        Ok(DurableLog { log, durability: Durability { journal, poisoned: false, floor } })
+        let considered = journal.len();
+        Ok(DurableLog { log, durability: Durability { journal, poisoned: false, floor, considered } })
+    }
+
+    /// Records `input`, then compacts the journal if it is due.
+    fn record(&mut self, input: &LogInput) -> Result<(), DurableError> {
+        self.durability.record(input)?;
+        if self.durability.due(|| self.log.approx_bytes()) {
+            self.durability.compact(&self.log, |part, last| LogInput::Checkpoint { part, last })?;
+        }
+        Ok(())
     }
 
     /// See [`LogService::lock`].
     pub fn lock(&mut self, epoch: Epoch, id: &str) -> Result<LogRecoveryInfo, DurableError> {
         self.durability.check_lock(epoch)?;
         let info = self.log.lock(epoch, id)?;
-        self.durability.record(&LogInput::Lock(epoch))?;
+        self.record(&LogInput::Lock(epoch))?;
         Ok(info)
     }
 
@@ -148,7 +237,7 @@ impl DurableLog {
     pub fn push(&mut self, epoch: Epoch, prev: Version, version: Version, mutations: Vec<Mutation>) -> Result<(), DurableError> {
         self.durability.check()?;
         self.log.push(epoch, prev, version, mutations.clone())?;
-        self.durability.record(&LogInput::Push { epoch, prev, version, mutations })
+        self.record(&LogInput::Push { epoch, prev, version, mutations })
     }
 
     /// See [`LogService::install_range`].
@@ -162,14 +251,14 @@ impl DurableLog {
     ) -> Result<(), DurableError> {
         self.durability.check()?;
         self.log.install_range(epoch, tags, first, last, entries.clone())?;
-        self.durability.record(&LogInput::Install { epoch, tags: tags.to_vec(), first, last, entries })
+        self.record(&LogInput::Install { epoch, tags: tags.to_vec(), first, last, entries })
     }
 
     /// See [`LogService::unlock`].
     pub fn unlock(&mut self, epoch: Epoch, tags: &[ShardTag], start: Version) -> Result<(), DurableError> {
         self.durability.check()?;
         self.log.unlock(epoch, tags, start)?;
-        self.durability.record(&LogInput::Unlock { epoch, tags: tags.to_vec(), start })
+        self.record(&LogInput::Unlock { epoch, tags: tags.to_vec(), start })
     }
 
     /// See [`LogService::pop`]. A pop that discards nothing is not journaled.
@@ -178,7 +267,7 @@ impl DurableLog {
         if !self.log.pop(through) {
             return Ok(());
         }
-        self.durability.record(&LogInput::Pop(through))
+        self.record(&LogInput::Pop(through))
     }
 
     /// The state machine, for reads (`read_range`, `pull`, versions).
@@ -199,6 +288,9 @@ enum StorageInput {
     RecoverApply { epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version },
     Truncate { epoch: Epoch, to: Version },
     Rebuild { epoch: Epoch, snapshot: Snapshot },
+    /// A part of a checkpoint of the whole replica, which replaces the
+    /// records before it.
+    Checkpoint { part: Vec<u8>, last: bool },
 }
 
 impl StorageInput {
@@ -214,6 +306,7 @@ impl StorageInput {
             }
             StorageInput::Truncate { epoch, to } => format!("truncation to version {to} at epoch {epoch}"),
             StorageInput::Rebuild { epoch, snapshot } => format!("rebuild at version {} at epoch {epoch}", snapshot.version),
+            StorageInput::Checkpoint { part, last } => format!("checkpoint part of {} bytes (last: {last})", part.len()),
         }
     }
 }
@@ -244,6 +337,7 @@ impl DurableStorage {
     fn replay((journal, inputs): (Journal<StorageInput>, Vec<StorageInput>)) -> Result<Self, JournalError> {
         let path = journal.path().to_path_buf();
         let mut storage = StorageService::new();
+        let mut restoring = Restoring::default();
         for (index, input) in inputs.into_iter().enumerate() {
             // Every journaled input was accepted once; it must be accepted again.
             let described = input.describe();
@@ -261,18 +355,39 @@ impl DurableStorage {
                 StorageInput::RecoverApply { epoch, mutations, upto } => storage.recover_apply(epoch, mutations, upto),
                 StorageInput::Truncate { epoch, to } => storage.truncate(epoch, to),
                 StorageInput::Rebuild { epoch, snapshot } => storage.rebuild(epoch, snapshot),
+                StorageInput::Checkpoint { part, last } => {
+                    if let Some(restored) = restoring.part(part, last, &path, index)? {
+                        storage = restored;
+                    }
+                    Ok(())
+                }
             };
             replayed.map_err(|err| replay_error(&path, index, described, err))?;
         }
         let floor = storage.lock_holder();
-        Ok(DurableStorage { storage, durability: Durability { journal, poisoned: false, floor } })
+        let considered = journal.len();
+        Ok(DurableStorage { storage, durability: Durability { journal, poisoned: false, floor, considered } })
+    }
+
+    /// Records `input`, then compacts the journal if it is due.
+    fn record(&mut self, input: &StorageInput) -> Result<(), DurableError> {
+        self.durability.record(input)?;
+        if self.durability.due(|| self.storage.approx_bytes()) {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the journal by a checkpoint of the replica.
+    fn compact(&mut self) -> Result<(), DurableError> {
+        self.durability.compact(&self.storage, |part, last| StorageInput::Checkpoint { part, last })
     }
 
     /// See [`StorageService::lock`].
     pub fn lock(&mut self, epoch: Epoch, id: &str) -> Result<StorageRecoveryInfo, DurableError> {
         self.durability.check_lock(epoch)?;
         let info = self.storage.lock(epoch, id)?;
-        self.durability.record(&StorageInput::Lock(epoch))?;
+        self.record(&StorageInput::Lock(epoch))?;
         Ok(info)
     }
 
@@ -280,7 +395,7 @@ impl DurableStorage {
     pub fn unlock(&mut self, epoch: Epoch) -> Result<(), DurableError> {
         self.durability.check()?;
         self.storage.unlock(epoch)?;
-        self.durability.record(&StorageInput::Unlock(epoch))
+        self.record(&StorageInput::Unlock(epoch))
     }
 
     /// See [`StorageService::apply`]; the new durable version is on disk
@@ -292,7 +407,7 @@ impl DurableStorage {
         if self.storage.durable_version() == before {
             return Ok(());
         }
-        self.durability.record(&StorageInput::Apply { mutations: newly_applied(mutations, before, upto), upto })
+        self.record(&StorageInput::Apply { mutations: newly_applied(mutations, before, upto), upto })
     }
 
     /// See [`StorageService::recover_apply`]; durable when this returns.
@@ -304,23 +419,26 @@ impl DurableStorage {
             return Ok(());
         }
         let mutations = newly_applied(mutations, before, upto);
-        self.durability.record(&StorageInput::RecoverApply { epoch, mutations, upto })
+        self.record(&StorageInput::RecoverApply { epoch, mutations, upto })
     }
 
     /// See [`StorageService::truncate`]; durable when this returns.
     pub fn truncate(&mut self, epoch: Epoch, to: Version) -> Result<(), DurableError> {
         self.durability.check()?;
         self.storage.truncate(epoch, to)?;
-        self.durability.record(&StorageInput::Truncate { epoch, to })
+        self.record(&StorageInput::Truncate { epoch, to })
     }
 
-    /// See [`StorageService::rebuild`]: the snapshot is installed whole,
-    /// in one journal record, so a crash leaves either the old data and
-    /// version or the new ones, never a mix.
+    /// See [`StorageService::rebuild`]: the journal is replaced by a
+    /// checkpoint of the rebuilt replica at once, so a crash leaves either
+    /// the old data and version or the new ones, never a mix, and a
+    /// snapshot of any size is installed (no single record holds it).
     pub fn rebuild(&mut self, epoch: Epoch, snapshot: Snapshot) -> Result<(), DurableError> {
         self.durability.check()?;
-        self.storage.rebuild(epoch, snapshot.clone())?;
-        self.durability.record(&StorageInput::Rebuild { epoch, snapshot })
+        self.storage.rebuild(epoch, snapshot)?;
+        // A failure poisons the replica: it serves nothing more, and its
+        // old journal, whole, still says the old data.
+        self.compact()
     }
 
     /// The state machine, for reads.
@@ -335,6 +453,55 @@ mod tests {
 
     fn m(tag: ShardTag, key: &str) -> Mutation {
         Mutation { tag, key: key.into(), value: format!("v-{key}") }
+    }
+
+    #[test]
+    fn a_journal_that_grows_is_compacted_and_a_reopened_log_reads_its_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log-1.log");
+        let value = "x".repeat(64 << 10);
+        {
+            let mut log = DurableLog::open(&path).unwrap();
+            log.lock(1, "log-1").unwrap();
+            log.unlock(1, &[0], 0).unwrap();
+            for version in 1..=600u64 {
+                let mutation = Mutation { tag: 0, key: format!("k{version}"), value: value.clone() };
+                log.push(1, version - 1, version, vec![mutation]).unwrap();
+                if version % 50 == 0 {
+                    // Storage has it: keep only the newest versions.
+                    log.pop(version - 20).unwrap();
+                }
+            }
+        }
+        // 600 pushes of 64 KiB: about 38 MiB written, of which the log keeps
+        // 20 versions; the compacted journal holds about what it keeps.
+        let bytes = std::fs::metadata(&path).unwrap().len();
+        assert!(bytes < 24 << 20, "the journal was not compacted: {bytes} bytes");
+        let log = DurableLog::open(&path).unwrap();
+        assert_eq!(log.service().last_version(), 600);
+        assert_eq!(log.service().retained(0).unwrap(), (580, 600));
+        assert_eq!(log.service().pull(0, 599, 600).unwrap().len(), 1);
+        let refused = DurableLog::open(&path).unwrap().lock(1, "log-1");
+        assert!(refused.is_err(), "the lock floor survives the compaction: {refused:?}");
+    }
+
+    #[test]
+    fn a_snapshot_larger_than_a_journal_record_is_installed_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("st-1.storage");
+        // 80 MiB of data: more than the largest record (64 MiB).
+        let data: std::collections::BTreeMap<String, String> =
+            (0..80).map(|i| (format!("k{i:03}"), "y".repeat(1 << 20))).collect();
+        {
+            let mut storage = DurableStorage::open(&path).unwrap();
+            storage.lock(2, "st-1").unwrap();
+            storage.rebuild(2, Snapshot { version: 40, data: data.clone() }).unwrap();
+            storage.recover_apply(2, vec![(41, m(0, "after"))], 41).unwrap();
+        }
+        let storage = DurableStorage::open(&path).unwrap();
+        assert_eq!(storage.service().durable_version(), 41);
+        assert_eq!(storage.service().contents().len(), 81);
+        assert_eq!(storage.service().contents().get("k079"), data.get("k079"));
     }
 
     #[test]

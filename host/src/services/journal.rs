@@ -70,7 +70,11 @@ pub enum JournalError {
 /// An append-only file of records of type `R`, fsynced on a [`Disk::Dir`].
 pub struct Journal<R> {
     path: PathBuf,
+    disk: Disk,
+    name: String,
     file: OpenFile,
+    /// Its length in bytes.
+    len: u64,
     _records: PhantomData<fn(R)>,
 }
 
@@ -92,11 +96,40 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
             tracing::warn!(path = %path.display(), dropped = bytes.len() - valid, "journal: dropping a torn last record");
             file.truncate(valid).map_err(|source| JournalError::Io { path: path.clone(), source })?;
         }
-        Ok((Journal { path, file, _records: PhantomData }, records))
+        let journal =
+            Journal { path, disk: disk.clone(), name: name.to_string(), file, len: valid as u64, _records: PhantomData };
+        Ok((journal, records))
     }
 
-    /// Appends `record`, synced to disk before returning.
-    pub fn append(&mut self, record: &R) -> Result<(), JournalError> {
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether it holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Replaces everything it holds by `records`, at once: they are written
+    /// to a file beside it, synced, and renamed over it, so a crash leaves
+    /// either the old journal or the new one whole. A service compacts its
+    /// journal this way: the records of its state replace its history.
+    pub fn rewrite<'a>(&mut self, records: impl IntoIterator<Item = &'a R>) -> Result<(), JournalError>
+    where
+        R: 'a,
+    {
+        let mut bytes = Vec::new();
+        for record in records {
+            bytes.extend_from_slice(&self.frame(record)?);
+        }
+        self.file = self.disk.replace(&self.name, &bytes)?;
+        self.len = bytes.len() as u64;
+        Ok(())
+    }
+
+    /// `record` framed: its length, its checksum and its body.
+    fn frame(&self, record: &R) -> Result<Vec<u8>, JournalError> {
         let body = postcard::to_stdvec(record)
             .map_err(|e| JournalError::Encode { path: self.path.clone(), reason: e.to_string() })?;
         if body.len() > MAX_RECORD {
@@ -109,14 +142,25 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
         frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
         frame.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
         frame.extend_from_slice(&body);
-        self.file.append(&frame).map_err(|source| JournalError::Io { path: self.path.clone(), source })
+        Ok(frame)
+    }
+
+    /// Appends `record`, synced to disk before returning.
+    pub fn append(&mut self, record: &R) -> Result<(), JournalError> {
+        let frame = self.frame(record)?;
+        self.file.append(&frame).map_err(|source| JournalError::Io { path: self.path.clone(), source })?;
+        self.len += frame.len() as u64;
+        Ok(())
     }
 
     /// A journal on a read-only descriptor, whose every append fails: a
     /// dead disk, for tests of what a service does then.
     #[cfg(test)]
     pub(crate) fn read_only(path: &Path) -> io::Result<Self> {
-        Ok(Journal { path: path.to_path_buf(), file: OpenFile::File(std::fs::File::open(path)?), _records: PhantomData })
+        let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let file = OpenFile::File(std::fs::File::open(path)?);
+        Ok(Journal { path: path.to_path_buf(), disk: Disk::Dir(dir), name, file, len: 0, _records: PhantomData })
     }
 
     /// The journal's file.

@@ -6,7 +6,7 @@ use crate::bindings::types::Epoch;
 /// I2 in one place: a service accepts a lock only from an epoch at or above
 /// the one holding it (the same epoch re-locking is idempotent), and a change
 /// is allowed only to the epoch that holds the lock (I4).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EpochLock {
     holder: Option<Epoch>,
 }

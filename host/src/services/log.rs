@@ -14,7 +14,7 @@ use crate::bindings::types::{Epoch, LogRecoveryInfo, ShardRetention, ShardTag, V
 
 /// The versions held of one shard: every mutation of it in `[oldest,
 /// through]`. Empty when `oldest > through`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Held {
     oldest: Version,
     through: Version,
@@ -24,7 +24,7 @@ struct Held {
 ///
 /// It accepts pushes only from the generation it was unlocked for, and only
 /// in version order without gaps. Locking it by a newer epoch stops it at once.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct LogService {
     lock: EpochLock,
     /// The generation whose proxies may push, once unlocked.
@@ -42,6 +42,12 @@ impl LogService {
     /// A new, empty log.
     pub fn new() -> Self {
         LogService::default()
+    }
+
+    /// About how many bytes its state takes in a checkpoint.
+    pub fn approx_bytes(&self) -> u64 {
+        let entries = self.entries.values().flatten().map(|m| m.key.len() + m.value.len() + 16).sum::<usize>();
+        (entries + 16 * self.entries.len()) as u64
     }
 
     /// Locks the log at `epoch` and reports what it holds. It stops accepting

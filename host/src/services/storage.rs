@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use super::disk::Disk;
+use super::journal::{Journal, JournalError};
 use super::{EpochLock, Mutation, ServiceError};
 use crate::bindings::types::{Epoch, StorageRecoveryInfo, Version};
 
@@ -10,7 +12,7 @@ use crate::bindings::types::{Epoch, StorageRecoveryInfo, Version};
 pub const UNDO_VERSIONS: Version = 1_000;
 
 /// A storage replica: a key-value map with the version it is durable at.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct StorageService {
     lock: EpochLock,
     /// The generation it serves, once unlocked.
@@ -33,15 +35,46 @@ pub struct Snapshot {
     pub data: BTreeMap<String, String>,
 }
 
-/// Snapshot pages received so far, by the replica they are for: a
-/// transfer is staged, and handed over whole with its last page, so a
-/// replica never holds pages of two versions, or half a snapshot.
-#[derive(Debug, Default)]
+/// Snapshot pages received so far, by the replica they are for, each
+/// appended to a staging file on the replica's disk as it arrives (so a
+/// shard of any size streams through without being held twice): a transfer
+/// is staged, and handed over whole with its last page, so a replica never
+/// holds pages of two versions, or half a snapshot.
 pub struct StagedSnapshots {
-    staged: BTreeMap<String, Snapshot>,
+    disk: Disk,
+    /// The version each transfer in progress copies, and its staging file.
+    staged: BTreeMap<String, (Version, Journal<StagedPage>)>,
+}
+
+/// One staged page, as the staging file holds it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StagedPage {
+    version: Version,
+    entries: Vec<(String, String)>,
+}
+
+/// Why a snapshot page could not be staged.
+#[derive(Debug, thiserror::Error)]
+pub enum StagingError {
+    /// The page does not continue a transfer of its version.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// The staging file could not be written or read back.
+    #[error("staging a snapshot: {0}")]
+    Journal(#[from] JournalError),
 }
 
 impl StagedSnapshots {
+    /// No transfer yet; pages are staged on `disk`.
+    pub fn on(disk: Disk) -> Self {
+        StagedSnapshots { disk, staged: BTreeMap::new() }
+    }
+
+    /// The staging file of `id`'s transfer.
+    pub fn file_of(id: &str) -> String {
+        format!("{id}.staging")
+    }
+
     /// Adds a page of the snapshot at `version` for `id`; `first` starts
     /// a transfer. Answers the whole snapshot with the `last` page.
     pub fn page(
@@ -51,20 +84,35 @@ impl StagedSnapshots {
         entries: Vec<(String, String)>,
         first: bool,
         last: bool,
-    ) -> Result<Option<Snapshot>, ServiceError> {
+    ) -> Result<Option<Snapshot>, StagingError> {
+        let file = Self::file_of(id);
         if first {
-            self.staged.insert(id.to_string(), Snapshot { version, data: BTreeMap::new() });
+            self.staged.remove(id);
+            self.disk.remove(&file)?;
+            let (journal, _) = Journal::<StagedPage>::open_on(&self.disk, &file)?;
+            self.staged.insert(id.to_string(), (version, journal));
         }
         match self.staged.get_mut(id) {
-            Some(snapshot) if snapshot.version == version => snapshot.data.extend(entries),
-            _ => return Err(ServiceError::OutOfTransfer { version }),
+            Some((staged, journal)) if *staged == version => journal.append(&StagedPage { version, entries })?,
+            _ => return Err(ServiceError::OutOfTransfer { version }.into()),
         }
-        Ok(if last { self.staged.remove(id) } else { None })
+        if !last {
+            return Ok(None);
+        }
+        self.staged.remove(id);
+        let (_, pages) = Journal::<StagedPage>::open_on(&self.disk, &file)?;
+        let mut snapshot = Snapshot { version, data: BTreeMap::new() };
+        for page in pages {
+            snapshot.data.extend(page.entries);
+        }
+        self.disk.remove(&file)?;
+        Ok(Some(snapshot))
     }
 
-    /// Drops `id`'s transfer, if any.
-    pub fn discard(&mut self, id: &str) {
+    /// Drops `id`'s transfer, if any, and its staging file.
+    pub fn discard(&mut self, id: &str) -> Result<(), JournalError> {
         self.staged.remove(id);
+        self.disk.remove(&Self::file_of(id))
     }
 }
 
@@ -199,6 +247,13 @@ impl StorageService {
         self.data.get(key).map(String::as_str)
     }
 
+    /// About how many bytes its state takes in a checkpoint.
+    pub fn approx_bytes(&self) -> u64 {
+        let data: usize = self.data.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
+        let undo: usize = self.undo.values().flatten().map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len) + 8).sum();
+        (data + undo) as u64
+    }
+
     /// Every key and value, in order: to compare replicas.
     pub fn contents(&self) -> &BTreeMap<String, String> {
         &self.data
@@ -302,14 +357,22 @@ mod tests {
 
     #[test]
     fn a_staged_transfer_is_handed_over_whole_and_only_in_order() {
-        let mut staged = StagedSnapshots::default();
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::Dir(dir.path().into());
+        let mut staged = StagedSnapshots::on(disk.clone());
         let page = |k: &str| vec![(k.to_string(), "v".to_string())];
-        assert_eq!(staged.page("s", 3, page("a"), false, false), Err(ServiceError::OutOfTransfer { version: 3 }));
-        assert_eq!(staged.page("s", 3, page("a"), true, false), Ok(None));
-        assert_eq!(staged.page("s", 4, page("b"), false, true), Err(ServiceError::OutOfTransfer { version: 4 }));
+        let refused = |result: Result<Option<Snapshot>, StagingError>| match result {
+            Err(StagingError::Service(ServiceError::OutOfTransfer { version })) => version,
+            other => panic!("expected a page out of transfer, got {other:?}"),
+        };
+        assert_eq!(refused(staged.page("s", 3, page("a"), false, false)), 3);
+        assert!(staged.page("s", 3, page("a"), true, false).unwrap().is_none());
+        assert!(dir.path().join("s.staging").exists(), "the pages are staged on disk");
+        assert_eq!(refused(staged.page("s", 4, page("b"), false, true)), 4);
         let whole = staged.page("s", 3, page("b"), false, true).unwrap().unwrap();
         assert_eq!((whole.version, whole.data.len()), (3, 2));
-        assert_eq!(staged.page("s", 3, page("c"), false, true), Err(ServiceError::OutOfTransfer { version: 3 }), "handed over once");
+        assert!(!dir.path().join("s.staging").exists(), "the staging file is gone once handed over");
+        assert_eq!(refused(staged.page("s", 3, page("c"), false, true)), 3, "handed over once");
     }
 
     #[test]

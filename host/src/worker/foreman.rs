@@ -16,7 +16,7 @@ use crate::bindings::types::{ClusterError, Epoch, LockInfo, Node, ServiceDescrip
 use crate::bindings::kind_name;
 use crate::topology::{NodeSpec, PAGE_BYTES};
 use crate::services::{
-    CommitProxy, Disk, DurableError, DurableLog, DurableStorage, JournalError, Resolver, Sequencer, ServiceError, StagedSnapshots,
+    CommitProxy, Disk, DurableError, DurableLog, DurableStorage, JournalError, Resolver, Sequencer, ServiceError, StagedSnapshots, StagingError,
 };
 use crate::transport::{Handler, TcpTransport, Transport, TransportConfig};
 
@@ -71,6 +71,11 @@ impl Foreman {
                 (id, ServiceKind::Log, Role::Log(DurableLog::open_on(&disk, &name)?))
             } else if let Some(id) = name.strip_suffix(".storage") {
                 (id, ServiceKind::Storage, Role::Storage(DurableStorage::open_on(&disk, &name)?))
+            } else if name.ends_with(".staging") || name.ends_with(".rewrite") {
+                // A transfer or a compaction the crash interrupted: void
+                // (a transfer starts over; the journal was not replaced).
+                disk.remove(&name)?;
+                continue;
             } else {
                 continue;
             };
@@ -84,6 +89,7 @@ impl Foreman {
         Ok(Foreman {
             spec,
             address,
+            staged: Mutex::new(StagedSnapshots::on(disk.clone())),
             disk,
             roles: Mutex::new(roles),
             next: Mutex::new(next),
@@ -92,7 +98,6 @@ impl Foreman {
             commits: tokio::sync::Mutex::new(()),
             pushed: tokio::sync::Notify::new(),
             broke: tokio::sync::Notify::new(),
-            staged: Mutex::default(),
             page_bytes: PAGE_BYTES,
         })
     }
@@ -207,7 +212,7 @@ impl Foreman {
             }
             WorkerRequest::Release { id } => {
                 self.generations().remove(&id);
-                self.staged.lock().unwrap_or_else(|e| e.into_inner()).discard(&id);
+                self.staged.lock().unwrap_or_else(|e| e.into_inner()).discard(&id).map_err(journal)?;
                 if let Some(hosted) = roles.remove(&id) {
                     let file = match hosted.role {
                         Role::Log(_) => Some(format!("{id}.log")),
@@ -229,9 +234,13 @@ impl Foreman {
             },
             WorkerRequest::Rebuild { id, epoch, version, entries, first, last } => match &mut hosted(&mut roles, &id)?.role {
                 Role::Storage(storage) => {
-                    // Pages are staged in memory; the data is replaced (and
-                    // journaled) whole, with the last one.
-                    let whole = self.staged.lock().unwrap_or_else(|e| e.into_inner()).page(&id, version, entries, first, last)?;
+                    // Pages are staged in a file; the data is replaced (and
+                    // checkpointed) whole, with the last one.
+                    let staged = self.staged.lock().unwrap_or_else(|e| e.into_inner()).page(&id, version, entries, first, last);
+                    let whole = staged.map_err(|err| match err {
+                        StagingError::Service(err) => ClusterError::from(err),
+                        StagingError::Journal(err) => journal(err),
+                    })?;
                     match whole {
                         Some(snapshot) => storage.rebuild(epoch, snapshot).map(done).map_err(durable),
                         None => Ok(WorkerReply::Done),
