@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::join_all;
 
-use super::{Cluster, FailureDetector, PulledPage, SnapshotPage};
+use super::{Cluster, FailureDetector, Health, PulledPage, SnapshotPage};
 use crate::topology::tag_of;
 use crate::bindings::types::{
     ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
@@ -160,13 +160,18 @@ impl RemoteCluster {
         self.detector.as_ref().and_then(|d| d.health(node).failure().map(str::to_string))
     }
 
-    /// The registered members, less those that stopped registering: they
-    /// leave the directory and the failure detector.
+    /// The registered members, less those that stopped registering and
+    /// do not answer their heartbeats: they leave the directory and the
+    /// failure detector. (A worker that answers is kept whatever its
+    /// registrations: they may be held up on their way.)
     fn members(&self) -> Vec<(String, Member)> {
         let mut members = lock(&self.members);
         if let Some(detector) = &self.detector {
-            let expired: Vec<String> =
-                members.iter().filter(|(_, m)| m.registered.elapsed() > EXPIRE_AFTER).map(|(n, _)| n.clone()).collect();
+            let expired: Vec<String> = members
+                .iter()
+                .filter(|(node, m)| m.registered.elapsed() > EXPIRE_AFTER && detector.health(node) != Health::Alive)
+                .map(|(n, _)| n.clone())
+                .collect();
             for node in expired {
                 tracing::warn!(%node, after = ?EXPIRE_AFTER, "worker expired: it stopped registering");
                 members.remove(&node);

@@ -29,27 +29,36 @@ pub async fn run(
     tracing::info!(node = %spec.id, %addr, data = %data.display(), "worker listening");
     let transport = TransportConfig::default();
     tokio::spawn(serve::<WorkerProtocol, _>(listener, foreman, transport.clone()));
-    // Coordinators sharing an etcd store stand by for each other: a worker
-    // registers with each, so whichever leads knows it.
-    let clients: Vec<(String, Client<CoordinatorProtocol>)> = coordinator
-        .split(',')
-        .filter(|a| !a.is_empty())
-        .map(|a| (a.to_string(), Client::new(a, transport.clone())))
-        .collect();
     let register = CoordinatorRequest::Register {
         node: spec.id.clone(),
         zone: spec.zone.clone(),
         capacity: spec.capacity,
         addr,
     };
+    // Coordinators sharing an etcd store stand by for each other: a worker
+    // registers with each, so whichever leads knows it; each on its own, so
+    // a hung coordinator never delays the registrations with the others.
+    let calls = TransportConfig { call_timeout: HEARTBEAT, ..transport };
+    let registrations: Vec<_> = coordinator
+        .split(',')
+        .filter(|a| !a.is_empty())
+        .map(|a| tokio::spawn(keep_registering(Client::new(a, calls.clone()), register.clone())))
+        .collect();
+    for registration in registrations {
+        registration.await?;
+    }
+    Ok(())
+}
+
+/// Registers with the coordinator `client` reaches, every [`HEARTBEAT`],
+/// for as long as the process runs.
+async fn keep_registering(client: Client<CoordinatorProtocol>, register: CoordinatorRequest) {
+    let coordinator = client.addr().to_string();
     loop {
-        let calls = clients.iter().map(|(_, client)| client.call(register.clone()));
-        for ((coordinator, _), answer) in clients.iter().zip(futures::future::join_all(calls).await) {
-            match answer {
-                Ok(Ok(_)) => tracing::debug!(%coordinator, "registered"),
-                Ok(Err(reason)) => tracing::warn!(%coordinator, %reason, "the coordinator refused the registration"),
-                Err(err) => tracing::warn!(%coordinator, %err, "cannot reach the coordinator"),
-            }
+        match client.call(register.clone()).await {
+            Ok(Ok(_)) => tracing::debug!(%coordinator, "registered"),
+            Ok(Err(reason)) => tracing::warn!(%coordinator, %reason, "the coordinator refused the registration"),
+            Err(err) => tracing::warn!(%coordinator, %err, "cannot reach the coordinator"),
         }
         tokio::time::sleep(HEARTBEAT).await;
     }
