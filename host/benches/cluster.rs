@@ -126,7 +126,7 @@ impl Bench {
 
     /// Starts the worker of `slot` again on its data directory (its old
     /// process killed first); answers the seconds until it listens, its
-    /// journals reloaded.
+    /// journals reloaded (its "worker listening" line).
     fn restart_worker(&mut self, slot: usize) -> f64 {
         let _ = self.workers[slot].1.0.kill();
         let _ = self.workers[slot].1.0.wait();
@@ -134,7 +134,7 @@ impl Bench {
         let started = Instant::now();
         self.workers[slot].1 = self.worker(&node);
         let log = self.dir.path().join(format!("{node}.out"));
-        while !std::fs::read_to_string(&log).unwrap_or_default().contains("listening on") {
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains("worker listening") {
             assert!(started.elapsed() < Duration::from_secs(300), "{node} did not listen again");
             std::thread::sleep(Duration::from_millis(1));
         }

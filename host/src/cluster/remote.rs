@@ -71,6 +71,9 @@ pub struct RemoteCluster {
     /// Watches the workers, when they are processes (see
     /// [`RemoteCluster::with_failure_detector`]).
     detector: Option<Arc<FailureDetector>>,
+    /// Carries the calls that move data, when they have bounds of their
+    /// own (see [`RemoteCluster::with_bulk_transport`]).
+    bulk: Option<Arc<dyn Transport<WorkerProtocol>>>,
 }
 
 /// Why a generation cannot commit.
@@ -135,7 +138,18 @@ impl RemoteCluster {
             broken: Mutex::default(),
             retention: None,
             detector: None,
+            bulk: None,
         }
+    }
+
+    /// Sends the calls that move data (a log range, a pull, a catch-up
+    /// page, a snapshot page, a rebuild page, whose last one installs a
+    /// whole shard) through `transport`, whose call timeout bounds them as
+    /// the replica session's budget does, not as a control call. A call to
+    /// a worker the failure detector fails still ends then.
+    pub fn with_bulk_transport(mut self, transport: Arc<dyn Transport<WorkerProtocol>>) -> Self {
+        self.bulk = Some(transport);
+        self
     }
 
     /// Watches every worker that registers with a [`FailureDetector`] that
@@ -410,7 +424,7 @@ impl RemoteCluster {
     }
 
     /// The first of `members` hosted on a node the failure detector failed.
-    fn failed_member(&self, members: &BTreeSet<String>) -> Option<Breakage> {
+    pub fn failed_member(&self, members: &BTreeSet<String>) -> Option<Breakage> {
         let directory = lock(&self.directory).clone();
         members.iter().find_map(|member| {
             let node = directory.get(member)?;
@@ -486,7 +500,21 @@ impl RemoteCluster {
     /// fails: nothing waits on a machine known to be gone.
     async fn ask_node(&self, node: &str, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
         let member = lock(&self.members).get(node).cloned().ok_or_else(|| ClusterError::NotFound(format!("node {node}")))?;
-        let call = self.transport.call(&member.addr, request);
+        let moves_data = matches!(
+            request,
+            WorkerRequest::ReadRange { .. }
+                | WorkerRequest::InstallRange { .. }
+                | WorkerRequest::Pull { .. }
+                | WorkerRequest::Apply { .. }
+                | WorkerRequest::RecoverApply { .. }
+                | WorkerRequest::Snapshot { .. }
+                | WorkerRequest::Rebuild { .. }
+        );
+        let transport = match &self.bulk {
+            Some(bulk) if moves_data => bulk,
+            _ => &self.transport,
+        };
+        let call = transport.call(&member.addr, request);
         let answer = match &self.detector {
             None => call.await,
             Some(detector) => {

@@ -199,11 +199,14 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
     // The detector's long polls have connections of their own, each call
     // bounded by the failure timeout.
     let heartbeats = TransportConfig { call_timeout: failure_timeout, ..TransportConfig::default() };
+    // Data movement is bounded by the replica session's budget.
+    let bulk = TransportConfig { call_timeout: Budget::default().max_duration, ..TransportConfig::default() };
     // Workers register whenever they start; known ones are reached at once.
     let cluster = Arc::new(
         RemoteCluster::new(transport.clone())
             .with_log_retention(log_retention)
-            .with_failure_detector(Arc::new(TcpTransport::new(heartbeats)), failure_timeout),
+            .with_failure_detector(Arc::new(TcpTransport::new(heartbeats)), failure_timeout)
+            .with_bulk_transport(Arc::new(TcpTransport::new(bulk))),
     );
     let coordinator = Arc::new(Coordinator {
         cluster: cluster.clone(),
@@ -362,7 +365,27 @@ async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: 
         // Housekeeping (releasing, popping) is fenced like the store's
         // writes: a coordinator unsure it still leads drops nothing.
         let acting = may_act(store);
-        let hosted = match cluster.check(&members, acting).await {
+        let check = cluster.check(&members, acting);
+        tokio::pin!(check);
+        // A pump can take long (a replica catching up a large range): a
+        // member that fails meanwhile ends the check at once.
+        let checked = loop {
+            let failed = async {
+                match &mut failures {
+                    Some(failures) => failures.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                checked = &mut check => break checked,
+                () = failed => {
+                    if let Some(breakage) = cluster.failed_member(&members) {
+                        return breakage.to_string();
+                    }
+                }
+            }
+        };
+        let hosted = match checked {
             Ok(hosted) => hosted,
             Err(breakage) => return breakage.to_string(),
         };

@@ -202,7 +202,7 @@ impl Recovery<'_> {
                     RebuildPlan::SnapshotTail(at) => Some(*at),
                     RebuildPlan::Full => None,
                 };
-                let copied = self.copy(at).await?;
+                let copied = self.copy(id, at).await?;
                 self.sessions().progress(id, self.epoch, copied, 0)?;
                 self.replay(id, copied, committed).await?;
             }
@@ -250,7 +250,7 @@ impl Recovery<'_> {
     /// tail) when given, else the most recent one, never past the committed
     /// version. Starts over when the teammate's version moves during the
     /// copy. Answers the version copied.
-    async fn copy(&self, at: Option<Version>) -> Result<Version, Failure> {
+    async fn copy(&self, id: SessionId, at: Option<Version>) -> Result<Version, Failure> {
         let mut failures = Vec::new();
         // A teammate behind retention would leave a tail no log holds: the
         // copy would replace the replica's data with less than it had.
@@ -261,11 +261,12 @@ impl Recovery<'_> {
             if !usable(*version) {
                 continue;
             }
-            match self.copy_from(peer).await {
+            match self.copy_from(id, peer).await {
                 Ok(copied) if usable(copied) => return Ok(copied),
                 Ok(copied) => failures.push(format!("{peer} moved to {copied}")),
-                Err(err @ ClusterError::Superseded(_)) => return Err(err.into()),
-                Err(err) => failures.push(format!("{peer}: {err:?}")),
+                Err(Failure::Cluster(err @ ClusterError::Superseded(_))) => return Err(err.into()),
+                Err(Failure::Cluster(err)) => failures.push(format!("{peer}: {err:?}")),
+                Err(failure @ Failure::Session(_)) => return Err(failure),
             }
         }
         let wanted = at.map_or("any version".to_string(), |at| format!("version {at}"));
@@ -273,24 +274,31 @@ impl Recovery<'_> {
         Err(ClusterError::Unreachable(format!("no snapshot at {wanted} for {}: {tried}", self.replica)).into())
     }
 
-    async fn copy_from(&self, peer: &str) -> Result<Version, ClusterError> {
-        'transfer: for _ in 0..3 {
+    async fn copy_from(&self, id: SessionId, peer: &str) -> Result<Version, Failure> {
+        'transfer: for _ in 0..COPY_TRIES {
             let (mut after, mut first, mut version) = (None, true, None);
             loop {
                 let (page_version, entries, more) = self.cluster.snapshot_page(peer, after.clone()).await?;
                 if version.is_some_and(|v| v != page_version) {
+                    // The teammate is being caught up by the same recovery:
+                    // start over once it has moved on.
+                    tokio::time::sleep(COPY_RETRY_AFTER).await;
+                    self.sessions().page_copied(id, self.epoch)?;
                     continue 'transfer;
                 }
                 version = Some(page_version);
                 after = entries.last().map(|(key, _)| key.clone());
                 self.cluster.rebuild_page(self.replica, self.epoch, page_version, entries, first, !more).await?;
                 first = false;
+                // Each page is progress, the last (which installs the
+                // whole replica) included.
+                self.sessions().page_copied(id, self.epoch)?;
                 if !more {
                     return Ok(page_version);
                 }
             }
         }
-        Err(ClusterError::Failed(format!("{peer} kept changing while it was copied")))
+        Err(ClusterError::Failed(format!("{peer} kept changing while it was copied")).into())
     }
 
     /// The host's plan after an escalation: a rebuild, from the trusted
@@ -325,6 +333,12 @@ impl Recovery<'_> {
         err
     }
 }
+
+/// How many times a copy starts over because its teammate moved.
+const COPY_TRIES: usize = 20;
+
+/// How long a copy waits before it starts over.
+const COPY_RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn lock(sessions: &Mutex<Sessions>) -> std::sync::MutexGuard<'_, Sessions> {
     sessions.lock().unwrap_or_else(|e| e.into_inner())

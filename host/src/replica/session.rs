@@ -339,6 +339,21 @@ impl Sessions {
         Ok(())
     }
 
+    /// Session `id` copied another page of a teammate's snapshot: progress
+    /// for its deadline (a shard of a gigabyte takes many seconds to copy),
+    /// not logged page by page.
+    pub fn page_copied(&mut self, id: SessionId, epoch: Epoch) -> Result<(), SessionError> {
+        self.running(id, epoch)?;
+        // The page is the progress: its deadline starts again before the
+        // rest of the budget is checked.
+        self.sessions.get_mut(&id).expect("checked by running").last_progress = Instant::now();
+        if let Some(reason) = self.over_budget(id, 0) {
+            self.escalate(id, reason.clone());
+            return Err(SessionError::Escalated(reason));
+        }
+        Ok(())
+    }
+
     /// The required truncation of session `id` to `to` is done.
     pub fn record_truncation(&mut self, id: SessionId, epoch: Epoch, to: Version) -> Result<(), SessionError> {
         self.running(id, epoch)?;

@@ -429,6 +429,13 @@ impl DurableStorage {
         self.record(&StorageInput::Truncate { epoch, to })
     }
 
+    /// Whether a rebuild at `epoch` would be taken now (its pages are
+    /// refused early otherwise).
+    pub fn check_rebuild(&self, epoch: Epoch) -> Result<(), DurableError> {
+        self.durability.check()?;
+        Ok(self.storage.check_rebuild(epoch)?)
+    }
+
     /// See [`StorageService::rebuild`]: the journal is replaced by a
     /// checkpoint of the rebuilt replica at once, so a crash leaves either
     /// the old data and version or the new ones, never a mix, and a

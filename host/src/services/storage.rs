@@ -201,12 +201,17 @@ impl StorageService {
     /// Replaces the replica's data, whatever it held, with a teammate's
     /// snapshot, for recovery `epoch`: the first half of a rebuild.
     pub fn rebuild(&mut self, epoch: Epoch, snapshot: Snapshot) -> Result<(), ServiceError> {
-        self.lock.check(epoch)?;
+        self.check_rebuild(epoch)?;
         self.data = snapshot.data;
         self.durable = snapshot.version;
         self.undo.clear();
         self.undo_floor = snapshot.version;
         Ok(())
+    }
+
+    /// Whether a rebuild by `epoch` would be taken: it must hold the lock.
+    pub fn check_rebuild(&self, epoch: Epoch) -> Result<(), ServiceError> {
+        self.lock.check(epoch)
     }
 
     /// The replica's data, to seed a new teammate.

@@ -50,6 +50,9 @@ pub struct Foreman {
     pushed: tokio::sync::Notify,
     /// Woken when a proxy's generation breaks, for a held `Info`.
     broke: tokio::sync::Notify,
+    /// The last `Info` answered, for one asked while a long journal write
+    /// (an fsync, a compaction) holds the roles: a busy worker is alive.
+    last_info: Mutex<Option<WorkerReply>>,
     /// Snapshot pages received so far, by the replica they rebuild.
     staged: Mutex<StagedSnapshots>,
     /// The most a page of a bulk transfer (a log range, a pull, a
@@ -98,6 +101,7 @@ impl Foreman {
             commits: tokio::sync::Mutex::new(()),
             pushed: tokio::sync::Notify::new(),
             broke: tokio::sync::Notify::new(),
+            last_info: Mutex::default(),
             page_bytes: PAGE_BYTES,
         })
     }
@@ -232,22 +236,10 @@ impl Foreman {
                 }
                 _ => Err(not_a(&id, "storage server")),
             },
-            WorkerRequest::Rebuild { id, epoch, version, entries, first, last } => match &mut hosted(&mut roles, &id)?.role {
-                Role::Storage(storage) => {
-                    // Pages are staged in a file; the data is replaced (and
-                    // checkpointed) whole, with the last one.
-                    let staged = self.staged.lock().unwrap_or_else(|e| e.into_inner()).page(&id, version, entries, first, last);
-                    let whole = staged.map_err(|err| match err {
-                        StagingError::Service(err) => ClusterError::from(err),
-                        StagingError::Journal(err) => journal(err),
-                    })?;
-                    match whole {
-                        Some(snapshot) => storage.rebuild(epoch, snapshot).map(done).map_err(durable),
-                        None => Ok(WorkerReply::Done),
-                    }
-                }
-                _ => Err(not_a(&id, "storage server")),
-            },
+            WorkerRequest::Rebuild { id, epoch, version, entries, first, last } => {
+                drop(roles);
+                self.rebuild(&id, epoch, version, entries, first, last)
+            }
             WorkerRequest::RecoverApply { id, epoch, mutations, upto } => match &mut hosted(&mut roles, &id)?.role {
                 Role::Storage(storage) => storage.recover_apply(epoch, mutations, upto).map(done).map_err(durable),
                 _ => Err(not_a(&id, "storage server")),
@@ -476,7 +468,66 @@ impl Foreman {
     async fn held_info(&self, hold: std::time::Duration) -> Result<WorkerReply, ClusterError> {
         // Either ends the hold; neither is an error.
         tokio::time::timeout(hold.min(MAX_HOLD), self.broke.notified()).await.ok();
-        self.answer(WorkerRequest::Info { hold_ms: 0 })
+        Ok(self.info())
+    }
+
+    /// The node, its services and its broken proxies: as they are, or, while
+    /// a long journal write holds the roles, as last answered (they change
+    /// only under that lock, so the answer is at most that write behind).
+    fn info(&self) -> WorkerReply {
+        let roles = match self.roles.try_lock() {
+            Ok(roles) => roles,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                if let Some(last) = self.last_info.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+                    return last;
+                }
+                self.roles.lock().unwrap_or_else(|e| e.into_inner())
+            }
+        };
+        let info = WorkerReply::Info {
+            node: self.node(roles.len()),
+            services: roles.values().map(|h| h.descriptor.clone()).collect(),
+            broken: self.generations().iter().filter(|(_, g)| g.broken).map(|(id, _)| id.clone()).collect(),
+        };
+        drop(roles);
+        *self.last_info.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.clone());
+        info
+    }
+
+    /// A page of a rebuild of replica `id`: staged in a file; with the last
+    /// page the replica's data is replaced and checkpointed whole. Neither
+    /// holds the node's other roles up: the staging has its own lock, and
+    /// the replica is taken out of the roles while it is installed (a
+    /// gigabyte's checkpoint takes seconds), answering `not found` then.
+    fn rebuild(
+        &self,
+        id: &str,
+        epoch: Epoch,
+        version: Version,
+        entries: Vec<(String, String)>,
+        first: bool,
+        last: bool,
+    ) -> Result<WorkerReply, ClusterError> {
+        let roles = || self.roles.lock().unwrap_or_else(|e| e.into_inner());
+        match roles().get(id).map(|h| &h.role) {
+            Some(Role::Storage(storage)) => storage.check_rebuild(epoch).map_err(durable)?,
+            Some(_) => return Err(not_a(id, "storage server")),
+            None => return Err(ClusterError::NotFound(format!("service {id}"))),
+        }
+        let staged = self.staged.lock().unwrap_or_else(|e| e.into_inner()).page(id, version, entries, first, last);
+        let whole = staged.map_err(|err| match err {
+            StagingError::Service(err) => ClusterError::from(err),
+            StagingError::Journal(err) => journal(err),
+        })?;
+        let Some(snapshot) = whole else { return Ok(WorkerReply::Done) };
+        let mut hosted = roles().remove(id).ok_or_else(|| ClusterError::NotFound(format!("service {id}")))?;
+        let installed = match &mut hosted.role {
+            Role::Storage(storage) => storage.rebuild(epoch, snapshot).map(done).map_err(durable),
+            _ => Err(not_a(id, "storage server")),
+        };
+        roles().insert(id.to_string(), hosted);
+        installed
     }
 
     /// [`Foreman::answer`], kept off the async threads when journal writes
@@ -526,9 +577,13 @@ impl Handler<WorkerProtocol> for Foreman {
         match request {
             WorkerRequest::Commit { id, writes } => self.commit(&id, &writes).await,
             push @ WorkerRequest::Push { .. } => self.push(push).await,
+            WorkerRequest::Rebuild { id, epoch, version, entries, first, last } if self.disk.blocks() => {
+                tokio::task::block_in_place(|| self.rebuild(&id, epoch, version, entries, first, last))
+            }
             WorkerRequest::Info { hold_ms } if hold_ms > 0 => {
                 self.held_info(std::time::Duration::from_millis(hold_ms)).await
             }
+            WorkerRequest::Info { .. } => Ok(self.info()),
             request => self.answer_off_async(request),
         }
     }
