@@ -240,6 +240,24 @@ impl Cluster {
         text
     }
 
+    /// Serves a first generation, then runs `ratchet load` of `writes`
+    /// until `acked` of them are acknowledged; answers the generation's
+    /// epoch, the node of its first log (to strike next), the acks file and
+    /// the load still running.
+    fn load_until_a_log_is_struck(&mut self, writes: usize, acked: usize) -> (u64, String, PathBuf, Proc) {
+        let (first, status) = self.serving_after(0);
+        // Service ids are `<kind>-<node>-e<epoch>-<n>`.
+        let log = field(&status, "log").unwrap();
+        let node = log.split('-').nth(1).unwrap().to_string();
+        let acks = self.acks("acks");
+        let mut load = self.load(writes, 5, &acks);
+        while lines(&acks) < acked {
+            assert!(load.child.try_wait().unwrap().is_none(), "the load ended before the log's node was struck");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (first, node, acks, load)
+    }
+
     /// Sends `signal` (`STOP`, `CONT`) to the worker of `node`.
     fn signal_worker(&self, node: &str, signal: &str) {
         let (_, proc) = self.workers.iter().find(|(n, _)| n == node).unwrap();
@@ -276,17 +294,7 @@ fn wait_for_exit(proc: &mut Proc, within: Duration) -> std::process::ExitStatus 
 fn sigkill_a_log_worker_during_the_load_and_lose_no_acknowledged_write() {
     let _one = one_cluster_at_a_time();
     let mut cluster = Cluster::start();
-    let (first, status) = cluster.serving_after(0);
-    // The node of the first log: service ids are `<kind>-<node>-e<epoch>-<n>`.
-    let log = field(&status, "log").unwrap();
-    let node = log.split('-').nth(1).unwrap().to_string();
-
-    let acks = cluster.acks("acks");
-    let mut load = cluster.load(10_000, 5, &acks);
-    while lines(&acks) < 2_000 {
-        assert!(load.child.try_wait().unwrap().is_none(), "the load ended before the kill");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (first, node, acks, mut load) = cluster.load_until_a_log_is_struck(10_000, 2_000);
     cluster.kill_worker(&node);
     let ended = wait_for_exit(&mut load, Duration::from_secs(180));
     assert!(ended.success(), "the load failed: {}", std::fs::read_to_string(acks.with_extension("out")).unwrap());
@@ -306,16 +314,7 @@ fn sigstop_a_log_worker_during_the_load_and_the_cluster_recovers_without_it() {
     // the recovery goes on without it (its locks come back unreachable).
     let _one = one_cluster_at_a_time();
     let mut cluster = Cluster::start();
-    let (first, status) = cluster.serving_after(0);
-    let log = field(&status, "log").unwrap();
-    let node = log.split('-').nth(1).unwrap().to_string();
-
-    let acks = cluster.acks("acks");
-    let mut load = cluster.load(6_000, 5, &acks);
-    while lines(&acks) < 1_500 {
-        assert!(load.child.try_wait().unwrap().is_none(), "the load ended before the stop");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (first, node, acks, mut load) = cluster.load_until_a_log_is_struck(6_000, 1_500);
     cluster.signal_worker(&node, "STOP");
     let (second, status) = cluster.serving_after(first);
     assert!(!status.contains(&format!("log        log-{node}-")), "no log of the new generation on the hung node:\n{status}");

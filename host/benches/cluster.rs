@@ -506,18 +506,7 @@ fn replica_rebuild(runs: usize) {
         assert!(loaded.success(), "ratchet load failed");
         // Let the pump bring every replica to the last write and pop the logs.
         std::thread::sleep(Duration::from_secs(1));
-        let status = bench.status().expect("the coordinator answers");
-        let layout = status.layout.clone().expect("a serving coordinator has a layout");
-        let lost = &layout.storage_teams[0].storage_ids[0];
-        let node = status.services.iter().find(|s| &s.id == lost).map(|s| s.node.clone()).expect("the replica is hosted");
-        let slot = bench.workers.iter().position(|(n, _)| *n == node).expect("a bench worker");
-        let _ = bench.workers[slot].1.0.kill();
-        let _ = bench.workers[slot].1.0.wait();
-        let (next, _) = bench.serving_after(layout.epoch, 5);
-        let rebuilt: Vec<Session> = completed_sessions(&next).into_iter().filter(|s| s.plan.starts_with("rebuild")).collect();
-        let [session] = rebuilt.as_slice() else {
-            panic!("not one rebuild completed: {:#?}", next.replica_events);
-        };
+        let (lost, _, session) = kill_a_replica_and_rebuild(&mut bench);
         let millis = (session.completed_ms - session.opened_ms) as f64;
         println!("{run:>4} {lost:>24} {:>10} {millis:>10.0}", session.entries);
         times.push(millis);
@@ -527,6 +516,23 @@ fn replica_rebuild(runs: usize) {
         "replica_rebuild: median {:.0} ms to rebuild a replica of {KEYS} keys (min {min:.0}, max {max:.0}) over {runs} runs",
         median(&mut times)
     );
+}
+
+/// SIGKILLs the node of the first replica of the first team and waits for
+/// a generation without it; answers the replica, its worker's slot and the
+/// one rebuild session that replaced it.
+fn kill_a_replica_and_rebuild(bench: &mut Bench) -> (String, usize, Session) {
+    let status = bench.status().expect("the coordinator answers");
+    let layout = status.layout.clone().expect("a serving coordinator has a layout");
+    let lost = layout.storage_teams[0].storage_ids[0].clone();
+    let node = status.services.iter().find(|s| s.id == lost).map(|s| s.node.clone()).expect("the replica is hosted");
+    let slot = bench.workers.iter().position(|(n, _)| *n == node).expect("a bench worker");
+    let _ = bench.workers[slot].1.0.kill();
+    let _ = bench.workers[slot].1.0.wait();
+    let (next, _) = bench.serving_after(layout.epoch, 5);
+    let mut rebuilt: Vec<Session> = completed_sessions(&next).into_iter().filter(|s| s.plan.starts_with("rebuild")).collect();
+    assert_eq!(rebuilt.len(), 1, "not one rebuild completed: {:#?}", next.replica_events);
+    (lost, slot, rebuilt.remove(0))
 }
 
 /// A replica of a shard of `RATCHET_REBUILD_MIB` MiB (default 1,024),
@@ -552,18 +558,7 @@ fn replica_rebuild_large() {
     println!("replica_rebuild_large: {mib} MiB committed to one shard in {:.1} s", started.elapsed().as_secs_f64());
     // Let the pump bring every replica to the last write and pop the logs.
     std::thread::sleep(Duration::from_secs(3));
-    let status = bench.status().expect("the coordinator answers");
-    let layout = status.layout.clone().expect("a serving coordinator has a layout");
-    let lost = &layout.storage_teams[0].storage_ids[0];
-    let node = status.services.iter().find(|s| &s.id == lost).map(|s| s.node.clone()).expect("the replica is hosted");
-    let slot = bench.workers.iter().position(|(n, _)| *n == node).expect("a bench worker");
-    let _ = bench.workers[slot].1.0.kill();
-    let _ = bench.workers[slot].1.0.wait();
-    let (next, _) = bench.serving_after(layout.epoch, 5);
-    let rebuilt: Vec<Session> = completed_sessions(&next).into_iter().filter(|s| s.plan.starts_with("rebuild")).collect();
-    let [session] = rebuilt.as_slice() else {
-        panic!("not one rebuild completed: {:#?}", next.replica_events);
-    };
+    let (_, slot, session) = kill_a_replica_and_rebuild(&mut bench);
     let seconds = (session.completed_ms - session.opened_ms) as f64 / 1e3;
     println!(
         "replica_rebuild_large: a replica of {mib} MiB rebuilt from a teammate in {seconds:.2} s: {:.1} MB/s",
