@@ -142,9 +142,8 @@ impl RemoteCluster {
         }
     }
 
-    /// Sends the calls that move data (a log range, a pull, a catch-up
-    /// page, a snapshot page, a rebuild page, whose last one installs a
-    /// whole shard) through `transport`, whose call timeout bounds them as
+    /// Sends the calls that move data ([`WorkerRequest::moves_data`])
+    /// through `transport`, whose call timeout bounds them as
     /// the replica session's budget does, not as a control call. A call to
     /// a worker the failure detector fails still ends then.
     pub fn with_bulk_transport(mut self, transport: Arc<dyn Transport<WorkerProtocol>>) -> Self {
@@ -500,18 +499,8 @@ impl RemoteCluster {
     /// fails: nothing waits on a machine known to be gone.
     async fn ask_node(&self, node: &str, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
         let member = lock(&self.members).get(node).cloned().ok_or_else(|| ClusterError::NotFound(format!("node {node}")))?;
-        let moves_data = matches!(
-            request,
-            WorkerRequest::ReadRange { .. }
-                | WorkerRequest::InstallRange { .. }
-                | WorkerRequest::Pull { .. }
-                | WorkerRequest::Apply { .. }
-                | WorkerRequest::RecoverApply { .. }
-                | WorkerRequest::Snapshot { .. }
-                | WorkerRequest::Rebuild { .. }
-        );
         let transport = match &self.bulk {
-            Some(bulk) if moves_data => bulk,
+            Some(bulk) if request.moves_data() => bulk,
             _ => &self.transport,
         };
         let call = transport.call(&member.addr, request);

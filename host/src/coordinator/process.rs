@@ -352,15 +352,9 @@ async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: 
     }
     let mut recorded = Vec::new();
     loop {
-        let wake = async {
-            match &mut failures {
-                Some(failures) => failures.changed().await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = tokio::time::sleep(MONITOR_EVERY) => {}
-            () = wake => tracing::debug!("the failure detector woke the check"),
+            () = next_failure(&mut failures) => tracing::debug!("the failure detector woke the check"),
         }
         // Housekeeping (releasing, popping) is fenced like the store's
         // writes: a coordinator unsure it still leads drops nothing.
@@ -370,15 +364,9 @@ async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: 
         // A pump can take long (a replica catching up a large range): a
         // member that fails meanwhile ends the check at once.
         let checked = loop {
-            let failed = async {
-                match &mut failures {
-                    Some(failures) => failures.changed().await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 checked = &mut check => break checked,
-                () = failed => {
+                () = next_failure(&mut failures) => {
                     if let Some(breakage) = cluster.failed_member(&members) {
                         return breakage.to_string();
                     }
@@ -406,6 +394,14 @@ async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: 
                 Err(err) => tracing::warn!(%err, "cannot record the service directory"),
             }
         }
+    }
+}
+
+/// Ends when the failure detector announces a failure; never without one.
+async fn next_failure(failures: &mut Option<crate::cluster::RegistrationWatch>) {
+    match failures {
+        Some(failures) => failures.changed().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -55,10 +55,14 @@ const CHECKPOINT_PART: usize = 4 << 20;
 fn checkpoint_parts<S: Serialize>(state: &S, path: &Path) -> Result<Vec<(Vec<u8>, bool)>, JournalError> {
     let bytes = postcard::to_stdvec(state)
         .map_err(|e| JournalError::Encode { path: path.to_path_buf(), reason: format!("checkpoint: {e}") })?;
-    let count = bytes.len().div_ceil(CHECKPOINT_PART).max(1);
-    Ok((0..count)
-        .map(|i| (bytes[i * CHECKPOINT_PART..((i + 1) * CHECKPOINT_PART).min(bytes.len())].to_vec(), i + 1 == count))
-        .collect())
+    let mut parts: Vec<(Vec<u8>, bool)> = bytes.chunks(CHECKPOINT_PART).map(|part| (part.to_vec(), false)).collect();
+    if parts.is_empty() {
+        parts.push((Vec::new(), false));
+    }
+    if let Some(last) = parts.last_mut() {
+        last.1 = true;
+    }
+    Ok(parts)
 }
 
 /// A checkpoint being read back from its parts.

@@ -254,6 +254,22 @@ impl WorkerRequest {
         }
     }
 
+    /// Whether it moves data (a log range, a pull, a catch-up page, a
+    /// snapshot page, a rebuild page, whose last one installs a whole
+    /// shard): bounded as data movement is, not as a control call.
+    pub fn moves_data(&self) -> bool {
+        matches!(
+            self,
+            WorkerRequest::ReadRange { .. }
+                | WorkerRequest::InstallRange { .. }
+                | WorkerRequest::Pull { .. }
+                | WorkerRequest::Apply { .. }
+                | WorkerRequest::RecoverApply { .. }
+                | WorkerRequest::Snapshot { .. }
+                | WorkerRequest::Rebuild { .. }
+        )
+    }
+
     /// What it asks.
     pub fn kind(&self) -> RequestKind {
         match self {

@@ -129,11 +129,7 @@ impl Foreman {
     pub fn answer(&self, request: WorkerRequest) -> Result<WorkerReply, ClusterError> {
         let mut roles = self.roles.lock().unwrap_or_else(|e| e.into_inner());
         match request {
-            WorkerRequest::Info { .. } => Ok(WorkerReply::Info {
-                node: self.node(roles.len()),
-                services: roles.values().map(|h| h.descriptor.clone()).collect(),
-                broken: self.generations().iter().filter(|(_, g)| g.broken).map(|(id, _)| id.clone()).collect(),
-            }),
+            WorkerRequest::Info { .. } => Ok(self.info_of(&roles)),
             WorkerRequest::Lock { id, epoch } => {
                 let info = match &mut hosted(&mut roles, &id)?.role {
                     Role::Log(log) => LockInfo::Log(log.lock(epoch, &id).map_err(durable)?),
@@ -485,14 +481,19 @@ impl Foreman {
                 self.roles.lock().unwrap_or_else(|e| e.into_inner())
             }
         };
-        let info = WorkerReply::Info {
-            node: self.node(roles.len()),
-            services: roles.values().map(|h| h.descriptor.clone()).collect(),
-            broken: self.generations().iter().filter(|(_, g)| g.broken).map(|(id, _)| id.clone()).collect(),
-        };
+        let info = self.info_of(&roles);
         drop(roles);
         *self.last_info.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.clone());
         info
+    }
+
+    /// The `Info` reply for `roles`.
+    fn info_of(&self, roles: &BTreeMap<String, Hosted>) -> WorkerReply {
+        WorkerReply::Info {
+            node: self.node(roles.len()),
+            services: roles.values().map(|h| h.descriptor.clone()).collect(),
+            broken: self.generations().iter().filter(|(_, g)| g.broken).map(|(id, _)| id.clone()).collect(),
+        }
     }
 
     /// A page of a rebuild of replica `id`: staged in a file; with the last
