@@ -745,15 +745,24 @@ fn a_rebuild_killed_halfway_restarts_and_never_leaves_a_replica_claiming_data_it
     let (durable, data) = reload_replica(&journal, scratch.path());
     assert_eq!((durable, data.len()), (0, 0), "{rebuilding} after a kill midway through its rebuild");
 
-    // The victim comes back; a later attempt rebuilds a replica whole.
+    // The victim comes back; a later generation rebuilds a replica whole
+    // (a replacement joins its generation after it serves).
     cluster.restart_worker(&victim);
-    let (second, status) = cluster.serving_after(first);
-    let rebuilt = status
-        .lines()
-        .filter(|l| l.contains(&format!(" e{second} ")) && l.contains(" completed "))
-        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("storage-")))
-        .find(|replica| status.lines().any(|l| l.contains(replica) && l.contains(" opened ") && l.contains("rebuild")));
-    assert!(rebuilt.is_some(), "no rebuild completed at epoch {second}:\n{status}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (second, rebuilt) = loop {
+        let (second, status) = cluster.serving_after(first);
+        let rebuilt = status
+            .lines()
+            .filter(|l| l.contains(&format!(" e{second} ")) && l.contains(" completed "))
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("storage-")))
+            .find(|replica| status.lines().any(|l| l.contains(replica) && l.contains(" opened ") && l.contains("rebuild")))
+            .map(String::from);
+        if rebuilt.is_some() {
+            break (second, rebuilt);
+        }
+        assert!(Instant::now() < deadline, "no rebuild completed at epoch {second}:\n{status}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     eprintln!("{rebuilding} killed midway; {rebuilt:?} rebuilt at epoch {second}");
     let report = cluster.verify(&acks);
     assert!(report.contains("verified 30000 acknowledged writes: 0 lost"), "{report}");

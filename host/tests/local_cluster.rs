@@ -59,9 +59,14 @@ async fn foremen_in_memory_recover_from_a_crashed_node_without_loss() {
     assert!(second.services.iter().all(|s| s.node != dead), "nothing is placed on the crashed node");
     let lost = common::unreadable(&cluster, &acked).await;
     assert!(lost.is_empty(), "lost {} acknowledged writes: {lost:?}", lost.len());
-    // Seen from outside the protocol: the new generation serves, its
-    // replicas agree, and every write is kept where its layout says.
+    // Seen from outside the protocol: the new generation serves, the
+    // replica recruited in place of the crashed node's joins it once
+    // persisted, the replicas agree, and every write is kept where its
+    // layout says.
     assert_eq!(local.unserving_member(&second), None);
+    director.joined().await;
+    assert_eq!(local.joining_member(&second), None, "every replacement joined its team");
+    assert!(cluster.pump().await.is_empty());
     for (tag, members) in local.team_contents(&second) {
         assert_eq!(members.len(), 3, "team {tag}");
         assert!(members.iter().all(|(_, v, data)| (v, data) == (&members[0].1, &members[0].2)), "team {tag} disagrees");

@@ -94,11 +94,11 @@ impl Harness {
         let mut data = BTreeMap::new();
         let mut after = None;
         loop {
-            let (version, entries, more) = self.cluster.snapshot_page(id, after.clone()).await.unwrap();
-            after = entries.last().map(|(k, _)| k.clone());
-            data.extend(entries);
-            if !more {
-                return (version, data);
+            let page = self.cluster.snapshot_page(id, after.clone(), Version::MAX).await.unwrap();
+            data.extend(page.entries);
+            after = page.resume;
+            if after.is_none() {
+                return (page.version, data);
             }
         }
     }
@@ -229,6 +229,8 @@ struct Hooked {
     on_apply: Box<dyn Fn(u32, Arc<RemoteCluster>, String) -> BoxFuture<'static, ()> + Send + Sync>,
     /// The endpoint reported for a replica, from the one it has.
     endpoint: Box<dyn Fn(&str, String) -> String + Send + Sync>,
+    /// Each snapshot page waits for a permit of this gate, if set.
+    copy_gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Hooked {
@@ -238,6 +240,7 @@ impl Hooked {
             applies: AtomicU32::new(0),
             on_apply: Box::new(|_, _, _| Box::pin(async {})),
             endpoint: Box::new(|_, endpoint| endpoint),
+            copy_gate: None,
         }
     }
 }
@@ -317,8 +320,11 @@ impl Cluster for Hooked {
     async fn truncate(&self, id: &str, epoch: Epoch, to: Version) -> Result<(), ClusterError> {
         self.inner.truncate(id, epoch, to).await
     }
-    async fn snapshot_page(&self, id: &str, after: Option<String>) -> Result<SnapshotPage, ClusterError> {
-        self.inner.snapshot_page(id, after).await
+    async fn snapshot_page(&self, id: &str, after: Option<String>, as_of: Version) -> Result<SnapshotPage, ClusterError> {
+        if let Some(gate) = &self.copy_gate {
+            gate.acquire().await.expect("the gate stays open").forget();
+        }
+        self.inner.snapshot_page(id, after, as_of).await
     }
     async fn rebuild_page(
         &self,
@@ -421,5 +427,52 @@ async fn a_truncation_beyond_the_replicas_undo_window_escalates_to_a_rebuild() {
     assert!(events[2].detail.starts_with("rebuild: snapshot at"), "{}", events[2]);
     h.assert_teams_identical().await;
     assert_eq!(h.read("zz-ghost").await, None);
+    assert_eq!(h.lost(&acked).await, 0);
+}
+
+#[tokio::test]
+async fn a_replacement_replica_joins_its_team_after_the_layout_persists_and_the_generation_serves_meanwhile() {
+    let h = Harness::new(None);
+    let boot = completed(&h.recover().await).clone();
+    let mut acked = h.write(0, 100).await;
+    let crashed = boot.storage_teams[1].storage_ids[0].clone();
+    let node = boot.services.iter().find(|s| s.id == crashed).unwrap().node.clone();
+    h.local.crash(&node);
+
+    // The copies that seed a replacement wait until the gate opens.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut hooked = Hooked::new(h.cluster.clone());
+    hooked.copy_gate = Some(gate.clone());
+    let options = DirectorOptions { max_attempts: 4, initial_backoff: Duration::from_millis(1), ..DirectorOptions::default() };
+    let director = Director::new(h.registry.clone(), Arc::new(hooked), h.store.clone(), RecoveryConfig::default(), options)
+        .with_replica_sessions(h.sessions.clone());
+    let second = completed(&director.recover().await.unwrap()).clone();
+    let team = &second.storage_teams[1].storage_ids;
+    let replacement = team.iter().find(|id| !boot.storage_teams[1].storage_ids.contains(id)).expect("a replacement").clone();
+    assert_eq!(team.len(), 3);
+    assert_eq!(h.store.state().unwrap().layout.map(|l| l.epoch), Some(second.epoch), "persisted before its copy");
+    let recovery_version = second.recovery_version;
+
+    // The generation serves while the replacement joins: once its session
+    // is open, its teammates move on past the version it copies.
+    while h.events_of(&replacement).is_empty() {
+        tokio::task::yield_now().await;
+    }
+    acked.extend(h.write(100, 100).await);
+    assert_eq!(h.local.joining_member(&second), Some(replacement.clone()));
+    assert_eq!(h.lost(&acked).await, 0);
+    let moved_to = h.cluster.committed_version();
+    assert!(moved_to > recovery_version);
+
+    gate.add_permits(1_000);
+    director.joined().await;
+    assert_eq!(h.local.joining_member(&second), None, "the replacement serves");
+    let events = h.events_of(&replacement);
+    assert_eq!(kinds(&events), ["opened", "progress", "completed"], "{events:#?}");
+    let copied: Version = events[0].detail.strip_prefix("rebuild: snapshot at ").and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{}", events[0]));
+    assert!(copied >= recovery_version && copied < moved_to, "copied as of {copied}: the teammates had moved to {moved_to}");
+    assert!(events.iter().all(|e| e.epoch == second.epoch));
+    h.assert_teams_identical().await;
+    acked.extend(h.write(200, 20).await);
     assert_eq!(h.lost(&acked).await, 0);
 }

@@ -117,7 +117,10 @@ fn a_zone_blind_placement_is_held_to_each_teams_zones_through_a_zone_failure() {
     let contained = runs("0..20", &config, &[("placement", fixtures::FIRST_ZONE)]);
     let summary = Summary::of("first-zone", &contained);
     assert!(summary.failing_seeds.is_empty(), "no team collapses into one zone: {summary:?}");
-    assert_eq!(summary.one_zone_layouts, 0, "{summary:?}");
+    // A team ends in one zone only where spread-zones ends so too: when
+    // the faults left one zone up at its last recovery.
+    let spread = Summary::of("spread-zones", &baseline);
+    assert!(summary.one_zone_layouts <= spread.one_zone_layouts, "{summary:?}\nagainst {spread:?}");
     assert!(contained.iter().any(|r| r.trace.iter().any(|l| l.contains("lost for good"))), "zones were lost");
 }
 

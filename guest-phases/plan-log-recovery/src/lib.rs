@@ -11,7 +11,9 @@
 //! the older ones, so the copy does not grow with the history), but never
 //! before the oldest version any locked log of the shard still holds (older
 //! versions were popped once the shard's storage had them). A replica
-//! behind what the logs hold does not count: it is rebuilt from a teammate.
+//! behind what the logs hold does not count, nor one below the old layout's
+//! recovery version (it was still joining the old generation): each is
+//! rebuilt from a teammate.
 //! With no locked replica, the shard keeps all its logs hold. Its sources
 //! are the locked logs of the shard that hold that whole range. A range with `first` above the
 //! recovery version is empty: the shard's logs were popped through it, and
@@ -77,7 +79,7 @@ pub fn plan(state: &AttemptState) -> Result<(Version, Vec<ShardPlan>), String> {
             .storage_ids
             .iter()
             .filter_map(|id| durable.get(id.as_str()).copied())
-            .filter(|d| d.saturating_add(1) >= oldest)
+            .filter(|d| d.saturating_add(1) >= oldest && *d >= layout.recovery_version)
             .map(|d| d.min(recovery_version))
             .min();
         let first = floor.map_or(oldest, |floor| oldest.max(floor + 1)).min(recovery_version.saturating_add(1));

@@ -202,10 +202,19 @@ impl LocalCluster {
     }
 
     /// A member of generation `layout` that cannot serve it: on a node that
-    /// is down, locked by a newer epoch, or a proxy whose generation broke.
+    /// is down, locked by a newer epoch, or a proxy whose generation broke
+    /// (a storage replica still joining it is not one).
     pub fn unserving_member(&self, layout: &Layout) -> Option<String> {
         let foremen = self.foremen();
-        layout.services.iter().map(|s| &s.id).find(|id| !foremen.iter().any(|f| f.serves(id, layout.epoch))).cloned()
+        let down = |id: &&String| !foremen.iter().any(|f| f.serves(id, layout.epoch) || f.joins(id, layout.epoch));
+        layout.services.iter().map(|s| &s.id).find(down).cloned()
+    }
+
+    /// A storage replica of `layout` still joining it (up, locked by its
+    /// epoch, not serving yet), if any.
+    pub fn joining_member(&self, layout: &Layout) -> Option<String> {
+        let foremen = self.foremen();
+        layout.services.iter().map(|s| &s.id).find(|id| foremen.iter().any(|f| f.joins(id, layout.epoch))).cloned()
     }
 
     /// Each team of `layout` with the durable version and data of each of

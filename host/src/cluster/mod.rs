@@ -19,9 +19,7 @@ use crate::bindings::types::{
 };
 use crate::services::{Mutation, ServiceError};
 
-/// A page of a replica's data: the version it is durable at, the keys and
-/// values, and whether more keys follow.
-pub type SnapshotPage = (Version, Vec<(String, String)>, bool);
+pub use crate::services::SnapshotPage;
 
 /// A page pulled from a log: the mutations, and the last version it covers.
 pub type PulledPage = (Vec<(Version, Mutation)>, Version);
@@ -79,8 +77,9 @@ pub trait Cluster: Send + Sync {
     -> Result<(), ClusterError>;
     /// Rolls a replica locked by `epoch` back to `to`.
     async fn truncate(&self, id: &str, epoch: Epoch, to: Version) -> Result<(), ClusterError>;
-    /// A page of replica `id`'s data: the keys after `after`.
-    async fn snapshot_page(&self, id: &str, after: Option<String>) -> Result<SnapshotPage, ClusterError>;
+    /// A page of replica `id`'s data as of `as_of` (as it is, when it is
+    /// not there yet): the keys after `after`.
+    async fn snapshot_page(&self, id: &str, after: Option<String>, as_of: Version) -> Result<SnapshotPage, ClusterError>;
     /// A page of a teammate's snapshot for replica `id`, locked by `epoch`:
     /// `first` starts the transfer; with `last` the replica's data is
     /// replaced, whole, by the snapshot at `version`.

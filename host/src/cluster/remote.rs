@@ -695,9 +695,9 @@ impl Cluster for RemoteCluster {
         self.ask(id, WorkerRequest::Truncate { id: id.into(), epoch, to }).await.map(drop)
     }
 
-    async fn snapshot_page(&self, id: &str, after: Option<String>) -> Result<SnapshotPage, ClusterError> {
-        match self.ask(id, WorkerRequest::Snapshot { id: id.into(), after }).await? {
-            WorkerReply::SnapshotPage { version, entries, more } => Ok((version, entries, more)),
+    async fn snapshot_page(&self, id: &str, after: Option<String>, as_of: Version) -> Result<SnapshotPage, ClusterError> {
+        match self.ask(id, WorkerRequest::Snapshot { id: id.into(), after, as_of }).await? {
+            WorkerReply::SnapshotPage(page) => Ok(page),
             other => Err(unexpected(Ok(other))),
         }
     }

@@ -82,7 +82,17 @@ pub struct Director {
     /// attempt takes an epoch above it, so a director whose store issued
     /// older epochs (a restored state) catches up in one attempt.
     superseded_by: std::sync::atomic::AtomicU64,
+    /// The background work bringing up the replicas that join its
+    /// completed generations.
+    joins: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
+
+/// The first wait before a replica that could not join its generation
+/// tries again; it doubles up to [`MAX_JOIN_RETRY`].
+const JOIN_RETRY: Duration = Duration::from_millis(100);
+
+/// The longest wait between two tries of a joining replica.
+const MAX_JOIN_RETRY: Duration = Duration::from_secs(2);
 
 impl Director {
     /// A director for `cluster`, persisting through `store`, with phases and
@@ -102,7 +112,56 @@ impl Director {
             options,
             sessions: Arc::new(Mutex::new(Sessions::new(Budget::default()))),
             superseded_by: std::sync::atomic::AtomicU64::new(0),
+            joins: Mutex::default(),
         }
+    }
+
+    /// Waits until the replicas joining its completed generations serve
+    /// them, or have given up (their generation is no longer the live one).
+    pub async fn joined(&self) {
+        let joins = std::mem::take(&mut *self.joins.lock().unwrap_or_else(|e| e.into_inner()));
+        for join in joins {
+            if let Err(err) = join.await {
+                tracing::error!(%err, "the task bringing up joining replicas ended abnormally");
+            }
+        }
+    }
+
+    /// Brings up, in the background, the replicas that join the
+    /// generation `guard` persisted, trying again after a backoff those
+    /// that fail, for as long as that generation is the live one.
+    fn spawn_joins(&self, guard: Arc<AttemptGuard>, span: tracing::Span) {
+        if guard.joining().is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let join = async move {
+            let mut backoff = JOIN_RETRY;
+            loop {
+                for (replica, joined) in guard.bring_up_joining().await {
+                    match joined {
+                        Ok(()) => tracing::info!(%replica, "replica joined its team"),
+                        Err(err) => tracing::warn!(%replica, ?err, "replica could not join its team yet"),
+                    }
+                }
+                let live = match store.state() {
+                    Ok(state) => state.layout.is_some_and(|layout| layout.epoch == guard.epoch()),
+                    Err(err) => {
+                        tracing::warn!(%err, "cannot read the live layout: joining replicas wait for the next recovery");
+                        false
+                    }
+                };
+                if guard.joining().is_empty() || guard.superseded().is_some() || !live {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_JOIN_RETRY);
+            }
+        };
+        let handle = tokio::spawn(join.instrument(span));
+        let mut joins = self.joins.lock().unwrap_or_else(|e| e.into_inner());
+        joins.retain(|join| !join.is_finished());
+        joins.push(handle);
     }
 
     /// The director with these replica recovery sessions: a process that
@@ -187,6 +246,7 @@ impl Director {
         let released = match &outcome {
             AttemptOutcome::Completed(layout) => {
                 self.cluster.adopt(layout).await;
+                self.spawn_joins(guard.clone(), span.clone());
                 0
             }
             _ => self.roll_back(&guard).instrument(span.clone()).await,

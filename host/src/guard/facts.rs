@@ -26,10 +26,12 @@ pub(crate) struct OldShard {
 /// made durable: the least of `durable` (the locked replicas' durable
 /// versions) capped at `recovery`, leaving out a replica behind `oldest`,
 /// the oldest version the logs hold (it is rebuilt from a teammate, not
-/// caught up). `None` when no replica counts. The plan-log-recovery phase
-/// computes the same.
-pub fn storage_floor(durable: impl Iterator<Item = Version>, oldest: Version, recovery: Version) -> Option<Version> {
-    durable.filter(|d| d.saturating_add(1) >= oldest).map(|d| d.min(recovery)).min()
+/// caught up), and a replica below `served`, the old generation's recovery
+/// version (it was still joining that generation, so it is rebuilt too).
+/// `None` when no replica counts. The plan-log-recovery phase computes the
+/// same.
+pub fn storage_floor(durable: impl Iterator<Item = Version>, oldest: Version, served: Version, recovery: Version) -> Option<Version> {
+    durable.filter(|d| d.saturating_add(1) >= oldest && *d >= served).map(|d| d.min(recovery)).min()
 }
 
 /// The persisted old layout, indexed for the checks.
@@ -204,6 +206,9 @@ pub(crate) struct Ledger {
     pub staged_names: HashSet<String>,
     /// Services this attempt unlocked.
     pub unlocked: HashSet<String>,
+    /// Storage replicas this attempt recruited that join their team after
+    /// the layout is persisted (see `AttemptGuard::bring_up_joining`).
+    pub joining: BTreeSet<String>,
     /// A plugin call made on the attempt's behalf that failed: its slot
     /// and the failure.
     pub nested_failure: Option<(String, String)>,
@@ -326,7 +331,7 @@ impl Ledger {
             Some(LockInfo::Storage(info)) => Some(info.durable_version),
             _ => None,
         });
-        Some(match storage_floor(durable, oldest, self.must_keep_through(old)) {
+        Some(match storage_floor(durable, oldest, old.recovery_version, self.must_keep_through(old)) {
             Some(floor) => oldest.max(floor + 1),
             None => oldest,
         })

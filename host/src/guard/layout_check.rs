@@ -125,11 +125,16 @@ fn shards(old: &OldGeneration, layout: &Layout) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// How many replicas of a team make a quorum.
+pub(crate) fn team_quorum(config: &RecoveryConfig) -> u32 {
+    config.replication_factor / 2 + 1
+}
+
 /// I6 and S3: each team has a quorum of distinct storage replicas, each
 /// serving one team, and an old replica only its own shard; and as many as
 /// the replication factor while the healthy nodes can host them.
 fn teams(config: &RecoveryConfig, old: &OldGeneration, ledger: &Ledger, layout: &Layout) -> Result<(), Refusal> {
-    let quorum = config.replication_factor / 2 + 1;
+    let quorum = team_quorum(config);
     let zones = ledger.zones();
     let mut team_of: HashMap<&str, ShardTag> = HashMap::new();
     for team in &layout.storage_teams {
@@ -557,6 +562,9 @@ mod tests {
     #[test]
     fn s3_the_new_logs_need_only_what_every_locked_replica_may_lack() {
         let mut case = Case::new();
+        // Every replica of the old generation served it from its recovery
+        // version on.
+        case.old.recovery_version = 2;
         for log in ["N1", "N2", "N3"] {
             for tag in [0, 1] {
                 case.ledger.recovered.insert((log.into(), tag), Default::default());
@@ -570,6 +578,10 @@ mod tests {
         }
         let refusal = case.refused();
         assert!(refusal.message.contains("not the whole kept range [3, 20]"), "{refusal}");
+        // A replica below the old recovery version was still joining the old
+        // generation: it is rebuilt from a teammate, and holds nothing back.
+        case.old.recovery_version = 3;
+        case.check().expect("a2 was joining: the logs keep [5, 20]");
     }
 
     #[test]

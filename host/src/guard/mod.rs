@@ -128,6 +128,78 @@ impl AttemptGuard {
         HostTimer { started: Instant::now(), total: &self.host_nanos }
     }
 
+    /// Whether storage replica `id` of `layout` joins its team only after
+    /// the layout persists: this attempt recruited it into a cluster that
+    /// has an old generation, and its team has a quorum of replicas this
+    /// attempt did not recruit (which serve the new generation from its
+    /// start).
+    fn joins_later(&self, layout: &Layout, id: &str) -> bool {
+        if self.old.names.is_empty() {
+            return false;
+        }
+        let ledger = self.ledger();
+        let recruited = |id: &str| ledger.records.get(id).is_some_and(|r| r.descriptor.kind == ServiceKind::Storage);
+        if !recruited(id) {
+            return false;
+        }
+        let quorum = layout_check::team_quorum(&self.config) as usize;
+        let mut teams = layout.storage_teams.iter();
+        teams.find(|t| t.storage_ids.iter().any(|s| s == id)).is_some_and(|team| {
+            team.storage_ids.iter().filter(|s| !recruited(s)).count() >= quorum
+        })
+    }
+
+    /// The recruited replicas that join the persisted layout and do not
+    /// serve it yet.
+    pub fn joining(&self) -> Vec<String> {
+        let ledger = self.ledger();
+        ledger.joining.iter().filter(|id| !ledger.unlocked.contains(*id)).cloned().collect()
+    }
+
+    /// Brings each replica joining the persisted layout up and lets it
+    /// serve: it is seeded from a teammate as of the version its team has
+    /// reached by now (the recovery version at least), then unlocked, and
+    /// the pump catches it up from there like any replica that lags. The
+    /// replica recovery is the one unlock runs (the policy, the host's
+    /// checks of its plan, the session). Answers each replica's result.
+    pub async fn bring_up_joining(&self) -> Vec<(String, Result<(), ClusterError>)> {
+        let Some(layout) = self.persisted() else { return Vec::new() };
+        let layout = &layout;
+        let joins = self.joining().into_iter().map(|id| async move {
+            let joined = self.join(layout, &id).await;
+            (id, joined)
+        });
+        futures::future::join_all(joins).await
+    }
+
+    async fn join(&self, layout: &Layout, id: &str) -> Result<(), ClusterError> {
+        self.live()?;
+        let team = layout
+            .storage_teams
+            .iter()
+            .find(|t| t.storage_ids.iter().any(|s| s == id))
+            .ok_or_else(|| ClusterError::NotFound(format!("{id} is in no storage team of epoch {}", self.epoch)))?;
+        let joining = self.joining();
+        let mut reached = layout.recovery_version;
+        for mate in team.storage_ids.iter().filter(|s| *s != id && !joining.contains(s)) {
+            if let Ok((durable, _)) = self.cluster.replica_state(mate).await {
+                reached = reached.max(durable);
+            }
+        }
+        let target = Layout { recovery_version: reached, ..layout.clone() };
+        let brought = self.replicas.bring_up(&Nested { guard: self }, &target, self.epoch, &[id.to_string()]).await;
+        match brought.into_iter().next() {
+            Some(Err(ClusterError::Refused(reason))) => {
+                return Err(self.refuse(Refusal::new(Invariant::ReplicasKeepVersions, reason)));
+            }
+            Some(brought) => self.note(brought)?,
+            None => return Err(ClusterError::Failed("replica recovery answered no replica".into())),
+        }
+        self.note(self.cluster.unlock(id, self.epoch, layout).await)?;
+        self.ledger().unlocked.insert(id.to_string());
+        Ok(())
+    }
+
     /// Time spent in host calls so far (placement policies excluded: they
     /// run in wasm).
     pub fn host_time(&self) -> Duration {
@@ -136,6 +208,11 @@ impl AttemptGuard {
 
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The attempt's epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
     }
 
     /// The newer epoch that superseded this attempt, if any.
@@ -639,15 +716,26 @@ impl AttemptGuard {
                 refusal.map_or(Ok(()), |refusal| Err(self.refuse(refusal)))
             })
             .collect();
+        // A replica recruited into a team that serves without it joins once
+        // the layout is persisted: seeding it copies its whole shard, which
+        // grows with the data, and the team has a quorum of old replicas
+        // meanwhile.
+        let joining: BTreeSet<&String> =
+            ids.iter().zip(&checked).filter(|(id, c)| c.is_ok() && self.joins_later(layout, id)).map(|(id, _)| id).collect();
         // A storage replica serves only once it holds the recovery version:
         // replica recovery brings each there first, while every teammate is
         // still locked (a snapshot source does not move).
-        let passed: Vec<String> = ids.iter().zip(&checked).filter(|(_, c)| c.is_ok()).map(|(id, _)| id.clone()).collect();
+        let passed: Vec<String> =
+            ids.iter().zip(&checked).filter(|(id, c)| c.is_ok() && !joining.contains(id)).map(|(id, _)| id.clone()).collect();
         let mut brought = self.replicas.bring_up(&Nested { guard: self }, layout, self.epoch, &passed).await.into_iter();
-        let recovered: Vec<Result<(), ClusterError>> = checked
-            .into_iter()
-            .map(|checked| {
+        let recovered: Vec<Result<(), ClusterError>> = ids
+            .iter()
+            .zip(checked)
+            .map(|(id, checked)| {
                 checked?;
+                if joining.contains(id) {
+                    return Ok(());
+                }
                 match brought.next() {
                     // The host's check of the replica's plan, or its session.
                     Some(Err(ClusterError::Refused(reason))) => {
@@ -658,8 +746,13 @@ impl AttemptGuard {
                 }
             })
             .collect();
+        let joining = &joining;
         let calls = ids.iter().zip(recovered).map(|(id, recovered)| async move {
             recovered?;
+            if joining.contains(id) {
+                self.ledger().joining.insert(id.clone());
+                return Ok(());
+            }
             self.note(self.cluster.unlock(id, self.epoch, layout).await)?;
             self.ledger().unlocked.insert(id.clone());
             Ok(())
@@ -681,12 +774,15 @@ impl AttemptGuard {
         // it, every storage replica brought to the recovery version first.
         let waiting = {
             let ledger = self.ledger();
-            names(&layout).find(|id| !ledger.unlocked.contains(*id)).map(String::from)
+            names(&layout).find(|id| !ledger.unlocked.contains(*id) && !ledger.joining.contains(*id)).map(String::from)
         };
         if let Some(id) = waiting {
             return Err(self.refuse(Refusal::new(
                 Invariant::LayoutClosure,
-                format!("persist before {id} was unlocked: a generation is persisted only once every service it names serves it"),
+                format!(
+                    "persist before {id} was unlocked: a generation is persisted only once every service it names \
+                     serves it (or, for a recruited replica, joins once it persists)"
+                ),
             )));
         }
         // Checked again against everything recorded since it was fixed: a

@@ -130,10 +130,9 @@ pub async fn recover_replica(
     let head = spans.iter().map(|(_, _, last)| *last).max().unwrap_or(committed);
     let mut peers = Vec::new();
     for peer in team.storage_ids.iter().filter(|id| *id != replica) {
-        if let Ok((version, _)) = cluster.replica_state(peer).await
-            && version <= committed
-        {
-            peers.push((peer.clone(), version));
+        // A teammate past the target gives a copy as of the target.
+        if let Ok((version, _)) = cluster.replica_state(peer).await {
+            peers.push((peer.clone(), version.min(committed)));
         }
     }
     peers.sort_by_key(|(_, version)| std::cmp::Reverse(*version));
@@ -275,10 +274,14 @@ impl Recovery<'_> {
     }
 
     async fn copy_from(&self, id: SessionId, peer: &str) -> Result<Version, Failure> {
+        // As of the target: a teammate there or past it gives that version
+        // however it moves on during the copy.
+        let as_of = self.history.committed_version;
         'transfer: for _ in 0..COPY_TRIES {
             let (mut after, mut first, mut version) = (None, true, None);
             loop {
-                let (page_version, entries, more) = self.cluster.snapshot_page(peer, after.clone()).await?;
+                let page = self.cluster.snapshot_page(peer, after.clone(), as_of).await?;
+                let (page_version, entries, more) = (page.version, page.entries, page.resume.is_some());
                 if version.is_some_and(|v| v != page_version) {
                     // The teammate is being caught up by the same recovery:
                     // start over once it has moved on.
@@ -287,7 +290,7 @@ impl Recovery<'_> {
                     continue 'transfer;
                 }
                 version = Some(page_version);
-                after = entries.last().map(|(key, _)| key.clone());
+                after = page.resume;
                 self.cluster.rebuild_page(self.replica, self.epoch, page_version, entries, first, !more).await?;
                 first = false;
                 // Each page is progress, the last (which installs the

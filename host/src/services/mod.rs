@@ -18,7 +18,7 @@ pub use journal::{Journal, JournalError};
 pub use lock::EpochLock;
 pub use log::LogService;
 pub use roles::{CommitProxy, Resolver, Sequencer};
-pub use storage::{Snapshot, StagedSnapshots, StagingError, StorageService, UNDO_VERSIONS};
+pub use storage::{Snapshot, SnapshotPage, StagedSnapshots, StagingError, StorageService, UNDO_VERSIONS};
 
 use serde::{Deserialize, Serialize};
 

@@ -35,6 +35,19 @@ pub struct Snapshot {
     pub data: BTreeMap<String, String>,
 }
 
+/// A page of a replica's data at one version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotPage {
+    /// The version the page is the data of.
+    pub version: Version,
+    /// Its keys and values, in key order.
+    pub entries: Vec<(String, String)>,
+    /// The last key the page covers, when more keys follow: the next page
+    /// starts after it (the page itself may hold no key, when every key it
+    /// covered was written after its version).
+    pub resume: Option<String>,
+}
+
 /// Snapshot pages received so far, by the replica they are for, each
 /// appended to a staging file on the replica's disk as it arrives (so a
 /// shard of any size streams through without being held twice): a transfer
@@ -219,22 +232,41 @@ impl StorageService {
         Snapshot { version: self.durable, data: self.data.clone() }
     }
 
-    /// A page of the replica's data: the keys after `after`, up to about
-    /// `budget` bytes, with the version they are durable at and whether
-    /// more keys follow. A teammate is seeded a page at a time.
-    pub fn snapshot_page(&self, after: Option<&str>, budget: usize) -> (Version, Vec<(String, String)>, bool) {
+    /// A page of the replica's data as of `as_of` (or as it is, when it is
+    /// not yet durable there): the keys after `after`, up to about `budget`
+    /// bytes. A replica ahead of `as_of` answers from its undo entries, so a
+    /// teammate that keeps applying while it is copied still gives one
+    /// consistent version. Refused when `as_of` is older than what it can
+    /// undo.
+    pub fn snapshot_page(&self, after: Option<&str>, budget: usize, as_of: Version) -> Result<SnapshotPage, ServiceError> {
         use std::ops::Bound;
+        if as_of < self.durable && as_of < self.undo_floor {
+            return Err(ServiceError::CannotTruncate { to: as_of, floor: self.undo_floor });
+        }
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut page = Vec::new();
+        let mut page = BTreeMap::new();
         let mut size = 0;
+        let mut resume = None;
         for (key, value) in self.data.range::<str, _>((start, Bound::Unbounded)) {
             if size >= budget {
-                return (self.durable, page, true);
+                resume = page.keys().next_back().cloned();
+                break;
             }
             size += key.len() + value.len() + 16;
-            page.push((key.clone(), value.clone()));
+            page.insert(key.clone(), value.clone());
         }
-        (self.durable, page, false)
+        // The page covers the keys in (after, resume]: within them, undo
+        // what was applied after `as_of`, newest first.
+        let covers = |key: &str| after.is_none_or(|after| key > after) && resume.as_deref().is_none_or(|last| key <= last);
+        for changes in self.undo.range(as_of.saturating_add(1)..).rev().map(|(_, changes)| changes) {
+            for (key, old) in changes.iter().rev().filter(|(key, _)| covers(key)) {
+                match old {
+                    Some(value) => page.insert(key.clone(), value.clone()),
+                    None => page.remove(key),
+                };
+            }
+        }
+        Ok(SnapshotPage { version: self.durable.min(as_of), entries: page.into_iter().collect(), resume })
     }
 
     /// Replaces an empty replica's data with a teammate's snapshot.
@@ -282,6 +314,12 @@ impl StorageService {
     /// Whether it serves generation `epoch`.
     pub fn serves(&self, epoch: Epoch) -> bool {
         self.serving == Some(epoch)
+    }
+
+    /// Whether it is joining generation `epoch`: locked by it, not serving
+    /// yet (its recovery brings it up after the layout persists).
+    pub fn joins(&self, epoch: Epoch) -> bool {
+        self.lock.holder() == Some(epoch) && self.serving.is_none()
     }
 }
 
@@ -387,16 +425,78 @@ mod tests {
         storage.install(Snapshot { version: 7, data: data.clone() });
         let (mut copied, mut after) = (BTreeMap::new(), None::<String>);
         loop {
-            let (version, page, more) = storage.snapshot_page(after.as_deref(), 100);
-            assert_eq!(version, 7);
-            assert!(!page.is_empty() && page.len() < 50, "{} keys in a page", page.len());
-            after = page.last().map(|(k, _)| k.clone());
-            copied.extend(page);
-            if !more {
+            let page = storage.snapshot_page(after.as_deref(), 100, 7).unwrap();
+            assert_eq!(page.version, 7);
+            assert!(!page.entries.is_empty() && page.entries.len() < 50, "{} keys in a page", page.entries.len());
+            copied.extend(page.entries);
+            after = page.resume;
+            if after.is_none() {
                 break;
             }
         }
         assert_eq!(copied, data);
-        assert_eq!(storage.snapshot_page(None, usize::MAX), (7, data.into_iter().collect(), false));
+        let whole = storage.snapshot_page(None, usize::MAX, Version::MAX).unwrap();
+        assert_eq!(whole, SnapshotPage { version: 7, entries: data.into_iter().collect(), resume: None });
+    }
+
+    /// Copies `storage` as of `as_of` in pages of about `budget` bytes,
+    /// applying `between` (a batch of writes at the next version) after
+    /// each page, as a pump does to a teammate while it is copied.
+    fn copy_while_writing(storage: &mut StorageService, as_of: Version, budget: usize, between: &mut dyn FnMut(usize) -> Vec<(String, String)>) -> BTreeMap<String, String> {
+        let (mut copied, mut after, mut pages) = (BTreeMap::new(), None::<String>, 0);
+        loop {
+            let page = storage.snapshot_page(after.as_deref(), budget, as_of).unwrap();
+            assert_eq!(page.version, as_of);
+            copied.extend(page.entries);
+            pages += 1;
+            let next = storage.durable + 1;
+            let writes = between(pages).into_iter().map(|(key, value)| (next, Mutation { tag: 0, key, value })).collect();
+            storage.apply(writes, next);
+            after = page.resume;
+            if after.is_none() {
+                return copied;
+            }
+        }
+    }
+
+    #[test]
+    fn a_replica_that_moves_while_it_is_copied_gives_the_version_asked_for() {
+        let mut storage = StorageService::new();
+        storage.lock(1, "s").unwrap();
+        storage.unlock(1).unwrap();
+        let data: BTreeMap<String, String> = (0..60).map(|i| (format!("k{i:03}"), format!("v{i}"))).collect();
+        storage.install(Snapshot { version: 10, data: data.clone() });
+        // Between pages: overwrite keys on both sides of the cursor, and add
+        // new keys (before it, after it, and past the last one).
+        let mut writes = |page: usize| {
+            vec![
+                (format!("k{:03}", page * 7 % 60), format!("new{page}")),
+                (format!("k{:03}", (page * 13 + 30) % 60), format!("new{page}")),
+                (format!("k{:03}a", page * 11 % 60), "added".to_string()),
+                (format!("z{page}"), "added".to_string()),
+            ]
+        };
+        let copied = copy_while_writing(&mut storage, 10, 60, &mut writes);
+        assert!(storage.durable > 12, "the replica moved on during the copy ({})", storage.durable);
+        assert_eq!(copied, data, "exactly the data of version 10");
+        // And a copy as of a later version that moved on too.
+        let at = storage.durable;
+        let expected = storage.data.clone();
+        let copied = copy_while_writing(&mut storage, at, 80, &mut writes);
+        assert_eq!(copied, expected);
+    }
+
+    #[test]
+    fn a_copy_older_than_what_the_replica_can_undo_is_refused_and_a_newer_one_is_served_as_it_is() {
+        let mut storage = StorageService::new();
+        storage.lock(1, "s").unwrap();
+        storage.unlock(1).unwrap();
+        storage.install(Snapshot { version: 10, data: BTreeMap::from([("a".into(), "1".into())]) });
+        let version = 10 + UNDO_VERSIONS + 5;
+        storage.apply(vec![(version, Mutation { tag: 0, key: "a".into(), value: "2".into() })], version);
+        let refused = storage.snapshot_page(None, usize::MAX, 10);
+        assert!(matches!(refused, Err(ServiceError::CannotTruncate { to: 10, .. })), "{refused:?}");
+        let ahead = storage.snapshot_page(None, usize::MAX, version + 100).unwrap();
+        assert_eq!((ahead.version, ahead.entries), (version, vec![("a".into(), "2".into())]));
     }
 }

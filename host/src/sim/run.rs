@@ -444,9 +444,11 @@ impl Driver {
         self.collect_client().await;
         let settled = self.settle(self.config.liveness_bound).await;
         if !settled {
-            let reason = match self.broken_member() {
-                Some(member) => format!("the live generation is still broken ({member})"),
-                None => "recovery still running".into(),
+            let joining = self.inner.live_layout().and_then(|layout| self.local.joining_member(&layout));
+            let reason = match (self.broken_member(), joining) {
+                (Some(member), _) => format!("the live generation is still broken ({member})"),
+                (None, Some(replica)) => format!("{replica} has not joined the live generation"),
+                (None, None) => "recovery still running".into(),
             };
             violations.push(Violation::new(
                 Property::Liveness,
@@ -474,14 +476,16 @@ impl Driver {
         true
     }
 
-    /// Steps until no recovery is running and the live generation is whole,
-    /// or `bound` passes. Returns whether it settled.
+    /// Steps until no recovery is running and the live generation is whole
+    /// (every replica that joins it serving too), or `bound` passes.
+    /// Returns whether it settled.
     async fn settle(&mut self, bound: Duration) -> bool {
         let deadline = Instant::now() + bound;
         loop {
             self.step(false).await;
             let idle = self.running.is_empty() && self.rival_at.is_none();
-            if idle && self.inner.live_layout().is_some() && self.broken_member().is_none() {
+            let joined = self.inner.live_layout().is_some_and(|layout| self.local.joining_member(&layout).is_none());
+            if idle && joined && self.broken_member().is_none() {
                 // Whole as of the last pump; pumped once more, a replica the
                 // logs popped past since (its read lost while faults were
                 // on) shows as stranded, and its generation as broken.

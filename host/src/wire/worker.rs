@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version};
-use crate::services::Mutation;
+use crate::services::{Mutation, SnapshotPage};
 use crate::transport::Protocol;
 
 /// The worker protocol.
@@ -49,9 +49,9 @@ pub enum WorkerRequest {
     Unlock { id: String, epoch: Epoch, serving: Serving },
     /// Stop and forget a service.
     Release { id: String },
-    /// A page of a storage replica's data (the keys after `after`), to
-    /// seed a teammate.
-    Snapshot { id: String, after: Option<String> },
+    /// A page of a storage replica's data as of version `as_of` (the keys
+    /// after `after`), to seed a teammate.
+    Snapshot { id: String, after: Option<String>, as_of: Version },
     /// A page of a teammate's snapshot for a replica locked by `epoch`,
     /// which replica recovery rebuilds: `first` starts a transfer, and the
     /// replica's data is replaced, whole, at `version`, with the `last`.
@@ -311,9 +311,8 @@ pub enum WorkerReply {
     /// For [`WorkerRequest::ReadRange`]: a page of the range, and the last
     /// version it covers (`last` when the page ends the range).
     Range { entries: Vec<(Version, Vec<Mutation>)>, through: Version },
-    /// For [`WorkerRequest::Snapshot`]: the version the replica is durable
-    /// at, the page's keys and values, and whether more keys follow.
-    SnapshotPage { version: Version, entries: Vec<(String, String)>, more: bool },
+    /// For [`WorkerRequest::Snapshot`].
+    SnapshotPage(SnapshotPage),
     /// For [`WorkerRequest::Commit`]: the acknowledged version.
     Committed(Version),
     /// For [`WorkerRequest::ReadVersion`].

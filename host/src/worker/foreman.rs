@@ -225,10 +225,10 @@ impl Foreman {
                 }
                 Ok(WorkerReply::Done)
             }
-            WorkerRequest::Snapshot { id, after } => match &hosted(&mut roles, &id)?.role {
+            WorkerRequest::Snapshot { id, after, as_of } => match &hosted(&mut roles, &id)?.role {
                 Role::Storage(storage) => {
-                    let (version, entries, more) = storage.service().snapshot_page(after.as_deref(), self.page_bytes);
-                    Ok(WorkerReply::SnapshotPage { version, entries, more })
+                    let page = storage.service().snapshot_page(after.as_deref(), self.page_bytes, as_of)?;
+                    Ok(WorkerReply::SnapshotPage(page))
                 }
                 _ => Err(not_a(&id, "storage server")),
             },
@@ -349,6 +349,15 @@ impl Foreman {
             })
         });
         serves.unwrap_or(false) && !self.generations().get(id).is_some_and(|g| g.broken)
+    }
+
+    /// Whether `id` is a storage replica joining generation `epoch`.
+    pub fn joins(&self, id: &str, epoch: Epoch) -> bool {
+        let joins = self.inspect(id, |role| match role {
+            Role::Storage(storage) => Some(storage.service().joins(epoch)),
+            _ => None,
+        });
+        joins.unwrap_or(false)
     }
 
     /// Storage replica `id`'s durable version and data.
