@@ -430,6 +430,16 @@ async fn a_truncation_beyond_the_replicas_undo_window_escalates_to_a_rebuild() {
     assert_eq!(h.lost(&acked).await, 0);
 }
 
+
+/// A director whose replica copies wait for `gate`.
+fn gated_director(h: &Harness, gate: &Arc<tokio::sync::Semaphore>) -> Director {
+    let mut hooked = Hooked::new(h.cluster.clone());
+    hooked.copy_gate = Some(gate.clone());
+    let options = DirectorOptions { max_attempts: 4, initial_backoff: Duration::from_millis(1), ..DirectorOptions::default() };
+    Director::new(h.registry.clone(), Arc::new(hooked), h.store.clone(), RecoveryConfig::default(), options)
+        .with_replica_sessions(h.sessions.clone())
+}
+
 #[tokio::test]
 async fn a_replacement_replica_joins_its_team_after_the_layout_persists_and_the_generation_serves_meanwhile() {
     let h = Harness::new(None);
@@ -441,11 +451,7 @@ async fn a_replacement_replica_joins_its_team_after_the_layout_persists_and_the_
 
     // The copies that seed a replacement wait until the gate opens.
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let mut hooked = Hooked::new(h.cluster.clone());
-    hooked.copy_gate = Some(gate.clone());
-    let options = DirectorOptions { max_attempts: 4, initial_backoff: Duration::from_millis(1), ..DirectorOptions::default() };
-    let director = Director::new(h.registry.clone(), Arc::new(hooked), h.store.clone(), RecoveryConfig::default(), options)
-        .with_replica_sessions(h.sessions.clone());
+    let director = gated_director(&h, &gate);
     let second = completed(&director.recover().await.unwrap()).clone();
     let team = &second.storage_teams[1].storage_ids;
     let replacement = team.iter().find(|id| !boot.storage_teams[1].storage_ids.contains(id)).expect("a replacement").clone();
@@ -474,5 +480,46 @@ async fn a_replacement_replica_joins_its_team_after_the_layout_persists_and_the_
     assert!(events.iter().all(|e| e.epoch == second.epoch));
     h.assert_teams_identical().await;
     acked.extend(h.write(200, 20).await);
+    assert_eq!(h.lost(&acked).await, 0);
+}
+
+#[tokio::test]
+async fn a_replica_still_joining_when_the_next_recovery_starts_joins_the_next_generation_too() {
+    let h = Harness::new(None);
+    let boot = completed(&h.recover().await).clone();
+    let mut acked = h.write(0, 100).await;
+    let crashed = boot.storage_teams[1].storage_ids[0].clone();
+    let node_of = |layout: &Layout, id: &str| layout.services.iter().find(|s| s.id == id).unwrap().node.clone();
+    h.local.crash(&node_of(&boot, &crashed));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let first = gated_director(&h, &gate);
+    let second = completed(&first.recover().await.unwrap()).clone();
+    let replacement = second.storage_teams[1].storage_ids.iter().find(|id| !boot.storage_teams[1].storage_ids.contains(id)).unwrap().clone();
+    acked.extend(h.write(100, 50).await);
+
+    // A log's node fails while the replacement still waits for its copy:
+    // the next recovery locks it, finds it below the old recovery version,
+    // and lets it join once the next layout persists, without waiting for
+    // its copy either.
+    let named = ratchet::guard::named_services(&second);
+    for stray in h.cluster.services().await.into_iter().filter(|s| !named.contains(&s.id)) {
+        h.cluster.release(&stray.id).await;
+    }
+    h.local.crash(&node_of(&second, &second.logs[0].id));
+    let next = gated_director(&h, &gate);
+    let recovered = tokio::time::timeout(Duration::from_secs(20), next.recover()).await.expect("the recovery waited for a copy");
+    let third = completed(&recovered.unwrap()).clone();
+    assert!(third.storage_teams[1].storage_ids.contains(&replacement), "{third:?}");
+    assert_eq!(h.local.joining_member(&third), Some(replacement.clone()));
+    acked.extend(h.write(150, 50).await);
+    assert_eq!(h.lost(&acked).await, 0);
+
+    gate.add_permits(1_000);
+    first.joined().await;
+    next.joined().await;
+    assert_eq!(h.local.joining_member(&third), None, "the replacement serves");
+    let completed_at: Vec<_> = h.events_of(&replacement).into_iter().filter(|e| e.event == "completed").map(|e| e.epoch).collect();
+    assert_eq!(completed_at, [third.epoch], "only the live generation's session completes");
+    h.assert_teams_identical().await;
     assert_eq!(h.lost(&acked).await, 0);
 }

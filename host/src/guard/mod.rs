@@ -129,23 +129,28 @@ impl AttemptGuard {
     }
 
     /// Whether storage replica `id` of `layout` joins its team only after
-    /// the layout persists: this attempt recruited it into a cluster that
-    /// has an old generation, and its team has a quorum of replicas this
-    /// attempt did not recruit (which serve the new generation from its
-    /// start).
+    /// the layout persists: it holds none of the old generation yet (this
+    /// attempt recruited it, or it was still joining the old generation:
+    /// its lock showed it below the old recovery version), the cluster has
+    /// an old generation, and its team has a quorum of replicas that hold
+    /// it (which serve the new generation from its start).
     fn joins_later(&self, layout: &Layout, id: &str) -> bool {
         if self.old.names.is_empty() {
             return false;
         }
         let ledger = self.ledger();
-        let recruited = |id: &str| ledger.records.get(id).is_some_and(|r| r.descriptor.kind == ServiceKind::Storage);
-        if !recruited(id) {
+        let empty = |id: &str| match ledger.locks.get(id) {
+            Some(LockInfo::Storage(info)) => info.durable_version < self.old.recovery_version,
+            Some(_) => false,
+            None => ledger.records.get(id).is_some_and(|r| r.descriptor.kind == ServiceKind::Storage),
+        };
+        if !empty(id) {
             return false;
         }
         let quorum = layout_check::team_quorum(&self.config) as usize;
         let mut teams = layout.storage_teams.iter();
         teams.find(|t| t.storage_ids.iter().any(|s| s == id)).is_some_and(|team| {
-            team.storage_ids.iter().filter(|s| !recruited(s)).count() >= quorum
+            team.storage_ids.iter().filter(|s| !empty(s)).count() >= quorum
         })
     }
 
