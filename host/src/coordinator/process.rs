@@ -356,6 +356,18 @@ async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: 
             () = tokio::time::sleep(MONITOR_EVERY) => {}
             () = next_failure(&mut failures) => tracing::debug!("the failure detector woke the check"),
         }
+        if let Some(failed) = cluster.failed_member(&members) {
+            return failed.to_string();
+        }
+        // The probe before the check: the check's pump then brings storage
+        // to the probe's version too, so an idle generation's replicas
+        // stand at the committed version, and a recovery has none to
+        // catch up.
+        if let Some(detector) = cluster.detector()
+            && let Err(breakage) = cluster.probe(detector.timeout()).await
+        {
+            return breakage.to_string();
+        }
         // Housekeeping (releasing, popping) is fenced like the store's
         // writes: a coordinator unsure it still leads drops nothing.
         let acting = may_act(store);
@@ -377,11 +389,6 @@ async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: 
             Ok(hosted) => hosted,
             Err(breakage) => return breakage.to_string(),
         };
-        if let Some(detector) = cluster.detector()
-            && let Err(breakage) = cluster.probe(detector.timeout()).await
-        {
-            return breakage.to_string();
-        }
         if acting {
             release_strays(cluster, &members, &hosted).await;
         }

@@ -22,7 +22,9 @@
 //! - S5: at unlock, each storage replica is brought to the recovery version
 //!   before it serves, by the director's replica recovery
 //!   ([`ReplicasBeforeUnlock`]) on the checked layout; a plan or session the
-//!   host refuses is refused here.
+//!   host refuses is refused here. A replica that holds none of the old
+//!   generation, in a team with a quorum that does, joins after the layout
+//!   persists ([`AttemptGuard::bring_up_joining`]).
 //! - S6: bad arguments are refused ([`arguments`]), never a panic.
 //! - I7 fenced persistence: the store's compare-and-swap on the epoch.
 //! - I8 superseded directors stop: once superseded, every call fails.
@@ -192,14 +194,7 @@ impl AttemptGuard {
             }
         }
         let target = Layout { recovery_version: reached, ..layout.clone() };
-        let brought = self.replicas.bring_up(&Nested { guard: self }, &target, self.epoch, &[id.to_string()]).await;
-        match brought.into_iter().next() {
-            Some(Err(ClusterError::Refused(reason))) => {
-                return Err(self.refuse(Refusal::new(Invariant::ReplicasKeepVersions, reason)));
-            }
-            Some(brought) => self.note(brought)?,
-            None => return Err(ClusterError::Failed("replica recovery answered no replica".into())),
-        }
+        self.bring_up(&target, id).await?;
         self.note(self.cluster.unlock(id, self.epoch, layout).await)?;
         self.ledger().unlocked.insert(id.to_string());
         Ok(())
@@ -721,48 +716,42 @@ impl AttemptGuard {
                 refusal.map_or(Ok(()), |refusal| Err(self.refuse(refusal)))
             })
             .collect();
-        // A replica recruited into a team that serves without it joins once
-        // the layout is persisted: seeding it copies its whole shard, which
-        // grows with the data, and the team has a quorum of old replicas
-        // meanwhile.
+        // A replica that holds none of the old generation, in a team that
+        // serves without it, joins once the layout is persisted: seeding it
+        // copies its whole shard, which grows with the data.
         let joining: BTreeSet<&String> =
             ids.iter().zip(&checked).filter(|(id, c)| c.is_ok() && self.joins_later(layout, id)).map(|(id, _)| id).collect();
-        // A storage replica serves only once it holds the recovery version:
-        // replica recovery brings each there first, while every teammate is
-        // still locked (a snapshot source does not move).
-        let passed: Vec<String> =
-            ids.iter().zip(&checked).filter(|(id, c)| c.is_ok() && !joining.contains(id)).map(|(id, _)| id.clone()).collect();
-        let mut brought = self.replicas.bring_up(&Nested { guard: self }, layout, self.epoch, &passed).await.into_iter();
-        let recovered: Vec<Result<(), ClusterError>> = ids
-            .iter()
-            .zip(checked)
-            .map(|(id, checked)| {
-                checked?;
-                if joining.contains(id) {
-                    return Ok(());
-                }
-                match brought.next() {
-                    // The host's check of the replica's plan, or its session.
-                    Some(Err(ClusterError::Refused(reason))) => {
-                        Err(self.refuse(Refusal::new(Invariant::ReplicasKeepVersions, reason)))
-                    }
-                    Some(recovered) => self.note(recovered),
-                    None => Err(ClusterError::Failed("replica recovery answered fewer replicas than it was asked".into())),
-                }
-            })
-            .collect();
         let joining = &joining;
-        let calls = ids.iter().zip(recovered).map(|(id, recovered)| async move {
-            recovered?;
+        // Each service is unlocked as soon as it may serve, all at once: a
+        // storage replica once replica recovery has brought it to the
+        // recovery version (a teammate it copies from answers as of that
+        // version, however it moves), the others straight away.
+        let calls = ids.iter().zip(checked).map(|(id, checked)| async move {
+            checked?;
             if joining.contains(id) {
                 self.ledger().joining.insert(id.clone());
                 return Ok(());
             }
+            self.bring_up(layout, id).await?;
             self.note(self.cluster.unlock(id, self.epoch, layout).await)?;
             self.ledger().unlocked.insert(id.clone());
             Ok(())
         });
         futures::future::join_all(calls).await
+    }
+
+    /// Brings `id`, if it is a storage replica of `layout`, to the layout's
+    /// recovery version through the director's replica recovery; a plan or
+    /// session the host refuses is refused here (S5).
+    async fn bring_up(&self, layout: &Layout, id: &str) -> Result<(), ClusterError> {
+        let brought = self.replicas.bring_up(&Nested { guard: self }, layout, self.epoch, &[id.to_string()]).await;
+        match brought.into_iter().next() {
+            Some(Err(ClusterError::Refused(reason))) => {
+                Err(self.refuse(Refusal::new(Invariant::ReplicasKeepVersions, reason)))
+            }
+            Some(brought) => self.note(brought),
+            None => Err(ClusterError::Failed(format!("replica recovery answered nothing for {id}"))),
+        }
     }
 
     async fn persist_layout(&self) -> Result<(), ClusterError> {

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use futures::future::join_all;
 
 use crate::bindings::types::{
     CatchUpPlan, ClusterError, Epoch, Layout, RebuildPlan, ReplicaHistory, ReplicaOutcome, ReplicaPlan, ShardTag,
@@ -116,25 +117,27 @@ pub async fn recover_replica(
         return Ok(None);
     }
 
-    // The figures: what the shard's logs retain, and the teammates' versions.
-    let mut spans = Vec::new();
-    for log in index.carriers.get(&team.tag).into_iter().flatten() {
-        if let Ok((after, last)) = cluster.log_retained(log, team.tag).await
-            && last >= committed
-        {
-            spans.push((log.to_string(), after, last));
-        }
-    }
+    // The figures, asked of every log and teammate at once: what the
+    // shard's logs retain, and the teammates' versions.
+    let carriers: Vec<&str> = index.carriers.get(&team.tag).into_iter().flatten().copied().collect();
+    let retained = join_all(carriers.iter().map(|log| cluster.log_retained(log, team.tag)));
+    let mates: Vec<&String> = team.storage_ids.iter().filter(|id| *id != replica).collect();
+    let states = join_all(mates.iter().map(|peer| cluster.replica_state(peer)));
+    let (retained, states) = futures::future::join(retained, states).await;
+    let mut spans: Vec<(String, Version, Version)> = carriers
+        .iter()
+        .zip(retained)
+        .filter_map(|(log, retained)| retained.ok().filter(|(_, last)| *last >= committed).map(|(after, last)| (log.to_string(), after, last)))
+        .collect();
     spans.sort_by_key(|(_, after, _)| *after);
     let oldest = spans.first().map_or(committed, |(_, after, _)| *after);
     let head = spans.iter().map(|(_, _, last)| *last).max().unwrap_or(committed);
-    let mut peers = Vec::new();
-    for peer in team.storage_ids.iter().filter(|id| *id != replica) {
-        // A teammate past the target gives a copy as of the target.
-        if let Ok((version, _)) = cluster.replica_state(peer).await {
-            peers.push((peer.clone(), version.min(committed)));
-        }
-    }
+    // A teammate past the target gives a copy as of the target.
+    let mut peers: Vec<(String, Version)> = mates
+        .iter()
+        .zip(states)
+        .filter_map(|(peer, state)| state.ok().map(|(version, _)| ((*peer).clone(), version.min(committed))))
+        .collect();
     peers.sort_by_key(|(_, version)| std::cmp::Reverse(*version));
     let history = ReplicaHistory {
         durable_version: durable,
