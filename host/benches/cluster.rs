@@ -328,7 +328,7 @@ fn strike(bench: &mut Bench, status: &mut Status, run: usize, fault: Fault) -> S
         outage: serving_at.duration_since(struck_at).as_secs_f64() * 1e3,
         trigger: next.trigger.clone(),
         restart,
-        plugin: next.last_recovery.last().map_or(0.0, |a| a.plugin_millis()),
+        plugin: next.last_recovery.last().map_or(0.0, |a| a.plugin_millis),
         phases,
     };
     *status = bench.serving_after(layout.epoch, 6).0;

@@ -51,16 +51,12 @@ pub struct AttemptSummary {
     /// rest ran in the plugins, placement policies included), in
     /// milliseconds.
     pub host_millis: f64,
+    /// The time its phases ran inside the plugins, in milliseconds (see
+    /// [`AttemptReport::wasm_time`](crate::director::AttemptReport::wasm_time)).
+    #[serde(default)]
+    pub plugin_millis: f64,
     /// Its phases: name, milliseconds, outcome.
     pub phases: Vec<(String, f64, String)>,
-}
-
-impl AttemptSummary {
-    /// The time its phases ran inside the plugins, in milliseconds: the
-    /// phases' time less the host's.
-    pub fn plugin_millis(&self) -> f64 {
-        (self.phases.iter().map(|(_, ms, _)| ms).sum::<f64>() - self.host_millis).max(0.0)
-    }
 }
 
 /// One transition of a replica recovery session, for the event log

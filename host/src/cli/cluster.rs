@@ -403,7 +403,7 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
             attempt.epoch,
             attempt.outcome,
             attempt.millis,
-            attempt.plugin_millis()
+            attempt.plugin_millis
         );
         let _ = writeln!(out, "  {:<28} {:>10}  OUTCOME", "PHASE", "MS");
         for (phase, millis, outcome) in &attempt.phases {

@@ -280,14 +280,12 @@ impl Director {
         for _ in 0..self.options.max_steps {
             let span = tracing::info_span!("phase", name = %phase, epoch = state.epoch, attempt = state.attempt, outcome = tracing::field::Empty);
             let started = Instant::now();
-            let result = self
-                .registry
-                .run_phase(&phase, &state, guard.clone())
-                .instrument(span.clone())
-                .await;
+            let call = self.registry.run_phase(&phase, &state, guard.clone()).instrument(span.clone());
+            let (result, running) = running_time(call).await;
             let mut record = PhaseRecord {
                 phase: phase.clone(),
                 duration: started.elapsed(),
+                running,
                 outcome: String::new(),
             };
             // A policy that failed while the phase asked it is blamed for
@@ -383,6 +381,21 @@ impl Director {
         }
         created.len()
     }
+}
+
+/// Runs `call`, and answers with its output the time it spent being
+/// polled: running on a thread, as opposed to waiting.
+async fn running_time<F: std::future::Future>(call: F) -> (F::Output, Duration) {
+    let mut call = std::pin::pin!(call);
+    let mut running = Duration::ZERO;
+    let output = std::future::poll_fn(|cx| {
+        let started = std::time::Instant::now();
+        let polled = call.as_mut().poll(cx);
+        running += started.elapsed();
+        polled
+    })
+    .await;
+    (output, running)
 }
 
 /// Takes the fields a phase wrote into the attempt's state. A phase may

@@ -19,12 +19,16 @@ pub enum AttemptOutcome {
 }
 
 impl AttemptReport {
-    /// Time spent in wasm: the phases' wall time minus their host calls.
-    /// This is the plugin overhead of the attempt: instantiation, guest code
-    /// and copying values across the boundary.
+    /// Time spent in wasm: the time its phase calls were running, less
+    /// what the host spent answering them, when that is less (see
+    /// [`PhaseRecord::running`]). The plugin overhead of the attempt:
+    /// instantiation, guest code and copying values across the boundary.
+    /// Where nothing waits (the in-process cluster), this is the phases'
+    /// wall time minus their host calls.
     pub fn wasm_time(&self) -> Duration {
         let phases: Duration = self.timeline.iter().map(|p| p.duration).sum();
-        phases.saturating_sub(self.host_time)
+        let running: Duration = self.timeline.iter().map(|p| p.running).sum();
+        running.min(phases.saturating_sub(self.host_time))
     }
 }
 
@@ -58,6 +62,12 @@ pub struct PhaseRecord {
     pub phase: String,
     /// How long the call took, host calls included.
     pub duration: Duration,
+    /// Of that, the time the call was running on a thread (wall clock,
+    /// not the simulator's): instantiating the plugin, copying values in
+    /// and out, the guest's code and the placement and replica policies it
+    /// asked for, with the host's own bookkeeping between them, but not
+    /// the time spent waiting for the network, the disk or a CPU.
+    pub running: Duration,
     /// The step it returned, or what stopped it.
     pub outcome: String,
 }
