@@ -175,7 +175,8 @@ impl Bench {
                 let up = status.nodes.iter().filter(|n| n.healthy).count() == healthy;
                 // Each run starts from a clean cluster: nothing hosted but the layout.
                 let named = status.layout.as_ref().map(ratchet::guard::named_services).unwrap_or_default();
-                let clean = status.services.iter().all(|s| named.contains(&s.id));
+                // ... and every replica serving: none still joining.
+                let clean = status.services.iter().all(|s| named.contains(&s.id)) && status.joining.is_empty();
                 if let (true, Some(since)) = (serving && up && clean, serving_since) {
                     return (status, since);
                 }

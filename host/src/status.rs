@@ -34,6 +34,11 @@ pub struct Status {
     /// replica's sessions), oldest first.
     #[serde(default)]
     pub replica_events: Vec<ReplicaEvent>,
+    /// The storage replicas of the live generation still joining it
+    /// (seeded from a teammate after the layout persisted), as of the
+    /// coordinator's last check.
+    #[serde(default)]
+    pub joining: Vec<String>,
 }
 
 /// One attempt, as `ratchet status` shows it.

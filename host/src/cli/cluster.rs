@@ -390,6 +390,9 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
         for team in &layout.storage_teams {
             let _ = writeln!(out, "team {:<5} {}", team.tag, team.storage_ids.join(" "));
         }
+        if !status.joining.is_empty() {
+            let _ = writeln!(out, "joining    {} (seeded from a teammate; serving once caught up)", status.joining.join(" "));
+        }
     }
     if !status.trigger.is_empty() {
         let took = status.recovery_millis.map_or("did not complete".into(), |ms| format!("{ms:.2} ms to the persisted layout"));

@@ -66,6 +66,9 @@ pub struct RemoteCluster {
     next_proxy: AtomicUsize,
     /// Proxies whose generation broke, as last surveyed.
     broken: Mutex<BTreeSet<String>>,
+    /// The storage replicas of the live generation that answered the last
+    /// pump without serving it: they are still joining their teams.
+    joining: Mutex<BTreeSet<String>>,
     /// Versions each log keeps behind its newest; `None` keeps everything.
     retention: Option<Version>,
     /// Watches the workers, when they are processes (see
@@ -136,6 +139,7 @@ impl RemoteCluster {
             registrations: super::Registrations::new(),
             next_proxy: AtomicUsize::new(0),
             broken: Mutex::default(),
+            joining: Mutex::default(),
             retention: None,
             detector: None,
             bulk: None,
@@ -305,6 +309,7 @@ impl RemoteCluster {
         let Some(layout) = self.live_layout() else { return Vec::new() };
         let upto = self.committed_version();
         let mut stranded = Vec::new();
+        let mut joining = BTreeSet::new();
         // The most recent version a live replica of each shard holds.
         let mut held: BTreeMap<ShardTag, Version> = BTreeMap::new();
         for team in &layout.storage_teams {
@@ -312,6 +317,10 @@ impl RemoteCluster {
             for member in &team.storage_ids {
                 let durable = match self.ask(member, WorkerRequest::Read { id: member.clone(), key: String::new() }).await {
                     Ok(WorkerReply::Value { durable, serving: true, .. }) => durable,
+                    Ok(WorkerReply::Value { serving: false, .. }) => {
+                        joining.insert(member.clone());
+                        continue;
+                    }
                     _ => continue,
                 };
                 let reached = if durable < upto {
@@ -329,10 +338,23 @@ impl RemoteCluster {
             }
             held.insert(team.tag, best.unwrap_or(0));
         }
+        *lock(&self.joining) = joining;
         if let Some(retention) = self.retention.filter(|_| pop) {
             self.pop_logs(&layout, &held, retention).await;
         }
         stranded
+    }
+
+    /// The storage replicas of the live generation that did not serve it
+    /// yet at the last pump: replicas still joining their teams.
+    pub fn joining(&self) -> BTreeSet<String> {
+        lock(&self.joining).clone()
+    }
+
+    /// Notes the replicas that join the generation just adopted, until the
+    /// next pump sees for itself.
+    pub fn note_joining(&self, replicas: &[String]) {
+        *lock(&self.joining) = replicas.iter().cloned().collect();
     }
 
     /// Pulls `(after, upto]` of `tag` into replica `member` a page at a

@@ -78,6 +78,7 @@ impl Coordinator {
             trigger: progress.trigger,
             recovery_millis: progress.millis,
             last_recovery: progress.attempts,
+            joining: self.cluster.joining().into_iter().collect(),
             replica_events: {
                 let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
                 let events = sessions.events();
@@ -271,6 +272,7 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
             continue;
         };
         coordinator.recovered("serving", &trigger, since, &report);
+        cluster.note_joining(report.attempts.last().map(|a| a.joining.as_slice()).unwrap_or_default());
         tracing::info!(epoch = layout.epoch, "generation live");
         trigger = monitor(&cluster, coordinator.store.as_ref(), &layout).await;
         since = Instant::now();

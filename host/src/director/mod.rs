@@ -265,6 +265,7 @@ impl Director {
             released,
             refusals: guard.refusals(),
             host_time: guard.host_time(),
+            joining: guard.joining(),
             final_state: Box::new(state),
         })
     }

@@ -98,6 +98,9 @@ pub struct AttemptReport {
     /// Time spent in host calls during the phases (placement policies, which
     /// run in wasm, excluded).
     pub host_time: Duration,
+    /// The storage replicas that join its generation after it persisted
+    /// (they were not serving it yet when the attempt ended).
+    pub joining: Vec<String>,
     /// The attempt state when it ended.
     pub final_state: Box<AttemptState>,
 }
