@@ -164,21 +164,32 @@ impl Bench {
     /// Polls until a generation above `after` serves with `healthy` healthy
     /// nodes; returns the status and when it was first seen serving.
     fn serving_after(&self, after: u64, healthy: usize) -> (Status, Instant) {
+        let (_, since, now) = self.generation_after(after, healthy);
+        (now, since)
+    }
+
+    /// Waits as [`Bench::serving_after`] does; answers the first status
+    /// that served a generation above `after` (its recovery's figures are
+    /// those of the recovery that ended the outage), when it was seen, and
+    /// the status once the cluster is whole and clean.
+    fn generation_after(&self, after: u64, healthy: usize) -> (Status, Instant, Status) {
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut serving_since = None;
+        let mut first = None;
         loop {
             if let Some(status) = self.status() {
                 let serving = status.state == "serving" && status.epoch.is_some_and(|e| e > after);
                 if serving && serving_since.is_none() {
                     serving_since = Some(Instant::now());
+                    first = Some(status.clone());
                 }
                 let up = status.nodes.iter().filter(|n| n.healthy).count() == healthy;
                 // Each run starts from a clean cluster: nothing hosted but the layout.
                 let named = status.layout.as_ref().map(ratchet::guard::named_services).unwrap_or_default();
                 // ... and every replica serving: none still joining.
                 let clean = status.services.iter().all(|s| named.contains(&s.id)) && status.joining.is_empty();
-                if let (true, Some(since)) = (serving && up && clean, serving_since) {
-                    return (status, since);
+                if let (true, Some(since), Some(first)) = (serving && up && clean, serving_since, first.clone()) {
+                    return (first, since, status);
                 }
             }
             if Instant::now() > deadline {
@@ -319,7 +330,7 @@ fn strike(bench: &mut Bench, status: &mut Status, run: usize, fault: Fault) -> S
             assert!(stopped.success(), "kill -STOP {pid}");
         }
     }
-    let (next, serving_at) = bench.serving_after(layout.epoch, 5);
+    let (next, serving_at, _) = bench.generation_after(layout.epoch, 5);
     let restart = bench.restart_worker(slot);
     let phases = next.last_recovery.last().map(|a| a.phases.iter().map(|(n, ms, _)| (n.clone(), *ms)).collect()).unwrap_or_default();
     let struck = Struck {
@@ -392,7 +403,7 @@ fn cluster_history() {
     let (mut status, _) = bench.serving_after(0, 6);
     println!("cluster_history: 1 coordinator, 6 workers over 3 zones on loopback; SIGKILL a log's node, {runs} runs per history");
     println!(
-        "{:>10} {:>4} {:>6} {:>12} {:>14} {:>18} {:>10}",
+        "{:>10} {:>4} {:>6} {:>12} {:>14} {:>18} {:>10}  trigger",
         "writes", "run", "epoch", "recovery ms", "replay-logs ms", "assemble-layout ms", "restart s"
     );
     let mut medians = Vec::new();
@@ -412,8 +423,8 @@ fn cluster_history() {
             let replay = struck.phases.iter().find(|(n, _)| n == "replay-logs").map_or(0.0, |(_, ms)| *ms);
             let assemble = struck.phases.iter().find(|(n, _)| n == "assemble-layout").map_or(0.0, |(_, ms)| *ms);
             println!(
-                "{writes:>10} {run:>4} {:>6} {:>12.2} {replay:>14.2} {assemble:>18.2} {:>10.3}",
-                struck.epoch, struck.recovery, struck.restart
+                "{writes:>10} {run:>4} {:>6} {:>12.2} {replay:>14.2} {assemble:>18.2} {:>10.3}  {}",
+                struck.epoch, struck.recovery, struck.restart, struck.trigger
             );
             restarts.push(struck.restart);
             recoveries.push(struck.recovery);

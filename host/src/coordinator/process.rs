@@ -15,7 +15,7 @@ use crate::audit::{AuditEntry, AuditLog};
 use crate::bindings::types::{Layout, Node, RecoveryConfig, ServiceDescriptor, Version};
 use crate::metrics::Metrics;
 use crate::registry::all_slots;
-use crate::cluster::{Cluster, RemoteCluster};
+use crate::cluster::{Breakage, Cluster, RemoteCluster};
 use crate::store::{CoordinatorStore, EtcdStore, FileStore, keep_leading};
 use crate::director::{AttemptOutcome, Director, DirectorOptions, PAUSE_AFTER_INCOMPLETE, RecoveryReport};
 use crate::guard::named_services;
@@ -365,29 +365,18 @@ async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: 
         // to the probe's version too, so an idle generation's replicas
         // stand at the committed version, and a recovery has none to
         // catch up.
-        if let Some(detector) = cluster.detector()
-            && let Err(breakage) = cluster.probe(detector.timeout()).await
-        {
-            return breakage.to_string();
+        if let Some(detector) = cluster.detector() {
+            let probe = cluster.probe(detector.timeout());
+            if let Err(breakage) = unless_a_member_fails(cluster, &members, &mut failures, probe).await.and_then(|p| p) {
+                return breakage.to_string();
+            }
         }
         // Housekeeping (releasing, popping) is fenced like the store's
         // writes: a coordinator unsure it still leads drops nothing.
         let acting = may_act(store);
+        // A pump can take long (a replica catching up a large range).
         let check = cluster.check(&members, acting);
-        tokio::pin!(check);
-        // A pump can take long (a replica catching up a large range): a
-        // member that fails meanwhile ends the check at once.
-        let checked = loop {
-            tokio::select! {
-                checked = &mut check => break checked,
-                () = next_failure(&mut failures) => {
-                    if let Some(breakage) = cluster.failed_member(&members) {
-                        return breakage.to_string();
-                    }
-                }
-            }
-        };
-        let hosted = match checked {
+        let hosted = match unless_a_member_fails(cluster, &members, &mut failures, check).await.and_then(|c| c) {
             Ok(hosted) => hosted,
             Err(breakage) => return breakage.to_string(),
         };
@@ -401,6 +390,28 @@ async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: 
             match store.sync_services(&directory) {
                 Ok(_) => recorded = directory,
                 Err(err) => tracing::warn!(%err, "cannot record the service directory"),
+            }
+        }
+    }
+}
+
+/// Runs `work` to its end, unless a member of `members` fails first (the
+/// probe waits on a hung member up to the failure timeout, a pump on a
+/// large catch-up): then answers at once why the generation broke.
+async fn unless_a_member_fails<T>(
+    cluster: &RemoteCluster,
+    members: &BTreeSet<String>,
+    failures: &mut Option<crate::cluster::RegistrationWatch>,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, Breakage> {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return Ok(done),
+            () = next_failure(failures) => {
+                if let Some(breakage) = cluster.failed_member(members) {
+                    return Err(breakage);
+                }
             }
         }
     }
