@@ -66,8 +66,8 @@ pub struct RemoteCluster {
     next_proxy: AtomicUsize,
     /// Proxies whose generation broke, as last surveyed.
     broken: Mutex<BTreeSet<String>>,
-    /// The storage replicas of the live generation that answered the last
-    /// pump without serving it: they are still joining their teams.
+    /// The storage replicas of the live generation that did not serve it at
+    /// the last pump: they are still joining their teams.
     joining: Mutex<BTreeSet<String>>,
     /// Versions each log keeps behind its newest; `None` keeps everything.
     retention: Option<Version>,
@@ -317,11 +317,12 @@ impl RemoteCluster {
             for member in &team.storage_ids {
                 let durable = match self.ask(member, WorkerRequest::Read { id: member.clone(), key: String::new() }).await {
                     Ok(WorkerReply::Value { durable, serving: true, .. }) => durable,
-                    Ok(WorkerReply::Value { serving: false, .. }) => {
+                    // Not serving yet (or being installed, or gone: a
+                    // member gone breaks the generation anyway).
+                    _ => {
                         joining.insert(member.clone());
                         continue;
                     }
-                    _ => continue,
                 };
                 let reached = if durable < upto {
                     match self.catch_up(&layout, team.tag, member, durable, upto).await {

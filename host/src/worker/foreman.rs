@@ -55,6 +55,9 @@ pub struct Foreman {
     last_info: Mutex<Option<WorkerReply>>,
     /// Snapshot pages received so far, by the replica they rebuild.
     staged: Mutex<StagedSnapshots>,
+    /// The replicas taken out of the roles while a rebuild installs them:
+    /// still hosted, as `Info` reports.
+    installing: Mutex<BTreeMap<String, ServiceDescriptor>>,
     /// The most a page of a bulk transfer (a log range, a pull, a
     /// snapshot) holds, in bytes.
     page_bytes: usize,
@@ -93,6 +96,7 @@ impl Foreman {
             spec,
             address,
             staged: Mutex::new(StagedSnapshots::on(disk.clone())),
+            installing: Mutex::default(),
             disk,
             roles: Mutex::new(roles),
             next: Mutex::new(next),
@@ -498,9 +502,11 @@ impl Foreman {
 
     /// The `Info` reply for `roles`.
     fn info_of(&self, roles: &BTreeMap<String, Hosted>) -> WorkerReply {
+        let installing = self.installing.lock().unwrap_or_else(|e| e.into_inner());
+        let services = roles.values().map(|h| &h.descriptor).chain(installing.values());
         WorkerReply::Info {
-            node: self.node(roles.len()),
-            services: roles.values().map(|h| h.descriptor.clone()).collect(),
+            node: self.node(roles.len() + installing.len()),
+            services: services.cloned().collect(),
             broken: self.generations().iter().filter(|(_, g)| g.broken).map(|(id, _)| id.clone()).collect(),
         }
     }
@@ -509,7 +515,9 @@ impl Foreman {
     /// page the replica's data is replaced and checkpointed whole. Neither
     /// holds the node's other roles up: the staging has its own lock, and
     /// the replica is taken out of the roles while it is installed (a
-    /// gigabyte's checkpoint takes seconds), answering `not found` then.
+    /// gigabyte's checkpoint takes seconds), answering `not found` then,
+    /// though `Info` still lists it: its generation, which may be serving
+    /// from its teammates meanwhile, is not broken.
     fn rebuild(
         &self,
         id: &str,
@@ -531,12 +539,20 @@ impl Foreman {
             StagingError::Journal(err) => journal(err),
         })?;
         let Some(snapshot) = whole else { return Ok(WorkerReply::Done) };
-        let mut hosted = roles().remove(id).ok_or_else(|| ClusterError::NotFound(format!("service {id}")))?;
+        let installing = || self.installing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hosted = {
+            let mut roles = roles();
+            let hosted = roles.remove(id).ok_or_else(|| ClusterError::NotFound(format!("service {id}")))?;
+            installing().insert(id.to_string(), hosted.descriptor.clone());
+            hosted
+        };
         let installed = match &mut hosted.role {
             Role::Storage(storage) => storage.rebuild(epoch, snapshot).map(done).map_err(durable),
             _ => Err(not_a(id, "storage server")),
         };
-        roles().insert(id.to_string(), hosted);
+        let mut roles = roles();
+        roles.insert(id.to_string(), hosted);
+        installing().remove(id);
         installed
     }
 
