@@ -89,6 +89,17 @@ impl Harness {
         sessions.events().iter().filter(|e| e.replica == replica).cloned().collect()
     }
 
+    /// Boots, commits 100 writes, and crashes the node of the first replica
+    /// of team 1; answers the first layout and the writes.
+    async fn boot_and_lose_a_replica(&self) -> (Layout, Vec<(String, String)>) {
+        let boot = completed(&self.recover().await).clone();
+        let acked = self.write(0, 100).await;
+        let crashed = &boot.storage_teams[1].storage_ids[0];
+        let node = boot.services.iter().find(|s| &s.id == crashed).unwrap().node.clone();
+        self.local.crash(&node);
+        (boot, acked)
+    }
+
     /// A replica's durable version and its whole data, page by page.
     async fn contents(&self, id: &str) -> (Version, BTreeMap<String, String>) {
         let mut data = BTreeMap::new();
@@ -443,11 +454,7 @@ fn gated_director(h: &Harness, gate: &Arc<tokio::sync::Semaphore>) -> Director {
 #[tokio::test]
 async fn a_replacement_replica_joins_its_team_after_the_layout_persists_and_the_generation_serves_meanwhile() {
     let h = Harness::new(None);
-    let boot = completed(&h.recover().await).clone();
-    let mut acked = h.write(0, 100).await;
-    let crashed = boot.storage_teams[1].storage_ids[0].clone();
-    let node = boot.services.iter().find(|s| s.id == crashed).unwrap().node.clone();
-    h.local.crash(&node);
+    let (boot, mut acked) = h.boot_and_lose_a_replica().await;
 
     // The copies that seed a replacement wait until the gate opens.
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
@@ -486,11 +493,8 @@ async fn a_replacement_replica_joins_its_team_after_the_layout_persists_and_the_
 #[tokio::test]
 async fn a_replica_still_joining_when_the_next_recovery_starts_joins_the_next_generation_too() {
     let h = Harness::new(None);
-    let boot = completed(&h.recover().await).clone();
-    let mut acked = h.write(0, 100).await;
-    let crashed = boot.storage_teams[1].storage_ids[0].clone();
+    let (boot, mut acked) = h.boot_and_lose_a_replica().await;
     let node_of = |layout: &Layout, id: &str| layout.services.iter().find(|s| s.id == id).unwrap().node.clone();
-    h.local.crash(&node_of(&boot, &crashed));
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let first = gated_director(&h, &gate);
     let second = completed(&first.recover().await.unwrap()).clone();

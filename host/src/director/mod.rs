@@ -384,19 +384,30 @@ impl Director {
     }
 }
 
-/// Runs `call`, and answers with its output the time it spent being
-/// polled: running on a thread, as opposed to waiting.
+/// Runs `call`, and answers with its output the CPU time it used while it
+/// was being polled: running, as opposed to waiting for I/O, a wake-up or
+/// a CPU (the thread's CPU clock, so time the thread was preempted is out).
 async fn running_time<F: std::future::Future>(call: F) -> (F::Output, Duration) {
     let mut call = std::pin::pin!(call);
     let mut running = Duration::ZERO;
     let output = std::future::poll_fn(|cx| {
-        let started = std::time::Instant::now();
+        let started = thread_cpu_time();
         let polled = call.as_mut().poll(cx);
-        running += started.elapsed();
+        running += thread_cpu_time().saturating_sub(started);
         polled
     })
     .await;
     (output, running)
+}
+
+/// The CPU time the calling thread has used.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid timespec for the call to fill in.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 /// Takes the fields a phase wrote into the attempt's state. A phase may

@@ -62,9 +62,9 @@ pub struct PhaseRecord {
     pub phase: String,
     /// How long the call took, host calls included.
     pub duration: Duration,
-    /// Of that, the time the call was running on a thread (wall clock,
-    /// not the simulator's): instantiating the plugin, copying values in
-    /// and out, the guest's code and the placement and replica policies it
+    /// Of that, the CPU time the call used (the thread's CPU clock, not
+    /// the simulator's): instantiating the plugin, copying values in and
+    /// out, the guest's code and the placement and replica policies it
     /// asked for, with the host's own bookkeeping between them, but not
     /// the time spent waiting for the network, the disk or a CPU.
     pub running: Duration,
