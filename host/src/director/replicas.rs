@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::bindings::types::{ClusterError, Epoch, Layout};
+use crate::bindings::types::{ClusterError, Epoch};
 use crate::cluster::Cluster;
 use crate::guard::ReplicasBeforeUnlock;
 use crate::registry::Plugins;
@@ -17,17 +17,8 @@ pub(super) struct SessionReplicas {
 
 #[async_trait::async_trait]
 impl ReplicasBeforeUnlock for SessionReplicas {
-    async fn bring_up(
-        &self,
-        plugins: &dyn Plugins,
-        layout: &Layout,
-        epoch: Epoch,
-        ids: &[String],
-    ) -> Vec<Result<(), ClusterError>> {
-        let index = &LayoutIndex::new(layout);
-        let recoveries = ids.iter().map(|id| async move {
-            recover_replica(plugins, &*self.cluster, &self.sessions, index, epoch, id).await.map(drop)
-        });
-        futures::future::join_all(recoveries).await
+    async fn bring_up(&self, plugins: &dyn Plugins, layout: &LayoutIndex<'_>, epoch: Epoch, id: &str)
+    -> Result<(), ClusterError> {
+        recover_replica(plugins, &*self.cluster, &self.sessions, layout, epoch, id).await.map(drop)
     }
 }

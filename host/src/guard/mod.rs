@@ -55,6 +55,7 @@ use crate::bindings::types::{
 use crate::cluster::Cluster;
 use crate::store::{CoordinatorStore, StoreError};
 use crate::registry::{InvokeError, PLACEMENT, Plugins, REPLICA};
+use crate::replica::LayoutIndex;
 use crate::runtime::{HostCall, HostReply, PluginHost};
 
 /// What brings each storage replica a layout names to the layout's recovery
@@ -62,11 +63,13 @@ use crate::runtime::{HostCall, HostReply, PluginHost};
 /// calls it at unlock, on the checked layout, for the ids it let through.
 #[async_trait::async_trait]
 pub trait ReplicasBeforeUnlock: Send + Sync {
-    /// One result per id of `ids`, in order; `ClusterError::Refused` when
-    /// the host's check of a replica's plan, or its session, refused it.
-    /// `plugins` asks the replica recovery policy on the attempt's behalf.
-    async fn bring_up(&self, plugins: &dyn Plugins, layout: &Layout, epoch: Epoch, ids: &[String])
-    -> Vec<Result<(), ClusterError>>;
+    /// Brings replica `id` up to the recovery version of the indexed layout
+    /// (nothing when it is not one of its storage replicas);
+    /// `ClusterError::Refused` when the host's check of its plan, or its
+    /// session, refused it. `plugins` asks the replica recovery policy on
+    /// the attempt's behalf.
+    async fn bring_up(&self, plugins: &dyn Plugins, layout: &LayoutIndex<'_>, epoch: Epoch, id: &str)
+    -> Result<(), ClusterError>;
 }
 
 /// The host of one attempt's phases, behind the invariant checks.
@@ -194,7 +197,7 @@ impl AttemptGuard {
             }
         }
         let target = Layout { recovery_version: reached, ..layout.clone() };
-        self.bring_up(&target, id).await?;
+        self.bring_up(&LayoutIndex::new(&target), id).await?;
         self.note(self.cluster.unlock(id, self.epoch, layout).await)?;
         self.ledger().unlocked.insert(id.to_string());
         Ok(())
@@ -722,6 +725,7 @@ impl AttemptGuard {
         let joining: BTreeSet<&String> =
             ids.iter().zip(&checked).filter(|(id, c)| c.is_ok() && self.joins_later(layout, id)).map(|(id, _)| id).collect();
         let joining = &joining;
+        let index = &LayoutIndex::new(layout);
         // Each service is unlocked as soon as it may serve, all at once: a
         // storage replica once replica recovery has brought it to the
         // recovery version (a teammate it copies from answers as of that
@@ -732,7 +736,7 @@ impl AttemptGuard {
                 self.ledger().joining.insert(id.clone());
                 return Ok(());
             }
-            self.bring_up(layout, id).await?;
+            self.bring_up(index, id).await?;
             self.note(self.cluster.unlock(id, self.epoch, layout).await)?;
             self.ledger().unlocked.insert(id.clone());
             Ok(())
@@ -743,14 +747,10 @@ impl AttemptGuard {
     /// Brings `id`, if it is a storage replica of `layout`, to the layout's
     /// recovery version through the director's replica recovery; a plan or
     /// session the host refuses is refused here (S5).
-    async fn bring_up(&self, layout: &Layout, id: &str) -> Result<(), ClusterError> {
-        let brought = self.replicas.bring_up(&Nested { guard: self }, layout, self.epoch, &[id.to_string()]).await;
-        match brought.into_iter().next() {
-            Some(Err(ClusterError::Refused(reason))) => {
-                Err(self.refuse(Refusal::new(Invariant::ReplicasKeepVersions, reason)))
-            }
-            Some(brought) => self.note(brought),
-            None => Err(ClusterError::Failed(format!("replica recovery answered nothing for {id}"))),
+    async fn bring_up(&self, layout: &LayoutIndex<'_>, id: &str) -> Result<(), ClusterError> {
+        match self.replicas.bring_up(&Nested { guard: self }, layout, self.epoch, id).await {
+            Err(ClusterError::Refused(reason)) => Err(self.refuse(Refusal::new(Invariant::ReplicasKeepVersions, reason))),
+            brought => self.note(brought),
         }
     }
 
