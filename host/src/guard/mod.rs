@@ -23,8 +23,9 @@
 //!   before it serves, by the director's replica recovery
 //!   ([`ReplicasBeforeUnlock`]) on the checked layout; a plan or session the
 //!   host refuses is refused here. A replica that holds none of the old
-//!   generation, in a team with a quorum that does, joins after the layout
-//!   persists ([`AttemptGuard::bring_up_joining`]).
+//!   generation, in a team with the replication factor's whole copies
+//!   without it, joins after the layout persists
+//!   ([`AttemptGuard::bring_up_joining`]).
 //! - S6: bad arguments are refused ([`arguments`]), never a panic.
 //! - I7 fenced persistence: the store's compare-and-swap on the epoch.
 //! - I8 superseded directors stop: once superseded, every call fails.
