@@ -202,7 +202,9 @@ fn cluster_commands_name_what_is_wrong() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--acks /nonexistent/acks"), "{}", stderr(&out));
     // An address that cannot be bound.
-    let out = ratchet(&["worker", "--coordinator", &port, "--node", "n1", "--zone", "z1", "--data", "/tmp", "--listen", "256.0.0.1:1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = ratchet(&["worker", "--coordinator", &port, "--node", "n1", "--zone", "z1", "--data", data, "--listen", "256.0.0.1:1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--listen 256.0.0.1:1"), "{}", stderr(&out));
 }
@@ -248,4 +250,36 @@ fn a_coordinator_on_an_unreachable_or_malformed_etcd_store_does_not_start() {
     let out = ratchet(&args);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--store") && stderr(&out).contains("HOST:PORT"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_second_process_on_a_data_directory_exits_2_naming_the_directory_and_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("c");
+    let data = data.to_str().unwrap();
+    let log = dir.path().join("first.log");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_ratchet"))
+        .args(["--no-cache", "coordinator", "--data", data, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("admin endpoint on") {
+        assert!(std::time::Instant::now() < deadline, "the first coordinator did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let holder = format!("pid {}", first.id());
+    let second = ratchet(&["coordinator", "--data", data, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
+    let worker = ratchet(&["worker", "--coordinator", "127.0.0.1:1", "--node", "n1", "--zone", "z1", "--data", data, "--listen", "127.0.0.1:0"]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    for out in [second, worker] {
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(data) && err.contains("in use") && err.contains(&holder), "{err}");
+    }
+    // The kernel released the lock with the process: the directory is free.
+    let out = ratchet(&["worker", "--coordinator", "127.0.0.1:1", "--node", "n1", "--zone", "z1", "--data", data, "--listen", "256.0.0.1:1"]);
+    assert!(stderr(&out).contains("--listen 256.0.0.1:1"), "{}", stderr(&out));
 }

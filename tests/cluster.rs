@@ -186,7 +186,10 @@ impl Cluster {
         }
     }
 
+    /// Starts the worker of `node` again on its data directory, its old
+    /// process ended first (it holds the directory while it lives).
     fn restart_worker(&mut self, node: &str) {
+        self.kill_worker(node);
         let proc = self.worker(node);
         let (_, slot) = self.workers.iter_mut().find(|(n, _)| n == node).unwrap();
         *slot = proc;

@@ -22,6 +22,7 @@
 //! - [`transport`]: framed, versioned calls between processes over TCP;
 //! - [`worker`]: the worker process and its foreman;
 //! - [`coordinator`]: the coordinator process;
+//! - [`data_dir`]: one process per data directory (`flock` on `LOCK`);
 //! - [`wire`]: the worker and coordinator protocols, a leaf both sides share;
 //! - [`client`]: the client that commits through the live generation;
 //! - [`admin`]: the coordinator's admin endpoint (swap with validation and a
@@ -37,6 +38,7 @@ pub mod cluster;
 pub mod client;
 pub mod components;
 pub mod coordinator;
+pub mod data_dir;
 pub mod director;
 pub mod experiment;
 pub mod guard;

@@ -184,6 +184,7 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
     super::load_plugins(&registry, &args.plugins)?;
     let registry = Arc::new(registry);
     let config = RecoveryConfig { shards: args.shards, ..RecoveryConfig::default() };
+    let _held = super::hold_data_dir(&args.data)?;
     if let Some(dir) = &args.plugin_dir
         && !dir.is_dir()
     {
@@ -235,6 +236,7 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
 
 pub fn worker(args: WorkerArgs) -> Result<(), Failure> {
     let spec = NodeSpec { id: args.node, zone: args.zone, capacity: args.capacity };
+    let _held = super::hold_data_dir(&args.data)?;
     tokio()?.block_on(async {
         let listener = bind(&args.listen).await?;
         println!("worker {} listening on {}", spec.id, listener.local_addr().map_err(anyhow::Error::new)?);

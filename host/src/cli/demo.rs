@@ -43,11 +43,13 @@ pub struct DemoArgs {
 pub fn run(args: DemoArgs, runtime: Runtime) -> Result<(), Failure> {
     let registry = Registry::with_defaults(Arc::new(runtime)).map_err(anyhow::Error::new)?;
     super::load_plugins(&registry, &args.plugins)?;
+    let held = args.data.as_deref().map(super::hold_data_dir).transpose()?;
     let data = match &args.data {
         Some(dir) => dir.clone(),
         None => tempdir()?,
     };
     let result = run_in(&args, registry, &data);
+    drop(held);
     if args.data.is_none() {
         // The state of a throwaway demo is not worth keeping.
         if let Err(err) = std::fs::remove_dir_all(&data) {

@@ -86,6 +86,15 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+/// Holds `dir` for this process for as long as the answer lives: a
+/// second process on it exits 2 naming the pid that holds it.
+pub(crate) fn hold_data_dir(dir: &std::path::Path) -> Result<ratchet::data_dir::DataDirLock, Failure> {
+    ratchet::data_dir::DataDirLock::acquire(dir).map_err(|err| match err {
+        held @ ratchet::data_dir::DataDirError::Held { .. } => Failure::input(format!("--data: {held}")),
+        other => Failure::from(anyhow::anyhow!("--data: {other}")),
+    })
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // An experiment provokes thousands of stalls and refusals on purpose:
