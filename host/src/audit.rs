@@ -78,7 +78,13 @@ pub enum AuditError {
 /// An append-only audit file.
 pub struct AuditLog {
     path: PathBuf,
-    file: Mutex<File>,
+    file: Mutex<Trail>,
+}
+
+/// The open file and the length of its last whole line.
+struct Trail {
+    file: File,
+    whole: u64,
 }
 
 impl AuditLog {
@@ -91,21 +97,29 @@ impl AuditLog {
         }
         let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
         let bytes = std::fs::read(path).map_err(io)?;
-        if bytes.last().is_some_and(|b| *b != b'\n') {
-            let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-            file.set_len(keep as u64).map_err(io)?;
+        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) as u64;
+        if whole < bytes.len() as u64 {
+            file.set_len(whole).map_err(io)?;
         }
-        Ok(AuditLog { path: path.to_path_buf(), file: Mutex::new(file) })
+        Ok(AuditLog { path: path.to_path_buf(), file: Mutex::new(Trail { file, whole }) })
     }
 
-    /// Appends `entry` and syncs it to disk.
+    /// Appends `entry` and syncs it to disk: when this answers `Ok` the
+    /// entry is durable. An append that fails part of the way is cut off
+    /// again (now, or before the next append if the cut fails too), so a
+    /// failed write never leaves a torn line between whole ones.
     pub fn record(&self, entry: &AuditEntry) -> Result<(), AuditError> {
         let io = |source| AuditError::Io { path: self.path.clone(), source };
         let mut line = serde_json::to_string(entry).map_err(|e| io(std::io::Error::other(e)))?;
         line.push('\n');
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        file.write_all(line.as_bytes()).map_err(io)?;
-        file.sync_data().map_err(io)
+        let mut trail = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let appended = trail.append(line.as_bytes());
+        if appended.is_err()
+            && let Err(err) = trail.file.set_len(trail.whole)
+        {
+            tracing::error!(%err, path = %self.path.display(), "cannot cut a failed append off the audit trail; retried on the next");
+        }
+        appended.map_err(io)
     }
 
     /// Every entry, oldest first. A torn last line (a crash mid-append) is
@@ -125,6 +139,19 @@ impl AuditLog {
             }
         }
         Ok(entries)
+    }
+}
+
+impl Trail {
+    fn append(&mut self, line: &[u8]) -> std::io::Result<()> {
+        // Where the last append failed and could not be cut off.
+        if self.file.metadata()?.len() != self.whole {
+            self.file.set_len(self.whole)?;
+        }
+        self.file.write_all(line)?;
+        self.file.sync_data()?;
+        self.whole += line.len() as u64;
+        Ok(())
     }
 }
 
@@ -150,6 +177,27 @@ mod tests {
         let third = AuditEntry::now("rollback", "placement", "admin", "ok");
         log.record(&third).unwrap();
         assert_eq!(log.entries().unwrap(), vec![first, second, third]);
+    }
+
+    #[test]
+    fn a_failed_append_leaves_no_torn_line_between_whole_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        let first = AuditEntry::now("swap", "placement", "admin", "ok");
+        log.record(&first).unwrap();
+        // An append that wrote part of its line and failed, its cut failed
+        // too: the next append cuts it off first.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"time\":\"20").unwrap();
+        let second = AuditEntry::now("rollback", "placement", "admin", "ok");
+        log.record(&second).unwrap();
+        assert_eq!(log.entries().unwrap(), vec![first.clone(), second.clone()]);
+        // An append that cannot write at all answers the error and leaves
+        // the trail as it was.
+        log.file.lock().unwrap().file = File::open(&path).unwrap();
+        let err = log.record(&AuditEntry::now("swap", "placement", "admin", "ok")).unwrap_err();
+        assert!(err.to_string().contains("audit.jsonl"), "{err}");
+        assert_eq!(AuditLog::open(&path).unwrap().entries().unwrap(), vec![first, second]);
     }
 
     #[test]

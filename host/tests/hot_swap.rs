@@ -282,7 +282,7 @@ async fn a_shadow_is_promoted_only_through_the_dry_run_and_a_rollback_only_to_a_
 
     // Version 2 never served, so no rollback may make it active.
     let err = setup.admin.rollback("start-proxies", Some(2), "test").await.unwrap_err();
-    assert!(err.contains("never active"), "{err}");
+    assert!(err.to_string().contains("never active"), "{err}");
     setup.admin.end_shadow("start-proxies", false, "test").await.unwrap();
     assert_eq!(setup.registry.active("start-proxies").unwrap().number, 1);
 

@@ -19,7 +19,7 @@ use ratchet::components::fixtures;
 use ratchet::store::CoordinatorStore;
 use ratchet::director::{AttemptOutcome, DirectorOptions};
 use ratchet::guard::{Invariant, named_services};
-use ratchet::registry::Registry;
+use ratchet::registry::{Registry, unrecorded};
 
 
 #[tokio::test]
@@ -248,7 +248,7 @@ async fn i5_s4_a_cluster_with_logs_is_never_initialized_anew() {
     assert_eq!(h.store.state().unwrap().layout.unwrap().epoch, 1);
     assert_eq!(h.live_ids().await, before);
     h.local.start(&nodes[0]).unwrap();
-    h.registry.rollback("determine-path", None).unwrap();
+    h.registry.rollback("determine-path", None, &unrecorded).unwrap();
     completed(&h.recover().await);
     assert_eq!(h.lost(&acked).await, 0);
 }
@@ -334,7 +334,7 @@ async fn i4_a_copy_from_an_unlocked_log_is_refused() {
         "{:?}",
         attempt.refusals
     );
-    h.registry.rollback("replay-logs", None).unwrap();
+    h.registry.rollback("replay-logs", None, &unrecorded).unwrap();
     completed(&h.recover().await);
     assert_eq!(h.lost(&acked).await, 0);
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use common::*;
 use ratchet::bindings::types::PhaseStep;
-use ratchet::registry::{InvokeError, Registry, RegistryError};
+use ratchet::registry::{InvokeError, Registry, RegistryError, unrecorded};
 use ratchet::runtime::{CacheOrigin, Runtime, RuntimeConfig};
 
 fn default_bytes(slot: &str) -> &'static [u8] {
@@ -58,11 +58,11 @@ async fn swap_and_rollback_change_what_the_next_call_runs() {
     let step = registry.call_phase(slot, &new_cluster_state(), detached()).await.unwrap().step;
     assert_eq!(step, PhaseStep::Stalled("adversarial: idle".into()));
 
-    assert_eq!(registry.rollback(slot, None).unwrap().number, 1);
+    assert_eq!(registry.rollback(slot, None, &unrecorded).unwrap().number, 1);
     let step = registry.call_phase(slot, &new_cluster_state(), detached()).await.unwrap().step;
     assert_eq!(step, PhaseStep::Next("lock-services".into()));
 
-    assert_eq!(registry.rollback(slot, Some(2)).unwrap().number, 2);
+    assert_eq!(registry.rollback(slot, Some(2), &unrecorded).unwrap().number, 2);
     assert_eq!(registry.active(slot).unwrap().number, 2);
     let history = registry.history(slot);
     assert_eq!(history.iter().map(|v| v.number).collect::<Vec<_>>(), [1, 2]);
@@ -71,17 +71,48 @@ async fn swap_and_rollback_change_what_the_next_call_runs() {
 }
 
 #[tokio::test]
+async fn a_change_the_audit_trail_cannot_record_is_not_made() {
+    let registry = Registry::with_defaults(runtime()).unwrap();
+    let slot = "validate-layout";
+    let full = |info: &ratchet::registry::VersionInfo| Err(format!("no room for v{}", info.number));
+    let candidate = registry.prepare(slot, &adversarial_bytes(), "adversary").unwrap();
+    let refused = registry.activate_recorded(candidate.clone(), &full).unwrap_err();
+    assert_eq!(refused, RegistryError::Unrecorded("no room for v2".into()));
+    assert!(refused.to_string().contains("not done: the audit trail cannot record it"), "{refused}");
+    assert_eq!(registry.start_shadow(candidate.clone(), &full).unwrap_err(), RegistryError::Unrecorded("no room for v2".into()));
+    assert_eq!(registry.history(slot).len(), 1, "no version was added");
+    assert_eq!(registry.shadow(slot), None);
+
+    // Recorded, the same changes are made, numbered as they were recorded.
+    let recorded = std::sync::Mutex::new(Vec::new());
+    let record = |info: &ratchet::registry::VersionInfo| {
+        recorded.lock().unwrap().push(info.number);
+        Ok(())
+    };
+    assert_eq!(registry.activate_recorded(candidate.clone(), &record).unwrap().number, 2);
+    assert_eq!(registry.rollback(slot, None, &full).unwrap_err(), RegistryError::Unrecorded("no room for v1".into()));
+    assert_eq!(registry.active(slot).unwrap().number, 2, "the refused rollback left v2 serving");
+    assert_eq!(registry.start_shadow(candidate, &record).unwrap().number, 3);
+    assert!(registry.promote_shadow(slot, &full).is_err());
+    assert!(registry.discard_shadow(slot, &full).is_err());
+    assert_eq!(registry.shadow(slot).map(|s| s.number), Some(3), "the shadow still runs");
+    assert_eq!(registry.promote_shadow(slot, &record).unwrap().number, 3);
+    assert_eq!(registry.active(slot).unwrap().number, 3);
+    assert_eq!(*recorded.lock().unwrap(), [2, 3, 3]);
+}
+
+#[tokio::test]
 async fn rollback_and_calls_fail_cleanly_on_bad_requests() {
     let registry = Registry::with_defaults(runtime()).unwrap();
     assert_eq!(
-        registry.rollback("validate-layout", None),
+        registry.rollback("validate-layout", None, &unrecorded),
         Err(RegistryError::NothingToRollBack("validate-layout".into()))
     );
     assert_eq!(
-        registry.rollback("validate-layout", Some(9)),
+        registry.rollback("validate-layout", Some(9), &unrecorded),
         Err(RegistryError::NoSuchVersion { slot: "validate-layout".into(), version: 9 })
     );
-    assert_eq!(registry.rollback("nope", None), Err(RegistryError::UnknownSlot("nope".into())));
+    assert_eq!(registry.rollback("nope", None, &unrecorded), Err(RegistryError::UnknownSlot("nope".into())));
     let empty = Registry::new(runtime());
     let err = empty.call_phase("replay-logs", &new_cluster_state(), detached()).await.unwrap_err();
     assert_eq!(err, InvokeError::Registry(RegistryError::EmptySlot("replay-logs".into())));

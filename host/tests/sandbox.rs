@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ratchet::bindings::types::PhaseStep;
-use ratchet::registry::{InvokeError, Registry, RegistryError};
+use ratchet::registry::{InvokeError, Registry, RegistryError, unrecorded};
 use ratchet::runtime::{CallFailure, Limits};
 
 const SLOT: &str = "lock-services";
@@ -41,7 +41,7 @@ async fn failure_of(registry: &Registry, cmd: &str) -> CallFailure {
 async fn slot_keeps_serving(registry: &Registry) {
     let idle = registry.call_phase(SLOT, &command("idle"), detached()).await.unwrap();
     assert_eq!(idle.step, PhaseStep::Stalled("adversarial: idle".into()));
-    registry.rollback(SLOT, None).unwrap();
+    registry.rollback(SLOT, None, &unrecorded).unwrap();
     let good = registry.call_phase(SLOT, &new_cluster_state(), detached()).await.unwrap();
     assert_eq!(good.step, PhaseStep::Next("determine-path".into()));
 }

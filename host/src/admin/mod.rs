@@ -42,7 +42,7 @@ use crate::topology::NodeSpec;
 use crate::metrics::Metrics;
 use crate::status::Status;
 use crate::runtime::Digest256;
-use crate::registry::{Candidate, CallObserver, CallOutcome, Divergence, Registry, ShadowSink, VersionInfo, all_slots};
+use crate::registry::{Candidate, CallObserver, CallOutcome, Divergence, Registry, RegistryError, ShadowSink, VersionInfo, all_slots};
 
 /// The largest component a swap accepts, in bytes.
 pub const MAX_COMPONENT: usize = 64 << 20;
@@ -143,9 +143,11 @@ impl Admin {
     pub async fn shadow(&self, slot: &str, bytes: Vec<u8>, source: String, trigger: &str) -> Result<PluginVersion, Refused> {
         let _one_at_a_time = self.changes.lock().await;
         let candidate = self.validate(slot, bytes, source, trigger).await?;
+        let info = self
+            .registry
+            .start_shadow(candidate, &self.write_ahead("shadow", trigger, "ok".into()))
+            .map_err(|err| Refused { stage: Stage::Audit, reason: err.to_string() })?;
         self.shadows().insert(slot.to_string(), ShadowRecord::default());
-        let info = self.registry.start_shadow(candidate);
-        self.record(AuditEntry::now("shadow", slot, trigger, "ok").component(info.sha256, Some(info.number)));
         Ok(PluginVersion::of(&info, false))
     }
 
@@ -160,16 +162,19 @@ impl Admin {
                 return Err(self.refuse(slot, trigger, shadow.sha256, Stage::DryRun, reason));
             }
         }
-        let (action, ended) =
-            if promote { ("promote", self.registry.promote_shadow(slot)) } else { ("discard", self.registry.discard_shadow(slot)) };
+        let ended = if promote {
+            self.registry.promote_shadow(slot, &self.write_ahead("promote", trigger, "ok".into()))
+        } else {
+            self.registry.discard_shadow(slot, &self.write_ahead("discard", trigger, "ok".into()))
+        };
         match ended {
             Ok(info) => {
                 if promote {
                     self.metrics.swap(slot, "activated");
                 }
-                self.record(AuditEntry::now(action, slot, trigger, "ok").component(info.sha256, Some(info.number)));
                 Ok(PluginVersion::of(&info, promote))
             }
+            Err(err @ RegistryError::Unrecorded(_)) => Err(Refused { stage: Stage::Audit, reason: err.to_string() }),
             Err(err) => Err(Refused { stage: Stage::Shadow, reason: err.to_string() }),
         }
     }
@@ -211,11 +216,10 @@ impl Admin {
             return;
         }
         let why = format!("v{version} trapped or timed out {} calls in a row", self.rollback_after);
-        match self.registry.rollback(slot, None) {
+        match self.registry.rollback(slot, None, &self.write_ahead("rollback", "auto-rollback", format!("ok: {why}"))) {
             Ok(info) => {
                 tracing::warn!(slot, from = version, to = info.number, "{why}: rolled back");
                 self.metrics.rollback(slot, "auto-rollback");
-                self.record(AuditEntry::now("rollback", slot, "auto-rollback", format!("ok: {why}")).component(info.sha256, Some(info.number)));
             }
             Err(err) => {
                 tracing::error!(slot, version, %err, "{why}, and it cannot be rolled back");
@@ -229,9 +233,29 @@ impl Admin {
         &self.audit
     }
 
+    /// Records an event that changes nothing (a refusal): a trail that
+    /// cannot take it is logged.
     fn record(&self, entry: AuditEntry) {
         if let Err(err) = self.audit.record(&entry) {
             tracing::error!(%err, "could not write the audit trail");
+        }
+    }
+
+    /// The write-ahead of a change: the registry calls it with the version
+    /// concerned, under its lock, before the change takes effect, and makes
+    /// no change the trail did not take.
+    fn write_ahead<'a>(
+        &'a self,
+        action: &'a str,
+        trigger: &'a str,
+        result: String,
+    ) -> impl Fn(&VersionInfo) -> Result<(), String> + Sync + 'a {
+        move |info: &VersionInfo| {
+            let entry = AuditEntry::now(action, &info.slot, trigger, result.clone()).component(info.sha256, Some(info.number));
+            self.audit.record(&entry).map_err(|err| {
+                tracing::error!(%err, action, slot = %info.slot, "the audit trail cannot record a change: not made");
+                err.to_string()
+            })
         }
     }
 
@@ -246,9 +270,11 @@ impl Admin {
             Ok(passed) => passed,
             Err(reason) => return Err(self.refuse(slot, trigger, sha256, Stage::DryRun, reason)),
         };
-        let info = self.registry.activate(candidate);
+        let info = self
+            .registry
+            .activate_recorded(candidate, &self.write_ahead("swap", trigger, "ok".into()))
+            .map_err(|err| Refused { stage: Stage::Audit, reason: err.to_string() })?;
         self.metrics.swap(slot, "activated");
-        self.record(AuditEntry::now("swap", slot, trigger, "ok").component(info.sha256, Some(info.number)));
         Ok(Swapped { version: PluginVersion::of(&info, true), dry_run: passed })
     }
 
@@ -275,17 +301,17 @@ impl Admin {
     }
 
     /// Rolls `slot` back to the previous version, or to version `to`.
-    pub async fn rollback(&self, slot: &str, to: Option<u32>, trigger: &str) -> Result<VersionInfo, String> {
+    pub async fn rollback(&self, slot: &str, to: Option<u32>, trigger: &str) -> Result<VersionInfo, RegistryError> {
         let _one_at_a_time = self.changes.lock().await;
-        match self.registry.rollback(slot, to) {
+        match self.registry.rollback(slot, to, &self.write_ahead("rollback", trigger, "ok".into())) {
             Ok(info) => {
                 self.metrics.rollback(slot, trigger);
-                self.record(AuditEntry::now("rollback", slot, trigger, "ok").component(info.sha256, Some(info.number)));
                 Ok(info)
             }
+            Err(err @ RegistryError::Unrecorded(_)) => Err(err),
             Err(err) => {
                 self.record(AuditEntry::now("rollback", slot, trigger, format!("refused: {err}")));
-                Err(err.to_string())
+                Err(err)
             }
         }
     }
@@ -397,6 +423,8 @@ pub enum Stage {
     DryRun,
     /// There is no shadow to promote or discard.
     Shadow,
+    /// The audit trail could not record the change, so it was not made.
+    Audit,
 }
 
 impl Stage {
@@ -406,7 +434,20 @@ impl Stage {
             Stage::Validate => "validate",
             Stage::DryRun => "dry-run",
             Stage::Shadow => "shadow",
+            Stage::Audit => "audit",
         }
+    }
+}
+
+impl IntoResponse for Refused {
+    /// 422 for a candidate refused, 500 for a change the audit trail could
+    /// not record (the server's fault, not the candidate's).
+    fn into_response(self) -> Response {
+        let status = match self.stage {
+            Stage::Audit => StatusCode::INTERNAL_SERVER_ERROR,
+            Stage::Validate | Stage::DryRun | Stage::Shadow => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        error(status, self.stage.as_str(), self.reason).into_response()
     }
 }
 
@@ -506,12 +547,12 @@ async fn swap(
     if query.shadow {
         return match admin.shadow(&slot, body.to_vec(), source, "admin").await {
             Ok(version) => axum::Json(version).into_response(),
-            Err(refused) => error(StatusCode::UNPROCESSABLE_ENTITY, refused.stage.as_str(), refused.reason).into_response(),
+            Err(refused) => refused.into_response(),
         };
     }
     match admin.swap(&slot, body.to_vec(), source, "admin").await {
         Ok(swapped) => axum::Json(swapped).into_response(),
-        Err(refused) => error(StatusCode::UNPROCESSABLE_ENTITY, refused.stage.as_str(), refused.reason).into_response(),
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -526,7 +567,8 @@ async fn rollback(State(admin): State<Arc<Admin>>, Path(slot): Path<String>, Que
     }
     match admin.rollback(&slot, query.to, "admin").await {
         Ok(info) => axum::Json(PluginVersion::of(&info, true)).into_response(),
-        Err(reason) => error(StatusCode::CONFLICT, "rollback", reason).into_response(),
+        Err(err @ RegistryError::Unrecorded(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, "audit", err.to_string()).into_response(),
+        Err(err) => error(StatusCode::CONFLICT, "rollback", err.to_string()).into_response(),
     }
 }
 
@@ -551,9 +593,7 @@ async fn end_shadow(admin: Arc<Admin>, slot: String, promote: bool) -> Response 
     }
     match admin.end_shadow(&slot, promote, "admin").await {
         Ok(version) => axum::Json(version).into_response(),
-        Err(refused) if refused.stage == Stage::DryRun => {
-            error(StatusCode::UNPROCESSABLE_ENTITY, refused.stage.as_str(), refused.reason).into_response()
-        }
+        Err(refused) if matches!(refused.stage, Stage::DryRun | Stage::Audit) => refused.into_response(),
         Err(refused) => error(StatusCode::CONFLICT, refused.stage.as_str(), refused.reason).into_response(),
     }
 }

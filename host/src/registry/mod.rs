@@ -66,6 +66,9 @@ pub enum RegistryError {
         /// The version asked for.
         version: u32,
     },
+    /// The audit trail could not record the change, so it was not made.
+    #[error("not done: the audit trail cannot record it: {0}")]
+    Unrecorded(String),
     /// The slot runs no shadow.
     #[error("slot `{0}` has no shadow running")]
     NoShadow(String),
@@ -192,6 +195,17 @@ pub trait CallObserver: Send + Sync {
     fn call_ended(&self, slot: &str, version: u32, outcome: CallOutcome);
 }
 
+/// Records a change to a slot before it takes effect, under the registry's
+/// lock, given the version the change makes active, shadow or ended: the
+/// audit trail's write-ahead. An error (why it could not record) leaves the
+/// registry as it was.
+pub type Record<'a> = &'a (dyn Fn(&VersionInfo) -> Result<(), String> + Sync);
+
+/// A [`Record`] for changes nobody audits: startup loads, tests, forks.
+pub fn unrecorded(_: &VersionInfo) -> Result<(), String> {
+    Ok(())
+}
+
 /// The plugin registry.
 pub struct Registry {
     runtime: Arc<Runtime>,
@@ -229,10 +243,10 @@ impl Registry {
     /// Adds a prepared candidate to its slot without activating it: it runs
     /// in shadow beside the active version from the slot's next call,
     /// replacing any shadow already running.
-    pub fn start_shadow(&self, candidate: Candidate) -> VersionInfo {
-        let info = self.add_version(candidate, |slot, number| slot.shadow = Some(number));
+    pub fn start_shadow(&self, candidate: Candidate, record: Record<'_>) -> Result<VersionInfo, RegistryError> {
+        let info = self.add_version(candidate, record, |slot, number| slot.shadow = Some(number))?;
         tracing::info!(slot = %info.slot, version = info.number, "plugin shadowing");
-        info
+        Ok(info)
     }
 
     /// The version running in shadow in `slot`.
@@ -264,21 +278,25 @@ impl Registry {
     }
 
     /// Makes the shadow of `slot` its active version.
-    pub fn promote_shadow(&self, slot: &str) -> Result<VersionInfo, RegistryError> {
-        let mut slots = self.write();
-        let state = slots.get_mut(slot).ok_or_else(|| RegistryError::UnknownSlot(slot.into()))?;
-        let number = state.shadow.take().ok_or_else(|| RegistryError::NoShadow(slot.into()))?;
-        state.activations.push(number);
-        Ok(state.versions[number as usize - 1].info.clone())
+    pub fn promote_shadow(&self, slot: &str, record: Record<'_>) -> Result<VersionInfo, RegistryError> {
+        self.end_shadow(slot, record, |state, number| state.activations.push(number))
     }
 
     /// Stops the shadow of `slot`; it stays in the slot's history, never
     /// having served.
-    pub fn discard_shadow(&self, slot: &str) -> Result<VersionInfo, RegistryError> {
+    pub fn discard_shadow(&self, slot: &str, record: Record<'_>) -> Result<VersionInfo, RegistryError> {
+        self.end_shadow(slot, record, |_, _| {})
+    }
+
+    fn end_shadow(&self, slot: &str, record: Record<'_>, then: impl FnOnce(&mut Slot, u32)) -> Result<VersionInfo, RegistryError> {
         let mut slots = self.write();
         let state = slots.get_mut(slot).ok_or_else(|| RegistryError::UnknownSlot(slot.into()))?;
-        let number = state.shadow.take().ok_or_else(|| RegistryError::NoShadow(slot.into()))?;
-        Ok(state.versions[number as usize - 1].info.clone())
+        let number = state.shadow.ok_or_else(|| RegistryError::NoShadow(slot.into()))?;
+        let info = state.versions[number as usize - 1].info.clone();
+        record(&info).map_err(RegistryError::Unrecorded)?;
+        state.shadow = None;
+        then(state, number);
+        Ok(info)
     }
 
     /// The shadow of `slot`, when one runs and a sink hears it.
@@ -323,14 +341,28 @@ impl Registry {
     /// Makes a prepared candidate the active version of its slot. The next call
     /// of the slot uses it; calls already running finish on their version.
     pub fn activate(&self, candidate: Candidate) -> VersionInfo {
-        let info = self.add_version(candidate, |slot, number| slot.activations.push(number));
+        match self.activate_recorded(candidate, &unrecorded) {
+            Ok(info) => info,
+            Err(_) => unreachable!("a change nobody records is never refused"),
+        }
+    }
+
+    /// [`Registry::activate`], once `record` has recorded the change.
+    pub fn activate_recorded(&self, candidate: Candidate, record: Record<'_>) -> Result<VersionInfo, RegistryError> {
+        let info = self.add_version(candidate, record, |slot, number| slot.activations.push(number))?;
         tracing::info!(slot = %info.slot, version = info.number, sha256 = %info.sha256.short(), source = %info.source, "plugin activated");
-        info
+        Ok(info)
     }
 
     /// Adds `candidate` as its slot's next version, then lets `place` make
-    /// it active or its shadow, under the same write lock.
-    fn add_version(&self, candidate: Candidate, place: impl FnOnce(&mut Slot, u32)) -> VersionInfo {
+    /// it active or its shadow, under the same write lock, once `record`
+    /// has recorded it.
+    fn add_version(
+        &self,
+        candidate: Candidate,
+        record: Record<'_>,
+        place: impl FnOnce(&mut Slot, u32),
+    ) -> Result<VersionInfo, RegistryError> {
         let mut slots = self.write();
         let slot = slots.get_mut(candidate.slot).expect("candidates name existing slots");
         let number = slot.versions.len() as u32 + 1;
@@ -343,9 +375,10 @@ impl Registry {
             source: candidate.source,
             origin: candidate.prepared.origin,
         };
+        record(&info).map_err(RegistryError::Unrecorded)?;
         slot.versions.push(Arc::new(Version { info: info.clone(), linked: candidate.prepared.linked }));
         place(slot, number);
-        info
+        Ok(info)
     }
 
     /// Prepares and activates in one step.
@@ -383,7 +416,7 @@ impl Registry {
 
     /// Makes an earlier version active again: `to` (a version that was once
     /// active), or else the version that was active before the current one.
-    pub fn rollback(&self, slot: &str, to: Option<u32>) -> Result<VersionInfo, RegistryError> {
+    pub fn rollback(&self, slot: &str, to: Option<u32>, record: Record<'_>) -> Result<VersionInfo, RegistryError> {
         let mut slots = self.write();
         let state = slots.get_mut(slot).ok_or_else(|| RegistryError::UnknownSlot(slot.into()))?;
         let target = match to {
@@ -407,8 +440,9 @@ impl Registry {
                     .ok_or_else(|| RegistryError::NothingToRollBack(slot.into()))?
             }
         };
-        state.activations.push(target);
         let info = state.versions[target as usize - 1].info.clone();
+        record(&info).map_err(RegistryError::Unrecorded)?;
+        state.activations.push(target);
         drop(slots);
         tracing::info!(slot, version = target, sha256 = %info.sha256.short(), "plugin rolled back");
         Ok(info)
