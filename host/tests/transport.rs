@@ -41,7 +41,68 @@ impl Handler<Echo> for EchoHandler {
 }
 
 fn config() -> TransportConfig {
-    TransportConfig { call_timeout: Duration::from_millis(500), max_frame: 1 << 16 }
+    TransportConfig { call_timeout: Duration::from_millis(500), max_frame: 1 << 16, ..TransportConfig::default() }
+}
+
+/// A config with tight server bounds.
+fn bounded() -> TransportConfig {
+    TransportConfig {
+        max_connections: 2,
+        idle_timeout: Duration::from_millis(300),
+        frame_timeout: Duration::from_millis(300),
+        ..config()
+    }
+}
+
+async fn start_with(config: TransportConfig) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(serve::<Echo, _>(listener, Arc::new(EchoHandler), config));
+    addr
+}
+
+/// Whether the server closed `stream` within `within`.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut rest = Vec::new();
+    matches!(tokio::time::timeout(within, stream.read_to_end(&mut rest)).await, Ok(Ok(_)) | Ok(Err(_)))
+}
+
+#[tokio::test]
+async fn a_connection_beyond_the_limit_is_refused_naming_it_and_served_once_one_closes() {
+    let addr = start_with(bounded()).await;
+    let (first, reply) = raw_connect(&addr, "echo", PROTOCOL_VERSION).await;
+    assert!(matches!(reply, HelloReply::Welcome { .. }));
+    let (_second, reply) = raw_connect(&addr, "echo", PROTOCOL_VERSION).await;
+    assert!(matches!(reply, HelloReply::Welcome { .. }));
+    let err = Client::<Echo>::new(&addr, bounded()).call(EchoRequest::Say("x".into())).await.unwrap_err();
+    assert!(matches!(err, TransportError::Handshake { .. }), "{err}");
+    assert!(err.to_string().contains("too many connections: this echo serves at most 2"), "{err}");
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(Client::<Echo>::new(&addr, bounded()).call(EchoRequest::Say("x".into())).await.unwrap(), "x");
+}
+
+#[tokio::test]
+async fn idle_trickling_and_oversized_hello_connections_are_closed_and_a_kept_client_reconnects() {
+    let addr = start_with(bounded()).await;
+    // Idle after the handshake.
+    let (mut idle, _) = raw_connect(&addr, "echo", PROTOCOL_VERSION).await;
+    assert!(closed_within(&mut idle, Duration::from_secs(2)).await, "an idle connection is closed");
+    // A frame that starts and never ends.
+    let (mut trickle, _) = raw_connect(&addr, "echo", PROTOCOL_VERSION).await;
+    trickle.write_all(&[0, 0, 0, 100, 1, 2, 3]).await.unwrap();
+    assert!(closed_within(&mut trickle, Duration::from_secs(2)).await, "a trickled frame is cut off");
+    // A hello far larger than any hello.
+    let mut big = TcpStream::connect(&addr).await.unwrap();
+    big.write_all(&4096u32.to_be_bytes()).await.unwrap();
+    assert!(closed_within(&mut big, Duration::from_secs(2)).await, "an oversized hello is refused");
+    // A client keeps its connection between calls, and opens a new one
+    // rather than reuse one the server is closing for idling.
+    let client = Client::<Echo>::new(&addr, bounded());
+    for _ in 0..3 {
+        assert_eq!(client.call(EchoRequest::Say("again".into())).await.unwrap(), "again");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
 }
 
 /// Starts an echo server on a free port; returns its address and task.

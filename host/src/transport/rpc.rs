@@ -139,16 +139,39 @@ pub struct TransportConfig {
     pub call_timeout: Duration,
     /// The largest frame sent or accepted.
     pub max_frame: usize,
+    /// A server's most open connections; one beyond is refused at its
+    /// handshake with the reason.
+    pub max_connections: usize,
+    /// How long a server waits for the next call on an open connection
+    /// before closing it (a client drops the connections it kept idle for
+    /// half as long, so it never sends on one the server is closing).
+    pub idle_timeout: Duration,
+    /// How long a frame may take to arrive once its first byte has: a peer
+    /// that trickles a frame is cut off.
+    pub frame_timeout: Duration,
 }
 
 impl Default for TransportConfig {
     fn default() -> Self {
-        TransportConfig { call_timeout: Duration::from_secs(5), max_frame: frame::MAX_FRAME }
+        TransportConfig {
+            call_timeout: Duration::from_secs(5),
+            max_frame: frame::MAX_FRAME,
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(60),
+            frame_timeout: Duration::from_secs(30),
+        }
     }
 }
 
 /// The most idle connections a client keeps to its server.
 const MAX_IDLE: usize = 8;
+
+/// The largest hello a server reads: a few dozen bytes in practice.
+pub const MAX_HELLO: usize = 256;
+
+/// The most connections refused at once with their reason; beyond, a
+/// connection over the limit is closed without one.
+const MAX_REFUSING: usize = 16;
 
 /// A client of one server. Each call takes an idle connection, or opens
 /// one when every connection is busy, so that calls run side by side (a
@@ -157,7 +180,7 @@ const MAX_IDLE: usize = 8;
 pub struct Client<P: Protocol> {
     addr: String,
     config: TransportConfig,
-    idle: std::sync::Mutex<Vec<TcpStream>>,
+    idle: std::sync::Mutex<Vec<(TcpStream, tokio::time::Instant)>>,
     next_id: AtomicU64,
     _protocol: std::marker::PhantomData<fn() -> P>,
 }
@@ -179,8 +202,16 @@ impl<P: Protocol> Client<P> {
         &self.addr
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<TcpStream>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(TcpStream, tokio::time::Instant)>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An idle connection the server is not about to close for idling.
+    fn take_idle(&self) -> Option<TcpStream> {
+        let fresh = self.config.idle_timeout / 2;
+        let mut idle = self.idle();
+        idle.retain(|(_, since)| since.elapsed() < fresh);
+        idle.pop().map(|(stream, _)| stream)
     }
 
     /// Sends `request` and waits for its reply, within the call timeout.
@@ -191,13 +222,13 @@ impl<P: Protocol> Client<P> {
         // back only after a whole, successful one: a call that fails, times
         // out or is cancelled mid-frame never leaves half a frame for the
         // next call.
-        let stream = self.idle().pop();
+        let stream = self.take_idle();
         let result = tokio::time::timeout(after, self.exchange(stream, Call { id, request })).await;
         match result {
             Ok(Ok((stream, response))) => {
                 let mut idle = self.idle();
                 if idle.len() < MAX_IDLE {
-                    idle.push(stream);
+                    idle.push((stream, tokio::time::Instant::now()));
                 }
                 Ok(response)
             }
@@ -268,9 +299,12 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Accepts connections on `listener`, serving each on its own task, until
 /// this future is dropped, which also closes every connection it accepted.
 /// A connection that misbehaves is closed; the server and every other
-/// connection go on.
+/// connection go on. At most `config.max_connections` are open at once;
+/// one beyond is refused at its handshake, naming the limit.
 pub async fn serve<P: Protocol, H: Handler<P>>(listener: TcpListener, handler: Arc<H>, config: TransportConfig) {
     let mut connections = tokio::task::JoinSet::new();
+    let open = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+    let refusing = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -285,15 +319,63 @@ pub async fn serve<P: Protocol, H: Handler<P>>(listener: TcpListener, handler: A
                 continue;
             }
         };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            let reason = format!("too many connections: this {} serves at most {}", P::SERVICE, config.max_connections);
+            tracing::warn!(%peer, service = P::SERVICE, limit = config.max_connections, "connection refused: too many");
+            // Told why, within a second, by a bounded number of refusers;
+            // beyond them the connection is just closed.
+            if let Ok(refuser) = refusing.clone().try_acquire_owned() {
+                connections.spawn(async move {
+                    let refused = tokio::time::timeout(Duration::from_secs(1), refuse(stream, reason)).await;
+                    if let Ok(Err(err)) = refused {
+                        tracing::debug!(%peer, %err, "could not tell a refused connection why");
+                    }
+                    drop(refuser);
+                });
+            }
+            continue;
+        };
         let handler = handler.clone();
         let config = config.clone();
         connections.spawn(async move {
             if let Err(reason) = serve_connection::<P, H>(stream, &handler, &config).await {
                 tracing::debug!(%peer, %reason, service = P::SERVICE, "connection closed");
             }
+            drop(permit);
         });
     }
 }
+
+/// Reads a connection's hello and answers it with the refusal `reason`.
+async fn refuse(mut stream: TcpStream, reason: String) -> Result<(), FrameError> {
+    let _hello: Hello = frame::read(&mut stream, MAX_HELLO).await?;
+    frame::write(&mut stream, &HelloReply::Refused(reason), MAX_HELLO).await
+}
+
+/// Reads the next frame of a connection: it must start within the idle
+/// timeout and arrive whole within the frame timeout.
+async fn next_frame<T: DeserializeOwned>(stream: &mut TcpStream, config: &TransportConfig) -> Result<T, String> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(config.idle_timeout, stream.peek(&mut first)).await {
+        Err(_) => return Err(format!("idle for {:?}", config.idle_timeout)),
+        // Closed, or failed: the read below says which.
+        Ok(_) => {}
+    }
+    match tokio::time::timeout(config.frame_timeout, frame::read(stream, config.max_frame)).await {
+        Err(_) => Err(format!("a frame took longer than {:?} to arrive", config.frame_timeout)),
+        Ok(Ok(message)) => Ok(message),
+        Ok(Err(FrameError::Closed)) => Err(CLOSED.into()),
+        Ok(Err(err @ (FrameError::TooLarge { .. } | FrameError::Malformed(_)))) => Err(format!("{MALFORMED}{err}")),
+        Ok(Err(err)) => Err(err.to_string()),
+    }
+}
+
+/// What [`next_frame`] answers for a connection closed between frames.
+const CLOSED: &str = "closed";
+
+/// How [`next_frame`] starts its answer for a frame that is too large or
+/// does not decode: the peer is told before the connection closes.
+const MALFORMED: &str = "bad frame: ";
 
 async fn serve_connection<P: Protocol, H: Handler<P>>(
     mut stream: TcpStream,
@@ -302,7 +384,7 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
     let max = config.max_frame;
-    let hello: Hello = tokio::time::timeout(HELLO_TIMEOUT, frame::read(&mut stream, max))
+    let hello: Hello = tokio::time::timeout(HELLO_TIMEOUT, frame::read(&mut stream, MAX_HELLO))
         .await
         .map_err(|_| "no hello in time".to_string())?
         .map_err(|e| format!("bad hello: {e}"))?;
@@ -314,15 +396,20 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
         .await
         .map_err(|e| e.to_string())?;
     loop {
-        let call: Call<P::Request> = match frame::read(&mut stream, max).await {
+        let call: Call<P::Request> = match next_frame(&mut stream, config).await {
             Ok(call) => call,
-            Err(FrameError::Closed) => return Ok(()),
-            Err(err @ (FrameError::TooLarge { .. } | FrameError::Malformed(_))) => {
-                let reply: Reply<P::Response> = Reply { id: 0, result: Err(err.to_string()) };
-                let _ = frame::write(&mut stream, &reply, max).await;
-                return Err(err.to_string());
+            Err(reason) if reason == CLOSED => return Ok(()),
+            Err(reason) => {
+                let told = reason.strip_prefix(MALFORMED).unwrap_or(&reason).to_string();
+                let reply: Reply<P::Response> = Reply { id: 0, result: Err(told) };
+                // The connection closes either way; telling the peer why is
+                // a courtesy a hung peer need not receive.
+                let told = tokio::time::timeout(Duration::from_secs(1), frame::write(&mut stream, &reply, max)).await;
+                if !matches!(told, Ok(Ok(()))) {
+                    tracing::debug!(service = P::SERVICE, "the peer was not told why its connection closes");
+                }
+                return Err(reason);
             }
-            Err(err) => return Err(err.to_string()),
         };
         let response = handler.handle(call.request).await;
         let reply = Reply { id: call.id, result: Ok(response) };
