@@ -242,3 +242,69 @@ fn a_shadow_is_started_shown_and_discarded_from_the_command_line() {
     assert!(text(&out).contains("shadow (409): slot `placement` has no shadow running"), "{}", text(&out));
     assert_eq!(active_version(&admin, "placement"), "v1");
 }
+
+/// Sends `request` raw to `admin` and answers the status line and body.
+fn raw(admin: &str, request: &[u8]) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(admin).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    // The answer is read until the server closes or the timeout; either way
+    // what came is what is checked.
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.lines().next().unwrap_or_default().to_string();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+#[test]
+fn what_a_web_page_could_send_is_refused_and_uploads_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("coordinator");
+    let (_coordinator, admin) = coordinator(&data, &["--max-plugin-bytes", "1000"]);
+    let before = active_version(&admin, "placement");
+    let post = |extra: &str, body: &str| {
+        format!("POST /plugins/placement/rollback HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}", body.len())
+    };
+    // A cross-site form or fetch without preflight: a simple content type.
+    let (status, body) = raw(&admin, post("Content-Type: text/plain\r\n", "x").as_bytes());
+    assert!(status.contains("415"), "{status} {body}");
+    assert!(body.contains("application/wasm or application/json"), "{body}");
+    // The right type, but no header a page could only send after a preflight.
+    let (status, body) = raw(&admin, post("Content-Type: application/json\r\n", "{}").as_bytes());
+    assert!(status.contains("403"), "{status} {body}");
+    assert!(body.contains("x-ratchet-admin"), "{body}");
+    // A name rebound to 127.0.0.1: its Host is not this endpoint.
+    let rebound = "GET /status HTTP/1.1\r\nHost: rebound.example:7401\r\nConnection: close\r\n\r\n";
+    let (status, body) = raw(&admin, rebound.as_bytes());
+    assert!(status.contains("421"), "{status} {body}");
+    assert!(body.contains("does not name this endpoint"), "{body}");
+    assert_eq!(active_version(&admin, "placement"), before, "nothing changed");
+
+    // An upload over --max-plugin-bytes, through the command line.
+    let big = write(dir.path(), "big.wasm", &vec![0u8; 5000]);
+    let out = ratchet(&["plugin", "swap", "placement", big.to_str().unwrap(), "--admin", &admin]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("exceeds 1000 bytes (--max-plugin-bytes)"), "{}", text(&out));
+    // The command line's own changes pass the gate.
+    let good = ratchet::components::bundled("pack").unwrap().bytes;
+    let (_big_coordinator, big_admin) = coordinator(&dir.path().join("second"), &[]);
+    let pack = write(dir.path(), "pack.wasm", good);
+    let out = ratchet(&["plugin", "swap", "placement", pack.to_str().unwrap(), "--admin", &big_admin]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Connections beyond the limit are told so and closed.
+    let held: Vec<std::net::TcpStream> = (0..64).map(|_| std::net::TcpStream::connect(&admin).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, body) = raw(&admin, b"GET /status HTTP/1.1\r\n\r\n");
+    assert!(status.contains("503") && body.contains("too many connections"), "{status} {body}");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    // Headers that never end are cut off; the endpoint serves on.
+    let started = Instant::now();
+    let (status, _) = raw(&admin, b"GET /status HTTP/1.1\r\nHost: x");
+    assert!(started.elapsed() < Duration::from_secs(19), "closed after {:?}: {status}", started.elapsed());
+    assert!(ratchet(&["plugin", "list", "--admin", &admin]).status.success());
+}

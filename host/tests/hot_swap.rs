@@ -50,7 +50,7 @@ fn setup(rollback_after: u32) -> Setup {
     let cluster = local.client();
     let metrics = Arc::new(Metrics::new());
     let audit = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
-    let options = AdminOptions { token: None, rollback_after };
+    let options = AdminOptions { rollback_after, ..AdminOptions::default() };
     let admin = Arc::new(Admin::new(
         registry.clone(),
         Arc::new(Host(cluster.clone())),

@@ -23,6 +23,8 @@
 
 pub mod auth;
 pub mod dry_run;
+pub mod gate;
+pub mod listener;
 pub mod plugin_dir;
 mod watchdog;
 
@@ -44,8 +46,12 @@ use crate::status::Status;
 use crate::runtime::Digest256;
 use crate::registry::{Candidate, CallObserver, CallOutcome, Divergence, Registry, RegistryError, ShadowSink, VersionInfo, all_slots};
 
-/// The largest component a swap accepts, in bytes.
+/// The largest component a swap accepts by default, in bytes
+/// (`--max-plugin-bytes`).
 pub const MAX_COMPONENT: usize = 64 << 20;
+
+/// How long a request body (a component) may take to arrive.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What the admin endpoint asks of the process it serves.
 #[async_trait::async_trait]
@@ -64,11 +70,14 @@ pub struct AdminOptions {
     /// Consecutive traps or timeouts of a version after which its slot rolls
     /// back to the version before; 0 never rolls back.
     pub rollback_after: u32,
+    /// The largest component accepted, by upload or from the plugin
+    /// directory, in bytes.
+    pub max_plugin_bytes: usize,
 }
 
 impl Default for AdminOptions {
     fn default() -> Self {
-        AdminOptions { token: None, rollback_after: 3 }
+        AdminOptions { token: None, rollback_after: 3, max_plugin_bytes: MAX_COMPONENT }
     }
 }
 
@@ -81,6 +90,7 @@ pub struct Admin {
     metrics: Arc<Metrics>,
     config: RecoveryConfig,
     token: Option<String>,
+    max_plugin_bytes: usize,
     streaks: watchdog::Streaks,
     rollback_after: u32,
     /// Swaps and rollbacks run one at a time.
@@ -131,6 +141,7 @@ impl Admin {
             metrics,
             config,
             token: options.token,
+            max_plugin_bytes: options.max_plugin_bytes,
             streaks: watchdog::Streaks::new(options.rollback_after),
             rollback_after: options.rollback_after,
             changes: tokio::sync::Mutex::new(()),
@@ -464,8 +475,14 @@ fn error(status: StatusCode, stage: &str, message: impl Into<String>) -> (Status
     (status, axum::Json(ErrorBody { stage: stage.into(), error: message.into() }))
 }
 
-/// The router of the admin endpoint.
-pub fn router(admin: Arc<Admin>) -> Router {
+/// The router of the admin endpoint bound to `bound`.
+pub fn router(admin: Arc<Admin>, bound: std::net::SocketAddr) -> Router {
+    let gate = Arc::new(gate::Gate {
+        bound,
+        token: admin.token.is_some(),
+        max_body: admin.max_plugin_bytes,
+        body_timeout: BODY_TIMEOUT,
+    });
     Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))
@@ -477,14 +494,19 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/plugins/{slot}/shadow/promote", post(promote))
         .route("/plugins/{slot}/shadow/discard", post(discard))
         .route("/audit", get(audit))
-        .layer(DefaultBodyLimit::max(MAX_COMPONENT))
+        .layer(DefaultBodyLimit::max(admin.max_plugin_bytes))
+        // The outermost runs first: the browser checks, the token, then the
+        // body is read.
+        .layer(axum::middleware::from_fn_with_state(gate.clone(), gate::read_body))
         .layer(axum::middleware::from_fn_with_state(admin.clone(), auth::require_token))
+        .layer(axum::middleware::from_fn_with_state(gate, gate::check))
         .with_state(admin)
 }
 
 /// Serves the admin endpoint on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, admin: Arc<Admin>) -> std::io::Result<()> {
-    axum::serve(listener, router(admin)).await
+    let app = router(admin, listener.local_addr()?);
+    listener::serve(listener, app, listener::HttpBounds::default()).await
 }
 
 async fn status(State(admin): State<Arc<Admin>>) -> Response {

@@ -68,7 +68,7 @@ impl Watcher {
 /// Swaps the component at `path` into the slot its name gives.
 async fn take(path: &Path, admin: &Admin) {
     let slot = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-    let bytes = match std::fs::read(path) {
+    let bytes = match crate::registry::file::read_component(path, admin.max_plugin_bytes) {
         Ok(bytes) => bytes,
         Err(err) => {
             tracing::warn!(file = %path.display(), %err, "cannot read a plugin file");

@@ -52,7 +52,11 @@ impl AdminClient {
     }
 
     pub fn post<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)], body: &[u8]) -> Result<T, Failure> {
-        let mut request = self.agent.post(format!("{}{path}", self.base)).header("Content-Type", "application/wasm");
+        let mut request = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/wasm")
+            .header(ratchet::admin::gate::ADMIN_HEADER, "1");
         for (key, value) in query {
             request = request.query(*key, *value);
         }

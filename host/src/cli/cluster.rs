@@ -45,6 +45,11 @@ pub struct CoordinatorArgs {
     /// traps or timeouts of its active version (0: never).
     #[arg(long, value_name = "K", default_value_t = 3)]
     rollback_after: u32,
+    /// The largest component accepted by an admin upload or from the
+    /// plugin directory, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = ratchet::admin::MAX_COMPONENT as u64,
+          value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
+    max_plugin_bytes: u64,
     /// Watch this directory: a new or changed `SLOT.wasm` is validated,
     /// dry-run and swapped in; a bad one is refused and logged.
     #[arg(long, value_name = "DIR")]
@@ -219,7 +224,11 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
             .map_err(|e| Failure::input(format!("--admin {}: {e}", args.admin)))?;
         println!("coordinator listening on {}", listener.local_addr().map_err(anyhow::Error::new)?);
         println!("admin endpoint on http://{}", admin.local_addr().map_err(anyhow::Error::new)?);
-        let admin_options = ratchet::admin::AdminOptions { token, rollback_after: args.rollback_after };
+        let admin_options = ratchet::admin::AdminOptions {
+            token,
+            rollback_after: args.rollback_after,
+            max_plugin_bytes: args.max_plugin_bytes as usize,
+        };
         let setup = ratchet::coordinator::process::Setup {
             listener,
             admin,

@@ -8,6 +8,7 @@
 //! the version it started with while the next call sees the new one. Every
 //! version stays in the slot's history, so a rollback is a pointer move.
 
+pub mod file;
 mod plugins;
 mod shadow;
 mod slots;
@@ -389,7 +390,8 @@ impl Registry {
 
     /// Loads a component file into `slot`.
     pub fn load_file(&self, slot: &str, path: &Path) -> Result<VersionInfo, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+        let bytes = file::read_component(path, crate::admin::MAX_COMPONENT)
+            .map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
         self.load(slot, &bytes, path.display().to_string())
     }
 
