@@ -301,8 +301,8 @@ impl Cluster for Hooked {
     async fn adopt(&self, layout: &Layout) {
         self.inner.adopt(layout).await
     }
-    async fn release(&self, id: &str) {
-        self.inner.release(id).await
+    async fn release(&self, id: &str, epoch: Epoch) {
+        self.inner.release(id, epoch).await
     }
     fn registrations(&self) -> RegistrationWatch {
         self.inner.registrations()
@@ -331,11 +331,11 @@ impl Cluster for Hooked {
     async fn truncate(&self, id: &str, epoch: Epoch, to: Version) -> Result<(), ClusterError> {
         self.inner.truncate(id, epoch, to).await
     }
-    async fn snapshot_page(&self, id: &str, after: Option<String>, as_of: Version) -> Result<SnapshotPage, ClusterError> {
+    async fn snapshot_page(&self, id: &str, epoch: Epoch, after: Option<String>, as_of: Version) -> Result<SnapshotPage, ClusterError> {
         if let Some(gate) = &self.copy_gate {
             gate.acquire().await.expect("the gate stays open").forget();
         }
-        self.inner.snapshot_page(id, after, as_of).await
+        self.inner.snapshot_page(id, epoch, after, as_of).await
     }
     async fn rebuild_page(
         &self,

@@ -178,7 +178,7 @@ impl LocalCluster {
     /// whichever node that is up hosts it. Returns whether one did.
     pub fn lose(&self, id: &str) -> bool {
         let host = self.foremen().into_iter().find(|f| f.hosts(id));
-        host.is_some_and(|foreman| foreman.answer(WorkerRequest::Release { id: id.to_string() }).is_ok())
+        host.is_some_and(|foreman| foreman.answer(WorkerRequest::Release { id: id.to_string(), epoch: Epoch::MAX }).is_ok())
     }
 
     /// How many requests of each kind the client and the foremen have sent.

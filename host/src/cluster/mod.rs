@@ -56,8 +56,10 @@ pub trait Cluster: Send + Sync {
     /// The layout was persisted: its generation is now the live one that
     /// clients commit through.
     async fn adopt(&self, layout: &Layout);
-    /// Stops and forgets a worker an abandoned attempt created.
-    async fn release(&self, id: &str);
+    /// Stops and forgets a service for `epoch` (one an abandoned attempt
+    /// created, or one no generation needs); a service a newer epoch holds
+    /// is kept.
+    async fn release(&self, id: &str, epoch: Epoch);
     /// A counter that rises whenever a service registers or comes back, so a
     /// stalled director can retry at once.
     fn registrations(&self) -> RegistrationWatch;
@@ -79,7 +81,9 @@ pub trait Cluster: Send + Sync {
     async fn truncate(&self, id: &str, epoch: Epoch, to: Version) -> Result<(), ClusterError>;
     /// A page of replica `id`'s data as of `as_of` (as it is, when it is
     /// not there yet): the keys after `after`.
-    async fn snapshot_page(&self, id: &str, after: Option<String>, as_of: Version) -> Result<SnapshotPage, ClusterError>;
+    /// Refused when a newer epoch than `epoch` holds the replica.
+    async fn snapshot_page(&self, id: &str, epoch: Epoch, after: Option<String>, as_of: Version)
+    -> Result<SnapshotPage, ClusterError>;
     /// A page of a teammate's snapshot for replica `id`, locked by `epoch`:
     /// `first` starts the transfer; with `last` the replica's data is
     /// replaced, whole, by the snapshot at `version`.

@@ -380,7 +380,7 @@ impl RemoteCluster {
                 if last < upto || through <= after || through > upto {
                     break;
                 }
-                let apply = WorkerRequest::Apply { id: member.into(), mutations, upto: through };
+                let apply = WorkerRequest::Apply { id: member.into(), epoch: layout.epoch, mutations, upto: through };
                 if self.ask(member, apply).await.is_err() {
                     return Pumped::Done(after);
                 }
@@ -409,7 +409,7 @@ impl RemoteCluster {
             };
             let through = last.saturating_sub(retention).min(floor);
             if through > after
-                && let Err(err) = self.ask(&log.id, WorkerRequest::Pop { id: log.id.clone(), through }).await
+                && let Err(err) = self.ask(&log.id, WorkerRequest::Pop { id: log.id.clone(), epoch: layout.epoch, through }).await
             {
                 tracing::warn!(log = %log.id, through, ?err, "cannot pop the log");
             }
@@ -673,8 +673,8 @@ impl Cluster for RemoteCluster {
         }
     }
 
-    async fn release(&self, id: &str) {
-        if let Err(err) = self.ask(id, WorkerRequest::Release { id: id.into() }).await {
+    async fn release(&self, id: &str, epoch: Epoch) {
+        if let Err(err) = self.ask(id, WorkerRequest::Release { id: id.into(), epoch }).await {
             // Its worker keeps it until the worker is asked again or lost.
             tracing::warn!(service = id, ?err, "cannot release the service");
         }
@@ -718,8 +718,8 @@ impl Cluster for RemoteCluster {
         self.ask(id, WorkerRequest::Truncate { id: id.into(), epoch, to }).await.map(drop)
     }
 
-    async fn snapshot_page(&self, id: &str, after: Option<String>, as_of: Version) -> Result<SnapshotPage, ClusterError> {
-        match self.ask(id, WorkerRequest::Snapshot { id: id.into(), after, as_of }).await? {
+    async fn snapshot_page(&self, id: &str, epoch: Epoch, after: Option<String>, as_of: Version) -> Result<SnapshotPage, ClusterError> {
+        match self.ask(id, WorkerRequest::Snapshot { id: id.into(), epoch, after, as_of }).await? {
             WorkerReply::SnapshotPage(page) => Ok(page),
             other => Err(unexpected(Ok(other))),
         }

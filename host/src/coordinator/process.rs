@@ -12,7 +12,7 @@ use crate::wire::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
 use crate::status::{AttemptSummary, Status};
 use crate::admin::{Admin, AdminHost, AdminOptions};
 use crate::audit::{AuditEntry, AuditLog};
-use crate::bindings::types::{Layout, Node, RecoveryConfig, ServiceDescriptor, Version};
+use crate::bindings::types::{Epoch, Layout, Node, RecoveryConfig, ServiceDescriptor, Version};
 use crate::metrics::Metrics;
 use crate::registry::all_slots;
 use crate::cluster::{Breakage, Cluster, RemoteCluster};
@@ -336,10 +336,10 @@ async fn await_layout_nodes(coordinator: &Coordinator, grace: Duration) {
 /// on a worker that was down during its rollback, or one a restarted worker
 /// reloaded. Each is released, journal and all, so that they cannot fill a
 /// node's capacity over many recoveries.
-async fn release_strays(cluster: &RemoteCluster, members: &BTreeSet<String>, hosted: &[ServiceDescriptor]) {
+async fn release_strays(cluster: &RemoteCluster, epoch: Epoch, members: &BTreeSet<String>, hosted: &[ServiceDescriptor]) {
     for stray in hosted.iter().filter(|s| !members.contains(&s.id)) {
         tracing::info!(service = %stray.id, node = %stray.node, "releasing a service no generation needs");
-        cluster.release(&stray.id).await;
+        cluster.release(&stray.id, epoch).await;
     }
 }
 
@@ -350,7 +350,7 @@ async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: 
     let members = named_services(layout);
     let mut failures = cluster.detector().map(|d| d.failures());
     if may_act(store) {
-        release_strays(cluster, &members, &cluster.services().await).await;
+        release_strays(cluster, layout.epoch, &members, &cluster.services().await).await;
     }
     let mut recorded = Vec::new();
     loop {
@@ -381,7 +381,7 @@ async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: 
             Err(breakage) => return breakage.to_string(),
         };
         if acting {
-            release_strays(cluster, &members, &hosted).await;
+            release_strays(cluster, layout.epoch, &members, &hosted).await;
         }
         // The directory in the store follows what the workers host.
         let mut directory: Vec<ServiceDescriptor> = hosted.into_iter().filter(|s| members.contains(&s.id)).collect();

@@ -378,7 +378,7 @@ impl Director {
     async fn roll_back(&self, guard: &AttemptGuard) -> usize {
         let created = guard.created();
         for id in created.iter().rev() {
-            self.cluster.release(id).await;
+            self.cluster.release(id, guard.epoch()).await;
         }
         created.len()
     }

@@ -283,7 +283,7 @@ impl Recovery<'_> {
         'transfer: for _ in 0..COPY_TRIES {
             let (mut after, mut first, mut version) = (None, true, None);
             loop {
-                let page = self.cluster.snapshot_page(peer, after.clone(), as_of).await?;
+                let page = self.cluster.snapshot_page(peer, self.epoch, after.clone(), as_of).await?;
                 let (page_version, entries, more) = (page.version, page.entries, page.resume.is_some());
                 if version.is_some_and(|v| v != page_version) {
                     // The teammate is being caught up by the same recovery:

@@ -22,12 +22,18 @@ impl Fence {
     /// generation older than one that already stopped it is refused, as a
     /// log refuses a lock below its holder: it has been superseded.
     fn stop(&mut self, by: Epoch) -> Result<(), ServiceError> {
-        let fence = self.stopped_by.unwrap_or(self.epoch).max(self.epoch);
+        let fence = self.newest();
         if by < fence {
             return Err(ServiceError::Superseded(fence));
         }
         self.stopped_by = Some(by);
         Ok(())
+    }
+
+    /// The newest generation that holds the role: its own, or the one that
+    /// stopped it.
+    fn newest(&self) -> Epoch {
+        self.stopped_by.unwrap_or(self.epoch).max(self.epoch)
     }
 
     /// Admits a request of generation `epoch`.
@@ -63,6 +69,12 @@ impl Sequencer {
     /// Stops the sequencer: a newer generation has locked it.
     pub fn stop(&mut self, by: Epoch) -> Result<(), ServiceError> {
         self.fence.stop(by)
+    }
+
+    /// The newest generation that holds it: its own, or the one that
+    /// stopped it.
+    pub fn holder(&self) -> Epoch {
+        self.fence.newest()
     }
 
     /// The generation it serves.
@@ -114,6 +126,12 @@ impl CommitProxy {
     pub fn stop(&mut self, by: Epoch) -> Result<(), ServiceError> {
         self.fence.stop(by)
     }
+
+    /// The newest generation that holds it: its own, or the one that
+    /// stopped it.
+    pub fn holder(&self) -> Epoch {
+        self.fence.newest()
+    }
 }
 
 /// Checks transactions for conflicts within one generation. Writes in this
@@ -138,6 +156,12 @@ impl Resolver {
     /// Stops the resolver: a newer generation has locked it.
     pub fn stop(&mut self, by: Epoch) -> Result<(), ServiceError> {
         self.fence.stop(by)
+    }
+
+    /// The newest generation that holds it: its own, or the one that
+    /// stopped it.
+    pub fn holder(&self) -> Epoch {
+        self.fence.newest()
     }
 
     /// The generation it serves.

@@ -260,7 +260,7 @@ fn record(history: &History, request: &WorkerRequest, reply: &Result<Result<Work
         (WorkerRequest::CreateWorker { epoch, .. } | WorkerRequest::StartRole { epoch, .. }, WorkerReply::Created(created)) => {
             history.recruited(created, *epoch)
         }
-        (WorkerRequest::Release { id }, _) => history.event("cluster", format_args!("released {id}")),
+        (WorkerRequest::Release { id, .. }, _) => history.event("cluster", format_args!("released {id}")),
         (WorkerRequest::Rebuild { last: false, .. }, _) => {}
         _ => {
             if let (Some(id), Some(epoch)) = (request.service(), request.epoch()) {

@@ -654,7 +654,7 @@ impl Driver {
         let named = named_services(layout);
         for service in self.inner.services().await {
             if !named.contains(&service.id) {
-                self.inner.release(&service.id).await;
+                self.inner.release(&service.id, layout.epoch).await;
             }
         }
     }

@@ -47,11 +47,13 @@ pub enum WorkerRequest {
     /// Serve generation `epoch`, given what the service needs of it (see
     /// [`Serving::of`]).
     Unlock { id: String, epoch: Epoch, serving: Serving },
-    /// Stop and forget a service.
-    Release { id: String },
+    /// Stop and forget a service, for `epoch`: refused when a newer epoch
+    /// holds it.
+    Release { id: String, epoch: Epoch },
     /// A page of a storage replica's data as of version `as_of` (the keys
-    /// after `after`), to seed a teammate.
-    Snapshot { id: String, after: Option<String>, as_of: Version },
+    /// after `after`), to seed a teammate, for `epoch`: refused when a
+    /// newer epoch holds the replica.
+    Snapshot { id: String, epoch: Epoch, after: Option<String>, as_of: Version },
     /// A page of a teammate's snapshot for a replica locked by `epoch`,
     /// which replica recovery rebuilds: `first` starts a transfer, and the
     /// replica's data is replaced, whole, at `version`, with the `last`.
@@ -64,8 +66,9 @@ pub enum WorkerRequest {
     /// The versions a log retains: of shard `tag`, or of every shard it
     /// carries (the oldest kept of any) when `tag` is `None`.
     Retained { id: String, tag: Option<ShardTag> },
-    /// Discard a log's versions through `through` (storage holds them).
-    Pop { id: String, through: Version },
+    /// Discard a log's versions through `through` (storage holds them),
+    /// for generation `epoch`: refused when a newer epoch holds the log.
+    Pop { id: String, epoch: Epoch, through: Version },
     /// Commit writes through a proxy, which takes a version from its
     /// generation's sequencer, checks with every resolver and pushes to
     /// every log. Answered only once every log has made it durable.
@@ -82,8 +85,9 @@ pub enum WorkerRequest {
     /// The mutations of `tag` in `(after, upto]` held by a log, a page of
     /// about [`PAGE_BYTES`](crate::topology::PAGE_BYTES) at a time.
     Pull { id: String, tag: ShardTag, after: Version, upto: Version },
-    /// Apply pulled mutations to a replica, durable up to `upto`.
-    Apply { id: String, mutations: Vec<(Version, Mutation)>, upto: Version },
+    /// Apply pulled mutations to a replica, durable up to `upto`, for
+    /// generation `epoch`: refused when a newer epoch holds the replica.
+    Apply { id: String, epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version },
     /// Read a key from a replica: answers the value and the replica's durable version.
     Read { id: String, key: String },
 }
@@ -208,7 +212,7 @@ impl WorkerRequest {
             | WorkerRequest::ReadRange { id, .. }
             | WorkerRequest::InstallRange { id, .. }
             | WorkerRequest::Unlock { id, .. }
-            | WorkerRequest::Release { id }
+            | WorkerRequest::Release { id, .. }
             | WorkerRequest::Snapshot { id, .. }
             | WorkerRequest::Rebuild { id, .. }
             | WorkerRequest::RecoverApply { id, .. }
@@ -240,16 +244,16 @@ impl WorkerRequest {
             | WorkerRequest::Truncate { epoch, .. }
             | WorkerRequest::NextVersion { epoch, .. }
             | WorkerRequest::Resolve { epoch, .. }
-            | WorkerRequest::Push { epoch, .. } => Some(*epoch),
+            | WorkerRequest::Push { epoch, .. }
+            | WorkerRequest::Release { epoch, .. }
+            | WorkerRequest::Snapshot { epoch, .. }
+            | WorkerRequest::Pop { epoch, .. }
+            | WorkerRequest::Apply { epoch, .. } => Some(*epoch),
             WorkerRequest::Info { .. }
-            | WorkerRequest::Release { .. }
-            | WorkerRequest::Snapshot { .. }
             | WorkerRequest::Retained { .. }
-            | WorkerRequest::Pop { .. }
             | WorkerRequest::Commit { .. }
             | WorkerRequest::ReadVersion { .. }
             | WorkerRequest::Pull { .. }
-            | WorkerRequest::Apply { .. }
             | WorkerRequest::Read { .. } => None,
         }
     }

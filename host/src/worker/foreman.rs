@@ -214,7 +214,10 @@ impl Foreman {
                 }
                 Ok(reply)
             }
-            WorkerRequest::Release { id } => {
+            WorkerRequest::Release { id, epoch } => {
+                if let Some(hosted) = roles.get(&id) {
+                    fence(hosted, epoch)?;
+                }
                 self.generations().remove(&id);
                 self.staged.lock().unwrap_or_else(|e| e.into_inner()).discard(&id).map_err(journal)?;
                 if let Some(hosted) = roles.remove(&id) {
@@ -229,7 +232,7 @@ impl Foreman {
                 }
                 Ok(WorkerReply::Done)
             }
-            WorkerRequest::Snapshot { id, after, as_of } => match &hosted(&mut roles, &id)?.role {
+            WorkerRequest::Snapshot { id, epoch, after, as_of } => match &fenced(&mut roles, &id, epoch)?.role {
                 Role::Storage(storage) => {
                     let page = storage.service().snapshot_page(after.as_deref(), self.page_bytes, as_of)?;
                     Ok(WorkerReply::SnapshotPage(page))
@@ -258,7 +261,7 @@ impl Foreman {
                 }
                 _ => Err(not_a(&id, "log")),
             },
-            WorkerRequest::Pop { id, through } => match &mut hosted(&mut roles, &id)?.role {
+            WorkerRequest::Pop { id, epoch, through } => match &mut fenced(&mut roles, &id, epoch)?.role {
                 Role::Log(log) => log.pop(through).map(done).map_err(durable),
                 _ => Err(not_a(&id, "log")),
             },
@@ -293,7 +296,7 @@ impl Foreman {
                 }
                 _ => Err(not_a(&id, "log")),
             },
-            WorkerRequest::Apply { id, mutations, upto } => match &mut hosted(&mut roles, &id)?.role {
+            WorkerRequest::Apply { id, epoch, mutations, upto } => match &mut fenced(&mut roles, &id, epoch)?.role {
                 Role::Storage(storage) => storage.apply(mutations, upto).map(done).map_err(durable),
                 _ => Err(not_a(&id, "storage server")),
             },
@@ -656,4 +659,99 @@ fn durable(err: DurableError) -> ClusterError {
 
 fn journal(err: JournalError) -> ClusterError {
     ClusterError::Failed(err.to_string())
+}
+
+impl Role {
+    /// The newest epoch that holds the service: a log's or replica's lock,
+    /// a role's generation or the one that stopped it.
+    fn holder(&self) -> Option<Epoch> {
+        match self {
+            Role::Log(log) => log.service().lock_holder(),
+            Role::Storage(storage) => storage.service().lock_holder(),
+            Role::Sequencer(role) => Some(role.holder()),
+            Role::Proxy(role) => Some(role.holder()),
+            Role::Resolver(role) => Some(role.holder()),
+        }
+    }
+}
+
+/// Refuses a request of `epoch` to a service a newer epoch holds: a deposed
+/// coordinator releases, pops, applies and copies nothing.
+fn fence(hosted: &Hosted, epoch: Epoch) -> Result<(), ClusterError> {
+    match hosted.role.holder() {
+        Some(holder) if holder > epoch => Err(ClusterError::Superseded(holder)),
+        _ => Ok(()),
+    }
+}
+
+/// The hosted service `id`, once [`fence`] admits `epoch`.
+fn fenced<'a>(roles: &'a mut BTreeMap<String, Hosted>, id: &str, epoch: Epoch) -> Result<&'a mut Hosted, ClusterError> {
+    let hosted = hosted(roles, id)?;
+    fence(hosted, epoch)?;
+    Ok(hosted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::Mutation;
+    use crate::sim::rng::SimRng;
+
+    fn created(reply: Result<WorkerReply, ClusterError>) -> String {
+        match reply {
+            Ok(WorkerReply::Created(descriptor)) => descriptor.id,
+            other => panic!("expected a service, got {other:?}"),
+        }
+    }
+
+    /// A deposed coordinator (or a peer replaying its requests) changes
+    /// nothing: every mutating request of an epoch below the one holding a
+    /// service is refused, whatever its arguments. Seeded, so a failure
+    /// names the request that got through.
+    #[test]
+    fn no_request_of_an_older_epoch_changes_a_service_a_newer_one_holds() {
+        const HOLDER: Epoch = 5;
+        for seed in 0..64 {
+            let foreman = Foreman::open(NodeSpec { id: "n1".into(), zone: "z1".into(), capacity: 16 }, Disk::memory(), "n1").unwrap();
+            let log = created(foreman.answer(WorkerRequest::CreateWorker { kind: ServiceKind::Log, epoch: HOLDER }));
+            let storage = created(foreman.answer(WorkerRequest::CreateWorker { kind: ServiceKind::Storage, epoch: HOLDER }));
+            let replica_before = foreman.replica(&storage);
+            let span = |foreman: &Foreman| foreman.answer(WorkerRequest::Retained { id: log.clone(), tag: None }).map(|r| format!("{r:?}"));
+            let span_before = span(&foreman);
+            let mut rng = SimRng::new(seed);
+            for _ in 0..32 {
+                let epoch = rng.below(HOLDER);
+                let version = rng.below(100);
+                let target = if rng.chance(0.5) { log.clone() } else { storage.clone() };
+                let mutations = vec![(version, Mutation { tag: 0, key: format!("k{version}"), value: "v".into() })];
+                let attack = match rng.below(8) {
+                    0 => WorkerRequest::Release { id: target, epoch },
+                    1 => WorkerRequest::Pop { id: target, epoch, through: version },
+                    2 => WorkerRequest::Apply { id: target, epoch, mutations, upto: version },
+                    3 => WorkerRequest::Snapshot { id: target, epoch, after: None, as_of: version },
+                    4 => WorkerRequest::Rebuild {
+                        id: target,
+                        epoch,
+                        version,
+                        entries: vec![("k".into(), "v".into())],
+                        first: true,
+                        last: rng.chance(0.5),
+                    },
+                    5 => WorkerRequest::RecoverApply { id: target, epoch, mutations, upto: version },
+                    6 => WorkerRequest::Truncate { id: target, epoch, to: version },
+                    _ => WorkerRequest::Lock { id: target, epoch },
+                };
+                let described = format!("{attack:?}");
+                assert!(foreman.answer(attack).is_err(), "seed {seed}: {described} was not refused");
+            }
+            assert!(foreman.hosts(&log) && foreman.hosts(&storage), "seed {seed}: a service was released");
+            assert_eq!(foreman.lock_holder(&log), Some(HOLDER));
+            assert_eq!(foreman.lock_holder(&storage), Some(HOLDER));
+            assert_eq!(foreman.replica(&storage), replica_before, "seed {seed}: the replica changed");
+            assert_eq!(span(&foreman), span_before, "seed {seed}: the log changed");
+            // The epoch that holds them may.
+            assert!(foreman.answer(WorkerRequest::Release { id: log.clone(), epoch: HOLDER }).is_ok());
+            assert!(!foreman.hosts(&log));
+        }
+    }
 }
