@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     println!("next call: {outcome:?}", outcome = outcome.map(|o| o.step));
 
     if before.is_some() {
-        let back = registry.rollback(&slot, None)?;
+        let back = registry.rollback(&slot, None, &ratchet::registry::unrecorded)?;
         println!("rolled back to: {}", describe(Some(&back)));
     }
     for version in registry.history(&slot) {

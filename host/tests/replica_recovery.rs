@@ -105,7 +105,7 @@ impl Harness {
         let mut data = BTreeMap::new();
         let mut after = None;
         loop {
-            let page = self.cluster.snapshot_page(id, after.clone(), Version::MAX).await.unwrap();
+            let page = self.cluster.snapshot_page(id, Epoch::MAX, after.clone(), Version::MAX).await.unwrap();
             data.extend(page.entries);
             after = page.resume;
             if after.is_none() {
