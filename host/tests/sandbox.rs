@@ -216,3 +216,52 @@ async fn time_the_host_spends_answering_is_not_charged_to_the_phase() {
     assert_eq!(outcome.step, PhaseStep::Next("determine-path".into()));
     assert!(outcome.state.unreachable.is_empty(), "{:?}", outcome.state.unreachable);
 }
+
+/// A tracing writer into a shared buffer, to read what a call logged.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_flood_of_log_lines_is_cut_at_the_calls_allowance() {
+    let limits = Limits { log_lines: 10, ..Limits::default() };
+    let registry = registry_with_adversary(limits);
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let outcome = registry.call_phase(SLOT, &command("logflood"), detached()).await.unwrap();
+    assert_eq!(outcome.step, PhaseStep::Stalled("adversarial: flooded".into()));
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(text.matches("adversarial flood").count(), 10, "{text}");
+    assert!(text.contains("dropped=99990"), "{text}");
+    slot_keeps_serving(&registry).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_more_calls_than_instance_slots_all_run_none_refused() {
+    use ratchet::runtime::{EngineConfig, Runtime, RuntimeConfig};
+    // Eight instance slots, 200 calls at once: they wait for a slot rather
+    // than fail, and none is charged to the plugin.
+    let engine = EngineConfig { max_instances: 8, ..EngineConfig::default() };
+    let runtime = std::sync::Arc::new(Runtime::new(RuntimeConfig { engine, ..RuntimeConfig::default() }).unwrap());
+    let registry = std::sync::Arc::new(Registry::with_defaults(runtime).unwrap());
+    registry.load(SLOT, &adversarial_bytes(), "adversary").unwrap();
+    let calls = (0..200).map(|_| {
+        let registry = registry.clone();
+        tokio::spawn(async move { registry.call_phase(SLOT, &command("sleep:5"), detached()).await })
+    });
+    for call in futures::future::join_all(calls).await {
+        let outcome = call.unwrap().unwrap();
+        assert_eq!(outcome.step, PhaseStep::Stalled("adversarial: slept 5 ms".into()));
+    }
+}

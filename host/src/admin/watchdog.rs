@@ -29,9 +29,14 @@ impl Streaks {
         if streak.0 != version {
             *streak = (version, 0);
         }
-        if outcome == CallOutcome::Ok {
-            streak.1 = 0;
-            return false;
+        match outcome {
+            CallOutcome::Ok => {
+                streak.1 = 0;
+                return false;
+            }
+            // The host's condition: neither for the version nor against it.
+            CallOutcome::HostBusy => return false,
+            CallOutcome::Timeout | CallOutcome::Trap => {}
         }
         streak.1 += 1;
         if streak.1 >= self.threshold {
@@ -53,6 +58,7 @@ mod tests {
         assert!(!streaks.note("s", 2, CallOutcome::Timeout));
         assert!(!streaks.note("s", 2, CallOutcome::Ok), "a success starts the count again");
         assert!(!streaks.note("s", 2, CallOutcome::Trap));
+        assert!(!streaks.note("s", 2, CallOutcome::HostBusy), "a busy host is not the version's failure");
         assert!(!streaks.note("other", 1, CallOutcome::Trap), "slots count apart");
         assert!(!streaks.note("s", 2, CallOutcome::Trap));
         assert!(streaks.note("s", 2, CallOutcome::Trap));

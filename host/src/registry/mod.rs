@@ -166,6 +166,8 @@ pub enum CallOutcome {
     Timeout,
     /// It trapped, ran out of memory, flooded its output or did not start.
     Trap,
+    /// The host had no room to run it: says nothing of the plugin.
+    HostBusy,
 }
 
 impl CallOutcome {
@@ -174,17 +176,19 @@ impl CallOutcome {
             Ok(_) => CallOutcome::Ok,
             Err(err) => match err.failure {
                 CallFailure::Deadline(_) | CallFailure::FuelExhausted(_) => CallOutcome::Timeout,
+                CallFailure::HostBusy(_) => CallOutcome::HostBusy,
                 _ => CallOutcome::Trap,
             },
         }
     }
 
-    /// A one-word label: `ok`, `timeout` or `trap`.
+    /// A one-word label: `ok`, `timeout`, `trap` or `host-busy`.
     pub fn label(self) -> &'static str {
         match self {
             CallOutcome::Ok => "ok",
             CallOutcome::Timeout => "timeout",
             CallOutcome::Trap => "trap",
+            CallOutcome::HostBusy => "host-busy",
         }
     }
 }

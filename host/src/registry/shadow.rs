@@ -39,6 +39,14 @@ pub struct Divergence {
     pub would_have_made: Vec<String>,
 }
 
+/// The most host calls of the active version recorded for its shadow to
+/// replay; past it the shadow reads for itself and changes nothing.
+const MAX_RECORDED: usize = 10_000;
+
+/// The most calls a shadow's divergence lists as ones it would have made;
+/// the last entry says how many more there were.
+const MAX_WOULD_HAVE_MADE: usize = 100;
+
 /// Where the registry reports shadow calls.
 pub trait ShadowSink: Send + Sync {
     /// A shadow call ended; `divergence` is set when the decisions differ.
@@ -71,7 +79,10 @@ impl PluginHost for Recorder {
             return self.inner.answer(call).await;
         }
         let reply = self.inner.answer(call.clone()).await;
-        self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((call, reply.clone()));
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        if calls.len() < MAX_RECORDED {
+            calls.push((call, reply.clone()));
+        }
         reply
     }
 }
@@ -94,9 +105,23 @@ impl Replayer {
         None
     }
 
-    /// The calls made by the shadow only.
+    /// The calls made by the shadow only: the first ones, and how many more.
     pub fn would_have_made(&self) -> Vec<String> {
         self.would_have_made.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn note_would_have_made(&self, call: &HostCall) {
+        let mut made = self.would_have_made.lock().unwrap_or_else(|e| e.into_inner());
+        match made.len() {
+            n if n < MAX_WOULD_HAVE_MADE => made.push(call.to_string()),
+            MAX_WOULD_HAVE_MADE => made.push("and 1 more".into()),
+            _ => {
+                let more = made.last().and_then(|l| l.strip_prefix("and ")?.strip_suffix(" more")?.parse::<u64>().ok());
+                if let (Some(last), Some(more)) = (made.last_mut(), more) {
+                    *last = format!("and {} more", more + 1);
+                }
+            }
+        }
     }
 }
 
@@ -124,7 +149,7 @@ impl PluginHost for Replayer {
         // so the shadow's later calls are not replayed either. A placement
         // asked for real would count against the live attempt (the host
         // checks every answer): it is not asked.
-        self.would_have_made.lock().unwrap_or_else(|e| e.into_inner()).push(call.to_string());
+        self.note_would_have_made(&call);
         match call {
             HostCall::Place(_) => HostReply::refused(&call, ClusterError::Refused("shadow mode: not asked".into()), "shadow"),
             _ => HostReply::refused(&call, ClusterError::Refused("shadow mode: not made".into()), "shadow"),

@@ -45,10 +45,14 @@ pub enum CallFailure {
         /// The last lines the guest wrote to stderr, which hold a panic message.
         stderr: String,
     },
-    /// The component could not be instantiated (the instance pool is exhausted,
-    /// say).
+    /// The component could not be instantiated: it asks for more than the
+    /// sandbox allows (more memories or tables than a component may hold).
     #[error("could not instantiate: {0}")]
     Instantiate(String),
+    /// The host had no room for the call: every instance slot of its pool
+    /// was taken. The host's condition, not the plugin's fault.
+    #[error("the host is busy: {0}")]
+    HostBusy(String),
 }
 
 /// A plugin call that failed: the slot, the version and what happened. The
@@ -246,7 +250,16 @@ impl Runtime {
     ) -> Result<T, CallError> {
         let span = call_span(&info);
         // A call made on behalf of another stops the other's clock.
-        let _outer = CALL_CLOCK.try_with(|outer| outer.stop()).ok();
+        let outer = CALL_CLOCK.try_with(|outer| outer.stop()).ok();
+        // Calls wait for a slot: top-level calls and the calls they make
+        // (a placement or replica policy, never nesting further) each have
+        // half the instance pool, so the pool is never exhausted and a
+        // nested call always finds room.
+        let slots = if outer.is_some() { &self.nested_calls } else { &self.calls };
+        let Ok(_slot) = slots.acquire().await else {
+            let failure = CallFailure::HostBusy("the runtime is shutting down".into());
+            return Err(CallError { slot: info.slot, version: info.version, sha256: digest.short(), failure });
+        };
         let clock = Arc::new(CallClock::new(limits.host_budget));
         let mut store = self.new_store(info, limits, host, &clock);
         let result = CALL_CLOCK.scope(clock.clone(), bounded(limits, &clock, call(&mut store))).instrument(span.clone()).await;
@@ -347,6 +360,16 @@ fn finish<T>(
     result: Result<Result<T, Failed>, tokio::time::error::Elapsed>,
 ) -> Result<T, CallError> {
     let ctx = store.into_data();
+    if ctx.log.dropped > 0 {
+        tracing::warn!(
+            slot = %ctx.info.slot,
+            version = ctx.info.version,
+            dropped = ctx.log.dropped,
+            lines = limits.log_lines,
+            bytes = limits.log_bytes,
+            "the plugin wrote more log lines than a call may: the rest were dropped"
+        );
+    }
     let stdout = ctx.output.text(Channel::Stdout);
     let stderr = ctx.output.text(Channel::Stderr);
     forward(&stdout, "stdout");
@@ -354,6 +377,9 @@ fn finish<T>(
     let failure = match result {
         Ok(Ok(value)) => return Ok(value),
         Err(_elapsed) => CallFailure::Deadline(limits.deadline),
+        Ok(Err(Failed::Instantiate(err))) if err.chain().any(|e| e.is::<wasmtime::PoolConcurrencyLimitError>()) => {
+            CallFailure::HostBusy(format!("{err:#}"))
+        }
         Ok(Err(Failed::Instantiate(err))) => CallFailure::Instantiate(format!("{err:#}")),
         Ok(Err(Failed::Run(err))) => classify(&err, &ctx.memory.refused, limits, clock, &stderr),
     };

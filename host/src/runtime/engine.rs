@@ -16,6 +16,10 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// and a small heap.
 const KEEP_RESIDENT: usize = 4 << 20;
 
+/// The most linear memories one component instance may hold (its core
+/// instances together); the call's memory cap bounds their sum.
+const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
+
 /// Sizes of the engine, fixed when the runtime starts.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -56,6 +60,9 @@ pub(crate) fn build(config: &EngineConfig) -> wasmtime::Result<Engine> {
         .total_tables(instances * 8)
         .total_stacks(instances)
         .max_memory_size(config.max_memory_bytes)
+        // A component with more memories or tables than this is refused at
+        // instantiation, whatever the pool has left.
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
         // Calls are short and slots are reused constantly: reset the pages a
         // call dirtied in place (found with PAGEMAP_SCAN where the kernel has
         // it) instead of unmapping them, which costs page faults on the next

@@ -7,6 +7,7 @@ use wasmtime::component::{HasData, Linker, ResourceTable};
 
 use super::call::truncate;
 use super::host::{HostCall, HostReply, PluginHost};
+use super::sandbox::LogBudget;
 use super::{CallCtx, CallInfo};
 use crate::bindings::types::{
     Assignment, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest, ServiceDescriptor,
@@ -74,6 +75,8 @@ impl HasData for HasTable {
 pub struct HostView<'a> {
     host: &'a dyn PluginHost,
     info: &'a CallInfo,
+    /// The call's `log.write` allowance; none for a native call.
+    log: Option<&'a mut LogBudget>,
 }
 
 /// Projects a call's store data onto its [`HostView`], for the linker.
@@ -88,14 +91,14 @@ static NATIVE: CallInfo = CallInfo { slot: String::new(), version: 0, epoch: 0, 
 
 /// The imports of the call whose store data is `ctx`.
 pub(super) fn host_view(ctx: &mut CallCtx) -> HostView<'_> {
-    HostView { host: &*ctx.host, info: &ctx.info }
+    HostView { host: &*ctx.host, info: &ctx.info, log: Some(&mut ctx.log) }
 }
 
 impl<'a> HostView<'a> {
     /// The imports as a plugin compiled natively calls them: the same
     /// code a component's imports run.
     pub fn native(host: &'a dyn PluginHost) -> Self {
-        HostView { host, info: &NATIVE }
+        HostView { host, info: &NATIVE, log: None }
     }
 
     /// Asks the host; a reply of another shape than `call`'s is the host's
@@ -232,6 +235,11 @@ impl log::Host for HostView<'_> {
             fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
         let fields = truncate(&fields, MAX_LOG_LINE);
         let message = truncate(&message, MAX_LOG_LINE);
+        if let Some(budget) = self.log.as_deref_mut()
+            && !budget.take(fields.len() + message.len())
+        {
+            return;
+        }
         let info = self.info;
         macro_rules! emit {
             ($level:expr) => {

@@ -83,6 +83,9 @@ pub struct Runtime {
     phase_linker: Linker<CallCtx>,
     policy_linker: Linker<CallCtx>,
     meters_fuel: bool,
+    /// Slots for top-level plugin calls, and for the calls they make.
+    calls: tokio::sync::Semaphore,
+    nested_calls: tokio::sync::Semaphore,
     _ticker: engine::EpochTicker,
 }
 
@@ -102,7 +105,17 @@ impl Runtime {
         PlacementPolicy::add_to_linker::<CallCtx, imports::HostImports>(&mut policy_linker, imports::host_view)
             .map_err(LoadError::engine)?;
         let cache = cache::ComponentCache::new(&engine, config.cache_dir.as_deref());
-        Ok(Runtime { engine, cache, phase_linker, policy_linker, meters_fuel: config.engine.fuel, _ticker: ticker })
+        let half = (config.engine.max_instances as usize / 2).max(1);
+        Ok(Runtime {
+            engine,
+            cache,
+            phase_linker,
+            policy_linker,
+            meters_fuel: config.engine.fuel,
+            calls: tokio::sync::Semaphore::new(half),
+            nested_calls: tokio::sync::Semaphore::new(half),
+            _ticker: ticker,
+        })
     }
 
     /// The engine.

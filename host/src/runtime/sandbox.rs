@@ -35,10 +35,16 @@ pub struct Limits {
     /// `None` means unbounded fuel (the deadline still applies). Only a
     /// runtime that meters fuel (`EngineConfig::fuel`) takes fuel limits.
     pub fuel: Option<u64>,
-    /// The most linear memory the guest may hold, in bytes.
+    /// The most linear memory the guest may hold, in bytes: all the
+    /// memories of all its core instances together.
     pub memory_bytes: usize,
     /// The most the guest may write to stdout and stderr together, in bytes.
     pub output_bytes: usize,
+    /// The most `log.write` lines the guest may write in the call; later
+    /// ones are dropped and counted.
+    pub log_lines: u32,
+    /// The most bytes of `log.write` messages and fields in the call.
+    pub log_bytes: usize,
     /// Bound the call by `fuel` alone: no wall-time deadline and no yielding
     /// on the engine's wall-clock ticks, so neither machine speed nor thread
     /// timing can change how the call ends. The simulator sets it.
@@ -66,6 +72,8 @@ impl Default for Limits {
             fuel: None,
             memory_bytes: 64 << 20,
             output_bytes: 64 << 10,
+            log_lines: 1_000,
+            log_bytes: 256 << 10,
             fuel_only: false,
         }
     }
@@ -90,6 +98,7 @@ pub struct CallCtx {
     pub(crate) table: ResourceTable,
     pub(crate) memory: MemoryLimiter,
     pub(crate) output: CapturedOutput,
+    pub(crate) log: LogBudget,
     pub(crate) host: Arc<dyn PluginHost>,
     pub(crate) info: CallInfo,
 }
@@ -113,8 +122,9 @@ impl CallCtx {
         CallCtx {
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryLimiter { limit: limits.memory_bytes, refused: None },
+            memory: MemoryLimiter { limit: limits.memory_bytes, held: 0, refused: None },
             output,
+            log: LogBudget { lines: limits.log_lines, bytes: limits.log_bytes, dropped: 0 },
             host,
             info,
         }
@@ -127,12 +137,37 @@ impl WasiView for CallCtx {
     }
 }
 
-/// Caps the guest's linear memory and remembers a refused growth, so that the
-/// trap that follows is reported as out-of-memory.
+/// Caps the guest's linear memory, all its memories together (a component
+/// may hold several core instances, each with its own), and remembers a
+/// refused growth, so that the trap that follows is reported as
+/// out-of-memory.
 pub(crate) struct MemoryLimiter {
     limit: usize,
-    /// The size a refused growth asked for.
+    /// The bytes every memory of the call holds together.
+    held: usize,
+    /// The total a refused growth asked for.
     pub(crate) refused: Option<usize>,
+}
+
+/// What is left of a call's `log.write` allowance, and how many lines it
+/// dropped once spent.
+pub(crate) struct LogBudget {
+    pub(crate) lines: u32,
+    pub(crate) bytes: usize,
+    pub(crate) dropped: u64,
+}
+
+impl LogBudget {
+    /// Takes a line of `len` bytes from the allowance, or counts it dropped.
+    pub(crate) fn take(&mut self, len: usize) -> bool {
+        if self.lines == 0 || len > self.bytes {
+            self.dropped += 1;
+            return false;
+        }
+        self.lines -= 1;
+        self.bytes -= len;
+        true
+    }
 }
 
 /// The most table elements a guest may hold.
@@ -141,14 +176,17 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.refused = Some(desired);
+        // Called when a memory is created (from 0) and when it grows.
+        let total = self.held.saturating_sub(current).saturating_add(desired);
+        if total > self.limit {
+            self.refused = Some(total);
             return Ok(false);
         }
+        self.held = total;
         Ok(true)
     }
 
@@ -282,5 +320,33 @@ impl HostMonotonicClock for FrozenClock {
     }
     fn now(&self) -> u64 {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_cap_bounds_every_memory_of_a_call_together() {
+        let mut limiter = MemoryLimiter { limit: 64 << 20, held: 0, refused: None };
+        // Two core instances, each creating a 40 MiB memory: the second
+        // would take the call past its cap.
+        assert!(limiter.memory_growing(0, 40 << 20, None).unwrap());
+        assert!(!limiter.memory_growing(0, 40 << 20, None).unwrap());
+        assert_eq!(limiter.refused, Some(80 << 20));
+        // Growing the first within the cap is fine; the sum is what counts.
+        assert!(limiter.memory_growing(40 << 20, 60 << 20, None).unwrap());
+        assert!(!limiter.memory_growing(0, 8 << 20, None).unwrap());
+    }
+
+    #[test]
+    fn a_log_allowance_counts_lines_and_bytes_then_drops() {
+        let mut budget = LogBudget { lines: 2, bytes: 10, dropped: 0 };
+        assert!(budget.take(4));
+        assert!(!budget.take(7), "past the bytes");
+        assert!(budget.take(6));
+        assert!(!budget.take(0), "past the lines");
+        assert_eq!(budget.dropped, 2);
     }
 }

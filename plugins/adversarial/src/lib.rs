@@ -11,6 +11,7 @@
 //! | `spew`     | writes 64 MiB to stdout                               |
 //! | `sleep:MS` | sleeps MS milliseconds of host time, then stalls      |
 //! | `log`      | writes a structured log line and a stderr line        |
+//! | `logflood` | writes 100,000 structured log lines                   |
 //! | `probe`    | reports what it can see of the host and its network   |
 //! | otherwise  | stalls with `adversarial: idle`                       |
 
@@ -52,6 +53,12 @@ impl Phase for Adversarial {
                 host.log(LogLevel::Warn, "adversarial says hello", &[("k".into(), "v".into())]);
                 eprintln!("adversarial stderr line");
                 PhaseStep::Stalled("adversarial: logged".into())
+            }
+            "logflood" => {
+                for i in 0..100_000u32 {
+                    host.log(LogLevel::Info, "adversarial flood", &[("line".into(), i.to_string())]);
+                }
+                PhaseStep::Stalled("adversarial: flooded".into())
             }
             "probe" => {
                 let env = std::env::vars().count();
