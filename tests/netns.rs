@@ -61,6 +61,18 @@ fn kernel_faults_between_namespaces_during_the_load_lose_no_acknowledged_write()
     let bin = Path::new(env!("CARGO_BIN_EXE_ratchet"));
     let mut cluster = NetCluster::start(bin, &[]).expect("the lab and its processes");
     let (mut epoch, mut status, _) = cluster.serving_after(0, Duration::from_secs(120)).expect("a first generation");
+    // A stranger on the network, without the cluster's certificates, gets
+    // nothing from the coordinator, and cannot make a worker listen beyond
+    // loopback without TLS.
+    let stranger = std::process::Command::new(bin).args(["status", "--coordinator", &cluster.addr]).output().unwrap();
+    assert!(!stranger.status.success(), "{}", String::from_utf8_lossy(&stranger.stdout));
+    let open = std::process::Command::new(bin)
+        .args(["worker", "--coordinator", &cluster.addr, "--node", "n9", "--zone", "z1", "--listen", "0.0.0.0:0"])
+        .args(["--data", cluster.dir.path().join("open").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(open.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&open.stderr).contains("is not a loopback address"), "{}", String::from_utf8_lossy(&open.stderr));
     const WRITES: usize = 2_000;
     let faults =
         [Fault::Link(LinkFault::Cut), Fault::Link(LinkFault::Loss), Fault::Link(LinkFault::Slow), Fault::Stop, Fault::Kill];

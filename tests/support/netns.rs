@@ -217,6 +217,8 @@ impl Drop for Lab {
 
 /// A coordinator and six workers over three zones, each process in a
 /// namespace of its own in a [`Lab`]; clients run in the root namespace.
+/// Beyond loopback the cluster's ports take mutual TLS: every process holds
+/// a certificate of the cluster's CA (`ratchet certs`).
 pub struct NetCluster {
     /// Dropped after the processes (fields drop in order).
     children: Vec<(String, Child)>,
@@ -242,9 +244,12 @@ impl NetCluster {
         let addr = format!("{}:7400", lab.address(1));
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut cluster = NetCluster { children: Vec::new(), dir, bin: bin.to_path_buf(), addr, lab };
+        cluster.make_certs()?;
         let data = cluster.dir.path().join("coordinator");
+        let tls = cluster.tls("coordinator");
         let mut args = vec!["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &cluster.addr];
         args.extend_from_slice(&["--admin", "127.0.0.1:0"]);
+        args.extend(tls.iter().map(String::as_str));
         args.extend_from_slice(coordinator_extra);
         let coordinator = cluster.lab.spawn("c", bin, &args, &cluster.dir.path().join("coordinator.out"));
         cluster.children.push(("c".into(), coordinator));
@@ -255,15 +260,50 @@ impl NetCluster {
         Ok(cluster)
     }
 
+    /// The cluster's CA and a certificate for the coordinator, each
+    /// worker and the clients, in `DIR/certs`.
+    fn make_certs(&self) -> Result<(), String> {
+        let certs = self.dir.path().join("certs");
+        let certs = certs.to_str().expect("a UTF-8 path");
+        let mut runs = vec![vec!["certs", "init", certs], vec!["certs", "issue", "--role", "coordinator", certs]];
+        runs.push(vec!["certs", "issue", "--role", "client", certs]);
+        for node in NODES {
+            runs.push(vec!["certs", "issue", "--role", "worker", "--node", node, certs]);
+        }
+        for args in runs {
+            let out = Command::new(&self.bin).args(&args).output().map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(format!("ratchet {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The TLS arguments of the holder of `DIR/certs/STEM.pem`.
+    pub fn tls(&self, stem: &str) -> Vec<String> {
+        let certs = self.dir.path().join("certs");
+        let file = |name: String| certs.join(name).display().to_string();
+        vec![
+            "--tls-ca".into(),
+            file("ca.pem".into()),
+            "--tls-cert".into(),
+            file(format!("{stem}.pem")),
+            "--tls-key".into(),
+            file(format!("{stem}.key")),
+        ]
+    }
+
     fn worker(&self, node: &str) -> Child {
         let i: u8 = node[1..].parse().expect("a node n<i>");
         let zone = format!("z{}", (i - 1) % 3 + 1);
         let listen = format!("{}:7500", self.lab.address(10 + i));
         let data = self.dir.path().join(node);
-        let args = [
+        let mut args = vec![
             "worker", "--coordinator", &self.addr, "--node", node, "--zone", &zone, "--listen", &listen, "--data",
             data.to_str().unwrap(),
         ];
+        let tls = self.tls(&format!("worker-{node}"));
+        args.extend(tls.iter().map(String::as_str));
         self.lab.spawn(node, &self.bin, &args, &self.dir.path().join(format!("{node}.out")))
     }
 
@@ -290,7 +330,7 @@ impl NetCluster {
 
     /// `ratchet status`, if the coordinator answers.
     pub fn status(&self) -> Option<String> {
-        let out = Command::new(&self.bin).args(["status", "--coordinator", &self.addr]).output().ok()?;
+        let out = Command::new(&self.bin).args(["status", "--coordinator", &self.addr]).args(self.tls("client")).output().ok()?;
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
@@ -319,6 +359,7 @@ impl NetCluster {
         Command::new(&self.bin)
             .args(["load", "--coordinator", &self.addr, "--writes", &writes.to_string(), "--batch", &batch.to_string()])
             .args(["--acks", acks.to_str().unwrap()])
+            .args(self.tls("client"))
             .stdout(out.try_clone().expect("a log file"))
             .stderr(out)
             .spawn()
@@ -329,6 +370,7 @@ impl NetCluster {
     pub fn verify(&self, acks: &Path) -> Result<String, String> {
         let out = Command::new(&self.bin)
             .args(["verify", "--coordinator", &self.addr, "--acks", acks.to_str().unwrap()])
+            .args(self.tls("client"))
             .output()
             .map_err(|e| e.to_string())?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();

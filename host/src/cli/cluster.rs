@@ -14,7 +14,7 @@ use ratchet::coordinator::{CoordinatorProtocol, CoordinatorReply, CoordinatorReq
 use ratchet::status::Status;
 use ratchet::registry::Registry;
 use ratchet::runtime::Runtime;
-use ratchet::transport::{Client, TransportConfig};
+use ratchet::transport::{Client, TlsFiles, TlsIdentity, TransportConfig};
 
 use super::Failure;
 use super::admin::{AdminArgs, AdminClient};
@@ -77,6 +77,8 @@ pub struct CoordinatorArgs {
     /// soon a standby takes over from a leader that died.
     #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     lease_ttl: u64,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +108,8 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "BYTES", default_value_t = ratchet::topology::PAGE_BYTES,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64 << 20))]
     page_bytes: usize,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +130,8 @@ pub struct LoadArgs {
     /// How long to keep retrying one commit while the cluster recovers.
     #[arg(long, default_value_t = 60)]
     retry_secs: u64,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +146,8 @@ pub struct VerifyArgs {
     /// How long to keep retrying one read while the cluster recovers.
     #[arg(long, default_value_t = 60)]
     retry_secs: u64,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +162,33 @@ pub struct StatusArgs {
     /// A file holding the admin endpoint's bearer token.
     #[arg(long, value_name = "FILE", requires = "admin")]
     token_file: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// Mutual TLS with every peer: the three files `ratchet certs` makes.
+/// Without them a process talks plain TCP, on loopback only.
+#[derive(Clone, Debug, Args)]
+pub struct TlsArgs {
+    /// The cluster CA's certificate (PEM), which every peer's must chain to.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// This process's certificate (PEM), naming its role.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// This process's private key (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_cert"])]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The identity the files make, if they are given; a file that cannot
+    /// be used is bad input, named.
+    fn identity(&self) -> Result<Option<Arc<TlsIdentity>>, Failure> {
+        let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key) else { return Ok(None) };
+        let files = TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() };
+        TlsIdentity::load(&files).map(|identity| Some(Arc::new(identity))).map_err(|e| Failure::input(format!("--tls: {e}")))
+    }
 }
 
 fn tokio() -> Result<tokio::runtime::Runtime, Failure> {
@@ -163,8 +198,8 @@ fn tokio() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::from(anyhow::anyhow!("cannot start the async runtime: {e}")))
 }
 
-fn transport() -> TransportConfig {
-    TransportConfig { call_timeout: Duration::from_secs(5), ..TransportConfig::default() }
+fn transport(tls: Option<Arc<TlsIdentity>>) -> TransportConfig {
+    TransportConfig { call_timeout: Duration::from_secs(5), tls, ..TransportConfig::default() }
 }
 
 /// A failure timeout: a duration (`1s`, `250ms`) from 10 ms to an hour.
@@ -176,12 +211,23 @@ fn failure_timeout(text: &str) -> Result<Duration, String> {
     Ok(timeout)
 }
 
-fn client(addr: &str) -> Client<CoordinatorProtocol> {
-    Client::new(addr, transport())
+fn client(addr: &str, tls: Option<Arc<TlsIdentity>>) -> Client<CoordinatorProtocol> {
+    Client::new(addr, transport(tls))
 }
 
-async fn bind(addr: &str) -> Result<tokio::net::TcpListener, Failure> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| Failure::input(format!("--listen {addr}: {e}")))
+/// Binds `addr`: beyond loopback only with TLS, as the admin endpoint only
+/// with a token.
+async fn bind(addr: &str, tls: bool) -> Result<tokio::net::TcpListener, Failure> {
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| Failure::input(format!("--listen {addr}: {e}")))?;
+    let bound = listener.local_addr().map_err(anyhow::Error::new)?;
+    if !bound.ip().is_loopback() && !tls {
+        return Err(Failure::input(format!(
+            "--listen {addr} is not a loopback address: beyond loopback the cluster's ports need mutual TLS \
+             (--tls-ca, --tls-cert, --tls-key; `ratchet certs` makes them)"
+        )));
+    }
+    Ok(listener)
 }
 
 pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failure> {
@@ -211,6 +257,7 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
             ratchet::coordinator::process::StoreChoice::Etcd { store: Arc::new(store), id, ttl }
         }
     };
+    let tls = args.tls.identity()?;
     tokio()?.block_on(async {
         let admin_addr: std::net::SocketAddr = tokio::net::lookup_host(&args.admin)
             .await
@@ -218,7 +265,7 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
             .and_then(|mut addrs| addrs.next())
             .ok_or_else(|| Failure::input(format!("--admin {}: not an address", args.admin)))?;
         ratchet::admin::auth::check_bind(admin_addr, token.as_deref()).map_err(|e| Failure::input(e.to_string()))?;
-        let listener = bind(&args.listen).await?;
+        let listener = bind(&args.listen, tls.is_some()).await?;
         let admin = tokio::net::TcpListener::bind(admin_addr)
             .await
             .map_err(|e| Failure::input(format!("--admin {}: {e}", args.admin)))?;
@@ -238,6 +285,7 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
             boot_grace: Duration::from_secs(args.boot_grace),
             failure_timeout: args.failure_timeout,
             store,
+            tls,
         };
         ratchet::coordinator::process::run(&args.data, setup, registry, config).await.map_err(Failure::from)
     })
@@ -246,10 +294,11 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
 pub fn worker(args: WorkerArgs) -> Result<(), Failure> {
     let spec = NodeSpec { id: args.node, zone: args.zone, capacity: args.capacity };
     let _held = super::hold_data_dir(&args.data)?;
+    let tls = args.tls.identity()?;
     tokio()?.block_on(async {
-        let listener = bind(&args.listen).await?;
+        let listener = bind(&args.listen, tls.is_some()).await?;
         println!("worker {} listening on {}", spec.id, listener.local_addr().map_err(anyhow::Error::new)?);
-        ratchet::worker::process::run(spec, &args.data, listener, &args.coordinator, args.page_bytes)
+        ratchet::worker::process::run(spec, &args.data, listener, &args.coordinator, args.page_bytes, tls)
             .await
             .map_err(Failure::from)
     })
@@ -262,7 +311,7 @@ pub fn load(args: LoadArgs) -> Result<(), Failure> {
         .open(&args.acks)
         .map_err(|e| Failure::input(format!("--acks {}: {e}", args.acks.display())))?;
     let mut acks = std::io::BufWriter::new(file);
-    let mut client = CommitClient::new(&args.coordinator, transport());
+    let mut client = CommitClient::new(&args.coordinator, transport(args.tls.identity()?));
     let started = Instant::now();
     let mut acked = 0usize;
     let mut next = 0usize;
@@ -345,7 +394,9 @@ pub fn verify(args: VerifyArgs) -> Result<(), Failure> {
             _ => return Err(Failure::input(format!("--acks {}: line {} is not `key<TAB>value<TAB>version`", args.acks.display(), n + 1))),
         }
     }
-    let clients: Vec<Client<CoordinatorProtocol>> = args.coordinator.split(',').filter(|a| !a.is_empty()).map(client).collect();
+    let tls = args.tls.identity()?;
+    let clients: Vec<Client<CoordinatorProtocol>> =
+        args.coordinator.split(',').filter(|a| !a.is_empty()).map(|addr| client(addr, tls.clone())).collect();
     let mut lost = Vec::new();
     tokio()?.block_on(async {
         for (key, value) in &expected {
@@ -365,7 +416,7 @@ pub fn verify(args: VerifyArgs) -> Result<(), Failure> {
 
 pub fn status(args: StatusArgs) -> Result<(), Failure> {
     let status: Status = match (&args.coordinator, args.admin) {
-        (Some(coordinator), _) => match tokio()?.block_on(client(coordinator).call(CoordinatorRequest::Status)) {
+        (Some(coordinator), _) => match tokio()?.block_on(client(coordinator, args.tls.identity()?).call(CoordinatorRequest::Status)) {
             Ok(Ok(CoordinatorReply::Status(status))) => *status,
             Ok(other) => return Err(anyhow::anyhow!("unexpected reply {other:?}").into()),
             Err(err) => return Err(anyhow::anyhow!("{err}").into()),

@@ -3,6 +3,7 @@
 //! anything else.
 
 mod admin;
+mod certs;
 mod cluster;
 mod demo;
 mod experiment;
@@ -65,6 +66,10 @@ enum Command {
     /// Show the epoch, the layout, the director's state and the per-phase
     /// timeline of the last recovery.
     Status(cluster::StatusArgs),
+    /// Make the cluster's CA and the certificates of its coordinator,
+    /// workers and clients, for mutual TLS (--tls-ca, --tls-cert, --tls-key).
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
 }
 
 /// An error that ends the command, with its exit code.
@@ -133,6 +138,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Load(args) => cluster::load(args),
         Command::Verify(args) => cluster::verify(args),
         Command::Status(args) => cluster::status(args),
+        Command::Certs(command) => certs::run(command),
     }
 }
 

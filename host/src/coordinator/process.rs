@@ -21,7 +21,7 @@ use crate::director::{AttemptOutcome, Director, DirectorOptions, PAUSE_AFTER_INC
 use crate::guard::named_services;
 use crate::registry::Registry;
 use crate::replica::{Budget, Sessions};
-use crate::transport::{Handler, TcpTransport, TransportConfig, serve};
+use crate::transport::{Handler, Peer, TcpTransport, TransportConfig, serve};
 
 /// How many of the newest replica recovery events a status carries.
 const STATUS_REPLICA_EVENTS: usize = 50;
@@ -123,6 +123,17 @@ impl Handler<CoordinatorProtocol> for Coordinator {
             CoordinatorRequest::Status => Ok(CoordinatorReply::Status(Box::new(Coordinator::status(self).await))),
         }
     }
+
+    /// A worker registers only as the node its certificate names; anyone
+    /// of the cluster may read the generation, data and status.
+    fn forbids(&self, peer: &Peer, request: &CoordinatorRequest) -> Option<String> {
+        match request {
+            CoordinatorRequest::Register { node, .. } if !peer.is_node(node) => {
+                Some(format!("registering as node {node} takes that node's worker certificate, not {}", peer.describe()))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// How a coordinator process is set up.
@@ -146,6 +157,8 @@ pub struct Setup {
     pub failure_timeout: Duration,
     /// Where the coordinator state lives.
     pub store: StoreChoice,
+    /// Mutual TLS on its port and to its workers; `None` on loopback only.
+    pub tls: Option<Arc<crate::transport::TlsIdentity>>,
 }
 
 /// Where the coordinator state lives.
@@ -181,7 +194,8 @@ impl AdminHost for Coordinator {
 /// Runs the coordinator until the process ends: serves its endpoints and
 /// drives recovery against the workers that register.
 pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: RecoveryConfig) -> anyhow::Result<()> {
-    let Setup { listener, admin, admin_options, plugin_dir, log_retention, boot_grace, failure_timeout, store: choice } = setup;
+    let Setup { listener, admin, admin_options, plugin_dir, log_retention, boot_grace, failure_timeout, store: choice, tls } =
+        setup;
     let store: Arc<dyn CoordinatorStore> = match &choice {
         StoreChoice::File => Arc::new(FileStore::open(data)?),
         StoreChoice::Etcd { store, .. } => store.clone(),
@@ -196,12 +210,13 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
     }
     // A call to a worker the detector fails ends then; this bounds a slow
     // call to a worker that still answers its heartbeat.
-    let transport = TransportConfig { call_timeout: failure_timeout.max(CALL_TIMEOUT), ..TransportConfig::default() };
+    let base = TransportConfig { tls: tls.clone(), ..TransportConfig::default() };
+    let transport = TransportConfig { call_timeout: failure_timeout.max(CALL_TIMEOUT), ..base.clone() };
     // The detector's long polls have connections of their own, each call
     // bounded by the failure timeout.
-    let heartbeats = TransportConfig { call_timeout: failure_timeout, ..TransportConfig::default() };
+    let heartbeats = TransportConfig { call_timeout: failure_timeout, ..base.clone() };
     // Data movement is bounded by the replica session's budget.
-    let bulk = TransportConfig { call_timeout: Budget::default().max_duration, ..TransportConfig::default() };
+    let bulk = TransportConfig { call_timeout: Budget::default().max_duration, ..base };
     // Workers register whenever they start; known ones are reached at once.
     let cluster = Arc::new(
         RemoteCluster::new(transport.clone())

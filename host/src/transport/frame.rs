@@ -78,12 +78,23 @@ where
     R: AsyncRead + Unpin,
     T: DeserializeOwned,
 {
-    let mut header = [0u8; HEADER];
-    let first = reader.read(&mut header).await?;
-    if first == 0 {
+    let mut first = [0u8; 1];
+    if reader.read(&mut first).await? == 0 {
         return Err(FrameError::Closed);
     }
-    reader.read_exact(&mut header[first..]).await?;
+    read_after(reader, first[0], max).await
+}
+
+/// Reads the rest of a frame whose first byte, `first`, was read already:
+/// how a server waits for the next frame within one deadline and reads it
+/// within another.
+pub async fn read_after<R, T>(reader: &mut R, first: u8, max: usize) -> Result<T, FrameError>
+where
+    R: AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
+    let mut header = [first, 0, 0, 0];
+    reader.read_exact(&mut header[1..]).await?;
     let len = body_len(header, max)?;
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body).await?;

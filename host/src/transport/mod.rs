@@ -8,15 +8,19 @@
 //! transport: they reach the network only through the host's service
 //! handles, which are built on it.
 
+pub mod certs;
+pub mod conn;
 pub mod frame;
 pub mod memory;
 pub mod rpc;
 pub mod tcp;
+pub mod tls;
 
 pub use frame::{FrameError, MAX_FRAME};
 pub use memory::MemoryTransport;
 pub use rpc::{Client, Handler, Protocol, TransportConfig, TransportError, serve};
 pub use tcp::TcpTransport;
+pub use tls::{Peer, Role, TlsFiles, TlsIdentity};
 
 /// Sends a request of protocol `P` to a named endpoint and waits for the
 /// reply, within the transport's timeout.

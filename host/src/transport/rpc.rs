@@ -17,9 +17,12 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::conn::Conn;
 use super::frame::{self, FrameError};
+use super::tls::{Peer, TlsIdentity};
 
 /// The first bytes of every handshake.
 pub const MAGIC: [u8; 4] = *b"RTCH";
@@ -149,6 +152,10 @@ pub struct TransportConfig {
     /// How long a frame may take to arrive once its first byte has: a peer
     /// that trickles a frame is cut off.
     pub frame_timeout: Duration,
+    /// Mutual TLS: a server requires a certificate the cluster's CA signed
+    /// of every peer, a client presents its own and checks the server's.
+    /// `None` is plain TCP, for loopback only.
+    pub tls: Option<Arc<TlsIdentity>>,
 }
 
 impl Default for TransportConfig {
@@ -159,6 +166,7 @@ impl Default for TransportConfig {
             max_connections: 1024,
             idle_timeout: Duration::from_secs(60),
             frame_timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -180,7 +188,7 @@ const MAX_REFUSING: usize = 16;
 pub struct Client<P: Protocol> {
     addr: String,
     config: TransportConfig,
-    idle: std::sync::Mutex<Vec<(TcpStream, tokio::time::Instant)>>,
+    idle: std::sync::Mutex<Vec<(Conn, tokio::time::Instant)>>,
     next_id: AtomicU64,
     _protocol: std::marker::PhantomData<fn() -> P>,
 }
@@ -202,12 +210,12 @@ impl<P: Protocol> Client<P> {
         &self.addr
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(TcpStream, tokio::time::Instant)>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(Conn, tokio::time::Instant)>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// An idle connection the server is not about to close for idling.
-    fn take_idle(&self) -> Option<TcpStream> {
+    fn take_idle(&self) -> Option<Conn> {
         let fresh = self.config.idle_timeout / 2;
         let mut idle = self.idle();
         idle.retain(|(_, since)| since.elapsed() < fresh);
@@ -239,9 +247,9 @@ impl<P: Protocol> Client<P> {
 
     async fn exchange(
         &self,
-        stream: Option<TcpStream>,
+        stream: Option<Conn>,
         call: Call<P::Request>,
-    ) -> Result<(TcpStream, P::Response), TransportError> {
+    ) -> Result<(Conn, P::Response), TransportError> {
         let mut stream = match stream {
             Some(stream) => stream,
             None => self.connect().await?,
@@ -250,7 +258,7 @@ impl<P: Protocol> Client<P> {
         Ok((stream, response))
     }
 
-    async fn round_trip(&self, stream: &mut TcpStream, call: Call<P::Request>) -> Result<P::Response, TransportError> {
+    async fn round_trip(&self, stream: &mut Conn, call: Call<P::Request>) -> Result<P::Response, TransportError> {
         let max = self.config.max_frame;
         frame::write(stream, &call, max).await.map_err(|source| self.frame_error(source))?;
         loop {
@@ -266,13 +274,18 @@ impl<P: Protocol> Client<P> {
         }
     }
 
-    async fn connect(&self) -> Result<TcpStream, TransportError> {
-        let mut stream = TcpStream::connect(&self.addr)
+    async fn connect(&self) -> Result<Conn, TransportError> {
+        let tcp = TcpStream::connect(&self.addr)
             .await
             .map_err(|source| TransportError::Connect { addr: self.addr.clone(), source })?;
-        let _ = stream.set_nodelay(true);
-        let hello = Hello { magic: MAGIC, version: PROTOCOL_VERSION, service: P::SERVICE.into() };
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(addr = %self.addr, %err, "cannot turn Nagle off");
+        }
         let handshake = |reason: String| TransportError::Handshake { addr: self.addr.clone(), reason };
+        let mut stream = Conn::client(tcp, self.config.tls.as_deref())
+            .await
+            .map_err(|e| handshake(format!("TLS: {e}")))?;
+        let hello = Hello { magic: MAGIC, version: PROTOCOL_VERSION, service: P::SERVICE.into() };
         frame::write(&mut stream, &hello, self.config.max_frame).await.map_err(|e| handshake(e.to_string()))?;
         match frame::read(&mut stream, self.config.max_frame).await {
             Ok(HelloReply::Welcome { .. }) => Ok(stream),
@@ -291,6 +304,13 @@ impl<P: Protocol> Client<P> {
 pub trait Handler<P: Protocol>: Send + Sync + 'static {
     /// Answers one request.
     async fn handle(&self, request: P::Request) -> P::Response;
+
+    /// Why `peer` may not make `request`, if it may not: the call is then
+    /// answered with the reason and never handled. Everyone may, unless
+    /// the handler says otherwise.
+    fn forbids(&self, _peer: &Peer, _request: &P::Request) -> Option<String> {
+        None
+    }
 }
 
 /// How long a new connection may take to say hello.
@@ -325,8 +345,9 @@ pub async fn serve<P: Protocol, H: Handler<P>>(listener: TcpListener, handler: A
             // Told why, within a second, by a bounded number of refusers;
             // beyond them the connection is just closed.
             if let Ok(refuser) = refusing.clone().try_acquire_owned() {
+                let tls = config.tls.clone();
                 connections.spawn(async move {
-                    let refused = tokio::time::timeout(Duration::from_secs(1), refuse(stream, reason)).await;
+                    let refused = tokio::time::timeout(Duration::from_secs(1), refuse(stream, tls, reason)).await;
                     if let Ok(Err(err)) = refused {
                         tracing::debug!(%peer, %err, "could not tell a refused connection why");
                     }
@@ -347,21 +368,23 @@ pub async fn serve<P: Protocol, H: Handler<P>>(listener: TcpListener, handler: A
 }
 
 /// Reads a connection's hello and answers it with the refusal `reason`.
-async fn refuse(mut stream: TcpStream, reason: String) -> Result<(), FrameError> {
+async fn refuse(stream: TcpStream, tls: Option<Arc<TlsIdentity>>, reason: String) -> Result<(), FrameError> {
+    let (mut stream, _peer) = Conn::server(stream, tls.as_deref()).await?;
     let _hello: Hello = frame::read(&mut stream, MAX_HELLO).await?;
     frame::write(&mut stream, &HelloReply::Refused(reason), MAX_HELLO).await
 }
 
 /// Reads the next frame of a connection: it must start within the idle
 /// timeout and arrive whole within the frame timeout.
-async fn next_frame<T: DeserializeOwned>(stream: &mut TcpStream, config: &TransportConfig) -> Result<T, String> {
+async fn next_frame<T: DeserializeOwned>(stream: &mut Conn, config: &TransportConfig) -> Result<T, String> {
     let mut first = [0u8; 1];
-    match tokio::time::timeout(config.idle_timeout, stream.peek(&mut first)).await {
+    match tokio::time::timeout(config.idle_timeout, stream.read(&mut first)).await {
         Err(_) => return Err(format!("idle for {:?}", config.idle_timeout)),
-        // Closed, or failed: the read below says which.
-        Ok(_) => {}
+        Ok(Ok(0)) => return Err(CLOSED.into()),
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => return Err(err.to_string()),
     }
-    match tokio::time::timeout(config.frame_timeout, frame::read(stream, config.max_frame)).await {
+    match tokio::time::timeout(config.frame_timeout, frame::read_after(stream, first[0], config.max_frame)).await {
         Err(_) => Err(format!("a frame took longer than {:?} to arrive", config.frame_timeout)),
         Ok(Ok(message)) => Ok(message),
         Ok(Err(FrameError::Closed)) => Err(CLOSED.into()),
@@ -378,16 +401,21 @@ const CLOSED: &str = "closed";
 const MALFORMED: &str = "bad frame: ";
 
 async fn serve_connection<P: Protocol, H: Handler<P>>(
-    mut stream: TcpStream,
+    tcp: TcpStream,
     handler: &H,
     config: &TransportConfig,
 ) -> Result<(), String> {
-    let _ = stream.set_nodelay(true);
+    if let Err(err) = tcp.set_nodelay(true) {
+        tracing::debug!(%err, "cannot turn Nagle off");
+    }
     let max = config.max_frame;
-    let hello: Hello = tokio::time::timeout(HELLO_TIMEOUT, frame::read(&mut stream, MAX_HELLO))
-        .await
-        .map_err(|_| "no hello in time".to_string())?
-        .map_err(|e| format!("bad hello: {e}"))?;
+    // The TLS handshake and the hello together have the hello's deadline.
+    let opened = tokio::time::timeout(HELLO_TIMEOUT, async {
+        let (mut stream, peer) = Conn::server(tcp, config.tls.as_deref()).await.map_err(|e| format!("TLS: {e}"))?;
+        let hello: Hello = frame::read(&mut stream, MAX_HELLO).await.map_err(|e| format!("bad hello: {e}"))?;
+        Ok::<_, String>((stream, peer, hello))
+    });
+    let (mut stream, peer, hello) = opened.await.map_err(|_| "no hello in time".to_string())??;
     if let Some(reason) = refusal::<P>(&hello) {
         let _ = frame::write(&mut stream, &HelloReply::Refused(reason.clone()), max).await;
         return Err(reason);
@@ -411,6 +439,11 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
                 return Err(reason);
             }
         };
+        if let Some(reason) = handler.forbids(&peer, &call.request) {
+            let reply: Reply<P::Response> = Reply { id: call.id, result: Err(format!("forbidden: {reason}")) };
+            frame::write(&mut stream, &reply, max).await.map_err(|e| e.to_string())?;
+            continue;
+        }
         let response = handler.handle(call.request).await;
         let reply = Reply { id: call.id, result: Ok(response) };
         if let Err(err) = frame::write(&mut stream, &reply, max).await {

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::transport::Role;
+
 use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version};
 use crate::services::{Mutation, SnapshotPage};
 use crate::transport::Protocol;
@@ -255,6 +257,36 @@ impl WorkerRequest {
             | WorkerRequest::ReadVersion { .. }
             | WorkerRequest::Pull { .. }
             | WorkerRequest::Read { .. } => None,
+        }
+    }
+
+    /// Who may ask it: the coordinator alone drives recovery and moves
+    /// data; proxies on workers take versions, resolve and push; clients
+    /// commit and read.
+    pub fn callers(&self) -> &'static [Role] {
+        match self {
+            WorkerRequest::Info { .. }
+            | WorkerRequest::Lock { .. }
+            | WorkerRequest::CreateWorker { .. }
+            | WorkerRequest::StartRole { .. }
+            | WorkerRequest::ReadRange { .. }
+            | WorkerRequest::InstallRange { .. }
+            | WorkerRequest::Unlock { .. }
+            | WorkerRequest::Release { .. }
+            | WorkerRequest::Snapshot { .. }
+            | WorkerRequest::Rebuild { .. }
+            | WorkerRequest::RecoverApply { .. }
+            | WorkerRequest::Truncate { .. }
+            | WorkerRequest::Retained { .. }
+            | WorkerRequest::Pop { .. }
+            | WorkerRequest::Pull { .. }
+            | WorkerRequest::Apply { .. } => &[Role::Coordinator],
+            WorkerRequest::NextVersion { .. } | WorkerRequest::Resolve { .. } | WorkerRequest::Push { .. } => {
+                &[Role::Worker, Role::Coordinator]
+            }
+            WorkerRequest::Commit { .. } | WorkerRequest::ReadVersion { .. } | WorkerRequest::Read { .. } => {
+                &[Role::Client, Role::Coordinator]
+            }
         }
     }
 

@@ -18,7 +18,7 @@ use crate::topology::{NodeSpec, PAGE_BYTES};
 use crate::services::{
     CommitProxy, Disk, DurableError, DurableLog, DurableStorage, JournalError, Resolver, Sequencer, ServiceError, StagedSnapshots, StagingError,
 };
-use crate::transport::{Handler, TcpTransport, Transport, TransportConfig};
+use crate::transport::{Handler, Peer, TcpTransport, Transport, TransportConfig};
 
 enum Role {
     Log(DurableLog),
@@ -615,6 +615,14 @@ impl Handler<WorkerProtocol> for Foreman {
             WorkerRequest::Info { .. } => Ok(self.info()),
             request => self.answer_off_async(request),
         }
+    }
+
+    fn forbids(&self, peer: &Peer, request: &WorkerRequest) -> Option<String> {
+        let callers = request.callers();
+        (!peer.holds_any(callers)).then(|| {
+            let may: Vec<&str> = callers.iter().map(|r| r.label()).collect();
+            format!("{} may be asked only by a {}, not by {}", request.kind().name(), may.join(" or "), peer.describe())
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::wire::{CoordinatorProtocol, CoordinatorRequest};
 use crate::services::Disk;
 use crate::topology::NodeSpec;
-use crate::transport::{Client, TransportConfig, serve};
+use crate::transport::{Client, TcpTransport, TlsIdentity, TransportConfig, serve};
 use super::{Foreman, WorkerProtocol};
 
 /// How often a worker registers again.
@@ -23,11 +23,16 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     coordinator: &str,
     page_bytes: usize,
+    tls: Option<Arc<TlsIdentity>>,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?.to_string();
-    let foreman = Arc::new(Foreman::open(spec.clone(), Disk::Dir(data.to_path_buf()), addr.clone())?.with_page_bytes(page_bytes));
+    let transport = TransportConfig { tls, ..TransportConfig::default() };
+    let foreman = Arc::new(
+        Foreman::open(spec.clone(), Disk::Dir(data.to_path_buf()), addr.clone())?
+            .with_page_bytes(page_bytes)
+            .with_transport(Arc::new(TcpTransport::new(transport.clone()))),
+    );
     tracing::info!(node = %spec.id, %addr, data = %data.display(), "worker listening");
-    let transport = TransportConfig::default();
     tokio::spawn(serve::<WorkerProtocol, _>(listener, foreman, transport.clone()));
     let register = CoordinatorRequest::Register {
         node: spec.id.clone(),
