@@ -283,3 +283,46 @@ fn a_second_process_on_a_data_directory_exits_2_naming_the_directory_and_the_hol
     let out = ratchet(&["worker", "--coordinator", "127.0.0.1:1", "--node", "n1", "--zone", "z1", "--data", data, "--listen", "256.0.0.1:1"]);
     assert!(stderr(&out).contains("--listen 256.0.0.1:1"), "{}", stderr(&out));
 }
+
+#[test]
+fn certs_make_a_cluster_ca_and_role_certificates_and_refuse_what_they_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    let ca = ca.to_str().unwrap();
+    let out = ratchet(&["certs", "init", ca]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("ca.key (mode 600)"), "{}", stdout(&out));
+    let out = ratchet(&["certs", "issue", "--role", "worker", "--node", "n1", ca]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("--tls-cert") && stdout(&out).contains("worker-n1.pem"), "{}", stdout(&out));
+    for (args, expected) in [
+        (vec!["certs", "init", ca], "exists already"),
+        (vec!["certs", "issue", "--role", "worker", ca], "give --node"),
+        (vec!["certs", "issue", "--role", "worker", "--node", "a.b", ca], "one DNS label"),
+        (vec!["certs", "issue", "--role", "client", "--node", "n1", ca], "--node is for a worker"),
+        (vec!["certs", "issue", "--role", "etcd", ca], "give --host"),
+        (vec!["certs", "issue", "--role", "worker", "--node", "n1", ca], "exists already"),
+    ] {
+        let out = ratchet(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expected), "{args:?}: {}", stderr(&out));
+    }
+    // Beyond loopback, the cluster's ports take TLS; half the TLS flags is
+    // bad input, and so is a file that holds no certificate.
+    let data = dir.path().join("w");
+    let worker = |extra: &[&str]| {
+        let mut args = vec!["worker", "--coordinator", "127.0.0.1:1", "--node", "n1", "--zone", "z1", "--data", data.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        ratchet(&args)
+    };
+    let out = worker(&["--listen", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--listen 0.0.0.0:0 is not a loopback address"), "{}", stderr(&out));
+    let ca_pem = format!("{ca}/ca.pem");
+    let out = worker(&["--tls-ca", &ca_pem]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let key = format!("{ca}/worker-n1.key");
+    let out = worker(&["--tls-ca", &ca_pem, "--tls-cert", &key, "--tls-key", &key]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("worker-n1.key") && stderr(&out).contains("no certificate"), "{}", stderr(&out));
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ratchet::bindings::types::{Layout, ServiceDescriptor, ServiceKind};
 use ratchet::store::{CoordinatorStore, EtcdStore, KeepAlive, StoreError};
 
-use support::{etcd, free_port, url};
+use support::{etcd, etcd_tls, free_port, url};
 
 fn layout(epoch: u64) -> Layout {
     Layout {
@@ -133,6 +133,42 @@ fn an_unreachable_etcd_or_a_bad_url_is_a_clear_error_at_start() {
         let err = EtcdStore::connect(bad).err().expect("a bad URL");
         assert!(matches!(err, StoreError::BadUrl { .. }), "{bad}: {err}");
     }
+}
+
+#[test]
+fn over_etcds_the_store_needs_the_clusters_certificates() {
+    use ratchet::transport::{Role, TlsFiles, certs};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("certs");
+    certs::init(&ca).unwrap();
+    certs::issue(&ca, Role::Coordinator, None).unwrap();
+    certs::issue_etcd(&ca, &["127.0.0.1".into()]).unwrap();
+    let stranger = dir.path().join("stranger");
+    certs::init(&stranger).unwrap();
+    certs::issue(&stranger, Role::Coordinator, None).unwrap();
+    let (mut member, url) = etcd_tls(dir.path(), &ca);
+    let files = |dir: &std::path::Path| TlsFiles {
+        ca: ca.join("ca.pem"),
+        cert: dir.join("coordinator.pem"),
+        key: dir.join("coordinator.key"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let store = loop {
+        match EtcdStore::connect_with(&url, Some(&files(&ca))) {
+            Ok(store) => break store,
+            Err(err) => {
+                assert!(Instant::now() < deadline && member.child.try_wait().unwrap().is_none(), "etcd over TLS: {err}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    let epoch = store.next_epoch().unwrap();
+    assert_eq!(store.state().unwrap().epoch, epoch);
+    // Without the files, and with another CA's certificate, nothing.
+    let err = EtcdStore::connect(&url).err().expect("etcds:// without certificates");
+    assert!(matches!(err, StoreError::BadUrl { .. }) && err.to_string().contains("--tls-ca"), "{err}");
+    let err = EtcdStore::connect_with(&url, Some(&files(&stranger))).err().expect("another CA's certificate");
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err}");
 }
 
 #[test]

@@ -17,7 +17,7 @@ pub enum CertsCommand {
         dir: PathBuf,
     },
     /// Issue a certificate from the CA in DIR, written beside it:
-    /// coordinator.pem, worker-NODE.pem or client.pem, and its key.
+    /// coordinator.pem, worker-NODE.pem, client.pem or etcd.pem, and its key.
     Issue(IssueArgs),
 }
 
@@ -29,6 +29,9 @@ pub struct IssueArgs {
     /// For a worker: the node id it runs as (its --node).
     #[arg(long, value_name = "ID")]
     node: Option<String>,
+    /// For etcd: a host name or IP address its clients dial (repeatable).
+    #[arg(long = "host", value_name = "HOST")]
+    hosts: Vec<String>,
     /// The directory of the CA.
     dir: PathBuf,
 }
@@ -41,6 +44,8 @@ enum RoleArg {
     Worker,
     /// Commits and reads: `ratchet load`, `verify`, `status`.
     Client,
+    /// etcd's server certificate, for a coordinator store at etcds://.
+    Etcd,
 }
 
 pub fn run(command: CertsCommand) -> Result<(), Failure> {
@@ -51,7 +56,16 @@ pub fn run(command: CertsCommand) -> Result<(), Failure> {
                 RoleArg::Coordinator => Role::Coordinator,
                 RoleArg::Worker => Role::Worker,
                 RoleArg::Client => Role::Client,
+                RoleArg::Etcd => {
+                    let issued = certs::issue_etcd(&args.dir, &args.hosts).map_err(failure)?;
+                    print(&issued);
+                    println!("use: etcd --cert-file {} --key-file {} --client-cert-auth --trusted-ca-file {}", issued.cert.display(), issued.key.display(), args.dir.join(certs::CA_CERT).display());
+                    return Ok(());
+                }
             };
+            if !args.hosts.is_empty() {
+                return Err(Failure::input("--host is for etcd's certificate"));
+            }
             let issued = certs::issue(&args.dir, role, args.node.as_deref()).map_err(failure)?;
             print(&issued);
             let ca = args.dir.join(certs::CA_CERT);

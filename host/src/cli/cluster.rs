@@ -69,8 +69,9 @@ pub struct CoordinatorArgs {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = failure_timeout)]
     failure_timeout: Duration,
     /// Keep the coordinator state in etcd instead of the data directory:
-    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`. Coordinators sharing it
-    /// elect one leader, the only one that recovers.
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`, or `etcds://...` for
+    /// https with this coordinator's --tls-* files as client certificate.
+    /// Coordinators sharing it elect one leader, the only one that recovers.
     #[arg(long, value_name = "URL")]
     store: Option<String>,
     /// Seconds the leader's etcd lease lives without being renewed: how
@@ -182,11 +183,16 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
+    /// The files, if they are given.
+    fn files(&self) -> Option<TlsFiles> {
+        let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key) else { return None };
+        Some(TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() })
+    }
+
     /// The identity the files make, if they are given; a file that cannot
     /// be used is bad input, named.
     fn identity(&self) -> Result<Option<Arc<TlsIdentity>>, Failure> {
-        let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key) else { return Ok(None) };
-        let files = TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() };
+        let Some(files) = self.files() else { return Ok(None) };
         TlsIdentity::load(&files).map(|identity| Some(Arc::new(identity))).map_err(|e| Failure::input(format!("--tls: {e}")))
     }
 }
@@ -248,7 +254,8 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
     let store = match &args.store {
         None => ratchet::coordinator::process::StoreChoice::File,
         Some(url) => {
-            let store = ratchet::store::EtcdStore::connect(url).map_err(|err| match err {
+            let files = args.tls.files();
+            let store = ratchet::store::EtcdStore::connect_with(url, files.as_ref()).map_err(|err| match err {
                 ratchet::store::StoreError::BadUrl { .. } => Failure::input(format!("--store: {err}")),
                 other => Failure::from(anyhow::anyhow!("--store {url}: {other}")),
             })?;

@@ -3,7 +3,9 @@
 //!
 //! Spoken over etcd's v3 JSON gateway (`/v3/kv/txn` and friends), so the
 //! store stays synchronous like [`super::FileStore`] and needs no gRPC
-//! stack. Under `PREFIX` (`/ratchet/` unless told otherwise):
+//! stack. `etcds://` reaches the members over https, checking their
+//! certificates against the cluster's CA and presenting the coordinator's
+//! own (etcd's `--client-cert-auth`). Under `PREFIX` (`/ratchet/` unless told otherwise):
 //!
 //! - `epoch`: the newest epoch issued, in decimal. A new one is written by a
 //!   transaction that compares the key's revision with the one read, so two
@@ -83,11 +85,27 @@ impl EtcdStore {
     /// member answers: a coordinator must not start on a store it cannot
     /// reach.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, None)
+    }
+
+    /// [`EtcdStore::connect`], with the TLS files an `etcds://` URL needs:
+    /// the CA the members' certificates chain to, and the client
+    /// certificate and key presented to them.
+    pub fn connect_with(url: &str, tls: Option<&crate::transport::TlsFiles>) -> Result<Self, StoreError> {
         let (endpoints, prefix) = parse_url(url)?;
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            .build();
+        let https = endpoints.iter().any(|e| e.starts_with("https://"));
+        let mut config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(REQUEST_TIMEOUT));
+        match (https, tls) {
+            (true, Some(files)) => config = config.tls_config(tls_config(files)?),
+            (true, None) => {
+                return Err(StoreError::BadUrl {
+                    url: url.to_string(),
+                    reason: "etcds:// needs --tls-ca, --tls-cert and --tls-key".into(),
+                });
+            }
+            (false, _) => {}
+        }
+        let config = config.build();
         let store = EtcdStore {
             endpoints,
             preferred: Mutex::new(0),
@@ -421,9 +439,40 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
 
 /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` into the members' base URLs
 /// and the key prefix (ending in `/`).
+/// The https configuration of `files`: the CA as the only root, the
+/// certificate and key as the client's.
+fn tls_config(files: &crate::transport::TlsFiles) -> Result<ureq::tls::TlsConfig, StoreError> {
+    use ureq::tls::{ClientCert, PemItem, RootCerts, TlsConfig, TlsProvider};
+    let pem = |path: &std::path::Path| -> Result<Vec<PemItem<'static>>, StoreError> {
+        let bad = |reason: String| StoreError::Io { path: path.display().to_string(), source: std::io::Error::other(reason) };
+        let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let items: Result<Vec<PemItem<'static>>, _> = ureq::tls::parse_pem(&bytes).collect();
+        items.map_err(|e| bad(e.to_string()))
+    };
+    let certs = |items: Vec<PemItem<'static>>| {
+        items.into_iter().filter_map(|item| if let PemItem::Certificate(c) = item { Some(c) } else { None }).collect::<Vec<_>>()
+    };
+    let roots = certs(pem(&files.ca)?);
+    let chain = certs(pem(&files.cert)?);
+    let key = pem(&files.key)?.into_iter().find_map(|item| if let PemItem::PrivateKey(k) = item { Some(k) } else { None });
+    let Some(key) = key else {
+        let source = std::io::Error::other("no private key in the file");
+        return Err(StoreError::Io { path: files.key.display().to_string(), source });
+    };
+    Ok(TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(RootCerts::new_with_certs(&roots))
+        .client_cert(Some(ClientCert::new_with_certs(&chain, key)))
+        .build())
+}
+
 fn parse_url(url: &str) -> Result<(Vec<String>, String), StoreError> {
     let bad = |reason: &str| StoreError::BadUrl { url: url.to_string(), reason: reason.to_string() };
-    let rest = url.strip_prefix("etcd://").ok_or_else(|| bad("it does not start with etcd://"))?;
+    let (scheme, rest) = match (url.strip_prefix("etcd://"), url.strip_prefix("etcds://")) {
+        (Some(rest), _) => ("http", rest),
+        (None, Some(rest)) => ("https", rest),
+        (None, None) => return Err(bad("it does not start with etcd:// (or etcds:// for https)")),
+    };
     let (hosts, prefix) = match rest.split_once('/') {
         Some((hosts, prefix)) if !prefix.trim_matches('/').is_empty() => (hosts, format!("/{}/", prefix.trim_matches('/'))),
         Some((hosts, _)) => (hosts, "/ratchet/".to_string()),
@@ -435,7 +484,7 @@ fn parse_url(url: &str) -> Result<(Vec<String>, String), StoreError> {
         if name.is_empty() || port.parse::<u16>().is_err() {
             return Err(bad(&format!("`{host}` is not HOST:PORT")));
         }
-        endpoints.push(format!("http://{host}"));
+        endpoints.push(format!("{scheme}://{host}"));
     }
     Ok((endpoints, prefix))
 }
@@ -517,7 +566,9 @@ mod tests {
         let (endpoints, prefix) = parse_url("etcd://a:1,b:2,c:3/prod/east").unwrap();
         assert_eq!(endpoints, ["http://a:1", "http://b:2", "http://c:3"]);
         assert_eq!(prefix, "/prod/east/");
-        for bad in ["http://a:1", "etcd://a", "etcd://a:port", "etcd://:1", "etcd://a:1,"] {
+        let (endpoints, _) = parse_url("etcds://a:1,b:2").unwrap();
+        assert_eq!(endpoints, ["https://a:1", "https://b:2"]);
+        for bad in ["http://a:1", "etcd://a", "etcd://a:port", "etcd://:1", "etcd://a:1,", "etcds://"] {
             let err = parse_url(bad).unwrap_err();
             assert!(matches!(err, StoreError::BadUrl { .. }), "{bad}: {err}");
         }

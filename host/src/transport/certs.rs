@@ -97,19 +97,42 @@ pub fn issue(dir: &Path, role: Role, node: Option<&str>) -> Result<Issued, Certs
     };
     let issued = Issued { cert: dir.join(format!("{stem}.pem")), key: dir.join(format!("{stem}.key")) };
     refuse_existing(&issued)?;
+    let mut params = CertificateParams::new(names)?;
+    params.distinguished_name.push(DnType::CommonName, common);
+    sign(dir, params, &issued)?;
+    Ok(issued)
+}
+
+/// Issues etcd's server certificate from the CA in `dir`, valid for
+/// `hosts` (names or IP addresses its clients dial), as `DIR/etcd.pem`: a
+/// coordinator reaching etcd over `etcds://` checks it against the CA, and
+/// etcd (`--client-cert-auth --trusted-ca-file ca.pem`) checks the
+/// coordinator's.
+pub fn issue_etcd(dir: &Path, hosts: &[String]) -> Result<Issued, CertsError> {
+    if hosts.is_empty() {
+        return Err(CertsError::Invalid("etcd's certificate names the hosts its clients dial: give --host".into()));
+    }
+    let issued = Issued { cert: dir.join("etcd.pem"), key: dir.join("etcd.key") };
+    refuse_existing(&issued)?;
+    let mut params = CertificateParams::new(hosts.to_vec())?;
+    params.distinguished_name.push(DnType::CommonName, "etcd");
+    sign(dir, params, &issued)?;
+    Ok(issued)
+}
+
+/// Signs `params` with the CA in `dir` and writes the certificate and a
+/// fresh key to `issued`.
+fn sign(dir: &Path, mut params: CertificateParams, issued: &Issued) -> Result<(), CertsError> {
     let ca_key_path = dir.join(CA_KEY);
     let ca_key = std::fs::read_to_string(&ca_key_path).map_err(|source| CertsError::Io { path: ca_key_path, source })?;
     let issuer = Issuer::new(ca_params()?, KeyPair::from_pem(&ca_key)?);
-    let mut params = CertificateParams::new(names)?;
-    params.distinguished_name.push(DnType::CommonName, common);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.use_authority_key_identifier_extension = true;
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
     write(&issued.key, key.serialize_pem().as_bytes(), 0o600)?;
-    write(&issued.cert, cert.pem().as_bytes(), 0o644)?;
-    Ok(issued)
+    write(&issued.cert, cert.pem().as_bytes(), 0o644)
 }
 
 fn refuse_existing(issued: &Issued) -> Result<(), CertsError> {

@@ -129,3 +129,34 @@ pub fn url(members: &[Member]) -> String {
     format!("etcd://{}", members.iter().map(|m| m.client.as_str()).collect::<Vec<_>>().join(","))
 }
 
+
+/// One etcd member serving clients over https only, to holders of a
+/// certificate of the CA in `certs` (`ratchet certs`), with `certs/etcd.pem`
+/// as its own. Answers it and its `etcds://` URL.
+pub fn etcd_tls(dir: &Path, certs: &Path) -> (Member, String) {
+    let (client, peer) = (free_port(), free_port());
+    let client_url = format!("https://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let file = |name: &str| certs.join(name).display().to_string();
+    let command: Vec<String> = [
+        "--name", "m0", "--data-dir", dir.join("tls-m0").to_str().unwrap(),
+        "--listen-client-urls", &client_url, "--advertise-client-urls", &client_url,
+        "--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url,
+        "--initial-cluster", &format!("m0={peer_url}"), "--initial-cluster-state", "new",
+        "--cert-file", &file("etcd.pem"), "--key-file", &file("etcd.key"),
+        "--client-cert-auth", "--trusted-ca-file", &file("ca.pem"),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let log_path = dir.join("etcd-tls.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new("etcd")
+        .args(&command)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("etcd runs: install Debian's etcd-server (.ci/run does)");
+    (Member { child, client: format!("127.0.0.1:{client}"), command, log: log_path }, format!("etcds://127.0.0.1:{client}"))
+}
