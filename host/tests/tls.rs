@@ -136,3 +136,68 @@ async fn a_worker_registers_only_as_the_node_its_certificate_names() {
     coordinator.kill().unwrap();
     coordinator.wait().unwrap();
 }
+
+/// One request of every kind of the worker protocol, aimed at a service
+/// that does not exist (so an allowed one changes nothing either).
+fn one_of_each_kind() -> Vec<WorkerRequest> {
+    use ratchet::services::Mutation;
+    use ratchet::wire::Serving;
+    let id = || "storage-none".to_string();
+    let mutations = || vec![(1, Mutation { tag: 0, key: "k".into(), value: "v".into() })];
+    vec![
+        WorkerRequest::Info { hold_ms: 0 },
+        WorkerRequest::Lock { id: id(), epoch: u64::MAX },
+        WorkerRequest::CreateWorker { kind: ServiceKind::Log, epoch: u64::MAX },
+        WorkerRequest::StartRole { kind: ServiceKind::Sequencer, epoch: u64::MAX, start: 0 },
+        WorkerRequest::ReadRange { id: id(), epoch: 1, tags: vec![0], first: 0, last: 1 },
+        WorkerRequest::InstallRange { id: id(), epoch: 1, tags: vec![0], first: 0, last: 1, entries: vec![] },
+        WorkerRequest::Unlock { id: id(), epoch: 1, serving: Serving::Member { tags: vec![], recovery_version: 0 } },
+        WorkerRequest::Release { id: id(), epoch: u64::MAX },
+        WorkerRequest::Snapshot { id: id(), epoch: u64::MAX, after: None, as_of: 0 },
+        WorkerRequest::Rebuild { id: id(), epoch: u64::MAX, version: 1, entries: vec![], first: true, last: true },
+        WorkerRequest::RecoverApply { id: id(), epoch: u64::MAX, mutations: mutations(), upto: 1 },
+        WorkerRequest::Truncate { id: id(), epoch: u64::MAX, to: 0 },
+        WorkerRequest::Retained { id: id(), tag: None },
+        WorkerRequest::Pop { id: id(), epoch: u64::MAX, through: 1 },
+        WorkerRequest::Commit { id: id(), writes: vec![("k".into(), "v".into())] },
+        WorkerRequest::ReadVersion { id: id() },
+        WorkerRequest::NextVersion { id: id(), epoch: 1 },
+        WorkerRequest::Resolve { id: id(), epoch: 1 },
+        WorkerRequest::Push { id: id(), epoch: 1, prev: 0, version: 1, mutations: vec![] },
+        WorkerRequest::Pull { id: id(), tag: 0, after: 0, upto: 1 },
+        WorkerRequest::Apply { id: id(), epoch: u64::MAX, mutations: mutations(), upto: 1 },
+        WorkerRequest::Read { id: id(), key: "k".into() },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_kind_is_forbidden_exactly_to_the_roles_it_is_not_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    cluster_ca(&ca);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let spec = NodeSpec { id: "n1".into(), zone: "z1".into(), capacity: 8 };
+    let foreman = Arc::new(Foreman::open(spec, Disk::memory(), addr.clone()).unwrap());
+    tokio::spawn(serve::<WorkerProtocol, _>(listener, foreman, config(Some(identity(&ca, "worker-n1")))));
+    let requests = one_of_each_kind();
+    let kinds: std::collections::BTreeSet<_> = requests.iter().map(|r| r.kind()).collect();
+    assert_eq!(kinds.len(), ratchet::wire::RequestKind::ALL.len(), "one request of every kind");
+    for (stem, role) in [("client", Role::Client), ("worker-n2", Role::Worker), ("coordinator", Role::Coordinator)] {
+        let peer = Client::<WorkerProtocol>::new(&addr, config(Some(identity(&ca, stem))));
+        for request in one_of_each_kind() {
+            let allowed = request.callers().contains(&role);
+            let described = format!("{:?}", request.kind());
+            match peer.call(request).await {
+                Err(TransportError::Remote { reason, .. }) if reason.starts_with("forbidden:") => {
+                    assert!(!allowed, "{stem}: {described} was forbidden: {reason}");
+                }
+                answered => assert!(allowed, "{stem}: {described} was not forbidden: {answered:?}"),
+            }
+        }
+    }
+    // No role may lock, release or pop but the coordinator's.
+    for kind in [WorkerRequest::Lock { id: String::new(), epoch: 0 }, WorkerRequest::Pop { id: String::new(), epoch: 0, through: 0 }] {
+        assert_eq!(kind.callers(), [Role::Coordinator]);
+    }
+}
