@@ -35,14 +35,7 @@ Content-Length: 71\r\n\r\n{\"stage\":\"connections\",\"error\":\"too many connec
 pub async fn serve(listener: tokio::net::TcpListener, app: Router, bounds: HttpBounds) -> std::io::Result<()> {
     let open = Arc::new(tokio::sync::Semaphore::new(bounds.max_connections));
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                tracing::warn!(%err, "admin endpoint: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = crate::transport::accept(&listener, "admin endpoint").await;
         let Ok(permit) = open.clone().try_acquire_owned() else {
             tracing::warn!(%peer, limit = bounds.max_connections, "admin endpoint: connection refused, too many");
             // A fresh socket's send buffer takes these few bytes at once.

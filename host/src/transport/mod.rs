@@ -19,7 +19,7 @@ pub mod tls;
 pub use frame::{FrameError, MAX_FRAME};
 pub use memory::MemoryTransport;
 pub use rpc::{Client, Handler, Protocol, TransportConfig, TransportError, serve};
-pub use tcp::TcpTransport;
+pub use tcp::{TcpTransport, accept};
 pub use tls::{Peer, Role, TlsFiles, TlsIdentity};
 
 /// Sends a request of protocol `P` to a named endpoint and waits for the

@@ -326,18 +326,10 @@ pub async fn serve<P: Protocol, H: Handler<P>>(listener: TcpListener, handler: A
     let open = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
     let refusing = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING));
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let (stream, peer) = tokio::select! {
+            accepted = super::accept(&listener, P::SERVICE) => accepted,
             // Reap finished connections so the set does not grow.
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                tracing::warn!(%err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
         };
         let Ok(permit) = open.clone().try_acquire_owned() else {
             let reason = format!("too many connections: this {} serves at most {}", P::SERVICE, config.max_connections);

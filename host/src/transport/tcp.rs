@@ -30,3 +30,18 @@ impl<P: Protocol> Transport<P> for TcpTransport<P> {
         self.client(endpoint).call(request).await
     }
 }
+
+/// The next connection `listener` accepts. A failed accept (the process is
+/// out of file descriptors, say) is logged and retried after a short pause,
+/// so a server never spins on it nor stops for it.
+pub async fn accept(listener: &tokio::net::TcpListener, server: &str) -> (tokio::net::TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(err) => {
+                tracing::warn!(%err, server, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

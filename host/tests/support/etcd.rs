@@ -30,14 +30,7 @@ impl Member {
     /// Starts it again on its data directory and ports.
     pub fn restart(&mut self) {
         self.kill();
-        let log = std::fs::OpenOptions::new().append(true).open(&self.log).unwrap();
-        self.child = Command::new("etcd")
-            .args(&self.command)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("etcd runs");
+        self.child = spawn_etcd(&self.command, std::fs::OpenOptions::new().append(true).open(&self.log).unwrap());
     }
 }
 
@@ -98,13 +91,7 @@ fn start(dir: &Path, count: usize) -> Result<Vec<Member>, ()> {
             .iter()
             .map(|a| a.to_string())
             .collect();
-            let child = Command::new("etcd")
-                .args(&command)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("etcd runs: install Debian's etcd-server (.ci/run does)");
+            let child = spawn_etcd(&command, log);
             Member { child, client: format!("127.0.0.1:{client}"), command, log: log_path }
         })
         .collect();
@@ -150,13 +137,17 @@ pub fn etcd_tls(dir: &Path, certs: &Path) -> (Member, String) {
     .map(|a| a.to_string())
     .collect();
     let log_path = dir.join("etcd-tls.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = Command::new("etcd")
-        .args(&command)
+    let child = spawn_etcd(&command, std::fs::File::create(&log_path).unwrap());
+    (Member { child, client: format!("127.0.0.1:{client}"), command, log: log_path }, format!("etcds://127.0.0.1:{client}"))
+}
+
+/// Starts `etcd` with `command`, its output to `log`.
+fn spawn_etcd(command: &[String], log: std::fs::File) -> Child {
+    Command::new("etcd")
+        .args(command)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
-        .expect("etcd runs: install Debian's etcd-server (.ci/run does)");
-    (Member { child, client: format!("127.0.0.1:{client}"), command, log: log_path }, format!("etcds://127.0.0.1:{client}"))
+        .expect("etcd runs: install Debian's etcd-server (.ci/run does)")
 }
