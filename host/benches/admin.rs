@@ -93,7 +93,7 @@ fn main() {
         let count = Arc::new(Count(Default::default()));
         shadowed.set_shadow_sink(count.clone());
         let pack = ratchet::components::bundled("pack").unwrap();
-        shadowed.start_shadow(shadowed.prepare("placement", pack.bytes, "pack").unwrap());
+        shadowed.start_shadow(shadowed.prepare("placement", pack.bytes, "pack").unwrap(), &ratchet::registry::unrecorded).unwrap();
         let time = |plugins: Arc<Registry>| -> f64 {
             let times: Vec<f64> = (0..runs)
                 .map(|_| {
