@@ -97,6 +97,13 @@ fn list_shows_the_embedded_defaults() {
         assert!(line.contains(&sha256_hex(component.bytes)), "{line}");
         assert!(line.contains(&component.bytes.len().to_string()), "{line}");
     }
+    // The alternatives shipped in the binary, with how to use them.
+    assert!(!components::BUNDLED.is_empty());
+    for component in components::BUNDLED {
+        let usage = format!("--plugin {}=builtin:{}", component.slot, component.name);
+        let line = text.lines().find(|l| l.ends_with(&usage)).unwrap_or_else(|| panic!("{usage} in:\n{text}"));
+        assert!(line.contains(&sha256_hex(component.bytes)), "{line}");
+    }
 }
 
 #[test]
@@ -325,4 +332,16 @@ fn certs_make_a_cluster_ca_and_role_certificates_and_refuse_what_they_cannot() {
     let out = worker(&["--tls-ca", &ca_pem, "--tls-cert", &key, "--tls-key", &key]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("worker-n1.key") && stderr(&out).contains("no certificate"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_demo_whose_recovery_does_not_complete_says_its_writes_are_unreadable_not_lost() {
+    // A determine-path that always initializes: the new cluster boots, and
+    // every recovery after the crash is refused (I5), so none completes.
+    let out = ratchet(&["demo", "--writes", "50", "--plugin", &format!("determine-path={}", fixtures::ALWAYS_INITIALIZE)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("verified none of 50 acknowledged writes: unreadable: recovery did not complete"), "{text}");
+    assert!(text.lines().last().is_some_and(|l| l.starts_with("demo FAILED:") && l.ends_with("unreadable=50 (recovery did not complete)")), "{text}");
+    assert!(!text.contains("lost="), "{text}");
 }

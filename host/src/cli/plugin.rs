@@ -262,4 +262,16 @@ fn list() {
     if !missing.is_empty() {
         println!("\nslots without an embedded default: {}", missing.join(", "));
     }
+    println!("\nalso shipped in the binary, for --plugin SLOT=builtin:NAME (demo, coordinator, experiment):");
+    println!("{:<28} {:<64} {:>9}  {}", "SLOT", "SHA256", "BYTES", "USE");
+    for component in components::BUNDLED {
+        println!(
+            "{:<28} {:<64} {:>9}  --plugin {}=builtin:{}",
+            component.slot,
+            Digest256::of(component.bytes),
+            component.bytes.len(),
+            component.slot,
+            component.name
+        );
+    }
 }
