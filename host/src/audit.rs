@@ -114,8 +114,13 @@ impl AuditLog {
         line.push('\n');
         let mut trail = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let appended = trail.append(line.as_bytes());
+        let cut = |trail: &mut Trail| match trail.file.metadata() {
+            Ok(meta) if meta.len() > trail.whole => trail.file.set_len(trail.whole),
+            Ok(_) => Ok(()),
+            Err(err) => Err(err),
+        };
         if appended.is_err()
-            && let Err(err) = trail.file.set_len(trail.whole)
+            && let Err(err) = cut(&mut trail)
         {
             tracing::error!(%err, path = %self.path.display(), "cannot cut a failed append off the audit trail; retried on the next");
         }
@@ -144,9 +149,14 @@ impl AuditLog {
 
 impl Trail {
     fn append(&mut self, line: &[u8]) -> std::io::Result<()> {
-        // Where the last append failed and could not be cut off.
-        if self.file.metadata()?.len() != self.whole {
+        // Where the last append failed and could not be cut off. A file
+        // shorter than the trail knew (truncated from outside, by a log
+        // rotation) is taken as it is, never padded.
+        let len = self.file.metadata()?.len();
+        if len > self.whole {
             self.file.set_len(self.whole)?;
+        } else if len < self.whole {
+            self.whole = len;
         }
         self.file.write_all(line)?;
         self.file.sync_data()?;

@@ -141,11 +141,11 @@ fn over_etcds_the_store_needs_the_clusters_certificates() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("certs");
     certs::init(&ca).unwrap();
-    certs::issue(&ca, Role::Coordinator, None).unwrap();
-    certs::issue_etcd(&ca, &["127.0.0.1".into()]).unwrap();
+    certs::issue(&ca, Role::Coordinator, None, certs::DEFAULT_DAYS).unwrap();
+    certs::issue_etcd(&ca, &["127.0.0.1".into()], certs::DEFAULT_DAYS).unwrap();
     let stranger = dir.path().join("stranger");
     certs::init(&stranger).unwrap();
-    certs::issue(&stranger, Role::Coordinator, None).unwrap();
+    certs::issue(&stranger, Role::Coordinator, None, certs::DEFAULT_DAYS).unwrap();
     let (mut member, url) = etcd_tls(dir.path(), &ca);
     let files = |dir: &std::path::Path| TlsFiles {
         ca: ca.join("ca.pem"),
@@ -166,7 +166,7 @@ fn over_etcds_the_store_needs_the_clusters_certificates() {
     assert_eq!(store.state().unwrap().epoch, epoch);
     // Without the files, and with another CA's certificate, nothing.
     let err = EtcdStore::connect(&url).err().expect("etcds:// without certificates");
-    assert!(matches!(err, StoreError::BadUrl { .. }) && err.to_string().contains("--tls-ca"), "{err}");
+    assert!(matches!(err, StoreError::BadUrl { .. }) && err.to_string().contains("--store-tls-ca"), "{err}");
     let err = EtcdStore::connect_with(&url, Some(&files(&stranger))).err().expect("another CA's certificate");
     assert!(matches!(err, StoreError::Unreachable { .. }), "{err}");
 }

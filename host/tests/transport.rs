@@ -83,6 +83,22 @@ async fn a_connection_beyond_the_limit_is_refused_naming_it_and_served_once_one_
 }
 
 #[tokio::test]
+async fn connections_that_never_say_hello_take_no_members_slot() {
+    let addr = start_with(bounded()).await;
+    // Five strangers hold connections open without a word: more than the
+    // server's two connections.
+    let mut strangers = Vec::new();
+    for _ in 0..5 {
+        strangers.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let first = Client::<Echo>::new(&addr, bounded());
+    let second = Client::<Echo>::new(&addr, bounded());
+    assert_eq!(first.call(EchoRequest::Say("a".into())).await.unwrap(), "a");
+    assert_eq!(second.call(EchoRequest::Say("b".into())).await.unwrap(), "b");
+    drop(strangers);
+}
+
+#[tokio::test]
 async fn idle_trickling_and_oversized_hello_connections_are_closed_and_a_kept_client_reconnects() {
     let addr = start_with(bounded()).await;
     // Idle after the handshake.

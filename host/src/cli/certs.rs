@@ -32,6 +32,9 @@ pub struct IssueArgs {
     /// For etcd: a host name or IP address its clients dial (repeatable).
     #[arg(long = "host", value_name = "HOST")]
     hosts: Vec<String>,
+    /// Days the certificate is valid.
+    #[arg(long, default_value_t = certs::DEFAULT_DAYS, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    days: u32,
     /// The directory of the CA.
     dir: PathBuf,
 }
@@ -44,7 +47,8 @@ enum RoleArg {
     Worker,
     /// Commits and reads: `ratchet load`, `verify`, `status`.
     Client,
-    /// etcd's server certificate, for a coordinator store at etcds://.
+    /// etcd's server certificate, for a coordinator store at etcds://
+    /// (from a CA of etcd's own: see the README).
     Etcd,
 }
 
@@ -57,7 +61,7 @@ pub fn run(command: CertsCommand) -> Result<(), Failure> {
                 RoleArg::Worker => Role::Worker,
                 RoleArg::Client => Role::Client,
                 RoleArg::Etcd => {
-                    let issued = certs::issue_etcd(&args.dir, &args.hosts).map_err(failure)?;
+                    let issued = certs::issue_etcd(&args.dir, &args.hosts, args.days).map_err(failure)?;
                     print(&issued);
                     println!("use: etcd --cert-file {} --key-file {} --client-cert-auth --trusted-ca-file {}", issued.cert.display(), issued.key.display(), args.dir.join(certs::CA_CERT).display());
                     return Ok(());
@@ -66,7 +70,7 @@ pub fn run(command: CertsCommand) -> Result<(), Failure> {
             if !args.hosts.is_empty() {
                 return Err(Failure::input("--host is for etcd's certificate"));
             }
-            let issued = certs::issue(&args.dir, role, args.node.as_deref()).map_err(failure)?;
+            let issued = certs::issue(&args.dir, role, args.node.as_deref(), args.days).map_err(failure)?;
             print(&issued);
             let ca = args.dir.join(certs::CA_CERT);
             println!("use: --tls-ca {} --tls-cert {} --tls-key {}", ca.display(), issued.cert.display(), issued.key.display());

@@ -69,9 +69,9 @@ pub struct CoordinatorArgs {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = failure_timeout)]
     failure_timeout: Duration,
     /// Keep the coordinator state in etcd instead of the data directory:
-    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`, or `etcds://...` for
-    /// https with this coordinator's --tls-* files as client certificate.
-    /// Coordinators sharing it elect one leader, the only one that recovers.
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (loopback only), or
+    /// `etcds://...` for https with the --store-tls-* files. Coordinators
+    /// sharing it elect one leader, the only one that recovers.
     #[arg(long, value_name = "URL")]
     store: Option<String>,
     /// Seconds the leader's etcd lease lives without being renewed: how
@@ -80,6 +80,17 @@ pub struct CoordinatorArgs {
     lease_ttl: u64,
     #[command(flatten)]
     tls: TlsArgs,
+    /// etcd's CA (PEM), for a store at etcds://. etcd trusts every client
+    /// certificate of its CA, so it has one of its own, which issues only
+    /// the coordinators' store certificates.
+    #[arg(long, value_name = "FILE", requires_all = ["store_tls_cert", "store_tls_key"])]
+    store_tls_ca: Option<PathBuf>,
+    /// This coordinator's certificate for etcd (PEM), from etcd's CA.
+    #[arg(long, value_name = "FILE", requires_all = ["store_tls_ca", "store_tls_key"])]
+    store_tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["store_tls_ca", "store_tls_cert"])]
+    store_tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -254,7 +265,10 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
     let store = match &args.store {
         None => ratchet::coordinator::process::StoreChoice::File,
         Some(url) => {
-            let files = args.tls.files();
+            let files = match (&args.store_tls_ca, &args.store_tls_cert, &args.store_tls_key) {
+                (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() }),
+                _ => None,
+            };
             let store = ratchet::store::EtcdStore::connect_with(url, files.as_ref()).map_err(|err| match err {
                 ratchet::store::StoreError::BadUrl { .. } => Failure::input(format!("--store: {err}")),
                 other => Failure::from(anyhow::anyhow!("--store {url}: {other}")),

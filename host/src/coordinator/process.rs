@@ -127,6 +127,9 @@ impl Handler<CoordinatorProtocol> for Coordinator {
     /// A worker registers only as the node its certificate names; anyone
     /// of the cluster may read the generation, data and status.
     fn forbids(&self, peer: &Peer, request: &CoordinatorRequest) -> Option<String> {
+        if !peer.holds_a_role() {
+            return Some(format!("{} may ask the coordinator nothing", peer.describe()));
+        }
         match request {
             CoordinatorRequest::Register { node, .. } if !peer.is_node(node) => {
                 Some(format!("registering as node {node} takes that node's worker certificate, not {}", peer.describe()))

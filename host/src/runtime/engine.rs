@@ -20,6 +20,10 @@ const KEEP_RESIDENT: usize = 4 << 20;
 /// instances together); the call's memory cap bounds their sum.
 const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
 
+/// The most core instances, and tables, one component instance may hold.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+const MAX_TABLES_PER_COMPONENT: u32 = 8;
+
 /// Sizes of the engine, fixed when the runtime starts.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -53,16 +57,21 @@ pub(crate) fn build(config: &EngineConfig) -> wasmtime::Result<Engine> {
     let instances = config.max_instances.max(1);
     let mut pool = PoolingAllocationConfig::default();
     // A Rust wasm32-wasip2 component holds a few core instances (the program,
-    // and the shims wit-component adds), each with at most a memory and a table.
+    // and the shims wit-component adds), each with at most a memory and a
+    // table. The totals are the per-component bounds times the instances,
+    // so a pool whose instance slots are not all taken always has room for
+    // one more component (the runtime's call slots never take them all).
     pool.total_component_instances(instances)
-        .total_core_instances(instances * 8)
-        .total_memories(instances * 2)
-        .total_tables(instances * 8)
+        .total_core_instances(instances * MAX_CORE_INSTANCES_PER_COMPONENT)
+        .total_memories(instances * MAX_MEMORIES_PER_COMPONENT)
+        .total_tables(instances * MAX_TABLES_PER_COMPONENT)
         .total_stacks(instances)
         .max_memory_size(config.max_memory_bytes)
-        // A component with more memories or tables than this is refused at
-        // instantiation, whatever the pool has left.
+        // A component with more than these is refused at instantiation,
+        // whatever the pool has left.
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
         // Calls are short and slots are reused constantly: reset the pages a
         // call dirtied in place (found with PAGEMAP_SCAN where the kernel has
         // it) instead of unmapping them, which costs page faults on the next

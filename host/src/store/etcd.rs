@@ -100,7 +100,7 @@ impl EtcdStore {
             (true, None) => {
                 return Err(StoreError::BadUrl {
                     url: url.to_string(),
-                    reason: "etcds:// needs --tls-ca, --tls-cert and --tls-key".into(),
+                    reason: "etcds:// needs --store-tls-ca, --store-tls-cert and --store-tls-key".into(),
                 });
             }
             (false, _) => {}
@@ -484,9 +484,20 @@ fn parse_url(url: &str) -> Result<(Vec<String>, String), StoreError> {
         if name.is_empty() || port.parse::<u16>().is_err() {
             return Err(bad(&format!("`{host}` is not HOST:PORT")));
         }
+        // The epoch counter is what fences every change: in the clear only
+        // on loopback.
+        if scheme == "http" && !loopback(name) {
+            return Err(bad(&format!("`{host}` is beyond loopback: reach it over https, with etcds://")));
+        }
         endpoints.push(format!("{scheme}://{host}"));
     }
     Ok((endpoints, prefix))
+}
+
+/// Whether `name` (a host of a URL) is this machine's loopback.
+fn loopback(name: &str) -> bool {
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The end of the range of every key starting with `prefix`.
@@ -563,10 +574,13 @@ mod tests {
     fn urls_name_members_and_a_prefix() {
         let (endpoints, prefix) = parse_url("etcd://127.0.0.1:2379").unwrap();
         assert_eq!((endpoints, prefix.as_str()), (vec!["http://127.0.0.1:2379".to_string()], "/ratchet/"));
-        let (endpoints, prefix) = parse_url("etcd://a:1,b:2,c:3/prod/east").unwrap();
-        assert_eq!(endpoints, ["http://a:1", "http://b:2", "http://c:3"]);
+        let (endpoints, prefix) = parse_url("etcd://localhost:1,[::1]:2,127.0.0.2:3/prod/east").unwrap();
+        assert_eq!(endpoints, ["http://localhost:1", "http://[::1]:2", "http://127.0.0.2:3"]);
         assert_eq!(prefix, "/prod/east/");
+        let err = parse_url("etcd://10.0.0.5:2379").unwrap_err();
+        assert!(err.to_string().contains("beyond loopback") && err.to_string().contains("etcds://"), "{err}");
         let (endpoints, _) = parse_url("etcds://a:1,b:2").unwrap();
+        assert_eq!(endpoints.len(), 2);
         assert_eq!(endpoints, ["https://a:1", "https://b:2"]);
         for bad in ["http://a:1", "etcd://a", "etcd://a:port", "etcd://:1", "etcd://a:1,", "etcds://"] {
             let err = parse_url(bad).unwrap_err();

@@ -15,6 +15,13 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose
 
 use super::tls::{MEMBER, Role, node_name, valid_node};
 
+/// How long the CA is valid.
+pub const CA_DAYS: u32 = 3650;
+
+/// How long an issued certificate is valid by default: a leaked key stops
+/// working within a year, and a certificate is issued again in a line.
+pub const DEFAULT_DAYS: u32 = 365;
+
 /// The CA's certificate and key in a certificate directory.
 pub const CA_CERT: &str = "ca.pem";
 /// See [`CA_CERT`].
@@ -56,6 +63,7 @@ pub struct Issued {
 /// signs refers to).
 fn ca_params() -> Result<CertificateParams, CertsError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
+    valid_for(&mut params, CA_DAYS);
     params.distinguished_name.push(DnType::CommonName, "ratchet cluster CA");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
@@ -74,9 +82,16 @@ pub fn init(dir: &Path) -> Result<Issued, CertsError> {
     Ok(issued)
 }
 
+/// Makes `params` valid from an hour ago (clocks differ) for `days`.
+fn valid_for(params: &mut CertificateParams, days: u32) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(i64::from(days));
+}
+
 /// Issues a certificate for `role` (and `node`, for a worker) from the CA
-/// in `dir`, written beside it.
-pub fn issue(dir: &Path, role: Role, node: Option<&str>) -> Result<Issued, CertsError> {
+/// in `dir`, written beside it, valid for `days`.
+pub fn issue(dir: &Path, role: Role, node: Option<&str>, days: u32) -> Result<Issued, CertsError> {
     let (stem, common, names) = match (role, node) {
         (Role::Worker, Some(node)) if valid_node(node) => (
             format!("worker-{node}"),
@@ -99,23 +114,32 @@ pub fn issue(dir: &Path, role: Role, node: Option<&str>) -> Result<Issued, Certs
     refuse_existing(&issued)?;
     let mut params = CertificateParams::new(names)?;
     params.distinguished_name.push(DnType::CommonName, common);
+    valid_for(&mut params, days);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     sign(dir, params, &issued)?;
     Ok(issued)
 }
 
 /// Issues etcd's server certificate from the CA in `dir`, valid for
-/// `hosts` (names or IP addresses its clients dial), as `DIR/etcd.pem`: a
-/// coordinator reaching etcd over `etcds://` checks it against the CA, and
-/// etcd (`--client-cert-auth --trusted-ca-file ca.pem`) checks the
-/// coordinator's.
-pub fn issue_etcd(dir: &Path, hosts: &[String]) -> Result<Issued, CertsError> {
+/// `hosts` (names or IP addresses its clients dial) and for `days`, as
+/// `DIR/etcd.pem`. It is also a client certificate, because etcd's JSON
+/// gateway dials etcd itself with it; it names no ratchet role, so a
+/// ratchet server answers it nothing. etcd trusts every client certificate
+/// of the CA it is given, so it gets a CA of its own, which issues only the
+/// coordinators' store certificates (see the README).
+pub fn issue_etcd(dir: &Path, hosts: &[String], days: u32) -> Result<Issued, CertsError> {
     if hosts.is_empty() {
         return Err(CertsError::Invalid("etcd's certificate names the hosts its clients dial: give --host".into()));
+    }
+    if let Some(host) = hosts.iter().find(|h| h.contains('*') || h.trim_end_matches('.').ends_with(".ratchet")) {
+        return Err(CertsError::Invalid(format!("--host {host}: no wildcard, and no name of a ratchet role")));
     }
     let issued = Issued { cert: dir.join("etcd.pem"), key: dir.join("etcd.key") };
     refuse_existing(&issued)?;
     let mut params = CertificateParams::new(hosts.to_vec())?;
     params.distinguished_name.push(DnType::CommonName, "etcd");
+    valid_for(&mut params, days);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     sign(dir, params, &issued)?;
     Ok(issued)
 }
@@ -126,7 +150,6 @@ fn sign(dir: &Path, mut params: CertificateParams, issued: &Issued) -> Result<()
     let ca_key_path = dir.join(CA_KEY);
     let ca_key = std::fs::read_to_string(&ca_key_path).map_err(|source| CertsError::Io { path: ca_key_path, source })?;
     let issuer = Issuer::new(ca_params()?, KeyPair::from_pem(&ca_key)?);
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.use_authority_key_identifier_extension = true;
     let key = KeyPair::generate()?;

@@ -177,9 +177,7 @@ const MAX_IDLE: usize = 8;
 /// The largest hello a server reads: a few dozen bytes in practice.
 pub const MAX_HELLO: usize = 256;
 
-/// The most connections refused at once with their reason; beyond, a
-/// connection over the limit is closed without one.
-const MAX_REFUSING: usize = 16;
+
 
 /// A client of one server. Each call takes an idle connection, or opens
 /// one when every connection is busy, so that calls run side by side (a
@@ -324,46 +322,66 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn serve<P: Protocol, H: Handler<P>>(listener: TcpListener, handler: Arc<H>, config: TransportConfig) {
     let mut connections = tokio::task::JoinSet::new();
     let open = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
-    let refusing = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING));
+    let handshakes = Handshakes::default();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = super::accept(&listener, P::SERVICE) => accepted,
             // Reap finished connections so the set does not grow.
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
-        let Ok(permit) = open.clone().try_acquire_owned() else {
-            let reason = format!("too many connections: this {} serves at most {}", P::SERVICE, config.max_connections);
-            tracing::warn!(%peer, service = P::SERVICE, limit = config.max_connections, "connection refused: too many");
-            // Told why, within a second, by a bounded number of refusers;
-            // beyond them the connection is just closed.
-            if let Ok(refuser) = refusing.clone().try_acquire_owned() {
-                let tls = config.tls.clone();
-                connections.spawn(async move {
-                    let refused = tokio::time::timeout(Duration::from_secs(1), refuse(stream, tls, reason)).await;
-                    if let Ok(Err(err)) = refused {
-                        tracing::debug!(%peer, %err, "could not tell a refused connection why");
-                    }
-                    drop(refuser);
-                });
-            }
+        // A connection is a stranger until its handshake ends: strangers
+        // share a small pool of their own, a few per address, so they can
+        // neither take the members' connections nor all of that pool.
+        let Some(handshake) = handshakes.take(peer.ip()) else {
+            tracing::warn!(%peer, service = P::SERVICE, "connection closed: too many handshakes under way");
             continue;
         };
-        let handler = handler.clone();
-        let config = config.clone();
+        let (handler, config, open) = (handler.clone(), config.clone(), open.clone());
         connections.spawn(async move {
-            if let Err(reason) = serve_connection::<P, H>(stream, &handler, &config).await {
+            if let Err(reason) = serve_connection::<P, H>(stream, &handler, &config, open, handshake).await {
                 tracing::debug!(%peer, %reason, service = P::SERVICE, "connection closed");
             }
-            drop(permit);
         });
     }
 }
 
-/// Reads a connection's hello and answers it with the refusal `reason`.
-async fn refuse(stream: TcpStream, tls: Option<Arc<TlsIdentity>>, reason: String) -> Result<(), FrameError> {
-    let (mut stream, _peer) = Conn::server(stream, tls.as_deref()).await?;
-    let _hello: Hello = frame::read(&mut stream, MAX_HELLO).await?;
-    frame::write(&mut stream, &HelloReply::Refused(reason), MAX_HELLO).await
+/// The most handshakes under way at once, and from one address.
+const MAX_HANDSHAKES: usize = 64;
+const MAX_HANDSHAKES_PER_ADDRESS: usize = 8;
+
+/// The handshakes under way, counted in all and per address.
+#[derive(Clone, Default)]
+struct Handshakes(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
+
+impl Handshakes {
+    fn take(&self, ip: std::net::IpAddr) -> Option<Handshake> {
+        let mut under_way = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = under_way.values().sum();
+        let mine = under_way.entry(ip).or_default();
+        if total >= MAX_HANDSHAKES || *mine >= MAX_HANDSHAKES_PER_ADDRESS {
+            return None;
+        }
+        *mine += 1;
+        Some(Handshake { under_way: self.clone(), ip })
+    }
+}
+
+/// A handshake under way, counted until dropped.
+struct Handshake {
+    under_way: Handshakes,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        let mut under_way = self.under_way.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = under_way.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                under_way.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Reads the next frame of a connection: it must start within the idle
@@ -396,6 +414,8 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
     tcp: TcpStream,
     handler: &H,
     config: &TransportConfig,
+    open: Arc<tokio::sync::Semaphore>,
+    handshake: Handshake,
 ) -> Result<(), String> {
     if let Err(err) = tcp.set_nodelay(true) {
         tracing::debug!(%err, "cannot turn Nagle off");
@@ -408,13 +428,24 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
         Ok::<_, String>((stream, peer, hello))
     });
     let (mut stream, peer, hello) = opened.await.map_err(|_| "no hello in time".to_string())??;
-    if let Some(reason) = refusal::<P>(&hello) {
-        let _ = frame::write(&mut stream, &HelloReply::Refused(reason.clone()), max).await;
-        return Err(reason);
-    }
-    frame::write(&mut stream, &HelloReply::Welcome { version: PROTOCOL_VERSION }, max)
-        .await
-        .map_err(|e| e.to_string())?;
+    drop(handshake);
+    let refused = refusal::<P>(&hello).map(Err).unwrap_or_else(|| {
+        open.try_acquire_owned().map_err(|_| {
+            tracing::warn!(service = P::SERVICE, limit = config.max_connections, "connection refused: too many");
+            format!("too many connections: this {} serves at most {}", P::SERVICE, config.max_connections)
+        })
+    });
+    let _permit = match refused {
+        Ok(permit) => permit,
+        Err(reason) => {
+            let told = write_within(&mut stream, &HelloReply::Refused(reason.clone()), max, config.frame_timeout).await;
+            if let Err(err) = told {
+                tracing::debug!(service = P::SERVICE, %err, "a refused peer was not told why");
+            }
+            return Err(reason);
+        }
+    };
+    write_within(&mut stream, &HelloReply::Welcome { version: PROTOCOL_VERSION }, max, config.frame_timeout).await?;
     loop {
         let call: Call<P::Request> = match next_frame(&mut stream, config).await {
             Ok(call) => call,
@@ -424,25 +455,38 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
                 let reply: Reply<P::Response> = Reply { id: 0, result: Err(told) };
                 // The connection closes either way; telling the peer why is
                 // a courtesy a hung peer need not receive.
-                let told = tokio::time::timeout(Duration::from_secs(1), frame::write(&mut stream, &reply, max)).await;
-                if !matches!(told, Ok(Ok(()))) {
-                    tracing::debug!(service = P::SERVICE, "the peer was not told why its connection closes");
+                if let Err(err) = write_within(&mut stream, &reply, max, Duration::from_secs(1)).await {
+                    tracing::debug!(service = P::SERVICE, %err, "the peer was not told why its connection closes");
                 }
                 return Err(reason);
             }
         };
         if let Some(reason) = handler.forbids(&peer, &call.request) {
             let reply: Reply<P::Response> = Reply { id: call.id, result: Err(format!("forbidden: {reason}")) };
-            frame::write(&mut stream, &reply, max).await.map_err(|e| e.to_string())?;
+            write_within(&mut stream, &reply, max, config.frame_timeout).await?;
             continue;
         }
         let response = handler.handle(call.request).await;
         let reply = Reply { id: call.id, result: Ok(response) };
-        if let Err(err) = frame::write(&mut stream, &reply, max).await {
+        match tokio::time::timeout(config.frame_timeout, frame::write(&mut stream, &reply, max)).await {
+            Ok(Ok(())) => {}
             // A reply too large for a frame is reported to the caller.
-            let reply: Reply<P::Response> = Reply { id: call.id, result: Err(err.to_string()) };
-            frame::write(&mut stream, &reply, max).await.map_err(|e| e.to_string())?;
+            Ok(Err(err @ FrameError::TooLarge { .. })) => {
+                let reply: Reply<P::Response> = Reply { id: call.id, result: Err(err.to_string()) };
+                write_within(&mut stream, &reply, max, config.frame_timeout).await?;
+            }
+            Ok(Err(err)) => return Err(err.to_string()),
+            Err(_) => return Err(format!("a peer that does not read: a reply took longer than {:?}", config.frame_timeout)),
         }
+    }
+}
+
+/// Writes `message` within `limit`: a peer that stops reading holds no
+/// connection for ever.
+async fn write_within<T: Serialize>(stream: &mut Conn, message: &T, max: usize, limit: Duration) -> Result<(), String> {
+    match tokio::time::timeout(limit, frame::write(stream, message, max)).await {
+        Ok(written) => written.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("a frame took longer than {limit:?} to write")),
     }
 }
 

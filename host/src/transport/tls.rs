@@ -67,11 +67,13 @@ pub fn node_name(node: &str) -> String {
     format!("{node}.worker.{DOMAIN}")
 }
 
-/// Whether `node` can be named in a certificate: one DNS label.
+/// Whether `node` can be named in a certificate: one DNS label, in lower
+/// case (names in certificates compare without regard to case, so `N1`
+/// would pass for `n1`'s certificate as another node).
 pub fn valid_node(node: &str) -> bool {
     !node.is_empty()
         && node.len() <= 63
-        && node.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && node.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !node.starts_with('-')
         && !node.ends_with('-')
 }
@@ -108,11 +110,23 @@ impl Peer {
     }
 
     /// Whether the peer is the worker of `node` (any peer of a plain
-    /// connection is).
+    /// connection is). Under TLS a node id is a lower-case DNS label.
     pub fn is_node(&self, node: &str) -> bool {
         match self {
             Peer::Unauthenticated => true,
-            Peer::Certified { cert, roles } => roles.contains(&Role::Worker) && names(cert, &node_name(node)),
+            Peer::Certified { cert, roles } => {
+                valid_node(node) && roles.contains(&Role::Worker) && names(cert, &node_name(node))
+            }
+        }
+    }
+
+    /// Whether the peer holds any role of the cluster (any peer of a plain
+    /// connection does): a certificate of the CA naming none (etcd's, say)
+    /// may ask nothing.
+    pub fn holds_a_role(&self) -> bool {
+        match self {
+            Peer::Unauthenticated => true,
+            Peer::Certified { roles, .. } => !roles.is_empty(),
         }
     }
 
