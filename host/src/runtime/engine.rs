@@ -20,9 +20,10 @@ const KEEP_RESIDENT: usize = 4 << 20;
 /// instances together); the call's memory cap bounds their sum.
 const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
 
-/// The most core instances, and tables, one component instance may hold.
-const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 8;
-const MAX_TABLES_PER_COMPONENT: u32 = 8;
+/// The most core instances, and tables, one component instance may hold
+/// (a Python component built by componentize-py holds 14 core instances).
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+const MAX_TABLES_PER_COMPONENT: u32 = 16;
 
 /// Sizes of the engine, fixed when the runtime starts.
 #[derive(Clone, Debug)]
