@@ -248,30 +248,23 @@ fn list_or_none(items: &[String]) -> String {
 }
 
 fn list() {
-    println!("{:<28} {:<64} {:>9}  {}", "SLOT", "SHA256", "BYTES", "CRATE");
+    println!("{:<28} {:<64} {:>9}  CRATE", "SLOT", "SHA256", "BYTES");
     for component in components::DEFAULTS {
-        println!(
-            "{:<28} {:<64} {:>9}  {}",
-            component.slot,
-            Digest256::of(component.bytes),
-            component.bytes.len(),
-            component.package
-        );
+        list_row(component.slot, component.bytes, component.package);
     }
     let missing: Vec<&str> = all_slots().filter(|s| components::default_for(s).is_none()).collect();
     if !missing.is_empty() {
         println!("\nslots without an embedded default: {}", missing.join(", "));
     }
     println!("\nalso shipped in the binary, for --plugin SLOT=builtin:NAME (demo, coordinator, experiment):");
-    println!("{:<28} {:<64} {:>9}  {}", "SLOT", "SHA256", "BYTES", "USE");
+    println!("{:<28} {:<64} {:>9}  USE", "SLOT", "SHA256", "BYTES");
     for component in components::BUNDLED {
-        println!(
-            "{:<28} {:<64} {:>9}  --plugin {}=builtin:{}",
-            component.slot,
-            Digest256::of(component.bytes),
-            component.bytes.len(),
-            component.slot,
-            component.name
-        );
+        list_row(component.slot, component.bytes, &format!("--plugin {}=builtin:{}", component.slot, component.name));
     }
+}
+
+/// A line of `plugin list`: the slot, the component's digest and size, and
+/// what follows them.
+fn list_row(slot: &str, bytes: &[u8], last: &str) {
+    println!("{slot:<28} {:<64} {:>9}  {last}", Digest256::of(bytes), bytes.len());
 }
