@@ -193,17 +193,17 @@ pub struct TlsArgs {
     tls_key: Option<PathBuf>,
 }
 
-impl TlsArgs {
-    /// The files, if they are given.
-    fn files(&self) -> Option<TlsFiles> {
-        let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key) else { return None };
-        Some(TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() })
-    }
+/// The three TLS files, when all are given (clap requires all or none).
+fn tls_files(ca: &Option<PathBuf>, cert: &Option<PathBuf>, key: &Option<PathBuf>) -> Option<TlsFiles> {
+    let (Some(ca), Some(cert), Some(key)) = (ca, cert, key) else { return None };
+    Some(TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() })
+}
 
+impl TlsArgs {
     /// The identity the files make, if they are given; a file that cannot
     /// be used is bad input, named.
     fn identity(&self) -> Result<Option<Arc<TlsIdentity>>, Failure> {
-        let Some(files) = self.files() else { return Ok(None) };
+        let Some(files) = tls_files(&self.tls_ca, &self.tls_cert, &self.tls_key) else { return Ok(None) };
         TlsIdentity::load(&files).map(|identity| Some(Arc::new(identity))).map_err(|e| Failure::input(format!("--tls: {e}")))
     }
 }
@@ -265,10 +265,7 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
     let store = match &args.store {
         None => ratchet::coordinator::process::StoreChoice::File,
         Some(url) => {
-            let files = match (&args.store_tls_ca, &args.store_tls_cert, &args.store_tls_key) {
-                (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() }),
-                _ => None,
-            };
+            let files = tls_files(&args.store_tls_ca, &args.store_tls_cert, &args.store_tls_key);
             let store = ratchet::store::EtcdStore::connect_with(url, files.as_ref()).map_err(|err| match err {
                 ratchet::store::StoreError::BadUrl { .. } => Failure::input(format!("--store: {err}")),
                 other => Failure::from(anyhow::anyhow!("--store {url}: {other}")),

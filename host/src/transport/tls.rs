@@ -224,11 +224,6 @@ impl TlsIdentity {
             .map_err(config)?;
         Ok(TlsIdentity { server: Arc::new(server), client: Arc::new(client), files: files.clone() })
     }
-
-    /// The files it was read from.
-    pub fn files(&self) -> &TlsFiles {
-        &self.files
-    }
 }
 
 fn file_error(path: &Path, err: impl std::fmt::Display) -> TlsError {
