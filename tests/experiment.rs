@@ -2,9 +2,13 @@
 //! report that really renders in headless Chromium, failing seeds with the
 //! command that replays them, a side-by-side comparison, and bad input.
 
+#[path = "support/chromium.rs"]
+mod chromium;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
+use chromium::{attribute, rendered, screenshot};
 use ratchet::components::fixtures;
 
 fn ratchet(args: &[&str]) -> Output {
@@ -17,17 +21,6 @@ fn stdout(out: &Output) -> String {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Headless Chromium with a throwaway profile. `.ci/run` installs Debian's
-/// `chromium`; without it this test cannot check rendering, so it fails.
-fn chromium(profile: &Path, args: &[&str]) -> Output {
-    Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .output()
-        .expect("chromium runs (Debian package `chromium`, installed by .ci/run)")
 }
 
 #[test]
@@ -58,24 +51,18 @@ fn an_experiment_summarizes_and_its_html_report_renders_in_chromium() {
     // The page's own script measures the drawn charts once laid out.
     let page = format!("file://{}", html.display());
     let profile = dir.path().join("chromium");
-    let dom = chromium(&profile, &["--virtual-time-budget=5000", "--dump-dom", &page]);
-    let dom_text = stdout(&dom);
-    let charts = dom_text
-        .split("data-charts=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_else(|| panic!("the page's chart check did not run: {}", stderr(&dom)));
+    let dom = rendered(&profile, &page, 5000);
+    let charts = attribute(&dom, "data-charts").unwrap_or_else(|| panic!("the page's chart check did not run: {dom}"));
     assert!(charts.starts_with("ok charts=2 "), "{charts}");
     let marks: usize = charts.rsplit('=').next().unwrap().parse().unwrap();
     assert!(marks > 10, "bars and phase spans are drawn: {charts}");
 
     // A screenshot, kept with the build for a human to look at.
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("experiment-report.png");
-    let _ = std::fs::remove_file(&shot);
-    let out = chromium(&profile, &["--window-size=1000,1400", &format!("--screenshot={}", shot.display()), &page]);
-    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot ({e}): {}", stderr(&out)));
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    assert!(png.len() > 10_000, "a blank page compresses to almost nothing: {} bytes", png.len());
+    if let Err(err) = std::fs::remove_file(&shot) {
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+    }
+    screenshot(&profile, &page, "1000,1400", &shot);
     println!("screenshot: {}", shot.display());
 }
 
@@ -130,6 +117,35 @@ fn compare_runs_a_second_plugin_set_on_the_same_seeds() {
     assert_ne!(compare[6], "0", "the hasty replay never recovers: {text}");
     assert!(text.contains("compare seed 15:"), "{text}");
     assert!(!text.contains("baseline seed"), "{text}");
+}
+
+/// A slower start-sequencer makes recovery slower, and the comparison says
+/// so with an interval that excludes zero; the same set against itself
+/// differs in nothing.
+#[test]
+fn compare_says_whether_the_sets_really_differ_with_bootstrap_intervals() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, html) = (dir.path().join("report.json"), dir.path().join("report.html"));
+    let spec = format!("start-sequencer={}", fixtures::SLOW_SEQUENCER);
+    let out = ratchet(&["experiment", "--seeds", "0..30", "--compare", &spec, "--json", json.to_str().unwrap(), "--html", html.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    let p50 = text.lines().find(|l| l.starts_with("recovery p50 ms")).unwrap_or_else(|| panic!("no p50 row: {text}"));
+    assert!(p50.ends_with("compare is higher"), "{p50}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let p50 = &report["comparison"]["differences"][0];
+    assert_eq!(p50["figure"], "recovery-p50-ms");
+    let (low, difference) = (p50["interval"][0].as_f64().unwrap(), p50["difference"].as_f64().unwrap());
+    assert!(low > 0.0 && low <= difference, "{p50}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<table class=\"comparison\">") && page.contains("compare is higher"), "the HTML report has the comparison");
+
+    let out = ratchet(&["experiment", "--seeds", "0..12", "--plugin", "placement=builtin:pack", "--compare", "placement=builtin:pack"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    let rows: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("FIGURE")).skip(1).take(4).collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    assert!(rows.iter().all(|r| r.ends_with("no significant difference")), "{text}");
 }
 
 #[test]

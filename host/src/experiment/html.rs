@@ -30,6 +30,7 @@ impl Report {
             setup.nodes, setup.zones, setup.shards, escape(&setup.faults), setup.fault_window_ns as f64 / 1e6
         );
         self.summary_table(&mut page);
+        self.comparison_table(&mut page);
         let _ = writeln!(page, "<h2>Recovery time</h2>");
         for set in &self.sets {
             histogram(&mut page, set);
@@ -70,6 +71,38 @@ impl Report {
         page.push_str("</table>\n");
     }
 
+    fn comparison_table(&self, page: &mut String) {
+        let comparison = match &self.comparison {
+            None => return,
+            Some(Err(why)) => {
+                let _ = writeln!(page, "<h2>Comparison</h2>\n<p class=\"bad\">No comparison: {}</p>", escape(&why.to_string()));
+                return;
+            }
+            Some(Ok(comparison)) => comparison,
+        };
+        let _ = writeln!(
+            page,
+            "<h2>Comparison</h2>\n<p>compare &minus; baseline, with its 95 % confidence interval: a paired bootstrap over {} seeds, {} resamples, seeded. An interval that spans zero is no significant difference.</p>",
+            comparison.seeds, comparison.resamples
+        );
+        page.push_str("<table class=\"comparison\"><tr><th>figure</th><th>baseline</th><th>compare</th><th>difference</th><th>95 % CI</th><th>verdict</th></tr>\n");
+        let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+        for d in &comparison.differences {
+            let interval = d.interval.map_or("-".to_string(), |(low, high)| format!("[{low:.3}, {high:.3}]"));
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{interval}</td><td class=\"{}\">{}</td></tr>",
+                d.figure.label(),
+                number(d.baseline),
+                number(d.compared),
+                number(d.difference),
+                if d.significant() { "significant" } else { "" },
+                escape(&d.verdict())
+            );
+        }
+        page.push_str("</table>\n");
+    }
+
     fn failures(&self, page: &mut String) {
         let failing: Vec<_> = self.sets.iter().flat_map(|s| s.failing.iter().map(move |r| (s, r))).collect();
         let _ = writeln!(page, "<h2>Violations</h2>");
@@ -87,7 +120,7 @@ impl Report {
     }
 }
 
-const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}.bad{color:#b00;font-weight:bold}.good{color:#070}svg{display:block;margin:1em 0}text{font-size:11px}";
+const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}.bad{color:#b00;font-weight:bold}.good{color:#070}.significant{font-weight:bold}svg{display:block;margin:1em 0}text{font-size:11px}";
 
 /// Measures the charts once laid out: every chart must have drawn marks of
 /// non-zero size. The result goes on the body for a headless browser.
@@ -144,47 +177,90 @@ fn histogram(page: &mut String, set: &SetOutcome) {
     page.push_str("</svg>\n");
 }
 
-/// A Gantt chart of the seed's phases: one row per recovery attempt's phase.
+/// The colours of the phases, in the order they first appear.
+const PHASE_COLOURS: [&str; 15] = [
+    "#5470c6", "#91cc75", "#fac858", "#ee6666", "#73c0de", "#3ba272", "#fc8452", "#9a60b4", "#ea7ccc", "#2f4554", "#61a0a8",
+    "#d48265", "#749f83", "#ca8622", "#bda29a",
+];
+
+/// A Gantt chart of the seed's recoveries: one row per attempt (an epoch of
+/// a director's recovery), its phases side by side, coloured by phase; a
+/// phase that failed is outlined in red.
 fn phase_timeline(page: &mut String, timeline: &Timeline) {
-    let _ = writeln!(page, "<h2>Per-phase timeline: {} seed {}</h2>", escape(&timeline.set), timeline.seed);
-    let rows: Vec<(&Recovery, &PhaseSpan)> =
-        timeline.recoveries.iter().flat_map(|r| r.timeline.iter().map(move |p| (r, p))).collect();
+    let _ = writeln!(page, "<h2>Per-attempt timeline: {} seed {}</h2>", escape(&timeline.set), timeline.seed);
+    // One row per attempt, in the order they ran.
+    let mut rows: Vec<(&Recovery, Vec<&PhaseSpan>)> = Vec::new();
+    for recovery in &timeline.recoveries {
+        for span in &recovery.timeline {
+            match rows.last_mut() {
+                Some((r, spans)) if std::ptr::eq(*r, recovery) && spans[0].epoch == span.epoch => spans.push(span),
+                _ => rows.push((recovery, vec![span])),
+            }
+        }
+    }
     if rows.is_empty() {
         page.push_str("<p>The seed ran no phase.</p>\n");
         return;
     }
+    let mut phases: Vec<&str> = Vec::new();
+    for (_, spans) in &rows {
+        for span in spans {
+            if !phases.contains(&span.phase.as_str()) {
+                phases.push(&span.phase);
+            }
+        }
+    }
+    let colour = |phase: &str| PHASE_COLOURS[phases.iter().position(|p| *p == phase).unwrap_or(0) % PHASE_COLOURS.len()];
     let end = timeline.recoveries.iter().map(|r| r.ended_ms).fold(0.0, f64::max).max(1.0);
-    let (label, row_h, top) = (260.0, 14.0, 20.0);
+    let (label, row_h, top) = (190.0, 16.0, 20.0);
     let scale = (WIDTH - label) / end;
-    let height = top + rows.len() as f64 * row_h + 10.0;
+    let legend_rows = phases.len().div_ceil(4);
+    let height = top + rows.len() as f64 * row_h + 10.0 + legend_rows as f64 * 14.0;
     let _ = writeln!(
         page,
-        "<svg class=\"chart\" width=\"{WIDTH}\" height=\"{height:.0}\" role=\"img\" aria-label=\"per-phase timeline\">"
+        "<svg class=\"chart\" width=\"{WIDTH}\" height=\"{height:.0}\" role=\"img\" aria-label=\"per-attempt timeline\">"
     );
     let _ = writeln!(page, "<text x=\"{label}\" y=\"12\">0 ms</text><text x=\"{WIDTH}\" y=\"12\" text-anchor=\"end\">{end:.0} ms (virtual)</text>");
-    for (i, (recovery, phase)) in rows.iter().enumerate() {
+    for (i, (recovery, spans)) in rows.iter().enumerate() {
         let y = top + i as f64 * row_h;
-        let x = label + (recovery.started_ms + phase.start_ms) * scale;
-        let colour = if phase.outcome.starts_with("next") || phase.outcome == "completed" {
-            "#3c9d5d"
-        } else if phase.outcome.starts_with("superseded") {
-            "#999"
-        } else {
-            "#c9452e"
-        };
+        // The trigger cut to what fits beside the bars; whole in the tooltip.
+        let trigger: String = recovery.trigger.chars().take(22).collect();
         let _ = writeln!(
             page,
-            "<text x=\"0\" y=\"{:.1}\">d{} e{} {}</text><rect class=\"mark\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\"><title>{} e{}: {:.3} ms, {}</title></rect>",
-            y + row_h - 3.0,
+            "<text x=\"0\" y=\"{:.1}\">d{} e{} {}<title>{}</title></text>",
+            y + row_h - 4.0,
             recovery.director,
-            phase.epoch,
-            escape(&phase.phase),
-            (phase.ms * scale).max(1.5),
-            row_h - 3.0,
-            escape(&phase.phase),
-            phase.epoch,
-            phase.ms,
-            escape(&phase.outcome)
+            spans[0].epoch,
+            escape(&trigger),
+            escape(&recovery.trigger)
+        );
+        for span in spans {
+            let failed = !(span.outcome.starts_with("next") || span.outcome == "completed");
+            let stroke = if failed { " stroke=\"#c00\" stroke-width=\"1.5\"" } else { "" };
+            let _ = writeln!(
+                page,
+                "<rect class=\"mark\" x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"{stroke}><title>{} e{}: {:.3} ms, {}</title></rect>",
+                label + (recovery.started_ms + span.start_ms) * scale,
+                (span.ms * scale).max(1.5),
+                row_h - 4.0,
+                colour(&span.phase),
+                escape(&span.phase),
+                span.epoch,
+                span.ms,
+                escape(&span.outcome)
+            );
+        }
+    }
+    let legend_top = top + rows.len() as f64 * row_h + 10.0;
+    for (i, phase) in phases.iter().enumerate() {
+        let (x, y) = ((i % 4) as f64 * WIDTH / 4.0, legend_top + (i / 4) as f64 * 14.0);
+        let _ = writeln!(
+            page,
+            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+            colour(phase),
+            x + 14.0,
+            y + 9.0,
+            escape(phase)
         );
     }
     page.push_str("</svg>\n");

@@ -9,8 +9,11 @@
 //! - [`report`] keeps what the report shows of the runs and streams every
 //!   run to the JSON report, which [`report::merge`] reads back to add up
 //!   experiments run apart;
+//! - [`compare`] says whether two sets really differ, with bootstrap
+//!   confidence intervals over the seeds;
 //! - [`html`] writes the self-contained report page.
 
+pub mod compare;
 pub mod html;
 pub mod report;
 pub mod summary;

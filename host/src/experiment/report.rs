@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::compare::{self, CompareError, Comparison, Samples};
 use super::{Seeds, Summary, Tally};
 use crate::sim::{Recovery, SimConfig, SimRun, Violation};
 
@@ -155,15 +156,18 @@ pub struct SetOutcome {
     pub failing: Vec<FailingRun>,
     /// Failing runs past those.
     pub failing_not_kept: usize,
+    /// Its per-seed figures, for [`Report::comparison`].
+    pub samples: Samples,
 }
 
 impl SetOutcome {
     fn new(head: SetHead) -> Self {
-        SetOutcome { tally: Tally::new(&head.name), head, failing: Vec::new(), failing_not_kept: 0 }
+        SetOutcome { tally: Tally::new(&head.name), head, failing: Vec::new(), failing_not_kept: 0, samples: Samples::default() }
     }
 
     fn add(&mut self, run: &SimRun) {
         self.tally.add(run);
+        self.samples.add(run);
         if run.violations.is_empty() {
             return;
         }
@@ -323,9 +327,14 @@ impl JsonWriter {
         self.write(&format!("\n],\"summary\":{summary}}}"))
     }
 
-    fn finish(mut self, timeline: Option<&Timeline>) -> Result<(), ReportError> {
+    fn finish(mut self, timeline: Option<&Timeline>, comparison: Option<&Result<Comparison, CompareError>>) -> Result<(), ReportError> {
         let timeline = self.json(&timeline)?;
-        self.write(&format!("\n],\"timeline\":{timeline}}}\n"))?;
+        let comparison = match comparison {
+            Some(Ok(comparison)) => format!(",\"comparison\":{}", self.json(comparison)?),
+            Some(Err(why)) => format!(",\"comparison\":{{\"error\":{}}}", self.json(&why.to_string())?),
+            None => String::new(),
+        };
+        self.write(&format!("\n],\"timeline\":{timeline}{comparison}}}\n"))?;
         self.out.flush().map_err(|source| ReportError::Io { path: self.path.clone(), source })
     }
 
@@ -396,10 +405,11 @@ impl ReportBuilder {
     /// The report, once every set has ended.
     pub fn finish(self) -> Result<Report, ReportError> {
         let timeline = self.pick.picked();
+        let comparison = comparison_of(&self.sets);
         if let Some(json) = self.json {
-            json.finish(timeline.as_ref())?;
+            json.finish(timeline.as_ref(), comparison.as_ref())?;
         }
-        Ok(Report { setup: self.setup, sets: self.sets, timeline })
+        Ok(Report { setup: self.setup, sets: self.sets, timeline, comparison })
     }
 }
 
@@ -413,6 +423,16 @@ pub struct Report {
     pub sets: Vec<SetOutcome>,
     /// The charted seed.
     pub timeline: Option<Timeline>,
+    /// With two sets, whether the second differs from the first.
+    pub comparison: Option<Result<Comparison, CompareError>>,
+}
+
+/// With two sets, the second compared against the first.
+fn comparison_of(sets: &[SetOutcome]) -> Option<Result<Comparison, CompareError>> {
+    match sets {
+        [baseline, compared] => Some(compare::compare(&baseline.samples, &compared.samples)),
+        _ => None,
+    }
 }
 
 /// A report read back: its file, setup and sets.
@@ -572,7 +592,8 @@ impl<'de> Visitor<'de> for Document<'_> {
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "sets" => sets = Some(map.next_value_seed(Sets { want: self.want, sink: &mut *self.sink })?),
-                "timeline" => {
+                // Worked out again from the runs when merged.
+                "timeline" | "comparison" => {
                     map.next_value::<IgnoredAny>()?;
                 }
                 _ => {
