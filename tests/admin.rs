@@ -3,6 +3,9 @@
 //! refused while the active version keeps serving), rollback, history and
 //! the audit trail across a restart, and the metrics.
 
+#[path = "support/chromium.rs"]
+mod chromium;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -91,6 +94,19 @@ fn admin_beyond_loopback_needs_a_token_and_a_wrong_token_gets_401() {
     assert!(text(&out).contains("epoch      -\nstate      "), "no generation yet: {}", text(&out));
     let out = ratchet(&["status", "--admin", &admin]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    // The dashboard page holds nothing secret and is served without the
+    // token, framed by no one; rendered, it asks for the token, since every
+    // route it reads needs it.
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
+    let (status, body) = raw(&admin, get("/status").as_bytes());
+    assert!(status.contains(" 401 "), "{status} {body}");
+    let (status, page) = raw_with_headers(&admin, get("/").as_bytes());
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(page.contains("content-type: text/html") && page.contains("frame-ancestors 'none'") && page.contains("<title>ratchet</title>"), "{page}");
+    let profile = dir.path().join("chromium");
+    let dom = chromium::rendered(&profile, &format!("http://{admin}/"), 3000);
+    assert_eq!(chromium::attribute(&dom, "data-state"), Some("token"), "{dom}");
 }
 
 #[test]
@@ -245,6 +261,14 @@ fn a_shadow_is_started_shown_and_discarded_from_the_command_line() {
 
 /// Sends `request` raw to `admin` and answers the status line and body.
 fn raw(admin: &str, request: &[u8]) -> (String, String) {
+    let (status, answer) = raw_with_headers(admin, request);
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+/// The status line, and the rest of the answer: headers (lower-cased
+/// names) and body.
+fn raw_with_headers(admin: &str, request: &[u8]) -> (String, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(admin).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -254,9 +278,9 @@ fn raw(admin: &str, request: &[u8]) -> (String, String) {
     // what came is what is checked.
     let _ = stream.read_to_end(&mut answer);
     let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer.lines().next().unwrap_or_default().to_string();
-    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-    (status, body)
+    let (status, rest) = answer.split_once("\r\n").unwrap_or((&answer, ""));
+    let (headers, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+    (status.to_string(), format!("{}\r\n\r\n{body}", headers.to_ascii_lowercase()))
 }
 
 #[test]

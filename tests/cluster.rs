@@ -5,6 +5,8 @@
 
 #[path = "../host/tests/support/etcd.rs"]
 mod etcd_support;
+#[path = "support/chromium.rs"]
+mod chromium;
 #[path = "support/coordinator.rs"]
 mod coordinator_support;
 
@@ -308,6 +310,44 @@ fn sigkill_a_log_worker_during_the_load_and_lose_no_acknowledged_write() {
     assert!(!status.contains(&format!("log        log-{node}-")), "no log of the new generation on the dead node:\n{status}");
     let report = cluster.verify(&acks);
     assert!(report.contains("verified 10000 acknowledged writes: 0 lost"), "{report}");
+}
+
+/// The admin endpoint's dashboard, rendered by headless Chromium before and
+/// after a log's worker dies: the page itself must show the higher epoch
+/// and the new recovery's attempts.
+#[test]
+fn the_dashboard_shows_the_epoch_rise_and_the_new_recovery_after_a_worker_dies() {
+    let _one = one_cluster_at_a_time();
+    let mut cluster = Cluster::start();
+    let (first, status) = cluster.serving_after(0);
+    let page = format!("http://{}/", cluster.admin);
+    let profile = cluster.dir.path().join("chromium");
+
+    let before = chromium::rendered(&profile, &page, 3000);
+    assert_eq!(chromium::attribute(&before, "data-state"), Some("live"), "{before}");
+    assert_eq!(chromium::attribute(&before, "data-epoch"), Some(first.to_string().as_str()), "{before}");
+    assert!(before.contains(&format!("data-recovery-epoch=\"{first}\"")), "the boot recovery is drawn: {before}");
+    assert!(before.contains("data-zone=\"z1\"") && before.contains("data-node=\"n6\""), "the layout by zone and node: {before}");
+    assert!(before.contains("data-slot=\"placement\""), "the plugin slots: {before}");
+
+    let node = field(&status, "log").unwrap().split('-').nth(1).unwrap().to_string();
+    cluster.kill_worker(&node);
+    let (second, _) = cluster.serving_after(first);
+    let after = chromium::rendered(&profile, &page, 3000);
+    let shown: u64 = chromium::attribute(&after, "data-epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+    assert!(shown >= second, "the page shows epoch {shown}, the cluster serves {second}: {after}");
+    let drawn = chromium::attribute(&after, "data-recoveries").unwrap_or_default();
+    assert!(drawn.split(' ').any(|e| e == shown.to_string()), "the new recovery is among those drawn ({drawn})");
+    let newest = after.split("data-recovery-epoch=\"").nth(1).unwrap_or_default();
+    assert!(newest.starts_with(&format!("{shown}\"")), "the newest recovery is drawn first");
+    let row = newest.split("class=\"recovery\"").next().unwrap_or_default();
+    assert!(row.contains(&format!("epoch {shown} attempt ")), "its attempts have Gantt rows: {row}");
+    assert!(row.contains("class=\"bar\" "), "with a bar per phase, not hatched as failed: {row}");
+
+    // Kept with the build for a human to look at; docs/operations.md shows one.
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    chromium::screenshot(&profile, &page, "1280,1100", &shot);
+    println!("screenshot: {}", shot.display());
 }
 
 #[test]

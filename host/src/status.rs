@@ -23,13 +23,9 @@ pub struct Status {
     pub nodes: Vec<Node>,
     /// Every service the live workers host, of any generation.
     pub services: Vec<ServiceDescriptor>,
-    /// What started the last recovery: `boot`, or the failure detected.
-    pub trigger: String,
-    /// Wall time of the last recovery, from the detected failure (or the
-    /// first attempt, at boot) to the persisted layout, in milliseconds.
-    pub recovery_millis: Option<f64>,
-    /// The attempts of the last recovery, in order.
-    pub last_recovery: Vec<AttemptSummary>,
+    /// The newest recoveries, oldest first (at most
+    /// [`RECENT_RECOVERIES`]).
+    pub recoveries: Vec<RecoverySummary>,
     /// The newest replica recovery events (every transition of every
     /// replica's sessions), oldest first.
     #[serde(default)]
@@ -39,6 +35,31 @@ pub struct Status {
     /// coordinator's last check.
     #[serde(default)]
     pub joining: Vec<String>,
+}
+
+/// How many recoveries [`Status::recoveries`] keeps.
+pub const RECENT_RECOVERIES: usize = 8;
+
+impl Status {
+    /// The last recovery, if there was one.
+    pub fn last_recovery(&self) -> Option<&RecoverySummary> {
+        self.recoveries.last()
+    }
+}
+
+/// One recovery, as `ratchet status` and the dashboard show it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RecoverySummary {
+    /// What started it: `boot`, or the failure detected.
+    pub trigger: String,
+    /// When it ended, in milliseconds since the Unix epoch.
+    pub ended_unix_ms: u64,
+    /// Its wall time, from the detected failure (or the first attempt, at
+    /// boot) to the persisted layout, in milliseconds; none when it did not
+    /// complete.
+    pub millis: Option<f64>,
+    /// Its attempts, in order.
+    pub attempts: Vec<AttemptSummary>,
 }
 
 /// One attempt, as `ratchet status` shows it.

@@ -3,6 +3,7 @@
 //!
 //! | route | what |
 //! |---|---|
+//! | `GET /` | the live dashboard ([`dashboard`]), served without the token |
 //! | `GET /status` | the coordinator's status, as `ratchet status` shows it |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /plugins` | every slot and its active version |
@@ -13,7 +14,7 @@
 //! | `GET /plugins/{slot}/shadow` | the shadow's calls and every call where it decided differently |
 //! | `POST /plugins/{slot}/shadow/promote` | make the shadow active |
 //! | `POST /plugins/{slot}/shadow/discard` | stop the shadow |
-//! | `GET /audit` | the whole audit trail |
+//! | `GET /audit` | the whole audit trail; `?tail=N` its newest `N` entries |
 //!
 //! A swap is validated before it serves: the component must compile and
 //! satisfy the slot's world, then pass a dry run ([`dry_run`]) against a
@@ -22,6 +23,7 @@
 //! the next call of its slot; a recovery already running is not disturbed.
 
 pub mod auth;
+mod dashboard;
 pub mod dry_run;
 pub mod gate;
 pub mod listener;
@@ -394,6 +396,9 @@ pub struct SlotSummary {
     pub active: Option<PluginVersion>,
     /// How many versions it holds.
     pub versions: usize,
+    /// The version running in its shadow, if any.
+    #[serde(default)]
+    pub shadow: Option<PluginVersion>,
 }
 
 /// `GET /plugins/{slot}/history`.
@@ -499,6 +504,8 @@ pub fn router(admin: Arc<Admin>, bound: std::net::SocketAddr) -> Router {
         // body is read.
         .layer(axum::middleware::from_fn_with_state(gate.clone(), gate::read_body))
         .layer(axum::middleware::from_fn_with_state(admin.clone(), auth::require_token))
+        // Added after the token's layer, so outside it.
+        .route("/", get(dashboard::page))
         .layer(axum::middleware::from_fn_with_state(gate, gate::check))
         .with_state(admin)
 }
@@ -523,6 +530,7 @@ async fn list(State(admin): State<Arc<Admin>>) -> Response {
             slot: slot.to_string(),
             active: admin.registry.active(slot).map(|info| PluginVersion::of(&info, true)),
             versions: admin.registry.history(slot).len(),
+            shadow: admin.registry.shadow(slot).map(|info| PluginVersion::of(&info, false)),
         })
         .collect();
     axum::Json(slots).into_response()
@@ -620,9 +628,19 @@ async fn end_shadow(admin: Arc<Admin>, slot: String, promote: bool) -> Response 
     }
 }
 
-async fn audit(State(admin): State<Arc<Admin>>) -> Response {
+#[derive(Deserialize)]
+struct AuditQuery {
+    tail: Option<usize>,
+}
+
+async fn audit(State(admin): State<Arc<Admin>>, Query(query): Query<AuditQuery>) -> Response {
     match admin.audit.entries() {
-        Ok(entries) => axum::Json(entries).into_response(),
+        Ok(mut entries) => {
+            if let Some(tail) = query.tail {
+                entries.drain(..entries.len().saturating_sub(tail));
+            }
+            axum::Json(entries).into_response()
+        }
         Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, "audit", err.to_string()).into_response(),
     }
 }

@@ -474,11 +474,12 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
             let _ = writeln!(out, "joining    {} (seeded from a teammate; serving once caught up)", status.joining.join(" "));
         }
     }
-    if !status.trigger.is_empty() {
-        let took = status.recovery_millis.map_or("did not complete".into(), |ms| format!("{ms:.2} ms to the persisted layout"));
-        let _ = writeln!(out, "\nlast recovery: {}: {took}", status.trigger);
+    let last = status.last_recovery();
+    if let Some(recovery) = last {
+        let took = recovery.millis.map_or("did not complete".into(), |ms| format!("{ms:.2} ms to the persisted layout"));
+        let _ = writeln!(out, "\nlast recovery: {}: {took}", recovery.trigger);
     }
-    for attempt in &status.last_recovery {
+    for attempt in last.map(|r| r.attempts.as_slice()).unwrap_or_default() {
         let _ = writeln!(
             out,
             "\nattempt {} at epoch {}: {} in {:.2} ms ({:.2} ms inside plugins)",

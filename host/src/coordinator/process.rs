@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::wire::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
-use crate::status::{AttemptSummary, Status};
+use crate::status::{AttemptSummary, RECENT_RECOVERIES, RecoverySummary, Status};
 use crate::admin::{Admin, AdminHost, AdminOptions};
 use crate::audit::{AuditEntry, AuditLog};
 use crate::bindings::types::{Epoch, Layout, Node, RecoveryConfig, ServiceDescriptor, Version};
@@ -46,9 +46,8 @@ pub struct Coordinator {
 #[derive(Clone, Default)]
 struct Progress {
     state: String,
-    trigger: String,
-    millis: Option<f64>,
-    attempts: Vec<AttemptSummary>,
+    /// The newest recoveries, oldest first.
+    recoveries: std::collections::VecDeque<RecoverySummary>,
 }
 
 impl Coordinator {
@@ -75,9 +74,7 @@ impl Coordinator {
             committed: self.cluster.committed_version(),
             nodes: Vec::new(),
             services: Vec::new(),
-            trigger: progress.trigger,
-            recovery_millis: progress.millis,
-            last_recovery: progress.attempts,
+            recoveries: progress.recoveries.into(),
             joining: self.cluster.joining().into_iter().collect(),
             replica_events: {
                 let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
@@ -100,9 +97,18 @@ impl Coordinator {
     fn recovered(&self, state: &str, trigger: &str, since: Instant, report: &RecoveryReport) {
         let mut progress = self.progress();
         progress.state = state.into();
-        progress.trigger = trigger.into();
-        progress.millis = report.layout().is_some().then(|| since.elapsed().as_secs_f64() * 1e3);
-        progress.attempts = summarize(report);
+        if progress.recoveries.len() == RECENT_RECOVERIES {
+            progress.recoveries.pop_front();
+        }
+        let ended_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        progress.recoveries.push_back(RecoverySummary {
+            trigger: trigger.into(),
+            ended_unix_ms,
+            millis: report.layout().is_some().then(|| since.elapsed().as_secs_f64() * 1e3),
+            attempts: summarize(report),
+        });
     }
 }
 
