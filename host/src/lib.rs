@@ -29,7 +29,9 @@
 //!   dry run, rollback, history, status, metrics), with [`audit`] and
 //!   [`metrics`] behind it;
 //! - [`sim`] and [`experiment`]: the deterministic simulator and the seeded
-//!   experiments run on it.
+//!   experiments run on it;
+//! - [`telemetry`]: the spans of attempts, phases and plugin calls, exported
+//!   over OTLP.
 
 pub mod admin;
 pub mod audit;
@@ -50,6 +52,7 @@ pub mod services;
 pub mod sim;
 pub mod store;
 pub mod status;
+pub mod telemetry;
 pub mod topology;
 pub mod transport;
 pub mod wire;

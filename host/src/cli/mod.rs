@@ -34,6 +34,12 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
 
+    /// Export the spans of recovery attempts, phases and plugin calls over
+    /// OTLP/HTTP to the collector at URL (traces go to URL/v1/traces)
+    /// [default: $OTEL_EXPORTER_OTLP_ENDPOINT].
+    #[arg(long, global = true, value_name = "URL")]
+    otlp_endpoint: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -105,7 +111,15 @@ pub fn main() -> ExitCode {
     // An experiment provokes thousands of stalls and refusals on purpose:
     // its report says what matters, so only errors are logged by default.
     let quiet = matches!(cli.command, Command::Experiment(_));
-    init_tracing(cli.verbose, quiet);
+    let otlp = cli.otlp_endpoint.clone().or_else(|| std::env::var(ratchet::telemetry::ENDPOINT_VARIABLE).ok().filter(|v| !v.is_empty()));
+    // Kept until the command ends: dropped, it sends what is pending.
+    let _exporter = match init_tracing(cli.verbose, quiet, otlp.as_deref()) {
+        Ok(exporter) => exporter,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -142,7 +156,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn init_tracing(verbose: u8, quiet: bool) {
+/// Logs to stderr at the level asked; with an OTLP endpoint, also exports
+/// this crate's spans (attempts, phases, plugin calls) to it, whatever the
+/// log level.
+fn init_tracing(verbose: u8, quiet: bool, otlp: Option<&str>) -> Result<Option<ratchet::telemetry::Exporter>, ratchet::telemetry::TelemetryError> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let default = match verbose {
         0 if quiet => "error",
         0 => "warn",
@@ -151,7 +172,16 @@ fn init_tracing(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
+    let registry = tracing_subscriber::registry().with(log);
+    let Some(endpoint) = otlp else {
+        registry.init();
+        return Ok(None);
+    };
+    let (spans, exporter) = ratchet::telemetry::otlp_layer(endpoint)?;
+    let ours = tracing_subscriber::filter::Targets::new().with_target("ratchet", tracing::Level::DEBUG);
+    registry.with(spans.with_filter(ours)).init();
+    Ok(Some(exporter))
 }
 
 /// Loads each `--plugin SLOT=FILE` (or `SLOT=builtin:NAME`) into its slot,

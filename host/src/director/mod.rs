@@ -279,7 +279,7 @@ impl Director {
         let mut timeline = Vec::new();
         let mut phase = PHASES[0].to_string();
         for _ in 0..self.options.max_steps {
-            let span = tracing::info_span!("phase", name = %phase, epoch = state.epoch, attempt = state.attempt, outcome = tracing::field::Empty);
+            let span = tracing::info_span!("phase", phase = %phase, epoch = state.epoch, attempt = state.attempt, outcome = tracing::field::Empty);
             let started = Instant::now();
             let call = self.registry.run_phase(&phase, &state, guard.clone()).instrument(span.clone());
             let (result, running) = running_time(call).await;
