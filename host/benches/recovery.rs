@@ -18,7 +18,7 @@
 //! `perf record --control fifo:CTL,ACK` around each timed wasm recovery
 //! (around each native one with `RATCHET_BENCH_PERF_NATIVE=1`) and waits for
 //! perf's acknowledgement, so that the profile holds the recoveries only, not
-//! the boots and loads. BENCHMARKS.md has the
+//! the boots and loads. docs/perf/recovery.md has the
 //! commands. `RATCHET_BENCH_PHASES=1` also prints, per cluster size, the
 //! median time of each phase and of the host calls, wasm beside native.
 

@@ -48,7 +48,7 @@ enum RoleArg {
     /// Commits and reads: `ratchet load`, `verify`, `status`.
     Client,
     /// etcd's server certificate, for a coordinator store at etcds://
-    /// (from a CA of etcd's own: see the README).
+    /// (from a CA of etcd's own: see docs/cluster.md).
     Etcd,
 }
 

@@ -36,7 +36,7 @@ pub struct EngineConfig {
     /// Meter fuel in guest code, so that calls can be bounded by
     /// [`Limits::fuel`](super::Limits::fuel) (the simulator bounds every
     /// call by fuel alone). Metering is compiled into every block of guest
-    /// code and cost about 4 % of a recovery's wall time (BENCHMARKS.md), so
+    /// code and cost about 4 % of a recovery's wall time (docs/perf/recovery-history.md), so
     /// it is off unless asked for: without it, the wall-time deadline bounds
     /// calls, and the registry refuses fuel limits.
     pub fuel: bool,
@@ -76,7 +76,7 @@ pub(crate) fn build(config: &EngineConfig) -> wasmtime::Result<Engine> {
         // Calls are short and slots are reused constantly: reset the pages a
         // call dirtied in place (found with PAGEMAP_SCAN where the kernel has
         // it) instead of unmapping them, which costs page faults on the next
-        // call and TLB shootdowns across cores. Measured in BENCHMARKS.md.
+        // call and TLB shootdowns across cores. Measured in docs/perf/recovery-history.md.
         .pagemap_scan(Enabled::Auto)
         .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(64 << 10)

@@ -126,7 +126,7 @@ pub fn issue(dir: &Path, role: Role, node: Option<&str>, days: u32) -> Result<Is
 /// gateway dials etcd itself with it; it names no ratchet role, so a
 /// ratchet server answers it nothing. etcd trusts every client certificate
 /// of the CA it is given, so it gets a CA of its own, which issues only the
-/// coordinators' store certificates (see the README).
+/// coordinators' store certificates (see docs/cluster.md).
 pub fn issue_etcd(dir: &Path, hosts: &[String], days: u32) -> Result<Issued, CertsError> {
     if hosts.is_empty() {
         return Err(CertsError::Invalid("etcd's certificate names the hosts its clients dial: give --host".into()));
