@@ -332,15 +332,17 @@ fn strike(bench: &mut Bench, status: &mut Status, run: usize, fault: Fault) -> S
     }
     let (next, serving_at, _) = bench.generation_after(layout.epoch, 5);
     let restart = bench.restart_worker(slot);
-    let phases = next.last_recovery.last().map(|a| a.phases.iter().map(|(n, ms, _)| (n.clone(), *ms)).collect()).unwrap_or_default();
+    let last = next.last_recovery().expect("a recovery ran");
+    let attempt = last.attempts.last();
+    let phases = attempt.map(|a| a.phases.iter().map(|(n, ms, _)| (n.clone(), *ms)).collect()).unwrap_or_default();
     let struck = Struck {
         node,
         epoch: next.epoch.unwrap_or(0),
-        recovery: next.recovery_millis.expect("the recovery completed"),
+        recovery: last.millis.expect("the recovery completed"),
         outage: serving_at.duration_since(struck_at).as_secs_f64() * 1e3,
-        trigger: next.trigger.clone(),
+        trigger: last.trigger.clone(),
         restart,
-        plugin: next.last_recovery.last().map_or(0.0, |a| a.plugin_millis),
+        plugin: attempt.map_or(0.0, |a| a.plugin_millis),
         phases,
     };
     *status = bench.serving_after(layout.epoch, 6).0;
