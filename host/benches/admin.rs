@@ -74,7 +74,7 @@ fn main() {
     if wanted("dry_run") {
         let nodes: Vec<NodeSpec> =
             (0..9).map(|i| NodeSpec { id: format!("n{}", i + 1), zone: format!("z{}", i % 3 + 1), capacity: 16 }).collect();
-        let shape = dry_run::Shape { nodes, config: config.clone() };
+        let shape = dry_run::Shape { nodes, config };
         let times: Vec<f64> = (0..runs)
             .map(|_| {
                 let started = Instant::now();
@@ -88,7 +88,7 @@ fn main() {
     if wanted("shadow") {
         let nodes: Vec<NodeSpec> =
             (0..9).map(|i| NodeSpec { id: format!("n{}", i + 1), zone: format!("z{}", i % 3 + 1), capacity: 16 }).collect();
-        let shape = dry_run::Shape { nodes, config: config.clone() };
+        let shape = dry_run::Shape { nodes, config };
         let shadowed = Arc::new(registry.fork());
         let count = Arc::new(Count(Default::default()));
         shadowed.set_shadow_sink(count.clone());

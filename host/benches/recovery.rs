@@ -269,7 +269,7 @@ async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>, perf: Option<&st
         plugins,
         cluster.clone(),
         Arc::new(MemoryStore::default()),
-        shape.config.clone(),
+        shape.config,
         DirectorOptions::default(),
     );
     let boot = director.recover().await.unwrap();

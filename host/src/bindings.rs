@@ -7,6 +7,9 @@
 
 pub mod state_fields;
 
+// Generated from the WIT, whose comments document the types; the
+// generated glue (traits, instantiation helpers) carries none.
+#[allow(missing_docs)]
 mod phase_world {
     wasmtime::component::bindgen!({
         world: "ratchet:recovery/recovery-phase@0.1.0",
@@ -17,6 +20,7 @@ mod phase_world {
     });
 }
 
+#[allow(missing_docs)]
 mod policy_world {
     wasmtime::component::bindgen!({
         world: "ratchet:recovery/placement-policy@0.1.0",
@@ -30,6 +34,7 @@ mod policy_world {
     });
 }
 
+#[allow(missing_docs)]
 mod replica_world {
     wasmtime::component::bindgen!({
         world: "ratchet:recovery/replica-recovery@0.1.0",

@@ -33,6 +33,8 @@
 //! - [`telemetry`]: the spans of attempts, phases and plugin calls, exported
 //!   over OTLP.
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod audit;
 pub mod bindings;

@@ -146,10 +146,17 @@ pub struct Harness {
     pub registry: Arc<ratchet::registry::Registry>,
 }
 
+impl Default for Harness {
+    /// Nodes of room for 10 workers each.
+    fn default() -> Self {
+        Harness::with_capacity(10)
+    }
+}
+
 impl Harness {
     /// Nodes of room for 10 workers each.
     pub fn new() -> Self {
-        Harness::with_capacity(10)
+        Harness::default()
     }
 
     /// Nodes of room for `capacity` workers each.

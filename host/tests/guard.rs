@@ -142,7 +142,8 @@ async fn s4_a_lock_services_that_locks_nothing_and_initializes_persists_nothing(
 
 #[tokio::test]
 async fn s3_an_assemble_layout_that_forges_the_layout_is_refused() {
-    let cases: [(&str, fn(&mut Layout)); 4] = [
+    type Forgery = (&'static str, fn(&mut Layout));
+    let cases: [Forgery; 4] = [
         ("the descriptor of", |l| {
             let proxy = l.commit_proxies[0].clone();
             let described = l.services.iter_mut().find(|s| s.id == proxy).unwrap();

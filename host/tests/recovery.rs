@@ -207,7 +207,7 @@ async fn a_trapping_phase_stalls_the_attempt_and_the_rollback_leaves_no_strays()
         }
         other => panic!("expected a stall, got {other}"),
     }
-    assert!(first.released >= 3 + 12 + 1, "logs, storage and the sequencer were released: {}", first.released);
+    assert!(first.released > 3 + 12, "logs, storage and the sequencer were released: {}", first.released);
     assert_eq!(h.live_ids().await, named_services(&layout), "only the live generation's workers remain");
 }
 

@@ -44,7 +44,7 @@ async fn the_default_component_decides_every_outcome_at_its_boundaries() {
         (history(9, 10, 50, Some(51)), ReplicaOutcome::Rebuild(RebuildPlan::Full)),
     ];
     for (h, expected) in cases {
-        let plan = decide(&registry, h.clone()).await;
+        let plan = decide(&registry, h).await;
         assert_eq!(plan.outcome, expected, "{h:?}: {}", plan.reason);
     }
 }
@@ -79,7 +79,7 @@ async fn sessions_carry_out_the_components_plans_under_the_hosts_rules() {
 
     // A catch-up, frozen at committed 50 when it began.
     let h = history(20, 10, 50, None);
-    let plan = decide(&registry, h.clone()).await;
+    let plan = decide(&registry, h).await;
     let id = sessions.open("storage-7", 4, "10.0.0.7:7100", &h, plan).unwrap();
     sessions.progress(id, 4, 35, 15).unwrap();
     assert_eq!(sessions.progress(id, 4, 55, 5), Err(SessionError::PastTarget { target: 50, asked: 55 }));
@@ -88,7 +88,7 @@ async fn sessions_carry_out_the_components_plans_under_the_hosts_rules() {
 
     // A replica ahead of committed cannot complete before it truncates.
     let h = history(70, 10, 50, None);
-    let plan = decide(&registry, h.clone()).await;
+    let plan = decide(&registry, h).await;
     let id = sessions.open("storage-8", 4, "10.0.0.8:7100", &h, plan).unwrap();
     assert_eq!(sessions.complete(id, 4), Err(SessionError::TruncationMissing(50)));
     sessions.record_truncation(id, 4, 50).unwrap();
@@ -96,12 +96,12 @@ async fn sessions_carry_out_the_components_plans_under_the_hosts_rules() {
 
     // A long catch-up breaks the entry budget and must become a rebuild.
     let h = history(10, 10, 500, Some(400));
-    let plan = decide(&registry, h.clone()).await;
+    let plan = decide(&registry, h).await;
     let id = sessions.open("storage-9", 4, "10.0.0.9:7100", &h, plan.clone()).unwrap();
     assert!(matches!(sessions.progress(id, 4, 60, 50), Err(SessionError::Escalated(_))));
     assert!(matches!(sessions.open("storage-9", 4, "10.0.0.9:7100", &h, plan), Err(SessionError::MustRebuild { .. })));
     let behind = history(10, 450, 500, Some(460));
-    let rebuild = decide(&registry, behind.clone()).await;
+    let rebuild = decide(&registry, behind).await;
     assert_eq!(rebuild.outcome, ReplicaOutcome::Rebuild(RebuildPlan::SnapshotTail(460)));
     let id = sessions.open("storage-9", 4, "10.0.0.9:7100", &behind, rebuild).unwrap();
 

@@ -231,15 +231,21 @@ async fn a_replica_ahead_of_committed_is_truncated_before_it_serves() {
     assert_eq!(h.lost(&acked).await, 0);
 }
 
+/// What runs before the n-th catch-up page is applied.
+type ApplyHook = Box<dyn Fn(u32, Arc<RemoteCluster>, String) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// The endpoint reported for a replica, from the one it has.
+type EndpointHook = Box<dyn Fn(&str, String) -> String + Send + Sync>;
+
 /// The cluster client, with a hook on the calls replica recovery makes.
 struct Hooked {
     inner: Arc<RemoteCluster>,
     applies: AtomicU32,
     /// Runs before the n-th catch-up page is applied (from 1), with the
     /// replica's id.
-    on_apply: Box<dyn Fn(u32, Arc<RemoteCluster>, String) -> BoxFuture<'static, ()> + Send + Sync>,
+    on_apply: ApplyHook,
     /// The endpoint reported for a replica, from the one it has.
-    endpoint: Box<dyn Fn(&str, String) -> String + Send + Sync>,
+    endpoint: EndpointHook,
     /// Each snapshot page waits for a permit of this gate, if set.
     copy_gate: Option<Arc<tokio::sync::Semaphore>>,
 }

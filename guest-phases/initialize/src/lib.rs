@@ -34,7 +34,7 @@ impl Phase for Initialize {
     const WRITES: &'static [StateField] = &[StateField::Vacancies, StateField::NewStorageTeams, StateField::RecoveryVersion, StateField::DurableVersion];
 
     fn run(mut state: AttemptState, _host: &mut dyn Host) -> PhaseOutcome {
-        let config = state.config.clone();
+        let config = state.config;
         state.vacancies = (0..config.desired_logs)
             .map(|i| Vacancy { id: format!("log-{i}"), kind: ServiceKind::Log, tag: None })
             .collect();

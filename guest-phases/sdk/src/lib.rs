@@ -6,17 +6,64 @@
 //! the same logic compiles natively (for unit tests and the native baseline)
 //! and to a `wasm32-wasip2` component.
 //!
-//! The WIT glue is one macro call per plugin crate:
+//! A policy is plain Rust on those types, so it is tested natively:
 //!
-//! ```ignore
-//! struct ValidateLayout;
-//! impl ratchet_guest::Phase for ValidateLayout { /* ... */ }
-//! ratchet_guest::export_phase!(ValidateLayout);
 //! ```
+//! use ratchet_guest::PlacementPolicy;
+//! use ratchet_guest::types::{Assignment, PlacementError, PlacementRequest};
+//!
+//! /// Every vacancy on the least loaded healthy nodes, one node each.
+//! struct LeastLoaded;
+//!
+//! impl PlacementPolicy for LeastLoaded {
+//!     fn place(request: PlacementRequest) -> Result<Vec<Assignment>, PlacementError> {
+//!         let mut load: Vec<(u32, &str)> =
+//!             request.nodes.iter().filter(|n| n.healthy).map(|n| (n.load, n.id.as_str())).collect();
+//!         let mut answer = Vec::new();
+//!         for (index, vacancy) in request.vacancies.iter().enumerate() {
+//!             let mut nodes = Vec::new();
+//!             for _ in 0..vacancy.count {
+//!                 load.sort();
+//!                 let Some(least) = load.first_mut() else {
+//!                     let message = "no healthy node is left".to_string();
+//!                     return Err(PlacementError { vacancy: index as u32, constraint: "capacity".into(), message });
+//!                 };
+//!                 least.0 += 1;
+//!                 nodes.push(least.1.to_string());
+//!             }
+//!             answer.push(Assignment { vacancy: index as u32, nodes });
+//!         }
+//!         Ok(answer)
+//!     }
+//! }
+//!
+//! // Three nodes of the SDK's scripted test host, asked for one log.
+//! let host = ratchet_guest::testing::ScriptedHost::with_nodes(3, 3);
+//! let vacancy = ratchet_guest::types::PlacementVacancy {
+//!     kind: ratchet_guest::types::ServiceKind::Log,
+//!     count: 1,
+//!     team: None,
+//!     constraints: ratchet_guest::types::PlacementConstraints {
+//!         min_distinct_zones: 1,
+//!         exclude_nodes: vec![],
+//!         required_capabilities: vec![],
+//!         distinct_nodes: true,
+//!     },
+//! };
+//! let request = PlacementRequest { vacancies: vec![vacancy], nodes: host.nodes.clone(), teams: vec![] };
+//! let answer = LeastLoaded::place(request).unwrap();
+//! assert_eq!(answer[0].nodes.len(), 1);
+//! ```
+//!
+//! The WIT glue is one macro call in the plugin crate, built for
+//! `wasm32-wasip2`: `ratchet_guest::export_placement_policy!(LeastLoaded);`
+//! for a policy, `ratchet_guest::export_phase!(MyPhase);` for a phase.
 //!
 //! The macros read the WIT from `../../wit` relative to the plugin crate, which
 //! holds for every crate under `guest-phases/`, `plugins/` and `examples/`.
 //! A crate elsewhere passes its own path: `export_phase!(MyPhase, wit = "wit")`.
+
+#![warn(missing_docs)]
 
 mod bindings {
     wit_bindgen::generate!({

@@ -96,11 +96,10 @@ pub fn validate(layout: &Layout, attempt_epoch: u64) -> Result<(), String> {
             carried.insert(*tag);
         }
     }
-    if !layout.logs.is_empty() {
-        if let Some(tag) = tags.difference(&carried).next() {
+    if !layout.logs.is_empty()
+        && let Some(tag) = tags.difference(&carried).next() {
             return Err(format!("shard tag {tag} is carried by no log"));
         }
-    }
     Ok(())
 }
 

@@ -60,7 +60,7 @@ pub async fn run(plugins: Arc<dyn Plugins>, shape: &Shape) -> Result<Passed, Str
         max_backoff: Duration::from_millis(10),
         ..DirectorOptions::default()
     };
-    let director = Director::new(plugins, cluster.clone(), Arc::new(MemoryStore::default()), shape.config.clone(), options);
+    let director = Director::new(plugins, cluster.clone(), Arc::new(MemoryStore::default()), shape.config, options);
 
     let boot = director.recover().await.map_err(|e| format!("boot: {e}"))?;
     let first = judge("boot", &boot)?;

@@ -3,7 +3,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /` | the live dashboard ([`dashboard`]), served without the token |
+//! | `GET /` | the live dashboard (`dashboard.html`), served without the token |
 //! | `GET /status` | the coordinator's status, as `ratchet status` shows it |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /plugins` | every slot and its active version |
@@ -203,7 +203,7 @@ impl Admin {
         let nodes = self.host.nodes().await;
         let shape = dry_run::Shape {
             nodes: nodes.iter().map(|n| NodeSpec { id: n.id.clone(), zone: n.zone.clone(), capacity: n.capacity }).collect(),
-            config: self.config.clone(),
+            config: self.config,
         };
         dry_run::run(Arc::new(trial), &shape).await
     }

@@ -85,7 +85,7 @@ impl MaskedState<'_> {
         AttemptState {
             epoch: self.epoch,
             attempt: self.attempt,
-            config: self.config.clone(),
+            config: *self.config,
             old_layout: self.old_layout.map(|layout| layout.to_layout()),
             locked_logs: self.locked_logs.to_vec(),
             locked_storage: self.locked_storage.to_vec(),
@@ -289,7 +289,7 @@ mod tests {
     #[test]
     fn nothing_read_sends_only_who_the_attempt_is() {
         let state = full();
-        assert_eq!(masked(&state, &[]), AttemptState::new(7, 2, state.config.clone(), None));
+        assert_eq!(masked(&state, &[]), AttemptState::new(7, 2, state.config, None));
     }
 
     #[test]

@@ -171,7 +171,7 @@ fn print_recovery(title: &str, report: &RecoveryReport) {
             attempt.outcome,
             attempt.duration.as_secs_f64() * 1e3
         );
-        println!("  {:<28} {:>10}  {}", "PHASE", "MS", "OUTCOME");
+        println!("  {:<28} {:>10}  OUTCOME", "PHASE", "MS");
         for phase in &attempt.timeline {
             println!("  {:<28} {:>10.3}  {}", phase.phase, phase.duration.as_secs_f64() * 1e3, phase.outcome);
         }
@@ -209,7 +209,7 @@ fn print_layouts(old: &Layout, new: &Layout) {
     };
     let (left, right) = (describe(old), describe(new));
     let width = left.iter().map(String::len).max().unwrap_or(0).max(10) + 2;
-    println!("\n  {:<width$} {}", "OLD LAYOUT", "NEW LAYOUT");
+    println!("\n  {:<width$} NEW LAYOUT", "OLD LAYOUT");
     for i in 0..left.len().max(right.len()) {
         println!(
             "  {:<width$} {}",

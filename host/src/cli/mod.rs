@@ -139,7 +139,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
             (Some(dir), false) => Some(dir.clone()),
             (None, false) => RuntimeConfig::with_user_cache().cache_dir,
         },
-        ..RuntimeConfig::default()
     };
     let runtime = || Runtime::new(config.clone()).map_err(|e| Failure::from(anyhow::Error::new(e)));
     match cli.command {

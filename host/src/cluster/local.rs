@@ -16,6 +16,13 @@ use crate::topology::{NodeSpec, tag_of};
 use crate::transport::{MemoryTransport, Transport, TransportError};
 use crate::worker::{Foreman, RequestKind, WorkerProtocol, WorkerReply, WorkerRequest};
 
+
+/// A replica's id, durable version and data, as a checker reads them.
+pub type ReplicaContents = (String, Version, BTreeMap<String, String>);
+
+/// A storage team's shard and each of its live replicas' contents.
+pub type TeamContents = (ShardTag, Vec<ReplicaContents>);
+
 /// How long an in-memory call may take: a push waits up to a second for
 /// the versions before it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -219,7 +226,7 @@ impl LocalCluster {
 
     /// Each team of `layout` with the durable version and data of each of
     /// its replicas that is up.
-    pub fn team_contents(&self, layout: &Layout) -> Vec<(ShardTag, Vec<(String, Version, BTreeMap<String, String>)>)> {
+    pub fn team_contents(&self, layout: &Layout) -> Vec<TeamContents> {
         let foremen = self.foremen();
         layout
             .storage_teams

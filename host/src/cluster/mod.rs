@@ -10,7 +10,7 @@ mod registrations;
 mod remote;
 
 pub use detector::{FailureDetector, Health};
-pub use local::{LocalCluster, LocalError, Wire};
+pub use local::{LocalCluster, LocalError, ReplicaContents, TeamContents, Wire};
 pub use registrations::{RegistrationWatch, Registrations};
 pub use remote::{Breakage, CommitError, RemoteCluster};
 

@@ -243,7 +243,7 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
     tracing::info!(%addr, data = %data.display(), "coordinator listening");
     tokio::spawn(serve::<CoordinatorProtocol, _>(listener, coordinator.clone(), transport));
     let admin_state =
-        Arc::new(Admin::new(registry.clone(), coordinator.clone(), audit, metrics.clone(), config.clone(), admin_options));
+        Arc::new(Admin::new(registry.clone(), coordinator.clone(), audit, metrics.clone(), config, admin_options));
     registry.set_observer(admin_state.clone());
     registry.set_shadow_sink(admin_state.clone());
     if let Some(dir) = plugin_dir {

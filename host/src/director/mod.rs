@@ -226,7 +226,7 @@ impl Director {
         let span = tracing::info_span!("attempt", epoch, attempt, outcome = tracing::field::Empty);
         let guard = Arc::new(AttemptGuard::new(
             epoch,
-            self.config.clone(),
+            self.config,
             old_layout.clone(),
             self.cluster.clone(),
             self.store.clone(),
@@ -234,7 +234,7 @@ impl Director {
             Arc::new(replicas::SessionReplicas { cluster: self.cluster.clone(), sessions: self.sessions.clone() }),
         ));
         let started = Instant::now();
-        let state = AttemptState::new(epoch, attempt, self.config.clone(), old_layout.clone());
+        let state = AttemptState::new(epoch, attempt, self.config, old_layout.clone());
         let (outcome, timeline, state) = match old_layout.as_ref().map(|l| l.epoch) {
             // A layout persisted by this epoch or a newer one: a newer director
             // has already finished, so this one stops before touching anything.

@@ -618,7 +618,8 @@ mod tests {
 
     #[test]
     fn s3_each_way_a_layout_stops_being_faithful_is_named() {
-        let cases: [(&str, fn(&mut Case)); 11] = [
+        type Unfaithful = (&'static str, fn(&mut Case));
+        let cases: [Unfaithful; 11] = [
             ("storage team 1 has 2 replicas where the healthy nodes can host 3", |c| {
                 c.layout.storage_teams[1].storage_ids.pop();
                 c.layout.services.retain(|s| s.id != "b4");

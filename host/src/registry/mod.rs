@@ -570,7 +570,7 @@ impl Registry {
         let result = self.runtime.call_replica(pre, version.info.sha256, info.clone(), &limits, host.clone(), history).await;
         self.observe(REPLICA, version.info.number, &result);
         if let Some((shadow, sink)) = self.shadow_of(REPLICA) {
-            let (runtime, history, active) = (self.runtime.clone(), history.clone(), describe_replica(&result));
+            let (runtime, history, active) = (self.runtime.clone(), *history, describe_replica(&result));
             let active_version = version.info.number;
             tokio::spawn(async move {
                 let Linked::Replica(pre) = &shadow.linked else { return };

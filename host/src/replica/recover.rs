@@ -168,7 +168,7 @@ pub async fn recover_replica(
         Ok(()) => Ok(Some(id)),
         Err(Failure::Session(SessionError::Escalated(reason))) => {
             let rebuild = recovery.escalated_plan(&reason);
-            let outcome = rebuild.outcome.clone();
+            let outcome = rebuild.outcome;
             let id = lock(sessions)
                 .open(replica, epoch, &endpoint, &recovery.history, rebuild)
                 .map_err(|err| ClusterError::Refused(format!("replica recovery of {replica}: {err}")))?;
@@ -318,7 +318,7 @@ impl Recovery<'_> {
         };
         ReplicaPlan {
             outcome: ReplicaOutcome::Rebuild(rebuild),
-            history: h.clone(),
+            history: *h,
             reason: format!("escalated by the host: {reason}"),
         }
     }

@@ -496,7 +496,7 @@ mod tests {
     }
 
     fn open(s: &mut Sessions, replica: &str, epoch: Epoch, endpoint: &str, plan: ReplicaPlan) -> Result<SessionId, SessionError> {
-        let history = plan.history.clone();
+        let history = plan.history;
         s.open(replica, epoch, endpoint, &history, plan)
     }
 

@@ -339,7 +339,7 @@ where
     let missing = || Failed::Run(wasmtime::format_err!("no export `{PHASE_INTERFACE}#{name}`"));
     let interface = instance.get_export_index(&mut *store, None, PHASE_INTERFACE).ok_or_else(missing)?;
     let func = instance.get_export_index(&mut *store, Some(&interface), name).ok_or_else(missing)?;
-    instance.get_typed_func(&mut *store, &func).map_err(Failed::Run)
+    instance.get_typed_func(&mut *store, func).map_err(Failed::Run)
 }
 
 /// The interface a recovery phase exports.

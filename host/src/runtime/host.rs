@@ -30,18 +30,45 @@ pub enum HostCall {
     /// `cluster.nodes`: every known node.
     Nodes,
     /// `cluster.lock`: locks services at the attempt's epoch.
-    Lock { ids: Vec<String> },
+    Lock {
+        /// The services to lock.
+        ids: Vec<String>,
+    },
     /// `cluster.create-worker`: creates and locks a log or storage server.
-    CreateWorker { node: String, kind: ServiceKind },
+    CreateWorker {
+        /// The node to create it on.
+        node: String,
+        /// Which to create: a log or a storage server.
+        kind: ServiceKind,
+    },
     /// `cluster.recover-log`: makes log `target` copy `[first, last]` of
     /// `tags` from `sources`.
-    RecoverLog { target: String, sources: Vec<String>, tags: Vec<ShardTag>, first: Version, last: Version },
+    RecoverLog {
+        /// The log to copy into.
+        target: String,
+        /// The logs to copy from, each page from the first that serves it.
+        sources: Vec<String>,
+        /// The shards whose mutations to copy.
+        tags: Vec<ShardTag>,
+        /// The first version of the range.
+        first: Version,
+        /// The last version of the range.
+        last: Version,
+    },
     /// `cluster.start-role`: starts a stateless role.
-    StartRole { node: String, kind: ServiceKind },
+    StartRole {
+        /// The node to start it on.
+        node: String,
+        /// Which role to start: a sequencer, proxy or resolver.
+        kind: ServiceKind,
+    },
     /// `cluster.stage-layout`: checks the new layout and keeps it.
     StageLayout(Box<Layout>),
     /// `cluster.unlock`: unlocks services, handing them the staged layout.
-    Unlock { ids: Vec<String> },
+    Unlock {
+        /// The services to unlock.
+        ids: Vec<String>,
+    },
     /// `cluster.persist-layout`: persists the staged layout.
     PersistLayout,
     /// `placement.place`: asks the active placement policy.
@@ -49,7 +76,10 @@ pub enum HostCall {
     /// `clock.now-ms`: host time in milliseconds.
     NowMs,
     /// `clock.sleep-ms`: waits `ms` milliseconds of host time.
-    Sleep { ms: u64 },
+    Sleep {
+        /// How long to wait, in milliseconds.
+        ms: u64,
+    },
 }
 
 impl HostCall {

@@ -114,7 +114,7 @@ impl CallCtx {
             .monotonic_clock(FrozenClock)
             .secure_random(wasmtime_wasi::Deterministic::new(vec![0x5a, 0xa5, 0x3c, 0xc3]))
             .insecure_random(wasmtime_wasi::Deterministic::new(vec![0x96, 0x69]))
-            .insecure_random_seed(0x7261_7463_6865_74)
+            .insecure_random_seed(0x0072_6174_6368_6574)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)

@@ -12,6 +12,10 @@ use std::collections::BTreeMap;
 use super::{EpochLock, Mutation, ServiceError};
 use crate::bindings::types::{Epoch, LogRecoveryInfo, ShardRetention, ShardTag, Version};
 
+
+/// The mutations of one version.
+pub type VersionMutations = (Version, Vec<Mutation>);
+
 /// The versions held of one shard: every mutation of it in `[oldest,
 /// through]`. Empty when `oldest > through`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -132,7 +136,7 @@ impl LogService {
         first: Version,
         last: Version,
         budget: usize,
-    ) -> Result<(Vec<(Version, Vec<Mutation>)>, Version), ServiceError> {
+    ) -> Result<(Vec<VersionMutations>, Version), ServiceError> {
         if first > last {
             return Err(ServiceError::InvertedRange { first, last });
         }

@@ -261,7 +261,7 @@ fn acknowledgements_known(facts: &Facts, previous: &Layout, next: &Layout) -> Re
 /// Every live replica of a team holds the same data at the same version:
 /// once the run settled, a replica caught up, truncated or rebuilt must be
 /// identical to its teammates.
-pub fn check_replicas(teams: &[(ShardTag, Vec<(String, Version, BTreeMap<String, String>)>)]) -> Vec<Violation> {
+pub fn check_replicas(teams: &[crate::cluster::TeamContents]) -> Vec<Violation> {
     let mut violations = Vec::new();
     for (tag, members) in teams {
         let Some((first, version, data)) = members.first() else { continue };
@@ -378,7 +378,8 @@ mod tests {
 
     #[test]
     fn a_layout_unfaithful_to_the_records_is_named() {
-        let cases: [(&str, fn(&mut Layout)); 5] = [
+        type Forgery = (&'static str, fn(&mut Layout));
+        let cases: [Forgery; 5] = [
             ("described as", |l| l.services[1].address = "10.0.0.9:1".into()),
             ("lists a replica twice", |l| l.storage_teams[0].storage_ids[2] = l.storage_teams[0].storage_ids[0].clone()),
             ("not those the cluster booted with", |l| {

@@ -516,7 +516,7 @@ impl Driver {
         if load && self.client.is_none() {
             let (key, value) = self.next_write();
             let (inner, history) = (self.inner.clone(), self.history.clone());
-            let pump = self.writes % 5 == 0;
+            let pump = self.writes.is_multiple_of(5);
             self.client = Some(tokio::spawn(async move {
                 let write = write(&inner, &history, key, value).await;
                 let stranded = if pump { Some(inner.pump().await) } else { None };

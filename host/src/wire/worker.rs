@@ -27,71 +27,222 @@ pub enum WorkerRequest {
     /// proxy's generation breaks or `hold_ms` pass: the failure detector's
     /// long poll, always in flight, so a connection that drops is seen at
     /// once and a worker that stops answering within its timeout.
-    Info { hold_ms: u64 },
+    Info {
+        /// How long to hold the answer, in milliseconds (at most the worker's `MAX_HOLD`); 0 answers at once.
+        hold_ms: u64,
+    },
     /// Lock a service at `epoch` and report its recovery information.
-    Lock { id: String, epoch: Epoch },
+    Lock {
+        /// The service it is addressed to.
+        id: String,
+        /// The epoch to lock it at; a worker refuses one below the service's holder.
+        epoch: Epoch,
+    },
     /// Create a log or storage server, locked at `epoch`.
-    CreateWorker { kind: ServiceKind, epoch: Epoch },
+    CreateWorker {
+        /// Which to create: a log or a storage server.
+        kind: ServiceKind,
+        /// The epoch to lock the new service at.
+        epoch: Epoch,
+    },
     /// Start a sequencer, proxy or resolver of generation `epoch`.
-    StartRole { kind: ServiceKind, epoch: Epoch, start: Version },
+    StartRole {
+        /// Which role to start: a sequencer, proxy or resolver.
+        kind: ServiceKind,
+        /// The generation the new role serves.
+        epoch: Epoch,
+        /// The version a sequencer's first commit version follows; unused by other roles.
+        start: Version,
+    },
     /// The mutations of `tags` in `[first, last]` held by a log locked by
     /// `epoch`, a page of about [`PAGE_BYTES`](crate::topology::PAGE_BYTES) at a time.
-    ReadRange { id: String, epoch: Epoch, tags: Vec<ShardTag>, first: Version, last: Version },
+    ReadRange {
+        /// The log it is addressed to.
+        id: String,
+        /// The epoch the caller acts for, which must hold the service's lock.
+        epoch: Epoch,
+        /// The shards whose mutations the range holds.
+        tags: Vec<ShardTag>,
+        /// The first version of the range.
+        first: Version,
+        /// The last version of the range.
+        last: Version,
+    },
     /// Install a recovered range into a log locked by `epoch`.
     InstallRange {
+        /// The log it is addressed to.
         id: String,
+        /// The epoch the caller acts for, which must hold the service's lock.
         epoch: Epoch,
+        /// The shards whose mutations the range holds.
         tags: Vec<ShardTag>,
+        /// The first version of the range.
         first: Version,
+        /// The last version of the range.
         last: Version,
+        /// The range's mutations, by version.
         entries: Vec<(Version, Vec<Mutation>)>,
     },
     /// Serve generation `epoch`, given what the service needs of it (see
     /// [`Serving::of`]).
-    Unlock { id: String, epoch: Epoch, serving: Serving },
+    Unlock {
+        /// The service it is addressed to.
+        id: String,
+        /// The generation to serve, which must hold the service's lock.
+        epoch: Epoch,
+        /// What the service needs of the generation.
+        serving: Serving,
+    },
     /// Stop and forget a service, for `epoch`: refused when a newer epoch
     /// holds it.
-    Release { id: String, epoch: Epoch },
+    Release {
+        /// The service it is addressed to.
+        id: String,
+        /// The epoch the caller acts for; a worker refuses one below the service's holder.
+        epoch: Epoch,
+    },
     /// A page of a storage replica's data as of version `as_of` (the keys
     /// after `after`), to seed a teammate, for `epoch`: refused when a
     /// newer epoch holds the replica.
-    Snapshot { id: String, epoch: Epoch, after: Option<String>, as_of: Version },
+    Snapshot {
+        /// The storage replica it is addressed to.
+        id: String,
+        /// The epoch the caller acts for; a worker refuses one below the service's holder.
+        epoch: Epoch,
+        /// The key the page starts after; `None` for the first page.
+        after: Option<String>,
+        /// The version whose data the page shows.
+        as_of: Version,
+    },
     /// A page of a teammate's snapshot for a replica locked by `epoch`,
     /// which replica recovery rebuilds: `first` starts a transfer, and the
     /// replica's data is replaced, whole, at `version`, with the `last`.
-    Rebuild { id: String, epoch: Epoch, version: Version, entries: Vec<(String, String)>, first: bool, last: bool },
+    Rebuild {
+        /// The storage replica it is addressed to.
+        id: String,
+        /// The epoch the caller acts for, which must hold the service's lock.
+        epoch: Epoch,
+        /// The version the snapshot was taken at.
+        version: Version,
+        /// The page's keys and values.
+        entries: Vec<(String, String)>,
+        /// Whether this page starts the transfer.
+        first: bool,
+        /// Whether this page ends the transfer, replacing the replica's data.
+        last: bool,
+    },
     /// Apply a page of a replica recovery's catch-up to a replica locked by
     /// `epoch`, durable up to `upto`.
-    RecoverApply { id: String, epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version },
+    RecoverApply {
+        /// The storage replica it is addressed to.
+        id: String,
+        /// The epoch the caller acts for, which must hold the service's lock.
+        epoch: Epoch,
+        /// The mutations, each with its version.
+        mutations: Vec<(Version, Mutation)>,
+        /// The version the replica is durable up to once they are applied.
+        upto: Version,
+    },
     /// Roll a replica locked by `epoch` back to `to`.
-    Truncate { id: String, epoch: Epoch, to: Version },
+    Truncate {
+        /// The storage replica it is addressed to.
+        id: String,
+        /// The epoch the caller acts for, which must hold the service's lock.
+        epoch: Epoch,
+        /// The version to roll back to.
+        to: Version,
+    },
     /// The versions a log retains: of shard `tag`, or of every shard it
     /// carries (the oldest kept of any) when `tag` is `None`.
-    Retained { id: String, tag: Option<ShardTag> },
+    Retained {
+        /// The log it is addressed to.
+        id: String,
+        /// The shard to report on; `None` for every shard the log carries.
+        tag: Option<ShardTag>,
+    },
     /// Discard a log's versions through `through` (storage holds them),
     /// for generation `epoch`: refused when a newer epoch holds the log.
-    Pop { id: String, epoch: Epoch, through: Version },
+    Pop {
+        /// The log it is addressed to.
+        id: String,
+        /// The epoch the caller acts for; a worker refuses one below the service's holder.
+        epoch: Epoch,
+        /// The last version to discard.
+        through: Version,
+    },
     /// Commit writes through a proxy, which takes a version from its
     /// generation's sequencer, checks with every resolver and pushes to
     /// every log. Answered only once every log has made it durable.
-    Commit { id: String, writes: Vec<(String, String)> },
+    Commit {
+        /// The commit proxy it is addressed to.
+        id: String,
+        /// The keys to write, each with its value.
+        writes: Vec<(String, String)>,
+    },
     /// The newest version a proxy has acknowledged: a read at it sees
     /// every write acknowledged before the request.
-    ReadVersion { id: String },
+    ReadVersion {
+        /// The commit proxy it is addressed to.
+        id: String,
+    },
     /// Take the next commit version from a sequencer: answers `(prev, version)`.
-    NextVersion { id: String, epoch: Epoch },
+    NextVersion {
+        /// The sequencer it is addressed to.
+        id: String,
+        /// The generation the caller commits for; the service refuses another.
+        epoch: Epoch,
+    },
     /// Check a commit at a resolver.
-    Resolve { id: String, epoch: Epoch },
+    Resolve {
+        /// The resolver it is addressed to.
+        id: String,
+        /// The generation the caller commits for; the service refuses another.
+        epoch: Epoch,
+    },
     /// Append a committed version to a log.
-    Push { id: String, epoch: Epoch, prev: Version, version: Version, mutations: Vec<Mutation> },
+    Push {
+        /// The log it is addressed to.
+        id: String,
+        /// The generation the caller commits for; the service refuses another.
+        epoch: Epoch,
+        /// The version `version` follows, which must be the log's last.
+        prev: Version,
+        /// The commit version to append.
+        version: Version,
+        /// The commit's mutations; the log keeps those of the shards it carries.
+        mutations: Vec<Mutation>,
+    },
     /// The mutations of `tag` in `(after, upto]` held by a log, a page of
     /// about [`PAGE_BYTES`](crate::topology::PAGE_BYTES) at a time.
-    Pull { id: String, tag: ShardTag, after: Version, upto: Version },
+    Pull {
+        /// The log it is addressed to.
+        id: String,
+        /// The shard whose mutations to pull.
+        tag: ShardTag,
+        /// The version the range starts after.
+        after: Version,
+        /// The last version of the range.
+        upto: Version,
+    },
     /// Apply pulled mutations to a replica, durable up to `upto`, for
     /// generation `epoch`: refused when a newer epoch holds the replica.
-    Apply { id: String, epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version },
+    Apply {
+        /// The storage replica it is addressed to.
+        id: String,
+        /// The epoch the caller acts for; a worker refuses one below the service's holder.
+        epoch: Epoch,
+        /// The mutations, each with its version.
+        mutations: Vec<(Version, Mutation)>,
+        /// The version the replica is durable up to once they are applied.
+        upto: Version,
+    },
     /// Read a key from a replica: answers the value and the replica's durable version.
-    Read { id: String, key: String },
+    Read {
+        /// The storage replica it is addressed to.
+        id: String,
+        /// The key to read.
+        key: String,
+    },
 }
 
 /// What a [`WorkerRequest`] asks, without its arguments: one kind per
@@ -190,7 +341,12 @@ pub enum Serving {
     /// Any other member: the shard tags it carries as a log (none for
     /// another role), and the generation's recovery version, after which a
     /// log takes pushes.
-    Member { tags: Vec<ShardTag>, recovery_version: Version },
+    Member {
+        /// The shards it carries as a log; none for another role.
+        tags: Vec<ShardTag>,
+        /// The generation's recovery version, after which a log takes pushes.
+        recovery_version: Version,
+    },
 }
 
 impl Serving {
@@ -339,14 +495,26 @@ impl WorkerRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum WorkerReply {
     /// For [`WorkerRequest::Info`].
-    Info { node: Node, services: Vec<ServiceDescriptor>, broken: Vec<String> },
+    Info {
+        /// The worker's node.
+        node: Node,
+        /// The services it hosts, with those being installed.
+        services: Vec<ServiceDescriptor>,
+        /// The proxies whose generation broke.
+        broken: Vec<String>,
+    },
     /// For [`WorkerRequest::Lock`].
     Locked(LockInfo),
     /// For a created worker or started role.
     Created(ServiceDescriptor),
     /// For [`WorkerRequest::ReadRange`]: a page of the range, and the last
     /// version it covers (`last` when the page ends the range).
-    Range { entries: Vec<(Version, Vec<Mutation>)>, through: Version },
+    Range {
+        /// The page's mutations, by version.
+        entries: Vec<(Version, Vec<Mutation>)>,
+        /// The last version the page covers.
+        through: Version,
+    },
     /// For [`WorkerRequest::Snapshot`].
     SnapshotPage(SnapshotPage),
     /// For [`WorkerRequest::Commit`]: the acknowledged version.
@@ -354,16 +522,40 @@ pub enum WorkerReply {
     /// For [`WorkerRequest::ReadVersion`].
     ReadVersion(Version),
     /// For [`WorkerRequest::NextVersion`].
-    Versions { prev: Version, version: Version },
+    Versions {
+        /// The version the new one follows.
+        prev: Version,
+        /// The new commit version.
+        version: Version,
+    },
     /// For [`WorkerRequest::Pull`]: a page of the mutations, the last
     /// version the page covers (`upto` when it ends the range), and the
     /// log's last version (a range past it is not whole yet).
-    Pulled { mutations: Vec<(Version, Mutation)>, through: Version, last: Version },
+    Pulled {
+        /// The page's mutations, each with its version.
+        mutations: Vec<(Version, Mutation)>,
+        /// The last version the page covers.
+        through: Version,
+        /// The log's last version.
+        last: Version,
+    },
     /// For [`WorkerRequest::Read`]: the value, the replica's durable version,
     /// and whether it serves a live generation.
-    Value { value: Option<String>, durable: Version, serving: bool },
+    Value {
+        /// The key's value, if it is set.
+        value: Option<String>,
+        /// The replica's durable version.
+        durable: Version,
+        /// Whether the replica serves a live generation.
+        serving: bool,
+    },
     /// For [`WorkerRequest::Retained`]: the log holds `(after, last]`.
-    Retained { after: Version, last: Version },
+    Retained {
+        /// The version the retained range starts after.
+        after: Version,
+        /// The last version retained.
+        last: Version,
+    },
     /// Done, nothing to report.
     Done,
 }

@@ -132,7 +132,7 @@ mod tests {
     #[test]
     fn the_proof_carries_the_figures_and_a_one_line_reason() {
         let h = history(9, 10, 50, Some(20));
-        let plan = decide(h.clone());
+        let plan = decide(h);
         assert_eq!(plan.history, h);
         assert!(!plan.reason.contains('\n'));
         for figure in ["9", "10", "20", "50"] {
