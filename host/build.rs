@@ -89,11 +89,8 @@ fn main() {
     for (package, usage) in GUESTS {
         if let Use::Default(slot) = usage {
             let path = artifact(&out_dir, package);
-            writeln!(
-                generated,
-                "    EmbeddedComponent {{ slot: {slot:?}, package: {package:?}, bytes: include_bytes!({path:?}) }},",
-            )
-            .unwrap();
+            writeln!(generated, "    EmbeddedComponent {{ slot: {slot:?}, package: {package:?}, bytes: include_bytes!({path:?}) }},",)
+                .unwrap();
         }
     }
     generated.push_str("];\n\n");
@@ -152,23 +149,24 @@ fn ensure_target() {
 fn build_guests(root: &Path, target_dir: &Path) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(root)
-        .args(["build", "--quiet", "--target", TARGET, "--profile", PROFILE, "--target-dir"])
-        .arg(target_dir);
+    cmd.current_dir(root).args(["build", "--quiet", "--target", TARGET, "--profile", PROFILE, "--target-dir"]).arg(target_dir);
     for (package, _) in GUESTS {
         cmd.args(["-p", package]);
     }
     // Flags meant for the host build must not leak into the guest build.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_DIR"]
-    {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_DIR",
+    ] {
         cmd.env_remove(var);
     }
     let output = cmd.output().expect("failed to run cargo for the guest components");
     if !output.status.success() {
-        panic!(
-            "building the guest components for {TARGET} failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        panic!("building the guest components for {TARGET} failed:\n{}", String::from_utf8_lossy(&output.stderr));
     }
 }

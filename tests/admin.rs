@@ -81,7 +81,9 @@ fn admin_beyond_loopback_needs_a_token_and_a_wrong_token_gets_401() {
     let token = write(dir.path(), "token", b"s3cret\n");
     let wrong = write(dir.path(), "wrong", b"guess\n");
     let (_coordinator, admin) = coordinator(&data, &["--admin-token", token.to_str().unwrap()]);
-    for args in [vec!["plugin", "list", "--admin", &admin], vec!["plugin", "list", "--admin", &admin, "--token-file", wrong.to_str().unwrap()]] {
+    for args in
+        [vec!["plugin", "list", "--admin", &admin], vec!["plugin", "list", "--admin", &admin, "--token-file", wrong.to_str().unwrap()]]
+    {
         let out = ratchet(&args);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
         assert!(text(&out).contains("auth (401): missing or wrong bearer token"), "{}", text(&out));
@@ -103,7 +105,10 @@ fn admin_beyond_loopback_needs_a_token_and_a_wrong_token_gets_401() {
     assert!(status.contains(" 401 "), "{status} {body}");
     let (status, page) = raw_with_headers(&admin, get("/").as_bytes());
     assert!(status.contains(" 200 "), "{status}");
-    assert!(page.contains("content-type: text/html") && page.contains("frame-ancestors 'none'") && page.contains("<title>ratchet</title>"), "{page}");
+    assert!(
+        page.contains("content-type: text/html") && page.contains("frame-ancestors 'none'") && page.contains("<title>ratchet</title>"),
+        "{page}"
+    );
     let profile = dir.path().join("chromium");
     let dom = chromium::rendered(&profile, &format!("http://{admin}/"), 3000);
     assert_eq!(chromium::attribute(&dom, "data-state"), Some("token"), "{dom}");
@@ -175,7 +180,8 @@ fn a_swap_serves_then_rolls_back_and_the_audit_trail_survives_a_restart() {
     (coordinator_proc, admin) = coordinator(&data, &[]);
     let out = ratchet(&["plugin", "history", "placement", "--admin", &admin]);
     let history = text(&out);
-    let actions: Vec<&str> = history.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|a| ["load", "swap", "rollback"].contains(a)).collect();
+    let actions: Vec<&str> =
+        history.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|a| ["load", "swap", "rollback"].contains(a)).collect();
     assert_eq!(actions, ["load", "swap", "rollback", "rollback", "load"], "{history}");
     drop(coordinator_proc);
 }
@@ -186,7 +192,18 @@ fn a_watched_plugin_directory_swaps_good_files_in_and_refuses_bad_ones() {
     let data = dir.path().join("coordinator");
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
-    let out = ratchet(&["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--plugin-dir", "/nonexistent/plugins"]);
+    let out = ratchet(&[
+        "--no-cache",
+        "coordinator",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--plugin-dir",
+        "/nonexistent/plugins",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--plugin-dir /nonexistent/plugins: not a directory"), "{}", text(&out));
 
@@ -215,8 +232,7 @@ fn a_watched_plugin_directory_swaps_good_files_in_and_refuses_bad_ones() {
     loop {
         let body = ureq::get(format!("http://{admin}/audit")).call().unwrap().body_mut().read_to_string().unwrap();
         let audit: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
-        let refusals: Vec<&serde_json::Value> =
-            audit.iter().filter(|e| e["action"] == "refuse" && e["trigger"] == "plugin-dir").collect();
+        let refusals: Vec<&serde_json::Value> = audit.iter().filter(|e| e["action"] == "refuse" && e["trigger"] == "plugin-dir").collect();
         if refusals.len() == 2 {
             let refused = |slot: &str, stage: &str| {
                 refusals.iter().any(|e| e["slot"] == slot && e["result"].as_str().is_some_and(|r| r.starts_with(stage)))
@@ -290,7 +306,10 @@ fn what_a_web_page_could_send_is_refused_and_uploads_are_bounded() {
     let (_coordinator, admin) = coordinator(&data, &["--max-plugin-bytes", "1000"]);
     let before = active_version(&admin, "placement");
     let post = |extra: &str, body: &str| {
-        format!("POST /plugins/placement/rollback HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}", body.len())
+        format!(
+            "POST /plugins/placement/rollback HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
     };
     // A cross-site form or fetch without preflight: a simple content type.
     let (status, body) = raw(&admin, post("Content-Type: text/plain\r\n", "x").as_bytes());

@@ -7,11 +7,7 @@ use std::process::{Command, Output};
 use ratchet::components::{self, fixtures};
 
 fn ratchet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ratchet"))
-        .args(["--no-cache"])
-        .args(args)
-        .output()
-        .expect("the ratchet binary runs")
+    Command::new(env!("CARGO_BIN_EXE_ratchet")).args(["--no-cache"]).args(args).output().expect("the ratchet binary runs")
 }
 
 fn stdout(out: &Output) -> String {
@@ -108,7 +104,24 @@ fn list_shows_the_embedded_defaults() {
 
 #[test]
 fn every_command_has_help_and_bad_flags_exit_2() {
-    for args in [&["--help"][..], &["plugin", "--help"], &["plugin", "check", "--help"], &["plugin", "list", "--help"], &["demo", "--help"], &["coordinator", "--help"], &["worker", "--help"], &["load", "--help"], &["verify", "--help"], &["status", "--help"], &["plugin", "swap", "--help"], &["plugin", "rollback", "--help"], &["plugin", "history", "--help"], &["plugin", "shadow", "--help"], &["plugin", "promote", "--help"], &["plugin", "discard", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["plugin", "--help"],
+        &["plugin", "check", "--help"],
+        &["plugin", "list", "--help"],
+        &["demo", "--help"],
+        &["coordinator", "--help"],
+        &["worker", "--help"],
+        &["load", "--help"],
+        &["verify", "--help"],
+        &["status", "--help"],
+        &["plugin", "swap", "--help"],
+        &["plugin", "rollback", "--help"],
+        &["plugin", "history", "--help"],
+        &["plugin", "shadow", "--help"],
+        &["plugin", "promote", "--help"],
+        &["plugin", "discard", "--help"],
+    ] {
         let out = ratchet(args);
         assert!(out.status.success(), "{args:?}");
         assert!(stdout(&out).contains("Usage:"), "{args:?}");
@@ -229,9 +242,7 @@ fn replica_plan_shows_the_policys_decision_and_the_hosts_verdict() {
     assert!(stdout(&out).contains("outcome  catch-up: replay (10, 50]"), "{}", stdout(&out));
 
     // A policy that always answers zero-gap: the host refuses its plan.
-    let out = ratchet(&[
-        "replica", "plan", "--durable", "3", "--oldest", "10", "--committed", "50", "--plugin", fixtures::ALWAYS_ZERO_GAP,
-    ]);
+    let out = ratchet(&["replica", "plan", "--durable", "3", "--oldest", "10", "--committed", "50", "--plugin", fixtures::ALWAYS_ZERO_GAP]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stdout(&out).contains("host     refuses the plan: zero-gap, but durable 3 is not committed 50"), "{}", stdout(&out));
 
@@ -278,7 +289,8 @@ fn a_second_process_on_a_data_directory_exits_2_naming_the_directory_and_the_hol
     }
     let holder = format!("pid {}", first.id());
     let second = ratchet(&["coordinator", "--data", data, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
-    let worker = ratchet(&["worker", "--coordinator", "127.0.0.1:1", "--node", "n1", "--zone", "z1", "--data", data, "--listen", "127.0.0.1:0"]);
+    let worker =
+        ratchet(&["worker", "--coordinator", "127.0.0.1:1", "--node", "n1", "--zone", "z1", "--data", data, "--listen", "127.0.0.1:0"]);
     first.kill().unwrap();
     first.wait().unwrap();
     for out in [second, worker] {
@@ -287,7 +299,8 @@ fn a_second_process_on_a_data_directory_exits_2_naming_the_directory_and_the_hol
         assert!(err.contains(data) && err.contains("in use") && err.contains(&holder), "{err}");
     }
     // The kernel released the lock with the process: the directory is free.
-    let out = ratchet(&["worker", "--coordinator", "127.0.0.1:1", "--node", "n1", "--zone", "z1", "--data", data, "--listen", "256.0.0.1:1"]);
+    let out =
+        ratchet(&["worker", "--coordinator", "127.0.0.1:1", "--node", "n1", "--zone", "z1", "--data", data, "--listen", "256.0.0.1:1"]);
     assert!(stderr(&out).contains("--listen 256.0.0.1:1"), "{}", stderr(&out));
 }
 
@@ -342,6 +355,9 @@ fn a_demo_whose_recovery_does_not_complete_says_its_writes_are_unreadable_not_lo
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("verified none of 50 acknowledged writes: unreadable: recovery did not complete"), "{text}");
-    assert!(text.lines().last().is_some_and(|l| l.starts_with("demo FAILED:") && l.ends_with("unreadable=50 (recovery did not complete)")), "{text}");
+    assert!(
+        text.lines().last().is_some_and(|l| l.starts_with("demo FAILED:") && l.ends_with("unreadable=50 (recovery did not complete)")),
+        "{text}"
+    );
     assert!(!text.contains("lost="), "{text}");
 }

@@ -3,12 +3,12 @@
 //! with SIGKILL as a machine dies. `ratchet load` records every acknowledged
 //! write and `ratchet verify` reads each one back.
 
-#[path = "../host/tests/support/etcd.rs"]
-mod etcd_support;
 #[path = "support/chromium.rs"]
 mod chromium;
 #[path = "support/coordinator.rs"]
 mod coordinator_support;
+#[path = "../host/tests/support/etcd.rs"]
+mod etcd_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -50,12 +50,7 @@ fn ratchet() -> Command {
 
 fn spawn(args: &[&str], log: &Path) -> Proc {
     let out = std::fs::File::create(log).unwrap();
-    let child = ratchet()
-        .args(args)
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("the ratchet binary starts");
+    let child = ratchet().args(args).stdout(out.try_clone().unwrap()).stderr(out).spawn().expect("the ratchet binary starts");
     Proc { child }
 }
 
@@ -139,8 +134,7 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let log = dir.path().join("coordinator.out");
-        let (coordinator, addr, admin) =
-            coordinator_on_free_port(&log, |addr| Self::coordinator_args(dir.path(), addr, &extra));
+        let (coordinator, addr, admin) = coordinator_on_free_port(&log, |addr| Self::coordinator_args(dir.path(), addr, &extra));
         let worker_extra = worker_extra.iter().map(|a| a.to_string()).collect();
         let mut cluster = Cluster { dir, addr, admin, extra, worker_extra, coordinator, workers: Vec::new() };
         for i in 1..=6 {
@@ -167,9 +161,8 @@ impl Cluster {
     /// on a port of its own choosing.
     fn coordinator_args(dir: &Path, addr: &str, extra: &[String]) -> Vec<String> {
         let data = dir.join("coordinator");
-        let mut args: Vec<String> = ["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", addr]
-            .map(String::from)
-            .into();
+        let mut args: Vec<String> =
+            ["--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", addr].map(String::from).into();
         args.extend(extra.iter().cloned());
         args.extend(["--admin".to_string(), "127.0.0.1:0".to_string()]);
         args
@@ -232,8 +225,15 @@ impl Cluster {
 
     fn load(&self, writes: usize, batch: usize, acks: &Path) -> Proc {
         let args = [
-            "load", "--coordinator", &self.addr, "--writes", &writes.to_string(), "--batch", &batch.to_string(),
-            "--acks", acks.to_str().unwrap(),
+            "load",
+            "--coordinator",
+            &self.addr,
+            "--writes",
+            &writes.to_string(),
+            "--batch",
+            &batch.to_string(),
+            "--acks",
+            acks.to_str().unwrap(),
         ];
         spawn(&args, &acks.with_extension("out"))
     }
@@ -508,10 +508,7 @@ fn sigkill_a_freshly_recruited_worker_during_recovery_leaves_no_stray_worker() {
         if back && strays.is_empty() && leftover.is_empty() && epoch == Some(second) {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "strays left {strays:?}, journals of the failed attempt on {victim}: {leftover:?}\n{status}"
-        );
+        assert!(Instant::now() < deadline, "strays left {strays:?}, journals of the failed attempt on {victim}: {leftover:?}\n{status}");
         std::thread::sleep(Duration::from_millis(200));
     }
     let report = cluster.verify(&acks);
@@ -657,7 +654,13 @@ fn acknowledged(acks: &Path) -> Vec<(String, String, u64)> {
 /// Asserts that a replica of the shard `[start, end)` holding `data` at
 /// `durable` holds exactly the acknowledged writes of its shard through
 /// `durable`: nothing it lacks is claimed, nothing later leaked in.
-fn assert_holds_exactly(replica: &str, data: &std::collections::BTreeMap<String, String>, durable: u64, range: (&str, &str), acks: &[(String, String, u64)]) {
+fn assert_holds_exactly(
+    replica: &str,
+    data: &std::collections::BTreeMap<String, String>,
+    durable: u64,
+    range: (&str, &str),
+    acks: &[(String, String, u64)],
+) {
     let in_shard = |key: &str| key >= range.0 && (range.1.is_empty() || key < range.1);
     let expected: std::collections::BTreeMap<String, String> = acks
         .iter()
@@ -712,8 +715,7 @@ fn a_catch_up_killed_midway_resumes_from_what_the_replica_made_durable() {
         let now = storage_journals(&cluster);
         let grown = now.iter().find(|(path, size)| {
             let replica = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-            replicas.iter().any(|r| r == replica)
-                && before.iter().find(|(p, _)| p == path).is_some_and(|(_, was)| *size > was + 64 * 1024)
+            replicas.iter().any(|r| r == replica) && before.iter().find(|(p, _)| p == path).is_some_and(|(_, was)| *size > was + 64 * 1024)
         });
         if let Some((path, _)) = grown {
             break path.clone();
@@ -856,8 +858,18 @@ fn coordinators_on_etcd(dir: &Path, store: &str, count: usize) -> (Vec<String>, 
             let data = dir.join(format!("coordinator{i}"));
             coordinator_on_free_port(&dir.join(format!("coordinator{i}.out")), |addr| {
                 [
-                    "--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", addr, "--admin", "127.0.0.1:0",
-                    "--store", store, "--lease-ttl", "2",
+                    "--no-cache",
+                    "coordinator",
+                    "--data",
+                    data.to_str().unwrap(),
+                    "--listen",
+                    addr,
+                    "--admin",
+                    "127.0.0.1:0",
+                    "--store",
+                    store,
+                    "--lease-ttl",
+                    "2",
                 ]
                 .map(String::from)
                 .into()

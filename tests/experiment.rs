@@ -27,15 +27,7 @@ fn stderr(out: &Output) -> String {
 fn an_experiment_summarizes_and_its_html_report_renders_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let (json, html) = (dir.path().join("report.json"), dir.path().join("report.html"));
-    let out = ratchet(&[
-        "experiment",
-        "--seeds",
-        "0..6",
-        "--json",
-        json.to_str().unwrap(),
-        "--html",
-        html.to_str().unwrap(),
-    ]);
+    let out = ratchet(&["experiment", "--seeds", "0..6", "--json", json.to_str().unwrap(), "--html", html.to_str().unwrap()]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(text.contains("PLUGINS") && text.contains("P99 MS") && text.contains("SPREAD"), "{text}");
@@ -78,10 +70,8 @@ fn a_failing_seed_prints_the_command_that_replays_it_with_its_trace() {
     assert!(text.contains("plugins seed 16: 1 violations"), "{text}");
     assert!(text.contains("liveness: "), "{text}");
     assert!(!text.contains("acked-write-lost"), "{text}");
-    let replay = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("replay: ratchet "))
-        .unwrap_or_else(|| panic!("no replay command: {text}"));
+    let replay =
+        text.lines().find_map(|l| l.trim().strip_prefix("replay: ratchet ")).unwrap_or_else(|| panic!("no replay command: {text}"));
     assert!(replay.starts_with("experiment --seeds 16 ") && replay.ends_with(" --trace"), "{replay}");
 
     // The command, run as printed, shows the same violation and its history.
@@ -127,7 +117,17 @@ fn compare_says_whether_the_sets_really_differ_with_bootstrap_intervals() {
     let dir = tempfile::tempdir().unwrap();
     let (json, html) = (dir.path().join("report.json"), dir.path().join("report.html"));
     let spec = format!("start-sequencer={}", fixtures::SLOW_SEQUENCER);
-    let out = ratchet(&["experiment", "--seeds", "0..30", "--compare", &spec, "--json", json.to_str().unwrap(), "--html", html.to_str().unwrap()]);
+    let out = ratchet(&[
+        "experiment",
+        "--seeds",
+        "0..30",
+        "--compare",
+        &spec,
+        "--json",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
     let p50 = text.lines().find(|l| l.starts_with("recovery p50 ms")).unwrap_or_else(|| panic!("no p50 row: {text}"));

@@ -74,8 +74,7 @@ fn kernel_faults_between_namespaces_during_the_load_lose_no_acknowledged_write()
     assert_eq!(open.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&open.stderr).contains("is not a loopback address"), "{}", String::from_utf8_lossy(&open.stderr));
     const WRITES: usize = 2_000;
-    let faults =
-        [Fault::Link(LinkFault::Cut), Fault::Link(LinkFault::Loss), Fault::Link(LinkFault::Slow), Fault::Stop, Fault::Kill];
+    let faults = [Fault::Link(LinkFault::Cut), Fault::Link(LinkFault::Loss), Fault::Link(LinkFault::Slow), Fault::Stop, Fault::Kill];
     let mut all_acks = Vec::new();
     for fault in faults {
         let node = node_of_a_log(&status).expect("a log in the status");

@@ -103,7 +103,8 @@ fn a_recovery_exports_its_attempts_phases_and_plugin_calls_with_attributes_and_p
 
 #[test]
 fn a_bad_endpoint_is_refused_with_its_reason() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ratchet")).args(["--no-cache", "demo", "--otlp-endpoint", "127.0.0.1:4318"]).output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_ratchet")).args(["--no-cache", "demo", "--otlp-endpoint", "127.0.0.1:4318"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--otlp-endpoint \"127.0.0.1:4318\": expected an http:// URL"), "{stderr}");

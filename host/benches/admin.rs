@@ -18,11 +18,11 @@ use std::time::Instant;
 use ratchet::admin::{Admin, AdminHost, AdminOptions, dry_run};
 use ratchet::audit::AuditLog;
 use ratchet::bindings::types::{Node, RecoveryConfig};
-use ratchet::topology::NodeSpec;
 use ratchet::metrics::Metrics;
-use ratchet::status::Status;
 use ratchet::registry::Registry;
 use ratchet::runtime::{Runtime, RuntimeConfig};
+use ratchet::status::Status;
+use ratchet::topology::NodeSpec;
 
 /// Nine healthy nodes over three zones.
 struct NineNodes;
@@ -115,8 +115,7 @@ fn main() {
     if wanted("swap_to_effect") {
         let dir = tempfile::tempdir().unwrap();
         let audit = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
-        let admin =
-            Admin::new(registry.clone(), Arc::new(NineNodes), audit, Arc::new(Metrics::new()), config, AdminOptions::default());
+        let admin = Admin::new(registry.clone(), Arc::new(NineNodes), audit, Arc::new(Metrics::new()), config, AdminOptions::default());
         let policies = [ratchet::components::bundled("pack").unwrap(), ratchet::components::bundled("least-loaded").unwrap()];
         let times: Vec<f64> = (0..runs)
             .map(|i| {

@@ -102,8 +102,7 @@ impl Bench {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let config = TransportConfig { call_timeout: Duration::from_secs(5), ..TransportConfig::default() };
         let client = Client::new(addr.as_str(), config);
-        let mut bench =
-            Bench { dir, addr, client, runtime, coordinator, extra, workers: Vec::new(), kept: Default::default() };
+        let mut bench = Bench { dir, addr, client, runtime, coordinator, extra, workers: Vec::new(), kept: Default::default() };
         for i in 1..=6 {
             let node = format!("n{i}");
             let worker = bench.worker(&node);
@@ -433,7 +432,10 @@ fn cluster_history() {
         }
         let median = median(&mut recoveries);
         println!("cluster_history: after {writes} writes: failure to persisted layout, median {median:.2} ms");
-        println!("cluster_history: after {writes} writes: a killed worker's restart to listening, median {:.3} s", self::median(&mut restarts));
+        println!(
+            "cluster_history: after {writes} writes: a killed worker's restart to listening, median {:.3} s",
+            self::median(&mut restarts)
+        );
         medians.push(median);
     }
     println!("cluster_history: ratio of the long history to the short: {:.2}", medians[1] / medians[0]);
@@ -490,8 +492,7 @@ fn replica_catch_up(runs: usize) {
         assert!(load.wait().unwrap().success(), "the load failed");
         bench.restart_coordinator();
         let (status, _) = bench.serving_after(first, 6);
-        let sessions: Vec<Session> =
-            completed_sessions(&status).into_iter().filter(|s| s.plan.starts_with("catch-up")).collect();
+        let sessions: Vec<Session> = completed_sessions(&status).into_iter().filter(|s| s.plan.starts_with("catch-up")).collect();
         assert!(!sessions.is_empty(), "no catch-up completed: {:#?}", status.replica_events);
         let entries: u64 = sessions.iter().map(|s| s.entries).sum();
         let begin = sessions.iter().map(|s| s.opened_ms).min().unwrap_or(0);
@@ -561,7 +562,10 @@ fn replica_rebuild_large() {
     let mut bench = Bench::start_with(&["--shards", "1", "--log-retention", "20"]);
     bench.serving_after(0, 6);
     let started = Instant::now();
-    let mut client = ratchet::client::CommitClient::new(&bench.addr, TransportConfig { call_timeout: Duration::from_secs(30), ..TransportConfig::default() });
+    let mut client = ratchet::client::CommitClient::new(
+        &bench.addr,
+        TransportConfig { call_timeout: Duration::from_secs(30), ..TransportConfig::default() },
+    );
     let value = "v".repeat(VALUE);
     let writes = mib * (1 << 20) / VALUE;
     for batch in 0..writes / 16 {
@@ -594,8 +598,18 @@ fn etcd_failover(runs: usize) {
     let coordinator = |i: usize| {
         let data = dir.path().join(format!("coordinator{i}"));
         let args = [
-            "--no-cache", "coordinator", "--data", data.to_str().unwrap(), "--listen", &addrs[i], "--admin", "127.0.0.1:0",
-            "--store", &url, "--lease-ttl", TTL,
+            "--no-cache",
+            "coordinator",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            &addrs[i],
+            "--admin",
+            "127.0.0.1:0",
+            "--store",
+            &url,
+            "--lease-ttl",
+            TTL,
         ];
         spawn(&args, &dir.path().join(format!("coordinator{i}.out")))
     };
@@ -605,7 +619,10 @@ fn etcd_failover(runs: usize) {
         .map(|i| {
             let (node, data) = (format!("n{i}"), dir.path().join(format!("n{i}")));
             let zone = format!("z{}", (i - 1) % 3 + 1);
-            spawn(&["worker", "--coordinator", &all, "--node", &node, "--zone", &zone, "--data", data.to_str().unwrap()], &dir.path().join(format!("{node}.out")))
+            spawn(
+                &["worker", "--coordinator", &all, "--node", &node, "--zone", &zone, "--data", data.to_str().unwrap()],
+                &dir.path().join(format!("{node}.out")),
+            )
         })
         .collect();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -620,8 +637,7 @@ fn etcd_failover(runs: usize) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let states: Vec<_> = (0..3).map(state).collect();
-            let serving: Vec<usize> =
-                (0..3).filter(|&i| states[i].as_ref().is_some_and(|(s, e)| s == "serving" && *e > after)).collect();
+            let serving: Vec<usize> = (0..3).filter(|&i| states[i].as_ref().is_some_and(|(s, e)| s == "serving" && *e > after)).collect();
             let standing = states.iter().flatten().filter(|(s, _)| s.starts_with("standby")).count();
             if let ([leader], 2) = (serving.as_slice(), standing) {
                 return (*leader, states[*leader].as_ref().map_or(0, |(_, e)| *e));

@@ -28,19 +28,12 @@ fn main() {
 
 fn tokio() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    })
+    RT.get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap())
 }
 
 fn runtime() -> Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| Arc::new(Runtime::new(RuntimeConfig::default()).unwrap()))
-        .clone()
+    RUNTIME.get_or_init(|| Arc::new(Runtime::new(RuntimeConfig::default()).unwrap())).clone()
 }
 
 fn phase_bytes() -> &'static [u8] {
@@ -57,9 +50,7 @@ fn bench_validate_layout(bencher: divan::Bencher, registry: &Registry, check: im
     let host: Arc<dyn PluginHost> = Arc::new(Detached::default());
     let state = state();
     bencher.bench_local(|| {
-        let outcome = tokio()
-            .block_on(registry.call_phase("validate-layout", &state, host.clone()))
-            .unwrap();
+        let outcome = tokio().block_on(registry.call_phase("validate-layout", &state, host.clone())).unwrap();
         check(&outcome);
     });
 }
@@ -90,11 +81,7 @@ fn compile_default(bencher: divan::Bencher) {
 #[divan::bench(sample_count = 50, sample_size = 1)]
 fn load_from_disk_cache(bencher: divan::Bencher) {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    })
-    .unwrap();
+    let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), ..Default::default() }).unwrap();
     runtime.compile(phase_bytes()).unwrap();
     bencher.bench_local(|| {
         runtime.forget_compiled();
@@ -108,30 +95,18 @@ fn swap_then_call(bencher: divan::Bencher) {
     let registry = Registry::with_defaults(runtime()).unwrap();
     let host: Arc<dyn PluginHost> = Arc::new(Detached::default());
     let state = state();
-    bencher
-        .with_inputs(|| {
-            registry
-                .prepare("validate-layout", phase_bytes(), "bench")
-                .unwrap()
-        })
-        .bench_local_values(|candidate| {
-            let version = registry.activate(candidate).number;
-            tokio()
-                .block_on(registry.call_phase("validate-layout", &state, host.clone()))
-                .unwrap();
-            version
-        });
+    bencher.with_inputs(|| registry.prepare("validate-layout", phase_bytes(), "bench").unwrap()).bench_local_values(|candidate| {
+        let version = registry.activate(candidate).number;
+        tokio().block_on(registry.call_phase("validate-layout", &state, host.clone())).unwrap();
+        version
+    });
 }
 
 #[divan::bench]
 fn activate_only(bencher: divan::Bencher) {
     let registry = Registry::with_defaults(runtime()).unwrap();
     bencher
-        .with_inputs(|| {
-            registry
-                .prepare("validate-layout", phase_bytes(), "bench")
-                .unwrap()
-        })
+        .with_inputs(|| registry.prepare("validate-layout", phase_bytes(), "bench").unwrap())
         .bench_local_values(|candidate| registry.activate(candidate).number);
 }
 
@@ -139,17 +114,12 @@ fn activate_only(bencher: divan::Bencher) {
 /// phase late in the pipeline receives.
 fn nine_node_state() -> AttemptState {
     use ratchet::cluster::LocalCluster;
-    use ratchet::store::MemoryStore;
     use ratchet::director::{Director, DirectorOptions};
+    use ratchet::store::MemoryStore;
     let registry = Arc::new(Registry::with_defaults(runtime()).unwrap());
     let cluster = LocalCluster::with_zones(9, 3, 64).unwrap();
-    let director = Director::new(
-        registry,
-        cluster.client(),
-        Arc::new(MemoryStore::default()),
-        RecoveryConfig::default(),
-        DirectorOptions::default(),
-    );
+    let director =
+        Director::new(registry, cluster.client(), Arc::new(MemoryStore::default()), RecoveryConfig::default(), DirectorOptions::default());
     let report = tokio().block_on(director.recover()).unwrap();
     *report.last().unwrap().final_state.clone()
 }
@@ -159,11 +129,7 @@ fn call_phase_nine_node_state(bencher: divan::Bencher) {
     let registry = Registry::with_defaults(runtime()).unwrap();
     let host: Arc<dyn PluginHost> = Arc::new(Detached::default());
     let state = nine_node_state();
-    bencher.bench_local(|| {
-        tokio()
-            .block_on(registry.call_phase("determine-path", &state, host.clone()))
-            .unwrap()
-    });
+    bencher.bench_local(|| tokio().block_on(registry.call_phase("determine-path", &state, host.clone())).unwrap());
 }
 
 /// The default placement policy (spread-zones, in wasm) answering 10,000
@@ -177,10 +143,7 @@ fn place_10k_vacancies_over_1k_nodes(bencher: divan::Bencher) {
     let vacancies: u32 = request.vacancies.iter().map(|v| v.count).sum();
     assert_eq!(vacancies, 10_000);
     bencher.bench_local(|| {
-        let answer = tokio()
-            .block_on(registry.call_placement(&request, host.clone()))
-            .unwrap()
-            .expect("the request can be placed");
+        let answer = tokio().block_on(registry.call_placement(&request, host.clone())).unwrap().expect("the request can be placed");
         ratchet::guard::placement_check::check(&request, &answer).expect("the host accepts the answer");
         answer
     });
@@ -191,9 +154,6 @@ fn place_10k_vacancies_over_1k_nodes(bencher: divan::Bencher) {
 fn check_10k_placement_answer(bencher: divan::Bencher) {
     let registry = Registry::with_defaults(runtime()).unwrap();
     let request = large_placement_request();
-    let answer = tokio()
-        .block_on(registry.call_placement(&request, Arc::new(Detached::default())))
-        .unwrap()
-        .unwrap();
+    let answer = tokio().block_on(registry.call_placement(&request, Arc::new(Detached::default()))).unwrap().unwrap();
     bencher.bench_local(|| ratchet::guard::placement_check::check(&request, &answer).unwrap());
 }

@@ -29,16 +29,15 @@ use std::time::{Duration, Instant};
 
 use ratchet::bindings::state_fields;
 use ratchet::bindings::types::{
-    Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, RecoveryConfig, ReplicaHistory,
-    ReplicaPlan, StateField,
+    Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, RecoveryConfig, ReplicaHistory, ReplicaPlan, StateField,
 };
+use ratchet::bindings::{clock, cluster, placement};
 use ratchet::cluster::LocalCluster;
 use ratchet::components::fixtures;
-use ratchet::store::MemoryStore;
 use ratchet::director::{Director, DirectorOptions};
 use ratchet::registry::{InvokeError, PHASES, Plugins, Registry};
-use ratchet::bindings::{clock, cluster, placement};
 use ratchet::runtime::{Detached, HostView, PluginHost, Runtime, RuntimeConfig};
+use ratchet::store::MemoryStore;
 use ratchet_guest::types as g;
 use ratchet_guest::{Host as GuestHost, LogLevel, Phase, PlacementPolicy};
 
@@ -77,8 +76,17 @@ fn main() {
     ];
     println!(
         "{:<12} {:>8} {:>5} {:>12} {:>10} {:>12} {:>12} {:>12} {:>12} {:>8} {:>11}",
-        "cluster", "services", "runs", "wasm wall", "in wasm", "native wall", "converting", "wasm/native",
-        "floor wall", "calls", "floor share"
+        "cluster",
+        "services",
+        "runs",
+        "wasm wall",
+        "in wasm",
+        "native wall",
+        "converting",
+        "wasm/native",
+        "floor wall",
+        "calls",
+        "floor share"
     );
     let native: Arc<dyn Plugins> = Arc::new(NativePlugins);
     let profiling = Profiling::from_env();
@@ -190,8 +198,7 @@ fn tell_perf(fifos: Option<&str>, command: &str) {
         Some((ctl, ack)) => (ctl, Some(ack)),
         None => (fifos, None),
     };
-    std::fs::write(ctl, format!("{command}\n"))
-        .unwrap_or_else(|e| panic!("writing {command:?} to perf's control fifo {ctl}: {e}"));
+    std::fs::write(ctl, format!("{command}\n")).unwrap_or_else(|e| panic!("writing {command:?} to perf's control fifo {ctl}: {e}"));
     if let Some(ack) = ack {
         // One line: perf keeps the fifo open, so there is no end to read to.
         use std::io::BufRead;
@@ -265,16 +272,9 @@ fn print_phases(label: &str, wasm: &mut PhaseTimes, native: &mut PhaseTimes) {
 async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>, perf: Option<&str>) -> Run {
     let local = LocalCluster::with_zones(shape.nodes, shape.zones, 64).unwrap();
     let cluster = local.client();
-    let director = Director::new(
-        plugins,
-        cluster.clone(),
-        Arc::new(MemoryStore::default()),
-        shape.config,
-        DirectorOptions::default(),
-    );
+    let director = Director::new(plugins, cluster.clone(), Arc::new(MemoryStore::default()), shape.config, DirectorOptions::default());
     let boot = director.recover().await.unwrap();
-    let layout =
-        boot.layout().unwrap_or_else(|| panic!("boot did not complete: {}", boot.last().unwrap().outcome)).clone();
+    let layout = boot.layout().unwrap_or_else(|| panic!("boot did not complete: {}", boot.last().unwrap().outcome)).clone();
     for i in 0..shape.writes {
         let key = format!("{:08x}-{i}", (i as u32).wrapping_mul(2_654_435_761));
         cluster.commit(&[(key, format!("value-{i}"))]).await.unwrap();
@@ -295,8 +295,7 @@ async fn one_recovery(shape: &Shape, plugins: Arc<dyn Plugins>, perf: Option<&st
     TIMED.store(false, Ordering::Relaxed);
     tell_perf(perf, "disable");
     let converting = Duration::from_nanos(CONVERTING.load(Ordering::Relaxed) - converting);
-    let recovered =
-        report.layout().unwrap_or_else(|| panic!("recovery did not complete: {:?}", report.last().map(|a| &a.outcome)));
+    let recovered = report.layout().unwrap_or_else(|| panic!("recovery did not complete: {:?}", report.last().map(|a| &a.outcome)));
     let in_wasm = report.attempts.iter().map(|a| a.wasm_time()).sum();
     let mut phases = BTreeMap::new();
     for attempt in &report.attempts {
@@ -343,9 +342,7 @@ fn dispatch(slot: &str, state: &AttemptState, host: &mut dyn GuestHost) -> Phase
         "initialize" => run_native::<phase_initialize::Initialize>(state, host),
         "plan-log-recovery" => run_native::<phase_plan_log_recovery::PlanLogRecovery>(state, host),
         "create-vacancies" => run_native::<phase_create_vacancies::CreateVacancies>(state, host),
-        "determine-durable-version" => {
-            run_native::<phase_determine_durable_version::DetermineDurableVersion>(state, host)
-        }
+        "determine-durable-version" => run_native::<phase_determine_durable_version::DetermineDurableVersion>(state, host),
         "recruit-logs" => run_native::<phase_recruit_logs::RecruitLogs>(state, host),
         "recruit-storage" => run_native::<phase_recruit_storage::RecruitStorage>(state, host),
         "replay-logs" => run_native::<phase_replay_logs::ReplayLogs>(state, host),
@@ -360,12 +357,7 @@ fn dispatch(slot: &str, state: &AttemptState, host: &mut dyn GuestHost) -> Phase
 
 #[async_trait::async_trait]
 impl Plugins for NativePlugins {
-    async fn run_phase(
-        &self,
-        slot: &str,
-        state: &AttemptState,
-        host: Arc<dyn PluginHost>,
-    ) -> Result<PhaseOutcome, InvokeError> {
+    async fn run_phase(&self, slot: &str, state: &AttemptState, host: Arc<dyn PluginHost>) -> Result<PhaseOutcome, InvokeError> {
         let handle = tokio::runtime::Handle::current();
         Ok(tokio::task::block_in_place(|| {
             let mut native = NativeHost { host, handle };
@@ -420,12 +412,7 @@ impl FloorPlugins {
 
 #[async_trait::async_trait]
 impl Plugins for FloorPlugins {
-    async fn run_phase(
-        &self,
-        slot: &str,
-        state: &AttemptState,
-        host: Arc<dyn PluginHost>,
-    ) -> Result<PhaseOutcome, InvokeError> {
+    async fn run_phase(&self, slot: &str, state: &AttemptState, host: Arc<dyn PluginHost>) -> Result<PhaseOutcome, InvokeError> {
         self.sandbox().await;
         NativePlugins.run_phase(slot, state, host).await
     }

@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 
 use ratchet::bindings::types::{Layout, RecoveryConfig, ServiceKind};
 use ratchet::cluster::{Cluster, LocalCluster, RemoteCluster};
-use ratchet::store::{CoordinatorStore, MemoryStore};
 use ratchet::director::{Director, DirectorOptions};
 use ratchet::registry::Registry;
 use ratchet::replica::{Budget, LayoutIndex, Sessions, recover_replica};
 use ratchet::runtime::{Runtime, RuntimeConfig};
+use ratchet::store::{CoordinatorStore, MemoryStore};
 use ratchet::topology::NodeSpec;
 
 const RUNS: usize = 7;
@@ -67,8 +67,7 @@ impl Setup {
     /// sequencer, proxy or resolver of `layout`: its node can be down while
     /// writes go on.
     fn lone_replica(&self, layout: &Layout) -> (usize, String) {
-        let others: Vec<&str> =
-            layout.services.iter().filter(|s| s.kind != ServiceKind::Storage).map(|s| s.id.as_str()).collect();
+        let others: Vec<&str> = layout.services.iter().filter(|s| s.kind != ServiceKind::Storage).map(|s| s.id.as_str()).collect();
         let busy: Vec<String> = others.iter().filter_map(|id| self.local.node_of(id)).collect();
         let lone = |id: &String| self.local.node_of(id).is_some_and(|node| !busy.contains(&node));
         layout
@@ -112,7 +111,8 @@ impl Setup {
         let layout = Layout { epoch, recovery_version: self.cluster.committed_version(), ..live.clone() };
         let started = Instant::now();
         let index = LayoutIndex::new(&layout);
-        let session = recover_replica(&*self.registry, &*self.cluster, &self.sessions, &index, epoch, replica).await.unwrap().expect("a session");
+        let session =
+            recover_replica(&*self.registry, &*self.cluster, &self.sessions, &index, epoch, replica).await.unwrap().expect("a session");
         let took = started.elapsed();
         let sessions = self.sessions.lock().unwrap();
         let s = sessions.get(session).unwrap();

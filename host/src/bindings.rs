@@ -71,12 +71,7 @@ impl Default for types::RecoveryConfig {
 impl types::AttemptState {
     /// The state an attempt starts from: its epoch and number, the shape to
     /// recover towards, and the layout persisted by the previous generation.
-    pub fn new(
-        epoch: types::Epoch,
-        attempt: u32,
-        config: types::RecoveryConfig,
-        old_layout: Option<types::Layout>,
-    ) -> Self {
+    pub fn new(epoch: types::Epoch, attempt: u32, config: types::RecoveryConfig, old_layout: Option<types::Layout>) -> Self {
         types::AttemptState {
             epoch,
             attempt,

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::wire::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
 use crate::bindings::types::{Epoch, Layout, Version};
 use crate::transport::{Client, TransportConfig};
+use crate::wire::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
 use crate::worker::{WorkerProtocol, WorkerReply, WorkerRequest};
 
 /// Why a commit was not acknowledged. Nothing is known of its writes: they

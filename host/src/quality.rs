@@ -55,18 +55,9 @@ impl PlacementQuality {
         let all_zones = zone_of.values().collect::<BTreeSet<_>>().len();
         let team = |name: String, tag: Option<ShardTag>, members: &mut dyn Iterator<Item = &str>| {
             let members: Vec<&str> = members.collect();
-            let zones: BTreeSet<&str> = members
-                .iter()
-                .filter_map(|id| node_of.get(id))
-                .filter_map(|node| zone_of.get(node).copied())
-                .collect();
-            TeamQuality {
-                name,
-                tag,
-                replicas: members.len(),
-                zones: zones.len(),
-                best_zones: members.len().min(all_zones),
-            }
+            let zones: BTreeSet<&str> =
+                members.iter().filter_map(|id| node_of.get(id)).filter_map(|node| zone_of.get(node).copied()).collect();
+            TeamQuality { name, tag, replicas: members.len(), zones: zones.len(), best_zones: members.len().min(all_zones) }
         };
         let mut teams: Vec<TeamQuality> = layout
             .storage_teams
@@ -130,7 +121,7 @@ impl fmt::Display for PlacementQuality {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::types::{LogAssignment, KeyRange, ServiceDescriptor, ServiceKind, StorageTeam};
+    use crate::bindings::types::{KeyRange, LogAssignment, ServiceDescriptor, ServiceKind, StorageTeam};
 
     fn node(id: &str, zone: &str, load: u32) -> Node {
         Node { id: id.into(), zone: zone.into(), capabilities: vec![], load, capacity: 9, healthy: true, last_seen_ms: 0 }
@@ -150,8 +141,16 @@ mod tests {
             resolvers: vec![],
             logs: vec![LogAssignment { id: "l1".into(), tags: vec![1] }],
             storage_teams: vec![
-                StorageTeam { tag: 1, key_range: KeyRange { start: "".into(), end: "8".into() }, storage_ids: vec!["s1".into(), "s2".into()] },
-                StorageTeam { tag: 2, key_range: KeyRange { start: "8".into(), end: "".into() }, storage_ids: vec!["s3".into(), "s4".into()] },
+                StorageTeam {
+                    tag: 1,
+                    key_range: KeyRange { start: "".into(), end: "8".into() },
+                    storage_ids: vec!["s1".into(), "s2".into()],
+                },
+                StorageTeam {
+                    tag: 2,
+                    key_range: KeyRange { start: "8".into(), end: "".into() },
+                    storage_ids: vec!["s3".into(), "s4".into()],
+                },
             ],
             services: vec![
                 service("l1", ServiceKind::Log, "b1"),

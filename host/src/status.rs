@@ -109,4 +109,3 @@ impl fmt::Display for ReplicaEvent {
         write!(f, "{:>8} ms  #{:<4} {:<18} e{:<4} {:<11} {}", self.at_ms, self.session, self.replica, self.epoch, self.event, self.detail)
     }
 }
-

@@ -27,7 +27,9 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     /// The endpoint is not an `http://` URL.
-    #[error("--otlp-endpoint {0:?}: expected an http:// URL such as http://127.0.0.1:4318 (spans are sent in the clear, to a collector on loopback or a trusted network)")]
+    #[error(
+        "--otlp-endpoint {0:?}: expected an http:// URL such as http://127.0.0.1:4318 (spans are sent in the clear, to a collector on loopback or a trusted network)"
+    )]
     BadEndpoint(String),
     /// The exporter could not be built.
     #[error("cannot build the OTLP exporter: {0}")]
@@ -61,7 +63,9 @@ impl Drop for Exporter {
 /// A `tracing` layer exporting every span it sees to the OTLP/HTTP
 /// collector at `base` (its traces go to `base/v1/traces`), and the
 /// exporter to keep alive for as long as spans should be sent.
-pub fn otlp_layer<S>(base: &str) -> Result<(tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>, Exporter), TelemetryError>
+pub fn otlp_layer<S>(
+    base: &str,
+) -> Result<(tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>, Exporter), TelemetryError>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {

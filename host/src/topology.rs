@@ -20,9 +20,7 @@ impl NodeSpec {
     /// `count` nodes dealt round-robin over `zones` zones, named `n1..` and
     /// `z1..`, each hosting up to `capacity` workers.
     pub fn spread(count: usize, zones: usize, capacity: u32) -> Vec<NodeSpec> {
-        (0..count)
-            .map(|i| NodeSpec { id: format!("n{}", i + 1), zone: format!("z{}", i % zones.max(1) + 1), capacity })
-            .collect()
+        (0..count).map(|i| NodeSpec { id: format!("n{}", i + 1), zone: format!("z{}", i % zones.max(1) + 1), capacity }).collect()
     }
 }
 

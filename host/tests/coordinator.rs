@@ -40,12 +40,7 @@ fn a_layout_is_written_only_by_the_newest_epoch() {
 #[test]
 fn layout_and_directory_survive_a_restart() {
     let (dir, store) = file_store();
-    let service = ServiceDescriptor {
-        id: "log-1".into(),
-        kind: ServiceKind::Log,
-        node: "n1".into(),
-        address: "mem://log-1".into(),
-    };
+    let service = ServiceDescriptor { id: "log-1".into(), kind: ServiceKind::Log, node: "n1".into(), address: "mem://log-1".into() };
     store.register_service(service.clone()).unwrap();
     let mut moved = service.clone();
     moved.node = "n2".into();

@@ -33,10 +33,8 @@ fn epochs_are_issued_once_across_coordinators_sharing_etcd() {
     let members = etcd(dir.path(), 1);
     let stores: Vec<Arc<EtcdStore>> = (0..3).map(|_| Arc::new(EtcdStore::connect(&url(&members)).unwrap())).collect();
     let issued: Vec<u64> = std::thread::scope(|scope| {
-        let racers: Vec<_> = stores
-            .iter()
-            .map(|store| scope.spawn(move || (0..40).map(|_| store.next_epoch().unwrap()).collect::<Vec<_>>()))
-            .collect();
+        let racers: Vec<_> =
+            stores.iter().map(|store| scope.spawn(move || (0..40).map(|_| store.next_epoch().unwrap()).collect::<Vec<_>>())).collect();
         racers.into_iter().flat_map(|r| r.join().unwrap()).collect()
     });
     let mut sorted = issued.clone();
@@ -147,11 +145,8 @@ fn over_etcds_the_store_needs_the_clusters_certificates() {
     certs::init(&stranger).unwrap();
     certs::issue(&stranger, Role::Coordinator, None, certs::DEFAULT_DAYS).unwrap();
     let (mut member, url) = etcd_tls(dir.path(), &ca);
-    let files = |dir: &std::path::Path| TlsFiles {
-        ca: ca.join("ca.pem"),
-        cert: dir.join("coordinator.pem"),
-        key: dir.join("coordinator.key"),
-    };
+    let files =
+        |dir: &std::path::Path| TlsFiles { ca: ca.join("ca.pem"), cert: dir.join("coordinator.pem"), key: dir.join("coordinator.key") };
     let deadline = Instant::now() + Duration::from_secs(30);
     let store = loop {
         match EtcdStore::connect_with(&url, Some(&files(&ca))) {

@@ -13,15 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ratchet::bindings::types::{
-    Assignment, AttemptState, Layout, PhaseOutcome, PhaseStep, PlacementError, PlacementRequest, RecoveryPath,
-    ReplicaHistory, ReplicaPlan, StateField,
+    Assignment, AttemptState, Layout, PhaseOutcome, PhaseStep, PlacementError, PlacementRequest, RecoveryPath, ReplicaHistory, ReplicaPlan,
+    StateField,
 };
 use ratchet::components::fixtures;
-use ratchet::store::CoordinatorStore;
 use ratchet::director::{AttemptOutcome, RecoveryReport};
 use ratchet::guard::Invariant;
 use ratchet::registry::{CallObserver, CallOutcome, InvokeError, Plugins, Registry};
 use ratchet::runtime::{HostCall, HostReply, Limits, PluginHost};
+use ratchet::store::CoordinatorStore;
 
 /// How a slot's calls are tampered with.
 #[derive(Clone, Copy)]
@@ -168,7 +168,10 @@ async fn s3_an_assemble_layout_that_forges_the_layout_is_refused() {
         let report = tampered(&h, "assemble-layout", Tamper::EditStaged(edit)).await;
         assert!(report.layout().is_none(), "{expected}: persisted");
         let refused = refusals(&report, Invariant::FaithfulLayout);
-        assert!(refused.iter().any(|r| r.contains(expected) && (!expected.starts_with("lists") || r.ends_with("twice"))), "{expected}: {refused:?}");
+        assert!(
+            refused.iter().any(|r| r.contains(expected) && (!expected.starts_with("lists") || r.ends_with("twice"))),
+            "{expected}: {refused:?}"
+        );
         assert_eq!(h.store.state().unwrap().layout.unwrap(), old);
         assert!(h.recover().await.layout().is_some(), "{expected}: the defaults recover");
         assert_eq!(h.lost(&acked).await, 0, "{expected}");

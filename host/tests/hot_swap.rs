@@ -12,11 +12,11 @@ use ratchet::audit::AuditLog;
 use ratchet::bindings::types::{Node, RecoveryConfig};
 use ratchet::cluster::{Cluster, LocalCluster, RemoteCluster};
 use ratchet::components::fixtures;
-use ratchet::store::MemoryStore;
 use ratchet::director::{AttemptOutcome, Director, DirectorOptions};
 use ratchet::metrics::Metrics;
-use ratchet::status::Status;
 use ratchet::registry::Registry;
+use ratchet::status::Status;
+use ratchet::store::MemoryStore;
 
 /// The admin's view of an in-process cluster.
 struct Host(Arc<RemoteCluster>);
@@ -51,14 +51,8 @@ fn setup(rollback_after: u32) -> Setup {
     let metrics = Arc::new(Metrics::new());
     let audit = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
     let options = AdminOptions { rollback_after, ..AdminOptions::default() };
-    let admin = Arc::new(Admin::new(
-        registry.clone(),
-        Arc::new(Host(cluster.clone())),
-        audit,
-        metrics.clone(),
-        RecoveryConfig::default(),
-        options,
-    ));
+    let admin =
+        Arc::new(Admin::new(registry.clone(), Arc::new(Host(cluster.clone())), audit, metrics.clone(), RecoveryConfig::default(), options));
     registry.set_observer(admin.clone());
     registry.set_shadow_sink(admin.clone());
     Setup { _dir: dir, registry, admin, metrics, local, cluster }
@@ -186,11 +180,7 @@ async fn shadow_calls(admin: &Admin, slot: &str, calls: u64) -> ratchet::admin::
 
 /// Waits until the shadow record of `slot` satisfies `done`. Shadow calls
 /// run in the background, each on its own task, so they finish in any order.
-async fn shadow_until(
-    admin: &Admin,
-    slot: &str,
-    done: impl Fn(&ratchet::admin::ShadowRecord) -> bool,
-) -> ratchet::admin::ShadowRecord {
+async fn shadow_until(admin: &Admin, slot: &str, done: impl Fn(&ratchet::admin::ShadowRecord) -> bool) -> ratchet::admin::ShadowRecord {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let record = admin.shadow_report(slot).record;

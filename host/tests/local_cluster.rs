@@ -24,8 +24,6 @@ fn director(cluster: Arc<RemoteCluster>) -> Director {
     Director::new(registry, cluster, Arc::new(MemoryStore::default()), config, options)
 }
 
-
-
 #[tokio::test(flavor = "current_thread")]
 async fn foremen_in_memory_recover_from_a_crashed_node_without_loss() {
     let local = LocalCluster::with_zones(6, 3, 10).unwrap();
@@ -85,7 +83,9 @@ async fn foremen_in_memory_recover_from_a_crashed_node_without_loss() {
     assert!(info.last_version >= 150, "the restarted log kept its acknowledged versions: {info:?}");
     let hosted: Vec<_> = cluster.services().await.into_iter().filter(|s| s.node == dead).collect();
     assert!(
-        hosted.iter().all(|s| matches!(s.kind, ratchet::bindings::types::ServiceKind::Log | ratchet::bindings::types::ServiceKind::Storage)),
+        hosted
+            .iter()
+            .all(|s| matches!(s.kind, ratchet::bindings::types::ServiceKind::Log | ratchet::bindings::types::ServiceKind::Storage)),
         "a restarted node hosts only what it journaled: {hosted:?}"
     );
 }

@@ -23,9 +23,7 @@ use phase_start_resolvers::StartResolvers;
 use phase_start_sequencer::StartSequencer;
 use phase_validate_layout::ValidateLayout;
 use ratchet_guest::testing::{ScriptedHost, old_layout, state};
-use ratchet_guest::types::{
-    AttemptState, LockInfo, LogRecoveryInfo, PhaseStep, ServiceKind, ShardRetention, StorageRecoveryInfo,
-};
+use ratchet_guest::types::{AttemptState, LockInfo, LogRecoveryInfo, PhaseStep, ServiceKind, ShardRetention, StorageRecoveryInfo};
 use ratchet_guest::{Phase, state_fields};
 
 /// How a phase gets its state.

@@ -14,10 +14,10 @@ use std::time::Duration;
 use ratchet::bindings::types::{Layout, RecoveryConfig};
 use ratchet::cluster::{Cluster, LocalCluster, RemoteCluster};
 use ratchet::components::fixtures;
-use ratchet::store::MemoryStore;
 use ratchet::director::{AttemptOutcome, Director, DirectorOptions};
 use ratchet::quality::PlacementQuality;
 use ratchet::registry::Registry;
+use ratchet::store::MemoryStore;
 
 struct Cluster9 {
     local: LocalCluster,
@@ -51,7 +51,6 @@ fn cluster(policy: Option<&str>) -> Cluster9 {
     );
     Cluster9 { local, cluster, director }
 }
-
 
 /// Boots, writes, crashes the nodes of a log and of a storage replica,
 /// recovers, and checks every acknowledged write. Returns the placement
@@ -121,9 +120,7 @@ async fn a_careless_policys_answer_is_refused_and_stalls_the_attempt() {
     let report = c.director.recover().await.unwrap();
     assert!(report.layout().is_none(), "nothing may complete on a refused placement");
     for attempt in &report.attempts {
-        let AttemptOutcome::Stalled(reason) = &attempt.outcome else {
-            panic!("expected a stall, got {}", attempt.outcome)
-        };
+        let AttemptOutcome::Stalled(reason) = &attempt.outcome else { panic!("expected a stall, got {}", attempt.outcome) };
         assert!(reason.contains("host-check: distinct-nodes"), "{reason}");
         assert!(attempt.refusals.iter().any(|r| r.message.contains("placement answer refused")), "{:?}", attempt.refusals);
         assert!(attempt.recruited.is_empty(), "no worker is created from a refused answer");
@@ -150,12 +147,8 @@ async fn a_policy_swapped_in_takes_over_at_the_next_placement() {
     let packed = completed(&director.recover().await.unwrap());
     // Pack puts the new generation's recruits on the busiest nodes: fewer of
     // them than the spread boot used for the same roles.
-    let recruits: std::collections::BTreeSet<&str> = packed
-        .services
-        .iter()
-        .filter(|s| !spread.services.iter().any(|o| o.id == s.id))
-        .map(|s| s.node.as_str())
-        .collect();
+    let recruits: std::collections::BTreeSet<&str> =
+        packed.services.iter().filter(|s| !spread.services.iter().any(|o| o.id == s.id)).map(|s| s.node.as_str()).collect();
     assert!(recruits.len() < spread_nodes, "pack used {recruits:?}, spread-zones used {spread_nodes} nodes");
 }
 
@@ -166,8 +159,7 @@ async fn a_request_that_cannot_be_met_stalls_with_the_constraint_named() {
     let local = LocalCluster::with_zones(2, 2, 10).unwrap();
     let cluster = local.client();
     let options = DirectorOptions { max_attempts: 2, initial_backoff: Duration::from_millis(1), ..Default::default() };
-    let director =
-        Director::new(registry, cluster.clone(), Arc::new(MemoryStore::default()), RecoveryConfig::default(), options);
+    let director = Director::new(registry, cluster.clone(), Arc::new(MemoryStore::default()), RecoveryConfig::default(), options);
     let report = director.recover().await.unwrap();
     assert_eq!(report.attempts.len(), 2, "each attempt stalls and is retried");
     for attempt in &report.attempts {

@@ -35,9 +35,8 @@ fn componentize_py() -> PathBuf {
     eprintln!("componentize-py not found: installing {COMPONENTIZE_PY_VERSION} into {}", venv.display());
     let venv_made = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
     assert!(venv_made.is_ok_and(|s| s.success()), "cannot create a Python venv: python3 -m venv {}", venv.display());
-    let installed = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", &format!("componentize-py=={COMPONENTIZE_PY_VERSION}")])
-        .status();
+    let installed =
+        Command::new(venv.join("bin/pip")).args(["install", "--quiet", &format!("componentize-py=={COMPONENTIZE_PY_VERSION}")]).status();
     assert!(installed.is_ok_and(|s| s.success()), "pip could not install componentize-py");
     local
 }

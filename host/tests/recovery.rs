@@ -16,11 +16,10 @@ use std::time::Duration;
 use ratchet::bindings::types::ServiceKind;
 use ratchet::cluster::Cluster;
 use ratchet::components::fixtures;
-use ratchet::store::CoordinatorStore;
 use ratchet::director::{AttemptOutcome, DirectorOptions};
 use ratchet::guard::{Invariant, named_services};
 use ratchet::registry::{Registry, unrecorded};
-
+use ratchet::store::CoordinatorStore;
 
 #[tokio::test]
 async fn a_first_start_locks_nothing_and_names_only_recruits() {
@@ -64,7 +63,12 @@ async fn a_second_epoch_after_losing_a_log_keeps_every_acknowledged_write() {
     let on_dead: BTreeSet<&str> = old.services.iter().filter(|s| s.node == dead_node).map(|s| s.id.as_str()).collect();
     let expected: BTreeSet<String> = named_services(&old).into_iter().filter(|id| !on_dead.contains(id.as_str())).collect();
     assert_eq!(attempt.locked, expected, "exactly the old layout's reachable services are locked");
-    let stateful: BTreeSet<&str> = layout.logs.iter().map(|l| l.id.as_str()).chain(layout.storage_teams.iter().flat_map(|t| t.storage_ids.iter().map(String::as_str))).collect();
+    let stateful: BTreeSet<&str> = layout
+        .logs
+        .iter()
+        .map(|l| l.id.as_str())
+        .chain(layout.storage_teams.iter().flat_map(|t| t.storage_ids.iter().map(String::as_str)))
+        .collect();
     for id in attempt.recruited.iter().filter(|id| stateful.contains(id.as_str())) {
         assert_eq!(h.local.lock_holder(id), Some(2), "{id} was locked at recruitment");
     }
@@ -350,11 +354,7 @@ async fn i6_a_layout_restaged_under_a_stale_epoch_is_never_written() {
     let refused = |text: &str| attempt.refusals.iter().any(|r| r.rule == Invariant::LayoutClosure && r.message.contains(text));
     let stale = format!("layout carries epoch {}, the attempt is {}", attempt.epoch - 1, attempt.epoch);
     assert!(refused(&stale), "{:?}", attempt.refusals);
-    assert!(
-        refused("fixed once an unlock"),
-        "the services were handed the staged layout, so it cannot change: {:?}",
-        attempt.refusals
-    );
+    assert!(refused("fixed once an unlock"), "the services were handed the staged layout, so it cannot change: {:?}", attempt.refusals);
     // What lands is the layout the services were handed, under its own epoch.
     let layout = completed(&report);
     assert_eq!(layout.epoch, attempt.epoch);

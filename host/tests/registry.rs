@@ -24,10 +24,7 @@ async fn the_default_validate_layout_runs_through_the_host() {
     state.epoch = 5;
     state.old_layout = Some(empty_layout(7));
     let outcome = registry.call_phase("validate-layout", &state, detached()).await.unwrap();
-    assert_eq!(
-        outcome.step,
-        PhaseStep::Failed("old layout is invalid: layout epoch 7 is not below the attempt epoch 5".into())
-    );
+    assert_eq!(outcome.step, PhaseStep::Failed("old layout is invalid: layout epoch 7 is not below the attempt epoch 5".into()));
 }
 
 /// The recovery benchmark's floor calls this fixture once per plugin call and
@@ -104,10 +101,7 @@ async fn a_change_the_audit_trail_cannot_record_is_not_made() {
 #[tokio::test]
 async fn rollback_and_calls_fail_cleanly_on_bad_requests() {
     let registry = Registry::with_defaults(runtime()).unwrap();
-    assert_eq!(
-        registry.rollback("validate-layout", None, &unrecorded),
-        Err(RegistryError::NothingToRollBack("validate-layout".into()))
-    );
+    assert_eq!(registry.rollback("validate-layout", None, &unrecorded), Err(RegistryError::NothingToRollBack("validate-layout".into())));
     assert_eq!(
         registry.rollback("validate-layout", Some(9), &unrecorded),
         Err(RegistryError::NoSuchVersion { slot: "validate-layout".into(), version: 9 })
@@ -161,10 +155,7 @@ async fn concurrent_calls_during_swaps_all_succeed_on_some_version() {
     }
     for call in calls {
         let step = call.await.unwrap().unwrap().step;
-        assert!(
-            step == PhaseStep::Next("lock-services".into()) || step == PhaseStep::Stalled("adversarial: idle".into()),
-            "{step:?}"
-        );
+        assert!(step == PhaseStep::Next("lock-services".into()) || step == PhaseStep::Stalled("adversarial: idle".into()), "{step:?}");
     }
     assert_eq!(registry.history(slot).len(), 11);
 }

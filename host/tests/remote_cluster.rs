@@ -11,14 +11,14 @@ use common::{completed, node_of};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratchet::bindings::types::RecoveryConfig;
 use ratchet::bindings::types::ClusterError;
+use ratchet::bindings::types::RecoveryConfig;
 use ratchet::cluster::{Cluster, Health, RemoteCluster};
-use ratchet::services::Disk;
-use ratchet::topology::NodeSpec;
-use ratchet::store::MemoryStore;
 use ratchet::director::{Director, DirectorOptions};
 use ratchet::registry::Registry;
+use ratchet::services::Disk;
+use ratchet::store::MemoryStore;
+use ratchet::topology::NodeSpec;
 use ratchet::transport::{TransportConfig, serve};
 use ratchet::worker::{Foreman, WorkerProtocol};
 use tokio::net::TcpListener;
@@ -82,8 +82,6 @@ fn director_with(cluster: Arc<RemoteCluster>, config: RecoveryConfig) -> Directo
     let options = DirectorOptions { max_attempts: 4, initial_backoff: Duration::from_millis(5), ..Default::default() };
     Director::new(registry, cluster, Arc::new(MemoryStore::default()), config, options)
 }
-
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_of_workers_over_tcp_recovers_from_a_dead_worker_without_loss() {
@@ -167,8 +165,7 @@ async fn a_log_holds_a_push_until_the_versions_before_it_arrive() {
     // Longer than the second a push waits for the versions before it.
     let patient = TransportConfig { call_timeout: Duration::from_secs(3), ..TransportConfig::default() };
     let client = || Client::<WorkerProtocol>::new(addr.as_str(), patient.clone());
-    let Ok(Ok(WorkerReply::Created(log))) = client().call(WorkerRequest::CreateWorker { kind: ServiceKind::Log, epoch: 1 }).await
-    else {
+    let Ok(Ok(WorkerReply::Created(log))) = client().call(WorkerRequest::CreateWorker { kind: ServiceKind::Log, epoch: 1 }).await else {
         panic!("the log was not created");
     };
     let serving = Serving::Member { tags: vec![0], recovery_version: 0 };

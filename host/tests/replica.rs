@@ -4,9 +4,7 @@
 
 mod common;
 
-use ratchet::bindings::types::{
-    CatchUpPlan, RebuildPlan, ReplicaHistory, ReplicaOutcome, ReplicaPlan, VersionRange,
-};
+use ratchet::bindings::types::{CatchUpPlan, RebuildPlan, ReplicaHistory, ReplicaOutcome, ReplicaPlan, VersionRange};
 use ratchet::registry::{REPLICA, Registry};
 use ratchet::replica::{Budget, SessionError, SessionState, Sessions};
 use ratchet::runtime::World;

@@ -54,14 +54,9 @@ impl Harness {
     }
 
     async fn recover_through(&self, cluster: Arc<dyn Cluster>) -> RecoveryReport {
-        let options = DirectorOptions {
-            max_attempts: 4,
-            initial_backoff: Duration::from_millis(1),
-            ..DirectorOptions::default()
-        };
-        let director =
-            Director::new(self.registry.clone(), cluster, self.store.clone(), RecoveryConfig::default(), options)
-                .with_replica_sessions(self.sessions.clone());
+        let options = DirectorOptions { max_attempts: 4, initial_backoff: Duration::from_millis(1), ..DirectorOptions::default() };
+        let director = Director::new(self.registry.clone(), cluster, self.store.clone(), RecoveryConfig::default(), options)
+            .with_replica_sessions(self.sessions.clone());
         director.recover().await.unwrap()
     }
 
@@ -155,7 +150,6 @@ impl Harness {
         self.cluster.recover_apply(id, epoch, mutations, version).await.unwrap();
     }
 }
-
 
 fn kinds(events: &[ReplicaEvent]) -> Vec<&str> {
     events.iter().map(|e| e.event.as_str()).collect()
@@ -273,12 +267,7 @@ impl Cluster for Hooked {
     async fn lock(&self, id: &str, epoch: Epoch) -> Result<LockInfo, ClusterError> {
         self.inner.lock(id, epoch).await
     }
-    async fn create_worker(
-        &self,
-        node: &str,
-        kind: ServiceKind,
-        epoch: Epoch,
-    ) -> Result<ServiceDescriptor, ClusterError> {
+    async fn create_worker(&self, node: &str, kind: ServiceKind, epoch: Epoch) -> Result<ServiceDescriptor, ClusterError> {
         self.inner.create_worker(node, kind, epoch).await
     }
     async fn recover_log(
@@ -292,13 +281,7 @@ impl Cluster for Hooked {
     ) -> Result<(), ClusterError> {
         self.inner.recover_log(epoch, target, sources, tags, first, last).await
     }
-    async fn start_role(
-        &self,
-        node: &str,
-        kind: ServiceKind,
-        epoch: Epoch,
-        start: Version,
-    ) -> Result<ServiceDescriptor, ClusterError> {
+    async fn start_role(&self, node: &str, kind: ServiceKind, epoch: Epoch, start: Version) -> Result<ServiceDescriptor, ClusterError> {
         self.inner.start_role(node, kind, epoch, start).await
     }
     async fn unlock(&self, id: &str, epoch: Epoch, layout: &Layout) -> Result<(), ClusterError> {
@@ -323,13 +306,7 @@ impl Cluster for Hooked {
     async fn pull(&self, log: &str, tag: ShardTag, after: Version, upto: Version) -> Result<PulledPage, ClusterError> {
         self.inner.pull(log, tag, after, upto).await
     }
-    async fn recover_apply(
-        &self,
-        id: &str,
-        epoch: Epoch,
-        mutations: Vec<(Version, Mutation)>,
-        upto: Version,
-    ) -> Result<(), ClusterError> {
+    async fn recover_apply(&self, id: &str, epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version) -> Result<(), ClusterError> {
         let n = self.applies.fetch_add(1, Ordering::SeqCst) + 1;
         (self.on_apply)(n, self.inner.clone(), id.to_string()).await;
         self.inner.recover_apply(id, epoch, mutations, upto).await
@@ -405,9 +382,12 @@ async fn an_endpoint_change_mid_session_voids_it_and_the_retry_keeps_what_was_ma
     let asked = AtomicU32::new(0);
     // The replica answers from a new endpoint from its second state query
     // on, as a worker restarted on another address would.
-    hooked.endpoint = Box::new(move |id, endpoint| {
-        if id == target && asked.fetch_add(1, Ordering::SeqCst) >= 1 { format!("{endpoint}-moved") } else { endpoint }
-    });
+    hooked.endpoint =
+        Box::new(
+            move |id, endpoint| {
+                if id == target && asked.fetch_add(1, Ordering::SeqCst) >= 1 { format!("{endpoint}-moved") } else { endpoint }
+            },
+        );
     let report = h.recover_through(Arc::new(hooked)).await;
     completed(&report);
     assert!(matches!(report.attempts[0].outcome, AttemptOutcome::Stalled(_)), "{}", report.attempts[0].outcome);
@@ -447,7 +427,6 @@ async fn a_truncation_beyond_the_replicas_undo_window_escalates_to_a_rebuild() {
     assert_eq!(h.lost(&acked).await, 0);
 }
 
-
 /// A director whose replica copies wait for `gate`.
 fn gated_director(h: &Harness, gate: &Arc<tokio::sync::Semaphore>) -> Director {
     let mut hooked = Hooked::new(h.cluster.clone());
@@ -473,7 +452,8 @@ async fn a_replacement_replica_is_seeded_before_its_generation_persists_from_a_c
     assert_eq!(h.store.state().unwrap().layout.map(|l| l.epoch), Some(boot.epoch));
     gate.add_permits(1_000);
     let second = completed(&recovery.await.unwrap()).clone();
-    let replacement = second.storage_teams[1].storage_ids.iter().find(|id| !boot.storage_teams[1].storage_ids.contains(id)).unwrap().clone();
+    let replacement =
+        second.storage_teams[1].storage_ids.iter().find(|id| !boot.storage_teams[1].storage_ids.contains(id)).unwrap().clone();
     let events = h.events_of(&replacement);
     assert_eq!(kinds(&events), ["opened", "progress", "completed"], "{events:#?}");
     assert!(events[0].detail.starts_with("rebuild: snapshot at "), "{}", events[0]);

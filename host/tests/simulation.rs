@@ -76,11 +76,8 @@ fn five_hundred_seeds_of_the_default_profile_keep_every_invariant() {
     let config = profile("default");
     let runs = runs("0..500", &config, &[]);
     let summary = Summary::of("default", &runs);
-    let failing: Vec<String> = runs
-        .iter()
-        .filter(|r| !r.violations.is_empty())
-        .map(|r| format!("seed {}: {:?}", r.seed, r.violations))
-        .collect();
+    let failing: Vec<String> =
+        runs.iter().filter(|r| !r.violations.is_empty()).map(|r| format!("seed {}: {:?}", r.seed, r.violations)).collect();
     assert!(failing.is_empty(), "{}", failing.join("\n"));
     assert_eq!(summary.runs, 500);
     assert!(summary.completed >= 500, "every run recovers at least once: {summary:?}");
@@ -133,12 +130,7 @@ fn a_replay_that_skips_part_of_the_kept_range_never_reaches_a_layout() {
     for run in &broken {
         // Recovery cannot complete, but no acknowledged write is lost: the
         // old generation's logs and storage still hold every one.
-        assert!(
-            run.violations.iter().all(|v| v.rule == Property::Liveness),
-            "seed {}: {:?}",
-            run.seed,
-            run.violations
-        );
+        assert!(run.violations.iter().all(|v| v.rule == Property::Liveness), "seed {}: {:?}", run.seed, run.violations);
     }
     // The same seeds with the default replay recover.
     assert!(runs("0..10", &config, &[]).iter().all(|r| r.violations.is_empty()));
@@ -208,10 +200,7 @@ impl ratchet::registry::Plugins for FailAfterBoot {
         self.0.run_phase(slot, state, host).await
     }
 
-    async fn place(
-        &self,
-        request: &PlacementRequest,
-    ) -> Result<Result<Vec<Assignment>, PlacementError>, ratchet::registry::InvokeError> {
+    async fn place(&self, request: &PlacementRequest) -> Result<Result<Vec<Assignment>, PlacementError>, ratchet::registry::InvokeError> {
         self.0.place(request).await
     }
 

@@ -41,7 +41,11 @@ async fn without_a_certificate(addr: &str, ca: &Path) -> Result<(), String> {
     let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| e.to_string())?;
     // TLS 1.3 ends the client's handshake before the server checks it: the
     // refusal comes with the first read.
-    let hello = ratchet::transport::rpc::Hello { magic: ratchet::transport::rpc::MAGIC, version: ratchet::transport::rpc::PROTOCOL_VERSION, service: "worker".into() };
+    let hello = ratchet::transport::rpc::Hello {
+        magic: ratchet::transport::rpc::MAGIC,
+        version: ratchet::transport::rpc::PROTOCOL_VERSION,
+        service: "worker".into(),
+    };
     ratchet::transport::frame::write(&mut tls, &hello, 1 << 10).await.map_err(|e| e.to_string())?;
     let mut byte = [0u8; 1];
     match tls.read(&mut byte).await {
@@ -91,20 +95,24 @@ async fn every_peer_gets_what_its_certificate_allows_and_nothing_more() {
     }
     // A stranger that trusts the cluster's CA, so the server is the one to
     // refuse: with another CA's certificate, and with none at all.
-    let posing = TlsFiles {
-        ca: ca.join(certs::CA_CERT),
-        cert: stranger_ca.join("coordinator.pem"),
-        key: stranger_ca.join("coordinator.key"),
-    };
+    let posing =
+        TlsFiles { ca: ca.join(certs::CA_CERT), cert: stranger_ca.join("coordinator.pem"), key: stranger_ca.join("coordinator.key") };
     let err = as_peer(Some(Arc::new(TlsIdentity::load(&posing).unwrap()))).call(create.clone()).await.unwrap_err();
     assert!(matches!(err, TransportError::Handshake { .. } | TransportError::Frame { .. }), "{err}");
     assert!(without_a_certificate(&addr, &ca).await.is_err(), "a client without a certificate is refused");
     // A client commits and reads, but may not recruit, lock or release.
     let client = as_peer(Some(identity(&ca, "client")));
-    for request in [create.clone(), WorkerRequest::Lock { id: "x".into(), epoch: u64::MAX }, WorkerRequest::Release { id: "x".into(), epoch: u64::MAX }] {
+    for request in [
+        create.clone(),
+        WorkerRequest::Lock { id: "x".into(), epoch: u64::MAX },
+        WorkerRequest::Release { id: "x".into(), epoch: u64::MAX },
+    ] {
         match client.call(request).await {
             Err(TransportError::Remote { reason, .. }) => {
-                assert!(reason.starts_with("forbidden:") && reason.contains("only by a coordinator") && reason.contains("client"), "{reason}");
+                assert!(
+                    reason.starts_with("forbidden:") && reason.contains("only by a coordinator") && reason.contains("client"),
+                    "{reason}"
+                );
             }
             other => panic!("a client's recovery request must be forbidden, got {other:?}"),
         }
@@ -153,7 +161,8 @@ async fn a_worker_registers_only_as_the_node_its_certificate_names() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let register = |node: &str| CoordinatorRequest::Register { node: node.into(), zone: "z1".into(), capacity: 8, addr: "127.0.0.1:1".into() };
+    let register =
+        |node: &str| CoordinatorRequest::Register { node: node.into(), zone: "z1".into(), capacity: 8, addr: "127.0.0.1:1".into() };
     let n1 = Client::<CoordinatorProtocol>::new(&addr, config(Some(identity(&ca, "worker-n1"))));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let answer = loop {

@@ -46,12 +46,7 @@ fn config() -> TransportConfig {
 
 /// A config with tight server bounds.
 fn bounded() -> TransportConfig {
-    TransportConfig {
-        max_connections: 2,
-        idle_timeout: Duration::from_millis(300),
-        frame_timeout: Duration::from_millis(300),
-        ..config()
-    }
+    TransportConfig { max_connections: 2, idle_timeout: Duration::from_millis(300), frame_timeout: Duration::from_millis(300), ..config() }
 }
 
 async fn start_with(config: TransportConfig) -> String {

@@ -185,9 +185,9 @@ impl Lab {
                 Ok(())
             }
             (LinkFault::Slow, true) => in_ns(&["tc", "qdisc", "add", "dev", "eth0", "root", "netem", "delay", "200ms"]),
-            (LinkFault::Slow, false) => in_ns(&[
-                "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "256kbit", "burst", "16kbit", "latency", "5s",
-            ]),
+            (LinkFault::Slow, false) => {
+                in_ns(&["tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "256kbit", "burst", "16kbit", "latency", "5s"])
+            }
         }
     }
 
@@ -197,9 +197,7 @@ impl Lab {
         match (fault, self.netem) {
             (LinkFault::Cut, _) => ip(&["-n", &self.hub, "link", "set", &self.link_name(name, 'h'), "up"]),
             (LinkFault::Loss, false) => ip(&["netns", "exec", &ns, "iptables", "-F"]),
-            (LinkFault::Loss, true) | (LinkFault::Slow, _) => {
-                ip(&["netns", "exec", &ns, "tc", "qdisc", "del", "dev", "eth0", "root"])
-            }
+            (LinkFault::Loss, true) | (LinkFault::Slow, _) => ip(&["netns", "exec", &ns, "tc", "qdisc", "del", "dev", "eth0", "root"]),
         }
     }
 }
@@ -299,7 +297,16 @@ impl NetCluster {
         let listen = format!("{}:7500", self.lab.address(10 + i));
         let data = self.dir.path().join(node);
         let mut args = vec![
-            "worker", "--coordinator", &self.addr, "--node", node, "--zone", &zone, "--listen", &listen, "--data",
+            "worker",
+            "--coordinator",
+            &self.addr,
+            "--node",
+            node,
+            "--zone",
+            &zone,
+            "--listen",
+            &listen,
+            "--data",
             data.to_str().unwrap(),
         ];
         let tls = self.tls(&format!("worker-{node}"));

@@ -19,7 +19,17 @@ pub const NEXT: &str = "persist-layout";
 pub struct AssembleLayout;
 
 impl Phase for AssembleLayout {
-    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::OldServices, StateField::Recruits, StateField::NewLogs, StateField::NewStorageTeams, StateField::Sequencer, StateField::CommitProxies, StateField::Resolvers, StateField::RecoveryVersion];
+    const READS: &'static [StateField] = &[
+        StateField::OldLayout,
+        StateField::OldServices,
+        StateField::Recruits,
+        StateField::NewLogs,
+        StateField::NewStorageTeams,
+        StateField::Sequencer,
+        StateField::CommitProxies,
+        StateField::Resolvers,
+        StateField::RecoveryVersion,
+    ];
     // The layout is not written back: staged, it is the host's `new-layout`.
     const WRITES: &'static [StateField] = &[];
 
@@ -31,8 +41,7 @@ impl Phase for AssembleLayout {
         if let Err(err) = host.stage_layout(&layout) {
             return outcome(state, PhaseStep::Stalled(format!("staging the layout: {err:?}")));
         }
-        let (early, proxies): (Vec<String>, Vec<String>) =
-            members(&layout).into_iter().partition(|id| !layout.commit_proxies.contains(id));
+        let (early, proxies): (Vec<String>, Vec<String>) = members(&layout).into_iter().partition(|id| !layout.commit_proxies.contains(id));
         // Everything else first, in parallel; the proxies last, since they
         // open the generation to commits.
         for batch in [early, proxies] {

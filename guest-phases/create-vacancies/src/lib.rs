@@ -23,14 +23,12 @@ impl Phase for CreateVacancies {
         let Some(layout) = &state.old_layout else {
             return outcome(state, PhaseStep::Failed("create-vacancies needs an old layout".into()));
         };
-        state.vacancies = (0..state.config.desired_logs)
-            .map(|i| Vacancy { id: format!("log-{i}"), kind: ServiceKind::Log, tag: None })
-            .collect();
+        state.vacancies =
+            (0..state.config.desired_logs).map(|i| Vacancy { id: format!("log-{i}"), kind: ServiceKind::Log, tag: None }).collect();
         state.new_storage_teams.clear();
         let locked: IdSet<&str> = state.locked_storage.iter().map(|s| s.id.as_str()).collect();
         for team in &layout.storage_teams {
-            let live: Vec<String> =
-                team.storage_ids.iter().filter(|id| locked.contains(id.as_str())).cloned().collect();
+            let live: Vec<String> = team.storage_ids.iter().filter(|id| locked.contains(id.as_str())).cloned().collect();
             for replica in live.len() as u32..state.config.replication_factor {
                 state.vacancies.push(Vacancy {
                     id: format!("storage-{}-{replica}", team.tag),
@@ -38,11 +36,7 @@ impl Phase for CreateVacancies {
                     tag: Some(team.tag),
                 });
             }
-            state.new_storage_teams.push(StorageTeam {
-                tag: team.tag,
-                key_range: team.key_range.clone(),
-                storage_ids: live,
-            });
+            state.new_storage_teams.push(StorageTeam { tag: team.tag, key_range: team.key_range.clone(), storage_ids: live });
         }
         outcome(state, PhaseStep::Next(NEXT.into()))
     }
@@ -61,10 +55,8 @@ mod tests {
     fn teams_keep_their_live_replicas_and_are_topped_up() {
         let mut s = state(2, Some(old_layout()));
         let live = ["st0-1", "st0-2", "st1-1", "st1-2", "st1-3"];
-        s.locked_storage = live
-            .iter()
-            .map(|id| StorageRecoveryInfo { id: id.to_string(), durable_version: 5, oldest_durable_version: 0 })
-            .collect();
+        s.locked_storage =
+            live.iter().map(|id| StorageRecoveryInfo { id: id.to_string(), durable_version: 5, oldest_durable_version: 0 }).collect();
         let out = CreateVacancies::run(s, &mut ScriptedHost::default());
         assert_eq!(out.state.new_storage_teams[0].storage_ids, ["st0-1", "st0-2"]);
         assert_eq!(out.state.new_storage_teams[1].storage_ids.len(), 3);

@@ -34,7 +34,8 @@ pub fn team_durable(mut durables: Vec<Version>, replication: u32) -> Option<Vers
 }
 
 impl Phase for DetermineDurableVersion {
-    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::OldStorageTeams, StateField::LockedStorage, StateField::LogPlan];
+    const READS: &'static [StateField] =
+        &[StateField::OldLayout, StateField::OldStorageTeams, StateField::LockedStorage, StateField::LogPlan];
     const WRITES: &'static [StateField] = &[StateField::DegradedTeams, StateField::DurableVersion];
 
     fn run(mut state: AttemptState, _host: &mut dyn Host) -> PhaseOutcome {
@@ -57,14 +58,12 @@ impl Phase for DetermineDurableVersion {
 /// cluster's durable version, or the step that stops the phase.
 fn cluster_durable(state: &AttemptState, layout: &Layout) -> (Vec<ShardTag>, Result<Version, PhaseStep>) {
     let replication = state.config.replication_factor;
-    let durable_of: IdMap<&str, Version> =
-        state.locked_storage.iter().map(|s| (s.id.as_str(), s.durable_version)).collect();
+    let durable_of: IdMap<&str, Version> = state.locked_storage.iter().map(|s| (s.id.as_str(), s.durable_version)).collect();
     let plans: BTreeMap<ShardTag, &ShardPlan> = state.log_plan.iter().map(|p| (p.tag, p)).collect();
     let mut degraded = Vec::new();
     let mut cluster: Option<Version> = None;
     for team in &layout.storage_teams {
-        let durables: Vec<Version> =
-            team.storage_ids.iter().filter_map(|id| durable_of.get(id.as_str()).copied()).collect();
+        let durables: Vec<Version> = team.storage_ids.iter().filter_map(|id| durable_of.get(id.as_str()).copied()).collect();
         if (durables.len() as u32) < replication {
             degraded.push(team.tag);
         }
@@ -122,13 +121,8 @@ mod tests {
     #[test]
     fn the_cluster_takes_the_minimum_and_marks_degraded_teams() {
         let mut s = state(2, Some(old_layout()));
-        s.locked_storage = vec![
-            replica("st0-1", 10),
-            replica("st0-2", 30),
-            replica("st0-3", 20),
-            replica("st1-1", 15),
-            replica("st1-3", 12),
-        ];
+        s.locked_storage =
+            vec![replica("st0-1", 10), replica("st0-2", 30), replica("st0-3", 20), replica("st1-1", 15), replica("st1-3", 12)];
         let out = DetermineDurableVersion::run(s, &mut ScriptedHost::default());
         assert_eq!(out.step, PhaseStep::Next(NEXT.into()));
         assert_eq!(out.state.durable_version, Some(12));
@@ -181,12 +175,7 @@ mod tests {
 
     #[test]
     fn a_team_whose_every_replica_is_behind_retention_fails() {
-        let s = popped(vec![
-            replica("st0-1", 40),
-            replica("st1-1", 21),
-            replica("st1-2", 30),
-            replica("st1-3", 29),
-        ]);
+        let s = popped(vec![replica("st0-1", 40), replica("st1-1", 21), replica("st1-2", 30), replica("st1-3", 29)]);
         let out = DetermineDurableVersion::run(s, &mut ScriptedHost::default());
         let PhaseStep::Failed(reason) = out.step else { panic!("expected a failure, got {:?}", out.step) };
         assert!(reason.contains("shard 1"), "{reason}");

@@ -31,13 +31,12 @@ pub fn key_ranges(shards: u32) -> Vec<KeyRange> {
 
 impl Phase for Initialize {
     const READS: &'static [StateField] = &[];
-    const WRITES: &'static [StateField] = &[StateField::Vacancies, StateField::NewStorageTeams, StateField::RecoveryVersion, StateField::DurableVersion];
+    const WRITES: &'static [StateField] =
+        &[StateField::Vacancies, StateField::NewStorageTeams, StateField::RecoveryVersion, StateField::DurableVersion];
 
     fn run(mut state: AttemptState, _host: &mut dyn Host) -> PhaseOutcome {
         let config = state.config;
-        state.vacancies = (0..config.desired_logs)
-            .map(|i| Vacancy { id: format!("log-{i}"), kind: ServiceKind::Log, tag: None })
-            .collect();
+        state.vacancies = (0..config.desired_logs).map(|i| Vacancy { id: format!("log-{i}"), kind: ServiceKind::Log, tag: None }).collect();
         state.new_storage_teams = key_ranges(config.shards)
             .into_iter()
             .enumerate()

@@ -24,9 +24,7 @@
 use std::collections::BTreeMap;
 
 use ratchet_guest::collections::IdMap;
-use ratchet_guest::types::{
-    AttemptState, LogRecoveryInfo, PhaseOutcome, PhaseStep, ShardPlan, ShardTag, StateField, Version,
-};
+use ratchet_guest::types::{AttemptState, LogRecoveryInfo, PhaseOutcome, PhaseStep, ShardPlan, ShardTag, StateField, Version};
 use ratchet_guest::{Host, Phase, outcome};
 
 /// The phase run after this one.
@@ -66,12 +64,7 @@ pub fn plan(state: &AttemptState) -> Result<(Version, Vec<ShardPlan>), String> {
             .filter_map(|info| Some((info, oldest_of(info, team.tag)?)))
             .collect();
         let Some(oldest) = holding.iter().map(|(_, oldest)| *oldest).min() else {
-            return Err(format!(
-                "shard {}: none of its {} logs ({}) could be locked",
-                team.tag,
-                carriers.len(),
-                carriers.join(", ")
-            ));
+            return Err(format!("shard {}: none of its {} logs ({}) could be locked", team.tag, carriers.len(), carriers.join(", ")));
         };
         // What every replica that can catch up from the logs has made
         // durable: the copy starts after it.

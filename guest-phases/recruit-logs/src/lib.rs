@@ -67,8 +67,7 @@ impl Phase for RecruitLogs {
             Err(reason) => return outcome(state, PhaseStep::Stalled(reason)),
         };
         let tags: Vec<ShardTag> = state.new_storage_teams.iter().map(|t| t.tag).collect();
-        let zones: Vec<&str> =
-            nodes.iter().map(|id| listed.iter().find(|n| &n.id == id).map_or("", |n| n.zone.as_str())).collect();
+        let zones: Vec<&str> = nodes.iter().map(|id| listed.iter().find(|n| &n.id == id).map_or("", |n| n.zone.as_str())).collect();
         let assignment = assign_tags(&tags, &zones, state.config.log_replication);
         for ((vacancy, node), tags) in vacancies.iter().zip(&nodes).zip(assignment) {
             match host.create_worker(node, ServiceKind::Log) {
@@ -103,8 +102,7 @@ mod tests {
         let zones = ["z1", "z2", "z3", "z1"];
         let assigned = assign_tags(&[0, 1, 2, 3], &zones, 3);
         for tag in 0..4 {
-            let spans: std::collections::BTreeSet<&str> =
-                (0..4).filter(|l| assigned[*l].contains(&tag)).map(|l| zones[l]).collect();
+            let spans: std::collections::BTreeSet<&str> = (0..4).filter(|l| assigned[*l].contains(&tag)).map(|l| zones[l]).collect();
             assert_eq!(spans.len(), 3, "shard {tag}: {assigned:?}");
         }
         // Packed into one zone, the logs are still shared out.
@@ -116,8 +114,7 @@ mod tests {
         let mut host = ScriptedHost::with_nodes(4, 2);
         let mut s = state(1, None);
         s.vacancies = (0..3).map(|i| Vacancy { id: format!("log-{i}"), kind: ServiceKind::Log, tag: None }).collect();
-        s.new_storage_teams =
-            vec![StorageTeam { tag: 0, key_range: KeyRange { start: "".into(), end: "".into() }, storage_ids: vec![] }];
+        s.new_storage_teams = vec![StorageTeam { tag: 0, key_range: KeyRange { start: "".into(), end: "".into() }, storage_ids: vec![] }];
         let out = RecruitLogs::run(s, &mut host);
         assert_eq!(out.step, PhaseStep::Next(NEXT.into()));
         assert_eq!(host.calls, ["create n1 log", "create n2 log", "create n3 log"]);

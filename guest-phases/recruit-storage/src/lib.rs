@@ -21,7 +21,8 @@ pub const NEXT: &str = "replay-logs";
 pub struct RecruitStorage;
 
 impl Phase for RecruitStorage {
-    const READS: &'static [StateField] = &[StateField::Vacancies, StateField::OldLayout, StateField::OldServices, StateField::NewStorageTeams, StateField::Recruits];
+    const READS: &'static [StateField] =
+        &[StateField::Vacancies, StateField::OldLayout, StateField::OldServices, StateField::NewStorageTeams, StateField::Recruits];
     const WRITES: &'static [StateField] = &[StateField::Vacancies, StateField::NewStorageTeams, StateField::Recruits];
 
     fn run(mut state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
@@ -32,12 +33,8 @@ impl Phase for RecruitStorage {
         if wanted.is_empty() {
             return outcome(state, PhaseStep::Next(NEXT.into()));
         }
-        let nodes_by_service: IdMap<&str, &str> = state
-            .old_layout
-            .iter()
-            .flat_map(|l| l.services.iter())
-            .map(|s| (s.id.as_str(), s.node.as_str()))
-            .collect();
+        let nodes_by_service: IdMap<&str, &str> =
+            state.old_layout.iter().flat_map(|l| l.services.iter()).map(|s| (s.id.as_str(), s.node.as_str())).collect();
         let node_of = |id: &String| nodes_by_service.get(id.as_str()).map(|n| n.to_string());
         let nodes = host.nodes();
         let members: Vec<TeamMembers> = wanted

@@ -6,8 +6,7 @@
 //! benchmark implement it directly.
 
 use crate::types::{
-    Assignment, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest,
-    ServiceDescriptor, ServiceKind, ShardTag, Version,
+    Assignment, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
 
 /// How important a log line is.
@@ -35,8 +34,7 @@ pub trait Host {
     /// Locks services at this attempt's epoch; one result per id, in order.
     fn lock(&mut self, ids: &[String]) -> Vec<Result<LockInfo, ClusterError>>;
     /// Creates a worker of `kind` on `node`; the host locks it before returning.
-    fn create_worker(&mut self, node: &str, kind: ServiceKind)
-    -> Result<ServiceDescriptor, ClusterError>;
+    fn create_worker(&mut self, node: &str, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError>;
     /// Makes log `target` copy `[first, last]` of `tags` from `sources`.
     fn recover_log(
         &mut self,
@@ -47,8 +45,7 @@ pub trait Host {
         last: Version,
     ) -> Result<(), ClusterError>;
     /// Starts a stateless role on `node`.
-    fn start_role(&mut self, node: &str, kind: ServiceKind)
-    -> Result<ServiceDescriptor, ClusterError>;
+    fn start_role(&mut self, node: &str, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError>;
     /// Hands the host the new layout, which checks it (I6) and keeps it for
     /// `unlock` and `persist_layout`: the layout crosses the boundary once.
     fn stage_layout(&mut self, layout: &Layout) -> Result<(), ClusterError>;

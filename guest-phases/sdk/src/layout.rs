@@ -14,8 +14,7 @@ pub fn assemble(state: &AttemptState) -> Result<Layout, String> {
     let old_services: IdMap<&str, &ServiceDescriptor> =
         state.old_layout.iter().flat_map(|l| l.services.iter()).map(|s| (s.id.as_str(), s)).collect();
     let started = state.recruits.iter().map(|r| &r.service).chain(state.sequencer.iter());
-    let mut described: IdSet<&str> =
-        started.chain(&state.commit_proxies).chain(&state.resolvers).map(|s| s.id.as_str()).collect();
+    let mut described: IdSet<&str> = started.chain(&state.commit_proxies).chain(&state.resolvers).map(|s| s.id.as_str()).collect();
     for team in &state.new_storage_teams {
         for id in &team.storage_ids {
             if described.insert(id.as_str()) {

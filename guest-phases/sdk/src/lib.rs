@@ -131,9 +131,7 @@ pub trait RawPhase {
 /// A placement policy: picks one node for each vacancy.
 pub trait PlacementPolicy {
     /// Answers a placement request, or names the constraint that cannot be met.
-    fn place(
-        request: types::PlacementRequest,
-    ) -> Result<Vec<types::Assignment>, types::PlacementError>;
+    fn place(request: types::PlacementRequest) -> Result<Vec<types::Assignment>, types::PlacementError>;
 }
 
 /// A replica recovery policy: decides how a storage replica that rejoins, or
@@ -191,13 +189,9 @@ pub mod __private {
     /// is emptied, so it is not copied out of the guest. The old and the new
     /// layout are never written back (see `old-layout` and `new-layout` in
     /// the WIT: the host owns both).
-    pub fn returned(
-        mut outcome: crate::types::PhaseOutcome,
-        writes: &[crate::types::StateField],
-    ) -> crate::types::PhaseOutcome {
+    pub fn returned(mut outcome: crate::types::PhaseOutcome, writes: &[crate::types::StateField]) -> crate::types::PhaseOutcome {
         use crate::types::StateField;
-        let host_owned =
-            [StateField::OldLayout, StateField::OldServices, StateField::OldStorageTeams, StateField::NewLayout];
+        let host_owned = [StateField::OldLayout, StateField::OldServices, StateField::OldStorageTeams, StateField::NewLayout];
         let written: Vec<StateField> =
             crate::state_fields::ALL.iter().copied().filter(|f| writes.contains(f) && !host_owned.contains(f)).collect();
         crate::state_fields::keep(&mut outcome.state, &written);

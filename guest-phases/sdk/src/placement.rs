@@ -26,21 +26,14 @@ pub fn eligible(node: &Node, load: u32, group: &PlacementVacancy) -> bool {
 /// The nodes already serving `group`'s team (same tag and kind).
 pub fn members<'r>(request: &'r PlacementRequest, group: &PlacementVacancy) -> impl Iterator<Item = &'r str> {
     let (team, kind) = (group.team, group.kind);
-    request
-        .teams
-        .iter()
-        .filter(move |t| team == Some(t.team) && t.kind == kind)
-        .flat_map(|t| t.nodes.iter().map(String::as_str))
+    request.teams.iter().filter(move |t| team == Some(t.team) && t.kind == kind).flat_map(|t| t.nodes.iter().map(String::as_str))
 }
 
 /// Places every group one node at a time, taking among the eligible nodes the
 /// one with the smallest `preference(node, load)`, where `load` includes this
 /// request's earlier picks. Ties are broken by node id, so the answer is
 /// deterministic. Costs one pass over the nodes per vacancy.
-pub fn greedy<K: Ord>(
-    request: &PlacementRequest,
-    mut preference: impl FnMut(&Node, u32) -> K,
-) -> Result<Vec<Assignment>, PlacementError> {
+pub fn greedy<K: Ord>(request: &PlacementRequest, mut preference: impl FnMut(&Node, u32) -> K) -> Result<Vec<Assignment>, PlacementError> {
     let zone_of: IdMap<&str, &str> = request.nodes.iter().map(|n| (n.id.as_str(), n.zone.as_str())).collect();
     let mut load: Vec<u32> = request.nodes.iter().map(|n| n.load).collect();
     let mut answer = Vec::with_capacity(request.vacancies.len());
@@ -66,17 +59,25 @@ pub fn greedy<K: Ord>(
             let Some((i, node)) = best else {
                 let any_left = request.nodes.iter().enumerate().any(|n| eligible_here(&n));
                 return Err(if any_left {
-                    unplaceable(position, "min-distinct-zones", format!(
-                        "needs {} distinct zones; no eligible node is left outside the {} already used",
-                        group.constraints.min_distinct_zones,
-                        zones.len()
-                    ))
+                    unplaceable(
+                        position,
+                        "min-distinct-zones",
+                        format!(
+                            "needs {} distinct zones; no eligible node is left outside the {} already used",
+                            group.constraints.min_distinct_zones,
+                            zones.len()
+                        ),
+                    )
                 } else {
-                    unplaceable(position, "capacity", format!(
-                        "only {picked} of {} {} vacancies could be placed on healthy, capable nodes with room",
-                        group.count,
-                        crate::kind_name(group.kind)
-                    ))
+                    unplaceable(
+                        position,
+                        "capacity",
+                        format!(
+                            "only {picked} of {} {} vacancies could be placed on healthy, capable nodes with room",
+                            group.count,
+                            crate::kind_name(group.kind)
+                        ),
+                    )
                 });
             };
             load[i] += 1;

@@ -3,10 +3,7 @@
 use std::collections::BTreeSet;
 
 use crate::Host;
-use crate::types::{
-    Node, PlacementConstraints, PlacementRequest, PlacementVacancy, ServiceDescriptor, ServiceKind,
-    ShardTag, TeamMembers,
-};
+use crate::types::{Node, PlacementConstraints, PlacementRequest, PlacementVacancy, ServiceDescriptor, ServiceKind, ShardTag, TeamMembers};
 
 /// How many distinct zones the healthy nodes span.
 pub fn healthy_zones(nodes: &[Node]) -> u32 {
@@ -36,8 +33,7 @@ pub fn spread_group(kind: ServiceKind, count: u32, team: Option<ShardTag>, zones
 /// reach. The host refuses a request asking for less.
 pub fn team_group(count: u32, team: ShardTag, replication: u32, nodes: &[Node], members: &[String]) -> PlacementVacancy {
     let zones = healthy_zones(nodes);
-    let member_zones: BTreeSet<&str> =
-        members.iter().filter_map(|m| nodes.iter().find(|n| n.id == *m)).map(|n| n.zone.as_str()).collect();
+    let member_zones: BTreeSet<&str> = members.iter().filter_map(|m| nodes.iter().find(|n| n.id == *m)).map(|n| n.zone.as_str()).collect();
     let reachable = member_zones.len() as u32 + count;
     let mut group = spread_group(ServiceKind::Storage, count, Some(team), zones);
     group.constraints.min_distinct_zones = replication.min(zones).min(reachable);
@@ -55,9 +51,8 @@ pub fn place(
 ) -> Result<Vec<Vec<String>>, String> {
     let count = groups.len();
     let request = PlacementRequest { vacancies: groups, nodes, teams };
-    let mut answer = host.place(&request).map_err(|e| {
-        format!("placement failed for group {} ({}): {}", e.vacancy, e.constraint, e.message)
-    })?;
+    let mut answer =
+        host.place(&request).map_err(|e| format!("placement failed for group {} ({}): {}", e.vacancy, e.constraint, e.message))?;
     answer.sort_by_key(|a| a.vacancy);
     if answer.len() != count {
         return Err(format!("placement answered {} of {count} groups", answer.len()));
@@ -76,10 +71,7 @@ pub fn start_roles(host: &mut dyn Host, kind: ServiceKind, count: u32) -> Result
     let nodes = place(host, nodes, vec![spread_group(kind, count, None, zones)], Vec::new())?.remove(0);
     nodes
         .iter()
-        .map(|node| {
-            host.start_role(node, kind)
-                .map_err(|e| format!("starting a {} on {node}: {e:?}", crate::kind_name(kind)))
-        })
+        .map(|node| host.start_role(node, kind).map_err(|e| format!("starting a {} on {node}: {e:?}", crate::kind_name(kind))))
         .collect()
 }
 

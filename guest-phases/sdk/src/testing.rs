@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use crate::types::{
-    Assignment, AttemptState, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest,
-    RecoveryConfig, ServiceDescriptor, ServiceKind, ShardTag, Version,
+    Assignment, AttemptState, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest, RecoveryConfig, ServiceDescriptor,
+    ServiceKind, ShardTag, Version,
 };
 use crate::{Host, LogLevel};
 
@@ -31,13 +31,7 @@ pub struct ScriptedHost {
 impl ScriptedHost {
     /// A host with `count` healthy nodes over `zones` zones.
     pub fn with_nodes(count: usize, zones: usize) -> Self {
-        let kinds = vec![
-            ServiceKind::Log,
-            ServiceKind::Storage,
-            ServiceKind::Sequencer,
-            ServiceKind::CommitProxy,
-            ServiceKind::Resolver,
-        ];
+        let kinds = vec![ServiceKind::Log, ServiceKind::Storage, ServiceKind::Sequencer, ServiceKind::CommitProxy, ServiceKind::Resolver];
         ScriptedHost {
             nodes: (0..count)
                 .map(|i| Node {
@@ -169,16 +163,9 @@ impl Host for ScriptedHost {
             .enumerate()
             .map(|(i, group)| {
                 if healthy.len() < group.count as usize {
-                    return Err(PlacementError {
-                        vacancy: i as u32,
-                        constraint: "capacity".into(),
-                        message: "not enough nodes".into(),
-                    });
+                    return Err(PlacementError { vacancy: i as u32, constraint: "capacity".into(), message: "not enough nodes".into() });
                 }
-                Ok(Assignment {
-                    vacancy: i as u32,
-                    nodes: healthy.iter().take(group.count as usize).map(|n| n.id.clone()).collect(),
-                })
+                Ok(Assignment { vacancy: i as u32, nodes: healthy.iter().take(group.count as usize).map(|n| n.id.clone()).collect() })
             })
             .collect()
     }
@@ -199,11 +186,8 @@ pub fn old_layout() -> Layout {
         node: format!("n{node}"),
         address: format!("test://{id}"),
     };
-    let mut services = vec![
-        d("seq", ServiceKind::Sequencer, 1),
-        d("proxy", ServiceKind::CommitProxy, 2),
-        d("res", ServiceKind::Resolver, 3),
-    ];
+    let mut services =
+        vec![d("seq", ServiceKind::Sequencer, 1), d("proxy", ServiceKind::CommitProxy, 2), d("res", ServiceKind::Resolver, 3)];
     let logs: Vec<LogAssignment> = (1..=3)
         .map(|i| {
             services.push(d(&format!("log{i}"), ServiceKind::Log, i));

@@ -30,8 +30,8 @@ ratchet_guest::use_call_arena!();
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ratchet_guest::types::PhaseStep;
     use ratchet_guest::testing::{ScriptedHost, state};
+    use ratchet_guest::types::PhaseStep;
 
     #[test]
     fn starts_the_desired_resolvers() {

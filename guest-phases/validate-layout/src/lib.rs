@@ -43,10 +43,7 @@ ratchet_guest::use_call_arena!();
 /// Checks a persisted layout against the attempt's epoch.
 pub fn validate(layout: &Layout, attempt_epoch: u64) -> Result<(), String> {
     if layout.epoch >= attempt_epoch {
-        return Err(format!(
-            "layout epoch {} is not below the attempt epoch {attempt_epoch}",
-            layout.epoch
-        ));
+        return Err(format!("layout epoch {} is not below the attempt epoch {attempt_epoch}", layout.epoch));
     }
     let mut kinds = IdMap::default();
     kinds.reserve(layout.services.len());
@@ -57,9 +54,7 @@ pub fn validate(layout: &Layout, attempt_epoch: u64) -> Result<(), String> {
     }
     let expect = |id: &str, kind: ServiceKind| match kinds.get(id) {
         None => Err(format!("{id} has no service descriptor")),
-        Some(found) if *found != kind => {
-            Err(format!("{id} is described as a {} but used as a {}", kind_name(*found), kind_name(kind)))
-        }
+        Some(found) if *found != kind => Err(format!("{id} is described as a {} but used as a {}", kind_name(*found), kind_name(kind))),
         Some(_) => Ok(()),
     };
     if let Some(sequencer) = &layout.sequencer {
@@ -97,9 +92,10 @@ pub fn validate(layout: &Layout, attempt_epoch: u64) -> Result<(), String> {
         }
     }
     if !layout.logs.is_empty()
-        && let Some(tag) = tags.difference(&carried).next() {
-            return Err(format!("shard tag {tag} is carried by no log"));
-        }
+        && let Some(tag) = tags.difference(&carried).next()
+    {
+        return Err(format!("shard tag {tag} is carried by no log"));
+    }
     Ok(())
 }
 

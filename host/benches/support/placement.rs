@@ -31,4 +31,3 @@ pub fn large_placement_request() -> ratchet::bindings::types::PlacementRequest {
     vacancies.push(group(ServiceKind::Sequencer, 1, None));
     PlacementRequest { vacancies, nodes, teams: vec![] }
 }
-

@@ -52,11 +52,7 @@ pub fn check_bind(addr: SocketAddr, token: Option<&str>) -> Result<(), AuthError
 /// Middleware: with a token configured, a request without it is refused.
 pub(super) async fn require_token(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
     if let Some(token) = &admin.token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         let ok = given.is_some_and(|given| constant_time_eq::constant_time_eq(given.as_bytes(), token.as_bytes()));
         if !ok {
             let mut response = error(StatusCode::UNAUTHORIZED, "auth", "missing or wrong bearer token").into_response();

@@ -15,8 +15,7 @@ const PAGE: &str = include_str!("dashboard.html");
 /// Scripts and styles only from the page itself, requests only to this
 /// origin, and no framing by another site (a click on a framed page is
 /// still the operator's).
-const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'";
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'";
 
 /// `GET /`.
 pub(super) async fn page() -> impl IntoResponse {

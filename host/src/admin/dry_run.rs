@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use crate::bindings::types::{RecoveryConfig, ReplicaHistory};
 use crate::cluster::LocalCluster;
-use crate::topology::NodeSpec;
-use crate::store::MemoryStore;
 use crate::director::{AttemptOutcome, Director, DirectorOptions, RecoveryReport};
 use crate::registry::{Plugins, Registry};
 use crate::replica::{check_plan, recoverable};
+use crate::store::MemoryStore;
+use crate::topology::NodeSpec;
 
 /// Writes committed between the boot and the failure.
 const WRITES: usize = 200;

@@ -42,11 +42,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEntry, AuditLog};
 use crate::bindings::types::{Node, RecoveryConfig};
-use crate::topology::NodeSpec;
 use crate::metrics::Metrics;
-use crate::status::Status;
+use crate::registry::{CallObserver, CallOutcome, Candidate, Divergence, Registry, RegistryError, ShadowSink, VersionInfo, all_slots};
 use crate::runtime::Digest256;
-use crate::registry::{Candidate, CallObserver, CallOutcome, Divergence, Registry, RegistryError, ShadowSink, VersionInfo, all_slots};
+use crate::status::Status;
+use crate::topology::NodeSpec;
 
 /// The largest component a swap accepts by default, in bytes
 /// (`--max-plugin-bytes`).
@@ -482,12 +482,7 @@ fn error(status: StatusCode, stage: &str, message: impl Into<String>) -> (Status
 
 /// The router of the admin endpoint bound to `bound`.
 pub fn router(admin: Arc<Admin>, bound: std::net::SocketAddr) -> Router {
-    let gate = Arc::new(gate::Gate {
-        bound,
-        token: admin.token.is_some(),
-        max_body: admin.max_plugin_bytes,
-        body_timeout: BODY_TIMEOUT,
-    });
+    let gate = Arc::new(gate::Gate { bound, token: admin.token.is_some(), max_body: admin.max_plugin_bytes, body_timeout: BODY_TIMEOUT });
     Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))

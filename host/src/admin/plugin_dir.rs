@@ -80,6 +80,8 @@ async fn take(path: &Path, admin: &Admin) {
     }
     match admin.swap(&slot, bytes, path.display().to_string(), "plugin-dir").await {
         Ok(swapped) => tracing::info!(file = %path.display(), slot, version = swapped.version.number, "plugin file swapped in"),
-        Err(refused) => tracing::warn!(file = %path.display(), slot, stage = refused.stage.as_str(), reason = %refused.reason, "plugin file refused"),
+        Err(refused) => {
+            tracing::warn!(file = %path.display(), slot, stage = refused.stage.as_str(), reason = %refused.reason, "plugin file refused")
+        }
     }
 }

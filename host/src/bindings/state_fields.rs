@@ -5,8 +5,8 @@
 use wasmtime::component::{ComponentType, Lower};
 
 use super::types::{
-    AttemptState, Layout, LogAssignment, LogRecoveryInfo, RecoveryConfig, RecoveryPath, Recruit, ServiceDescriptor,
-    ServiceId, ShardPlan, ShardTag, StateField, StorageRecoveryInfo, StorageTeam, Vacancy, Version,
+    AttemptState, Layout, LogAssignment, LogRecoveryInfo, RecoveryConfig, RecoveryPath, Recruit, ServiceDescriptor, ServiceId, ShardPlan,
+    ShardTag, StateField, StorageRecoveryInfo, StorageTeam, Vacancy, Version,
 };
 
 /// What a phase that reads `fields` receives: the identity, the
@@ -135,9 +135,7 @@ pub fn masked_view<'a>(state: &'a AttemptState, fields: &[StateField]) -> Masked
         attempt: state.attempt,
         config: &state.config,
         old_layout: match &state.old_layout {
-            Some(layout) if has(F::OldLayout) => {
-                Some(layout_view(layout, has(F::OldServices), has(F::OldStorageTeams)))
-            }
+            Some(layout) if has(F::OldLayout) => Some(layout_view(layout, has(F::OldServices), has(F::OldStorageTeams))),
             _ => None,
         },
         locked_logs: list(has(F::LockedLogs), &state.locked_logs),
@@ -260,10 +258,13 @@ mod tests {
     /// A state in which every field holds something.
     fn full() -> AttemptState {
         let mut state = AttemptState::new(7, 2, RecoveryConfig::default(), Some(layout(6)));
-        state.locked_logs =
-            vec![LogRecoveryInfo { id: "log".into(), oldest_version: 1, last_version: 40, shards: vec![crate::bindings::types::ShardRetention { tag: 0, oldest_version: 30 }] }];
-        state.locked_storage =
-            vec![StorageRecoveryInfo { id: "st".into(), durable_version: 30, oldest_durable_version: 1 }];
+        state.locked_logs = vec![LogRecoveryInfo {
+            id: "log".into(),
+            oldest_version: 1,
+            last_version: 40,
+            shards: vec![crate::bindings::types::ShardRetention { tag: 0, oldest_version: 30 }],
+        }];
+        state.locked_storage = vec![StorageRecoveryInfo { id: "st".into(), durable_version: 30, oldest_durable_version: 1 }];
         state.unreachable = vec!["gone".into()];
         state.path = Some(RecoveryPath::Recover);
         state.log_plan = vec![ShardPlan { tag: 0, sources: vec!["log".into()], first_version: 1, last_version: 40 }];

@@ -36,10 +36,7 @@ impl AdminClient {
         };
         let base = if args.addr.starts_with("http://") { args.addr.clone() } else { format!("http://{}", args.addr) };
         // A swap compiles and dry-runs the component: give it time.
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build();
+        let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(120))).build();
         Ok(AdminClient { base: base.trim_end_matches('/').to_string(), token, agent: config.into() })
     }
 

@@ -63,7 +63,12 @@ pub fn run(command: CertsCommand) -> Result<(), Failure> {
                 RoleArg::Etcd => {
                     let issued = certs::issue_etcd(&args.dir, &args.hosts, args.days).map_err(failure)?;
                     print(&issued);
-                    println!("use: etcd --cert-file {} --key-file {} --client-cert-auth --trusted-ca-file {}", issued.cert.display(), issued.key.display(), args.dir.join(certs::CA_CERT).display());
+                    println!(
+                        "use: etcd --cert-file {} --key-file {} --client-cert-auth --trusted-ca-file {}",
+                        issued.cert.display(),
+                        issued.key.display(),
+                        args.dir.join(certs::CA_CERT).display()
+                    );
                     return Ok(());
                 }
             };

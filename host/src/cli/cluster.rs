@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use ratchet::bindings::types::RecoveryConfig;
-use ratchet::topology::NodeSpec;
 use ratchet::client::CommitClient;
 use ratchet::coordinator::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
-use ratchet::status::Status;
 use ratchet::registry::Registry;
 use ratchet::runtime::Runtime;
+use ratchet::status::Status;
+use ratchet::topology::NodeSpec;
 use ratchet::transport::{Client, TlsFiles, TlsIdentity, TransportConfig};
 
 use super::Failure;
@@ -235,8 +235,7 @@ fn client(addr: &str, tls: Option<Arc<TlsIdentity>>) -> Client<CoordinatorProtoc
 /// Binds `addr`: beyond loopback only with TLS, as the admin endpoint only
 /// with a token.
 async fn bind(addr: &str, tls: bool) -> Result<tokio::net::TcpListener, Failure> {
-    let listener =
-        tokio::net::TcpListener::bind(addr).await.map_err(|e| Failure::input(format!("--listen {addr}: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| Failure::input(format!("--listen {addr}: {e}")))?;
     let bound = listener.local_addr().map_err(anyhow::Error::new)?;
     if !bound.ip().is_loopback() && !tls {
         return Err(Failure::input(format!(
@@ -284,16 +283,11 @@ pub fn coordinator(args: CoordinatorArgs, runtime: Runtime) -> Result<(), Failur
             .ok_or_else(|| Failure::input(format!("--admin {}: not an address", args.admin)))?;
         ratchet::admin::auth::check_bind(admin_addr, token.as_deref()).map_err(|e| Failure::input(e.to_string()))?;
         let listener = bind(&args.listen, tls.is_some()).await?;
-        let admin = tokio::net::TcpListener::bind(admin_addr)
-            .await
-            .map_err(|e| Failure::input(format!("--admin {}: {e}", args.admin)))?;
+        let admin = tokio::net::TcpListener::bind(admin_addr).await.map_err(|e| Failure::input(format!("--admin {}: {e}", args.admin)))?;
         println!("coordinator listening on {}", listener.local_addr().map_err(anyhow::Error::new)?);
         println!("admin endpoint on http://{}", admin.local_addr().map_err(anyhow::Error::new)?);
-        let admin_options = ratchet::admin::AdminOptions {
-            token,
-            rollback_after: args.rollback_after,
-            max_plugin_bytes: args.max_plugin_bytes as usize,
-        };
+        let admin_options =
+            ratchet::admin::AdminOptions { token, rollback_after: args.rollback_after, max_plugin_bytes: args.max_plugin_bytes as usize };
         let setup = ratchet::coordinator::process::Setup {
             listener,
             admin,
@@ -316,9 +310,7 @@ pub fn worker(args: WorkerArgs) -> Result<(), Failure> {
     tokio()?.block_on(async {
         let listener = bind(&args.listen, tls.is_some()).await?;
         println!("worker {} listening on {}", spec.id, listener.local_addr().map_err(anyhow::Error::new)?);
-        ratchet::worker::process::run(spec, &args.data, listener, &args.coordinator, args.page_bytes, tls)
-            .await
-            .map_err(Failure::from)
+        ratchet::worker::process::run(spec, &args.data, listener, &args.coordinator, args.page_bytes, tls).await.map_err(Failure::from)
     })
 }
 
@@ -448,11 +440,8 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
     let _ = writeln!(out, "epoch      {epoch}");
     let _ = writeln!(out, "state      {}", status.state);
     let _ = writeln!(out, "committed  {}", status.committed);
-    let nodes: Vec<String> = status
-        .nodes
-        .iter()
-        .map(|n| format!("{}({}{})", n.id, n.zone, if n.healthy { "" } else { ", down" }))
-        .collect();
+    let nodes: Vec<String> =
+        status.nodes.iter().map(|n| format!("{}({}{})", n.id, n.zone, if n.healthy { "" } else { ", down" })).collect();
     let _ = writeln!(out, "nodes      {}", nodes.join(" "));
     for node in &status.nodes {
         let hosted: Vec<&str> = status.services.iter().filter(|s| s.node == node.id).map(|s| s.id.as_str()).collect();
@@ -483,11 +472,7 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
         let _ = writeln!(
             out,
             "\nattempt {} at epoch {}: {} in {:.2} ms ({:.2} ms inside plugins)",
-            attempt.attempt,
-            attempt.epoch,
-            attempt.outcome,
-            attempt.millis,
-            attempt.plugin_millis
+            attempt.attempt, attempt.epoch, attempt.outcome, attempt.millis, attempt.plugin_millis
         );
         let _ = writeln!(out, "  {:<28} {:>10}  OUTCOME", "PHASE", "MS");
         for (phase, millis, outcome) in &attempt.phases {

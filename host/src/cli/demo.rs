@@ -8,11 +8,11 @@ use std::time::Instant;
 use clap::Args;
 use ratchet::bindings::types::{Layout, RecoveryConfig};
 use ratchet::cluster::{Cluster, LocalCluster};
-use ratchet::store::{CoordinatorStore, FileStore};
 use ratchet::director::{Director, DirectorOptions, RecoveryReport};
 use ratchet::quality::PlacementQuality;
 use ratchet::registry::Registry;
 use ratchet::runtime::Runtime;
+use ratchet::store::{CoordinatorStore, FileStore};
 
 use super::Failure;
 
@@ -64,8 +64,7 @@ fn run_in(args: &DemoArgs, registry: Registry, data: &std::path::Path) -> Result
     let local = LocalCluster::with_zones(args.nodes as usize, args.zones as usize, 16).map_err(anyhow::Error::new)?;
     let cluster = local.client();
     let config = RecoveryConfig { shards: args.shards, ..RecoveryConfig::default() };
-    let director =
-        Director::new(Arc::new(registry), cluster.clone(), store.clone(), config, DirectorOptions::default());
+    let director = Director::new(Arc::new(registry), cluster.clone(), store.clone(), config, DirectorOptions::default());
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -211,10 +210,6 @@ fn print_layouts(old: &Layout, new: &Layout) {
     let width = left.iter().map(String::len).max().unwrap_or(0).max(10) + 2;
     println!("\n  {:<width$} NEW LAYOUT", "OLD LAYOUT");
     for i in 0..left.len().max(right.len()) {
-        println!(
-            "  {:<width$} {}",
-            left.get(i).map(String::as_str).unwrap_or(""),
-            right.get(i).map(String::as_str).unwrap_or("")
-        );
+        println!("  {:<width$} {}", left.get(i).map(String::as_str).unwrap_or(""), right.get(i).map(String::as_str).unwrap_or(""));
     }
 }

@@ -194,8 +194,8 @@ fn run_seeds(args: RunArgs, runtime: Runtime) -> Result<(), Failure> {
         };
         println!("adversary {slot}: safety is checked (S1-S6), liveness is not");
     }
-    let mut builder =
-        ReportBuilder::new(Setup::new(&args.seeds, &config), args.report.timeline_seed, args.report.json.as_deref()).map_err(anyhow::Error::new)?;
+    let mut builder = ReportBuilder::new(Setup::new(&args.seeds, &config), args.report.timeline_seed, args.report.json.as_deref())
+        .map_err(anyhow::Error::new)?;
     let started = Instant::now();
     for (head, registry) in sets.into_iter().zip(registries) {
         let mut progress = Progress::new(args.seeds.len(), &head.name);

@@ -158,7 +158,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
 /// Logs to stderr at the level asked; with an OTLP endpoint, also exports
 /// this crate's spans (attempts, phases, plugin calls) to it, whatever the
 /// log level.
-fn init_tracing(verbose: u8, quiet: bool, otlp: Option<&str>) -> Result<Option<ratchet::telemetry::Exporter>, ratchet::telemetry::TelemetryError> {
+fn init_tracing(
+    verbose: u8,
+    quiet: bool,
+    otlp: Option<&str>,
+) -> Result<Option<ratchet::telemetry::Exporter>, ratchet::telemetry::TelemetryError> {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -169,8 +173,7 @@ fn init_tracing(verbose: u8, quiet: bool, otlp: Option<&str>) -> Result<Option<r
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
     let registry = tracing_subscriber::registry().with(log);
     let Some(endpoint) = otlp else {
@@ -187,12 +190,8 @@ fn init_tracing(verbose: u8, quiet: bool, otlp: Option<&str>) -> Result<Option<r
 /// printing what became active; a bad spec or file is bad input (exit 2).
 fn load_plugins(registry: &ratchet::registry::Registry, specs: &[String]) -> Result<(), Failure> {
     for spec in specs {
-        let (slot, file) = spec
-            .split_once('=')
-            .ok_or_else(|| Failure::input(format!("--plugin {spec}: expected SLOT=FILE")))?;
-        let version = registry
-            .load_spec(slot, file)
-            .map_err(|e| Failure::input(format!("--plugin {spec}: {e}")))?;
+        let (slot, file) = spec.split_once('=').ok_or_else(|| Failure::input(format!("--plugin {spec}: expected SLOT=FILE")))?;
+        let version = registry.load_spec(slot, file).map_err(|e| Failure::input(format!("--plugin {spec}: {e}")))?;
         println!("plugin: {slot} <- {file} (v{}, sha256 {})", version.number, version.sha256.short());
     }
     Ok(())

@@ -137,13 +137,12 @@ fn swap(slot: &str, file: &PathBuf, admin: &AdminArgs) -> Result<(), Failure> {
     let source = file.display().to_string();
     let swapped: serde_json::Value = client.post(&format!("/plugins/{slot}"), &[("source", &source)], &bytes)?;
     let version = &swapped["version"];
-    println!(
-        "swapped: {slot} v{} (sha256 {}) serves from its next call",
-        version["number"], version["sha256"].as_str().unwrap_or("?")
-    );
+    println!("swapped: {slot} v{} (sha256 {}) serves from its next call", version["number"], version["sha256"].as_str().unwrap_or("?"));
     println!(
         "  dry run passed: {} attempts, {} writes read back, {:.1} ms",
-        swapped["dry_run"]["attempts"], swapped["dry_run"]["writes"], swapped["dry_run"]["millis"].as_f64().unwrap_or(0.0)
+        swapped["dry_run"]["attempts"],
+        swapped["dry_run"]["writes"],
+        swapped["dry_run"]["millis"].as_f64().unwrap_or(0.0)
     );
     Ok(())
 }
@@ -213,25 +212,17 @@ fn history(slot: &str, admin: &AdminArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn check(
-    file: &PathBuf,
-    slot: Option<&str>,
-    runtime: impl FnOnce() -> Result<Runtime, Failure>,
-) -> Result<(), Failure> {
+fn check(file: &PathBuf, slot: Option<&str>, runtime: impl FnOnce() -> Result<Runtime, Failure>) -> Result<(), Failure> {
     let expected = match slot {
         None => None,
-        Some(slot) => Some(world_of(slot).ok_or_else(|| {
-            Failure::input(format!(
-                "unknown slot `{slot}` (slots: {})",
-                all_slots().collect::<Vec<_>>().join(", ")
-            ))
-        })?),
+        Some(slot) => Some(
+            world_of(slot)
+                .ok_or_else(|| Failure::input(format!("unknown slot `{slot}` (slots: {})", all_slots().collect::<Vec<_>>().join(", "))))?,
+        ),
     };
-    let bytes = std::fs::read(file)
-        .map_err(|e| Failure::input(format!("{}: cannot read: {e}", file.display())))?;
+    let bytes = std::fs::read(file).map_err(|e| Failure::input(format!("{}: cannot read: {e}", file.display())))?;
     let runtime = runtime()?;
-    let found = inspect(&runtime, &bytes, expected)
-        .map_err(|e| Failure::input(format!("{}: {e}", file.display())))?;
+    let found = inspect(&runtime, &bytes, expected).map_err(|e| Failure::input(format!("{}: {e}", file.display())))?;
     println!("ok: {} satisfies the world `{}`", file.display(), found.world);
     if let Some(slot) = slot {
         println!("  slot     {slot}");

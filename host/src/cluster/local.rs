@@ -16,7 +16,6 @@ use crate::topology::{NodeSpec, tag_of};
 use crate::transport::{MemoryTransport, Transport, TransportError};
 use crate::worker::{Foreman, RequestKind, WorkerProtocol, WorkerReply, WorkerRequest};
 
-
 /// A replica's id, durable version and data, as a checker reads them.
 pub type ReplicaContents = (String, Version, BTreeMap<String, String>);
 
@@ -100,13 +99,7 @@ impl LocalCluster {
             Some(versions) => client.with_log_retention(versions),
             None => client,
         };
-        let cluster = LocalCluster {
-            client: Arc::new(client),
-            transport,
-            counted,
-            wire,
-            nodes: Mutex::default(),
-        };
+        let cluster = LocalCluster { client: Arc::new(client), transport, counted, wire, nodes: Mutex::default() };
         for spec in nodes {
             let id = spec.id.clone();
             cluster.lock().insert(id.clone(), LocalNode { spec, disk: Disk::memory(), foreman: None });
@@ -247,9 +240,12 @@ impl LocalCluster {
     pub fn kept_at_rest(&self, layout: &Layout, key: &str, value: &str) -> bool {
         let tag = tag_of(layout, key);
         let foremen = self.foremen();
-        let stored = layout.storage_teams.iter().filter(|t| t.tag == tag).flat_map(|t| &t.storage_ids).any(|id| {
-            foremen.iter().any(|f| f.replica(id).is_some_and(|(_, data)| data.get(key).map(String::as_str) == Some(value)))
-        });
+        let stored = layout
+            .storage_teams
+            .iter()
+            .filter(|t| t.tag == tag)
+            .flat_map(|t| &t.storage_ids)
+            .any(|id| foremen.iter().any(|f| f.replica(id).is_some_and(|(_, data)| data.get(key).map(String::as_str) == Some(value))));
         stored
             || layout
                 .logs

@@ -14,9 +14,7 @@ pub use local::{LocalCluster, LocalError, ReplicaContents, TeamContents, Wire};
 pub use registrations::{RegistrationWatch, Registrations};
 pub use remote::{Breakage, CommitError, RemoteCluster};
 
-use crate::bindings::types::{
-    ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
-};
+use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version};
 use crate::services::{Mutation, ServiceError};
 
 pub use crate::services::SnapshotPage;
@@ -35,8 +33,7 @@ pub trait Cluster: Send + Sync {
     /// Locks one service at `epoch` and reports its recovery information.
     async fn lock(&self, id: &str, epoch: Epoch) -> Result<LockInfo, ClusterError>;
     /// Has the foreman of `node` create a worker of `kind`, locked at `epoch`.
-    async fn create_worker(&self, node: &str, kind: ServiceKind, epoch: Epoch)
-    -> Result<ServiceDescriptor, ClusterError>;
+    async fn create_worker(&self, node: &str, kind: ServiceKind, epoch: Epoch) -> Result<ServiceDescriptor, ClusterError>;
     /// Makes log `target` copy `[first, last]` of `tags` from one of `sources`.
     async fn recover_log(
         &self,
@@ -49,8 +46,7 @@ pub trait Cluster: Send + Sync {
     ) -> Result<(), ClusterError>;
     /// Starts a stateless role of generation `epoch` on `node`; a sequencer's
     /// first version follows `start`.
-    async fn start_role(&self, node: &str, kind: ServiceKind, epoch: Epoch, start: Version)
-    -> Result<ServiceDescriptor, ClusterError>;
+    async fn start_role(&self, node: &str, kind: ServiceKind, epoch: Epoch, start: Version) -> Result<ServiceDescriptor, ClusterError>;
     /// Hands a service the new layout and lets it serve generation `epoch`.
     async fn unlock(&self, id: &str, epoch: Epoch, layout: &Layout) -> Result<(), ClusterError>;
     /// The layout was persisted: its generation is now the live one that
@@ -75,15 +71,13 @@ pub trait Cluster: Send + Sync {
     /// A page of the mutations of `tag` in `(after, upto]` held by log `log`.
     async fn pull(&self, log: &str, tag: ShardTag, after: Version, upto: Version) -> Result<PulledPage, ClusterError>;
     /// Applies pulled mutations to a replica locked by `epoch`, durable up to `upto`.
-    async fn recover_apply(&self, id: &str, epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version)
-    -> Result<(), ClusterError>;
+    async fn recover_apply(&self, id: &str, epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version) -> Result<(), ClusterError>;
     /// Rolls a replica locked by `epoch` back to `to`.
     async fn truncate(&self, id: &str, epoch: Epoch, to: Version) -> Result<(), ClusterError>;
     /// A page of replica `id`'s data as of `as_of` (as it is, when it is
     /// not there yet): the keys after `after`.
     /// Refused when a newer epoch than `epoch` holds the replica.
-    async fn snapshot_page(&self, id: &str, epoch: Epoch, after: Option<String>, as_of: Version)
-    -> Result<SnapshotPage, ClusterError>;
+    async fn snapshot_page(&self, id: &str, epoch: Epoch, after: Option<String>, as_of: Version) -> Result<SnapshotPage, ClusterError>;
     /// A page of a teammate's snapshot for replica `id`, locked by `epoch`:
     /// `first` starts the transfer; with `last` the replica's data is
     /// replaced, whole, by the snapshot at `version`.

@@ -15,11 +15,9 @@ use std::sync::{Arc, Mutex};
 use futures::future::join_all;
 
 use super::{Cluster, FailureDetector, Health, PulledPage, SnapshotPage};
-use crate::topology::tag_of;
-use crate::bindings::types::{
-    ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
-};
+use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version};
 use crate::services::Mutation;
+use crate::topology::tag_of;
 use crate::transport::{TcpTransport, Transport, TransportConfig};
 use crate::worker::{Serving, WorkerProtocol, WorkerReply, WorkerRequest};
 
@@ -637,7 +635,8 @@ impl Cluster for RemoteCluster {
             let Some((entries, through)) = page else {
                 return Err(ClusterError::Failed(format!("no source could provide [{from}, {last}]: {}", failures.join("; "))));
             };
-            let install = WorkerRequest::InstallRange { id: target.into(), epoch, tags: tags.to_vec(), first: from, last: through, entries };
+            let install =
+                WorkerRequest::InstallRange { id: target.into(), epoch, tags: tags.to_vec(), first: from, last: through, entries };
             self.ask(target, install).await?;
             if through >= last {
                 return Ok(());

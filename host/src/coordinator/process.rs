@@ -8,20 +8,20 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::wire::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
-use crate::status::{AttemptSummary, RECENT_RECOVERIES, RecoverySummary, Status};
 use crate::admin::{Admin, AdminHost, AdminOptions};
 use crate::audit::{AuditEntry, AuditLog};
 use crate::bindings::types::{Epoch, Layout, Node, RecoveryConfig, ServiceDescriptor, Version};
-use crate::metrics::Metrics;
-use crate::registry::all_slots;
 use crate::cluster::{Breakage, Cluster, RemoteCluster};
-use crate::store::{CoordinatorStore, EtcdStore, FileStore, keep_leading};
 use crate::director::{AttemptOutcome, Director, DirectorOptions, PAUSE_AFTER_INCOMPLETE, RecoveryReport};
 use crate::guard::named_services;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::registry::all_slots;
 use crate::replica::{Budget, Sessions};
+use crate::status::{AttemptSummary, RECENT_RECOVERIES, RecoverySummary, Status};
+use crate::store::{CoordinatorStore, EtcdStore, FileStore, keep_leading};
 use crate::transport::{Handler, Peer, TcpTransport, TransportConfig, serve};
+use crate::wire::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
 
 /// How many of the newest replica recovery events a status carries.
 const STATUS_REPLICA_EVENTS: usize = 50;
@@ -120,12 +120,8 @@ impl Handler<CoordinatorProtocol> for Coordinator {
                 self.cluster.register(&node, &zone, capacity, &addr);
                 Ok(CoordinatorReply::Registered)
             }
-            CoordinatorRequest::Generation => {
-                Ok(CoordinatorReply::Generation(self.cluster.live_layout().map(|l| Box::new((*l).clone()))))
-            }
-            CoordinatorRequest::Read { key } => {
-                self.cluster.read(&key).await.map(CoordinatorReply::Value).map_err(|e| e.to_string())
-            }
+            CoordinatorRequest::Generation => Ok(CoordinatorReply::Generation(self.cluster.live_layout().map(|l| Box::new((*l).clone())))),
+            CoordinatorRequest::Read { key } => self.cluster.read(&key).await.map(CoordinatorReply::Value).map_err(|e| e.to_string()),
             CoordinatorRequest::Status => Ok(CoordinatorReply::Status(Box::new(Coordinator::status(self).await))),
         }
     }
@@ -203,8 +199,7 @@ impl AdminHost for Coordinator {
 /// Runs the coordinator until the process ends: serves its endpoints and
 /// drives recovery against the workers that register.
 pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: RecoveryConfig) -> anyhow::Result<()> {
-    let Setup { listener, admin, admin_options, plugin_dir, log_retention, boot_grace, failure_timeout, store: choice, tls } =
-        setup;
+    let Setup { listener, admin, admin_options, plugin_dir, log_retention, boot_grace, failure_timeout, store: choice, tls } = setup;
     let store: Arc<dyn CoordinatorStore> = match &choice {
         StoreChoice::File => Arc::new(FileStore::open(data)?),
         StoreChoice::Etcd { store, .. } => store.clone(),
@@ -242,8 +237,7 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, data = %data.display(), "coordinator listening");
     tokio::spawn(serve::<CoordinatorProtocol, _>(listener, coordinator.clone(), transport));
-    let admin_state =
-        Arc::new(Admin::new(registry.clone(), coordinator.clone(), audit, metrics.clone(), config, admin_options));
+    let admin_state = Arc::new(Admin::new(registry.clone(), coordinator.clone(), audit, metrics.clone(), config, admin_options));
     registry.set_observer(admin_state.clone());
     registry.set_shadow_sink(admin_state.clone());
     if let Some(dir) = plugin_dir {
@@ -262,8 +256,7 @@ pub async fn run(data: &Path, setup: Setup, registry: Arc<Registry>, config: Rec
     }
     await_layout_nodes(&coordinator, boot_grace).await;
     let options = DirectorOptions { max_attempts: u32::MAX, max_backoff: Duration::from_secs(1), ..Default::default() };
-    let director =
-        Director::new(registry, cluster.clone(), store, config, options).with_replica_sessions(coordinator.sessions.clone());
+    let director = Director::new(registry, cluster.clone(), store, config, options).with_replica_sessions(coordinator.sessions.clone());
     let mut trigger = String::from("boot");
     let mut since = Instant::now();
     // The newest epoch that superseded this coordinator's recovery.

@@ -23,11 +23,11 @@ use tracing::Instrument;
 use crate::bindings::state_fields::{old_layout_sent, take_written};
 use crate::bindings::types::{AttemptState, Epoch, Layout, PhaseStep, RecoveryConfig, StateField};
 use crate::cluster::Cluster;
-use crate::store::{CoordinatorStore, StoreError};
 use crate::guard::AttemptGuard;
 use crate::registry::{PHASES, Plugins, world_of};
 use crate::replica::{Budget, Sessions};
 use crate::runtime::World;
+use crate::store::{CoordinatorStore, StoreError};
 
 /// How long a process that runs directors one after another waits after a
 /// recovery that did not complete (it failed, or its attempts ran out)
@@ -52,12 +52,7 @@ pub struct DirectorOptions {
 
 impl Default for DirectorOptions {
     fn default() -> Self {
-        DirectorOptions {
-            max_attempts: 20,
-            max_steps: 64,
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_secs(1),
-        }
+        DirectorOptions { max_attempts: 20, max_steps: 64, initial_backoff: Duration::from_millis(10), max_backoff: Duration::from_secs(1) }
     }
 }
 
@@ -217,11 +212,7 @@ impl Director {
 
     /// Runs one attempt with an epoch the coordinator issued earlier, as a
     /// director that was slow to start does; tests use it to stage races.
-    pub async fn run_attempt_at(
-        &self,
-        epoch: Epoch,
-        attempt: u32,
-    ) -> Result<AttemptReport, DirectorError> {
+    pub async fn run_attempt_at(&self, epoch: Epoch, attempt: u32) -> Result<AttemptReport, DirectorError> {
         let old_layout = self.store.state()?.layout;
         let span = tracing::info_span!("attempt", epoch, attempt, outcome = tracing::field::Empty);
         let guard = Arc::new(AttemptGuard::new(
@@ -238,9 +229,7 @@ impl Director {
         let (outcome, timeline, state) = match old_layout.as_ref().map(|l| l.epoch) {
             // A layout persisted by this epoch or a newer one: a newer director
             // has already finished, so this one stops before touching anything.
-            Some(persisted) if persisted >= epoch => {
-                (AttemptOutcome::Superseded(persisted), Vec::new(), state)
-            }
+            Some(persisted) if persisted >= epoch => (AttemptOutcome::Superseded(persisted), Vec::new(), state),
             _ => self.drive(state, &guard).instrument(span.clone()).await,
         };
         let released = match &outcome {
@@ -271,24 +260,16 @@ impl Director {
     }
 
     /// The phase loop of one attempt.
-    async fn drive(
-        &self,
-        mut state: AttemptState,
-        guard: &Arc<AttemptGuard>,
-    ) -> (AttemptOutcome, Vec<PhaseRecord>, AttemptState) {
+    async fn drive(&self, mut state: AttemptState, guard: &Arc<AttemptGuard>) -> (AttemptOutcome, Vec<PhaseRecord>, AttemptState) {
         let mut timeline = Vec::new();
         let mut phase = PHASES[0].to_string();
         for _ in 0..self.options.max_steps {
-            let span = tracing::info_span!("phase", phase = %phase, epoch = state.epoch, attempt = state.attempt, outcome = tracing::field::Empty);
+            let span =
+                tracing::info_span!("phase", phase = %phase, epoch = state.epoch, attempt = state.attempt, outcome = tracing::field::Empty);
             let started = Instant::now();
             let call = self.registry.run_phase(&phase, &state, guard.clone()).instrument(span.clone());
             let (result, running) = running_time(call).await;
-            let mut record = PhaseRecord {
-                phase: phase.clone(),
-                duration: started.elapsed(),
-                running,
-                outcome: String::new(),
-            };
+            let mut record = PhaseRecord { phase: phase.clone(), duration: started.elapsed(), running, outcome: String::new() };
             // A policy that failed while the phase asked it is blamed for
             // the stall, not the phase.
             let nested = guard.take_nested_failure();
@@ -342,20 +323,14 @@ impl Director {
                         guard.observe_recovery_version(state.recovery_version);
                         record.outcome = step_label(&out.step);
                         match out.step {
-                            PhaseStep::Next(next)
-                                if world_of(&next) == Some(World::RecoveryPhase) =>
-                            {
+                            PhaseStep::Next(next) if world_of(&next) == Some(World::RecoveryPhase) => {
                                 phase = next;
                                 None
                             }
-                            PhaseStep::Next(next) => Some(AttemptOutcome::Stalled(format!(
-                                "{phase} named an unknown next phase `{next}`"
-                            ))),
+                            PhaseStep::Next(next) => Some(AttemptOutcome::Stalled(format!("{phase} named an unknown next phase `{next}`"))),
                             PhaseStep::Completed => match guard.persisted() {
                                 Some(layout) => Some(AttemptOutcome::Completed(layout)),
-                                None => Some(AttemptOutcome::Stalled(format!(
-                                    "{phase} reported completion but no layout was persisted"
-                                ))),
+                                None => Some(AttemptOutcome::Stalled(format!("{phase} reported completion but no layout was persisted"))),
                             },
                             PhaseStep::Stalled(reason) => Some(AttemptOutcome::Stalled(blame(reason))),
                             PhaseStep::Failed(reason) => Some(AttemptOutcome::Failed(blame(reason))),
@@ -448,9 +423,8 @@ fn take_returned(
     }
     if written.contains(&StateField::NewLayout) {
         let returned = &returned.new_layout;
-        let kept = returned.is_none()
-            || *returned == current.new_layout
-            || before_staging.as_ref().is_some_and(|before| returned == before);
+        let kept =
+            returned.is_none() || *returned == current.new_layout || before_staging.as_ref().is_some_and(|before| returned == before);
         if !kept {
             return Err("a phase may not rewrite the new layout: it stages one with `cluster.stage-layout`".into());
         }
@@ -504,8 +478,7 @@ mod tests {
     }
 
     /// What a phase that lists the old layout with everything it wrote sends back.
-    const WITH_OLD_LAYOUT: [StateField; 3] =
-        [StateField::OldLayout, StateField::OldServices, StateField::DurableVersion];
+    const WITH_OLD_LAYOUT: [StateField; 3] = [StateField::OldLayout, StateField::OldServices, StateField::DurableVersion];
 
     #[test]
     fn an_unchanged_old_layout_is_accepted_and_a_rewritten_one_refused() {
@@ -525,12 +498,8 @@ mod tests {
     #[test]
     fn an_old_layout_sent_without_its_services_may_come_back_so() {
         let mut full = layout(1);
-        full.services = vec![ServiceDescriptor {
-            id: "log1".into(),
-            kind: ServiceKind::Log,
-            node: "n1".into(),
-            address: "test://log1".into(),
-        }];
+        full.services =
+            vec![ServiceDescriptor { id: "log1".into(), kind: ServiceKind::Log, node: "n1".into(), address: "test://log1".into() }];
         let mut current = AttemptState::new(2, 1, RecoveryConfig::default(), Some(full.clone()));
         let mut returned = current.clone();
         returned.old_layout = Some(layout(1));
@@ -580,17 +549,9 @@ mod tests {
         let mut current = state();
         let mut forged = state();
         forged.epoch += 1_000;
-        assert!(
-            take_returned(&mut current, forged, &[], None)
-                .unwrap_err()
-                .contains("epoch")
-        );
+        assert!(take_returned(&mut current, forged, &[], None).unwrap_err().contains("epoch"));
         let mut reshaped = state();
         reshaped.config.shards = 99;
-        assert!(
-            take_returned(&mut current, reshaped, &[], None)
-                .unwrap_err()
-                .contains("configuration")
-        );
+        assert!(take_returned(&mut current, reshaped, &[], None).unwrap_err().contains("configuration"));
     }
 }

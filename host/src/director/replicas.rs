@@ -17,8 +17,7 @@ pub(super) struct SessionReplicas {
 
 #[async_trait::async_trait]
 impl ReplicasBeforeUnlock for SessionReplicas {
-    async fn bring_up(&self, plugins: &dyn Plugins, layout: &LayoutIndex<'_>, epoch: Epoch, id: &str)
-    -> Result<(), ClusterError> {
+    async fn bring_up(&self, plugins: &dyn Plugins, layout: &LayoutIndex<'_>, epoch: Epoch, id: &str) -> Result<(), ClusterError> {
         recover_replica(plugins, &*self.cluster, &self.sessions, layout, epoch, id).await.map(drop)
     }
 }

@@ -27,7 +27,11 @@ impl Report {
         let _ = writeln!(
             page,
             "<p>{} nodes in {} zones, {} shards; faults <code>{}</code> for {} ms of virtual time per run. Times are virtual.</p>",
-            setup.nodes, setup.zones, setup.shards, escape(&setup.faults), setup.fault_window_ns as f64 / 1e6
+            setup.nodes,
+            setup.zones,
+            setup.shards,
+            escape(&setup.faults),
+            setup.fault_window_ns as f64 / 1e6
         );
         self.summary_table(&mut page);
         self.comparison_table(&mut page);
@@ -179,8 +183,8 @@ fn histogram(page: &mut String, set: &SetOutcome) {
 
 /// The colours of the phases, in the order they first appear.
 const PHASE_COLOURS: [&str; 15] = [
-    "#5470c6", "#91cc75", "#fac858", "#ee6666", "#73c0de", "#3ba272", "#fc8452", "#9a60b4", "#ea7ccc", "#2f4554", "#61a0a8",
-    "#d48265", "#749f83", "#ca8622", "#bda29a",
+    "#5470c6", "#91cc75", "#fac858", "#ee6666", "#73c0de", "#3ba272", "#fc8452", "#9a60b4", "#ea7ccc", "#2f4554", "#61a0a8", "#d48265",
+    "#749f83", "#ca8622", "#bda29a",
 ];
 
 /// A Gantt chart of the seed's recoveries: one row per attempt (an epoch of
@@ -216,11 +220,12 @@ fn phase_timeline(page: &mut String, timeline: &Timeline) {
     let scale = (WIDTH - label) / end;
     let legend_rows = phases.len().div_ceil(4);
     let height = top + rows.len() as f64 * row_h + 10.0 + legend_rows as f64 * 14.0;
+    let _ =
+        writeln!(page, "<svg class=\"chart\" width=\"{WIDTH}\" height=\"{height:.0}\" role=\"img\" aria-label=\"per-attempt timeline\">");
     let _ = writeln!(
         page,
-        "<svg class=\"chart\" width=\"{WIDTH}\" height=\"{height:.0}\" role=\"img\" aria-label=\"per-attempt timeline\">"
+        "<text x=\"{label}\" y=\"12\">0 ms</text><text x=\"{WIDTH}\" y=\"12\" text-anchor=\"end\">{end:.0} ms (virtual)</text>"
     );
-    let _ = writeln!(page, "<text x=\"{label}\" y=\"12\">0 ms</text><text x=\"{WIDTH}\" y=\"12\" text-anchor=\"end\">{end:.0} ms (virtual)</text>");
     for (i, (recovery, spans)) in rows.iter().enumerate() {
         let y = top + i as f64 * row_h;
         // The trigger cut to what fits beside the bars; whole in the tooltip.

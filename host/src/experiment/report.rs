@@ -361,12 +361,7 @@ impl ReportBuilder {
     /// streams every run to `json` if given.
     pub fn new(setup: Setup, timeline_seed: Option<u64>, json: Option<&Path>) -> Result<Self, ReportError> {
         let json = json.map(|path| JsonWriter::create(path, &setup)).transpose()?;
-        Ok(ReportBuilder {
-            setup,
-            sets: Vec::new(),
-            pick: TimelinePick { wanted: timeline_seed, ..TimelinePick::default() },
-            json,
-        })
+        Ok(ReportBuilder { setup, sets: Vec::new(), pick: TimelinePick { wanted: timeline_seed, ..TimelinePick::default() }, json })
     }
 
     /// Starts the next plugin set.
@@ -477,11 +472,7 @@ pub fn merge(
     let mut parts = paths.iter().map(|path| Part::open(path)).collect::<Result<Vec<_>, _>>()?;
     parts.sort_by_key(|part| part.setup.seeds.first().map_or(0, |range| range[0]));
     let Some(first) = parts.first() else { return Err(ReportError::Empty) };
-    let mismatch = |other: &Part, reason: String| ReportError::Mismatch {
-        first: first.path.clone(),
-        second: other.path.clone(),
-        reason,
-    };
+    let mismatch = |other: &Part, reason: String| ReportError::Mismatch { first: first.path.clone(), second: other.path.clone(), reason };
     for part in &parts[1..] {
         if let Some(reason) = first.setup.differs_from(&part.setup) {
             return Err(mismatch(part, reason));

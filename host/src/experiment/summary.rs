@@ -189,7 +189,18 @@ pub fn table(summaries: &[Summary]) -> String {
     let _ = writeln!(
         out,
         "{:<width$} {:>5} {:>10} {:>9} {:>7} {:>10} {:>10} {:>9} {:>9} {:>8} {:>7} {:>9}",
-        "PLUGINS", "RUNS", "RECOVERIES", "COMPLETED", "STALLED", "SUPERSEDED", "VIOLATIONS", "P50 MS", "P99 MS", "ATTEMPTS", "SPREAD", "ONE-ZONE"
+        "PLUGINS",
+        "RUNS",
+        "RECOVERIES",
+        "COMPLETED",
+        "STALLED",
+        "SUPERSEDED",
+        "VIOLATIONS",
+        "P50 MS",
+        "P99 MS",
+        "ATTEMPTS",
+        "SPREAD",
+        "ONE-ZONE"
     );
     for s in summaries {
         let _ = writeln!(

@@ -7,9 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::rules::Refusal;
-use crate::bindings::types::{
-    Epoch, KeyRange, Layout, LockInfo, LogRecoveryInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version,
-};
+use crate::bindings::types::{Epoch, KeyRange, Layout, LockInfo, LogRecoveryInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version};
 
 /// One shard of the old layout.
 #[derive(Clone, Debug)]
@@ -57,8 +55,7 @@ impl OldGeneration {
     pub fn new(layout: Option<Layout>) -> Self {
         let Some(old) = layout else { return OldGeneration::default() };
         let names = super::names(&old).map(String::from).collect();
-        let logs: HashMap<String, BTreeSet<ShardTag>> =
-            old.logs.iter().map(|l| (l.id.clone(), l.tags.iter().copied().collect())).collect();
+        let logs: HashMap<String, BTreeSet<ShardTag>> = old.logs.iter().map(|l| (l.id.clone(), l.tags.iter().copied().collect())).collect();
         let mut shards: BTreeMap<ShardTag, OldShard> = old
             .storage_teams
             .iter()
@@ -71,11 +68,7 @@ impl OldGeneration {
                 }
             }
         }
-        let replicas = old
-            .storage_teams
-            .iter()
-            .flat_map(|t| t.storage_ids.iter().map(move |id| (id.clone(), t.tag)))
-            .collect();
+        let replicas = old.storage_teams.iter().flat_map(|t| t.storage_ids.iter().map(move |id| (id.clone(), t.tag))).collect();
         let descriptors = old.services.iter().map(|s| (s.id.clone(), s.clone())).collect();
         OldGeneration { names, shards, logs, replicas, descriptors, recovery_version: old.recovery_version }
     }

@@ -24,17 +24,11 @@ pub(crate) fn check_layout(
     layout: &Layout,
 ) -> Result<(), Refusal> {
     if layout.epoch != epoch {
-        return refuse(
-            Invariant::LayoutClosure,
-            format!("layout carries epoch {}, the attempt is {epoch}", layout.epoch),
-        );
+        return refuse(Invariant::LayoutClosure, format!("layout carries epoch {}, the attempt is {epoch}", layout.epoch));
     }
     known_acknowledgements(old, ledger)?;
     if let Some(id) = super::names(layout).find(|id| !ledger.holds(id)) {
-        return refuse(
-            Invariant::LayoutClosure,
-            format!("layout names {id}, which this attempt neither locked nor recruited"),
-        );
+        return refuse(Invariant::LayoutClosure, format!("layout names {id}, which this attempt neither locked nor recruited"));
     }
     shards(old, layout)?;
     teams(config, old, ledger, layout)?;
@@ -117,10 +111,7 @@ fn shards(old: &OldGeneration, layout: &Layout) -> Result<(), Refusal> {
         expected = range.end.clone();
     }
     if !ended {
-        return refuse(
-            Invariant::FaithfulLayout,
-            format!("the storage teams' key ranges leave the keys from {expected:?} on to no shard"),
-        );
+        return refuse(Invariant::FaithfulLayout, format!("the storage teams' key ranges leave the keys from {expected:?} on to no shard"));
     }
     Ok(())
 }
@@ -149,10 +140,7 @@ fn teams(config: &RecoveryConfig, old: &OldGeneration, ledger: &Ledger, layout: 
             match ledger.kind_of(id) {
                 Some(ServiceKind::Storage) => {}
                 kind => {
-                    return refuse(
-                        Invariant::FaithfulLayout,
-                        format!("storage team {} lists {id}, which is {}", team.tag, what(kind)),
-                    );
+                    return refuse(Invariant::FaithfulLayout, format!("storage team {} lists {id}, which is {}", team.tag, what(kind)));
                 }
             }
             if !ledger.records.contains_key(id) {
@@ -226,7 +214,10 @@ fn spread(
     if (spans.len() as u32) < can {
         return refuse(
             Invariant::FaithfulLayout,
-            format!("storage team {tag} spans {} zones where it can span {can}: a zone's loss would take more of it than needed", spans.len()),
+            format!(
+                "storage team {tag} spans {} zones where it can span {can}: a zone's loss would take more of it than needed",
+                spans.len()
+            ),
         );
     }
     Ok(())
@@ -247,9 +238,7 @@ fn logs(config: &RecoveryConfig, ledger: &Ledger, layout: &Layout) -> Result<(),
             return refuse(Invariant::FaithfulLayout, format!("log {} is listed twice", log.id));
         }
         let zone = match ledger.records.get(&log.id) {
-            Some(record) if record.descriptor.kind == ServiceKind::Log => {
-                zones.as_ref().and_then(|z| z.of(&record.descriptor.node))
-            }
+            Some(record) if record.descriptor.kind == ServiceKind::Log => zones.as_ref().and_then(|z| z.of(&record.descriptor.node)),
             _ => {
                 return refuse(
                     Invariant::FaithfulLayout,
@@ -266,10 +255,7 @@ fn logs(config: &RecoveryConfig, ledger: &Ledger, layout: &Layout) -> Result<(),
                 return refuse(Invariant::FaithfulLayout, format!("log {} lists shard {tag} twice", log.id));
             }
             if !tags.contains(tag) {
-                return refuse(
-                    Invariant::FaithfulLayout,
-                    format!("log {} carries shard {tag}, which no storage team holds", log.id),
-                );
+                return refuse(Invariant::FaithfulLayout, format!("log {} carries shard {tag}, which no storage team holds", log.id));
             }
             let spans = carried.entry(*tag).or_default();
             spans.extend(zone);
@@ -365,9 +351,7 @@ fn versions(old: &OldGeneration, ledger: &Ledger, layout: &Layout) -> Result<(),
     if old.has_logs() && recovery < bound {
         return refuse(
             Invariant::AcknowledgedWritesSurvive,
-            format!(
-                "recovery version {recovery} drops versions up to {bound} that the old generation kept or may have acknowledged"
-            ),
+            format!("recovery version {recovery} drops versions up to {bound} that the old generation kept or may have acknowledged"),
         );
     }
     if let Some(sequencer) = &layout.sequencer {
@@ -416,9 +400,7 @@ fn versions(old: &OldGeneration, ledger: &Ledger, layout: &Layout) -> Result<(),
                     });
                     return refuse(
                         Invariant::FaithfulLayout,
-                        format!(
-                            "log {log} carries shard {tag} but recovered {held} of it, not the whole kept range [{from}, {recovery}]"
-                        ),
+                        format!("log {log} carries shard {tag} but recovered {held} of it, not the whole kept range [{from}, {recovery}]"),
                     );
                 }
             }

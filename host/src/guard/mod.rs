@@ -50,14 +50,14 @@ use facts::{Ledger, OldGeneration, Record};
 
 use crate::bindings::kind_name;
 use crate::bindings::types::{
-    Assignment, AttemptState, ClusterError, Epoch, Layout, LockInfo, Node, PhaseOutcome, PlacementError,
-    PlacementRequest, RecoveryConfig, ReplicaHistory, ReplicaPlan, ServiceDescriptor, ServiceKind, ShardTag, Version,
+    Assignment, AttemptState, ClusterError, Epoch, Layout, LockInfo, Node, PhaseOutcome, PlacementError, PlacementRequest, RecoveryConfig,
+    ReplicaHistory, ReplicaPlan, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
 use crate::cluster::Cluster;
-use crate::store::{CoordinatorStore, StoreError};
 use crate::registry::{InvokeError, PLACEMENT, Plugins, REPLICA};
 use crate::replica::LayoutIndex;
 use crate::runtime::{HostCall, HostReply, PluginHost};
+use crate::store::{CoordinatorStore, StoreError};
 
 /// What brings each storage replica a layout names to the layout's recovery
 /// version before it serves it: the director's replica recovery. The guard
@@ -69,8 +69,7 @@ pub trait ReplicasBeforeUnlock: Send + Sync {
     /// `ClusterError::Refused` when the host's check of its plan, or its
     /// session, refused it. `plugins` asks the replica recovery policy on
     /// the attempt's behalf.
-    async fn bring_up(&self, plugins: &dyn Plugins, layout: &LayoutIndex<'_>, epoch: Epoch, id: &str)
-    -> Result<(), ClusterError>;
+    async fn bring_up(&self, plugins: &dyn Plugins, layout: &LayoutIndex<'_>, epoch: Epoch, id: &str) -> Result<(), ClusterError>;
 }
 
 /// The host of one attempt's phases, behind the invariant checks.
@@ -160,9 +159,9 @@ impl AttemptGuard {
         }
         let whole = self.config.replication_factor as usize;
         let mut teams = layout.storage_teams.iter();
-        teams.find(|t| t.storage_ids.iter().any(|s| s == id)).is_some_and(|team| {
-            team.storage_ids.iter().filter(|s| !empty(s)).count() >= whole
-        })
+        teams
+            .find(|t| t.storage_ids.iter().any(|s| s == id))
+            .is_some_and(|team| team.storage_ids.iter().filter(|s| !empty(s)).count() >= whole)
     }
 
     /// The recruited replicas that join the persisted layout and do not
@@ -446,7 +445,9 @@ impl AttemptGuard {
             if let Some(node) = members.iter().find(|node| !self.hosts_replica_of(ledger, node, team)) {
                 return Err(Refusal::new(
                     Invariant::FaithfulLayout,
-                    format!("placement group {index} lists {node} as a member of storage team {team}, but no replica of it this attempt holds is there"),
+                    format!(
+                        "placement group {index} lists {node} as a member of storage team {team}, but no replica of it this attempt holds is there"
+                    ),
                 ));
             }
             let member_zones: BTreeSet<&str> = members.iter().filter_map(|n| zones.of(n)).collect();
@@ -468,13 +469,11 @@ impl AttemptGuard {
     /// `node`: an old replica of the team it locked, or a replica it
     /// recruited.
     fn hosts_replica_of(&self, ledger: &Ledger, node: &str, team: ShardTag) -> bool {
-        let recruited =
-            ledger.records.values().any(|r| r.descriptor.kind == ServiceKind::Storage && r.descriptor.node == node);
+        let recruited = ledger.records.values().any(|r| r.descriptor.kind == ServiceKind::Storage && r.descriptor.node == node);
         let replicas = self.old.shards.get(&team).map(|s| s.replicas.as_slice()).unwrap_or_default();
         recruited
             || replicas.iter().any(|id| {
-                matches!(ledger.locks.get(id), Some(LockInfo::Storage(_)))
-                    && self.old.descriptors.get(id).is_some_and(|d| d.node == node)
+                matches!(ledger.locks.get(id), Some(LockInfo::Storage(_))) && self.old.descriptors.get(id).is_some_and(|d| d.node == node)
             })
     }
 
@@ -518,12 +517,7 @@ struct Nested<'a> {
 
 #[async_trait::async_trait]
 impl Plugins for Nested<'_> {
-    async fn run_phase(
-        &self,
-        slot: &str,
-        state: &AttemptState,
-        host: Arc<dyn PluginHost>,
-    ) -> Result<PhaseOutcome, InvokeError> {
+    async fn run_phase(&self, slot: &str, state: &AttemptState, host: Arc<dyn PluginHost>) -> Result<PhaseOutcome, InvokeError> {
         self.guard.registry.run_phase(slot, state, host).await
     }
 
@@ -674,10 +668,9 @@ impl AttemptGuard {
             let mut ledger = self.ledger();
             match self.check(&ledger, &layout) {
                 Err(refusal) => Some(refusal),
-                Ok(()) if ledger.staged_fixed => Some(Refusal::new(
-                    Invariant::LayoutClosure,
-                    "the staged layout is fixed once an unlock or a persist has used it",
-                )),
+                Ok(()) if ledger.staged_fixed => {
+                    Some(Refusal::new(Invariant::LayoutClosure, "the staged layout is fixed once an unlock or a persist has used it"))
+                }
                 Ok(()) => {
                     ledger.stage(layout);
                     None
@@ -801,11 +794,7 @@ impl AttemptGuard {
 
     async fn place(&self, request: PlacementRequest) -> Result<Vec<Assignment>, PlacementError> {
         if self.live().is_err() {
-            return Err(PlacementError {
-                vacancy: 0,
-                constraint: "superseded".into(),
-                message: "the attempt was superseded".into(),
-            });
+            return Err(PlacementError { vacancy: 0, constraint: "superseded".into(), message: "the attempt was superseded".into() });
         }
         let checked = {
             let _timer = self.timer();
@@ -815,14 +804,16 @@ impl AttemptGuard {
             self.check_placement_request(&self.ledger(), &request)
         };
         if let Err(refusal) = checked {
-            let error = PlacementError { vacancy: 0, constraint: format!("host-check: {}", refusal.rule), message: refusal.message.clone() };
+            let error =
+                PlacementError { vacancy: 0, constraint: format!("host-check: {}", refusal.rule), message: refusal.message.clone() };
             self.record(refusal);
             return Err(error);
         }
-        let answer = Nested { guard: self }
-            .place(&request)
-            .await
-            .map_err(|err| PlacementError { vacancy: 0, constraint: "policy-failed".into(), message: err.to_string() })??;
+        let answer = Nested { guard: self }.place(&request).await.map_err(|err| PlacementError {
+            vacancy: 0,
+            constraint: "policy-failed".into(),
+            message: err.to_string(),
+        })??;
         let _timer = self.timer();
         if let Err(error) = placement_check::check(&request, &answer) {
             // A bad answer from a plugin is refused like a bad argument.

@@ -23,8 +23,7 @@ use crate::bindings::types::{Assignment, Node, PlacementError, PlacementRequest}
 ///
 /// Costs O(n log n) in the size of the request and the answer.
 pub fn check(request: &PlacementRequest, answer: &[Assignment]) -> Result<(), PlacementError> {
-    let nodes: BTreeMap<&str, (usize, &Node)> =
-        request.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), (i, n))).collect();
+    let nodes: BTreeMap<&str, (usize, &Node)> = request.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), (i, n))).collect();
     let mut members: BTreeMap<(u32, &str), Vec<&str>> = BTreeMap::new();
     for team in &request.teams {
         members.entry((team.team, crate::bindings::kind_name(team.kind))).or_default().extend(team.nodes.iter().map(String::as_str));
@@ -33,11 +32,11 @@ pub fn check(request: &PlacementRequest, answer: &[Assignment]) -> Result<(), Pl
     let mut answers: Vec<Option<&Assignment>> = vec![None; request.vacancies.len()];
     for assignment in answer {
         let Some(slot) = answers.get_mut(assignment.vacancy as usize) else {
-            return Err(refused(assignment.vacancy, "complete", format!(
-                "answers group {} but the request has {} groups",
+            return Err(refused(
                 assignment.vacancy,
-                request.vacancies.len()
-            )));
+                "complete",
+                format!("answers group {} but the request has {} groups", assignment.vacancy, request.vacancies.len()),
+            ));
         };
         if slot.replace(assignment).is_some() {
             return Err(refused(assignment.vacancy, "complete", "the group is answered twice".into()));
@@ -52,15 +51,10 @@ pub fn check(request: &PlacementRequest, answer: &[Assignment]) -> Result<(), Pl
             return Err(refused(index, "complete", "the policy left this group unplaced".into()));
         };
         if assignment.nodes.len() != group.count as usize {
-            return Err(refused(index, "count", format!(
-                "{} nodes for {} vacancies",
-                assignment.nodes.len(),
-                group.count
-            )));
+            return Err(refused(index, "count", format!("{} nodes for {} vacancies", assignment.nodes.len(), group.count)));
         }
         let team: &[&str] = group.team.and_then(|t| members.get(&(t, crate::bindings::kind_name(group.kind)))).map_or(&[], Vec::as_slice);
-        let mut zones: BTreeSet<&str> =
-            team.iter().filter_map(|id| nodes.get(id)).map(|(_, n)| n.zone.as_str()).collect();
+        let mut zones: BTreeSet<&str> = team.iter().filter_map(|id| nodes.get(id)).map(|(_, n)| n.zone.as_str()).collect();
         let mut picked: BTreeSet<&str> = BTreeSet::new();
         let constraints = &group.constraints;
         for id in &assignment.nodes {
@@ -74,34 +68,34 @@ pub fn check(request: &PlacementRequest, answer: &[Assignment]) -> Result<(), Pl
                 return Err(refused(index, "capable", format!("node {id} cannot host a {}", crate::bindings::kind_name(group.kind))));
             }
             if let Some(missing) = constraints.required_capabilities.iter().find(|c| !node.capabilities.contains(c)) {
-                return Err(refused(index, "required-capabilities", format!(
-                    "node {id} lacks the required capability {}",
-                    crate::bindings::kind_name(*missing)
-                )));
+                return Err(refused(
+                    index,
+                    "required-capabilities",
+                    format!("node {id} lacks the required capability {}", crate::bindings::kind_name(*missing)),
+                ));
             }
             if constraints.exclude_nodes.contains(id) {
                 return Err(refused(index, "exclude-nodes", format!("node {id} is excluded")));
             }
             if constraints.distinct_nodes && (!picked.insert(id.as_str()) || team.contains(&id.as_str())) {
-                return Err(refused(index, "distinct-nodes", format!(
-                    "node {id} is picked twice or already serves the team"
-                )));
+                return Err(refused(index, "distinct-nodes", format!("node {id} is picked twice or already serves the team")));
             }
             added[i] += 1;
             if node.load.saturating_add(added[i]) > node.capacity {
-                return Err(refused(index, "capacity", format!(
-                    "node {id} holds {} of {} workers and this answer adds {}",
-                    node.load, node.capacity, added[i]
-                )));
+                return Err(refused(
+                    index,
+                    "capacity",
+                    format!("node {id} holds {} of {} workers and this answer adds {}", node.load, node.capacity, added[i]),
+                ));
             }
             zones.insert(node.zone.as_str());
         }
         if (zones.len() as u32) < constraints.min_distinct_zones {
-            return Err(refused(index, "min-distinct-zones", format!(
-                "the team spans {} zones; at least {} are required",
-                zones.len(),
-                constraints.min_distinct_zones
-            )));
+            return Err(refused(
+                index,
+                "min-distinct-zones",
+                format!("the team spans {} zones; at least {} are required", zones.len(), constraints.min_distinct_zones),
+            ));
         }
     }
     Ok(())

@@ -22,13 +22,10 @@ pub use plugins::Plugins;
 pub use shadow::{Divergence, ShadowSink};
 pub use slots::{PHASES, PLACEMENT, REPLICA, all as all_slots, world_of};
 
-use crate::bindings::types::{
-    Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan,
-};
+use crate::bindings::types::{Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan};
 use crate::components;
 use crate::runtime::{
-    CacheOrigin, CallError, CallFailure, CallInfo, Digest256, Limits, Linked, LoadError, PluginHost, Prepared, Runtime,
-    World,
+    CacheOrigin, CallError, CallFailure, CallInfo, Digest256, Limits, Linked, LoadError, PluginHost, Prepared, Runtime, World,
 };
 
 /// One version of a slot, as shown to operators.
@@ -394,8 +391,8 @@ impl Registry {
 
     /// Loads a component file into `slot`.
     pub fn load_file(&self, slot: &str, path: &Path) -> Result<VersionInfo, LoadError> {
-        let bytes = file::read_component(path, crate::admin::MAX_COMPONENT)
-            .map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+        let bytes =
+            file::read_component(path, crate::admin::MAX_COMPONENT).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
         self.load(slot, &bytes, path.display().to_string())
     }
 
@@ -411,11 +408,7 @@ impl Registry {
             _ => Err(LoadError::UnknownBuiltin {
                 name: name.into(),
                 slot: slot.into(),
-                known: crate::components::BUNDLED
-                    .iter()
-                    .map(|c| format!("{}=builtin:{}", c.slot, c.name))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                known: crate::components::BUNDLED.iter().map(|c| format!("{}=builtin:{}", c.slot, c.name)).collect::<Vec<_>>().join(", "),
             }),
         }
     }
@@ -461,10 +454,7 @@ impl Registry {
 
     /// Every version ever loaded into `slot`, oldest first.
     pub fn history(&self, slot: &str) -> Vec<VersionInfo> {
-        self.read()
-            .get(slot)
-            .map(|s| s.versions.iter().map(|v| v.info.clone()).collect())
-            .unwrap_or_default()
+        self.read().get(slot).map(|s| s.versions.iter().map(|v| v.info.clone()).collect()).unwrap_or_default()
     }
 
     /// Sets the limits of every later call of `slot`. Fuel limits are refused
@@ -485,20 +475,10 @@ impl Registry {
     }
 
     /// Runs the active version of a phase slot on `state`.
-    pub async fn call_phase(
-        &self,
-        slot: &str,
-        state: &AttemptState,
-        host: Arc<dyn PluginHost>,
-    ) -> Result<PhaseOutcome, InvokeError> {
+    pub async fn call_phase(&self, slot: &str, state: &AttemptState, host: Arc<dyn PluginHost>) -> Result<PhaseOutcome, InvokeError> {
         let (version, limits) = self.checkout(slot, World::RecoveryPhase)?;
         let Linked::Phase(pre) = &version.linked else { unreachable!("checked by checkout") };
-        let info = CallInfo {
-            slot: slot.to_string(),
-            version: version.info.number,
-            epoch: state.epoch,
-            attempt: state.attempt,
-        };
+        let info = CallInfo { slot: slot.to_string(), version: version.info.number, epoch: state.epoch, attempt: state.attempt };
         let Some((shadow, sink)) = self.shadow_of(slot) else {
             let result = self.runtime.call_phase(pre, version.info.sha256, info, &limits, host, state).await;
             self.observe(slot, version.info.number, &result);
@@ -609,10 +589,7 @@ fn slot_and_world(slot: &str) -> Result<(&'static str, World), LoadError> {
     all_slots()
         .find(|s| *s == slot)
         .and_then(|s| world_of(s).map(|w| (s, w)))
-        .ok_or_else(|| LoadError::UnknownSlot {
-            slot: slot.to_string(),
-            known: all_slots().collect::<Vec<_>>().join(", "),
-        })
+        .ok_or_else(|| LoadError::UnknownSlot { slot: slot.to_string(), known: all_slots().collect::<Vec<_>>().join(", ") })
 }
 
 /// A phase's decision, for comparing an active version with its shadow: the

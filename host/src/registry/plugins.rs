@@ -3,9 +3,7 @@
 use std::sync::Arc;
 
 use super::{InvokeError, Registry};
-use crate::bindings::types::{
-    Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan,
-};
+use crate::bindings::types::{Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan};
 use crate::runtime::{Detached, PluginHost};
 
 /// The phases and the placement policy a director runs. The [`Registry`]
@@ -14,16 +12,10 @@ use crate::runtime::{Detached, PluginHost};
 #[async_trait::async_trait]
 pub trait Plugins: Send + Sync {
     /// Runs the phase in `slot` on `state`; `host` answers its host calls.
-    async fn run_phase(
-        &self,
-        slot: &str,
-        state: &AttemptState,
-        host: Arc<dyn PluginHost>,
-    ) -> Result<PhaseOutcome, InvokeError>;
+    async fn run_phase(&self, slot: &str, state: &AttemptState, host: Arc<dyn PluginHost>) -> Result<PhaseOutcome, InvokeError>;
 
     /// Asks the placement policy.
-    async fn place(&self, request: &PlacementRequest)
-    -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError>;
+    async fn place(&self, request: &PlacementRequest) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError>;
 
     /// Asks the replica recovery policy how to bring a replica up to date.
     async fn replica_plan(&self, history: &ReplicaHistory) -> Result<ReplicaPlan, InvokeError>;
@@ -31,19 +23,11 @@ pub trait Plugins: Send + Sync {
 
 #[async_trait::async_trait]
 impl Plugins for Registry {
-    async fn run_phase(
-        &self,
-        slot: &str,
-        state: &AttemptState,
-        host: Arc<dyn PluginHost>,
-    ) -> Result<PhaseOutcome, InvokeError> {
+    async fn run_phase(&self, slot: &str, state: &AttemptState, host: Arc<dyn PluginHost>) -> Result<PhaseOutcome, InvokeError> {
         self.call_phase(slot, state, host).await
     }
 
-    async fn place(
-        &self,
-        request: &PlacementRequest,
-    ) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
+    async fn place(&self, request: &PlacementRequest) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
         // A placement policy imports only `log`: it reaches nothing else.
         self.call_placement(request, Arc::new(Detached::default())).await
     }

@@ -15,7 +15,7 @@ pub mod check;
 pub mod recover;
 pub mod session;
 
+pub use crate::status::ReplicaEvent;
 pub use check::{check_plan, recoverable};
 pub use recover::{LayoutIndex, recover_replica};
-pub use crate::status::ReplicaEvent;
 pub use session::{Budget, Session, SessionError, SessionId, SessionState, Sessions};

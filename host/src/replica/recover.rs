@@ -15,13 +15,12 @@
 //! first rule, and is left alone without a call or a session: a recovery of
 //! a large cluster recovers thousands of replicas that need nothing.
 
+use futures::future::join_all;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use futures::future::join_all;
 
 use crate::bindings::types::{
-    CatchUpPlan, ClusterError, Epoch, Layout, RebuildPlan, ReplicaHistory, ReplicaOutcome, ReplicaPlan, ShardTag,
-    StorageTeam, Version,
+    CatchUpPlan, ClusterError, Epoch, Layout, RebuildPlan, ReplicaHistory, ReplicaOutcome, ReplicaPlan, ShardTag, StorageTeam, Version,
 };
 use crate::cluster::Cluster;
 use crate::registry::Plugins;
@@ -127,7 +126,9 @@ pub async fn recover_replica(
     let mut spans: Vec<(String, Version, Version)> = carriers
         .iter()
         .zip(retained)
-        .filter_map(|(log, retained)| retained.ok().filter(|(_, last)| *last >= committed).map(|(after, last)| (log.to_string(), after, last)))
+        .filter_map(|(log, retained)| {
+            retained.ok().filter(|(_, last)| *last >= committed).map(|(after, last)| (log.to_string(), after, last))
+        })
         .collect();
     spans.sort_by_key(|(_, after, _)| *after);
     let oldest = spans.first().map_or(committed, |(_, after, _)| *after);
@@ -272,7 +273,8 @@ impl Recovery<'_> {
             }
         }
         let wanted = at.map_or("any version".to_string(), |at| format!("version {at}"));
-        let tried = if failures.is_empty() { format!("no teammate within retention (after {oldest}) holds it") } else { failures.join("; ") };
+        let tried =
+            if failures.is_empty() { format!("no teammate within retention (after {oldest}) holds it") } else { failures.join("; ") };
         Err(ClusterError::Unreachable(format!("no snapshot at {wanted} for {}: {tried}", self.replica)).into())
     }
 
@@ -316,11 +318,7 @@ impl Recovery<'_> {
             Some(at) if at >= h.oldest_retained && at <= h.committed_version => RebuildPlan::SnapshotTail(at),
             _ => RebuildPlan::Full,
         };
-        ReplicaPlan {
-            outcome: ReplicaOutcome::Rebuild(rebuild),
-            history: *h,
-            reason: format!("escalated by the host: {reason}"),
-        }
+        ReplicaPlan { outcome: ReplicaOutcome::Rebuild(rebuild), history: *h, reason: format!("escalated by the host: {reason}") }
     }
 
     /// Ends session `id` on a failure, and turns it into the error the

@@ -176,14 +176,7 @@ pub struct Sessions {
 impl Sessions {
     /// No session yet; every session gets `budget`.
     pub fn new(budget: Budget) -> Self {
-        Sessions {
-            budget,
-            origin: Instant::now(),
-            next: 1,
-            sessions: BTreeMap::new(),
-            must_rebuild: BTreeMap::new(),
-            events: Vec::new(),
-        }
+        Sessions { budget, origin: Instant::now(), next: 1, sessions: BTreeMap::new(), must_rebuild: BTreeMap::new(), events: Vec::new() }
     }
 
     /// Bounds every session opened from now on by `budget`.
@@ -249,12 +242,8 @@ impl Sessions {
             self.log(id, replica, epoch, "refused", "escalated to a rebuild: a non-rebuild plan".into());
             return Err(SessionError::MustRebuild { replica: replica.to_string(), epoch });
         }
-        let running: Vec<SessionId> = self
-            .sessions
-            .values()
-            .filter(|s| s.replica == replica && s.state == SessionState::Running)
-            .map(|s| s.id)
-            .collect();
+        let running: Vec<SessionId> =
+            self.sessions.values().filter(|s| s.replica == replica && s.state == SessionState::Running).map(|s| s.id).collect();
         for old in running {
             self.end(old, SessionState::Invalidated(format!("replaced by session {id}")));
         }
@@ -270,21 +259,24 @@ impl Sessions {
         let now = Instant::now();
         let detail = format!("{}, target {target}: {}", describe(&plan.outcome), plan.reason);
         let done = matches!(plan.outcome, ReplicaOutcome::ZeroGap);
-        self.sessions.insert(id, Session {
+        self.sessions.insert(
             id,
-            replica: replica.to_string(),
-            epoch,
-            endpoint: endpoint.to_string(),
-            plan,
-            target,
-            applied,
-            entries: 0,
-            truncate_to,
-            truncated: false,
-            state: SessionState::Running,
-            started: now,
-            last_progress: now,
-        });
+            Session {
+                id,
+                replica: replica.to_string(),
+                epoch,
+                endpoint: endpoint.to_string(),
+                plan,
+                target,
+                applied,
+                entries: 0,
+                truncate_to,
+                truncated: false,
+                state: SessionState::Running,
+                started: now,
+                last_progress: now,
+            },
+        );
         self.log(id, replica, epoch, "opened", detail);
         if done {
             self.complete(id, epoch)?;
@@ -460,9 +452,7 @@ impl Sessions {
     fn end(&mut self, id: SessionId, state: SessionState) {
         let Some(session) = self.sessions.get_mut(&id) else { return };
         let detail = match &state {
-            SessionState::Invalidated(reason) | SessionState::Escalated(reason) | SessionState::Abandoned(reason) => {
-                reason.clone()
-            }
+            SessionState::Invalidated(reason) | SessionState::Escalated(reason) | SessionState::Abandoned(reason) => reason.clone(),
             _ => format!("at {}", session.applied),
         };
         let (replica, epoch, label) = (session.replica.clone(), session.epoch, state.label());
@@ -619,8 +609,7 @@ mod tests {
             s.progress(b, 3, 20 + page * 10, 1).unwrap();
         }
         s.complete(a, 3).unwrap();
-        let events: Vec<(SessionId, &str, &str)> =
-            s.events().iter().map(|e| (e.session, e.event.as_str(), e.detail.as_str())).collect();
+        let events: Vec<(SessionId, &str, &str)> = s.events().iter().map(|e| (e.session, e.event.as_str(), e.detail.as_str())).collect();
         assert_eq!(
             events,
             [

@@ -108,8 +108,7 @@ impl ComponentCache {
         let disk = dir.and_then(|root| {
             let mut hasher = ShaHasher(Sha256::new());
             engine.precompile_compatibility_hash().hash(&mut hasher);
-            let engine_id: String =
-                hasher.0.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+            let engine_id: String = hasher.0.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
             match Disk::open(root, &engine_id) {
                 Ok(disk) => Some(disk),
                 Err(reason) => {
@@ -123,12 +122,7 @@ impl ComponentCache {
 
     /// The compiled component for `bytes`, compiling it only if no cache
     /// holds it yet.
-    pub(crate) fn get_or_compile(
-        &self,
-        engine: &Engine,
-        digest: Digest256,
-        bytes: &[u8],
-    ) -> wasmtime::Result<(Component, CacheOrigin)> {
+    pub(crate) fn get_or_compile(&self, engine: &Engine, digest: Digest256, bytes: &[u8]) -> wasmtime::Result<(Component, CacheOrigin)> {
         // Loads are serialised: two loads of the same component never compile
         // it twice, and a compile is parallel inside wasmtime anyway. Calls
         // never come here; they use the slot's `InstancePre`.
@@ -168,11 +162,7 @@ impl Disk {
     fn open(root: &Path, engine_id: &str) -> Result<Disk, String> {
         let dir = root.join(engine_id);
         for dir in [root, dir.as_path()] {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             private(dir, false)?;
         }
         let key = read_or_make_key(&root.join("key"))?;

@@ -8,8 +8,8 @@ use tracing::Instrument;
 use wasmtime::component::{ComponentNamedList, Instance, Lift, Lower, TypedFunc};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::sandbox::{CallCtx, CallInfo, Channel, Limits, OutputLimitExceeded};
 use super::host::PluginHost;
+use super::sandbox::{CallCtx, CallInfo, Channel, Limits, OutputLimitExceeded};
 use super::{Digest256, Runtime};
 use crate::bindings::state_fields::{self, MaskedState};
 use crate::bindings::types::{
@@ -197,8 +197,7 @@ impl Runtime {
             // the whole state would cost more to copy than the phase's work.
             // It is lowered from the host's state as it is, never cloned.
             let (reads,) = reads.call_async(&mut *store, ()).await.map_err(Failed::Run)?;
-            let (outcome,) =
-                run.call_async(&mut *store, (state_fields::masked_view(state, &reads),)).await.map_err(Failed::Run)?;
+            let (outcome,) = run.call_async(&mut *store, (state_fields::masked_view(state, &reads),)).await.map_err(Failed::Run)?;
             Ok(outcome)
         })
         .await
@@ -388,13 +387,7 @@ fn finish<T>(
     Err(error)
 }
 
-fn classify(
-    err: &wasmtime::Error,
-    refused: &Option<usize>,
-    limits: &Limits,
-    clock: &CallClock,
-    stderr: &str,
-) -> CallFailure {
+fn classify(err: &wasmtime::Error, refused: &Option<usize>, limits: &Limits, clock: &CallClock, stderr: &str) -> CallFailure {
     let overran = !limits.fuel_only && clock.charged() >= limits.deadline;
     if err.chain().any(|e| e.is::<DeadlineExceeded>()) || overran {
         return CallFailure::Deadline(limits.deadline);

@@ -44,11 +44,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig {
-            max_instances: 64,
-            max_memory_bytes: 256 << 20,
-            fuel: false,
-        }
+        EngineConfig { max_instances: 64, max_memory_bytes: 256 << 20, fuel: false }
     }
 }
 
@@ -105,14 +101,12 @@ impl EpochTicker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let engine = engine.clone();
-        std::thread::Builder::new()
-            .name("ratchet-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })?;
+        std::thread::Builder::new().name("ratchet-epoch".into()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })?;
         Ok(EpochTicker { stop })
     }
 }

@@ -16,9 +16,7 @@ pub enum LoadError {
     #[error("truncated WebAssembly file: {0}")]
     Truncated(String),
     /// The input is a core module.
-    #[error(
-        "a core WebAssembly module, not a component: build the plugin for wasm32-wasip2 (or wrap it with `wasm-tools component new`)"
-    )]
+    #[error("a core WebAssembly module, not a component: build the plugin for wasm32-wasip2 (or wrap it with `wasm-tools component new`)")]
     CoreModule,
     /// The input has a WebAssembly version or layer this runtime cannot load.
     #[error("unsupported WebAssembly encoding: version {version:#06x}, layer {layer}")]
@@ -79,13 +77,8 @@ impl LoadError {
         let message = format!("{err:#}");
         // The parser reports a cut-off file either as an early end or as a
         // section that claims more bytes than the file has.
-        let cut_off = message.contains("unexpected end")
-            || (message.contains("section range") && message.contains("out of bounds"));
-        if cut_off {
-            LoadError::Truncated(message)
-        } else {
-            LoadError::Compile(message)
-        }
+        let cut_off = message.contains("unexpected end") || (message.contains("section range") && message.contains("out of bounds"));
+        if cut_off { LoadError::Truncated(message) } else { LoadError::Compile(message) }
     }
 }
 
@@ -106,10 +99,7 @@ pub(crate) fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
         return Err(LoadError::NotWasm);
     }
     if bytes.len() < 8 {
-        return Err(LoadError::Truncated(format!(
-            "{} bytes, shorter than the 8-byte header",
-            bytes.len()
-        )));
+        return Err(LoadError::Truncated(format!("{} bytes, shorter than the 8-byte header", bytes.len())));
     }
     let header: [u8; 4] = bytes[4..8].try_into().expect("slice of length 4");
     match header {
@@ -133,10 +123,7 @@ mod tests {
         assert!(matches!(check_header(b"\0as"), Err(LoadError::Truncated(_))));
         assert!(matches!(check_header(b"\0asm\x0d\0"), Err(LoadError::Truncated(_))));
         assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(LoadError::CoreModule)));
-        assert!(matches!(
-            check_header(b"\0asm\x0e\0\x01\0"),
-            Err(LoadError::UnknownEncoding { version: 0x0e, layer: 1 })
-        ));
+        assert!(matches!(check_header(b"\0asm\x0e\0\x01\0"), Err(LoadError::UnknownEncoding { version: 0x0e, layer: 1 })));
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
     }
 }

@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::bindings::kind_name;
 use crate::bindings::types::{
-    Assignment, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest, ServiceDescriptor,
-    ServiceKind, ShardTag, Version,
+    Assignment, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
 
 /// One host call of a plugin, with its arguments.
@@ -145,11 +144,9 @@ impl HostReply {
             HostCall::CreateWorker { .. } | HostCall::StartRole { .. } => HostReply::Started(Err(err)),
             HostCall::RecoverLog { .. } | HostCall::StageLayout(_) | HostCall::PersistLayout => HostReply::Done(Err(err)),
             HostCall::Unlock { ids } => HostReply::Unlocked(ids.iter().map(|_| Err(err.clone())).collect()),
-            HostCall::Place(_) => HostReply::Placed(Err(PlacementError {
-                vacancy: 0,
-                constraint: constraint.into(),
-                message: reason(&err),
-            })),
+            HostCall::Place(_) => {
+                HostReply::Placed(Err(PlacementError { vacancy: 0, constraint: constraint.into(), message: reason(&err) }))
+            }
             HostCall::NowMs => HostReply::Now(0),
             HostCall::Sleep { .. } => HostReply::Slept,
         }

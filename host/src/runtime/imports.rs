@@ -10,8 +10,7 @@ use super::host::{HostCall, HostReply, PluginHost};
 use super::sandbox::LogBudget;
 use super::{CallCtx, CallInfo};
 use crate::bindings::types::{
-    Assignment, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest, ServiceDescriptor,
-    ServiceKind, ShardTag, Version,
+    Assignment, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
 use crate::bindings::{clock, cluster, log, placement, types};
 
@@ -26,8 +25,8 @@ pub(super) fn add_wasi(linker: &mut Linker<CallCtx>) -> wasmtime::Result<()> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
     use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
     use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
-    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
     use wasmtime_wasi::p2::bindings::sockets;
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
     use wasmtime_wasi::random::WasiRandom;
     use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
     use wasmtime_wasi_io::bindings::wasi::io;
@@ -231,8 +230,7 @@ const MAX_LOG_LINE: usize = 4096;
 
 impl log::Host for HostView<'_> {
     async fn write(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
-        let fields: String =
-            fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        let fields: String = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
         let fields = truncate(&fields, MAX_LOG_LINE);
         let message = truncate(&message, MAX_LOG_LINE);
         if let Some(budget) = self.log.as_deref_mut()

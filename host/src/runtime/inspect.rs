@@ -26,18 +26,15 @@ pub fn inspect(runtime: &Runtime, bytes: &[u8], expected: Option<World>) -> Resu
     let exports: Vec<String> = ty.exports(runtime.engine()).map(|(n, _)| n.to_string()).collect();
     let world = match expected {
         Some(world) => world,
-        None => World::ALL
-            .into_iter()
-            .find(|w| exports.iter().any(|e| e == w.export()))
-            .ok_or_else(|| LoadError::WrongWorld {
-                world: "recovery-phase or placement-policy",
-                reason: format!(
-                    "missing export `{}` or `{}` (it exports {})",
-                    World::RecoveryPhase.export(),
-                    World::PlacementPolicy.export(),
-                    if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
-                ),
-            })?,
+        None => World::ALL.into_iter().find(|w| exports.iter().any(|e| e == w.export())).ok_or_else(|| LoadError::WrongWorld {
+            world: "recovery-phase or placement-policy",
+            reason: format!(
+                "missing export `{}` or `{}` (it exports {})",
+                World::RecoveryPhase.export(),
+                World::PlacementPolicy.export(),
+                if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+            ),
+        })?,
     };
     runtime.link(&component, world)?;
     Ok(Inspection { sha256, size: bytes.len(), world, imports, exports })

@@ -24,10 +24,10 @@ pub use cache::{CacheOrigin, Digest256};
 pub use call::{CallError, CallFailure};
 pub use engine::{EPOCH_TICK, EngineConfig};
 pub use error::LoadError;
-pub use inspect::{Inspection, inspect};
-pub use sandbox::{CallInfo, Limits};
 pub use host::{Detached, HostCall, HostReply, PluginHost};
 pub use imports::HostView;
+pub use inspect::{Inspection, inspect};
+pub use sandbox::{CallInfo, Limits};
 pub use world::{Linked, World};
 
 pub(crate) use sandbox::CallCtx;
@@ -94,12 +94,10 @@ impl Runtime {
     /// the host imports.
     pub fn new(config: RuntimeConfig) -> Result<Self, LoadError> {
         let engine = engine::build(&config.engine).map_err(LoadError::engine)?;
-        let ticker = engine::EpochTicker::start(&engine)
-            .map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?;
+        let ticker = engine::EpochTicker::start(&engine).map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?;
         let mut phase_linker = Linker::new(&engine);
         imports::add_wasi(&mut phase_linker).map_err(LoadError::engine)?;
-        RecoveryPhase::add_to_linker::<CallCtx, imports::HostImports>(&mut phase_linker, imports::host_view)
-            .map_err(LoadError::engine)?;
+        RecoveryPhase::add_to_linker::<CallCtx, imports::HostImports>(&mut phase_linker, imports::host_view).map_err(LoadError::engine)?;
         let mut policy_linker = Linker::new(&engine);
         imports::add_wasi(&mut policy_linker).map_err(LoadError::engine)?;
         PlacementPolicy::add_to_linker::<CallCtx, imports::HostImports>(&mut policy_linker, imports::host_view)
@@ -134,10 +132,7 @@ impl Runtime {
     pub fn compile(&self, bytes: &[u8]) -> Result<(Component, Digest256, CacheOrigin), LoadError> {
         error::check_header(bytes)?;
         let digest = Digest256::of(bytes);
-        let (component, origin) = self
-            .cache
-            .get_or_compile(&self.engine, digest, bytes)
-            .map_err(LoadError::compile)?;
+        let (component, origin) = self.cache.get_or_compile(&self.engine, digest, bytes).map_err(LoadError::compile)?;
         Ok((component, digest, origin))
     }
 

@@ -70,19 +70,12 @@ impl Linked {
 /// Links `component` against `world`, naming precisely what does not fit.
 pub(super) fn link(runtime: &Runtime, component: &Component, world: World) -> Result<Linked, LoadError> {
     let wrong = |reason: String| LoadError::WrongWorld { world: world.name(), reason };
-    let exports: Vec<String> = component
-        .component_type()
-        .exports(runtime.engine())
-        .map(|(name, _)| name.to_string())
-        .collect();
+    let exports: Vec<String> = component.component_type().exports(runtime.engine()).map(|(name, _)| name.to_string()).collect();
     if !exports.iter().any(|name| name == world.export()) {
         let found = if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") };
         return Err(wrong(format!("missing export `{}` (it exports {found})", world.export())));
     }
-    let pre = runtime
-        .linker(world)
-        .instantiate_pre(component)
-        .map_err(|e| wrong(format!("{e:#}")))?;
+    let pre = runtime.linker(world).instantiate_pre(component).map_err(|e| wrong(format!("{e:#}")))?;
     match world {
         World::RecoveryPhase => RecoveryPhasePre::new(pre).map(Linked::Phase),
         World::PlacementPolicy => PlacementPolicyPre::new(pre).map(Linked::Policy),

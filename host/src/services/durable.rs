@@ -53,8 +53,8 @@ const CHECKPOINT_PART: usize = 4 << 20;
 
 /// The records of a checkpoint of `state`: its postcard bytes in parts.
 fn checkpoint_parts<S: Serialize>(state: &S, path: &Path) -> Result<Vec<(Vec<u8>, bool)>, JournalError> {
-    let bytes = postcard::to_stdvec(state)
-        .map_err(|e| JournalError::Encode { path: path.to_path_buf(), reason: format!("checkpoint: {e}") })?;
+    let bytes =
+        postcard::to_stdvec(state).map_err(|e| JournalError::Encode { path: path.to_path_buf(), reason: format!("checkpoint: {e}") })?;
     let mut parts: Vec<(Vec<u8>, bool)> = bytes.chunks(CHECKPOINT_PART).map(|part| (part.to_vec(), false)).collect();
     if parts.is_empty() {
         parts.push((Vec::new(), false));
@@ -71,7 +71,13 @@ struct Restoring(Vec<u8>);
 
 impl Restoring {
     /// Adds a part; with the last, answers the state.
-    fn part<S: for<'de> Deserialize<'de>>(&mut self, part: Vec<u8>, last: bool, path: &Path, index: usize) -> Result<Option<S>, JournalError> {
+    fn part<S: for<'de> Deserialize<'de>>(
+        &mut self,
+        part: Vec<u8>,
+        last: bool,
+        path: &Path,
+        index: usize,
+    ) -> Result<Option<S>, JournalError> {
         self.0.extend_from_slice(&part);
         if !last {
             return Ok(None);
@@ -138,13 +144,31 @@ impl<R: Serialize + for<'de> Deserialize<'de>> Durability<R> {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum LogInput {
     Lock(Epoch),
-    Push { epoch: Epoch, prev: Version, version: Version, mutations: Vec<Mutation> },
-    Install { epoch: Epoch, tags: Vec<ShardTag>, first: Version, last: Version, entries: Vec<(Version, Vec<Mutation>)> },
-    Unlock { epoch: Epoch, tags: Vec<ShardTag>, start: Version },
+    Push {
+        epoch: Epoch,
+        prev: Version,
+        version: Version,
+        mutations: Vec<Mutation>,
+    },
+    Install {
+        epoch: Epoch,
+        tags: Vec<ShardTag>,
+        first: Version,
+        last: Version,
+        entries: Vec<(Version, Vec<Mutation>)>,
+    },
+    Unlock {
+        epoch: Epoch,
+        tags: Vec<ShardTag>,
+        start: Version,
+    },
     Pop(Version),
     /// A part of a checkpoint of the whole log, which replaces the records
     /// before it.
-    Checkpoint { part: Vec<u8>, last: bool },
+    Checkpoint {
+        part: Vec<u8>,
+        last: bool,
+    },
 }
 
 impl LogInput {
@@ -198,9 +222,7 @@ impl DurableLog {
             let replayed = match input {
                 LogInput::Lock(epoch) => log.lock(epoch, "").map(drop),
                 LogInput::Push { epoch, prev, version, mutations } => log.push(epoch, prev, version, mutations),
-                LogInput::Install { epoch, tags, first, last, entries } => {
-                    log.install_range(epoch, &tags, first, last, entries)
-                }
+                LogInput::Install { epoch, tags, first, last, entries } => log.install_range(epoch, &tags, first, last, entries),
                 LogInput::Unlock { epoch, tags, start } => log.unlock(epoch, &tags, start),
                 LogInput::Pop(through) => {
                     log.pop(through);
@@ -285,16 +307,32 @@ impl DurableLog {
 enum StorageInput {
     Lock(Epoch),
     Unlock(Epoch),
-    Apply { mutations: Vec<(Version, Mutation)>, upto: Version },
+    Apply {
+        mutations: Vec<(Version, Mutation)>,
+        upto: Version,
+    },
     /// Written by earlier versions, which seeded an empty replica; still
     /// replayed.
     Install(Snapshot),
-    RecoverApply { epoch: Epoch, mutations: Vec<(Version, Mutation)>, upto: Version },
-    Truncate { epoch: Epoch, to: Version },
-    Rebuild { epoch: Epoch, snapshot: Snapshot },
+    RecoverApply {
+        epoch: Epoch,
+        mutations: Vec<(Version, Mutation)>,
+        upto: Version,
+    },
+    Truncate {
+        epoch: Epoch,
+        to: Version,
+    },
+    Rebuild {
+        epoch: Epoch,
+        snapshot: Snapshot,
+    },
     /// A part of a checkpoint of the whole replica, which replaces the
     /// records before it.
-    Checkpoint { part: Vec<u8>, last: bool },
+    Checkpoint {
+        part: Vec<u8>,
+        last: bool,
+    },
 }
 
 impl StorageInput {
@@ -501,8 +539,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("st-1.storage");
         // 80 MiB of data: more than the largest record (64 MiB).
-        let data: std::collections::BTreeMap<String, String> =
-            (0..80).map(|i| (format!("k{i:03}"), "y".repeat(1 << 20))).collect();
+        let data: std::collections::BTreeMap<String, String> = (0..80).map(|i| (format!("k{i:03}"), "y".repeat(1 << 20))).collect();
         {
             let mut storage = DurableStorage::open(&path).unwrap();
             storage.lock(2, "st-1").unwrap();

@@ -96,8 +96,7 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
             tracing::warn!(path = %path.display(), dropped = bytes.len() - valid, "journal: dropping a torn last record");
             file.truncate(valid).map_err(|source| JournalError::Io { path: path.clone(), source })?;
         }
-        let journal =
-            Journal { path, disk: disk.clone(), name: name.to_string(), file, len: valid as u64, _records: PhantomData };
+        let journal = Journal { path, disk: disk.clone(), name: name.to_string(), file, len: valid as u64, _records: PhantomData };
         Ok((journal, records))
     }
 
@@ -130,8 +129,7 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
 
     /// `record` framed: its length, its checksum and its body.
     fn frame(&self, record: &R) -> Result<Vec<u8>, JournalError> {
-        let body = postcard::to_stdvec(record)
-            .map_err(|e| JournalError::Encode { path: self.path.clone(), reason: e.to_string() })?;
+        let body = postcard::to_stdvec(record).map_err(|e| JournalError::Encode { path: self.path.clone(), reason: e.to_string() })?;
         if body.len() > MAX_RECORD {
             return Err(JournalError::Encode {
                 path: self.path.clone(),

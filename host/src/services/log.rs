@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use super::{EpochLock, Mutation, ServiceError};
 use crate::bindings::types::{Epoch, LogRecoveryInfo, ShardRetention, ShardTag, Version};
 
-
 /// The mutations of one version.
 pub type VersionMutations = (Version, Vec<Mutation>);
 
@@ -84,13 +83,7 @@ impl LogService {
 
     /// Accepts the mutations of `version`, which must follow `prev`, from a
     /// proxy of generation `epoch`.
-    pub fn push(
-        &mut self,
-        epoch: Epoch,
-        prev: Version,
-        version: Version,
-        mutations: Vec<Mutation>,
-    ) -> Result<(), ServiceError> {
+    pub fn push(&mut self, epoch: Epoch, prev: Version, version: Version, mutations: Vec<Mutation>) -> Result<(), ServiceError> {
         match self.serving {
             Some(serving) if serving == epoch => {}
             Some(serving) => return Err(ServiceError::Fenced { serving, request: epoch }),
@@ -117,12 +110,7 @@ impl LogService {
 
     /// The mutations of `tags` in `[first, last]`, for a log recovering from
     /// this one. Refuses a range this log does not hold whole for every tag.
-    pub fn read_range(
-        &self,
-        tags: &[ShardTag],
-        first: Version,
-        last: Version,
-    ) -> Result<Vec<(Version, Vec<Mutation>)>, ServiceError> {
+    pub fn read_range(&self, tags: &[ShardTag], first: Version, last: Version) -> Result<Vec<(Version, Vec<Mutation>)>, ServiceError> {
         Ok(self.read_range_page(tags, first, last, usize::MAX)?.0)
     }
 
@@ -262,7 +250,13 @@ impl LogService {
         }
         let held = self.holding(tag)?;
         if after.saturating_add(1) < held.oldest || upto > held.through {
-            return Err(ServiceError::Missing { tag, oldest: held.oldest, last: held.through, first: after.saturating_add(1), wanted: upto });
+            return Err(ServiceError::Missing {
+                tag,
+                oldest: held.oldest,
+                last: held.through,
+                first: after.saturating_add(1),
+                wanted: upto,
+            });
         }
         let mut size = 0;
         for (version, mutations) in self.entries.range(after.saturating_add(1)..=upto) {

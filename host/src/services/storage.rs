@@ -442,7 +442,12 @@ mod tests {
     /// Copies `storage` as of `as_of` in pages of about `budget` bytes,
     /// applying `between` (a batch of writes at the next version) after
     /// each page, as a pump does to a teammate while it is copied.
-    fn copy_while_writing(storage: &mut StorageService, as_of: Version, budget: usize, between: &mut dyn FnMut(usize) -> Vec<(String, String)>) -> BTreeMap<String, String> {
+    fn copy_while_writing(
+        storage: &mut StorageService,
+        as_of: Version,
+        budget: usize,
+        between: &mut dyn FnMut(usize) -> Vec<(String, String)>,
+    ) -> BTreeMap<String, String> {
         let (mut copied, mut after, mut pages) = (BTreeMap::new(), None::<String>, 0);
         loop {
             let page = storage.snapshot_page(after.as_deref(), budget, as_of).unwrap();

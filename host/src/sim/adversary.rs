@@ -10,11 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use plugin_adversary::{AdversaryHost, mix};
 use ratchet_guest::types as g;
 
-use crate::bindings::types::{
-    Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan,
-};
-use crate::registry::{InvokeError, PHASES, PLACEMENT, Plugins, REPLICA, all_slots};
+use crate::bindings::types::{Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan};
 use crate::bindings::{clock, cluster, placement};
+use crate::registry::{InvokeError, PHASES, PLACEMENT, Plugins, REPLICA, all_slots};
 use crate::runtime::{HostView, PluginHost};
 
 /// Which slot the adversary takes in a run.
@@ -33,9 +31,10 @@ impl FromStr for AdversarySlot {
         if text == "all" {
             return Ok(AdversarySlot::All);
         }
-        all_slots().find(|slot| *slot == text).map(AdversarySlot::Slot).ok_or_else(|| {
-            format!("`{text}` is no slot; the adversary takes one of: all, {}", all_slots().collect::<Vec<_>>().join(", "))
-        })
+        all_slots()
+            .find(|slot| *slot == text)
+            .map(AdversarySlot::Slot)
+            .ok_or_else(|| format!("`{text}` is no slot; the adversary takes one of: all, {}", all_slots().collect::<Vec<_>>().join(", ")))
     }
 }
 
@@ -114,12 +113,7 @@ fn convert<A: serde::Serialize, B: serde::de::DeserializeOwned>(value: &A) -> B 
 
 #[async_trait::async_trait]
 impl Plugins for AdversarialPlugins {
-    async fn run_phase(
-        &self,
-        slot: &str,
-        state: &AttemptState,
-        host: Arc<dyn PluginHost>,
-    ) -> Result<PhaseOutcome, InvokeError> {
+    async fn run_phase(&self, slot: &str, state: &AttemptState, host: Arc<dyn PluginHost>) -> Result<PhaseOutcome, InvokeError> {
         if !self.attacks(slot) {
             return self.inner.run_phase(slot, state, host).await;
         }

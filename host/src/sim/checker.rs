@@ -108,10 +108,8 @@ pub fn check(facts: &Facts, outcome: &Outcome<'_>) -> Vec<Violation> {
     let mut violations = Vec::new();
     if !outcome.lost.is_empty() {
         let named = outcome.lost.iter().take(NAMED_KEYS).cloned().collect::<Vec<_>>().join(", ");
-        violations.push(Violation::new(
-            Property::AckedWriteLost,
-            format!("{} acknowledged writes found nowhere: {named}", outcome.lost.len()),
-        ));
+        violations
+            .push(Violation::new(Property::AckedWriteLost, format!("{} acknowledged writes found nowhere: {named}", outcome.lost.len())));
     }
     // S2: a generation starts above every version before it, so the
     // versions acknowledged only rise.
@@ -205,9 +203,8 @@ fn faithful(facts: &Facts, boot: &Layout, layout: &Layout, replication: u32) -> 
     if let Some(id) = named.iter().find(|id| !described.contains(id.as_str())) {
         return Err(format!("{id} is named but not described"));
     }
-    let shards = |l: &Layout| {
-        l.storage_teams.iter().map(|t| (t.tag, t.key_range.start.clone(), t.key_range.end.clone())).collect::<BTreeSet<_>>()
-    };
+    let shards =
+        |l: &Layout| l.storage_teams.iter().map(|t| (t.tag, t.key_range.start.clone(), t.key_range.end.clone())).collect::<BTreeSet<_>>();
     if shards(layout) != shards(boot) || layout.storage_teams.len() != boot.storage_teams.len() {
         return Err(format!("its shards {:?} are not those the cluster booted with, {:?}", shards(layout), shards(boot)));
     }
@@ -305,7 +302,11 @@ mod tests {
             commit_proxies: vec![],
             resolvers: vec![],
             logs: vec![LogAssignment { id: log, tags: vec![0] }],
-            storage_teams: vec![StorageTeam { tag: 0, key_range: KeyRange { start: String::new(), end: String::new() }, storage_ids: storage }],
+            storage_teams: vec![StorageTeam {
+                tag: 0,
+                key_range: KeyRange { start: String::new(), end: String::new() },
+                storage_ids: storage,
+            }],
             services,
             recovery_version,
         }
@@ -395,10 +396,7 @@ mod tests {
             let mut facts = history();
             edit(&mut facts.persisted[1]);
             let found = check(&facts, &Outcome { lost: &[], acked: &[], replication: 3 });
-            assert!(
-                found.iter().any(|v| v.rule == Property::FaithfulLayout && v.detail.contains(expected)),
-                "{expected}: {found:?}"
-            );
+            assert!(found.iter().any(|v| v.rule == Property::FaithfulLayout && v.detail.contains(expected)), "{expected}: {found:?}");
         }
     }
 }

@@ -87,11 +87,7 @@ const QUIET: FaultProfile = FaultProfile {
     plugin_trap: 0.0,
 };
 
-const NONE: FaultProfile = FaultProfile {
-    name: "none",
-    summary: "one log crash and nothing else: the baseline recovery",
-    ..QUIET
-};
+const NONE: FaultProfile = FaultProfile { name: "none", summary: "one log crash and nothing else: the baseline recovery", ..QUIET };
 
 const DEFAULT: FaultProfile = FaultProfile {
     name: "default",
@@ -109,13 +105,8 @@ const DEFAULT: FaultProfile = FaultProfile {
     ..QUIET
 };
 
-const CRASH: FaultProfile = FaultProfile {
-    name: "crash",
-    summary: "node crashes with restarts, during recovery too",
-    crash: 0.05,
-    node_crash: 0.01,
-    ..QUIET
-};
+const CRASH: FaultProfile =
+    FaultProfile { name: "crash", summary: "node crashes with restarts, during recovery too", crash: 0.05, node_crash: 0.01, ..QUIET };
 
 const NETWORK: FaultProfile = FaultProfile {
     name: "network",

@@ -87,10 +87,9 @@ impl History {
         let mut facts = self.facts();
         let fence = facts.lock_epoch.get(service).copied().unwrap_or(0);
         if epoch < fence {
-            facts.stale_work.push(format!(
-                "{service} accepted {} from epoch {epoch} at {at:.3}ms after epoch {fence} had locked it",
-                op.name()
-            ));
+            facts
+                .stale_work
+                .push(format!("{service} accepted {} from epoch {epoch} at {at:.3}ms after epoch {fence} had locked it", op.name()));
         }
         if op == RequestKind::Lock {
             facts.lock_epoch.insert(service.to_string(), fence.max(epoch));

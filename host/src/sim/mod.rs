@@ -28,4 +28,4 @@ pub mod run;
 pub use adversary::AdversarySlot;
 pub use checker::{Property, Violation};
 pub use faults::{FaultProfile, UnknownProfile};
-pub use run::{Placement, PhaseSpan, Recovery, RecoveryEnd, ReplicaCounts, SimConfig, SimError, SimRun, simulate};
+pub use run::{PhaseSpan, Placement, Recovery, RecoveryEnd, ReplicaCounts, SimConfig, SimError, SimRun, simulate};

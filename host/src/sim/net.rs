@@ -59,14 +59,7 @@ enum Fate {
 impl Network {
     /// A network drawing from `seed`, with faults off.
     pub fn new(seed: u64, profile: FaultProfile) -> Self {
-        Network {
-            state: Mutex::new(NetState {
-                rng: SimRng::new(seed),
-                profile,
-                on: false,
-                partitioned: BTreeSet::new(),
-            }),
-        }
+        Network { state: Mutex::new(NetState { rng: SimRng::new(seed), profile, on: false, partitioned: BTreeSet::new() }) }
     }
 
     fn state(&self) -> MutexGuard<'_, NetState> {

@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use super::history::History;
 use super::net::Network;
-use crate::bindings::types::{
-    Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan,
-};
+use crate::bindings::types::{Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan};
 use crate::registry::{InvokeError, Plugins};
 use crate::runtime::{CallError, CallFailure, PluginHost};
 
@@ -27,12 +25,7 @@ impl FaultyPlugins {
 
 #[async_trait::async_trait]
 impl Plugins for FaultyPlugins {
-    async fn run_phase(
-        &self,
-        slot: &str,
-        state: &AttemptState,
-        host: Arc<dyn PluginHost>,
-    ) -> Result<PhaseOutcome, InvokeError> {
+    async fn run_phase(&self, slot: &str, state: &AttemptState, host: Arc<dyn PluginHost>) -> Result<PhaseOutcome, InvokeError> {
         if self.net.draw(|p| p.plugin_trap) {
             self.history.event("plugin", format_args!("{slot} traps (injected) e{}", state.epoch));
             return Err(InvokeError::Call(CallError {
@@ -49,10 +42,7 @@ impl Plugins for FaultyPlugins {
         outcome
     }
 
-    async fn place(
-        &self,
-        request: &PlacementRequest,
-    ) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
+    async fn place(&self, request: &PlacementRequest) -> Result<Result<Vec<Assignment>, PlacementError>, InvokeError> {
         self.inner.place(request).await
     }
 

@@ -13,22 +13,22 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep};
 
+use super::adversary::{AdversarialPlugins, AdversarySlot, Switch};
 use super::checker::{self, Property, Violation};
 use super::faults::FaultProfile;
-use super::adversary::{AdversarialPlugins, AdversarySlot, Switch};
 use super::history::{History, RecordingStore};
 use super::net::{Network, SimTransport};
 use super::plugins::FaultyPlugins;
 use super::rng::SimRng;
 use crate::bindings::types::{Epoch, Layout, RecoveryConfig};
 use crate::cluster::{Cluster, LocalCluster, LocalError, RemoteCluster};
-use crate::topology::NodeSpec;
-use crate::worker::RequestKind;
 use crate::director::{AttemptOutcome, Director, DirectorError, DirectorOptions, PAUSE_AFTER_INCOMPLETE, RecoveryReport};
 use crate::guard::{Invariant, named_services};
 use crate::quality::PlacementQuality;
 use crate::registry::Plugins;
 use crate::replica::{Budget, Sessions};
+use crate::topology::NodeSpec;
+use crate::worker::RequestKind;
 
 /// One step of the run's driver, in virtual time.
 const TICK: Duration = Duration::from_millis(10);
@@ -548,8 +548,8 @@ impl Driver {
         let options = DirectorOptions { max_attempts: 12, ..DirectorOptions::default() };
         let config = self.recovery_config();
         let cluster: Arc<dyn Cluster> = self.inner.clone();
-        let d = Director::new(self.plugins.clone(), cluster, self.store.clone(), config, options)
-            .with_replica_sessions(self.sessions.clone());
+        let d =
+            Director::new(self.plugins.clone(), cluster, self.store.clone(), config, options).with_replica_sessions(self.sessions.clone());
         let handle = tokio::spawn(async move { (d.recover().await, Instant::now()) });
         self.running.push(Running { director, trigger, competing, started: Instant::now(), handle });
     }
@@ -620,7 +620,13 @@ impl Driver {
             }
             for phase in &attempt.timeline {
                 let ms = phase.duration.as_secs_f64() * 1e3;
-                timeline.push(PhaseSpan { epoch: attempt.epoch, phase: phase.phase.clone(), start_ms: offset, ms, outcome: phase.outcome.clone() });
+                timeline.push(PhaseSpan {
+                    epoch: attempt.epoch,
+                    phase: phase.phase.clone(),
+                    start_ms: offset,
+                    ms,
+                    outcome: phase.outcome.clone(),
+                });
                 offset += ms;
             }
         }
@@ -817,14 +823,9 @@ impl Driver {
     fn survives_zone_loss(&self, layout: &Layout, zone: usize) -> bool {
         let node_of: BTreeMap<&str, &str> = layout.services.iter().map(|s| (s.id.as_str(), s.node.as_str())).collect();
         let outside = |id: &str| node_of.get(id).and_then(|node| self.zone_of(node)).is_some_and(|z| z != zone);
-        let teams = layout
-            .storage_teams
-            .iter()
-            .all(|team| team.storage_ids.iter().any(|id| outside(id) && !self.lost_replicas.contains(id)));
-        let logs = layout
-            .storage_teams
-            .iter()
-            .all(|team| layout.logs.iter().any(|log| log.tags.contains(&team.tag) && outside(&log.id)));
+        let teams =
+            layout.storage_teams.iter().all(|team| team.storage_ids.iter().any(|id| outside(id) && !self.lost_replicas.contains(id)));
+        let logs = layout.storage_teams.iter().all(|team| layout.logs.iter().any(|log| log.tags.contains(&team.tag) && outside(&log.id)));
         teams && logs
     }
 

@@ -278,12 +278,14 @@ impl EtcdStore {
     /// fail, or it writes the same value again).
     fn call_within(&self, path: &str, body: &Value, patience: Duration) -> Result<Value, StoreError> {
         let deadline = Instant::now() + patience;
-        blocking(|| loop {
-            match self.call_round(path, body) {
-                Err(StoreError::Unreachable { .. }) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100));
+        blocking(|| {
+            loop {
+                match self.call_round(path, body) {
+                    Err(StoreError::Unreachable { .. }) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    answer => return answer,
                 }
-                answer => return answer,
             }
         })
     }
@@ -430,9 +432,7 @@ impl CoordinatorStore for EtcdStore {
 /// so a slow or unreachable etcd does not stall the coordinator's serving.
 fn blocking<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(work)
-        }
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
         _ => work(),
     }
 }

@@ -46,10 +46,7 @@ impl FileStore {
 
     /// Applies `change` to a copy of the state, makes the copy durable, then
     /// adopts it. A failed change or write leaves the state as it was.
-    fn update<T>(
-        &self,
-        change: impl FnOnce(&mut CoordinatorState) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    fn update<T>(&self, change: impl FnOnce(&mut CoordinatorState) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let mut current = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = current.clone();
         let value = change(&mut next)?;
@@ -79,9 +76,7 @@ fn io(path: &Path, source: std::io::Error) -> StoreError {
 
 fn decode(path: &Path, bytes: &[u8]) -> Result<CoordinatorState, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt { path: path.display().to_string(), reason };
-    let body = bytes
-        .strip_prefix(MAGIC.as_slice())
-        .ok_or_else(|| corrupt("it does not start with the ratchet state header".into()))?;
+    let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or_else(|| corrupt("it does not start with the ratchet state header".into()))?;
     postcard::from_bytes(body).map_err(|e| corrupt(e.to_string()))
 }
 

@@ -93,11 +93,9 @@ fn valid_for(params: &mut CertificateParams, days: u32) {
 /// in `dir`, written beside it, valid for `days`.
 pub fn issue(dir: &Path, role: Role, node: Option<&str>, days: u32) -> Result<Issued, CertsError> {
     let (stem, common, names) = match (role, node) {
-        (Role::Worker, Some(node)) if valid_node(node) => (
-            format!("worker-{node}"),
-            format!("worker {node}"),
-            vec![Role::Worker.name().to_string(), node_name(node), MEMBER.to_string()],
-        ),
+        (Role::Worker, Some(node)) if valid_node(node) => {
+            (format!("worker-{node}"), format!("worker {node}"), vec![Role::Worker.name().to_string(), node_name(node), MEMBER.to_string()])
+        }
         (Role::Worker, Some(node)) => {
             return Err(CertsError::Invalid(format!(
                 "--node {node:?}: a node id in a certificate is one DNS label (letters, digits, '-')"

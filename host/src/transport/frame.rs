@@ -195,10 +195,8 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        let valid = [
-            encode(&Message::Text("hello, frame".into()), MAX_FRAME).unwrap(),
-            encode(&Message::Ping(u64::MAX), MAX_FRAME).unwrap(),
-        ];
+        let valid =
+            [encode(&Message::Text("hello, frame".into()), MAX_FRAME).unwrap(), encode(&Message::Ping(u64::MAX), MAX_FRAME).unwrap()];
         for round in 0..20_000 {
             let mut bytes = valid[round % 2].clone();
             match next() % 4 {

@@ -58,7 +58,9 @@ impl<P: Protocol> Transport<P> for MemoryTransport<P> {
         }
         match tokio::time::timeout(self.timeout, tokio::spawn(work)).await {
             Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(failed)) => Err(TransportError::Unreachable { addr: endpoint.to_string(), reason: format!("the handler failed: {failed}") }),
+            Ok(Err(failed)) => {
+                Err(TransportError::Unreachable { addr: endpoint.to_string(), reason: format!("the handler failed: {failed}") })
+            }
             Err(_) => Err(TransportError::Timeout { addr: endpoint.to_string(), after: self.timeout }),
         }
     }

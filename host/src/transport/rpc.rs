@@ -177,8 +177,6 @@ const MAX_IDLE: usize = 8;
 /// The largest hello a server reads: a few dozen bytes in practice.
 pub const MAX_HELLO: usize = 256;
 
-
-
 /// A client of one server. Each call takes an idle connection, or opens
 /// one when every connection is busy, so that calls run side by side (a
 /// slow call never holds up the others); a connection goes back to the
@@ -243,11 +241,7 @@ impl<P: Protocol> Client<P> {
         }
     }
 
-    async fn exchange(
-        &self,
-        stream: Option<Conn>,
-        call: Call<P::Request>,
-    ) -> Result<(Conn, P::Response), TransportError> {
+    async fn exchange(&self, stream: Option<Conn>, call: Call<P::Request>) -> Result<(Conn, P::Response), TransportError> {
         let mut stream = match stream {
             Some(stream) => stream,
             None => self.connect().await?,
@@ -273,16 +267,12 @@ impl<P: Protocol> Client<P> {
     }
 
     async fn connect(&self) -> Result<Conn, TransportError> {
-        let tcp = TcpStream::connect(&self.addr)
-            .await
-            .map_err(|source| TransportError::Connect { addr: self.addr.clone(), source })?;
+        let tcp = TcpStream::connect(&self.addr).await.map_err(|source| TransportError::Connect { addr: self.addr.clone(), source })?;
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(addr = %self.addr, %err, "cannot turn Nagle off");
         }
         let handshake = |reason: String| TransportError::Handshake { addr: self.addr.clone(), reason };
-        let mut stream = Conn::client(tcp, self.config.tls.as_deref())
-            .await
-            .map_err(|e| handshake(format!("TLS: {e}")))?;
+        let mut stream = Conn::client(tcp, self.config.tls.as_deref()).await.map_err(|e| handshake(format!("TLS: {e}")))?;
         let hello = Hello { magic: MAGIC, version: PROTOCOL_VERSION, service: P::SERVICE.into() };
         frame::write(&mut stream, &hello, self.config.max_frame).await.map_err(|e| handshake(e.to_string()))?;
         match frame::read(&mut stream, self.config.max_frame).await {

@@ -114,9 +114,7 @@ impl Peer {
     pub fn is_node(&self, node: &str) -> bool {
         match self {
             Peer::Unauthenticated => true,
-            Peer::Certified { cert, roles } => {
-                valid_node(node) && roles.contains(&Role::Worker) && names(cert, &node_name(node))
-            }
+            Peer::Certified { cert, roles } => valid_node(node) && roles.contains(&Role::Worker) && names(cert, &node_name(node)),
         }
     }
 
@@ -232,10 +230,8 @@ fn file_error(path: &Path, err: impl std::fmt::Display) -> TlsError {
 
 /// Every certificate of the PEM file at `path`; at least one.
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_error(path, e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| file_error(path, e))?;
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(path).map_err(|e| file_error(path, e))?.collect::<Result<_, _>>().map_err(|e| file_error(path, e))?;
     if certs.is_empty() {
         return Err(file_error(path, "no certificate in the file"));
     }

@@ -15,11 +15,11 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 
-use crate::wire::{WorkerProtocol, WorkerReply, WorkerRequest};
 use crate::bindings::types::{ClusterError, Epoch, Layout, Version};
-use crate::topology::tag_of;
 use crate::services::Mutation;
+use crate::topology::tag_of;
 use crate::transport::Transport;
+use crate::wire::{WorkerProtocol, WorkerReply, WorkerRequest};
 
 /// What a proxy knows of its generation once unlocked.
 #[derive(Clone)]
@@ -52,9 +52,10 @@ impl Route {
     }
 
     fn address(&self, id: &str) -> Result<&str, ClusterError> {
-        self.addresses.get(id).map(String::as_str).ok_or_else(|| {
-            ClusterError::NotFound(format!("no address for {id} in the layout of epoch {}", self.layout.epoch))
-        })
+        self.addresses
+            .get(id)
+            .map(String::as_str)
+            .ok_or_else(|| ClusterError::NotFound(format!("no address for {id} in the layout of epoch {}", self.layout.epoch)))
     }
 }
 
@@ -103,10 +104,8 @@ pub(super) async fn finish(
     for resolver in &layout.resolvers {
         peers.ask(route, resolver, WorkerRequest::Resolve { id: resolver.clone(), epoch }).await?;
     }
-    let mutations: Vec<Mutation> = writes
-        .iter()
-        .map(|(key, value)| Mutation { tag: tag_of(layout, key), key: key.clone(), value: value.clone() })
-        .collect();
+    let mutations: Vec<Mutation> =
+        writes.iter().map(|(key, value)| Mutation { tag: tag_of(layout, key), key: key.clone(), value: value.clone() }).collect();
     let pushes = layout.logs.iter().map(|log| {
         let request = WorkerRequest::Push { id: log.id.clone(), epoch, prev, version, mutations: mutations.clone() };
         peers.ask(route, &log.id, request)

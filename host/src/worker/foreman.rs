@@ -11,14 +11,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::commit::{self, Generation, Peers};
-use crate::wire::{Serving, WorkerProtocol, WorkerReply, WorkerRequest};
-use crate::bindings::types::{ClusterError, Epoch, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version};
 use crate::bindings::kind_name;
-use crate::topology::{NodeSpec, PAGE_BYTES};
+use crate::bindings::types::{ClusterError, Epoch, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version};
 use crate::services::{
-    CommitProxy, Disk, DurableError, DurableLog, DurableStorage, JournalError, Resolver, Sequencer, ServiceError, StagedSnapshots, StagingError,
+    CommitProxy, Disk, DurableError, DurableLog, DurableStorage, JournalError, Resolver, Sequencer, ServiceError, StagedSnapshots,
+    StagingError,
 };
+use crate::topology::{NodeSpec, PAGE_BYTES};
 use crate::transport::{Handler, Peer, TcpTransport, Transport, TransportConfig};
+use crate::wire::{Serving, WorkerProtocol, WorkerReply, WorkerRequest};
 
 enum Role {
     Log(DurableLog),
@@ -412,8 +413,7 @@ impl Foreman {
     }
 
     fn host(&self, roles: &mut BTreeMap<String, Hosted>, id: String, kind: ServiceKind, role: Role) -> ServiceDescriptor {
-        let descriptor =
-            ServiceDescriptor { id: id.clone(), kind, node: self.spec.id.clone(), address: self.address.clone() };
+        let descriptor = ServiceDescriptor { id: id.clone(), kind, node: self.spec.id.clone(), address: self.address.clone() };
         roles.insert(id, Hosted { descriptor: descriptor.clone(), role });
         descriptor
     }
@@ -451,9 +451,8 @@ impl Foreman {
         match finished {
             Ok(()) => {
                 let mut generations = self.generations();
-                let current = generations
-                    .get_mut(id)
-                    .ok_or_else(|| ClusterError::Failed(format!("{id} was released during the commit")))?;
+                let current =
+                    generations.get_mut(id).ok_or_else(|| ClusterError::Failed(format!("{id} was released during the commit")))?;
                 current.committed = current.committed.max(versions.1);
                 Ok(WorkerReply::Committed(versions.1))
             }
@@ -609,9 +608,7 @@ impl Handler<WorkerProtocol> for Foreman {
             WorkerRequest::Rebuild { id, epoch, version, entries, first, last } if self.disk.blocks() => {
                 tokio::task::block_in_place(|| self.rebuild(&id, epoch, version, entries, first, last))
             }
-            WorkerRequest::Info { hold_ms } if hold_ms > 0 => {
-                self.held_info(std::time::Duration::from_millis(hold_ms)).await
-            }
+            WorkerRequest::Info { hold_ms } if hold_ms > 0 => self.held_info(std::time::Duration::from_millis(hold_ms)).await,
             WorkerRequest::Info { .. } => Ok(self.info()),
             request => self.answer_off_async(request),
         }

@@ -5,11 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::wire::{CoordinatorProtocol, CoordinatorRequest};
+use super::{Foreman, WorkerProtocol};
 use crate::services::Disk;
 use crate::topology::NodeSpec;
 use crate::transport::{Client, TcpTransport, TlsIdentity, TransportConfig, serve};
-use super::{Foreman, WorkerProtocol};
+use crate::wire::{CoordinatorProtocol, CoordinatorRequest};
 
 /// How often a worker registers again.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -34,12 +34,7 @@ pub async fn run(
     );
     tracing::info!(node = %spec.id, %addr, data = %data.display(), "worker listening");
     tokio::spawn(serve::<WorkerProtocol, _>(listener, foreman, transport.clone()));
-    let register = CoordinatorRequest::Register {
-        node: spec.id.clone(),
-        zone: spec.zone.clone(),
-        capacity: spec.capacity,
-        addr,
-    };
+    let register = CoordinatorRequest::Register { node: spec.id.clone(), zone: spec.zone.clone(), capacity: spec.capacity, addr };
     // Coordinators sharing an etcd store stand by for each other: a worker
     // registers with each, so whichever leads knows it; each on its own, so
     // a hung coordinator never delays the registrations with the others.

@@ -82,11 +82,24 @@ fn start(dir: &Path, count: usize) -> Result<Vec<Member>, ()> {
             let log = std::fs::File::create(&log_path).unwrap();
             let data = dir.join(format!("m{i}"));
             let command: Vec<String> = [
-                "--name", &format!("m{i}"), "--data-dir", data.to_str().unwrap(),
-                "--listen-client-urls", &client_url, "--advertise-client-urls", &client_url,
-                "--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url,
-                "--initial-cluster", &cluster.join(","), "--initial-cluster-state", "new",
-                "--initial-cluster-token", "ratchet-test",
+                "--name",
+                &format!("m{i}"),
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--listen-client-urls",
+                &client_url,
+                "--advertise-client-urls",
+                &client_url,
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+                "--initial-cluster",
+                &cluster.join(","),
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                "ratchet-test",
             ]
             .iter()
             .map(|a| a.to_string())
@@ -116,7 +129,6 @@ pub fn url(members: &[Member]) -> String {
     format!("etcd://{}", members.iter().map(|m| m.client.as_str()).collect::<Vec<_>>().join(","))
 }
 
-
 /// One etcd member serving clients over https only, to holders of a
 /// certificate of the CA in `certs` (`ratchet certs`), with `certs/etcd.pem`
 /// as its own. Answers it and its `etcds://` URL.
@@ -126,12 +138,29 @@ pub fn etcd_tls(dir: &Path, certs: &Path) -> (Member, String) {
     let peer_url = format!("http://127.0.0.1:{peer}");
     let file = |name: &str| certs.join(name).display().to_string();
     let command: Vec<String> = [
-        "--name", "m0", "--data-dir", dir.join("tls-m0").to_str().unwrap(),
-        "--listen-client-urls", &client_url, "--advertise-client-urls", &client_url,
-        "--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url,
-        "--initial-cluster", &format!("m0={peer_url}"), "--initial-cluster-state", "new",
-        "--cert-file", &file("etcd.pem"), "--key-file", &file("etcd.key"),
-        "--client-cert-auth", "--trusted-ca-file", &file("ca.pem"),
+        "--name",
+        "m0",
+        "--data-dir",
+        dir.join("tls-m0").to_str().unwrap(),
+        "--listen-client-urls",
+        &client_url,
+        "--advertise-client-urls",
+        &client_url,
+        "--listen-peer-urls",
+        &peer_url,
+        "--initial-advertise-peer-urls",
+        &peer_url,
+        "--initial-cluster",
+        &format!("m0={peer_url}"),
+        "--initial-cluster-state",
+        "new",
+        "--cert-file",
+        &file("etcd.pem"),
+        "--key-file",
+        &file("etcd.key"),
+        "--client-cert-auth",
+        "--trusted-ca-file",
+        &file("ca.pem"),
     ]
     .iter()
     .map(|a| a.to_string())

@@ -6,9 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ratchet::bindings::types::{
-    Node, PlacementConstraints, PlacementRequest, PlacementVacancy, RecoveryConfig, ServiceKind,
-};
+use ratchet::bindings::types::{Node, PlacementConstraints, PlacementRequest, PlacementVacancy, RecoveryConfig, ServiceKind};
 use ratchet::cluster::{Cluster, LocalCluster};
 use ratchet::director::{Director, DirectorOptions};
 use ratchet::quality::PlacementQuality;
@@ -17,15 +15,7 @@ use ratchet::runtime::{Detached, Runtime};
 use ratchet::store::MemoryStore;
 
 pub fn node(id: &str, zone: &str, healthy: bool) -> Node {
-    Node {
-        id: id.into(),
-        zone: zone.into(),
-        capabilities: vec![ServiceKind::Storage],
-        load: 0,
-        capacity: 4,
-        healthy,
-        last_seen_ms: 0,
-    }
+    Node { id: id.into(), zone: zone.into(), capabilities: vec![ServiceKind::Storage], load: 0, capacity: 4, healthy, last_seen_ms: 0 }
 }
 
 pub fn storage_team(count: u32, zones: u32) -> PlacementVacancy {
@@ -66,13 +56,8 @@ pub async fn places_a_real_recovery(runtime: Arc<Runtime>, wasm: &Path) {
     // A whole recovery, every placement decided in Python and checked by the host.
     let local = LocalCluster::with_zones(9, 3, 10).unwrap();
     let cluster = local.client();
-    let director = Director::new(
-        registry,
-        cluster.clone(),
-        Arc::new(MemoryStore::default()),
-        RecoveryConfig::default(),
-        DirectorOptions::default(),
-    );
+    let director =
+        Director::new(registry, cluster.clone(), Arc::new(MemoryStore::default()), RecoveryConfig::default(), DirectorOptions::default());
     let first = director.recover().await.unwrap();
     let first = first.layout().cloned().expect("boot completes with the Python policy");
     let node = first.services.iter().find(|s| s.id == first.logs[0].id).unwrap().node.clone();

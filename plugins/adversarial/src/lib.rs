@@ -64,10 +64,7 @@ impl Phase for Adversarial {
                 let env = std::env::vars().count();
                 let file = std::fs::read("/etc/hostname").is_ok();
                 let dir = std::fs::read_dir(".").is_ok();
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(u64::MAX);
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(u64::MAX);
                 use std::net::ToSocketAddrs;
                 let net = std::net::TcpStream::connect("127.0.0.1:9").is_ok()
                     || std::net::UdpSocket::bind("127.0.0.1:0").is_ok()

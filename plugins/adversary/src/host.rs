@@ -8,8 +8,7 @@ use std::task::{Context, Poll, Waker};
 
 use ratchet_guest::Host;
 use ratchet_guest::types::{
-    Assignment, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest, ServiceDescriptor,
-    ServiceKind, ShardTag, Version,
+    Assignment, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
 
 /// What the adversary may call: everything a phase imports.

@@ -65,16 +65,10 @@ mod tests {
 
     #[test]
     fn the_policies_answer_plausibly_and_flawed_now_and_then() {
-        use ratchet_guest::types::{
-            PlacementConstraints, PlacementRequest, PlacementVacancy, ReplicaHistory, ReplicaOutcome, ServiceKind,
-        };
+        use ratchet_guest::types::{PlacementConstraints, PlacementRequest, PlacementVacancy, ReplicaHistory, ReplicaOutcome, ServiceKind};
         let host = ScriptedHost::with_nodes(9, 3);
-        let constraints = PlacementConstraints {
-            min_distinct_zones: 1,
-            exclude_nodes: vec![],
-            required_capabilities: vec![],
-            distinct_nodes: false,
-        };
+        let constraints =
+            PlacementConstraints { min_distinct_zones: 1, exclude_nodes: vec![], required_capabilities: vec![], distinct_nodes: false };
         let group = |count| PlacementVacancy { kind: ServiceKind::Log, count, team: None, constraints: constraints.clone() };
         let request = PlacementRequest { vacancies: vec![group(2), group(1)], nodes: host.nodes.clone(), teams: vec![] };
         let known = |node: &String| host.nodes.iter().any(|n| &n.id == node);
@@ -87,7 +81,13 @@ mod tests {
         assert!(plausible > 100, "{plausible} of 200 answers fit the request");
         assert!(plausible < 200, "every answer fit: the adversary never tries a flawed one");
 
-        let history = ReplicaHistory { durable_version: 5, oldest_retained: 10, head_version: 50, committed_version: 50, checkpoint_version: Some(20) };
+        let history = ReplicaHistory {
+            durable_version: 5,
+            oldest_retained: 10,
+            head_version: 50,
+            committed_version: 50,
+            checkpoint_version: Some(20),
+        };
         let plans: Vec<_> = (0..200).map(|seed| decide(seed, history)).collect();
         let kinds: std::collections::BTreeSet<String> = plans
             .iter()

@@ -10,9 +10,9 @@ use ratchet_guest::PHASES;
 use ratchet_guest::layout::{assemble, members};
 use ratchet_guest::state_fields::ALL;
 use ratchet_guest::types::{
-    AttemptState, KeyRange, Layout, LockInfo, LogAssignment, LogRecoveryInfo, Node, PhaseOutcome, PhaseStep,
-    PlacementConstraints, PlacementRequest, PlacementVacancy, Recruit, RecoveryPath, ServiceDescriptor, ServiceKind,
-    ShardRetention, ShardTag, StateField, StorageTeam, TeamMembers, Version,
+    AttemptState, KeyRange, Layout, LockInfo, LogAssignment, LogRecoveryInfo, Node, PhaseOutcome, PhaseStep, PlacementConstraints,
+    PlacementRequest, PlacementVacancy, RecoveryPath, Recruit, ServiceDescriptor, ServiceKind, ShardRetention, ShardTag, StateField,
+    StorageTeam, TeamMembers, Version,
 };
 
 use crate::edits::edit_layout;
@@ -316,12 +316,8 @@ async fn solo_recovery<H: AdversaryHost>(rng: &mut Rng, k: &mut Knowledge, state
     // unless the flaw lands here.
     let tags = k.shards.clone();
     let (first, last) = k.honest_range(&tags);
-    let sources: Vec<String> = k
-        .locked_logs
-        .iter()
-        .filter(|l| l.shards.iter().any(|s| tags.contains(&s.tag)))
-        .map(|l| l.id.clone())
-        .collect();
+    let sources: Vec<String> =
+        k.locked_logs.iter().filter(|l| l.shards.iter().any(|s| tags.contains(&s.tag))).map(|l| l.id.clone()).collect();
     if !sources.is_empty() && first <= last {
         for log in &logs {
             let (mut from, mut to) = (first, last);
@@ -488,7 +484,8 @@ fn edit_state(rng: &mut Rng, k: &Knowledge, mut state: AttemptState) -> (Attempt
         state.new_layout = k.staged.clone();
     }
     if rng.chance(0.3) {
-        state.new_logs = k.created_of(ServiceKind::Log).iter().map(|l| LogAssignment { id: l.id.clone(), tags: k.shards.clone() }).collect();
+        state.new_logs =
+            k.created_of(ServiceKind::Log).iter().map(|l| LogAssignment { id: l.id.clone(), tags: k.shards.clone() }).collect();
     }
     if rng.chance(0.2) {
         state.sequencer = k.created_of(ServiceKind::Sequencer).pop();

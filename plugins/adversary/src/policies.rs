@@ -2,8 +2,7 @@
 //! look like answers, with a flaw now and then.
 
 use ratchet_guest::types::{
-    Assignment, CatchUpPlan, PlacementError, PlacementRequest, RebuildPlan, ReplicaHistory, ReplicaOutcome,
-    ReplicaPlan, VersionRange,
+    Assignment, CatchUpPlan, PlacementError, PlacementRequest, RebuildPlan, ReplicaHistory, ReplicaOutcome, ReplicaPlan, VersionRange,
 };
 
 use crate::rng::Rng;

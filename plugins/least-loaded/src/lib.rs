@@ -25,15 +25,7 @@ mod tests {
     use ratchet_guest::types::{Node, PlacementConstraints, PlacementVacancy, ServiceKind};
 
     fn node(id: &str, zone: &str, load: u32) -> Node {
-        Node {
-            id: id.into(),
-            zone: zone.into(),
-            capabilities: vec![ServiceKind::Log],
-            load,
-            capacity: 4,
-            healthy: true,
-            last_seen_ms: 0,
-        }
+        Node { id: id.into(), zone: zone.into(), capabilities: vec![ServiceKind::Log], load, capacity: 4, healthy: true, last_seen_ms: 0 }
     }
 
     fn request(count: u32, zones: u32) -> PlacementRequest {

@@ -19,9 +19,7 @@
 //! one-line reason.
 
 use ratchet_guest::ReplicaPolicy;
-use ratchet_guest::types::{
-    CatchUpPlan, RebuildPlan, ReplicaHistory, ReplicaOutcome, ReplicaPlan, VersionRange,
-};
+use ratchet_guest::types::{CatchUpPlan, RebuildPlan, ReplicaHistory, ReplicaOutcome, ReplicaPlan, VersionRange};
 
 /// The default policy.
 pub struct ByRetention;
@@ -108,14 +106,8 @@ mod tests {
     fn catch_up_starts_exactly_where_retention_allows() {
         // oldest is exclusive: versions 11.. are retained, so durable 10
         // needs 11 onwards, which is there.
-        assert_eq!(
-            outcome(10, 10, 50, None),
-            ReplicaOutcome::CatchUp(CatchUpPlan::Replay(VersionRange { after: 10, through: 50 }))
-        );
-        assert_eq!(
-            outcome(49, 10, 50, None),
-            ReplicaOutcome::CatchUp(CatchUpPlan::Replay(VersionRange { after: 49, through: 50 }))
-        );
+        assert_eq!(outcome(10, 10, 50, None), ReplicaOutcome::CatchUp(CatchUpPlan::Replay(VersionRange { after: 10, through: 50 })));
+        assert_eq!(outcome(49, 10, 50, None), ReplicaOutcome::CatchUp(CatchUpPlan::Replay(VersionRange { after: 49, through: 50 })));
         // durable 9 needs version 10, which is gone.
         assert_eq!(outcome(9, 10, 50, None), ReplicaOutcome::Rebuild(RebuildPlan::Full));
     }

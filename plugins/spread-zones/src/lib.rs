@@ -111,8 +111,7 @@ impl<'a> ZoneIndex<'a> {
         let mut best: Option<(bool, u32, &str, usize)> = None;
         for (zone, candidates) in &self.zones {
             let first = candidates.iter().find(|(_, id, i)| {
-                eligible(&self.all[*i], self.load[*i], group)
-                    && !(group.constraints.distinct_nodes && taken.contains(id))
+                eligible(&self.all[*i], self.load[*i], group) && !(group.constraints.distinct_nodes && taken.contains(id))
             });
             if let Some(&(load, id, i)) = first {
                 let key = (used_zones.contains(zone), load, id, i);
@@ -170,13 +169,7 @@ mod tests {
     }
 
     fn nodes() -> Vec<Node> {
-        vec![
-            node("a1", "a", 0),
-            node("a2", "a", 0),
-            node("b1", "b", 2),
-            node("b2", "b", 1),
-            node("c1", "c", 3),
-        ]
+        vec![node("a1", "a", 0), node("a2", "a", 0), node("b1", "b", 2), node("b2", "b", 1), node("c1", "c", 3)]
     }
 
     fn request(vacancies: Vec<PlacementVacancy>) -> PlacementRequest {

@@ -17,9 +17,7 @@ pub struct SlowSequencer;
 impl Phase for SlowSequencer {
     fn run(state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
         host.sleep_ms(WAIT_MS);
-        start_phase(state, host, ServiceKind::Sequencer, 1, "start-proxies", |state, started| {
-            state.sequencer = started.into_iter().next()
-        })
+        start_phase(state, host, ServiceKind::Sequencer, 1, "start-proxies", |state, started| state.sequencer = started.into_iter().next())
     }
 }
 
