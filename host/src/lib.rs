@@ -32,6 +32,45 @@
 //!   experiments run on it;
 //! - [`telemetry`]: the spans of attempts, phases and plugin calls, exported
 //!   over OTLP.
+//!
+//! Where a user of the library starts: the default components in a
+//! [`registry::Registry`], a [`director::Director`] that drives them through
+//! the guard against a cluster, and a recovery after a node is lost.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use ratchet::bindings::types::RecoveryConfig;
+//! use ratchet::cluster::LocalCluster;
+//! use ratchet::director::{Director, DirectorOptions};
+//! use ratchet::registry::Registry;
+//! use ratchet::runtime::{Runtime, RuntimeConfig};
+//! use ratchet::store::MemoryStore;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # tokio::runtime::Runtime::new()?.block_on(async {
+//! // The 15 default phases and the default policies, embedded in the crate.
+//! let registry = Arc::new(Registry::with_defaults(Arc::new(Runtime::new(RuntimeConfig::default())?))?);
+//! // 9 nodes in 3 zones, room for 10 workers each, in this process.
+//! let local = LocalCluster::with_zones(9, 3, 10)?;
+//! let store = Arc::new(MemoryStore::default());
+//! let director = Director::new(registry, local.client(), store, RecoveryConfig::default(), DirectorOptions::default());
+//!
+//! let boot = director.recover().await?;
+//! let first = boot.layout().cloned().expect("the boot completes");
+//!
+//! // Lose the node of the first log; the next generation takes a higher
+//! // epoch and none of its logs is on that node.
+//! let lost = first.services.iter().find(|s| s.id == first.logs[0].id).map(|s| s.node.clone()).unwrap();
+//! local.crash(&lost);
+//! let report = director.recover().await?;
+//! let second = report.layout().expect("the recovery completes");
+//! assert!(second.epoch > first.epoch);
+//! assert!(second.logs.iter().all(|log| second.services.iter().any(|s| s.id == log.id && s.node != lost)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })
+//! # }
+//! ```
 
 #![warn(missing_docs)]
 
