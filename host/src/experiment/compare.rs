@@ -132,6 +132,15 @@ impl Difference {
         self.interval.is_some_and(|(low, high)| low > 0.0 || high < 0.0)
     }
 
+    /// The table's cells: the figure, baseline, compare, difference, the
+    /// interval and the verdict, as the printed and the HTML tables show
+    /// them.
+    pub fn cells(&self) -> [String; 6] {
+        let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+        let interval = self.interval.map_or("-".to_string(), |(low, high)| format!("[{low:.3}, {high:.3}]"));
+        [self.figure.label().to_string(), number(self.baseline), number(self.compared), number(self.difference), interval, self.verdict()]
+    }
+
     /// What the table says of it.
     pub fn verdict(&self) -> String {
         match (self.interval, self.difference) {
@@ -209,24 +218,14 @@ pub fn compare(baseline: &Samples, compared: &Samples) -> Result<Comparison, Com
 /// The comparison as the experiment prints it, below the summary table.
 pub fn table(comparison: &Comparison) -> String {
     use std::fmt::Write as _;
-    let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
     let mut out = format!(
         "compare - baseline, with its 95 % confidence interval (paired bootstrap over {} seeds, {} resamples, seeded):\n",
         comparison.seeds, comparison.resamples
     );
     let _ = writeln!(out, "{:<22} {:>10} {:>10} {:>11}  {:<22} VERDICT", "FIGURE", "BASELINE", "COMPARE", "DIFFERENCE", "95% CI");
     for d in &comparison.differences {
-        let interval = d.interval.map_or("-".to_string(), |(low, high)| format!("[{low:.3}, {high:.3}]"));
-        let _ = writeln!(
-            out,
-            "{:<22} {:>10} {:>10} {:>11}  {:<22} {}",
-            d.figure.label(),
-            number(d.baseline),
-            number(d.compared),
-            number(d.difference),
-            interval,
-            d.verdict()
-        );
+        let [figure, baseline, compared, difference, interval, verdict] = d.cells();
+        let _ = writeln!(out, "{figure:<22} {baseline:>10} {compared:>10} {difference:>11}  {interval:<22} {verdict}");
     }
     out
 }

@@ -90,18 +90,13 @@ impl Report {
             comparison.seeds, comparison.resamples
         );
         page.push_str("<table class=\"comparison\"><tr><th>figure</th><th>baseline</th><th>compare</th><th>difference</th><th>95 % CI</th><th>verdict</th></tr>\n");
-        let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
         for d in &comparison.differences {
-            let interval = d.interval.map_or("-".to_string(), |(low, high)| format!("[{low:.3}, {high:.3}]"));
+            let [figure, baseline, compared, difference, interval, verdict] = d.cells();
+            let class = if d.significant() { "significant" } else { "" };
             let _ = writeln!(
                 page,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{interval}</td><td class=\"{}\">{}</td></tr>",
-                d.figure.label(),
-                number(d.baseline),
-                number(d.compared),
-                number(d.difference),
-                if d.significant() { "significant" } else { "" },
-                escape(&d.verdict())
+                "<tr><td>{figure}</td><td>{baseline}</td><td>{compared}</td><td>{difference}</td><td>{interval}</td><td class=\"{class}\">{}</td></tr>",
+                escape(&verdict)
             );
         }
         page.push_str("</table>\n");
