@@ -9,6 +9,7 @@
 //! The resampling generator is seeded, so the same experiment gives the
 //! same intervals.
 
+use super::summary;
 use crate::sim::rng::SimRng;
 use crate::sim::{RecoveryEnd, SimRun};
 
@@ -84,7 +85,7 @@ impl Figure {
                 scratch.clear();
                 scratch.extend(picked.iter().flat_map(|&i| seeds[i].times.iter().copied()));
                 let p = if self == Figure::RecoveryP50Ms { 50.0 } else { 99.0 };
-                nearest_rank(scratch, p)
+                percentile(scratch, p)
             }
             Figure::AttemptsPerRecovery => {
                 let completed: usize = picked.iter().map(|&i| seeds[i].times.len()).sum();
@@ -99,14 +100,11 @@ impl Figure {
     }
 }
 
-/// The nearest-rank `p`th percentile of `values` (reordered in place), as
-/// the summary table computes it.
-fn nearest_rank(values: &mut [f64], p: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let rank = (((p / 100.0) * values.len() as f64).ceil() as usize).clamp(1, values.len());
-    let (_, nth, _) = values.select_nth_unstable_by(rank - 1, f64::total_cmp);
+/// The `p`th percentile of `values` (reordered in place), at the rank the
+/// summary table takes.
+fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
+    let rank = summary::nearest_rank(p, values.len()).checked_sub(1)?;
+    let (_, nth, _) = values.select_nth_unstable_by(rank, f64::total_cmp);
     Some(*nth)
 }
 
@@ -294,8 +292,8 @@ mod tests {
     #[test]
     fn percentiles_take_the_nearest_rank_as_the_summary_does() {
         let mut values: Vec<f64> = (1..=100).rev().map(f64::from).collect();
-        assert_eq!(nearest_rank(&mut values, 50.0), Some(50.0));
-        assert_eq!(nearest_rank(&mut values, 99.0), Some(99.0));
-        assert_eq!(nearest_rank(&mut [], 50.0), None);
+        assert_eq!(percentile(&mut values, 50.0), Some(50.0));
+        assert_eq!(percentile(&mut values, 99.0), Some(99.0));
+        assert_eq!(percentile(&mut [], 50.0), None);
     }
 }

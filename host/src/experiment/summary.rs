@@ -175,7 +175,7 @@ impl Tally {
 }
 
 /// The 1-based rank of the `p`th percentile among `n` values (0 when none).
-fn nearest_rank(p: f64, n: usize) -> usize {
+pub(super) fn nearest_rank(p: f64, n: usize) -> usize {
     if n == 0 {
         return 0;
     }
