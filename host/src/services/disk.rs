@@ -37,8 +37,11 @@ pub enum Disk {
 
 /// An open journal file and the bytes it held when opened.
 pub(crate) enum OpenFile {
-    /// A file on disk.
+    /// A file on disk, each append synced.
     File(File),
+    /// A scratch file on disk: appends are not synced (see
+    /// [`Disk::create_scratch`]).
+    Scratch(File),
     /// An in-memory file.
     Memory(MemoryFile),
 }
@@ -120,6 +123,43 @@ impl Disk {
                 let file = dir.files().entry(name.to_string()).or_default().clone();
                 *file.lock().unwrap_or_else(|e| e.into_inner()) = bytes.to_vec();
                 Ok(OpenFile::Memory(file))
+            }
+        }
+    }
+
+    /// Creates file `name` empty (replacing any) as scratch space: neither
+    /// its creation nor its appends are made durable, so it costs no
+    /// fsync. Only for a file nothing reads after a restart (a worker
+    /// deletes its scratch files when it starts).
+    pub(crate) fn create_scratch(&self, name: &str) -> Result<OpenFile, JournalError> {
+        match self {
+            Disk::Dir(dir) => {
+                let path = dir.join(name);
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)
+                    .map_err(|source| JournalError::Io { path: path.clone(), source })?;
+                Ok(OpenFile::Scratch(file))
+            }
+            Disk::Memory(dir) => {
+                let file = MemoryFile::default();
+                dir.files().insert(name.to_string(), file.clone());
+                Ok(OpenFile::Memory(file))
+            }
+        }
+    }
+
+    /// What file `name` holds; a file that does not exist holds nothing.
+    pub(crate) fn read(&self, name: &str) -> Result<Vec<u8>, JournalError> {
+        match self {
+            Disk::Dir(dir) => match std::fs::read(dir.join(name)) {
+                Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+                read => read.map_err(|source| JournalError::Io { path: dir.join(name), source }),
+            },
+            Disk::Memory(dir) => {
+                Ok(dir.files().get(name).map(|file| file.lock().unwrap_or_else(|e| e.into_inner()).clone()).unwrap_or_default())
             }
         }
     }

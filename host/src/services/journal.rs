@@ -100,6 +100,24 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
         Ok((journal, records))
     }
 
+    /// Creates journal `name` on `disk` empty, as scratch space: its
+    /// creation and its appends cost no fsync, and a crash may leave any
+    /// part of it. For a file nothing reads after a restart.
+    pub fn scratch_on(disk: &Disk, name: &str) -> Result<Self, JournalError> {
+        let file = disk.create_scratch(name)?;
+        Ok(Journal { path: disk.path(name), disk: disk.clone(), name: name.to_string(), file, len: 0, _records: PhantomData })
+    }
+
+    /// Every record it holds, read back from its file, in order.
+    pub fn records(&self) -> Result<Vec<R>, JournalError> {
+        let bytes = self.disk.read(&self.name)?;
+        let (records, valid) = parse(&self.path, &bytes)?;
+        if valid < bytes.len() {
+            return Err(JournalError::Corrupt { path: self.path.clone(), offset: valid as u64, reason: "a torn record".into() });
+        }
+        Ok(records)
+    }
+
     /// Its length in bytes.
     pub fn len(&self) -> u64 {
         self.len
@@ -143,7 +161,8 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
         Ok(frame)
     }
 
-    /// Appends `record`, synced to disk before returning.
+    /// Appends `record`, synced to disk before returning (unless it is a
+    /// [scratch](Journal::scratch_on) journal).
     pub fn append(&mut self, record: &R) -> Result<(), JournalError> {
         let frame = self.frame(record)?;
         self.file.append(&frame).map_err(|source| JournalError::Io { path: self.path.clone(), source })?;
@@ -174,6 +193,7 @@ impl OpenFile {
                 file.write_all(bytes)?;
                 file.sync_data()
             }
+            OpenFile::Scratch(file) => file.write_all(bytes),
             OpenFile::Memory(file) => {
                 file.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(bytes);
                 Ok(())
@@ -186,6 +206,10 @@ impl OpenFile {
             OpenFile::File(file) => {
                 file.set_len(len as u64)?;
                 file.sync_all()?;
+                file.seek(SeekFrom::End(0)).map(drop)
+            }
+            OpenFile::Scratch(file) => {
+                file.set_len(len as u64)?;
                 file.seek(SeekFrom::End(0)).map(drop)
             }
             OpenFile::Memory(file) => {

@@ -90,6 +90,12 @@ impl StagedSnapshots {
 
     /// Adds a page of the snapshot at `version` for `id`; `first` starts
     /// a transfer. Answers the whole snapshot with the `last` page.
+    ///
+    /// The staging file is scratch space: nothing reads it after a restart
+    /// (a worker deletes staging files when it starts, and the transfer
+    /// starts over), so staging costs no fsync; the snapshot is made
+    /// durable once, when it is installed. A transfer of one page is not
+    /// staged at all.
     pub fn page(
         &mut self,
         id: &str,
@@ -100,10 +106,11 @@ impl StagedSnapshots {
     ) -> Result<Option<Snapshot>, StagingError> {
         let file = Self::file_of(id);
         if first {
-            self.staged.remove(id);
-            self.disk.remove(&file)?;
-            let (journal, _) = Journal::<StagedPage>::open_on(&self.disk, &file)?;
-            self.staged.insert(id.to_string(), (version, journal));
+            self.discard(id)?;
+            if last {
+                return Ok(Some(Snapshot { version, data: entries.into_iter().collect() }));
+            }
+            self.staged.insert(id.to_string(), (version, Journal::<StagedPage>::scratch_on(&self.disk, &file)?));
         }
         match self.staged.get_mut(id) {
             Some((staged, journal)) if *staged == version => journal.append(&StagedPage { version, entries })?,
@@ -112,10 +119,9 @@ impl StagedSnapshots {
         if !last {
             return Ok(None);
         }
-        self.staged.remove(id);
-        let (_, pages) = Journal::<StagedPage>::open_on(&self.disk, &file)?;
+        let Some((_, journal)) = self.staged.remove(id) else { return Err(ServiceError::OutOfTransfer { version }.into()) };
         let mut snapshot = Snapshot { version, data: BTreeMap::new() };
-        for page in pages {
+        for page in journal.records()? {
             snapshot.data.extend(page.entries);
         }
         self.disk.remove(&file)?;
@@ -416,6 +422,14 @@ mod tests {
         assert_eq!((whole.version, whole.data.len()), (3, 2));
         assert!(!dir.path().join("s.staging").exists(), "the staging file is gone once handed over");
         assert_eq!(refused(staged.page("s", 3, page("c"), false, true)), 3, "handed over once");
+
+        // A transfer started over drops what the last one staged; a
+        // transfer of one page is handed over without being staged.
+        assert!(staged.page("s", 6, page("d"), true, false).unwrap().is_none());
+        let one = staged.page("s", 7, page("e"), true, true).unwrap().unwrap();
+        assert_eq!((one.version, one.data.keys().map(String::as_str).collect::<Vec<_>>()), (7, vec!["e"]));
+        assert!(!dir.path().join("s.staging").exists(), "a one-page transfer stages nothing");
+        assert_eq!(refused(staged.page("s", 6, page("f"), false, true)), 6, "the transfer of 6 was dropped");
     }
 
     #[test]
