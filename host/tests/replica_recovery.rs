@@ -173,15 +173,30 @@ async fn a_replica_that_rejoins_behind_catches_up_from_the_logs_before_serving()
 }
 
 #[tokio::test]
-async fn a_replica_behind_retention_is_rebuilt_from_a_teammate_and_the_tail() {
+async fn a_replica_behind_retention_is_rebuilt_from_a_teammate_after_its_generation_persists_and_serves() {
     let h = Harness::new(Some(40));
-    let (replica, acked) = h.replica_left_behind(200).await;
-    let layout = completed(&h.recover().await).clone();
-    assert!(layout.storage_teams[1].storage_ids.contains(&replica));
+    let (replica, mut acked) = h.replica_left_behind(200).await;
+    // The copy from a teammate waits until the gate opens. The logs cannot
+    // catch the replica up, so it is rebuilt either way; the layout names
+    // the same copies before and after, so it persists first and the
+    // generation serves while the replica is copied.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let director = gated_director(&h, &gate);
+    let recovered = tokio::time::timeout(Duration::from_secs(20), director.recover()).await.expect("the recovery waited for a copy");
+    let layout = completed(&recovered.unwrap()).clone();
+    assert!(layout.storage_teams[1].storage_ids.contains(&replica), "the replica keeps its place in its team");
+    assert_eq!(h.store.state().unwrap().layout.map(|l| l.epoch), Some(layout.epoch), "persisted before the copy");
+    assert_eq!(h.local.joining_member(&layout), Some(replica.clone()));
+    acked.extend(h.write(300, 50).await);
+    assert_eq!(h.lost(&acked).await, 0);
 
+    gate.add_permits(1_000);
+    director.joined().await;
+    assert_eq!(h.local.joining_member(&layout), None, "the replica serves");
     let events = h.events_of(&replica);
     assert!(events[0].detail.starts_with("rebuild: snapshot at "), "{}", events[0]);
     assert_eq!(kinds(&events).last(), Some(&"completed"));
+    assert!(events.iter().all(|e| e.epoch == layout.epoch));
     h.assert_teams_identical().await;
     assert_eq!(h.lost(&acked).await, 0);
 }

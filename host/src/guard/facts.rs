@@ -199,8 +199,9 @@ pub(crate) struct Ledger {
     pub staged_names: HashSet<String>,
     /// Services this attempt unlocked.
     pub unlocked: HashSet<String>,
-    /// Storage replicas this attempt recruited that join their team after
-    /// the layout is persisted (see `AttemptGuard::bring_up_joining`).
+    /// Storage replicas that join their team after the layout is
+    /// persisted: recruits, and old replicas the logs cannot catch up (see
+    /// `AttemptGuard::joins_later` and `AttemptGuard::bring_up_joining`).
     pub joining: BTreeSet<String>,
     /// A plugin call made on the attempt's behalf that failed: its slot
     /// and the failure.
@@ -271,6 +272,17 @@ impl Ledger {
     /// shard `tag`, if it holds the shard.
     pub fn held_from(&self, id: &str, tag: ShardTag) -> Option<Version> {
         self.held.get(id)?.get(&tag).copied()
+    }
+
+    /// Whether old replica `id` of shard `tag`, locked by this attempt, is
+    /// behind every version the shard's locked old logs still hold: the
+    /// logs cannot catch it up, only a copy from a teammate brings it back
+    /// (the replicas [`storage_floor`] leaves out as behind `oldest`).
+    pub fn behind_logs(&self, old: &OldGeneration, tag: ShardTag, id: &str) -> bool {
+        let Some(LockInfo::Storage(info)) = self.locks.get(id) else { return false };
+        let Some(shard) = old.shards.get(&tag).filter(|shard| shard.replicas.iter().any(|r| r == id)) else { return false };
+        let oldest = shard.carriers.iter().filter_map(|log| self.held_from(log, tag)).min();
+        oldest.is_some_and(|oldest| info.durable_version.saturating_add(1) < oldest)
     }
 
     /// The lock reply of old log `id`, if this attempt locked it.

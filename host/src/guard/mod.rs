@@ -24,7 +24,8 @@
 //!   ([`ReplicasBeforeUnlock`]) on the checked layout; a plan or session the
 //!   host refuses is refused here. A replica that holds none of the old
 //!   generation, in a team with the replication factor's whole copies
-//!   without it, joins after the layout persists
+//!   without it, and an old replica the logs can no longer catch up, with
+//!   a teammate that holds the shard, join after the layout persists
 //!   ([`AttemptGuard::bring_up_joining`]).
 //! - S6: bad arguments are refused ([`arguments`]), never a panic.
 //! - I7 fenced persistence: the store's compare-and-swap on the epoch.
@@ -134,34 +135,42 @@ impl AttemptGuard {
     }
 
     /// Whether storage replica `id` of `layout` joins its team only after
-    /// the layout persists: it holds none of the old generation yet (this
-    /// attempt recruited it, or it was still joining the old generation:
-    /// its lock showed it below the old recovery version), the cluster has
-    /// an old generation, and its team has as many replicas that hold it as
-    /// the replication factor asks (which serve the new generation from its
-    /// start). A team with fewer would persist with fewer whole copies than
-    /// the old layout named: a replica it replaced may come back with its
-    /// data, but only the old layout names it, and a second failure before
-    /// the newcomer is seeded would lose acknowledged writes (the
-    /// simulator's zone-loss seeds 23,732 and 25,465 found this).
+    /// the layout persists, which then serves without waiting for a copy
+    /// that grows with the data. Only when the cluster has an old
+    /// generation, and either:
+    ///
+    /// - it holds none of the old generation yet (this attempt recruited
+    ///   it, or it was still joining the old generation: its lock showed it
+    ///   below the old recovery version), and its team has as many replicas
+    ///   that hold it as the replication factor asks. A team with fewer
+    ///   would persist with fewer whole copies than the old layout named: a
+    ///   replica it replaced may come back with its data, but only the old
+    ///   layout names it, and a second failure before the newcomer is
+    ///   seeded would lose acknowledged writes (the simulator's zone-loss
+    ///   seeds 23,732 and 25,465 found this); or
+    /// - it is a replica of the same shard in the old layout, behind every
+    ///   version the shard's old logs still hold (stranded: only a copy
+    ///   from a teammate brings it back), and a teammate holds the shard.
+    ///   The layout names the same copies whether it persists before the
+    ///   copy or after, so it persists first: a copy of a large shard
+    ///   would otherwise stop commits for as long as it runs.
     fn joins_later(&self, layout: &Layout, id: &str) -> bool {
         if self.old.names.is_empty() {
             return false;
         }
         let ledger = self.ledger();
+        let Some(team) = layout.storage_teams.iter().find(|t| t.storage_ids.iter().any(|s| s == id)) else { return false };
         let empty = |id: &str| match ledger.locks.get(id) {
             Some(LockInfo::Storage(info)) => info.durable_version < self.old.recovery_version,
             Some(_) => false,
             None => ledger.records.get(id).is_some_and(|r| r.descriptor.kind == ServiceKind::Storage),
         };
-        if !empty(id) {
-            return false;
+        let stranded = |id: &str| ledger.behind_logs(&self.old, team.tag, id);
+        if empty(id) {
+            let whole = self.config.replication_factor as usize;
+            return team.storage_ids.iter().filter(|s| !empty(s)).count() >= whole;
         }
-        let whole = self.config.replication_factor as usize;
-        let mut teams = layout.storage_teams.iter();
-        teams
-            .find(|t| t.storage_ids.iter().any(|s| s == id))
-            .is_some_and(|team| team.storage_ids.iter().filter(|s| !empty(s)).count() >= whole)
+        stranded(id) && team.storage_ids.iter().any(|s| s != id && !empty(s) && !stranded(s))
     }
 
     /// The recruited replicas that join the persisted layout and do not
@@ -718,9 +727,9 @@ impl AttemptGuard {
                 refusal.map_or(Ok(()), |refusal| Err(self.refuse(refusal)))
             })
             .collect();
-        // A replica that holds none of the old generation, in a team that
-        // serves without it, joins once the layout is persisted: seeding it
-        // copies its whole shard, which grows with the data.
+        // A replica that needs a copy of its whole shard, which grows with
+        // the data, joins once the layout is persisted when that leaves the
+        // layout naming as many copies (see `joins_later`).
         let joining: BTreeSet<&String> =
             ids.iter().zip(&checked).filter(|(id, c)| c.is_ok() && self.joins_later(layout, id)).map(|(id, _)| id).collect();
         let joining = &joining;
