@@ -70,6 +70,15 @@ pub enum ServiceError {
         /// The generation of the request.
         request: Epoch,
     },
+    /// A request to a role of a generation that a later lock stopped: the
+    /// generation no longer commits.
+    #[error("stopped: generation {serving} was stopped by the lock of generation {by}")]
+    Stopped {
+        /// The generation the role serves.
+        serving: Epoch,
+        /// The generation whose lock stopped it.
+        by: Epoch,
+    },
     /// A push that does not follow the log's last version.
     #[error("version gap: log is at {last}, push follows {prev}")]
     Gap {

@@ -38,7 +38,10 @@ impl Fence {
 
     /// Admits a request of generation `epoch`.
     fn admit(&self, epoch: Epoch) -> Result<(), ServiceError> {
-        if self.stopped_by.is_some() || epoch != self.epoch {
+        if let Some(by) = self.stopped_by {
+            return Err(ServiceError::Stopped { serving: self.epoch, by });
+        }
+        if epoch != self.epoch {
             return Err(ServiceError::Fenced { serving: self.epoch, request: epoch });
         }
         Ok(())
@@ -185,7 +188,9 @@ mod tests {
         assert_eq!(seq.next_version(2), Ok((10, 11)));
         assert!(seq.next_version(1).is_err());
         seq.stop(3).unwrap();
-        assert!(seq.next_version(2).is_err());
+        let stopped = seq.next_version(2).unwrap_err();
+        assert_eq!(stopped, ServiceError::Stopped { serving: 2, by: 3 });
+        assert_eq!(stopped.to_string(), "stopped: generation 2 was stopped by the lock of generation 3");
         let mut proxy = CommitProxy::new(2);
         assert!(proxy.admit().is_err(), "closed until unlocked");
         proxy.unlock(2).unwrap();
