@@ -303,8 +303,11 @@ struct Struck {
     trigger: String,
     /// Seconds the struck worker took to reload its journals and listen.
     restart: f64,
-    /// Time the completing attempt ran inside the plugins.
+    /// Time the completing attempt spent in plugin calls: instantiation,
+    /// copying values across and the guest's code.
     plugin: f64,
+    /// Of that, the time inside wasm: the guest's code alone.
+    guest: f64,
     /// Each phase of the completing attempt, in milliseconds.
     phases: Vec<(String, f64)>,
 }
@@ -342,6 +345,7 @@ fn strike(bench: &mut Bench, status: &mut Status, run: usize, fault: Fault) -> S
         trigger: last.trigger.clone(),
         restart,
         plugin: attempt.map_or(0.0, |a| a.plugin_millis),
+        guest: attempt.map_or(0.0, |a| a.guest_millis),
         phases,
     };
     *status = bench.serving_after(layout.epoch, 6).0;
@@ -355,14 +359,18 @@ fn cluster_recovery(fault: Fault) {
     let (mut status, _) = bench.serving_after(0, 6);
     bench.load(2_000);
     println!("{bench_name}: 1 coordinator, 6 workers over 3 zones on loopback, 2,000 writes committed; {} a log's node", fault.name());
-    println!("{:>4} {:>8} {:>6} {:>12} {:>12} {:>10}  trigger", "run", "node", "epoch", "recovery ms", "outage ms", "plugin ms");
-    let (mut recoveries, mut outages, mut shares) = (Vec::new(), Vec::new(), Vec::new());
+    println!(
+        "{:>4} {:>8} {:>6} {:>12} {:>12} {:>10} {:>9}  trigger",
+        "run", "node", "epoch", "recovery ms", "outage ms", "calls ms", "wasm ms"
+    );
+    let (mut recoveries, mut outages, mut shares, mut call_shares) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut phases: Vec<(String, Vec<f64>)> = Vec::new();
     for run in 1..=runs {
         let struck = strike(&mut bench, &mut status, run, fault);
-        let Struck { node, epoch, recovery, outage, trigger, plugin, .. } = &struck;
-        println!("{run:>4} {node:>8} {epoch:>6} {recovery:>12.2} {outage:>12.2} {plugin:>10.2}  {trigger}");
-        shares.push(plugin / recovery * 100.0);
+        let Struck { node, epoch, recovery, outage, trigger, plugin, guest, .. } = &struck;
+        println!("{run:>4} {node:>8} {epoch:>6} {recovery:>12.2} {outage:>12.2} {plugin:>10.2} {guest:>9.2}  {trigger}");
+        shares.push(guest / recovery * 100.0);
+        call_shares.push(plugin / recovery * 100.0);
         for (name, millis) in struck.phases {
             match phases.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, all)) => all.push(millis),
@@ -387,6 +395,11 @@ fn cluster_recovery(fault: Fault) {
     println!(
         "{bench_name}: plugin share (time inside wasm / failure to persisted layout): median {:.2} % (min {min:.2}, max {max:.2})",
         median(&mut shares)
+    );
+    let (min, max) = call_shares.iter().fold((f64::MAX, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    println!(
+        "{bench_name}: plugin calls' share (instantiation, copying and wasm / failure to persisted layout): median {:.2} % (min {min:.2}, max {max:.2})",
+        median(&mut call_shares)
     );
     println!("{bench_name}: median per phase of the completing attempt:");
     for (name, mut all) in phases {

@@ -81,6 +81,11 @@ pub struct AttemptSummary {
     /// [`AttemptReport::wasm_time`](crate::director::AttemptReport::wasm_time)).
     #[serde(default)]
     pub plugin_millis: f64,
+    /// Of that, the time inside wasm, the guest code alone, in
+    /// milliseconds (see
+    /// [`AttemptReport::guest_time`](crate::director::AttemptReport::guest_time)).
+    #[serde(default)]
+    pub guest_millis: f64,
     /// Its phases: name, milliseconds, outcome.
     pub phases: Vec<(String, f64, String)>,
 }

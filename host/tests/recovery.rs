@@ -381,3 +381,28 @@ async fn i7_a_director_overtaken_by_a_newer_epoch_never_writes_its_layout() {
     completed(&h.recover().await);
     assert_eq!(h.lost(&acked).await, 0);
 }
+
+#[tokio::test]
+async fn time_inside_wasm_counts_the_guests_code_and_not_the_host_calls_it_waits_on() {
+    let h = Harness::new();
+    // This start-sequencer sleeps 1.2 s in a host call before its work.
+    h.registry.load_file("start-sequencer", std::path::Path::new(fixtures::SLOW_SEQUENCER)).unwrap();
+    let report = h.recover().await;
+    completed(&report);
+    let attempt = report.last().unwrap();
+    for phase in &attempt.timeline {
+        assert!(phase.guest > Duration::ZERO, "{}: no time inside wasm", phase.phase);
+        assert!(
+            phase.guest <= phase.duration,
+            "{}: {:?} inside wasm, longer than the call ({:?})",
+            phase.phase,
+            phase.guest,
+            phase.duration
+        );
+    }
+    let slow = attempt.timeline.iter().find(|p| p.phase == "start-sequencer").unwrap();
+    assert!(slow.duration >= Duration::from_millis(1_200), "{:?}", slow.duration);
+    assert!(slow.guest < Duration::from_millis(200), "the host's sleep was charged to the guest: {:?}", slow.guest);
+    let sum: Duration = attempt.timeline.iter().map(|p| p.guest).sum();
+    assert_eq!(attempt.guest_time(), sum);
+}

@@ -471,8 +471,8 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
     for attempt in last.map(|r| r.attempts.as_slice()).unwrap_or_default() {
         let _ = writeln!(
             out,
-            "\nattempt {} at epoch {}: {} in {:.2} ms ({:.2} ms inside plugins)",
-            attempt.attempt, attempt.epoch, attempt.outcome, attempt.millis, attempt.plugin_millis
+            "\nattempt {} at epoch {}: {} in {:.2} ms ({:.2} ms in plugin calls, of which {:.2} ms inside wasm)",
+            attempt.attempt, attempt.epoch, attempt.outcome, attempt.millis, attempt.plugin_millis, attempt.guest_millis
         );
         let _ = writeln!(out, "  {:<28} {:>10}  OUTCOME", "PHASE", "MS");
         for (phase, millis, outcome) in &attempt.phases {

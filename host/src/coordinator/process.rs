@@ -465,6 +465,7 @@ fn summarize(report: &RecoveryReport) -> Vec<AttemptSummary> {
             millis: a.duration.as_secs_f64() * 1e3,
             host_millis: a.host_time.as_secs_f64() * 1e3,
             plugin_millis: a.wasm_time().as_secs_f64() * 1e3,
+            guest_millis: a.guest_time().as_secs_f64() * 1e3,
             phases: a.timeline.iter().map(|p| (p.phase.clone(), p.duration.as_secs_f64() * 1e3, p.outcome.clone())).collect(),
         })
         .collect()

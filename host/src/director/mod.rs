@@ -26,7 +26,7 @@ use crate::cluster::Cluster;
 use crate::guard::AttemptGuard;
 use crate::registry::{PHASES, Plugins, world_of};
 use crate::replica::{Budget, Sessions};
-use crate::runtime::World;
+use crate::runtime::{GuestMeter, World};
 use crate::store::{CoordinatorStore, StoreError};
 
 /// How long a process that runs directors one after another waits after a
@@ -268,8 +268,8 @@ impl Director {
                 tracing::info_span!("phase", phase = %phase, epoch = state.epoch, attempt = state.attempt, outcome = tracing::field::Empty);
             let started = Instant::now();
             let call = self.registry.run_phase(&phase, &state, guard.clone()).instrument(span.clone());
-            let (result, running) = running_time(call).await;
-            let mut record = PhaseRecord { phase: phase.clone(), duration: started.elapsed(), running, outcome: String::new() };
+            let ((result, running), guest) = GuestMeter::measure(running_time(call)).await;
+            let mut record = PhaseRecord { phase: phase.clone(), duration: started.elapsed(), running, guest, outcome: String::new() };
             // A policy that failed while the phase asked it is blamed for
             // the stall, not the phase.
             let nested = guard.take_nested_failure();

@@ -30,6 +30,13 @@ impl AttemptReport {
         let running: Duration = self.timeline.iter().map(|p| p.running).sum();
         running.min(phases.saturating_sub(self.host_time))
     }
+
+    /// Time inside wasm: the guest code of its phases and of the policies
+    /// they asked (see [`PhaseRecord::guest`]). Part of
+    /// [`AttemptReport::wasm_time`], which adds instantiation and copying.
+    pub fn guest_time(&self) -> Duration {
+        self.timeline.iter().map(|p| p.guest).sum()
+    }
 }
 
 impl AttemptOutcome {
@@ -68,6 +75,10 @@ pub struct PhaseRecord {
     /// asked for, with the host's own bookkeeping between them, but not
     /// the time spent waiting for the network, the disk or a CPU.
     pub running: Duration,
+    /// Of that, the time inside wasm: the guest code of the phase and of
+    /// the policies it asked, read at each crossing of the boundary
+    /// (instantiation and the host's side of copying values are out).
+    pub guest: Duration,
     /// The step it returned, or what stopped it.
     pub outcome: String,
 }

@@ -10,7 +10,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::host::PluginHost;
 use super::sandbox::{CallCtx, CallInfo, Channel, Limits, OutputLimitExceeded};
-use super::{Digest256, Runtime};
+use super::{Digest256, GuestMeter, Runtime};
 use crate::bindings::state_fields::{self, MaskedState};
 use crate::bindings::types::{
     Assignment, AttemptState, PhaseOutcome, PlacementError, PlacementRequest, ReplicaHistory, ReplicaPlan, StateField,
@@ -268,6 +268,10 @@ impl Runtime {
     fn new_store(&self, info: CallInfo, limits: &Limits, host: Arc<dyn PluginHost>, clock: &Arc<CallClock>) -> Store<CallCtx> {
         let mut store = Store::new(&self.engine, CallCtx::new(info, limits, host));
         store.limiter(|ctx| &mut ctx.memory);
+        store.call_hook(|mut ctx, hook| {
+            ctx.data_mut().guest.cross(hook);
+            Ok(())
+        });
         if self.meters_fuel() {
             store.set_fuel(limits.fuel.unwrap_or(u64::MAX)).expect("fuel is enabled on the engine");
         }
@@ -359,6 +363,7 @@ fn finish<T>(
     result: Result<Result<T, Failed>, tokio::time::error::Elapsed>,
 ) -> Result<T, CallError> {
     let ctx = store.into_data();
+    GuestMeter::charge(ctx.guest.total());
     if ctx.log.dropped > 0 {
         tracing::warn!(
             slot = %ctx.info.slot,

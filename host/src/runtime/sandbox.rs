@@ -16,6 +16,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::guest_time::GuestClock;
 use super::host::PluginHost;
 
 /// The bounds of one plugin call.
@@ -101,6 +102,8 @@ pub struct CallCtx {
     pub(crate) log: LogBudget,
     pub(crate) host: Arc<dyn PluginHost>,
     pub(crate) info: CallInfo,
+    /// The time the guest's code has run (see `guest_time.rs`).
+    pub(crate) guest: GuestClock,
 }
 
 impl CallCtx {
@@ -127,6 +130,7 @@ impl CallCtx {
             log: LogBudget { lines: limits.log_lines, bytes: limits.log_bytes, dropped: 0 },
             host,
             info,
+            guest: GuestClock::default(),
         }
     }
 }

@@ -28,7 +28,7 @@ use super::tls::{Peer, TlsIdentity};
 pub const MAGIC: [u8; 4] = *b"RTCH";
 
 /// The wire protocol version; a peer with another is refused at handshake.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// A request/response protocol spoken over the transport.
 pub trait Protocol: Send + Sync + 'static {
