@@ -193,7 +193,13 @@ async fn a_log_holds_a_push_until_the_versions_before_it_arrive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_and_a_replica_larger_than_a_frame_move_in_pages() {
-    let (mut workers, cluster) = six_workers().await;
+    // Data moves over a transport of its own, bounded by the replica
+    // session's budget, as a coordinator builds it: installing a copy of
+    // 19 MB (written and fsynced whole) may take longer than the 500 ms
+    // other calls get here.
+    let bulk = TransportConfig { call_timeout: ratchet::replica::Budget::default().max_duration, ..TransportConfig::default() };
+    let cluster = RemoteCluster::new(config()).with_bulk_transport(Arc::new(ratchet::transport::TcpTransport::new(bulk)));
+    let (mut workers, cluster) = six_workers_of(cluster).await;
     // One shard: its log range and its replicas hold everything.
     let director = director_with(cluster.clone(), RecoveryConfig { shards: 1, ..RecoveryConfig::default() });
     let first = completed(&director.recover().await.unwrap());
