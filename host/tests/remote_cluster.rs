@@ -132,6 +132,16 @@ async fn a_cluster_of_workers_over_tcp_recovers_from_a_dead_worker_without_loss(
         assert_eq!(cluster.broken_proxies().len(), 1, "{:?}", cluster.broken_proxies());
     }
 
+    // What `ratchet status` shows, from one question to each worker: the
+    // dead node unhealthy, and none of its services.
+    let (nodes, services) = cluster.survey().await;
+    assert_eq!(nodes.len(), 6);
+    assert!(nodes.iter().all(|n| n.healthy == (n.id != dead)), "{nodes:?}");
+    assert!(services.iter().all(|s| s.node != dead), "{services:?}");
+    let alive = first.services.iter().filter(|s| s.node != dead);
+    assert!(alive.clone().count() > 0 && alive.clone().all(|s| services.iter().any(|t| t.id == s.id)), "{services:?}");
+    assert_eq!(services.len(), cluster.services().await.len());
+
     let report = director.recover().await.unwrap();
     let second = completed(&report);
     assert_eq!(second.epoch, 2);

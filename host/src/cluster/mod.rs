@@ -30,6 +30,12 @@ pub trait Cluster: Send + Sync {
     async fn nodes(&self) -> Vec<Node>;
     /// The service directory.
     async fn services(&self) -> Vec<ServiceDescriptor>;
+    /// The nodes and the service directory together, as [`Cluster::nodes`]
+    /// and [`Cluster::services`] answer them. A cluster that learns both
+    /// from the same question asks it once.
+    async fn survey(&self) -> (Vec<Node>, Vec<ServiceDescriptor>) {
+        (self.nodes().await, self.services().await)
+    }
     /// Locks one service at `epoch` and reports its recovery information.
     async fn lock(&self, id: &str, epoch: Epoch) -> Result<LockInfo, ClusterError>;
     /// Has the foreman of `node` create a worker of `kind`, locked at `epoch`.

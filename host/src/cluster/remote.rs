@@ -554,40 +554,41 @@ impl RemoteCluster {
 #[async_trait::async_trait]
 impl Cluster for RemoteCluster {
     async fn nodes(&self) -> Vec<Node> {
+        self.survey().await.0
+    }
+
+    async fn services(&self) -> Vec<ServiceDescriptor> {
+        self.survey().await.1
+    }
+
+    async fn survey(&self) -> (Vec<Node>, Vec<ServiceDescriptor>) {
         let members = self.members();
-        let answers = members.iter().map(|(node, member)| async move {
-            match self.ask_node(node, WorkerRequest::Info { hold_ms: 0 }).await {
-                Ok(WorkerReply::Info { node, .. }) => node,
-                _ => Node {
-                    id: node.clone(),
+        let answers = members.iter().map(|(node, _)| self.ask_node(node, WorkerRequest::Info { hold_ms: 0 }));
+        let answers = join_all(answers).await;
+        let (mut nodes, mut services, mut broken) = (Vec::new(), Vec::new(), BTreeSet::new());
+        for ((id, member), answer) in members.iter().zip(answers) {
+            match answer {
+                Ok(WorkerReply::Info { node, services: hosted, broken: proxies }) => {
+                    nodes.push(node);
+                    services.extend(hosted);
+                    broken.extend(proxies);
+                }
+                _ => nodes.push(Node {
+                    id: id.clone(),
                     zone: member.zone.clone(),
                     capabilities: vec![],
                     load: 0,
                     capacity: member.capacity,
                     healthy: false,
                     last_seen_ms: 0,
-                },
-            }
-        });
-        join_all(answers).await
-    }
-
-    async fn services(&self) -> Vec<ServiceDescriptor> {
-        let members = self.members();
-        let answers = members.iter().map(|(node, _)| self.ask_node(node, WorkerRequest::Info { hold_ms: 0 }));
-        let mut services = Vec::new();
-        let mut broken = BTreeSet::new();
-        for answer in join_all(answers).await {
-            if let Ok(WorkerReply::Info { services: hosted, broken: proxies, .. }) = answer {
-                services.extend(hosted);
-                broken.extend(proxies);
+                }),
             }
         }
         *lock(&self.broken) = broken;
         for service in &services {
             self.note(service);
         }
-        services
+        (nodes, services)
     }
 
     async fn lock(&self, id: &str, epoch: Epoch) -> Result<LockInfo, ClusterError> {

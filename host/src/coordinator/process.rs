@@ -59,8 +59,7 @@ impl Coordinator {
             tracing::debug!(?err, "status shows the last committed version known");
         }
         let mut status = self.recorded_status();
-        status.nodes = self.cluster.nodes().await;
-        status.services = self.cluster.services().await;
+        (status.nodes, status.services) = self.cluster.survey().await;
         status
     }
 
