@@ -257,6 +257,10 @@ struct Hooked {
     endpoint: EndpointHook,
     /// Each snapshot page waits for a permit of this gate, if set.
     copy_gate: Option<Arc<tokio::sync::Semaphore>>,
+    /// How many times each replica was asked its state.
+    states_asked: Mutex<BTreeMap<String, u32>>,
+    /// How many times each log was asked what it retains of each shard.
+    retained_asked: Mutex<BTreeMap<(String, ShardTag), u32>>,
 }
 
 impl Hooked {
@@ -267,6 +271,8 @@ impl Hooked {
             on_apply: Box::new(|_, _, _| Box::pin(async {})),
             endpoint: Box::new(|_, endpoint| endpoint),
             copy_gate: None,
+            states_asked: Mutex::default(),
+            retained_asked: Mutex::default(),
         }
     }
 }
@@ -312,10 +318,12 @@ impl Cluster for Hooked {
         self.inner.registrations()
     }
     async fn replica_state(&self, id: &str) -> Result<(Version, String), ClusterError> {
+        *self.states_asked.lock().unwrap().entry(id.to_string()).or_default() += 1;
         let (version, endpoint) = self.inner.replica_state(id).await?;
         Ok((version, (self.endpoint)(id, endpoint)))
     }
     async fn log_retained(&self, id: &str, tag: ShardTag) -> Result<(Version, Version), ClusterError> {
+        *self.retained_asked.lock().unwrap().entry((id.to_string(), tag)).or_default() += 1;
         self.inner.log_retained(id, tag).await
     }
     async fn pull(&self, log: &str, tag: ShardTag, after: Version, upto: Version) -> Result<PulledPage, ClusterError> {
@@ -473,6 +481,64 @@ async fn a_replacement_replica_is_seeded_before_its_generation_persists_from_a_c
     assert_eq!(kinds(&events), ["opened", "progress", "completed"], "{events:#?}");
     assert!(events[0].detail.starts_with("rebuild: snapshot at "), "{}", events[0]);
     assert_eq!(h.local.joining_member(&second), None);
+    h.assert_teams_identical().await;
+    assert_eq!(h.lost(&acked).await, 0);
+}
+
+#[tokio::test]
+async fn a_recovery_asks_each_log_and_replica_for_its_figures_once_and_nothing_of_a_replica_locked_at_the_recovery_version() {
+    let h = Harness::new(None);
+    let (boot, acked) = h.boot_and_lose_a_replica().await;
+    let hooked = Arc::new(Hooked::new(h.cluster.clone()));
+    let second = completed(&h.recover_through(hooked.clone()).await).clone();
+    let replacement =
+        second.storage_teams[1].storage_ids.iter().find(|id| !boot.storage_teams[1].storage_ids.contains(id)).unwrap().clone();
+    let states = hooked.states_asked.lock().unwrap().clone();
+    // The replacement is asked where it starts and, as its session ends,
+    // that it is still there; its teammates once, as the sources of its
+    // copy, and only by it.
+    assert_eq!(states.get(&replacement), Some(&2), "{states:?}");
+    for mate in second.storage_teams[1].storage_ids.iter().filter(|id| **id != replacement) {
+        assert_eq!(states.get(mate), Some(&1), "{mate}: {states:?}");
+    }
+    // Every other replica was locked at the recovery version: its lock
+    // said all there is to know.
+    for team in second.storage_teams.iter().filter(|t| t.tag != second.storage_teams[1].tag) {
+        for id in &team.storage_ids {
+            assert_eq!(states.get(id), None, "{id} was asked its state: {states:?}");
+        }
+    }
+    let retained = hooked.retained_asked.lock().unwrap().clone();
+    assert!(!retained.is_empty() && retained.values().all(|n| *n == 1), "{retained:?}");
+    assert!(retained.keys().all(|(_, tag)| *tag == second.storage_teams[1].tag), "{retained:?}");
+    h.assert_teams_identical().await;
+    assert_eq!(h.lost(&acked).await, 0);
+}
+
+#[tokio::test]
+async fn replicas_of_one_team_brought_up_together_share_the_figures_they_ask_for() {
+    let h = Harness::new(None);
+    let boot = completed(&h.recover().await).clone();
+    let mut acked = h.write(0, 100).await;
+    // Acknowledged and not pumped: every replica is behind the logs.
+    acked.extend(common::commit_writes(&h.cluster, 100, 20, 1_000).await);
+    let crashed = &boot.storage_teams[1].storage_ids[0];
+    let node = boot.services.iter().find(|s| &s.id == crashed).unwrap().node.clone();
+    h.local.crash(&node);
+    let hooked = Arc::new(Hooked::new(h.cluster.clone()));
+    let second = completed(&h.recover_through(hooked.clone()).await).clone();
+    // Each replica is asked where it starts, once whoever asks, and as its
+    // session ends that it is still there.
+    let states = hooked.states_asked.lock().unwrap().clone();
+    let replicas: Vec<&String> = second.storage_teams.iter().flat_map(|t| &t.storage_ids).collect();
+    for id in &replicas {
+        assert_eq!(states.get(*id), Some(&2), "{id}: {states:?}");
+    }
+    // What a log retains of a shard is asked once for the whole team.
+    let retained = hooked.retained_asked.lock().unwrap().clone();
+    let carried: usize = second.logs.iter().map(|l| l.tags.len()).sum();
+    assert_eq!(retained.len(), carried, "{retained:?}");
+    assert!(retained.values().all(|n| *n == 1), "{retained:?}");
     h.assert_teams_identical().await;
     assert_eq!(h.lost(&acked).await, 0);
 }

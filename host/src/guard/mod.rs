@@ -733,7 +733,16 @@ impl AttemptGuard {
         let joining: BTreeSet<&String> =
             ids.iter().zip(&checked).filter(|(id, c)| c.is_ok() && self.joins_later(layout, id)).map(|(id, _)| id).collect();
         let joining = &joining;
-        let index = &LayoutIndex::new(layout);
+        let locked: Vec<(String, Version)> = self
+            .ledger()
+            .locks
+            .iter()
+            .filter_map(|(id, info)| match info {
+                LockInfo::Storage(info) => Some((id.clone(), info.durable_version)),
+                _ => None,
+            })
+            .collect();
+        let index = &LayoutIndex::new(layout).with_locked(locked);
         // Each service is unlocked as soon as it may serve, all at once: a
         // storage replica once replica recovery has brought it to the
         // recovery version (a teammate it copies from answers as of that

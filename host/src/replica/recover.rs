@@ -12,12 +12,15 @@
 //!   replica instead, from the trusted checkpoint when there is one.
 //!
 //! A replica already at the committed version is zero-gap by the contract's
-//! first rule, and is left alone without a call or a session: a recovery of
-//! a large cluster recovers thousands of replicas that need nothing.
+//! first rule, and is left alone without a call or a session (one whose
+//! lock reported it there is not even asked): a recovery of a large cluster
+//! recovers thousands of replicas that need nothing. The replicas of one
+//! unlock ask the shard's logs and each other for their figures once
+//! ([`LayoutIndex`]).
 
 use futures::future::join_all;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::bindings::types::{
     CatchUpPlan, ClusterError, Epoch, Layout, RebuildPlan, ReplicaHistory, ReplicaOutcome, ReplicaPlan, ShardTag, StorageTeam, Version,
@@ -63,10 +66,19 @@ struct Recovery<'a> {
 /// A layout's storage teams by replica and its logs by shard, built once for
 /// all the replicas a recovery unlocks: a large cluster has thousands of
 /// each, and a scan per replica would make the unlock quadratic.
+///
+/// It also keeps the figures the replicas of one unlock ask each other
+/// for: a team's replicas are brought up together, and each would
+/// otherwise ask the shard's logs what they retain and its teammates
+/// their versions, the same questions asked once per replica.
 pub struct LayoutIndex<'a> {
     layout: &'a Layout,
     teams: HashMap<&'a str, &'a StorageTeam>,
     carriers: HashMap<ShardTag, Vec<&'a str>>,
+    retained: Figures<(String, ShardTag), (Version, Version)>,
+    states: Figures<String, (Version, String)>,
+    /// The durable versions this recovery's locks reported, by replica.
+    locked: HashMap<String, Version>,
 }
 
 impl<'a> LayoutIndex<'a> {
@@ -85,7 +97,52 @@ impl<'a> LayoutIndex<'a> {
                 carriers.entry(*tag).or_default().push(log.id.as_str());
             }
         }
-        LayoutIndex { layout, teams, carriers }
+        LayoutIndex { layout, teams, carriers, retained: Figures::default(), states: Figures::default(), locked: HashMap::new() }
+    }
+
+    /// With the durable versions the recovery's locks reported, by
+    /// replica. A replica locked at the recovery version needs nothing and
+    /// is not asked again: the lock fences every other epoch off it, so
+    /// only this recovery could have moved it since.
+    pub fn with_locked(mut self, locked: impl IntoIterator<Item = (String, Version)>) -> Self {
+        self.locked.extend(locked);
+        self
+    }
+
+    /// What log `log` retains of `tag`, asked once for the whole unlock.
+    async fn log_retained(&self, cluster: &dyn Cluster, log: &str, tag: ShardTag) -> Result<(Version, Version), ClusterError> {
+        self.retained.get((log.to_string(), tag), || cluster.log_retained(log, tag)).await
+    }
+
+    /// Replica `id`'s durable version and endpoint, asked once for the
+    /// whole unlock (a replica checks its own again when its session ends).
+    async fn replica_state(&self, cluster: &dyn Cluster, id: &str) -> Result<(Version, String), ClusterError> {
+        self.states.get(id.to_string(), || cluster.replica_state(id)).await
+    }
+}
+
+/// Answers asked once and shared: the first to ask asks the cluster, and
+/// whoever asks meanwhile or later gets the same answer.
+struct Figures<K, V> {
+    cells: Mutex<HashMap<K, Answer<V>>>,
+}
+
+/// One answer of [`Figures`], set by the first to ask.
+type Answer<V> = Arc<tokio::sync::OnceCell<Result<V, ClusterError>>>;
+
+impl<K, V> Default for Figures<K, V> {
+    fn default() -> Self {
+        Figures { cells: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Figures<K, V> {
+    async fn get<F>(&self, key: K, ask: impl FnOnce() -> F) -> Result<V, ClusterError>
+    where
+        F: std::future::Future<Output = Result<V, ClusterError>>,
+    {
+        let cell = self.cells.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone();
+        cell.get_or_init(ask).await.clone()
     }
 }
 
@@ -105,7 +162,11 @@ pub async fn recover_replica(
     let Some(team) = index.teams.get(replica).copied() else {
         return Ok(None);
     };
-    let (durable, endpoint) = cluster.replica_state(replica).await?;
+    if index.locked.get(replica) == Some(&layout.recovery_version) {
+        lock(sessions).epoch_changed(epoch);
+        return Ok(None);
+    }
+    let (durable, endpoint) = index.replica_state(cluster, replica).await?;
     {
         let mut sessions = lock(sessions);
         sessions.epoch_changed(epoch);
@@ -119,9 +180,9 @@ pub async fn recover_replica(
     // The figures, asked of every log and teammate at once: what the
     // shard's logs retain, and the teammates' versions.
     let carriers: Vec<&str> = index.carriers.get(&team.tag).into_iter().flatten().copied().collect();
-    let retained = join_all(carriers.iter().map(|log| cluster.log_retained(log, team.tag)));
+    let retained = join_all(carriers.iter().map(|log| index.log_retained(cluster, log, team.tag)));
     let mates: Vec<&String> = team.storage_ids.iter().filter(|id| *id != replica).collect();
-    let states = join_all(mates.iter().map(|peer| cluster.replica_state(peer)));
+    let states = join_all(mates.iter().map(|peer| index.replica_state(cluster, peer)));
     let (retained, states) = futures::future::join(retained, states).await;
     let mut spans: Vec<(String, Version, Version)> = carriers
         .iter()
