@@ -455,6 +455,13 @@ impl GuestHost for NativeHost {
     fn create_worker(&mut self, node: &str, kind: g::ServiceKind) -> Result<g::ServiceDescriptor, g::ClusterError> {
         convert(&self.wait(cluster::Host::create_worker(&mut HostView::native(&*self.host), node.into(), convert(&kind))))
     }
+    fn create_workers(&mut self, requests: &[(String, g::ServiceKind)]) -> Vec<Result<g::ServiceDescriptor, g::ClusterError>> {
+        let requests = requests.iter().map(|(node, kind)| (node.clone(), convert(kind))).collect();
+        convert(&self.wait(cluster::Host::create_workers(&mut HostView::native(&*self.host), requests)))
+    }
+    fn recover_logs(&mut self, copies: &[g::LogCopy]) -> Vec<Result<(), g::ClusterError>> {
+        convert(&self.wait(cluster::Host::recover_logs(&mut HostView::native(&*self.host), convert(&copies.to_vec()))))
+    }
     fn recover_log(
         &mut self,
         target: &str,

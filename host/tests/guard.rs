@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use ratchet::bindings::types::{
     Assignment, AttemptState, Layout, PhaseOutcome, PhaseStep, PlacementError, PlacementRequest, RecoveryPath, ReplicaHistory, ReplicaPlan,
-    StateField,
+    ServiceKind, StateField,
 };
 use ratchet::components::fixtures;
 use ratchet::director::{AttemptOutcome, RecoveryReport};
@@ -36,6 +36,10 @@ enum Tamper {
     InvertRanges,
     /// Every unlock leaves out the new generation's first log.
     SkipFirstLog,
+    /// Every batch of copies makes its last copy into its first target.
+    RepeatCopyTarget,
+    /// Every batch of workers asks for a sequencer last.
+    SequencerInBatch,
 }
 
 /// The registry, with one slot's host calls tampered with.
@@ -84,6 +88,26 @@ impl PluginHost for Intercept {
             (Tamper::InvertRanges, HostCall::RecoverLog { target, sources, tags, first, last }) => {
                 let (first, last) = (last.max(first) + 1, first.min(last));
                 self.inner.answer(HostCall::RecoverLog { target, sources, tags, first, last }).await
+            }
+            (Tamper::InvertRanges, HostCall::RecoverLogs { mut copies }) => {
+                for copy in &mut copies {
+                    (copy.first, copy.last) = (copy.last.max(copy.first) + 1, copy.first.min(copy.last));
+                }
+                self.inner.answer(HostCall::RecoverLogs { copies }).await
+            }
+            (Tamper::RepeatCopyTarget, HostCall::RecoverLogs { mut copies }) => {
+                if let Some(first) = copies.first().map(|c| c.target.clone())
+                    && let Some(last) = copies.last_mut()
+                {
+                    last.target = first;
+                }
+                self.inner.answer(HostCall::RecoverLogs { copies }).await
+            }
+            (Tamper::SequencerInBatch, HostCall::CreateWorkers { mut requests }) => {
+                if let Some(last) = requests.last_mut() {
+                    last.1 = ServiceKind::Sequencer;
+                }
+                self.inner.answer(HostCall::CreateWorkers { requests }).await
             }
             (Tamper::EditStaged(edit), HostCall::StageLayout(mut layout)) => {
                 edit(&mut layout);
@@ -186,6 +210,31 @@ async fn s6_an_inverted_range_is_refused_with_its_rule_and_the_host_keeps_servin
     assert!(report.layout().is_none());
     let refused = refusals(&report, Invariant::ArgumentsChecked);
     assert!(refused.iter().any(|r| r.starts_with("inverted version range")), "{refused:?}");
+    assert!(h.recover().await.layout().is_some());
+    assert_eq!(h.lost(&acked).await, 0);
+}
+
+#[tokio::test]
+async fn s6_a_batch_is_checked_call_by_call_and_a_bad_one_is_refused_with_its_rule() {
+    // Two copies into one log in one batch: the second is refused.
+    let h = Harness::with_capacity(20);
+    let (old, acked) = loaded_and_failed(&h).await;
+    let report = tampered(&h, "replay-logs", Tamper::RepeatCopyTarget).await;
+    assert!(report.layout().is_none());
+    let refused = refusals(&report, Invariant::ArgumentsChecked);
+    assert!(refused.iter().any(|r| r.contains("is the target of two copies in one call")), "{refused:?}");
+    assert_eq!(h.store.state().unwrap().layout.unwrap(), old);
+    assert!(h.recover().await.layout().is_some());
+    assert_eq!(h.lost(&acked).await, 0);
+
+    // A sequencer among the logs of a batch: it alone is refused.
+    let h = Harness::with_capacity(20);
+    let (old, acked) = loaded_and_failed(&h).await;
+    let report = tampered(&h, "recruit-logs", Tamper::SequencerInBatch).await;
+    assert!(report.layout().is_none());
+    let refused = refusals(&report, Invariant::ArgumentsChecked);
+    assert!(refused.iter().any(|r| r.starts_with("create-worker makes logs and storage servers; a sequencer")), "{refused:?}");
+    assert_eq!(h.store.state().unwrap().layout.unwrap(), old);
     assert!(h.recover().await.layout().is_some());
     assert_eq!(h.lost(&acked).await, 0);
 }

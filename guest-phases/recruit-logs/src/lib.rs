@@ -69,16 +69,15 @@ impl Phase for RecruitLogs {
         let tags: Vec<ShardTag> = state.new_storage_teams.iter().map(|t| t.tag).collect();
         let zones: Vec<&str> = nodes.iter().map(|id| listed.iter().find(|n| &n.id == id).map_or("", |n| n.zone.as_str())).collect();
         let assignment = assign_tags(&tags, &zones, state.config.log_replication);
-        for ((vacancy, node), tags) in vacancies.iter().zip(&nodes).zip(assignment) {
-            match host.create_worker(node, ServiceKind::Log) {
-                Ok(service) => {
-                    state.new_logs.push(LogAssignment { id: service.id.clone(), tags });
-                    state.recruits.push(Recruit { vacancy_id: vacancy.id.clone(), service });
-                }
-                Err(err) => {
-                    return outcome(state, PhaseStep::Stalled(format!("creating a log on {node}: {err:?}")));
-                }
-            }
+        // Every log at once: each is created on its own node.
+        let requests: Vec<(String, ServiceKind)> = vacancies.iter().zip(&nodes).map(|(_, node)| (node.clone(), ServiceKind::Log)).collect();
+        let created = host.create_workers(&requests);
+        if let Some((node, err)) = nodes.iter().zip(&created).find_map(|(node, r)| r.as_ref().err().map(|e| (node, e))) {
+            return outcome(state, PhaseStep::Stalled(format!("creating a log on {node}: {err:?}")));
+        }
+        for ((vacancy, service), tags) in vacancies.iter().zip(created.into_iter().flatten()).zip(assignment) {
+            state.new_logs.push(LogAssignment { id: service.id.clone(), tags });
+            state.recruits.push(Recruit { vacancy_id: vacancy.id.clone(), service });
         }
         state.vacancies.retain(|v| v.kind != ServiceKind::Log);
         outcome(state, PhaseStep::Next(NEXT.into()))

@@ -60,19 +60,21 @@ impl Phase for RecruitStorage {
             Ok(placed) => placed,
             Err(reason) => return outcome(state, PhaseStep::Stalled(reason)),
         };
+        // Every replica at once, each vacancy with the node placed for it.
+        let mut filling: Vec<(ShardTag, &String, String)> = Vec::new();
         for ((tag, vacancies), nodes) in wanted.iter().zip(placed) {
-            for (vacancy, node) in vacancies.iter().zip(nodes) {
-                let service = match host.create_worker(&node, ServiceKind::Storage) {
-                    Ok(service) => service,
-                    Err(err) => {
-                        return outcome(state, PhaseStep::Stalled(format!("creating storage on {node}: {err:?}")));
-                    }
-                };
-                if let Some(team) = state.new_storage_teams.iter_mut().find(|t| t.tag == *tag) {
-                    team.storage_ids.push(service.id.clone());
-                }
-                state.recruits.push(Recruit { vacancy_id: vacancy.clone(), service });
+            filling.extend(vacancies.iter().zip(nodes).map(|(vacancy, node)| (*tag, vacancy, node)));
+        }
+        let requests: Vec<(String, ServiceKind)> = filling.iter().map(|(_, _, node)| (node.clone(), ServiceKind::Storage)).collect();
+        let created = host.create_workers(&requests);
+        if let Some((node, err)) = requests.iter().zip(&created).find_map(|((node, _), r)| r.as_ref().err().map(|e| (node, e))) {
+            return outcome(state, PhaseStep::Stalled(format!("creating storage on {node}: {err:?}")));
+        }
+        for ((tag, vacancy, _), service) in filling.into_iter().zip(created.into_iter().flatten()) {
+            if let Some(team) = state.new_storage_teams.iter_mut().find(|t| t.tag == tag) {
+                team.storage_ids.push(service.id.clone());
             }
+            state.recruits.push(Recruit { vacancy_id: vacancy.clone(), service });
         }
         state.vacancies.retain(|v| v.kind != ServiceKind::Storage);
         outcome(state, PhaseStep::Next(NEXT.into()))

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, RecoveryPath, ShardPlan, ShardTag, StateField, Version};
+use ratchet_guest::types::{AttemptState, LogCopy, PhaseOutcome, PhaseStep, RecoveryPath, ShardPlan, ShardTag, StateField, Version};
 use ratchet_guest::{Host, Phase, outcome};
 
 /// The phase run after this one.
@@ -32,9 +32,11 @@ impl Phase for ReplayLogs {
 }
 
 /// Has every new log copy its shards' kept ranges; on error, the step that
-/// ends the phase.
+/// ends the phase. The logs copy at once; a log with more than one range to
+/// copy copies them one round after another.
 fn replay(state: &AttemptState, host: &mut dyn Host) -> Result<(), PhaseStep> {
     let plans: BTreeMap<ShardTag, &ShardPlan> = state.log_plan.iter().map(|p| (p.tag, p)).collect();
+    let mut rounds: Vec<Vec<LogCopy>> = Vec::new();
     for log in &state.new_logs {
         // Shards with the same sources and range are copied in one call: a
         // log of a large cluster carries hundreds of shards.
@@ -49,11 +51,18 @@ fn replay(state: &AttemptState, host: &mut dyn Host) -> Result<(), PhaseStep> {
             }
             batches.entry((&plan.sources, plan.first_version, plan.last_version)).or_default().push(*tag);
         }
-        for ((sources, first, last), tags) in batches {
-            if let Err(err) = host.recover_log(&log.id, sources, &tags, first, last) {
-                let reason = format!("{} could not recover shards {tags:?}: {err:?}", log.id);
-                return Err(PhaseStep::Stalled(reason));
+        for (round, ((sources, first, last), tags)) in batches.into_iter().enumerate() {
+            if rounds.len() <= round {
+                rounds.push(Vec::new());
             }
+            rounds[round].push(LogCopy { target: log.id.clone(), sources: sources.to_vec(), tags, first, last });
+        }
+    }
+    for copies in rounds {
+        let results = host.recover_logs(&copies);
+        if let Some((copy, err)) = copies.iter().zip(results).find_map(|(c, r)| r.err().map(|e| (c, e))) {
+            let reason = format!("{} could not recover shards {:?}: {err:?}", copy.target, copy.tags);
+            return Err(PhaseStep::Stalled(reason));
         }
     }
     Ok(())

@@ -6,7 +6,8 @@
 //! benchmark implement it directly.
 
 use crate::types::{
-    Assignment, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest, ServiceDescriptor, ServiceKind, ShardTag, Version,
+    Assignment, ClusterError, Layout, LockInfo, LogCopy, Node, PlacementError, PlacementRequest, ServiceDescriptor, ServiceKind, ShardTag,
+    Version,
 };
 
 /// How important a log line is.
@@ -35,6 +36,11 @@ pub trait Host {
     fn lock(&mut self, ids: &[String]) -> Vec<Result<LockInfo, ClusterError>>;
     /// Creates a worker of `kind` on `node`; the host locks it before returning.
     fn create_worker(&mut self, node: &str, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError>;
+    /// Creates workers, all at once; one result per `(node, kind)`, in order.
+    fn create_workers(&mut self, requests: &[(String, ServiceKind)]) -> Vec<Result<ServiceDescriptor, ClusterError>>;
+    /// Makes logs copy ranges, all at once, one copy per target; one
+    /// result per copy, in order.
+    fn recover_logs(&mut self, copies: &[LogCopy]) -> Vec<Result<(), ClusterError>>;
     /// Makes log `target` copy `[first, last]` of `tags` from `sources`.
     fn recover_log(
         &mut self,

@@ -82,6 +82,15 @@ macro_rules! __export_phase_world {
                 ) -> Result<t::ServiceDescriptor, t::ClusterError> {
                     cluster::create_worker(node, kind)
                 }
+                fn create_workers(
+                    &mut self,
+                    requests: &[(String, t::ServiceKind)],
+                ) -> Vec<Result<t::ServiceDescriptor, t::ClusterError>> {
+                    cluster::create_workers(requests)
+                }
+                fn recover_logs(&mut self, copies: &[t::LogCopy]) -> Vec<Result<(), t::ClusterError>> {
+                    cluster::recover_logs(copies)
+                }
                 fn recover_log(
                     &mut self,
                     target: &str,

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use crate::types::{
-    Assignment, AttemptState, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest, RecoveryConfig, ServiceDescriptor,
-    ServiceKind, ShardTag, Version,
+    Assignment, AttemptState, ClusterError, Layout, LockInfo, LogCopy, Node, PlacementError, PlacementRequest, RecoveryConfig,
+    ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
 use crate::{Host, LogLevel};
 
@@ -106,6 +106,12 @@ impl Host for ScriptedHost {
     fn create_worker(&mut self, node: &str, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
         self.calls.push(format!("create {node} {}", crate::kind_name(kind)));
         Ok(self.spawn(node, kind))
+    }
+    fn create_workers(&mut self, requests: &[(String, ServiceKind)]) -> Vec<Result<ServiceDescriptor, ClusterError>> {
+        requests.iter().map(|(node, kind)| self.create_worker(node, *kind)).collect()
+    }
+    fn recover_logs(&mut self, copies: &[LogCopy]) -> Vec<Result<(), ClusterError>> {
+        copies.iter().map(|c| self.recover_log(&c.target, &c.sources, &c.tags, c.first, c.last)).collect()
     }
     fn recover_log(
         &mut self,

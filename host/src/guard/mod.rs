@@ -50,6 +50,7 @@ use std::time::{Duration, Instant};
 use facts::{Ledger, OldGeneration, Record};
 
 use crate::bindings::kind_name;
+use crate::bindings::types::LogCopy;
 use crate::bindings::types::{
     Assignment, AttemptState, ClusterError, Epoch, Layout, LockInfo, Node, PhaseOutcome, PlacementError, PlacementRequest, RecoveryConfig,
     ReplicaHistory, ReplicaPlan, ServiceDescriptor, ServiceKind, ShardTag, Version,
@@ -558,6 +559,8 @@ impl PluginHost for AttemptGuard {
             HostCall::Nodes => HostReply::Nodes(self.nodes().await),
             HostCall::Lock { ids } => HostReply::Locked(self.lock(ids).await),
             HostCall::CreateWorker { node, kind } => HostReply::Started(self.create_worker(node, kind).await),
+            HostCall::CreateWorkers { requests } => HostReply::StartedEach(self.create_workers(requests).await),
+            HostCall::RecoverLogs { copies } => HostReply::DoneEach(self.recover_logs(copies).await),
             HostCall::RecoverLog { target, sources, tags, first, last } => {
                 HostReply::Done(self.recover_log(target, sources, tags, first, last).await)
             }
@@ -617,6 +620,20 @@ impl AttemptGuard {
 
     async fn create_worker(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
         let _timer = self.timer();
+        self.create(&node, kind).await
+    }
+
+    async fn create_workers(&self, requests: Vec<(String, ServiceKind)>) -> Vec<Result<ServiceDescriptor, ClusterError>> {
+        let _timer = self.timer();
+        if let Err(refusal) = arguments::bounded("workers", requests.len()) {
+            let err = self.refuse(refusal);
+            return requests.iter().map(|_| Err(err.clone())).collect();
+        }
+        futures::future::join_all(requests.iter().map(|(node, kind)| self.create(node, *kind))).await
+    }
+
+    /// One `create-worker`, timed by its caller.
+    async fn create(&self, node: &str, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
         self.live()?;
         if !matches!(kind, ServiceKind::Log | ServiceKind::Storage) {
             return Err(self.refuse(Refusal::new(
@@ -624,7 +641,7 @@ impl AttemptGuard {
                 format!("create-worker makes logs and storage servers; a {} is started with start-role", kind_name(kind)),
             )));
         }
-        let created = self.note(self.cluster.create_worker(&node, kind, self.epoch).await)?;
+        let created = self.note(self.cluster.create_worker(node, kind, self.epoch).await)?;
         self.ledger().created(&created, None);
         Ok(created)
     }
@@ -638,6 +655,32 @@ impl AttemptGuard {
         last: Version,
     ) -> Result<(), ClusterError> {
         let _timer = self.timer();
+        self.recover(LogCopy { target, sources, tags, first, last }).await
+    }
+
+    async fn recover_logs(&self, copies: Vec<LogCopy>) -> Vec<Result<(), ClusterError>> {
+        let _timer = self.timer();
+        if let Err(refusal) = arguments::bounded("copies", copies.len()) {
+            let err = self.refuse(refusal);
+            return copies.iter().map(|_| Err(err.clone())).collect();
+        }
+        let targets: Vec<String> = copies.iter().map(|c| c.target.clone()).collect();
+        let repeats = arguments::repeats(&targets);
+        let calls = copies.into_iter().zip(repeats).map(|(copy, repeat)| async move {
+            if repeat {
+                return Err(self.refuse(Refusal::new(
+                    Invariant::ArgumentsChecked,
+                    format!("{} is the target of two copies in one call: copies into one log are made one after another", copy.target),
+                )));
+            }
+            self.recover(copy).await
+        });
+        futures::future::join_all(calls).await
+    }
+
+    /// One `recover-log`, timed by its caller.
+    async fn recover(&self, copy: LogCopy) -> Result<(), ClusterError> {
+        let LogCopy { target, sources, tags, first, last } = copy;
         self.live()?;
         let checked = self.check_recovery(&self.ledger(), &target, &sources, &tags, first, last);
         checked.map_err(|refusal| self.refuse(refusal))?;

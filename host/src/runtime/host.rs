@@ -17,6 +17,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::bindings::kind_name;
+use crate::bindings::types::LogCopy;
 use crate::bindings::types::{
     Assignment, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
@@ -39,6 +40,17 @@ pub enum HostCall {
         node: String,
         /// Which to create: a log or a storage server.
         kind: ServiceKind,
+    },
+    /// `cluster.create-workers`: creates and locks logs or storage servers,
+    /// all at once.
+    CreateWorkers {
+        /// Each worker's node and kind, in order.
+        requests: Vec<(String, ServiceKind)>,
+    },
+    /// `cluster.recover-logs`: makes logs copy ranges, all at once.
+    RecoverLogs {
+        /// The copies, in order.
+        copies: Vec<LogCopy>,
     },
     /// `cluster.recover-log`: makes log `target` copy `[first, last]` of
     /// `tags` from `sources`.
@@ -96,6 +108,17 @@ impl fmt::Display for HostCall {
             HostCall::Nodes => write!(f, "list the nodes"),
             HostCall::Lock { ids } => write!(f, "lock {ids:?}"),
             HostCall::CreateWorker { node, kind } => write!(f, "create-worker {} on {node}", kind_name(*kind)),
+            HostCall::CreateWorkers { requests } => {
+                let each: Vec<String> = requests.iter().map(|(node, kind)| format!("{} on {node}", kind_name(*kind))).collect();
+                write!(f, "create-workers {}", each.join(", "))
+            }
+            HostCall::RecoverLogs { copies } => {
+                let each: Vec<String> = copies
+                    .iter()
+                    .map(|c| format!("{} from {:?} tags {:?} [{}, {}]", c.target, c.sources, c.tags, c.first, c.last))
+                    .collect();
+                write!(f, "recover-logs {}", each.join("; "))
+            }
             HostCall::RecoverLog { target, sources, tags, first, last } => {
                 write!(f, "recover-log {target} from {sources:?} tags {tags:?} [{first}, {last}]")
             }
@@ -121,6 +144,10 @@ pub enum HostReply {
     Locked(Vec<Result<LockInfo, ClusterError>>),
     /// To `CreateWorker` and `StartRole`.
     Started(Result<ServiceDescriptor, ClusterError>),
+    /// To `CreateWorkers`: one result per request, in order.
+    StartedEach(Vec<Result<ServiceDescriptor, ClusterError>>),
+    /// To `RecoverLogs`: one result per copy, in order.
+    DoneEach(Vec<Result<(), ClusterError>>),
     /// To `RecoverLog`, `StageLayout` and `PersistLayout`.
     Done(Result<(), ClusterError>),
     /// To `Unlock`: one result per id, in order.
@@ -142,6 +169,8 @@ impl HostReply {
             HostCall::Nodes => HostReply::Nodes(Vec::new()),
             HostCall::Lock { ids } => HostReply::Locked(ids.iter().map(|_| Err(err.clone())).collect()),
             HostCall::CreateWorker { .. } | HostCall::StartRole { .. } => HostReply::Started(Err(err)),
+            HostCall::CreateWorkers { requests } => HostReply::StartedEach(requests.iter().map(|_| Err(err.clone())).collect()),
+            HostCall::RecoverLogs { copies } => HostReply::DoneEach(copies.iter().map(|_| Err(err.clone())).collect()),
             HostCall::RecoverLog { .. } | HostCall::StageLayout(_) | HostCall::PersistLayout => HostReply::Done(Err(err)),
             HostCall::Unlock { ids } => HostReply::Unlocked(ids.iter().map(|_| Err(err.clone())).collect()),
             HostCall::Place(_) => {

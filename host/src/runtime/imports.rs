@@ -151,6 +151,22 @@ impl cluster::Host for HostView<'_> {
         self.ask(HostCall::CreateWorker { node, kind }, started).await
     }
 
+    async fn create_workers(&mut self, requests: Vec<(String, ServiceKind)>) -> Vec<Result<ServiceDescriptor, ClusterError>> {
+        self.ask(HostCall::CreateWorkers { requests }, |r| match r {
+            HostReply::StartedEach(results) => Ok(results),
+            r => Err(r),
+        })
+        .await
+    }
+
+    async fn recover_logs(&mut self, copies: Vec<types::LogCopy>) -> Vec<Result<(), ClusterError>> {
+        self.ask(HostCall::RecoverLogs { copies }, |r| match r {
+            HostReply::DoneEach(results) => Ok(results),
+            r => Err(r),
+        })
+        .await
+    }
+
     async fn recover_log(
         &mut self,
         target: String,

@@ -160,6 +160,12 @@ impl AdversaryHost for NativeHost<'_> {
     async fn create_worker(&mut self, node: String, kind: g::ServiceKind) -> Result<g::ServiceDescriptor, g::ClusterError> {
         convert(&cluster::Host::create_worker(&mut self.view, node, convert(&kind)).await)
     }
+    async fn create_workers(&mut self, requests: Vec<(String, g::ServiceKind)>) -> Vec<Result<g::ServiceDescriptor, g::ClusterError>> {
+        convert(&cluster::Host::create_workers(&mut self.view, convert(&requests)).await)
+    }
+    async fn recover_logs(&mut self, copies: Vec<g::LogCopy>) -> Vec<Result<(), g::ClusterError>> {
+        convert(&cluster::Host::recover_logs(&mut self.view, convert(&copies)).await)
+    }
     async fn recover_log(
         &mut self,
         target: String,

@@ -8,7 +8,8 @@ use std::task::{Context, Poll, Waker};
 
 use ratchet_guest::Host;
 use ratchet_guest::types::{
-    Assignment, ClusterError, Layout, LockInfo, Node, PlacementError, PlacementRequest, ServiceDescriptor, ServiceKind, ShardTag, Version,
+    Assignment, ClusterError, Layout, LockInfo, LogCopy, Node, PlacementError, PlacementRequest, ServiceDescriptor, ServiceKind, ShardTag,
+    Version,
 };
 
 /// What the adversary may call: everything a phase imports.
@@ -22,6 +23,10 @@ pub trait AdversaryHost {
     async fn lock(&mut self, ids: Vec<String>) -> Vec<Result<LockInfo, ClusterError>>;
     /// `cluster.create-worker`.
     async fn create_worker(&mut self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError>;
+    /// `cluster.create-workers`.
+    async fn create_workers(&mut self, requests: Vec<(String, ServiceKind)>) -> Vec<Result<ServiceDescriptor, ClusterError>>;
+    /// `cluster.recover-logs`.
+    async fn recover_logs(&mut self, copies: Vec<LogCopy>) -> Vec<Result<(), ClusterError>>;
     /// `cluster.recover-log`.
     async fn recover_log(
         &mut self,
@@ -62,6 +67,12 @@ impl AdversaryHost for SyncHost<'_> {
     }
     async fn create_worker(&mut self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
         self.0.create_worker(&node, kind)
+    }
+    async fn create_workers(&mut self, requests: Vec<(String, ServiceKind)>) -> Vec<Result<ServiceDescriptor, ClusterError>> {
+        self.0.create_workers(&requests)
+    }
+    async fn recover_logs(&mut self, copies: Vec<LogCopy>) -> Vec<Result<(), ClusterError>> {
+        self.0.recover_logs(&copies)
     }
     async fn recover_log(
         &mut self,

@@ -10,7 +10,7 @@ use ratchet_guest::PHASES;
 use ratchet_guest::layout::{assemble, members};
 use ratchet_guest::state_fields::ALL;
 use ratchet_guest::types::{
-    AttemptState, KeyRange, Layout, LockInfo, LogAssignment, LogRecoveryInfo, Node, PhaseOutcome, PhaseStep, PlacementConstraints,
+    AttemptState, KeyRange, Layout, LockInfo, LogAssignment, LogCopy, LogRecoveryInfo, Node, PhaseOutcome, PhaseStep, PlacementConstraints,
     PlacementRequest, PlacementVacancy, RecoveryPath, Recruit, ServiceDescriptor, ServiceKind, ShardRetention, ShardTag, StateField,
     StorageTeam, TeamMembers, Version,
 };
@@ -211,9 +211,16 @@ async fn random_call<H: AdversaryHost>(rng: &mut Rng, k: &mut Knowledge, state: 
                 }
             }
         }
-        4 => {
+        4 if rng.chance(0.5) => {
             let (node, kind) = (k.node(rng), k.kind(rng));
             if let Ok(service) = host.create_worker(node, kind).await {
+                k.learn_created(&service);
+            }
+        }
+        4 => {
+            // Any kinds, any nodes, the same node twice now and then.
+            let requests: Vec<(String, ServiceKind)> = (0..rng.below(5)).map(|_| (k.node(rng), k.kind(rng))).collect();
+            for service in host.create_workers(requests).await.into_iter().flatten() {
                 k.learn_created(&service);
             }
         }
@@ -249,9 +256,27 @@ async fn random_call<H: AdversaryHost>(rng: &mut Rng, k: &mut Knowledge, state: 
     }
 }
 
-/// A copy into some log of some shards over some range: mostly close to
-/// what an honest plan would copy, now and then far off or inverted.
+/// Copies into some logs of some shards over some ranges: mostly close to
+/// what an honest plan would copy, now and then far off or inverted; one
+/// `recover-log`, or a `recover-logs` of up to four copies, now and then
+/// two into one target.
 async fn random_recovery<H: AdversaryHost>(rng: &mut Rng, k: &mut Knowledge, host: &mut H) {
+    if rng.chance(0.5) {
+        let copy = random_copy(rng, k);
+        let _ = host.recover_log(copy.target, copy.sources, copy.tags, copy.first, copy.last).await;
+        return;
+    }
+    let mut copies: Vec<LogCopy> = (0..rng.below(5)).map(|_| random_copy(rng, k)).collect();
+    if rng.chance(0.2)
+        && let Some(again) = rng.pick(&copies).cloned()
+    {
+        copies.push(again);
+    }
+    let _ = host.recover_logs(copies).await;
+}
+
+/// One copy, as [`random_recovery`] makes them.
+fn random_copy(rng: &mut Rng, k: &mut Knowledge) -> LogCopy {
     let logs = k.created_of(ServiceKind::Log);
     let target = match rng.pick(&logs) {
         Some(log) if rng.chance(0.8) => log.id.clone(),
@@ -284,7 +309,7 @@ async fn random_recovery<H: AdversaryHost>(rng: &mut Rng, k: &mut Knowledge, hos
         4 => (first, last) = (k.version(rng), k.version(rng)),
         _ => {}
     }
-    let _ = host.recover_log(target, sources, tags, first, last).await;
+    LogCopy { target, sources, tags, first, last }
 }
 
 /// A whole recovery carried out by one phase: lock, recruit, copy, start
@@ -305,7 +330,15 @@ async fn solo_recovery<H: AdversaryHost>(rng: &mut Rng, k: &mut Knowledge, state
     k.nodes = host.nodes().await;
     let wanted_logs = state.config.desired_logs.clamp(1, 8);
     let mut logs = Vec::new();
-    for _ in 0..wanted_logs {
+    let batched = rng.chance(0.5);
+    if batched {
+        let requests: Vec<(String, ServiceKind)> = (0..wanted_logs).map(|_| (k.node(rng), ServiceKind::Log)).collect();
+        for log in host.create_workers(requests).await.into_iter().flatten() {
+            k.learn_created(&log);
+            logs.push(log);
+        }
+    }
+    for _ in 0..if batched { 0 } else { wanted_logs } {
         let node = k.node(rng);
         if let Ok(log) = host.create_worker(node, ServiceKind::Log).await {
             k.learn_created(&log);
@@ -319,6 +352,7 @@ async fn solo_recovery<H: AdversaryHost>(rng: &mut Rng, k: &mut Knowledge, state
     let sources: Vec<String> =
         k.locked_logs.iter().filter(|l| l.shards.iter().any(|s| tags.contains(&s.tag))).map(|l| l.id.clone()).collect();
     if !sources.is_empty() && first <= last {
+        let mut copies = Vec::new();
         for log in &logs {
             let (mut from, mut to) = (first, last);
             if rng.chance(0.1) {
@@ -327,7 +361,14 @@ async fn solo_recovery<H: AdversaryHost>(rng: &mut Rng, k: &mut Knowledge, state
             if rng.chance(0.1) {
                 to = to.saturating_add(rng.below(3)).saturating_sub(rng.below(3));
             }
-            let _ = host.recover_log(log.id.clone(), sources.clone(), tags.clone(), from, to).await;
+            copies.push(LogCopy { target: log.id.clone(), sources: sources.clone(), tags: tags.clone(), first: from, last: to });
+        }
+        if batched {
+            let _ = host.recover_logs(copies).await;
+        } else {
+            for copy in copies {
+                let _ = host.recover_log(copy.target, copy.sources, copy.tags, copy.first, copy.last).await;
+            }
         }
     }
     for kind in [ServiceKind::Sequencer, ServiceKind::CommitProxy, ServiceKind::Resolver] {
