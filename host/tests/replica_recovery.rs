@@ -542,3 +542,28 @@ async fn replicas_of_one_team_brought_up_together_share_the_figures_they_ask_for
     h.assert_teams_identical().await;
     assert_eq!(h.lost(&acked).await, 0);
 }
+
+#[tokio::test]
+async fn the_logs_keep_what_only_one_live_replica_holds_so_losing_it_for_good_loses_nothing() {
+    // Logs keeping 2 versions: a team's two other replicas go down, writes
+    // go on with one live replica, and then that one is lost for good.
+    let h = Harness::new(Some(2));
+    let boot = completed(&h.recover().await).clone();
+    let mut acked = h.write(0, 100).await;
+    let team = boot.storage_teams[1].storage_ids.clone();
+    let node_of = |id: &String| boot.services.iter().find(|s| &s.id == id).unwrap().node.clone();
+    for id in &team[1..] {
+        h.local.crash(&node_of(id));
+    }
+    acked.extend(h.write(100, 60).await);
+    assert!(h.local.lose(&team[0]), "{} is hosted", team[0]);
+    for id in &team[1..] {
+        h.local.start(&node_of(id)).unwrap();
+    }
+    // The two that come back catch up from the logs: nothing was popped
+    // that only the lost replica held.
+    let second = completed(&h.recover().await).clone();
+    assert!(second.storage_teams[1].storage_ids.iter().all(|id| *id != team[0]));
+    h.assert_teams_identical().await;
+    assert_eq!(h.lost(&acked).await, 0);
+}

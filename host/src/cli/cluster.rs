@@ -54,8 +54,8 @@ pub struct CoordinatorArgs {
     /// dry-run and swapped in; a bad one is refused and logged.
     #[arg(long, value_name = "DIR")]
     plugin_dir: Option<PathBuf>,
-    /// Versions each log keeps behind its newest once storage holds them;
-    /// older ones are popped. A replica further behind than the logs keep
+    /// Versions each log keeps behind its newest once two replicas of each
+    /// of its shards hold them; older ones are popped. A replica further behind than the logs keep
     /// is rebuilt from a teammate's snapshot plus the tail.
     #[arg(long, value_name = "VERSIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     log_retention: u64,

@@ -106,7 +106,7 @@ struct RunArgs {
     #[arg(long, default_value_t = SimConfig::default().fuel)]
     fuel: u64,
     /// Logs keep only this many versions behind their newest (never past
-    /// what a live replica of the shard holds), so a replica down longer
+    /// what two live replicas of the shard hold), so a replica down longer
     /// must be rebuilt [default: logs keep every version].
     #[arg(long, value_name = "VERSIONS", value_parser = clap::value_parser!(u64).range(1..))]
     retention: Option<u64>,

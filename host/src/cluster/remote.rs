@@ -111,6 +111,19 @@ pub enum Breakage {
     },
 }
 
+/// The version a shard's logs may be popped through, from what each live
+/// replica of its team of `team` replicas reached: what two of them hold
+/// (what the one holds, in a team of one). Popping what only the most
+/// recent replica holds would leave a version in one place: that replica
+/// lost for good, while its teammates are down or behind, would take it
+/// with it (the simulator's chaos seed 75,641 with `--retention 2`). With
+/// fewer than two live replicas, nothing is popped.
+fn held_by_two(team: usize, mut reached: Vec<Version>) -> Version {
+    reached.sort_unstable_by(|a, b| b.cmp(a));
+    let needed = team.clamp(1, 2);
+    reached.get(needed - 1).copied().unwrap_or(0)
+}
+
 /// How one replica's catch-up by the pump ended.
 enum Pumped {
     /// It reached the version asked (or a log did not answer: try later).
@@ -308,10 +321,11 @@ impl RemoteCluster {
         let upto = self.committed_version();
         let mut stranded = Vec::new();
         let mut joining = BTreeSet::new();
-        // The most recent version a live replica of each shard holds.
+        // Per shard, the version its logs may be popped through (see
+        // `held_by_two`).
         let mut held: BTreeMap<ShardTag, Version> = BTreeMap::new();
         for team in &layout.storage_teams {
-            let mut best = None;
+            let mut reached_by = Vec::with_capacity(team.storage_ids.len());
             for member in &team.storage_ids {
                 let durable = match self.ask(member, WorkerRequest::Read { id: member.clone(), key: String::new() }).await {
                     Ok(WorkerReply::Value { durable, serving: true, .. }) => durable,
@@ -333,9 +347,9 @@ impl RemoteCluster {
                 } else {
                     durable
                 };
-                best = best.max(Some(reached));
+                reached_by.push(reached);
             }
-            held.insert(team.tag, best.unwrap_or(0));
+            held.insert(team.tag, held_by_two(team.storage_ids.len(), reached_by));
         }
         *lock(&self.joining) = joining;
         if let Some(retention) = self.retention.filter(|_| pop) {
@@ -395,8 +409,8 @@ impl RemoteCluster {
     }
 
     /// Pops each log of `layout` to `retention` versions before its newest,
-    /// but never past `held`, what a live replica of each of its shards
-    /// holds.
+    /// but never past `held`, what two live replicas of each of its shards
+    /// hold (see `held_by_two`).
     async fn pop_logs(&self, layout: &Layout, held: &BTreeMap<ShardTag, Version>, retention: Version) {
         for log in &layout.logs {
             let floor = log.tags.iter().map(|tag| held.get(tag).copied().unwrap_or(0)).min().unwrap_or(0);

@@ -55,7 +55,7 @@ pub struct SimConfig {
     /// Fuel of every plugin call: the simulator bounds plugins by fuel only.
     pub fuel: u64,
     /// How many versions logs retain behind their newest (never past what
-    /// a live replica of the shard holds); `None` keeps every version. A
+    /// two live replicas of the shard hold); `None` keeps every version. A
     /// replica down for longer than this must be rebuilt.
     pub retention: Option<u64>,
     /// The slot the adversary takes, if the run has one. It is armed from
