@@ -202,41 +202,33 @@ async fn s3_an_assemble_layout_that_forges_the_layout_is_refused() {
     }
 }
 
-#[tokio::test]
-async fn s6_an_inverted_range_is_refused_with_its_rule_and_the_host_keeps_serving() {
+/// A recovery whose `slot` is tampered with persists nothing and leaves
+/// the old layout, the guard refuses a call as S6 with a reason `refused`
+/// accepts, and the defaults then recover without loss.
+async fn refused_as_bad_arguments(slot: &'static str, tamper: Tamper, refused: impl Fn(&str) -> bool) {
     let h = Harness::with_capacity(20);
-    let (_, acked) = loaded_and_failed(&h).await;
-    let report = tampered(&h, "replay-logs", Tamper::InvertRanges).await;
+    let (old, acked) = loaded_and_failed(&h).await;
+    let report = tampered(&h, slot, tamper).await;
     assert!(report.layout().is_none());
-    let refused = refusals(&report, Invariant::ArgumentsChecked);
-    assert!(refused.iter().any(|r| r.starts_with("inverted version range")), "{refused:?}");
+    let refusals = refusals(&report, Invariant::ArgumentsChecked);
+    assert!(refusals.iter().any(|r| refused(r)), "{refusals:?}");
+    assert_eq!(h.store.state().unwrap().layout.unwrap(), old);
     assert!(h.recover().await.layout().is_some());
     assert_eq!(h.lost(&acked).await, 0);
 }
 
 #[tokio::test]
+async fn s6_an_inverted_range_is_refused_with_its_rule_and_the_host_keeps_serving() {
+    refused_as_bad_arguments("replay-logs", Tamper::InvertRanges, |r| r.starts_with("inverted version range")).await;
+}
+
+#[tokio::test]
 async fn s6_a_batch_is_checked_call_by_call_and_a_bad_one_is_refused_with_its_rule() {
     // Two copies into one log in one batch: the second is refused.
-    let h = Harness::with_capacity(20);
-    let (old, acked) = loaded_and_failed(&h).await;
-    let report = tampered(&h, "replay-logs", Tamper::RepeatCopyTarget).await;
-    assert!(report.layout().is_none());
-    let refused = refusals(&report, Invariant::ArgumentsChecked);
-    assert!(refused.iter().any(|r| r.contains("is the target of two copies in one call")), "{refused:?}");
-    assert_eq!(h.store.state().unwrap().layout.unwrap(), old);
-    assert!(h.recover().await.layout().is_some());
-    assert_eq!(h.lost(&acked).await, 0);
-
+    refused_as_bad_arguments("replay-logs", Tamper::RepeatCopyTarget, |r| r.contains("is the target of two copies in one call")).await;
     // A sequencer among the logs of a batch: it alone is refused.
-    let h = Harness::with_capacity(20);
-    let (old, acked) = loaded_and_failed(&h).await;
-    let report = tampered(&h, "recruit-logs", Tamper::SequencerInBatch).await;
-    assert!(report.layout().is_none());
-    let refused = refusals(&report, Invariant::ArgumentsChecked);
-    assert!(refused.iter().any(|r| r.starts_with("create-worker makes logs and storage servers; a sequencer")), "{refused:?}");
-    assert_eq!(h.store.state().unwrap().layout.unwrap(), old);
-    assert!(h.recover().await.layout().is_some());
-    assert_eq!(h.lost(&acked).await, 0);
+    let sequencer = |r: &str| r.starts_with("create-worker makes logs and storage servers; a sequencer");
+    refused_as_bad_arguments("recruit-logs", Tamper::SequencerInBatch, sequencer).await;
 }
 
 #[tokio::test]
