@@ -55,8 +55,9 @@ pub struct CoordinatorArgs {
     #[arg(long, value_name = "DIR")]
     plugin_dir: Option<PathBuf>,
     /// Versions each log keeps behind its newest once two replicas of each
-    /// of its shards hold them; older ones are popped. A replica further behind than the logs keep
-    /// is rebuilt from a teammate's snapshot plus the tail.
+    /// of its shards hold them; older ones are popped. A replica further
+    /// behind than the logs keep is rebuilt from a teammate's snapshot plus
+    /// the tail.
     #[arg(long, value_name = "VERSIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     log_retention: u64,
     /// Seconds a restarted coordinator waits for the workers of the

@@ -50,10 +50,9 @@ use std::time::{Duration, Instant};
 use facts::{Ledger, OldGeneration, Record};
 
 use crate::bindings::kind_name;
-use crate::bindings::types::LogCopy;
 use crate::bindings::types::{
-    Assignment, AttemptState, ClusterError, Epoch, Layout, LockInfo, Node, PhaseOutcome, PlacementError, PlacementRequest, RecoveryConfig,
-    ReplicaHistory, ReplicaPlan, ServiceDescriptor, ServiceKind, ShardTag, Version,
+    Assignment, AttemptState, ClusterError, Epoch, Layout, LockInfo, LogCopy, Node, PhaseOutcome, PlacementError, PlacementRequest,
+    RecoveryConfig, ReplicaHistory, ReplicaPlan, ServiceDescriptor, ServiceKind, ShardTag, Version,
 };
 use crate::cluster::Cluster;
 use crate::registry::{InvokeError, PLACEMENT, Plugins, REPLICA};
