@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::completed;
+use common::{completed, node_of};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -89,9 +89,7 @@ impl Harness {
     async fn boot_and_lose_a_replica(&self) -> (Layout, Vec<(String, String)>) {
         let boot = completed(&self.recover().await).clone();
         let acked = self.write(0, 100).await;
-        let crashed = &boot.storage_teams[1].storage_ids[0];
-        let node = boot.services.iter().find(|s| &s.id == crashed).unwrap().node.clone();
-        self.local.crash(&node);
+        self.local.crash(&node_of(&boot, &boot.storage_teams[1].storage_ids[0]));
         (boot, acked)
     }
 
@@ -131,7 +129,7 @@ impl Harness {
         let boot = completed(&self.recover().await).clone();
         let mut acked = self.write(0, 100).await;
         let replica = boot.storage_teams[1].storage_ids[0].clone();
-        let node = boot.services.iter().find(|s| s.id == replica).unwrap().node.clone();
+        let node = node_of(&boot, &replica);
         self.local.crash(&node);
         acked.extend(self.write(100, writes).await);
         self.local.start(&node).unwrap();
@@ -522,9 +520,7 @@ async fn replicas_of_one_team_brought_up_together_share_the_figures_they_ask_for
     let mut acked = h.write(0, 100).await;
     // Acknowledged and not pumped: every replica is behind the logs.
     acked.extend(common::commit_writes(&h.cluster, 100, 20, 1_000).await);
-    let crashed = &boot.storage_teams[1].storage_ids[0];
-    let node = boot.services.iter().find(|s| &s.id == crashed).unwrap().node.clone();
-    h.local.crash(&node);
+    h.local.crash(&node_of(&boot, &boot.storage_teams[1].storage_ids[0]));
     let hooked = Arc::new(Hooked::new(h.cluster.clone()));
     let second = completed(&h.recover_through(hooked.clone()).await).clone();
     // Each replica is asked where it starts, once whoever asks, and as its
@@ -551,14 +547,13 @@ async fn the_logs_keep_what_only_one_live_replica_holds_so_losing_it_for_good_lo
     let boot = completed(&h.recover().await).clone();
     let mut acked = h.write(0, 100).await;
     let team = boot.storage_teams[1].storage_ids.clone();
-    let node_of = |id: &String| boot.services.iter().find(|s| &s.id == id).unwrap().node.clone();
     for id in &team[1..] {
-        h.local.crash(&node_of(id));
+        h.local.crash(&node_of(&boot, id));
     }
     acked.extend(h.write(100, 60).await);
     assert!(h.local.lose(&team[0]), "{} is hosted", team[0]);
     for id in &team[1..] {
-        h.local.start(&node_of(id)).unwrap();
+        h.local.start(&node_of(&boot, id)).unwrap();
     }
     // The two that come back catch up from the logs: nothing was popped
     // that only the lost replica held.
