@@ -183,8 +183,10 @@ impl Bench {
                     first = Some(status.clone());
                 }
                 let up = status.nodes.iter().filter(|n| n.healthy).count() == healthy;
-                // Each run starts from a clean cluster: nothing hosted but the layout.
-                let named = status.layout.as_ref().map(ratchet::guard::named_services).unwrap_or_default();
+                // Each run starts from a clean cluster: nothing hosted but
+                // what the layout keeps (a replica that departed in the last
+                // run is dropped by the next recovery).
+                let named = status.layout.as_ref().map(ratchet::guard::kept_services).unwrap_or_default();
                 // ... and every replica serving: none still joining.
                 let clean = status.services.iter().all(|s| named.contains(&s.id)) && status.joining.is_empty();
                 if let (true, Some(since), Some(first)) = (serving && up && clean, serving_since, first.clone()) {

@@ -459,6 +459,9 @@ impl GuestHost for NativeHost {
         let requests = requests.iter().map(|(node, kind)| (node.clone(), convert(kind))).collect();
         convert(&self.wait(cluster::Host::create_workers(&mut HostView::native(&*self.host), requests)))
     }
+    fn known_durable(&mut self, ids: &[String]) -> Result<Vec<Option<u64>>, g::ClusterError> {
+        convert(&self.wait(cluster::Host::known_durable(&mut HostView::native(&*self.host), ids.to_vec())))
+    }
     fn recover_logs(&mut self, copies: &[g::LogCopy]) -> Vec<Result<(), g::ClusterError>> {
         convert(&self.wait(cluster::Host::recover_logs(&mut HostView::native(&*self.host), convert(&copies.to_vec()))))
     }

@@ -145,11 +145,13 @@ mod tests {
                     tag: 1,
                     key_range: KeyRange { start: "".into(), end: "8".into() },
                     storage_ids: vec!["s1".into(), "s2".into()],
+                    departing: Vec::new(),
                 },
                 StorageTeam {
                     tag: 2,
                     key_range: KeyRange { start: "8".into(), end: "".into() },
                     storage_ids: vec!["s3".into(), "s4".into()],
+                    departing: Vec::new(),
                 },
             ],
             services: vec![

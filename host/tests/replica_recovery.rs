@@ -57,7 +57,11 @@ impl Harness {
         let options = DirectorOptions { max_attempts: 4, initial_backoff: Duration::from_millis(1), ..DirectorOptions::default() };
         let director = Director::new(self.registry.clone(), cluster, self.store.clone(), RecoveryConfig::default(), options)
             .with_replica_sessions(self.sessions.clone());
-        director.recover().await.unwrap()
+        let report = director.recover().await.unwrap();
+        // Replicas that join after the persist (replacements of departing
+        // replicas) are part of the recovery the tests look at.
+        director.joined().await;
+        report
     }
 
     async fn recover(&self) -> RecoveryReport {
@@ -69,6 +73,16 @@ impl Harness {
         let acked = common::commit_writes(&self.cluster, start, count, 20).await;
         self.cluster.pump().await;
         acked
+    }
+
+    /// Releases what the live generation does not keep, as a
+    /// coordinator's housekeeping does: the nodes host one service each.
+    async fn release_strays(&self) {
+        let layout = self.cluster.live_layout().unwrap();
+        let kept = ratchet::guard::kept_services(&layout);
+        for service in self.cluster.services().await.into_iter().filter(|s| !kept.contains(&s.id)) {
+            self.cluster.release(&service.id, layout.epoch).await;
+        }
     }
 
     async fn read(&self, key: &str) -> Option<String> {
@@ -312,6 +326,9 @@ impl Cluster for Hooked {
     async fn release(&self, id: &str, epoch: Epoch) {
         self.inner.release(id, epoch).await
     }
+    fn known_durable(&self, id: &str) -> Option<Version> {
+        self.inner.known_durable(id)
+    }
     fn registrations(&self) -> RegistrationWatch {
         self.inner.registrations()
     }
@@ -458,27 +475,79 @@ fn gated_director(h: &Harness, gate: &Arc<tokio::sync::Semaphore>) -> Director {
 }
 
 #[tokio::test]
-async fn a_replacement_replica_is_seeded_before_its_generation_persists_from_a_copy_as_of_one_version() {
+async fn a_lost_replica_departs_and_its_replacement_is_seeded_from_a_copy_as_of_one_version_after_the_generation_persists() {
     let h = Harness::new(None);
     let (boot, acked) = h.boot_and_lose_a_replica().await;
-    // The copies that seed a replacement wait until the gate opens: the
-    // team has one whole copy fewer than its replication factor, so the
-    // generation does not persist without it.
+    let lost = boot.storage_teams[1].storage_ids[0].clone();
+    // The copies that seed a replacement wait until the gate opens. The
+    // lost replica stays in its team as a departing copy (the logs keep
+    // what it lacks), so the team keeps its replication factor's copies and
+    // the generation persists without waiting for the copy.
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let director = gated_director(&h, &gate);
-    let recovery = director.recover();
-    tokio::pin!(recovery);
-    let waited = tokio::time::timeout(Duration::from_millis(300), &mut recovery).await;
-    assert!(waited.is_err(), "the generation persisted before its replacement was seeded");
-    assert_eq!(h.store.state().unwrap().layout.map(|l| l.epoch), Some(boot.epoch));
+    let recovered = tokio::time::timeout(Duration::from_secs(10), director.recover()).await;
+    let second = completed(&recovered.expect("the generation persists before its replacement is seeded").unwrap()).clone();
+    let team = &second.storage_teams[1];
+    assert_eq!(team.departing.iter().map(|d| d.service.id.as_str()).collect::<Vec<_>>(), [lost.as_str()]);
+    assert_eq!(team.departing[0].service, *boot.services.iter().find(|s| s.id == lost).unwrap());
+    // Pumped before its node crashed, it held every acknowledged write.
+    assert_eq!(team.departing[0].durable_version, second.recovery_version);
+    let replacement = team.storage_ids.iter().find(|id| !boot.storage_teams[1].storage_ids.contains(id)).unwrap().clone();
+    assert_eq!(h.local.joining_member(&second), Some(replacement.clone()));
+    assert_eq!(h.lost(&acked).await, 0, "its teammates serve every acknowledged write");
     gate.add_permits(1_000);
-    let second = completed(&recovery.await.unwrap()).clone();
-    let replacement =
-        second.storage_teams[1].storage_ids.iter().find(|id| !boot.storage_teams[1].storage_ids.contains(id)).unwrap().clone();
+    director.joined().await;
     let events = h.events_of(&replacement);
     assert_eq!(kinds(&events), ["opened", "progress", "completed"], "{events:#?}");
     assert!(events[0].detail.starts_with("rebuild: snapshot at "), "{}", events[0]);
     assert_eq!(h.local.joining_member(&second), None);
+    h.assert_teams_identical().await;
+    assert_eq!(h.lost(&acked).await, 0);
+    // Once the replacement holds the shard, the next recovery drops the
+    // departing replica.
+    h.release_strays().await;
+    let third = completed(&h.recover().await).clone();
+    let team = &third.storage_teams[1];
+    assert!(team.departing.is_empty() && !team.storage_ids.contains(&lost), "{team:?}");
+    assert!(team.storage_ids.contains(&replacement));
+    assert_eq!(h.lost(&acked).await, 0);
+}
+
+#[tokio::test]
+async fn a_departing_replica_that_comes_back_serves_again_when_its_teammates_are_lost_before_its_replacement_joins() {
+    // Logs keeping 2 versions: the pump pops them as soon as two live
+    // replicas hold a version, but not past what a departing replica lacks
+    // while its replacement joins.
+    let h = Harness::new(Some(2));
+    let (boot, mut acked) = h.boot_and_lose_a_replica().await;
+    let team = boot.storage_teams[1].storage_ids.clone();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let director = gated_director(&h, &gate);
+    let recovered = tokio::time::timeout(Duration::from_secs(10), director.recover()).await;
+    let second = completed(&recovered.expect("the generation persists before its replacement is seeded").unwrap()).clone();
+    assert_eq!(second.storage_teams[1].departing.len(), 1);
+    acked.extend(h.write(100, 60).await);
+    // Both teammates are lost for good before the replacement is seeded,
+    // and the departing replica's node comes back: it is the one copy of
+    // the shard's older versions, and the logs kept the rest.
+    for id in &team[1..] {
+        assert!(h.local.lose(id), "{id} is hosted");
+    }
+    h.local.start(&node_of(&boot, &team[0])).unwrap();
+    // It also brings back more than the layout trusts it with: the version
+    // after its floor, as an attempt that never persisted could have
+    // left it, which the second generation issued again with other data.
+    let through = second.storage_teams[1].departing[0].durable_version;
+    let (key, _) = acked.iter().find(|(key, _)| tag_of(&boot, key) == boot.storage_teams[1].tag).unwrap().clone();
+    h.apply_unacknowledged(&team[0], boot.epoch, through + 1, &[(key.clone(), "never acknowledged".into())]).await;
+    h.release_strays().await;
+    let third = completed(&h.recover().await).clone();
+    assert!(third.storage_teams[1].storage_ids.contains(&team[0]), "{:?}", third.storage_teams[1]);
+    let events = h.events_of(&team[0]);
+    assert!(events.iter().any(|e| e.event == "truncated" && e.detail == format!("to {through}")), "{events:#?}");
+    gate.add_permits(1_000);
+    director.joined().await;
+    assert_ne!(h.read(&key).await.as_deref(), Some("never acknowledged"));
     h.assert_teams_identical().await;
     assert_eq!(h.lost(&acked).await, 0);
 }
@@ -523,18 +592,28 @@ async fn replicas_of_one_team_brought_up_together_share_the_figures_they_ask_for
     h.local.crash(&node_of(&boot, &boot.storage_teams[1].storage_ids[0]));
     let hooked = Arc::new(Hooked::new(h.cluster.clone()));
     let second = completed(&h.recover_through(hooked.clone()).await).clone();
-    // Each replica is asked where it starts, once whoever asks, and as its
-    // session ends that it is still there.
+    // Each replica the unlock brings up is asked where it starts, once
+    // whoever asks, and as its session ends that it is still there. The
+    // replacement of the lost replica joins after the persist: it is
+    // asked once more where it starts and as its own session ends, and
+    // its teammates once more, since they moved.
     let states = hooked.states_asked.lock().unwrap().clone();
-    let replicas: Vec<&String> = second.storage_teams.iter().flat_map(|t| &t.storage_ids).collect();
-    for id in &replicas {
-        assert_eq!(states.get(*id), Some(&2), "{id}: {states:?}");
+    let lost = &boot.storage_teams[1].storage_ids[0];
+    assert_eq!(second.storage_teams[1].departing.iter().map(|d| &d.service.id).collect::<Vec<_>>(), [lost]);
+    let replacement = second.storage_teams[1].storage_ids.iter().find(|id| !boot.storage_teams[1].storage_ids.contains(id)).unwrap();
+    for team in &second.storage_teams {
+        for id in &team.storage_ids {
+            let expected = if id == replacement || team.tag == second.storage_teams[1].tag { 3 } else { 2 };
+            assert_eq!(states.get(id), Some(&expected), "{id}: {states:?}");
+        }
     }
-    // What a log retains of a shard is asked once for the whole team.
+    // What a log retains of a shard is asked once for the whole team, and
+    // once more by the replacement.
     let retained = hooked.retained_asked.lock().unwrap().clone();
     let carried: usize = second.logs.iter().map(|l| l.tags.len()).sum();
     assert_eq!(retained.len(), carried, "{retained:?}");
-    assert!(retained.values().all(|n| *n == 1), "{retained:?}");
+    let joined = second.storage_teams[1].tag;
+    assert!(retained.iter().all(|((_, tag), n)| *n == if *tag == joined { 2 } else { 1 }), "{retained:?}");
     h.assert_teams_identical().await;
     assert_eq!(h.lost(&acked).await, 0);
 }

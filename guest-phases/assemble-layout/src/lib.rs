@@ -22,6 +22,7 @@ impl Phase for AssembleLayout {
     const READS: &'static [StateField] = &[
         StateField::OldLayout,
         StateField::OldServices,
+        StateField::OldStorageTeams,
         StateField::Recruits,
         StateField::NewLogs,
         StateField::NewStorageTeams,

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 
 use ratchet_guest::collections::IdMap;
+use ratchet_guest::layout::replicas_of;
 use ratchet_guest::types::{AttemptState, Layout, PhaseOutcome, PhaseStep, ShardPlan, ShardTag, StateField, Version};
 use ratchet_guest::{Host, Phase, outcome};
 
@@ -63,12 +64,12 @@ fn cluster_durable(state: &AttemptState, layout: &Layout) -> (Vec<ShardTag>, Res
     let mut degraded = Vec::new();
     let mut cluster: Option<Version> = None;
     for team in &layout.storage_teams {
-        let durables: Vec<Version> = team.storage_ids.iter().filter_map(|id| durable_of.get(id.as_str()).copied()).collect();
+        let durables: Vec<Version> = replicas_of(team).filter_map(|id| durable_of.get(id.as_str()).copied()).collect();
         if (durables.len() as u32) < replication {
             degraded.push(team.tag);
         }
         if let Some(plan) = plans.get(&team.tag)
-            && let Some(step) = behind_retention(team.tag, &durables, team.storage_ids.len(), plan.first_version)
+            && let Some(step) = behind_retention(team.tag, &durables, replicas_of(team).count(), plan.first_version)
         {
             return (degraded, Err(step));
         }
@@ -142,8 +143,8 @@ mod tests {
         let mut s = state(2, Some(old_layout()));
         s.locked_storage = replicas;
         s.log_plan = vec![
-            ShardPlan { tag: 0, sources: vec!["log1".into()], first_version: 1, last_version: 40 },
-            ShardPlan { tag: 1, sources: vec!["log1".into()], first_version: 32, last_version: 40 },
+            ShardPlan { tag: 0, sources: vec!["log1".into()], first_version: 1, last_version: 40, departing: vec![] },
+            ShardPlan { tag: 1, sources: vec!["log1".into()], first_version: 32, last_version: 40, departing: vec![] },
         ];
         s
     }

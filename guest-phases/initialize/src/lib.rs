@@ -40,7 +40,7 @@ impl Phase for Initialize {
         state.new_storage_teams = key_ranges(config.shards)
             .into_iter()
             .enumerate()
-            .map(|(tag, key_range)| StorageTeam { tag: tag as u32, key_range, storage_ids: Vec::new() })
+            .map(|(tag, key_range)| StorageTeam { tag: tag as u32, key_range, storage_ids: Vec::new(), departing: Vec::new() })
             .collect();
         for team in &state.new_storage_teams {
             for replica in 0..config.replication_factor {

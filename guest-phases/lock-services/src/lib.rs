@@ -16,14 +16,17 @@ pub const NEXT: &str = "determine-path";
 pub struct LockServices;
 
 impl Phase for LockServices {
-    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::OldServices];
+    const READS: &'static [StateField] = &[StateField::OldLayout, StateField::OldServices, StateField::OldStorageTeams];
     const WRITES: &'static [StateField] = &[StateField::LockedLogs, StateField::LockedStorage, StateField::Unreachable];
 
     fn run(mut state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
         let Some(layout) = &state.old_layout else {
             return outcome(state, PhaseStep::Next(NEXT.into()));
         };
-        let ids: Vec<String> = layout.services.iter().map(|s| s.id.clone()).collect();
+        // Departing replicas too: one that came back may hold what the
+        // team's others lost.
+        let departing = layout.storage_teams.iter().flat_map(|t| t.departing.iter().map(|d| &d.service));
+        let ids: Vec<String> = layout.services.iter().chain(departing).map(|s| s.id.clone()).collect();
         // This phase decides these lists (it writes them without reading them).
         state.locked_logs.clear();
         state.locked_storage.clear();

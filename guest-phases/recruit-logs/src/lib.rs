@@ -113,7 +113,8 @@ mod tests {
         let mut host = ScriptedHost::with_nodes(4, 2);
         let mut s = state(1, None);
         s.vacancies = (0..3).map(|i| Vacancy { id: format!("log-{i}"), kind: ServiceKind::Log, tag: None }).collect();
-        s.new_storage_teams = vec![StorageTeam { tag: 0, key_range: KeyRange { start: "".into(), end: "".into() }, storage_ids: vec![] }];
+        s.new_storage_teams =
+            vec![StorageTeam { tag: 0, key_range: KeyRange { start: "".into(), end: "".into() }, storage_ids: vec![], departing: vec![] }];
         let out = RecruitLogs::run(s, &mut host);
         assert_eq!(out.step, PhaseStep::Next(NEXT.into()));
         assert_eq!(host.calls, ["create n1 log", "create n2 log", "create n3 log"]);

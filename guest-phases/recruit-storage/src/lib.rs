@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use ratchet_guest::collections::IdMap;
+use ratchet_guest::layout::descriptors;
 use ratchet_guest::recruit::{place, team_group};
 use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, Recruit, ServiceKind, ShardTag, StateField, TeamMembers};
 use ratchet_guest::{Host, Phase, outcome};
@@ -21,8 +22,14 @@ pub const NEXT: &str = "replay-logs";
 pub struct RecruitStorage;
 
 impl Phase for RecruitStorage {
-    const READS: &'static [StateField] =
-        &[StateField::Vacancies, StateField::OldLayout, StateField::OldServices, StateField::NewStorageTeams, StateField::Recruits];
+    const READS: &'static [StateField] = &[
+        StateField::Vacancies,
+        StateField::OldLayout,
+        StateField::OldServices,
+        StateField::OldStorageTeams,
+        StateField::NewStorageTeams,
+        StateField::Recruits,
+    ];
     const WRITES: &'static [StateField] = &[StateField::Vacancies, StateField::NewStorageTeams, StateField::Recruits];
 
     fn run(mut state: AttemptState, host: &mut dyn Host) -> PhaseOutcome {
@@ -33,8 +40,9 @@ impl Phase for RecruitStorage {
         if wanted.is_empty() {
             return outcome(state, PhaseStep::Next(NEXT.into()));
         }
+        // A departing replica of the old layout may serve again.
         let nodes_by_service: IdMap<&str, &str> =
-            state.old_layout.iter().flat_map(|l| l.services.iter()).map(|s| (s.id.as_str(), s.node.as_str())).collect();
+            state.old_layout.iter().flat_map(descriptors).map(|s| (s.id.as_str(), s.node.as_str())).collect();
         let node_of = |id: &String| nodes_by_service.get(id.as_str()).map(|n| n.to_string());
         let nodes = host.nodes();
         let members: Vec<TeamMembers> = wanted

@@ -82,8 +82,8 @@ mod tests {
         let mut s = state(2, Some(old_layout()));
         s.path = Some(RecoveryPath::Recover);
         s.log_plan = vec![
-            ShardPlan { tag: 0, sources: vec!["log1".into()], first_version: 1, last_version: 9 },
-            ShardPlan { tag: 1, sources: vec!["log2".into()], first_version: 2, last_version: 9 },
+            ShardPlan { tag: 0, sources: vec!["log1".into()], first_version: 1, last_version: 9, departing: vec![] },
+            ShardPlan { tag: 1, sources: vec!["log2".into()], first_version: 2, last_version: 9, departing: vec![] },
         ];
         s.new_logs = vec![LogAssignment { id: "new".into(), tags: vec![0, 1] }];
         let mut host = ScriptedHost::default();
@@ -96,7 +96,8 @@ mod tests {
     fn shards_with_the_same_sources_and_range_are_copied_in_one_call() {
         let mut s = state(2, Some(old_layout()));
         s.path = Some(RecoveryPath::Recover);
-        let plan = |tag, source: &str| ShardPlan { tag, sources: vec![source.into()], first_version: 1, last_version: 9 };
+        let plan =
+            |tag, source: &str| ShardPlan { tag, sources: vec![source.into()], first_version: 1, last_version: 9, departing: vec![] };
         s.log_plan = vec![plan(0, "log1"), plan(1, "log2"), plan(2, "log1")];
         s.new_logs = vec![LogAssignment { id: "new".into(), tags: vec![0, 1, 2] }];
         let mut host = ScriptedHost::default();
@@ -109,7 +110,7 @@ mod tests {
     fn an_empty_range_is_not_copied() {
         let mut s = state(2, Some(old_layout()));
         s.path = Some(RecoveryPath::Recover);
-        s.log_plan = vec![ShardPlan { tag: 0, sources: vec!["log1".into()], first_version: 10, last_version: 9 }];
+        s.log_plan = vec![ShardPlan { tag: 0, sources: vec!["log1".into()], first_version: 10, last_version: 9, departing: vec![] }];
         s.new_logs = vec![LogAssignment { id: "new".into(), tags: vec![0] }];
         let mut host = ScriptedHost::default();
         assert_eq!(ReplayLogs::run(s, &mut host).step, PhaseStep::Next(NEXT.into()));

@@ -50,6 +50,10 @@ pub trait Host {
         first: Version,
         last: Version,
     ) -> Result<(), ClusterError>;
+    /// The version each storage replica was last seen durable at by the
+    /// host; one answer per id, in order, `None` for a replica it has not
+    /// seen serve.
+    fn known_durable(&mut self, ids: &[String]) -> Result<Vec<Option<Version>>, ClusterError>;
     /// Starts a stateless role on `node`.
     fn start_role(&mut self, node: &str, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError>;
     /// Hands the host the new layout, which checks it (I6) and keeps it for

@@ -2,7 +2,7 @@
 //! assemble-layout stages, and what an adversarial phase edits.
 
 use crate::collections::{IdMap, IdSet};
-use crate::types::{AttemptState, Layout, ServiceDescriptor};
+use crate::types::{AttemptState, Layout, ServiceDescriptor, StorageTeam};
 
 /// The new layout described by the attempt state.
 pub fn assemble(state: &AttemptState) -> Result<Layout, String> {
@@ -11,8 +11,8 @@ pub fn assemble(state: &AttemptState) -> Result<Layout, String> {
     services.push(sequencer.clone());
     services.extend(state.commit_proxies.iter().cloned());
     services.extend(state.resolvers.iter().cloned());
-    let old_services: IdMap<&str, &ServiceDescriptor> =
-        state.old_layout.iter().flat_map(|l| l.services.iter()).map(|s| (s.id.as_str(), s)).collect();
+    // A departing replica of the old layout may serve again.
+    let old_services: IdMap<&str, &ServiceDescriptor> = state.old_layout.iter().flat_map(descriptors).map(|s| (s.id.as_str(), s)).collect();
     let started = state.recruits.iter().map(|r| &r.service).chain(state.sequencer.iter());
     let mut described: IdSet<&str> = started.chain(&state.commit_proxies).chain(&state.resolvers).map(|s| s.id.as_str()).collect();
     for team in &state.new_storage_teams {
@@ -43,4 +43,16 @@ pub fn members(layout: &Layout) -> Vec<String> {
     let storage = layout.storage_teams.iter().flat_map(|t| t.storage_ids.iter());
     let roles = layout.resolvers.iter().chain(layout.sequencer.iter()).chain(layout.commit_proxies.iter());
     logs.chain(storage).chain(roles).cloned().collect()
+}
+
+/// Every replica of a team that may hold its shard: its members, then its
+/// departing replicas.
+pub fn replicas_of(team: &StorageTeam) -> impl Iterator<Item = &String> {
+    team.storage_ids.iter().chain(team.departing.iter().map(|d| &d.service.id))
+}
+
+/// Every descriptor a layout holds: its services', then its departing
+/// replicas' (described in their teams, since they serve no generation).
+pub fn descriptors(layout: &Layout) -> impl Iterator<Item = &ServiceDescriptor> {
+    layout.services.iter().chain(layout.storage_teams.iter().flat_map(|t| t.departing.iter().map(|d| &d.service)))
 }

@@ -101,6 +101,9 @@ macro_rules! __export_phase_world {
                 ) -> Result<(), t::ClusterError> {
                     cluster::recover_log(target, sources, tags, first, last)
                 }
+                fn known_durable(&mut self, ids: &[String]) -> Result<Vec<Option<t::Version>>, t::ClusterError> {
+                    cluster::known_durable(ids)
+                }
                 fn start_role(
                     &mut self,
                     node: &str,

@@ -23,6 +23,8 @@ pub struct ScriptedHost {
     pub staged: Option<Layout>,
     /// Every call, as a line such as `lock log-1` or `create n1 log`.
     pub calls: Vec<String>,
+    /// What `known_durable` answers per id; ids not listed are unknown.
+    pub known_durable: BTreeMap<String, Version>,
     /// Every placement request, as asked.
     pub requests: Vec<PlacementRequest>,
     next: u32,
@@ -109,6 +111,10 @@ impl Host for ScriptedHost {
     }
     fn create_workers(&mut self, requests: &[(String, ServiceKind)]) -> Vec<Result<ServiceDescriptor, ClusterError>> {
         requests.iter().map(|(node, kind)| self.create_worker(node, *kind)).collect()
+    }
+    fn known_durable(&mut self, ids: &[String]) -> Result<Vec<Option<Version>>, ClusterError> {
+        self.calls.push(format!("known-durable {}", ids.join(" ")));
+        Ok(ids.iter().map(|id| self.known_durable.get(id).copied()).collect())
     }
     fn recover_logs(&mut self, copies: &[LogCopy]) -> Vec<Result<(), ClusterError>> {
         copies.iter().map(|c| self.recover_log(&c.target, &c.sources, &c.tags, c.first, c.last)).collect()
@@ -210,7 +216,7 @@ pub fn old_layout() -> Layout {
                 start: if tag == 0 { String::new() } else { "8".into() },
                 end: if tag == 0 { "8".into() } else { String::new() },
             };
-            StorageTeam { tag, key_range, storage_ids: ids }
+            StorageTeam { tag, key_range, storage_ids: ids, departing: Vec::new() }
         })
         .collect();
     Layout {

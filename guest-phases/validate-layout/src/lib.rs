@@ -119,6 +119,7 @@ mod tests {
                 tag: 0,
                 key_range: KeyRange { start: String::new(), end: String::new() },
                 storage_ids: vec!["st".into()],
+                departing: Vec::new(),
             }],
             services: vec![
                 service("seq", ServiceKind::Sequencer),

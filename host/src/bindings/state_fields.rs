@@ -249,6 +249,7 @@ mod tests {
                 tag: 0,
                 key_range: KeyRange { start: String::new(), end: String::new() },
                 storage_ids: vec!["st".into()],
+                departing: Vec::new(),
             }],
             services: vec![service("log", ServiceKind::Log), service("st", ServiceKind::Storage)],
             recovery_version: 40,
@@ -267,7 +268,7 @@ mod tests {
         state.locked_storage = vec![StorageRecoveryInfo { id: "st".into(), durable_version: 30, oldest_durable_version: 1 }];
         state.unreachable = vec!["gone".into()];
         state.path = Some(RecoveryPath::Recover);
-        state.log_plan = vec![ShardPlan { tag: 0, sources: vec!["log".into()], first_version: 1, last_version: 40 }];
+        state.log_plan = vec![ShardPlan { tag: 0, sources: vec!["log".into()], first_version: 1, last_version: 40, departing: vec![] }];
         state.recovery_version = Some(40);
         state.durable_version = Some(30);
         state.degraded_teams = vec![0];

@@ -458,7 +458,9 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
             let _ = writeln!(out, "log        {} tags {:?}", log.id, log.tags);
         }
         for team in &layout.storage_teams {
-            let _ = writeln!(out, "team {:<5} {}", team.tag, team.storage_ids.join(" "));
+            let departing: Vec<&str> = team.departing.iter().map(|d| d.service.id.as_str()).collect();
+            let departing = if departing.is_empty() { String::new() } else { format!(" (departing: {})", departing.join(" ")) };
+            let _ = writeln!(out, "team {:<5} {}{departing}", team.tag, team.storage_ids.join(" "));
         }
         if !status.joining.is_empty() {
             let _ = writeln!(out, "joining    {} (seeded from a teammate; serving once caught up)", status.joining.join(" "));

@@ -65,6 +65,11 @@ pub trait Cluster: Send + Sync {
     /// A counter that rises whenever a service registers or comes back, so a
     /// stalled director can retry at once.
     fn registrations(&self) -> RegistrationWatch;
+    /// The version storage replica `id` was last seen durable at while it
+    /// served, as this process saw it: a floor of what the replica holds,
+    /// even while it cannot be reached. `None` when this process has not
+    /// seen it serve.
+    fn known_durable(&self, id: &str) -> Option<Version>;
 
     // Replica recovery: the figures it decides on and the moves it makes
     // (see `crate::replica`). Every change carries the recovery's epoch and

@@ -67,6 +67,9 @@ pub struct RemoteCluster {
     /// The storage replicas of the live generation that did not serve it at
     /// the last pump: they are still joining their teams.
     joining: Mutex<BTreeSet<String>>,
+    /// The version each storage replica was last seen durable at by the
+    /// pump while it served (see [`Cluster::known_durable`]).
+    seen_durable: Mutex<BTreeMap<String, Version>>,
     /// Versions each log keeps behind its newest; `None` keeps everything.
     retention: Option<Version>,
     /// Watches the workers, when they are processes (see
@@ -151,6 +154,7 @@ impl RemoteCluster {
             next_proxy: AtomicUsize::new(0),
             broken: Mutex::default(),
             joining: Mutex::default(),
+            seen_durable: Mutex::default(),
             retention: None,
             detector: None,
             bulk: None,
@@ -347,15 +351,39 @@ impl RemoteCluster {
                 } else {
                     durable
                 };
+                self.seen_serving(member, reached.min(upto));
                 reached_by.push(reached);
             }
-            held.insert(team.tag, held_by_two(team.storage_ids.len(), reached_by));
+            let mut through = held_by_two(team.storage_ids.len(), reached_by);
+            // A departing replica counts as a copy while a member joins in
+            // its place: the logs keep what it lacks until then.
+            if team.storage_ids.iter().any(|member| joining.contains(member)) {
+                for departing in &team.departing {
+                    through = through.min(departing.durable_version);
+                }
+            }
+            held.insert(team.tag, through);
         }
         *lock(&self.joining) = joining;
         if let Some(retention) = self.retention.filter(|_| pop) {
             self.pop_logs(&layout, &held, retention).await;
         }
         stranded
+    }
+
+    /// Notes that serving replica `member` is durable at `version` (what it
+    /// answered, or what the pump's applies, each made durable before it is
+    /// answered, brought it to). Capped by the caller at the acknowledged
+    /// version, which every later recovery keeps: a truncation never takes
+    /// a replica below it.
+    fn seen_serving(&self, member: &str, version: Version) {
+        let mut known = lock(&self.seen_durable);
+        match known.get_mut(member) {
+            Some(seen) => *seen = (*seen).max(version),
+            None => {
+                known.insert(member.to_string(), version);
+            }
+        }
     }
 
     /// The storage replicas of the live generation that did not serve it
@@ -697,6 +725,10 @@ impl Cluster for RemoteCluster {
 
     fn registrations(&self) -> super::RegistrationWatch {
         self.registrations.subscribe()
+    }
+
+    fn known_durable(&self, id: &str) -> Option<Version> {
+        lock(&self.seen_durable).get(id).copied()
     }
 
     async fn replica_state(&self, id: &str) -> Result<(Version, String), ClusterError> {

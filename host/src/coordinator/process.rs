@@ -13,7 +13,7 @@ use crate::audit::{AuditEntry, AuditLog};
 use crate::bindings::types::{Epoch, Layout, Node, RecoveryConfig, ServiceDescriptor, Version};
 use crate::cluster::{Breakage, Cluster, RemoteCluster};
 use crate::director::{AttemptOutcome, Director, DirectorOptions, PAUSE_AFTER_INCOMPLETE, RecoveryReport};
-use crate::guard::named_services;
+use crate::guard::{kept_services, named_services};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::registry::all_slots;
@@ -348,12 +348,12 @@ async fn await_layout_nodes(coordinator: &Coordinator, grace: Duration) {
 }
 
 /// No recovery runs while serving, so a service the persisted layout does
-/// not name is needed by nothing: an old generation's, one an attempt created
+/// not name (as a member or a departing replica) is needed by nothing: an old generation's, one an attempt created
 /// on a worker that was down during its rollback, or one a restarted worker
 /// reloaded. Each is released, journal and all, so that they cannot fill a
 /// node's capacity over many recoveries.
-async fn release_strays(cluster: &RemoteCluster, epoch: Epoch, members: &BTreeSet<String>, hosted: &[ServiceDescriptor]) {
-    for stray in hosted.iter().filter(|s| !members.contains(&s.id)) {
+async fn release_strays(cluster: &RemoteCluster, epoch: Epoch, kept: &BTreeSet<String>, hosted: &[ServiceDescriptor]) {
+    for stray in hosted.iter().filter(|s| !kept.contains(&s.id)) {
         tracing::info!(service = %stray.id, node = %stray.node, "releasing a service no generation needs");
         cluster.release(&stray.id, epoch).await;
     }
@@ -364,9 +364,10 @@ async fn release_strays(cluster: &RemoteCluster, epoch: Epoch, members: &BTreeSe
 /// the store's service directory follows the generation's services.
 async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: &Layout) -> String {
     let members = named_services(layout);
+    let kept = kept_services(layout);
     let mut failures = cluster.detector().map(|d| d.failures());
     if may_act(store) {
-        release_strays(cluster, layout.epoch, &members, &cluster.services().await).await;
+        release_strays(cluster, layout.epoch, &kept, &cluster.services().await).await;
     }
     let mut recorded = Vec::new();
     loop {
@@ -397,7 +398,7 @@ async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: 
             Err(breakage) => return breakage.to_string(),
         };
         if acting {
-            release_strays(cluster, layout.epoch, &members, &hosted).await;
+            release_strays(cluster, layout.epoch, &kept, &hosted).await;
         }
         // The directory in the store follows what the workers host.
         let mut directory: Vec<ServiceDescriptor> = hosted.into_iter().filter(|s| members.contains(&s.id)).collect();

@@ -16,7 +16,7 @@ pub(crate) struct OldShard {
     pub key_range: KeyRange,
     /// The old logs the layout assigns it to.
     pub carriers: Vec<String>,
-    /// Its storage replicas.
+    /// Its storage replicas, departing ones too.
     pub replicas: Vec<String>,
 }
 
@@ -35,16 +35,21 @@ pub fn storage_floor(durable: impl Iterator<Item = Version>, oldest: Version, se
 /// The persisted old layout, indexed for the checks.
 #[derive(Debug, Default)]
 pub(crate) struct OldGeneration {
-    /// Every service id it names.
+    /// Every service id it names, departing replicas too: a recovery may
+    /// lock each.
     pub names: HashSet<String>,
     /// Its shards, by tag.
     pub shards: BTreeMap<ShardTag, OldShard>,
     /// Its logs, with the shards each carries.
     pub logs: HashMap<String, BTreeSet<ShardTag>>,
-    /// Its storage replicas, with the shard each belongs to.
+    /// Its storage replicas, departing ones too, with the shard each
+    /// belongs to.
     pub replicas: HashMap<String, ShardTag>,
     /// Its descriptors, by id: the host's record of the old services.
     pub descriptors: HashMap<String, ServiceDescriptor>,
+    /// Its departing replicas, each with the version through which its
+    /// data is trusted (`departing-replica.durable-version`).
+    pub departing_through: HashMap<String, Version>,
     /// Its recovery version: every version up to here was kept by its
     /// generation, so every later one keeps it too.
     pub recovery_version: Version,
@@ -54,12 +59,17 @@ impl OldGeneration {
     /// Indexes `layout`.
     pub fn new(layout: Option<Layout>) -> Self {
         let Some(old) = layout else { return OldGeneration::default() };
-        let names = super::names(&old).map(String::from).collect();
+        let departing = old.storage_teams.iter().flat_map(|t| t.departing.iter());
+        let names = super::names(&old).map(String::from).chain(departing.clone().map(|d| d.service.id.clone())).collect();
+        let departing_through = departing.clone().map(|d| (d.service.id.clone(), d.durable_version)).collect();
         let logs: HashMap<String, BTreeSet<ShardTag>> = old.logs.iter().map(|l| (l.id.clone(), l.tags.iter().copied().collect())).collect();
         let mut shards: BTreeMap<ShardTag, OldShard> = old
             .storage_teams
             .iter()
-            .map(|t| (t.tag, OldShard { key_range: t.key_range.clone(), carriers: Vec::new(), replicas: t.storage_ids.clone() }))
+            .map(|t| {
+                let replicas = t.storage_ids.iter().cloned().chain(t.departing.iter().map(|d| d.service.id.clone())).collect();
+                (t.tag, OldShard { key_range: t.key_range.clone(), carriers: Vec::new(), replicas })
+            })
             .collect();
         for log in &old.logs {
             for tag in &log.tags {
@@ -68,9 +78,13 @@ impl OldGeneration {
                 }
             }
         }
-        let replicas = old.storage_teams.iter().flat_map(|t| t.storage_ids.iter().map(move |id| (id.clone(), t.tag))).collect();
-        let descriptors = old.services.iter().map(|s| (s.id.clone(), s.clone())).collect();
-        OldGeneration { names, shards, logs, replicas, descriptors, recovery_version: old.recovery_version }
+        let replicas = old
+            .storage_teams
+            .iter()
+            .flat_map(|t| t.storage_ids.iter().chain(t.departing.iter().map(|d| &d.service.id)).map(move |id| (id.clone(), t.tag)))
+            .collect();
+        let descriptors = old.services.iter().chain(departing.map(|d| &d.service)).map(|s| (s.id.clone(), s.clone())).collect();
+        OldGeneration { names, shards, logs, replicas, descriptors, departing_through, recovery_version: old.recovery_version }
     }
 
     /// Whether the old layout names any log: its generation may have
@@ -199,6 +213,10 @@ pub(crate) struct Ledger {
     pub staged_names: HashSet<String>,
     /// Services this attempt unlocked.
     pub unlocked: HashSet<String>,
+    /// The version the host last saw each replica that a staged layout
+    /// names departing durable at, when it saw it serve (see
+    /// [`crate::cluster::Cluster::known_durable`]).
+    pub floors: HashMap<String, Version>,
     /// Storage replicas that join their team after the layout is
     /// persisted: recruits, and old replicas the logs cannot catch up (see
     /// `AttemptGuard::joins_later` and `AttemptGuard::bring_up_joining`).
@@ -246,6 +264,15 @@ impl Ledger {
         self.staged_checked_at = Some(self.changes);
     }
 
+    /// Records the versions the host last saw departing replicas durable at.
+    pub fn seen_durable(&mut self, floors: Vec<(String, Version)>) {
+        for (id, floor) in floors {
+            if self.floors.insert(id, floor) != Some(floor) {
+                self.changes += 1;
+            }
+        }
+    }
+
     /// Records a service this attempt created.
     pub fn created(&mut self, descriptor: &ServiceDescriptor, start: Option<Version>) {
         self.records.insert(descriptor.id.clone(), Record { descriptor: descriptor.clone(), start });
@@ -279,10 +306,10 @@ impl Ledger {
     /// logs cannot catch it up, only a copy from a teammate brings it back
     /// (the replicas [`storage_floor`] leaves out as behind `oldest`).
     pub fn behind_logs(&self, old: &OldGeneration, tag: ShardTag, id: &str) -> bool {
-        let Some(LockInfo::Storage(info)) = self.locks.get(id) else { return false };
+        let Some(durable) = self.trusted_durable(old, id) else { return false };
         let Some(shard) = old.shards.get(&tag).filter(|shard| shard.replicas.iter().any(|r| r == id)) else { return false };
         let oldest = shard.carriers.iter().filter_map(|log| self.held_from(log, tag)).min();
-        oldest.is_some_and(|oldest| info.durable_version.saturating_add(1) < oldest)
+        oldest.is_some_and(|oldest| durable.saturating_add(1) < oldest)
     }
 
     /// The lock reply of old log `id`, if this attempt locked it.
@@ -328,17 +355,42 @@ impl Ledger {
     /// the version after what every locked replica of the shard has made
     /// durable (see [`storage_floor`]): storage has the older versions, and
     /// copying them into the new logs would make a recovery's cost grow
-    /// with the history. `None` when no locked log holds the shard.
-    pub fn kept_from(&self, old: &OldGeneration, tag: ShardTag) -> Option<Version> {
+    /// with the history. A departing replica of the old layout that came
+    /// back counts only if it is in `serving`, the new layout's members.
+    /// `None` when no locked log holds the shard.
+    pub fn kept_from(&self, old: &OldGeneration, tag: ShardTag, serving: &HashSet<&str>) -> Option<Version> {
         let shard = old.shards.get(&tag)?;
         let oldest = shard.carriers.iter().filter_map(|id| self.held_from(id, tag)).min()?;
-        let durable = shard.replicas.iter().filter_map(|id| match self.locks.get(id) {
-            Some(LockInfo::Storage(info)) => Some(info.durable_version),
-            _ => None,
-        });
-        Some(match storage_floor(durable, oldest, old.recovery_version, self.must_keep_through(old)) {
+        let keep = self.must_keep_through(old);
+        let (returned, members): (Vec<&String>, Vec<&String>) =
+            shard.replicas.iter().partition(|id| old.departing_through.contains_key(*id));
+        let members = storage_floor(members.into_iter().filter_map(|id| self.locked_durable(id)), oldest, old.recovery_version, keep);
+        // A departing replica that came back, if it serves the new layout,
+        // holds the shard through what the old layout trusts it with,
+        // below its recovery version as that may be.
+        let returned = returned.into_iter().filter(|id| serving.contains(id.as_str()));
+        let returned = storage_floor(returned.filter_map(|id| self.trusted_durable(old, id)), oldest, 0, keep);
+        Some(match members.into_iter().chain(returned).min() {
             Some(floor) => oldest.max(floor + 1),
             None => oldest,
         })
+    }
+
+    /// The durable version old replica `id`'s lock in this attempt
+    /// reported, if it was locked.
+    pub fn locked_durable(&self, id: &str) -> Option<Version> {
+        match self.locks.get(id) {
+            Some(LockInfo::Storage(info)) => Some(info.durable_version),
+            _ => None,
+        }
+    }
+
+    /// What locked old replica `id` holds that can be trusted: what its
+    /// lock reported, but for a departing replica of the old layout no
+    /// more than the layout trusts it with (anything past that may come
+    /// from an attempt that never persisted, and is cut back).
+    pub fn trusted_durable(&self, old: &OldGeneration, id: &str) -> Option<Version> {
+        let durable = self.locked_durable(id)?;
+        Some(old.departing_through.get(id).map_or(durable, |through| durable.min(*through)))
     }
 }

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use super::facts::{Ledger, OldGeneration, Zones};
 use super::rules::{Invariant, Refusal};
 use crate::bindings::kind_name;
-use crate::bindings::types::{Epoch, KeyRange, Layout, RecoveryConfig, ServiceDescriptor, ServiceKind, ShardTag};
+use crate::bindings::types::{
+    DepartingReplica, Epoch, KeyRange, Layout, RecoveryConfig, ServiceDescriptor, ServiceKind, ShardTag, Version,
+};
 
 fn refuse<T>(rule: Invariant, message: String) -> Result<T, Refusal> {
     Err(Refusal::new(rule, message))
@@ -45,7 +47,7 @@ fn known_acknowledgements(old: &OldGeneration, ledger: &Ledger) -> Result<(), Re
         return Ok(());
     }
     for (tag, shard) in &old.shards {
-        if ledger.kept_from(old, *tag).is_none() {
+        if ledger.kept_from(old, *tag, &HashSet::new()).is_none() {
             let logs = if shard.carriers.is_empty() { "none".to_string() } else { shard.carriers.join(", ") };
             return refuse(
                 Invariant::KnownAcknowledgements,
@@ -161,6 +163,17 @@ fn teams(config: &RecoveryConfig, old: &OldGeneration, ledger: &Ledger, layout: 
                 }
             }
         }
+        for departing in &team.departing {
+            let id = departing.service.id.as_str();
+            if !members.insert(id) {
+                return refuse(Invariant::FaithfulLayout, format!("storage team {} lists {id} twice", team.tag));
+            }
+            if let Some(other) = team_of.insert(id, team.tag) {
+                return refuse(Invariant::FaithfulLayout, format!("{id} is listed in storage teams {other} and {}", team.tag));
+            }
+            departing_replica(old, ledger, team.tag, departing)?;
+        }
+        let members: BTreeSet<&str> = team.storage_ids.iter().map(String::as_str).collect();
         if (members.len() as u32) < quorum {
             return refuse(
                 Invariant::LayoutClosure,
@@ -179,6 +192,59 @@ fn teams(config: &RecoveryConfig, old: &OldGeneration, ledger: &Ledger, layout: 
             );
         }
         spread(config, old, ledger, zones.as_ref(), team.tag, &team.storage_ids)?;
+    }
+    Ok(())
+}
+
+/// S3: a departing replica of shard `tag` is a replica of the shard in the
+/// old layout, described as the host knows it, that this attempt did not
+/// lock (one it locked is a member or nothing), and trusted with no more
+/// than the host knows it holds: what the old layout trusted it with if it
+/// departed already, else what the host last saw it durable at.
+fn departing_replica(old: &OldGeneration, ledger: &Ledger, tag: ShardTag, departing: &DepartingReplica) -> Result<(), Refusal> {
+    let id = departing.service.id.as_str();
+    match old.replicas.get(id) {
+        Some(of) if *of == tag => {}
+        Some(of) => {
+            return refuse(Invariant::FaithfulLayout, format!("departing {id} holds shard {of}'s data; it cannot count for shard {tag}"));
+        }
+        None => {
+            return refuse(
+                Invariant::FaithfulLayout,
+                format!("departing {id} is no replica of shard {tag} in the old layout: its data is unknown"),
+            );
+        }
+    }
+    match old.descriptors.get(id) {
+        Some(record) if *record == departing.service => {}
+        Some(record) => {
+            return refuse(
+                Invariant::FaithfulLayout,
+                format!("the descriptor of departing {id} says {}; the host's record says {}", show(&departing.service), show(record)),
+            );
+        }
+        None => return refuse(Invariant::FaithfulLayout, format!("the host has no record of departing {id}")),
+    }
+    if ledger.holds(id) {
+        return refuse(
+            Invariant::FaithfulLayout,
+            format!("{id} is locked by this attempt: a replica it holds serves its team or is dropped, it does not depart"),
+        );
+    }
+    let Some(trusted) = old.departing_through.get(id).or_else(|| ledger.floors.get(id)) else {
+        return refuse(
+            Invariant::FaithfulLayout,
+            format!("the host never saw departing {id} serve: what it holds is unknown, so it cannot count as a copy"),
+        );
+    };
+    if departing.durable_version > *trusted {
+        return refuse(
+            Invariant::AcknowledgedWritesSurvive,
+            format!(
+                "departing {id} is said to hold shard {tag} through {}, but the host knows it holds it only through {trusted}",
+                departing.durable_version
+            ),
+        );
     }
     Ok(())
 }
@@ -382,9 +448,40 @@ fn versions(old: &OldGeneration, ledger: &Ledger, layout: &Layout) -> Result<(),
     if !old.has_logs() {
         return Ok(());
     }
+    let serving: HashSet<&str> = layout.storage_teams.iter().flat_map(|t| t.storage_ids.iter().map(String::as_str)).collect();
+    // Per shard, the first version a departing replica of it lacks: the
+    // new logs keep it, so the replica stays a copy.
+    let mut departing_from: BTreeMap<ShardTag, (Version, &str)> = BTreeMap::new();
+    for team in &layout.storage_teams {
+        for departing in &team.departing {
+            let (id, lacks) = (departing.service.id.as_str(), departing.durable_version.saturating_add(1));
+            let entry = departing_from.entry(team.tag).or_insert((lacks, id));
+            if lacks < entry.0 {
+                *entry = (lacks, id);
+            }
+        }
+    }
+    for (tag, (lacks, id)) in &departing_from {
+        let oldest = old.shards.get(tag).and_then(|shard| shard.carriers.iter().filter_map(|log| ledger.held_from(log, *tag)).min());
+        if *lacks <= recovery && oldest.is_none_or(|oldest| oldest > *lacks) {
+            let held = oldest.map_or("none of it".to_string(), |oldest| format!("it from {oldest}"));
+            return refuse(
+                Invariant::AcknowledgedWritesSurvive,
+                format!(
+                    "departing {id} lacks shard {tag} from version {lacks}, but the locked old logs hold {held}: \
+                     it is no copy of the shard"
+                ),
+            );
+        }
+    }
     for (log, tags) in logs {
         for tag in tags {
-            let Some(from) = ledger.kept_from(old, *tag) else { continue };
+            let kept = ledger.kept_from(old, *tag, &serving);
+            let from = match (kept, departing_from.get(tag)) {
+                (Some(kept), Some((lacks, _))) => kept.min(*lacks),
+                (Some(kept), None) => kept,
+                (None, _) => continue,
+            };
             if from > recovery {
                 // The shard's logs were popped through the recovery
                 // version: nothing is kept, and the log holds it from the
@@ -423,7 +520,9 @@ fn show(descriptor: &ServiceDescriptor) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::types::{LockInfo, LogAssignment, LogRecoveryInfo, Node, ShardRetention, StorageRecoveryInfo, StorageTeam};
+    use crate::bindings::types::{
+        DepartingReplica, LockInfo, LogAssignment, LogRecoveryInfo, Node, ShardRetention, StorageRecoveryInfo, StorageTeam,
+    };
     use crate::guard::facts::Record;
 
     fn d(id: &str, kind: ServiceKind, node: &str) -> ServiceDescriptor {
@@ -464,8 +563,18 @@ mod tests {
                 resolvers: vec![],
                 logs: vec![LogAssignment { id: "L1".into(), tags: vec![0, 1] }],
                 storage_teams: vec![
-                    StorageTeam { tag: 0, key_range: range("", "8"), storage_ids: vec!["a1".into(), "a2".into(), "a3".into()] },
-                    StorageTeam { tag: 1, key_range: range("8", ""), storage_ids: vec!["b1".into(), "b2".into(), "b3".into()] },
+                    StorageTeam {
+                        tag: 0,
+                        key_range: range("", "8"),
+                        storage_ids: vec!["a1".into(), "a2".into(), "a3".into()],
+                        departing: Vec::new(),
+                    },
+                    StorageTeam {
+                        tag: 1,
+                        key_range: range("8", ""),
+                        storage_ids: vec!["b1".into(), "b2".into(), "b3".into()],
+                        departing: Vec::new(),
+                    },
                 ],
                 services: old_services.clone(),
                 recovery_version: 10,
@@ -517,8 +626,18 @@ mod tests {
                 resolvers: vec![],
                 logs: ["N1", "N2", "N3"].iter().map(|id| LogAssignment { id: id.to_string(), tags: vec![0, 1] }).collect(),
                 storage_teams: vec![
-                    StorageTeam { tag: 0, key_range: range("", "8"), storage_ids: vec!["a1".into(), "a2".into(), "a4".into()] },
-                    StorageTeam { tag: 1, key_range: range("8", ""), storage_ids: vec!["b1".into(), "b2".into(), "b4".into()] },
+                    StorageTeam {
+                        tag: 0,
+                        key_range: range("", "8"),
+                        storage_ids: vec!["a1".into(), "a2".into(), "a4".into()],
+                        departing: Vec::new(),
+                    },
+                    StorageTeam {
+                        tag: 1,
+                        key_range: range("8", ""),
+                        storage_ids: vec!["b1".into(), "b2".into(), "b4".into()],
+                        departing: Vec::new(),
+                    },
                 ],
                 services,
                 recovery_version: 20,
@@ -596,6 +715,78 @@ mod tests {
         let refusal = case.refused();
         assert_eq!(refusal.rule, Invariant::VersionsIssuedOnce);
         assert!(refusal.message.contains("log N1 holds shard 1 through version 25"), "{refusal}");
+    }
+
+    /// [`Case`] where a3 did not answer the lock and stays in team 0 as a
+    /// departing copy, which the host saw durable at 3.
+    fn departing_case() -> Case {
+        let mut case = Case::new();
+        let a3 = case.old.services.iter().find(|s| s.id == "a3").unwrap().clone();
+        case.layout.storage_teams[0].departing = vec![DepartingReplica { service: a3, durable_version: 3 }];
+        case.ledger.floors.insert("a3".into(), 3);
+        case
+    }
+
+    #[test]
+    fn s3_a_departing_replica_counts_only_as_the_host_saw_it_and_only_while_the_logs_keep_what_it_lacks() {
+        departing_case().check().expect("a3 lacks [4, 20], which every new log recovered");
+        // The new logs keep only what the locked replicas lack, [5, 20]:
+        // a3, durable at 3, would lack version 4.
+        let mut case = departing_case();
+        case.old.recovery_version = 2;
+        for log in ["N1", "N2", "N3"] {
+            case.ledger.recovered.insert((log.into(), 0), Default::default());
+            case.ledger.recovered.entry((log.into(), 0)).or_default().add(5, 20);
+        }
+        let refusal = case.refused();
+        assert!(refusal.message.contains("not the whole kept range [4, 20]"), "{refusal}");
+        case.ledger.floors.insert("a3".into(), 4);
+        case.layout.storage_teams[0].departing[0].durable_version = 4;
+        case.check().expect("a3 durable at 4 lacks only [5, 20]");
+        // The old logs popped what a3 lacks: it is no copy.
+        let mut case = departing_case();
+        let shards = vec![ShardRetention { tag: 0, oldest_version: 5 }, ShardRetention { tag: 1, oldest_version: 1 }];
+        case.ledger.locked("L1", &LockInfo::Log(LogRecoveryInfo { id: "L1".into(), oldest_version: 1, last_version: 20, shards }));
+        let refusal = case.refused();
+        assert_eq!(refusal.rule, Invariant::AcknowledgedWritesSurvive);
+        assert!(refusal.message.contains("departing a3 lacks shard 0 from version 4"), "{refusal}");
+
+        type Unfaithful = (&'static str, fn(&mut Case));
+        let cases: [Unfaithful; 8] = [
+            ("the host never saw departing a3 serve", |c| {
+                c.ledger.floors.clear();
+            }),
+            ("said to hold shard 0 through 4, but the host knows it holds it only through 3", |c| {
+                c.layout.storage_teams[0].departing[0].durable_version = 4;
+            }),
+            ("a3 is locked by this attempt", |c| {
+                let info = StorageRecoveryInfo { id: "a3".into(), durable_version: 4, oldest_durable_version: 0 };
+                c.ledger.locked("a3", &LockInfo::Storage(info));
+            }),
+            ("departing b3 holds shard 1's data", |c| {
+                c.layout.storage_teams[0].departing[0].service = c.old.services.iter().find(|s| s.id == "b3").unwrap().clone();
+                c.ledger.floors.insert("b3".into(), 3);
+            }),
+            ("departing x9 is no replica of shard 0", |c| {
+                c.layout.storage_teams[0].departing[0].service = d("x9", ServiceKind::Storage, "n9");
+                c.ledger.floors.insert("x9".into(), 3);
+            }),
+            ("the host's record says", |c| c.layout.storage_teams[0].departing[0].service.address = "10.6.6.6:1".into()),
+            ("storage team 0 lists a3 twice", |c| {
+                let a3 = c.layout.storage_teams[0].departing[0].clone();
+                c.layout.storage_teams[0].departing.push(a3);
+            }),
+            ("a3 is listed in storage teams 0 and 1", |c| {
+                let a3 = c.layout.storage_teams[0].departing[0].clone();
+                c.layout.storage_teams[1].departing.push(a3);
+            }),
+        ];
+        for (expected, edit) in cases {
+            let mut case = departing_case();
+            edit(&mut case);
+            let refusal = case.refused();
+            assert!(refusal.message.contains(expected), "expected {expected:?}, got {refusal}");
+        }
     }
 
     #[test]

@@ -42,7 +42,7 @@ mod rules;
 
 pub use rules::{Invariant, Refusal};
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -142,7 +142,9 @@ impl AttemptGuard {
     /// - it holds none of the old generation yet (this attempt recruited
     ///   it, or it was still joining the old generation: its lock showed it
     ///   below the old recovery version), and its team has as many replicas
-    ///   that hold it as the replication factor asks. A team with fewer
+    ///   that hold it as the replication factor asks, departing replicas
+    ///   counted (each holds the shard through the version the host last
+    ///   saw it durable at, and the new logs keep the rest). A team with fewer
     ///   would persist with fewer whole copies than the old layout named: a
     ///   replica it replaced may come back with its data, but only the old
     ///   layout names it, and a second failure before the newcomer is
@@ -167,8 +169,9 @@ impl AttemptGuard {
         };
         let stranded = |id: &str| ledger.behind_logs(&self.old, team.tag, id);
         if empty(id) {
+            // A departing replica is a copy until its replacement is whole.
             let whole = self.config.replication_factor as usize;
-            return team.storage_ids.iter().filter(|s| !empty(s)).count() >= whole;
+            return team.storage_ids.iter().filter(|s| !empty(s)).count() + team.departing.len() >= whole;
         }
         stranded(id) && team.storage_ids.iter().any(|s| s != id && !empty(s) && !stranded(s))
     }
@@ -205,13 +208,20 @@ impl AttemptGuard {
             .ok_or_else(|| ClusterError::NotFound(format!("{id} is in no storage team of epoch {}", self.epoch)))?;
         let joining = self.joining();
         let mut reached = layout.recovery_version;
+        let mut states = Vec::new();
         for mate in team.storage_ids.iter().filter(|s| *s != id && !joining.contains(s)) {
-            if let Ok((durable, _)) = self.cluster.replica_state(mate).await {
-                reached = reached.max(durable);
+            if let Ok(state) = self.cluster.replica_state(mate).await {
+                reached = reached.max(state.0);
+                states.push((mate.clone(), state));
             }
         }
+        if let Some((_, err)) = self.cut_back_returned(layout, std::iter::once(id)).await.pop() {
+            return Err(err);
+        }
         let target = Layout { recovery_version: reached, ..layout.clone() };
-        self.bring_up(&LayoutIndex::new(&target), id).await?;
+        // The teammates' states just asked are what the copy chooses its
+        // source from.
+        self.bring_up(&LayoutIndex::new(&target).with_states(states), id).await?;
         self.note(self.cluster.unlock(id, self.epoch, layout).await)?;
         self.ledger().unlocked.insert(id.to_string());
         Ok(())
@@ -511,9 +521,18 @@ fn names(layout: &Layout) -> impl Iterator<Item = &str> {
     layout.services.iter().map(|s| s.id.as_str()).chain(members(layout))
 }
 
-/// Every service id a layout names.
+/// Every service id a layout names as serving its generation (its
+/// departing replicas are not: see [`kept_services`]).
 pub fn named_services(layout: &Layout) -> BTreeSet<String> {
     names(layout).map(String::from).collect()
+}
+
+/// Every service a layout needs kept: the ones it names and its departing
+/// replicas, copies of their shards until their replacements are whole.
+/// Housekeeping releases any other.
+pub fn kept_services(layout: &Layout) -> BTreeSet<String> {
+    let departing = layout.storage_teams.iter().flat_map(|t| t.departing.iter().map(|d| d.service.id.as_str()));
+    names(layout).chain(departing).map(String::from).collect()
 }
 
 /// The plugins replica recovery and placement call on the attempt's
@@ -564,6 +583,7 @@ impl PluginHost for AttemptGuard {
                 HostReply::Done(self.recover_log(target, sources, tags, first, last).await)
             }
             HostCall::StartRole { node, kind } => HostReply::Started(self.start_role(node, kind).await),
+            HostCall::KnownDurable { ids } => HostReply::Versions(self.known_durable(&ids)),
             HostCall::StageLayout(layout) => HostReply::Done(self.stage_layout(*layout).await),
             HostCall::Unlock { ids } => HostReply::Unlocked(self.unlock(ids).await),
             HostCall::PersistLayout => HostReply::Done(self.persist_layout().await),
@@ -615,6 +635,12 @@ impl AttemptGuard {
             result
         });
         futures::future::join_all(calls).await
+    }
+
+    fn known_durable(&self, ids: &[String]) -> Result<Vec<Option<Version>>, ClusterError> {
+        self.live()?;
+        arguments::bounded("ids", ids.len()).map_err(|refusal| self.refuse(refusal))?;
+        Ok(ids.iter().map(|id| self.cluster.known_durable(id)).collect())
     }
 
     async fn create_worker(&self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError> {
@@ -713,10 +739,19 @@ impl AttemptGuard {
         if self.ledger().nodes.is_none() {
             self.list_nodes().await;
         }
+        // A departing replica counts as a copy only through what the host
+        // itself last saw it hold.
+        let floors: Vec<(String, Version)> = layout
+            .storage_teams
+            .iter()
+            .flat_map(|t| &t.departing)
+            .filter_map(|d| Some((d.service.id.clone(), self.cluster.known_durable(&d.service.id)?)))
+            .collect();
         // Checked and taken under one lock, so no unlock or persist can use
         // the staged layout in between.
         let refused = {
             let mut ledger = self.ledger();
+            ledger.seen_durable(floors);
             match self.check(&ledger, &layout) {
                 Err(refusal) => Some(refusal),
                 Ok(()) if ledger.staged_fixed => {
@@ -775,15 +810,16 @@ impl AttemptGuard {
         let joining: BTreeSet<&String> =
             ids.iter().zip(&checked).filter(|(id, c)| c.is_ok() && self.joins_later(layout, id)).map(|(id, _)| id).collect();
         let joining = &joining;
-        let locked: Vec<(String, Version)> = self
-            .ledger()
-            .locks
-            .iter()
-            .filter_map(|(id, info)| match info {
-                LockInfo::Storage(info) => Some((id.clone(), info.durable_version)),
-                _ => None,
-            })
-            .collect();
+        // Departing replicas that serve again are cut back before anyone
+        // asks them for their figures.
+        let returning = ids.iter().zip(&checked).filter(|(id, c)| c.is_ok() && !joining.contains(id)).map(|(id, _)| id.as_str());
+        let cut_back: HashMap<&str, ClusterError> = self.cut_back_returned(layout, returning).await.into_iter().collect();
+        let cut_back = &cut_back;
+        let locked: Vec<(String, Version)> = {
+            let ledger = self.ledger();
+            let storage = ledger.locks.iter().filter(|(_, info)| matches!(info, LockInfo::Storage(_)));
+            storage.filter_map(|(id, _)| Some((id.clone(), ledger.trusted_durable(&self.old, id)?))).collect()
+        };
         let index = &LayoutIndex::new(layout).with_locked(locked);
         // Each service is unlocked as soon as it may serve, all at once: a
         // storage replica once replica recovery has brought it to the
@@ -795,12 +831,38 @@ impl AttemptGuard {
                 self.ledger().joining.insert(id.clone());
                 return Ok(());
             }
+            if let Some(err) = cut_back.get(id.as_str()) {
+                return Err(err.clone());
+            }
             self.bring_up(index, id).await?;
             self.note(self.cluster.unlock(id, self.epoch, layout).await)?;
             self.ledger().unlocked.insert(id.clone());
             Ok(())
         });
         futures::future::join_all(calls).await
+    }
+
+    /// Cuts each of `ids` that is a departing replica of the old layout,
+    /// serving again, back to the version the old layout trusts it with,
+    /// when its lock showed it past that: what it holds beyond may come
+    /// from an attempt that never persisted, whose versions a later
+    /// generation issued again. The cut is a replica recovery to that
+    /// version (a truncation, or a rebuild past the replica's undo
+    /// window). Answers the replicas that could not be cut back.
+    async fn cut_back_returned<'i>(&self, layout: &Layout, ids: impl Iterator<Item = &'i str>) -> Vec<(&'i str, ClusterError)> {
+        let ahead: Vec<(&str, Version)> = {
+            let ledger = self.ledger();
+            ids.filter_map(|id| {
+                let through = *self.old.departing_through.get(id)?;
+                ledger.locked_durable(id).filter(|durable| *durable > through).map(|_| (id, through))
+            })
+            .collect()
+        };
+        let cuts = ahead.into_iter().map(|(id, through)| async move {
+            let cut = Layout { recovery_version: through, ..layout.clone() };
+            self.bring_up(&LayoutIndex::new(&cut), id).await.err().map(|err| (id, err))
+        });
+        futures::future::join_all(cuts).await.into_iter().flatten().collect()
     }
 
     /// Brings `id`, if it is a storage replica of `layout`, to the layout's

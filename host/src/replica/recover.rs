@@ -109,6 +109,15 @@ impl<'a> LayoutIndex<'a> {
         self
     }
 
+    /// With the durable versions and endpoints of replicas already asked
+    /// (see [`LayoutIndex::replica_state`]), so they are not asked again.
+    pub fn with_states(self, states: impl IntoIterator<Item = (String, (Version, String))>) -> Self {
+        for (id, state) in states {
+            self.states.answered(id, state);
+        }
+        self
+    }
+
     /// What log `log` retains of `tag`, asked once for the whole unlock.
     async fn log_retained(&self, cluster: &dyn Cluster, log: &str, tag: ShardTag) -> Result<(Version, Version), ClusterError> {
         self.retained.get((log.to_string(), tag), || cluster.log_retained(log, tag)).await
@@ -137,6 +146,12 @@ impl<K, V> Default for Figures<K, V> {
 }
 
 impl<K: std::hash::Hash + Eq, V: Clone> Figures<K, V> {
+    /// Keeps `value` as the answer for `key`, asked already.
+    fn answered(&self, key: K, value: V) {
+        let cell = Arc::new(tokio::sync::OnceCell::new_with(Some(Ok(value))));
+        self.cells.lock().unwrap_or_else(|e| e.into_inner()).insert(key, cell);
+    }
+
     async fn get<F>(&self, key: K, ask: impl FnOnce() -> F) -> Result<V, ClusterError>
     where
         F: std::future::Future<Output = Result<V, ClusterError>>,

@@ -66,6 +66,12 @@ pub enum HostCall {
         /// The last version of the range.
         last: Version,
     },
+    /// `cluster.known-durable`: the version each storage replica was last
+    /// seen durable at.
+    KnownDurable {
+        /// The replicas asked about.
+        ids: Vec<String>,
+    },
     /// `cluster.start-role`: starts a stateless role.
     StartRole {
         /// The node to start it on.
@@ -97,7 +103,7 @@ impl HostCall {
     /// Whether the call changes nothing in the cluster: it may be made
     /// again, or read afresh.
     pub fn is_read(&self) -> bool {
-        matches!(self, HostCall::Services | HostCall::Nodes | HostCall::NowMs)
+        matches!(self, HostCall::Services | HostCall::Nodes | HostCall::KnownDurable { .. } | HostCall::NowMs)
     }
 }
 
@@ -123,6 +129,7 @@ impl fmt::Display for HostCall {
                 write!(f, "recover-log {target} from {sources:?} tags {tags:?} [{first}, {last}]")
             }
             HostCall::StartRole { node, kind } => write!(f, "start-role {} on {node}", kind_name(*kind)),
+            HostCall::KnownDurable { ids } => write!(f, "known-durable {ids:?}"),
             HostCall::StageLayout(layout) => write!(f, "stage a layout of epoch {}", layout.epoch),
             HostCall::Unlock { ids } => write!(f, "unlock {ids:?}"),
             HostCall::PersistLayout => write!(f, "persist the staged layout"),
@@ -152,6 +159,8 @@ pub enum HostReply {
     Done(Result<(), ClusterError>),
     /// To `Unlock`: one result per id, in order.
     Unlocked(Vec<Result<(), ClusterError>>),
+    /// To `KnownDurable`: one answer per id, in order.
+    Versions(Result<Vec<Option<Version>>, ClusterError>),
     /// To `Place`.
     Placed(Result<Vec<Assignment>, PlacementError>),
     /// To `NowMs`.
@@ -173,6 +182,7 @@ impl HostReply {
             HostCall::RecoverLogs { copies } => HostReply::DoneEach(copies.iter().map(|_| Err(err.clone())).collect()),
             HostCall::RecoverLog { .. } | HostCall::StageLayout(_) | HostCall::PersistLayout => HostReply::Done(Err(err)),
             HostCall::Unlock { ids } => HostReply::Unlocked(ids.iter().map(|_| Err(err.clone())).collect()),
+            HostCall::KnownDurable { .. } => HostReply::Versions(Err(err)),
             HostCall::Place(_) => {
                 HostReply::Placed(Err(PlacementError { vacancy: 0, constraint: constraint.into(), message: reason(&err) }))
             }

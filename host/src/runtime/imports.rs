@@ -159,6 +159,14 @@ impl cluster::Host for HostView<'_> {
         .await
     }
 
+    async fn known_durable(&mut self, ids: Vec<String>) -> Result<Vec<Option<Version>>, ClusterError> {
+        self.ask(HostCall::KnownDurable { ids }, |r| match r {
+            HostReply::Versions(answer) => Ok(answer),
+            r => Err(r),
+        })
+        .await
+    }
+
     async fn recover_logs(&mut self, copies: Vec<types::LogCopy>) -> Vec<Result<(), ClusterError>> {
         self.ask(HostCall::RecoverLogs { copies }, |r| match r {
             HostReply::DoneEach(results) => Ok(results),

@@ -441,9 +441,14 @@ impl DurableStorage {
     }
 
     /// See [`StorageService::apply`]; the new durable version is on disk
-    /// when this returns. Inputs that change nothing are not journaled.
+    /// when this returns, so whoever sent it knows the replica holds
+    /// `upto`. Refused while the replica serves no generation. Inputs that
+    /// change nothing are not journaled.
     pub fn apply(&mut self, mutations: Vec<(Version, Mutation)>, upto: Version) -> Result<(), DurableError> {
         self.durability.check()?;
+        if !self.storage.is_serving() {
+            return Err(ServiceError::NotServing.into());
+        }
         let before = self.storage.durable_version();
         self.storage.apply(mutations.clone(), upto);
         if self.storage.durable_version() == before {

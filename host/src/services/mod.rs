@@ -79,6 +79,10 @@ pub enum ServiceError {
         /// The generation whose lock stopped it.
         by: Epoch,
     },
+    /// A replica asked to apply a generation's mutations while it serves
+    /// none (it is locked by a recovery, or still joining).
+    #[error("the replica serves no generation: it applies only what a recovery brings")]
+    NotServing,
     /// A push that does not follow the log's last version.
     #[error("version gap: log is at {last}, push follows {prev}")]
     Gap {

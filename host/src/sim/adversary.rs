@@ -163,6 +163,9 @@ impl AdversaryHost for NativeHost<'_> {
     async fn create_workers(&mut self, requests: Vec<(String, g::ServiceKind)>) -> Vec<Result<g::ServiceDescriptor, g::ClusterError>> {
         convert(&cluster::Host::create_workers(&mut self.view, convert(&requests)).await)
     }
+    async fn known_durable(&mut self, ids: Vec<String>) -> Result<Vec<Option<u64>>, g::ClusterError> {
+        convert(&cluster::Host::known_durable(&mut self.view, ids).await)
+    }
     async fn recover_logs(&mut self, copies: Vec<g::LogCopy>) -> Vec<Result<(), g::ClusterError>> {
         convert(&cluster::Host::recover_logs(&mut self.view, convert(&copies)).await)
     }

@@ -306,6 +306,7 @@ mod tests {
                 tag: 0,
                 key_range: KeyRange { start: String::new(), end: String::new() },
                 storage_ids: storage,
+                departing: Vec::new(),
             }],
             services,
             recovery_version,

@@ -23,7 +23,7 @@ use super::rng::SimRng;
 use crate::bindings::types::{Epoch, Layout, RecoveryConfig};
 use crate::cluster::{Cluster, LocalCluster, LocalError, RemoteCluster};
 use crate::director::{AttemptOutcome, Director, DirectorError, DirectorOptions, PAUSE_AFTER_INCOMPLETE, RecoveryReport};
-use crate::guard::{Invariant, named_services};
+use crate::guard::{Invariant, kept_services};
 use crate::quality::PlacementQuality;
 use crate::registry::Plugins;
 use crate::replica::{Budget, Sessions};
@@ -657,7 +657,7 @@ impl Driver {
     }
 
     async fn release_strays(&self, layout: &Layout) {
-        let named = named_services(layout);
+        let named = kept_services(layout);
         for service in self.inner.services().await {
             if !named.contains(&service.id) {
                 self.inner.release(&service.id, layout.epoch).await;

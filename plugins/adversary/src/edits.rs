@@ -1,7 +1,7 @@
 //! Random edits of a layout: each one a way a layout can stop being a
 //! faithful successor of the old one while still looking like a layout.
 
-use ratchet_guest::types::{KeyRange, Layout, LogAssignment, ServiceDescriptor, ServiceKind, StorageTeam};
+use ratchet_guest::types::{DepartingReplica, KeyRange, Layout, LogAssignment, ServiceDescriptor, ServiceKind, StorageTeam};
 
 use crate::phase::Knowledge;
 use crate::rng::Rng;
@@ -16,7 +16,7 @@ pub(crate) fn edit_layout(rng: &mut Rng, k: &mut Knowledge, mut layout: Layout) 
 
 fn edit_once(rng: &mut Rng, k: &mut Knowledge, layout: &mut Layout) {
     let teams = layout.storage_teams.len() as u64;
-    match rng.below(20) {
+    match rng.below(22) {
         0 => layout.epoch = layout.epoch.wrapping_add(*rng.pick(&[1, u64::MAX]).unwrap_or(&1)),
         1 => layout.recovery_version = k.version(rng),
         2 if teams > 0 => {
@@ -144,12 +144,39 @@ fn edit_once(rng: &mut Rng, k: &mut Knowledge, layout: &mut Layout) {
                 tag: 777,
                 key_range: KeyRange { start: "zz".into(), end: String::new() },
                 storage_ids: ids,
+                departing: Vec::new(),
             });
         }
         17 => {
             // A replica of the old layout the attempt never locked.
             if let (Some(id), Some(team)) = (rng.pick(&k.old_storage).cloned(), layout.storage_teams.first_mut()) {
                 team.storage_ids.push(id);
+            }
+        }
+        19 if teams > 0 => {
+            // An old replica (locked or not, of this shard or another) or a
+            // made-up one kept as a departing copy, trusted with a version
+            // seen or made up.
+            let service = match rng.pick(&k.old_services).cloned() {
+                Some(service) if rng.chance(0.8) => service,
+                _ => ServiceDescriptor { id: k.id(rng), kind: ServiceKind::Storage, node: "n1".into(), address: "mem://n1".into() },
+            };
+            let durable_version = k.version(rng);
+            layout.storage_teams[rng.below(teams) as usize].departing.push(DepartingReplica { service, durable_version });
+        }
+        20 if teams > 0 => {
+            // A departing copy trusted with more, moved, redescribed or
+            // made a member too.
+            let from = rng.below(teams) as usize;
+            if let Some(mut departing) = layout.storage_teams[from].departing.pop() {
+                match rng.below(4) {
+                    0 => departing.durable_version = departing.durable_version.saturating_add(1 + rng.below(5)),
+                    1 => departing.service.node = rng.pick(&k.nodes).map_or_else(|| "n0".into(), |n| n.id.clone()),
+                    2 => layout.storage_teams[from].storage_ids.push(departing.service.id.clone()),
+                    _ => {}
+                }
+                let to = if rng.chance(0.5) { from } else { rng.below(teams) as usize };
+                layout.storage_teams[to].departing.push(departing);
             }
         }
         18 => layout.recovery_version = layout.recovery_version.saturating_sub(1 + rng.below(3)),

@@ -25,6 +25,8 @@ pub trait AdversaryHost {
     async fn create_worker(&mut self, node: String, kind: ServiceKind) -> Result<ServiceDescriptor, ClusterError>;
     /// `cluster.create-workers`.
     async fn create_workers(&mut self, requests: Vec<(String, ServiceKind)>) -> Vec<Result<ServiceDescriptor, ClusterError>>;
+    /// `cluster.known-durable`.
+    async fn known_durable(&mut self, ids: Vec<String>) -> Result<Vec<Option<Version>>, ClusterError>;
     /// `cluster.recover-logs`.
     async fn recover_logs(&mut self, copies: Vec<LogCopy>) -> Vec<Result<(), ClusterError>>;
     /// `cluster.recover-log`.
@@ -73,6 +75,9 @@ impl AdversaryHost for SyncHost<'_> {
     }
     async fn recover_logs(&mut self, copies: Vec<LogCopy>) -> Vec<Result<(), ClusterError>> {
         self.0.recover_logs(&copies)
+    }
+    async fn known_durable(&mut self, ids: Vec<String>) -> Result<Vec<Option<Version>>, ClusterError> {
+        self.0.known_durable(&ids)
     }
     async fn recover_log(
         &mut self,

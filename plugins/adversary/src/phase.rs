@@ -30,6 +30,8 @@ pub(crate) struct Knowledge {
     /// The old layout's logs and storage replicas.
     pub old_logs: Vec<String>,
     pub old_storage: Vec<String>,
+    /// The old layout's descriptors, its departing replicas' included.
+    pub old_services: Vec<ServiceDescriptor>,
     /// The nodes, as last listed.
     pub nodes: Vec<Node>,
     /// The shard tags seen.
@@ -54,7 +56,8 @@ impl Knowledge {
             k.ids.extend(old.services.iter().map(|s| s.id.clone()));
             k.ids.extend(old.sequencer.iter().cloned());
             k.old_logs = old.logs.iter().map(|l| l.id.clone()).collect();
-            k.old_storage = old.storage_teams.iter().flat_map(|t| t.storage_ids.iter().cloned()).collect();
+            k.old_storage = old.storage_teams.iter().flat_map(ratchet_guest::layout::replicas_of).cloned().collect();
+            k.old_services = ratchet_guest::layout::descriptors(old).cloned().collect();
             k.ids.extend(k.old_logs.iter().cloned());
             k.ids.extend(k.old_storage.iter().cloned());
             k.shards = old.storage_teams.iter().map(|t| t.tag).collect();
@@ -450,7 +453,7 @@ fn teams_from(k: &Knowledge, state: &AttemptState) -> Vec<StorageTeam> {
                         None => break,
                     }
                 }
-                StorageTeam { tag: t.tag, key_range: t.key_range.clone(), storage_ids: ids }
+                StorageTeam { tag: t.tag, key_range: t.key_range.clone(), storage_ids: ids, departing: Vec::new() }
             })
             .collect();
     }
@@ -462,6 +465,7 @@ fn teams_from(k: &Knowledge, state: &AttemptState) -> Vec<StorageTeam> {
                 tag: i as ShardTag,
                 key_range: KeyRange { start: bound(i), end: bound(i + 1) },
                 storage_ids: created.by_ref().take(replication).collect(),
+                departing: Vec::new(),
             }
         })
         .collect()
