@@ -109,8 +109,8 @@ impl<'a> LayoutIndex<'a> {
         self
     }
 
-    /// With the durable versions and endpoints of replicas already asked
-    /// (see [`LayoutIndex::replica_state`]), so they are not asked again.
+    /// With the durable versions and endpoints of replicas already asked,
+    /// so the unlock does not ask them again.
     pub fn with_states(self, states: impl IntoIterator<Item = (String, (Version, String))>) -> Self {
         for (id, state) in states {
             self.states.answered(id, state);
