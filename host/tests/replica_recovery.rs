@@ -466,6 +466,12 @@ async fn a_truncation_beyond_the_replicas_undo_window_escalates_to_a_rebuild() {
 }
 
 /// A director whose replica copies wait for `gate`.
+/// The replica of team 1 in `layout` that `boot` did not name: the
+/// replacement of the one [`Harness::boot_and_lose_a_replica`] lost.
+fn replacement_in_team_1(boot: &Layout, layout: &Layout) -> String {
+    layout.storage_teams[1].storage_ids.iter().find(|id| !boot.storage_teams[1].storage_ids.contains(id)).unwrap().clone()
+}
+
 fn gated_director(h: &Harness, gate: &Arc<tokio::sync::Semaphore>) -> Director {
     let mut hooked = Hooked::new(h.cluster.clone());
     hooked.copy_gate = Some(gate.clone());
@@ -492,7 +498,7 @@ async fn a_lost_replica_departs_and_its_replacement_is_seeded_from_a_copy_as_of_
     assert_eq!(team.departing[0].service, *boot.services.iter().find(|s| s.id == lost).unwrap());
     // Pumped before its node crashed, it held every acknowledged write.
     assert_eq!(team.departing[0].durable_version, second.recovery_version);
-    let replacement = team.storage_ids.iter().find(|id| !boot.storage_teams[1].storage_ids.contains(id)).unwrap().clone();
+    let replacement = replacement_in_team_1(&boot, &second);
     assert_eq!(h.local.joining_member(&second), Some(replacement.clone()));
     assert_eq!(h.lost(&acked).await, 0, "its teammates serve every acknowledged write");
     gate.add_permits(1_000);
@@ -558,8 +564,7 @@ async fn a_recovery_asks_each_log_and_replica_for_its_figures_once_and_nothing_o
     let (boot, acked) = h.boot_and_lose_a_replica().await;
     let hooked = Arc::new(Hooked::new(h.cluster.clone()));
     let second = completed(&h.recover_through(hooked.clone()).await).clone();
-    let replacement =
-        second.storage_teams[1].storage_ids.iter().find(|id| !boot.storage_teams[1].storage_ids.contains(id)).unwrap().clone();
+    let replacement = replacement_in_team_1(&boot, &second);
     let states = hooked.states_asked.lock().unwrap().clone();
     // The replacement is asked where it starts and, as its session ends,
     // that it is still there; its teammates once, as the sources of its
@@ -600,7 +605,7 @@ async fn replicas_of_one_team_brought_up_together_share_the_figures_they_ask_for
     let states = hooked.states_asked.lock().unwrap().clone();
     let lost = &boot.storage_teams[1].storage_ids[0];
     assert_eq!(second.storage_teams[1].departing.iter().map(|d| &d.service.id).collect::<Vec<_>>(), [lost]);
-    let replacement = second.storage_teams[1].storage_ids.iter().find(|id| !boot.storage_teams[1].storage_ids.contains(id)).unwrap();
+    let replacement = &replacement_in_team_1(&boot, &second);
     for team in &second.storage_teams {
         for id in &team.storage_ids {
             let expected = if id == replacement || team.tag == second.storage_teams[1].tag { 3 } else { 2 };

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::rules::Refusal;
-use crate::bindings::types::{Epoch, KeyRange, Layout, LockInfo, LogRecoveryInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version};
+use crate::bindings::types::{
+    Epoch, KeyRange, Layout, LockInfo, LogRecoveryInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, StorageTeam, Version,
+};
 
 /// One shard of the old layout.
 #[derive(Clone, Debug)]
@@ -30,6 +32,11 @@ pub(crate) struct OldShard {
 /// same.
 pub fn storage_floor(durable: impl Iterator<Item = Version>, oldest: Version, served: Version, recovery: Version) -> Option<Version> {
     durable.filter(|d| d.saturating_add(1) >= oldest && *d >= served).map(|d| d.min(recovery)).min()
+}
+
+/// A team's replicas: its members, then its departing replicas.
+fn replicas_of(team: &StorageTeam) -> impl Iterator<Item = String> + '_ {
+    team.storage_ids.iter().chain(team.departing.iter().map(|d| &d.service.id)).cloned()
 }
 
 /// The persisted old layout, indexed for the checks.
@@ -66,10 +73,7 @@ impl OldGeneration {
         let mut shards: BTreeMap<ShardTag, OldShard> = old
             .storage_teams
             .iter()
-            .map(|t| {
-                let replicas = t.storage_ids.iter().cloned().chain(t.departing.iter().map(|d| d.service.id.clone())).collect();
-                (t.tag, OldShard { key_range: t.key_range.clone(), carriers: Vec::new(), replicas })
-            })
+            .map(|t| (t.tag, OldShard { key_range: t.key_range.clone(), carriers: Vec::new(), replicas: replicas_of(t).collect() }))
             .collect();
         for log in &old.logs {
             for tag in &log.tags {
@@ -78,11 +82,7 @@ impl OldGeneration {
                 }
             }
         }
-        let replicas = old
-            .storage_teams
-            .iter()
-            .flat_map(|t| t.storage_ids.iter().chain(t.departing.iter().map(|d| &d.service.id)).map(move |id| (id.clone(), t.tag)))
-            .collect();
+        let replicas = old.storage_teams.iter().flat_map(|t| replicas_of(t).map(move |id| (id, t.tag))).collect();
         let descriptors = old.services.iter().chain(departing.map(|d| &d.service)).map(|s| (s.id.clone(), s.clone())).collect();
         OldGeneration { names, shards, logs, replicas, descriptors, departing_through, recovery_version: old.recovery_version }
     }

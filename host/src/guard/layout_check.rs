@@ -533,6 +533,11 @@ mod tests {
         KeyRange { start: start.into(), end: end.into() }
     }
 
+    /// A storage team of `ids` with no departing replica.
+    fn team(tag: ShardTag, key_range: KeyRange, ids: [&str; 3]) -> StorageTeam {
+        StorageTeam { tag, key_range, storage_ids: ids.map(String::from).to_vec(), departing: Vec::new() }
+    }
+
     /// A recovery from epoch 1 to 2: the old log locked (last 20), two
     /// replicas of each of the two teams locked, one replacement each, a
     /// new log that recovered both shards over [1, 20], and the layout the
@@ -562,20 +567,7 @@ mod tests {
                 commit_proxies: vec!["P1".into()],
                 resolvers: vec![],
                 logs: vec![LogAssignment { id: "L1".into(), tags: vec![0, 1] }],
-                storage_teams: vec![
-                    StorageTeam {
-                        tag: 0,
-                        key_range: range("", "8"),
-                        storage_ids: vec!["a1".into(), "a2".into(), "a3".into()],
-                        departing: Vec::new(),
-                    },
-                    StorageTeam {
-                        tag: 1,
-                        key_range: range("8", ""),
-                        storage_ids: vec!["b1".into(), "b2".into(), "b3".into()],
-                        departing: Vec::new(),
-                    },
-                ],
+                storage_teams: vec![team(0, range("", "8"), ["a1", "a2", "a3"]), team(1, range("8", ""), ["b1", "b2", "b3"])],
                 services: old_services.clone(),
                 recovery_version: 10,
             };
@@ -625,20 +617,7 @@ mod tests {
                 commit_proxies: vec!["P2".into()],
                 resolvers: vec![],
                 logs: ["N1", "N2", "N3"].iter().map(|id| LogAssignment { id: id.to_string(), tags: vec![0, 1] }).collect(),
-                storage_teams: vec![
-                    StorageTeam {
-                        tag: 0,
-                        key_range: range("", "8"),
-                        storage_ids: vec!["a1".into(), "a2".into(), "a4".into()],
-                        departing: Vec::new(),
-                    },
-                    StorageTeam {
-                        tag: 1,
-                        key_range: range("8", ""),
-                        storage_ids: vec!["b1".into(), "b2".into(), "b4".into()],
-                        departing: Vec::new(),
-                    },
-                ],
+                storage_teams: vec![team(0, range("", "8"), ["a1", "a2", "a4"]), team(1, range("8", ""), ["b1", "b2", "b4"])],
                 services,
                 recovery_version: 20,
             };
