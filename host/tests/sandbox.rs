@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -56,6 +58,32 @@ async fn an_infinite_loop_is_stopped_at_its_deadline() {
     assert_eq!(failure, CallFailure::Deadline(Duration::from_millis(200)));
     assert!(took < Duration::from_secs(2), "stopped near its 200 ms deadline, took {took:?}");
     slot_keeps_serving(&registry).await;
+}
+
+/// A guest that never stops gives the thread back to tokio once per epoch
+/// tick, so the tasks beside it on the same thread (a test's runtime has
+/// one thread) still run while it loops.
+#[tokio::test]
+async fn a_looping_guest_does_not_starve_the_tasks_beside_it() {
+    let limits = Limits { deadline: Duration::from_millis(200), ..Limits::default() };
+    let registry = registry_with_adversary(limits);
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let beside = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                ticks.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let failure = failure_of(&registry, "loop").await;
+    beside.abort();
+    assert_eq!(failure, CallFailure::Deadline(Duration::from_millis(200)));
+    // Every 5 ms over the 200 ms the loop ran: about 40 (none if the guest
+    // kept the thread).
+    let ticks = ticks.load(Ordering::SeqCst);
+    assert!(ticks >= 10, "the task beside the loop ran {ticks} times in 200 ms");
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use tracing::Instrument;
 use wasmtime::component::{ComponentNamedList, Instance, Lift, Lower, TypedFunc};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use super::engine::EPOCH_TICK;
 use super::host::PluginHost;
 use super::sandbox::{CallCtx, CallInfo, Channel, Limits, OutputLimitExceeded};
 use super::{Digest256, GuestMeter, Runtime};
@@ -283,13 +284,23 @@ impl Runtime {
             return store;
         }
         let (clock, deadline) = (clock.clone(), limits.deadline);
+        // The call's charged time when it last gave the thread back to tokio.
+        let mut charged_at_yield = Duration::ZERO;
         store.epoch_deadline_callback(move |_| {
-            if clock.charged() >= deadline {
-                Err(DeadlineExceeded.into())
-            } else {
-                // Yield to tokio once per tick so that a long guest never
-                // starves the executor, then check again next tick.
+            let charged = clock.charged();
+            if charged >= deadline {
+                return Err(DeadlineExceeded.into());
+            }
+            // Yield to tokio once the call has run a tick of its own since it
+            // last did, so that a long guest never starves the executor. The
+            // tick also passes while the host answers a call, which awaits
+            // and so gives the thread back: a guest just back from the host
+            // goes on instead of being suspended behind other tasks.
+            if charged.saturating_sub(charged_at_yield) >= EPOCH_TICK {
+                charged_at_yield = charged;
                 Ok(UpdateDeadline::Yield(1))
+            } else {
+                Ok(UpdateDeadline::Continue(1))
             }
         });
         store.set_epoch_deadline(1);
