@@ -721,6 +721,9 @@ impl Cluster for RemoteCluster {
             tracing::warn!(service = id, ?err, "cannot release the service");
         }
         lock(&self.directory).remove(id);
+        // A released replica never serves again: what the pump saw of it
+        // goes too, so the map holds the replicas that may still serve.
+        lock(&self.seen_durable).remove(id);
     }
 
     fn registrations(&self) -> super::RegistrationWatch {
@@ -797,4 +800,23 @@ fn unexpected(reply: Result<WorkerReply, ClusterError>) -> ClusterError {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_released_replica_is_forgotten_by_the_pump() {
+        let config = TransportConfig { call_timeout: std::time::Duration::from_millis(200), ..TransportConfig::default() };
+        let cluster = RemoteCluster::new(config);
+        cluster.seen_serving("storage-1", 40);
+        cluster.seen_serving("storage-2", 41);
+        assert_eq!(cluster.known_durable("storage-1"), Some(40));
+        // Its worker is gone: the release is not answered, and the replica
+        // is forgotten all the same.
+        cluster.release("storage-1", 3).await;
+        assert_eq!(cluster.known_durable("storage-1"), None);
+        assert_eq!(cluster.known_durable("storage-2"), Some(41));
+    }
 }
