@@ -221,6 +221,11 @@ pub(crate) struct Ledger {
     /// persisted: recruits, and old replicas the logs cannot catch up (see
     /// `AttemptGuard::joins_later` and `AttemptGuard::bring_up_joining`).
     pub joining: BTreeSet<String>,
+    /// Returned departing replicas this attempt has cut back to the version
+    /// the old layout trusts them with (`AttemptGuard::cut_back_returned`):
+    /// whatever they hold since came from this epoch's moves, so a retry of
+    /// their join does not cut them again.
+    pub cut_back: HashSet<String>,
     /// A plugin call made on the attempt's behalf that failed: its slot
     /// and the failure.
     pub nested_failure: Option<(String, String)>,

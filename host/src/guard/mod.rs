@@ -852,15 +852,22 @@ impl AttemptGuard {
     async fn cut_back_returned<'i>(&self, layout: &Layout, ids: impl Iterator<Item = &'i str>) -> Vec<(&'i str, ClusterError)> {
         let ahead: Vec<(&str, Version)> = {
             let ledger = self.ledger();
-            ids.filter_map(|id| {
-                let through = *self.old.departing_through.get(id)?;
-                ledger.locked_durable(id).filter(|durable| *durable > through).map(|_| (id, through))
-            })
-            .collect()
+            ids.filter(|id| !ledger.cut_back.contains(*id))
+                .filter_map(|id| {
+                    let through = *self.old.departing_through.get(id)?;
+                    ledger.locked_durable(id).filter(|durable| *durable > through).map(|_| (id, through))
+                })
+                .collect()
         };
         let cuts = ahead.into_iter().map(|(id, through)| async move {
             let cut = Layout { recovery_version: through, ..layout.clone() };
-            self.bring_up(&LayoutIndex::new(&cut), id).await.err().map(|err| (id, err))
+            match self.bring_up(&LayoutIndex::new(&cut), id).await {
+                Ok(()) => {
+                    self.ledger().cut_back.insert(id.to_string());
+                    None
+                }
+                Err(err) => Some((id, err)),
+            }
         });
         futures::future::join_all(cuts).await.into_iter().flatten().collect()
     }
