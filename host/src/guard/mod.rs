@@ -848,7 +848,9 @@ impl AttemptGuard {
     /// from an attempt that never persisted, whose versions a later
     /// generation issued again. The cut is a replica recovery to that
     /// version (a truncation, or a rebuild past the replica's undo
-    /// window). Answers the replicas that could not be cut back.
+    /// window), made once per attempt: a retry of the replica's join does
+    /// not cut it again ([`Ledger::cut_back`]). Answers the replicas that
+    /// could not be cut back.
     async fn cut_back_returned<'i>(&self, layout: &Layout, ids: impl Iterator<Item = &'i str>) -> Vec<(&'i str, ClusterError)> {
         let ahead: Vec<(&str, Version)> = {
             let ledger = self.ledger();
