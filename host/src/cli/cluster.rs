@@ -435,63 +435,71 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
         (None, Some(addr)) => AdminClient::new(&AdminArgs { addr, token_file: args.token_file })?.get("/status")?,
         (None, None) => return Err(Failure::input("give --coordinator ADDR or --admin ADDR")),
     };
+    let out = render_status(&status).map_err(|err| anyhow::anyhow!("cannot render the status: {err}"))?;
+    match std::io::stdout().write_all(out.as_bytes()) {
+        // A closed pipe (`| head`) ends the output quietly.
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow::anyhow!("cannot write the status: {err}").into()),
+        _ => Ok(()),
+    }
+}
+
+/// `ratchet status`'s text for `status`.
+fn render_status(status: &Status) -> Result<String, std::fmt::Error> {
     use std::fmt::Write as _;
     let mut out = String::new();
     let epoch = status.epoch.map_or("-".into(), |e| e.to_string());
-    let _ = writeln!(out, "epoch      {epoch}");
-    let _ = writeln!(out, "state      {}", status.state);
-    let _ = writeln!(out, "committed  {}", status.committed);
+    writeln!(out, "epoch      {epoch}")?;
+    writeln!(out, "state      {}", status.state)?;
+    writeln!(out, "committed  {}", status.committed)?;
     let nodes: Vec<String> =
         status.nodes.iter().map(|n| format!("{}({}{})", n.id, n.zone, if n.healthy { "" } else { ", down" })).collect();
-    let _ = writeln!(out, "nodes      {}", nodes.join(" "));
+    writeln!(out, "nodes      {}", nodes.join(" "))?;
     for node in &status.nodes {
         let hosted: Vec<&str> = status.services.iter().filter(|s| s.node == node.id).map(|s| s.id.as_str()).collect();
         if !hosted.is_empty() {
-            let _ = writeln!(out, "hosted {:<4}{}", node.id, hosted.join(" "));
+            writeln!(out, "hosted {:<4}{}", node.id, hosted.join(" "))?;
         }
     }
     if let Some(layout) = &status.layout {
-        let _ = writeln!(out, "sequencer  {}", layout.sequencer.as_deref().unwrap_or("-"));
-        let _ = writeln!(out, "proxies    {}", layout.commit_proxies.join(" "));
-        let _ = writeln!(out, "resolvers  {}", layout.resolvers.join(" "));
+        writeln!(out, "sequencer  {}", layout.sequencer.as_deref().unwrap_or("-"))?;
+        writeln!(out, "proxies    {}", layout.commit_proxies.join(" "))?;
+        writeln!(out, "resolvers  {}", layout.resolvers.join(" "))?;
         for log in &layout.logs {
-            let _ = writeln!(out, "log        {} tags {:?}", log.id, log.tags);
+            writeln!(out, "log        {} tags {:?}", log.id, log.tags)?;
         }
         for team in &layout.storage_teams {
             let departing: Vec<&str> = team.departing.iter().map(|d| d.service.id.as_str()).collect();
             let departing = if departing.is_empty() { String::new() } else { format!(" (departing: {})", departing.join(" ")) };
-            let _ = writeln!(out, "team {:<5} {}{departing}", team.tag, team.storage_ids.join(" "));
+            writeln!(out, "team {:<5} {}{departing}", team.tag, team.storage_ids.join(" "))?;
         }
         if !status.joining.is_empty() {
-            let _ = writeln!(out, "joining    {} (seeded from a teammate; serving once caught up)", status.joining.join(" "));
+            writeln!(out, "joining    {} (seeded from a teammate; serving once caught up)", status.joining.join(" "))?;
         }
     }
     let last = status.last_recovery();
     if let Some(recovery) = last {
         let took = recovery.millis.map_or("did not complete".into(), |ms| format!("{ms:.2} ms to the persisted layout"));
-        let _ = writeln!(out, "\nlast recovery: {}: {took}", recovery.trigger);
+        writeln!(out, "\nlast recovery: {}: {took}", recovery.trigger)?;
     }
     for attempt in last.map(|r| r.attempts.as_slice()).unwrap_or_default() {
-        let _ = writeln!(
+        writeln!(
             out,
             "\nattempt {} at epoch {}: {} in {:.2} ms ({:.2} ms in plugin calls, of which {:.2} ms inside wasm)",
             attempt.attempt, attempt.epoch, attempt.outcome, attempt.millis, attempt.plugin_millis, attempt.guest_millis
-        );
-        let _ = writeln!(out, "  {:<28} {:>10}  OUTCOME", "PHASE", "MS");
+        )?;
+        writeln!(out, "  {:<28} {:>10}  OUTCOME", "PHASE", "MS")?;
         for (phase, millis, outcome) in &attempt.phases {
-            let _ = writeln!(out, "  {phase:<28} {millis:>10.3}  {outcome}");
+            writeln!(out, "  {phase:<28} {millis:>10.3}  {outcome}")?;
         }
     }
     if !status.replica_events.is_empty() {
-        let _ = writeln!(out, "\nreplica recovery ({} newest events)", status.replica_events.len());
-        let _ = writeln!(out, "  {:>8}     {:<5} {:<18} {:<5} {:<11} DETAIL", "AT", "#", "REPLICA", "EPOCH", "EVENT");
+        writeln!(out, "\nreplica recovery ({} newest events)", status.replica_events.len())?;
+        writeln!(out, "  {:>8}     {:<5} {:<18} {:<5} {:<11} DETAIL", "AT", "#", "REPLICA", "EPOCH", "EVENT")?;
         for event in &status.replica_events {
-            let _ = writeln!(out, "  {event}");
+            writeln!(out, "  {event}")?;
         }
     }
-    // A closed pipe (`| head`) ends the output quietly.
-    let _ = std::io::stdout().write_all(out.as_bytes());
-    Ok(())
+    Ok(out)
 }
 
 /// This machine's name, for naming a coordinator that leads.
