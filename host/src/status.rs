@@ -30,6 +30,11 @@ pub struct Status {
     /// replica's sessions), oldest first.
     #[serde(default)]
     pub replica_events: Vec<ReplicaEvent>,
+    /// The nodes that answer their heartbeats but whose calls time out
+    /// (a slow disk), with why: reported unhealthy, so nothing new is
+    /// placed on them, for a while.
+    #[serde(default)]
+    pub degraded: Vec<(String, String)>,
     /// The storage replicas of the live generation still joining it
     /// (seeded from a teammate after the layout persisted), as of the
     /// coordinator's last check.

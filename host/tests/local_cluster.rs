@@ -173,7 +173,7 @@ async fn a_version_whose_reply_was_lost_breaks_the_generation_and_recovery_mends
             Arc::new(LoseFirstVersionReply { inner, lost: armed.clone() });
         transport
     });
-    let local = LocalCluster::wired(NodeSpec::spread(6, 3, 10), None, wire).unwrap();
+    let local = LocalCluster::wired(NodeSpec::spread(6, 3, 10), None, wire, Duration::from_secs(5)).unwrap();
     let cluster = local.client();
     let director = director(cluster.clone());
     let first = completed(&director.recover().await.unwrap());
@@ -191,4 +191,72 @@ async fn a_version_whose_reply_was_lost_breaks_the_generation_and_recovery_mends
     assert!(second.epoch > first.epoch);
     cluster.commit(&[("c".into(), "3".into())]).await.expect("the recovered generation commits");
     assert_eq!(cluster.read("a").await.unwrap().as_deref(), Some("1"), "the write acknowledged before survives");
+}
+
+/// The in-memory transport, except that every request to the node in
+/// `slow` but its heartbeat times out: a disk too slow to do any work on a
+/// machine that still answers.
+struct SlowDisk {
+    inner: Arc<dyn ratchet::transport::Transport<ratchet::worker::WorkerProtocol>>,
+    slow: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+#[async_trait::async_trait]
+impl ratchet::transport::Transport<ratchet::worker::WorkerProtocol> for SlowDisk {
+    async fn call(
+        &self,
+        endpoint: &str,
+        request: ratchet::worker::WorkerRequest,
+    ) -> Result<Result<ratchet::worker::WorkerReply, ClusterError>, ratchet::transport::TransportError> {
+        let slow = self.slow.lock().unwrap().clone();
+        let heartbeat = matches!(request, ratchet::worker::WorkerRequest::Info { .. });
+        if !heartbeat && slow.is_some() && LocalCluster::node_at(endpoint) == slow.as_deref() {
+            return Err(ratchet::transport::TransportError::Timeout { addr: endpoint.into(), after: Duration::from_millis(20) });
+        }
+        self.inner.call(endpoint, request).await
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_node_whose_calls_time_out_while_it_answers_is_degraded_and_recovery_goes_around_it() {
+    use ratchet::topology::NodeSpec;
+    let slow = Arc::new(std::sync::Mutex::new(None::<String>));
+    let shared = slow.clone();
+    let wire: ratchet::cluster::Wire = Arc::new(move |_from: Option<&str>, inner| {
+        let transport: Arc<dyn ratchet::transport::Transport<ratchet::worker::WorkerProtocol>> =
+            Arc::new(SlowDisk { inner, slow: shared.clone() });
+        transport
+    });
+    // Calls are given 20 ms: a strike lasts five of them.
+    let local = LocalCluster::wired(NodeSpec::spread(6, 3, 10), None, wire, Duration::from_millis(20)).unwrap();
+    let cluster = local.client();
+    let director = director(cluster.clone());
+    let first = completed(&director.recover().await.unwrap());
+    cluster.commit(&[("a".into(), "1".into())]).await.unwrap();
+
+    // The disk of a log's node turns slow: the node still answers, so it
+    // looks healthy until one of its calls times out.
+    let node = node_of(&first, &first.logs[0].id);
+    *slow.lock().unwrap() = Some(node.clone());
+    let healthy = |nodes: &[ratchet::bindings::types::Node]| nodes.iter().find(|n| n.id == node).map(|n| n.healthy);
+    assert_eq!(healthy(&cluster.nodes().await), Some(true), "{node} answers its heartbeat");
+    assert!(cluster.commit(&[("b".into(), "2".into())]).await.is_err(), "a log's node cannot do its work");
+
+    // One attempt: the lock of its log times out, and the recruitment that
+    // follows places nothing there.
+    let report = director.recover().await.unwrap();
+    let second = completed(&report);
+    assert_eq!(report.attempts.len(), 1, "{:?}", report.attempts.iter().map(|a| a.outcome.to_string()).collect::<Vec<_>>());
+    assert!(second.services.iter().all(|s| s.node != node), "nothing of the new generation on {node}: {:?}", second.services);
+    assert_eq!(healthy(&cluster.nodes().await), Some(false), "{node} is reported unhealthy while degraded");
+    let degraded = cluster.degraded();
+    assert!(degraded.iter().any(|(n, why)| *n == node && why.contains("no reply")), "{degraded:?}");
+    cluster.commit(&[("c".into(), "3".into())]).await.expect("the new generation commits");
+    assert_eq!(cluster.read("a").await.unwrap().as_deref(), Some("1"), "the write acknowledged before survives");
+
+    // Its disk fast again, it is offered for work once the strike is over.
+    *slow.lock().unwrap() = None;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(healthy(&cluster.nodes().await), Some(true), "{node} is healthy again");
+    assert!(cluster.degraded().is_empty());
 }

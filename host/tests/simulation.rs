@@ -225,6 +225,26 @@ fn after_a_failed_recovery_the_next_director_waits_a_pause() {
 }
 
 #[test]
+fn recoveries_go_around_a_node_whose_disk_turned_slow() {
+    // A node with a slow disk answers its heartbeats and lets everything
+    // else time out. Its first timeout degrades it, so the attempt that saw
+    // it places nothing there. Counted as healthy, it drew a new log in
+    // attempt after attempt, each stalled creating it: over these seeds,
+    // 2.84 attempts per recovery and 542 ms at the median, against 1.79
+    // and 288 ms.
+    let config = profile("slow-disk");
+    let runs = runs("0..200", &config, &[]);
+    let summary = Summary::of("slow-disk", &runs);
+    let failing: Vec<String> =
+        runs.iter().filter(|r| !r.violations.is_empty()).map(|r| format!("seed {}: {:?}", r.seed, r.violations)).collect();
+    assert!(failing.is_empty(), "{}", failing.join("\n"));
+    let slowed = runs.iter().filter(|r| r.trace.iter().any(|line| line.contains("disk slow for"))).count();
+    assert!(slowed > 100, "disks turned slow in {slowed} of 200 runs");
+    assert!(summary.attempts_per_recovery < 2.2, "{summary:?}");
+    assert!(summary.recovery_p50_ms < 400.0, "{summary:?}");
+}
+
+#[test]
 fn the_seeds_long_runs_found_failing_recover() {
     // `default --retention 20`: a log that missed a push while it was down
     // (24853, 34332), and a team whose quorum fell behind the logs' kept
@@ -266,11 +286,11 @@ fn the_seeds_long_runs_found_failing_recover() {
 fn chaos_runs_send_every_request_type_of_the_worker_protocol() {
     // The simulator runs the foremen the worker processes run, so every
     // request a worker process answers is one a seed can send (and fault).
-    // Logs keep 2 versions: seed 20 rebuilds a replica from a snapshot, and
-    // seed 59 truncates one.
+    // Logs keep 2 versions: seed 3 rebuilds a replica from a snapshot, and
+    // seed 57 truncates one.
     let config = SimConfig { retention: Some(2), ..profile("chaos") };
     let mut sent: std::collections::BTreeMap<RequestKind, u64> = Default::default();
-    let seeds = ["0..3", "20", "59"];
+    let seeds = ["0..4", "57"];
     for run in seeds.into_iter().flat_map(|seeds| runs(seeds, &config, &[])) {
         for (kind, count) in run.requests {
             *sent.entry(kind).or_default() += count;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use ratchet::bindings::types::RecoveryConfig;
+use ratchet::bindings::types::{Node, RecoveryConfig};
 use ratchet::client::CommitClient;
 use ratchet::coordinator::{CoordinatorProtocol, CoordinatorReply, CoordinatorRequest};
 use ratchet::registry::Registry;
@@ -451,9 +451,17 @@ fn render_status(status: &Status) -> Result<String, std::fmt::Error> {
     writeln!(out, "epoch      {epoch}")?;
     writeln!(out, "state      {}", status.state)?;
     writeln!(out, "committed  {}", status.committed)?;
-    let nodes: Vec<String> =
-        status.nodes.iter().map(|n| format!("{}({}{})", n.id, n.zone, if n.healthy { "" } else { ", down" })).collect();
+    let degraded = |id: &str| status.degraded.iter().find(|(node, _)| node == id).map(|(_, why)| why.as_str());
+    let health = |node: &Node| match (node.healthy, degraded(&node.id)) {
+        (true, _) => "",
+        (false, Some(_)) => ", degraded",
+        (false, None) => ", down",
+    };
+    let nodes: Vec<String> = status.nodes.iter().map(|n| format!("{}({}{})", n.id, n.zone, health(n))).collect();
     writeln!(out, "nodes      {}", nodes.join(" "))?;
+    for (node, why) in &status.degraded {
+        writeln!(out, "degraded   {node}: {why}")?;
+    }
     for node in &status.nodes {
         let hosted: Vec<&str> = status.services.iter().filter(|s| s.node == node.id).map(|s| s.id.as_str()).collect();
         if !hosted.is_empty() {

@@ -86,15 +86,21 @@ impl LocalCluster {
     /// versions (see [`RemoteCluster::with_log_retention`]); `None` keeps
     /// every version.
     pub fn with_retention(nodes: impl IntoIterator<Item = NodeSpec>, retention: Option<Version>) -> Result<Self, LocalError> {
-        Self::wired(nodes, retention, Arc::new(|_, direct| direct))
+        Self::wired(nodes, retention, Arc::new(|_, direct| direct), CALL_TIMEOUT)
     }
 
     /// [`LocalCluster::with_retention`], each sender reaching the others
-    /// through `wire`.
-    pub fn wired(nodes: impl IntoIterator<Item = NodeSpec>, retention: Option<Version>, wire: Wire) -> Result<Self, LocalError> {
+    /// through `wire`, which gives a call `call_timeout` (see
+    /// [`RemoteCluster::with_call_timeout`]).
+    pub fn wired(
+        nodes: impl IntoIterator<Item = NodeSpec>,
+        retention: Option<Version>,
+        wire: Wire,
+        call_timeout: Duration,
+    ) -> Result<Self, LocalError> {
         let transport = Arc::new(MemoryTransport::new(CALL_TIMEOUT));
         let counted = Arc::new(Counted { inner: transport.clone(), sent: Mutex::default() });
-        let client = RemoteCluster::over(wire(None, counted.clone()));
+        let client = RemoteCluster::over(wire(None, counted.clone())).with_call_timeout(call_timeout);
         let client = match retention {
             Some(versions) => client.with_log_retention(versions),
             None => client,

@@ -4,11 +4,13 @@
 //! [`LocalCluster`] (the demo, the dry run, the simulator behind its
 //! simulated network, the tests, the benchmarks).
 
+mod degraded;
 mod detector;
 mod local;
 mod registrations;
 mod remote;
 
+pub use degraded::DEGRADED_CALL_TIMEOUTS;
 pub use detector::{FailureDetector, Health};
 pub use local::{LocalCluster, LocalError, ReplicaContents, TeamContents, Wire};
 pub use registrations::{RegistrationWatch, Registrations};

@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::join_all;
 
+use super::degraded::DegradedNodes;
 use super::{Cluster, FailureDetector, Health, PulledPage, SnapshotPage};
 use crate::bindings::types::{ClusterError, Epoch, Layout, LockInfo, Node, ServiceDescriptor, ServiceKind, ShardTag, Version};
 use crate::services::Mutation;
 use crate::topology::tag_of;
-use crate::transport::{TcpTransport, Transport, TransportConfig};
+use crate::transport::{TcpTransport, Transport, TransportConfig, TransportError};
 use crate::worker::{Serving, WorkerProtocol, WorkerReply, WorkerRequest};
 
 /// A registered worker process.
@@ -78,6 +79,8 @@ pub struct RemoteCluster {
     /// Carries the calls that move data, when they have bounds of their
     /// own (see [`RemoteCluster::with_bulk_transport`]).
     bulk: Option<Arc<dyn Transport<WorkerProtocol>>>,
+    /// Nodes whose calls time out while they answer their heartbeats.
+    degraded: DegradedNodes,
 }
 
 /// Why a generation cannot commit.
@@ -139,10 +142,13 @@ impl RemoteCluster {
     /// An empty cluster reached over TCP; workers join with
     /// [`RemoteCluster::register`].
     pub fn new(config: TransportConfig) -> Self {
-        Self::over(Arc::new(TcpTransport::new(config)))
+        let call_timeout = config.call_timeout;
+        Self::over(Arc::new(TcpTransport::new(config))).with_call_timeout(call_timeout)
     }
 
-    /// An empty cluster whose workers are reached through `transport`.
+    /// An empty cluster whose workers are reached through `transport`, whose
+    /// calls time out as [`TransportConfig`]'s do by default (see
+    /// [`RemoteCluster::with_call_timeout`]).
     pub fn over(transport: Arc<dyn Transport<WorkerProtocol>>) -> Self {
         RemoteCluster {
             transport,
@@ -158,6 +164,7 @@ impl RemoteCluster {
             retention: None,
             detector: None,
             bulk: None,
+            degraded: DegradedNodes::new(TransportConfig::default().call_timeout),
         }
     }
 
@@ -167,6 +174,15 @@ impl RemoteCluster {
     /// a worker the failure detector fails still ends then.
     pub fn with_bulk_transport(mut self, transport: Arc<dyn Transport<WorkerProtocol>>) -> Self {
         self.bulk = Some(transport);
+        self
+    }
+
+    /// Counts a node degraded for [`super::DEGRADED_CALL_TIMEOUTS`] times
+    /// `call_timeout` after one of its calls times out (see
+    /// [`RemoteCluster::degraded`]): `call_timeout` is the transport's, the
+    /// time a call to a worker that answers its heartbeats is given.
+    pub fn with_call_timeout(mut self, call_timeout: std::time::Duration) -> Self {
+        self.degraded = DegradedNodes::new(call_timeout);
         self
     }
 
@@ -239,6 +255,7 @@ impl RemoteCluster {
         }
         members.insert(node.into(), Member { zone: zone.into(), capacity, addr: addr.into(), registered });
         drop(members);
+        self.degraded.forgive(node);
         if let Some(detector) = &self.detector {
             detector.watch(node, addr);
         }
@@ -566,6 +583,8 @@ impl RemoteCluster {
             Some(bulk) if request.moves_data() => bulk,
             _ => &self.transport,
         };
+        let alone = request.answered_alone();
+        let what = request.kind();
         let call = transport.call(&member.addr, request);
         let answer = match &self.detector {
             None => call.await,
@@ -584,8 +603,24 @@ impl RemoteCluster {
         };
         match answer {
             Ok(reply) => reply,
-            Err(err) => Err(ClusterError::Unreachable(err.to_string())),
+            Err(err) => {
+                if alone && matches!(err, TransportError::Timeout { .. }) {
+                    self.degraded.strike(node, format!("{}: {err}", what.name()));
+                }
+                Err(ClusterError::Unreachable(err.to_string()))
+            }
         }
+    }
+
+    /// The nodes degraded now, with why: each answers its heartbeats, but a
+    /// call to it that it answers alone
+    /// ([`WorkerRequest::answered_alone`]) timed out, as calls do on a
+    /// slow disk. Each is reported unhealthy, so placement goes around it,
+    /// for [`super::DEGRADED_CALL_TIMEOUTS`] call timeouts from its last
+    /// timeout; a worker that registers at a new address starts afresh.
+    pub fn degraded(&self) -> Vec<(String, String)> {
+        // A node the failure detector failed since is down, not slow.
+        self.degraded.all().into_iter().filter(|(node, _)| self.failure_of(node).is_none()).collect()
     }
 
     fn note(&self, descriptor: &ServiceDescriptor) {
@@ -610,7 +645,9 @@ impl Cluster for RemoteCluster {
         let (mut nodes, mut services, mut broken) = (Vec::new(), Vec::new(), BTreeSet::new());
         for ((id, member), answer) in members.iter().zip(answers) {
             match answer {
-                Ok(WorkerReply::Info { node, services: hosted, broken: proxies }) => {
+                Ok(WorkerReply::Info { mut node, services: hosted, broken: proxies }) => {
+                    // A node too slow to do its work is not offered for more.
+                    node.healthy &= self.degraded.reason(id).is_none();
                     nodes.push(node);
                     services.extend(hosted);
                     broken.extend(proxies);
@@ -660,12 +697,15 @@ impl Cluster for RemoteCluster {
         last: Version,
     ) -> Result<(), ClusterError> {
         // A page at a time, each from the first source that serves it: a
-        // source failing part of the way is replaced for the rest.
+        // source failing part of the way is replaced for the rest. A source
+        // on a degraded node is asked last: its calls time out.
+        let mut sources: Vec<&String> = sources.iter().collect();
+        sources.sort_by_key(|source| lock(&self.directory).get(*source).is_some_and(|node| self.degraded.reason(node).is_some()));
         let mut from = first;
         loop {
             let mut failures = Vec::new();
             let mut page = None;
-            for source in sources {
+            for &source in &sources {
                 let request = WorkerRequest::ReadRange { id: source.clone(), epoch, tags: tags.to_vec(), first: from, last };
                 match self.ask(source, request).await {
                     Ok(WorkerReply::Range { entries, through }) if through <= last && (through >= from || from > last) => {

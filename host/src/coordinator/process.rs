@@ -60,6 +60,7 @@ impl Coordinator {
         }
         let mut status = self.recorded_status();
         (status.nodes, status.services) = self.cluster.survey().await;
+        status.degraded = self.cluster.degraded();
         status
     }
 
@@ -75,6 +76,7 @@ impl Coordinator {
             services: Vec::new(),
             recoveries: progress.recoveries.into(),
             joining: self.cluster.joining().into_iter().collect(),
+            degraded: Vec::new(),
             replica_events: {
                 let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
                 let events = sessions.events();

@@ -22,6 +22,10 @@ pub struct FaultProfile {
     pub node_crash: f64,
     /// Per tick: a node is cut off from every other node and the clients.
     pub partition: f64,
+    /// Per tick: a node's disk turns slow for a while: every request that
+    /// needs it is carried out past the caller's timeout, while the node
+    /// answers its heartbeats at once.
+    pub slow_disk: f64,
     /// Per tick, before any zone is lost: a storage replica is lost for good
     /// (its disk with it), from a team whose replicas are all alive and
     /// whose other replicas span two zones, so faults stay within the
@@ -51,7 +55,7 @@ pub struct FaultProfile {
 
 impl FaultProfile {
     /// Every named profile.
-    pub const ALL: &'static [FaultProfile] = &[NONE, DEFAULT, CRASH, NETWORK, ZONE_LOSS, CHAOS];
+    pub const ALL: &'static [FaultProfile] = &[NONE, DEFAULT, CRASH, NETWORK, ZONE_LOSS, SLOW_DISK, CHAOS];
 
     /// The profile called `name`.
     pub fn named(name: &str) -> Result<FaultProfile, UnknownProfile> {
@@ -76,6 +80,7 @@ const QUIET: FaultProfile = FaultProfile {
     crash: 0.0,
     node_crash: 0.0,
     partition: 0.0,
+    slow_disk: 0.0,
     replica_loss: 0.0,
     zone_loss: false,
     slow_reply: 0.0,
@@ -129,12 +134,21 @@ const ZONE_LOSS: FaultProfile = FaultProfile {
     ..QUIET
 };
 
+const SLOW_DISK: FaultProfile = FaultProfile {
+    name: "slow-disk",
+    summary: "nodes whose disks turn slow while they answer their heartbeats, and node crashes",
+    slow_disk: 0.02,
+    crash: 0.01,
+    ..QUIET
+};
+
 const CHAOS: FaultProfile = FaultProfile {
     name: "chaos",
     summary: "every fault but a zone's loss, several times the default rates",
     crash: 0.06,
     node_crash: 0.015,
     partition: 0.02,
+    slow_disk: 0.01,
     replica_loss: 0.01,
     slow_reply: 0.01,
     lost_request: 0.004,

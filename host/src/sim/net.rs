@@ -3,8 +3,10 @@
 //! one foreman to another (a proxy's pushes), goes through a
 //! [`SimTransport`], which delays it by a seeded latency and, while faults
 //! are on, loses it or its reply, duplicates it, delivers it late or cuts
-//! it off at a partition, as the fault profile says. The foremen behind it
-//! are the code the worker processes run.
+//! it off at a partition, as the fault profile says. A node with a slow
+//! disk carries out late every request that needs its disk, while it
+//! answers its heartbeats at once. The foremen behind it are the code the
+//! worker processes run.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -38,6 +40,8 @@ struct NetState {
     on: bool,
     /// Nodes cut off from every other node and from the client.
     partitioned: BTreeSet<String>,
+    /// Nodes whose disk is slow (see [`needs_disk`]).
+    slow_disks: BTreeSet<String>,
 }
 
 /// What happens to one message.
@@ -52,14 +56,16 @@ enum Fate {
     LoseRequest,
     /// The request is carried out and the reply lost.
     LoseReply { latency: Duration },
-    /// A lock that times out at the caller and arrives later.
-    LateLock { after: Duration },
+    /// A request that times out at the caller and is carried out later: a
+    /// late lock, or any request for a slow disk.
+    Late { after: Duration },
 }
 
 impl Network {
     /// A network drawing from `seed`, with faults off.
     pub fn new(seed: u64, profile: FaultProfile) -> Self {
-        Network { state: Mutex::new(NetState { rng: SimRng::new(seed), profile, on: false, partitioned: BTreeSet::new() }) }
+        let state = NetState { rng: SimRng::new(seed), profile, on: false, partitioned: BTreeSet::new(), slow_disks: BTreeSet::new() };
+        Network { state: Mutex::new(state) }
     }
 
     fn state(&self) -> MutexGuard<'_, NetState> {
@@ -91,9 +97,26 @@ impl Network {
         self.state().partitioned.contains(node)
     }
 
-    /// Reconnects every node.
+    /// Slows `node`'s disk, or makes it fast again.
+    pub fn set_slow_disk(&self, node: &str, slow: bool) {
+        let mut state = self.state();
+        if slow {
+            state.slow_disks.insert(node.to_string());
+        } else {
+            state.slow_disks.remove(node);
+        }
+    }
+
+    /// Whether `node`'s disk is slow.
+    pub fn has_slow_disk(&self, node: &str) -> bool {
+        self.state().slow_disks.contains(node)
+    }
+
+    /// Reconnects every node and makes every disk fast again.
     pub fn heal(&self) {
-        self.state().partitioned.clear();
+        let mut state = self.state();
+        state.partitioned.clear();
+        state.slow_disks.clear();
     }
 
     /// Draws `true` with the probability `pick` takes from the profile, when
@@ -105,20 +128,24 @@ impl Network {
     }
 
     /// What happens to a message from `from` (`None`: the client) to `to`.
-    fn fate(&self, from: Option<&str>, to: Option<&str>, idempotent: bool, lock: bool) -> Fate {
+    fn fate(&self, from: Option<&str>, to: Option<&str>, request: &WorkerRequest) -> Fate {
         let mut s = self.state();
         let s = &mut *s;
         let cut = |node: Option<&str>| node.is_some_and(|n| s.partitioned.contains(n));
         if from != to && (cut(from) || cut(to)) {
             return Fate::Partitioned;
         }
+        if needs_disk(request) && to.is_some_and(|n| s.slow_disks.contains(n)) {
+            return Fate::Late { after: CALL_TIMEOUT + s.rng.millis(0, 750) };
+        }
+        let (idempotent, lock) = (may_duplicate(request), matches!(request, WorkerRequest::Lock { .. }));
         let mut latency = s.rng.millis(0, 2);
         if !s.on {
             return Fate::Deliver { latency, twice: false };
         }
         let p = s.profile.clone();
         if lock && s.rng.chance(p.lock_timeout) {
-            return Fate::LateLock { after: CALL_TIMEOUT + s.rng.millis(0, 500) };
+            return Fate::Late { after: CALL_TIMEOUT + s.rng.millis(0, 500) };
         }
         if s.rng.chance(p.lost_request) {
             return Fate::LoseRequest;
@@ -172,9 +199,8 @@ impl SimTransport {
 impl Transport<WorkerProtocol> for SimTransport {
     async fn call(&self, endpoint: &str, request: WorkerRequest) -> Result<Result<WorkerReply, ClusterError>, TransportError> {
         let to = LocalCluster::node_at(endpoint);
-        let lock = matches!(request, WorkerRequest::Lock { .. });
         let what = Message { from: self.from.as_deref(), to: endpoint, request: &request };
-        match self.net.fate(self.from.as_deref(), to, may_duplicate(&request), lock) {
+        match self.net.fate(self.from.as_deref(), to, &request) {
             Fate::Partitioned => {
                 sleep(CALL_TIMEOUT).await;
                 self.history.event("net", format_args!("{what} -> no answer: partitioned"));
@@ -185,7 +211,7 @@ impl Transport<WorkerProtocol> for SimTransport {
                 self.history.event("net", format_args!("{what} -> request lost"));
                 Err(Self::timed_out(endpoint))
             }
-            Fate::LateLock { after } => {
+            Fate::Late { after } => {
                 self.history.event("net", format_args!("{what} -> delayed; arrives in {after:?}"));
                 let late = self.clone();
                 let (endpoint_late, request_late) = (endpoint.to_string(), request.clone());
@@ -228,6 +254,23 @@ impl Transport<WorkerProtocol> for SimTransport {
             }
         }
     }
+}
+
+/// Whether `request` needs its node's disk: all but a heartbeat and the
+/// stateless roles' own requests (starting one, taking a version,
+/// resolving, a proxy's commit and read version). A request to a stateless
+/// role that locks, unlocks or releases it is counted too: the simulated
+/// disk is slow for everything the node keeps.
+fn needs_disk(request: &WorkerRequest) -> bool {
+    !matches!(
+        request,
+        WorkerRequest::Info { .. }
+            | WorkerRequest::StartRole { .. }
+            | WorkerRequest::NextVersion { .. }
+            | WorkerRequest::ReadVersion { .. }
+            | WorkerRequest::Resolve { .. }
+            | WorkerRequest::Commit { .. }
+    )
 }
 
 /// Whether the network may deliver `request` twice: a request that a

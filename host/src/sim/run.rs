@@ -281,6 +281,7 @@ struct ClientStep {
 enum Restart {
     Node(String),
     Partition(String),
+    SlowDisk(String),
 }
 
 struct Driver {
@@ -336,7 +337,7 @@ impl Driver {
         let net = Arc::new(Network::new(seed ^ NET_STREAM, config.profile.clone()));
         let nodes = NodeSpec::spread(config.nodes, config.zones, NODE_CAPACITY);
         let wire = SimTransport::wire(net.clone(), history.clone());
-        let local = Arc::new(LocalCluster::wired(nodes, config.retention, wire)?);
+        let local = Arc::new(LocalCluster::wired(nodes, config.retention, wire, super::net::CALL_TIMEOUT)?);
         let inner = local.client();
         let store = Arc::new(RecordingStore::new(history.clone()));
         let adversary = config.adversary.as_ref().map(|slot| (Arc::new(Switch::default()), slot.slot_for(seed)));
@@ -672,6 +673,12 @@ impl Driver {
         if let Some(cut) = layout.services.iter().find(|s| self.net.is_partitioned(&s.node)) {
             return Some(cut.id.clone());
         }
+        // Every commit waits on every log: one on a slow disk holds them up
+        // past the health probe's timeout.
+        let mut logs = layout.logs.iter().filter_map(|log| layout.services.iter().find(|s| s.id == log.id));
+        if let Some(slow) = logs.find(|s| self.net.has_slow_disk(&s.node)) {
+            return Some(slow.id.clone());
+        }
         if let Some(stranded) = layout.services.iter().find(|s| self.stranded.contains(&s.id)) {
             return Some(stranded.id.clone());
         }
@@ -811,6 +818,16 @@ impl Driver {
             self.history.event("fault", format_args!("node {node} partitioned for {back:?}"));
             self.restarts.push((Instant::now() + back, Restart::Partition(node)));
         }
+        if self.net.draw(|p| p.slow_disk)
+            && let Some(node) = self.rng.pick(&self.nodes_not_lost()).cloned()
+            && !self.net.has_slow_disk(&node)
+        {
+            let back = self.rng.millis(500, 4000);
+            self.net.set_slow_disk(&node, true);
+            self.faults += 1;
+            self.history.event("fault", format_args!("node {node}'s disk slow for {back:?}"));
+            self.restarts.push((Instant::now() + back, Restart::SlowDisk(node)));
+        }
     }
 
     /// The simulated nodes, but those lost for good.
@@ -876,6 +893,12 @@ impl Driver {
                 if self.net.is_partitioned(&node) {
                     self.net.set_partitioned(&node, false);
                     self.history.event("fault", format_args!("node {node} reconnected"));
+                }
+            }
+            Restart::SlowDisk(node) => {
+                if self.net.has_slow_disk(&node) {
+                    self.net.set_slow_disk(&node, false);
+                    self.history.event("fault", format_args!("node {node}'s disk fast again"));
                 }
             }
         }

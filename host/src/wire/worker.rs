@@ -446,6 +446,14 @@ impl WorkerRequest {
         }
     }
 
+    /// Whether the worker it is sent to answers it on its own, without
+    /// waiting on another worker: all but a commit, which waits on its
+    /// generation's sequencer, resolvers and logs. A timeout of such a call
+    /// is its worker's.
+    pub fn answered_alone(&self) -> bool {
+        !matches!(self, WorkerRequest::Commit { .. })
+    }
+
     /// Whether it moves data (a log range, a pull, a catch-up page, a
     /// snapshot page, a rebuild page, whose last one installs a whole
     /// shard): bounded as data movement is, not as a control call.
