@@ -1,24 +1,33 @@
 //! Real faults on real processes, each in its own network namespace: a
-//! link cut, every packet lost, a slow link, a hung process (SIGSTOP) and
-//! a dead one (SIGKILL), each on the node of a log of the live generation
-//! while `ratchet load` commits, each ended by `ratchet verify`.
+//! link cut, every packet lost, a slow link, a slow disk, a hung process
+//! (SIGSTOP) and a dead one (SIGKILL), each on the node of a log of the
+//! live generation while `ratchet load` commits, each ended by `ratchet
+//! verify`.
 //!
 //! Needs root with CAP_NET_ADMIN (see `support/netns.rs`); elsewhere it
 //! prints why it is skipped and passes. `RATCHET_NETNS=skip` skips it.
+//! The slow disk needs loop devices and the blkio cgroup (see
+//! `support/disk.rs`); without them that fault is skipped, and says why.
 
+#[path = "support/disk.rs"]
+mod disk;
 #[path = "support/netns.rs"]
 mod netns;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use disk::SlowDisk;
 use netns::{Lab, LinkFault, NetCluster, node_of_a_log};
 
 /// What is done to the node of a log.
 #[derive(Clone, Copy, Debug)]
 enum Fault {
     Link(LinkFault),
+    /// Every write of the node's worker throttled to one a second.
+    SlowDisk,
     Stop,
     Kill,
 }
@@ -59,7 +68,25 @@ fn kernel_faults_between_namespaces_during_the_load_lose_no_acknowledged_write()
         return;
     }
     let bin = Path::new(env!("CARGO_BIN_EXE_ratchet"));
-    let mut cluster = NetCluster::start(bin, &[]).expect("the lab and its processes");
+    // Each worker keeps its data on a disk of its own that can be made
+    // slow, where there can be such disks. Declared before the cluster:
+    // dropped after it.
+    let disk_dir = tempfile::tempdir().unwrap();
+    let disks: BTreeMap<&str, SlowDisk> = match SlowDisk::unavailable() {
+        None => netns::NODES
+            .iter()
+            .map(|node| {
+                let (image, mount) = (disk_dir.path().join(format!("{node}.img")), disk_dir.path().join(node));
+                (*node, SlowDisk::new(&image, &mount, 1).expect("a slow disk"))
+            })
+            .collect(),
+        Some(why) => {
+            eprintln!("netns fault test: the slow disk is skipped: {why}");
+            BTreeMap::new()
+        }
+    };
+    let data_root = (!disks.is_empty()).then(|| disk_dir.path());
+    let mut cluster = NetCluster::start_on(bin, &[], data_root).expect("the lab and its processes");
     let (mut epoch, mut status, _) = cluster.serving_after(0, Duration::from_secs(120)).expect("a first generation");
     // A stranger on the network, without the cluster's certificates, gets
     // nothing from the coordinator, and cannot make a worker listen beyond
@@ -74,9 +101,19 @@ fn kernel_faults_between_namespaces_during_the_load_lose_no_acknowledged_write()
     assert_eq!(open.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&open.stderr).contains("is not a loopback address"), "{}", String::from_utf8_lossy(&open.stderr));
     const WRITES: usize = 2_000;
-    let faults = [Fault::Link(LinkFault::Cut), Fault::Link(LinkFault::Loss), Fault::Link(LinkFault::Slow), Fault::Stop, Fault::Kill];
+    let faults = [
+        Fault::Link(LinkFault::Cut),
+        Fault::Link(LinkFault::Loss),
+        Fault::Link(LinkFault::Slow),
+        Fault::SlowDisk,
+        Fault::Stop,
+        Fault::Kill,
+    ];
     let mut all_acks = Vec::new();
     for fault in faults {
+        if matches!(fault, Fault::SlowDisk) && disks.is_empty() {
+            continue;
+        }
         let node = node_of_a_log(&status).expect("a log in the status");
         let acks = cluster.dir.path().join(format!("acks-{fault:?}").replace(['(', ')'], ""));
         let mut load = cluster.load(WRITES, 5, &acks);
@@ -86,6 +123,7 @@ fn kernel_faults_between_namespaces_during_the_load_lose_no_acknowledged_write()
         }
         match fault {
             Fault::Link(link) => cluster.lab.inject(&node, link).expect("the link fault"),
+            Fault::SlowDisk => disks[node.as_str()].slow(cluster.pid(&node)).expect("the disk slowed"),
             Fault::Stop => cluster.signal(&node, "STOP"),
             Fault::Kill => cluster.signal(&node, "KILL"),
         }
@@ -105,6 +143,7 @@ fn kernel_faults_between_namespaces_during_the_load_lose_no_acknowledged_write()
         }
         match fault {
             Fault::Link(link) => cluster.lab.heal(&node, link).expect("the link healed"),
+            Fault::SlowDisk => disks[node.as_str()].heal(cluster.pid(&node)).expect("the disk healed"),
             Fault::Stop => cluster.signal(&node, "CONT"),
             Fault::Kill => cluster.restart(&node),
         }

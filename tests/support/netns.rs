@@ -225,6 +225,8 @@ pub struct NetCluster {
     /// The coordinator's address.
     pub addr: String,
     pub lab: Lab,
+    /// Where each worker's data directory is made.
+    data_root: std::path::PathBuf,
 }
 
 /// The workers' nodes: `n{i}` in zone `z{(i - 1) % 3 + 1}`.
@@ -234,6 +236,12 @@ impl NetCluster {
     /// Builds the lab and starts the processes; `coordinator_extra` are
     /// more arguments of the coordinator.
     pub fn start(bin: &Path, coordinator_extra: &[&str]) -> Result<NetCluster, String> {
+        Self::start_on(bin, coordinator_extra, None)
+    }
+
+    /// [`NetCluster::start`], with the workers' data directories under
+    /// `data_root` (else in the cluster's temporary directory).
+    pub fn start_on(bin: &Path, coordinator_extra: &[&str], data_root: Option<&Path>) -> Result<NetCluster, String> {
         let mut lab = Lab::new()?;
         lab.add_host("c", 1)?;
         for (i, node) in NODES.iter().enumerate() {
@@ -241,7 +249,8 @@ impl NetCluster {
         }
         let addr = format!("{}:7400", lab.address(1));
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let mut cluster = NetCluster { children: Vec::new(), dir, bin: bin.to_path_buf(), addr, lab };
+        let data_root = data_root.map_or_else(|| dir.path().to_path_buf(), Path::to_path_buf);
+        let mut cluster = NetCluster { children: Vec::new(), dir, bin: bin.to_path_buf(), addr, lab, data_root };
         cluster.make_certs()?;
         let data = cluster.dir.path().join("coordinator");
         let tls = cluster.tls("coordinator");
@@ -295,7 +304,7 @@ impl NetCluster {
         let i: u8 = node[1..].parse().expect("a node n<i>");
         let zone = format!("z{}", (i - 1) % 3 + 1);
         let listen = format!("{}:7500", self.lab.address(10 + i));
-        let data = self.dir.path().join(node);
+        let data = self.data_root.join(node);
         let mut args = vec![
             "worker",
             "--coordinator",
@@ -316,6 +325,11 @@ impl NetCluster {
 
     fn child(&mut self, name: &str) -> &mut Child {
         &mut self.children.iter_mut().find(|(n, _)| n == name).expect("a process of the cluster").1
+    }
+
+    /// The process id of `name`'s process.
+    pub fn pid(&mut self, name: &str) -> u32 {
+        self.child(name).id()
     }
 
     /// Sends `signal` (`STOP`, `CONT`, `KILL`) to the process of `name`.
