@@ -218,6 +218,17 @@ impl AttemptGuard {
         if let Some((_, err)) = self.cut_back_returned(layout, std::iter::once(id)).await.pop() {
             return Err(err);
         }
+        // Past the cut, what the replica holds came from this epoch's moves:
+        // a copy from a teammate, or the live generation's logs applied by
+        // the pump once a join's unlock got through (a retry after its
+        // reply was lost). That is committed data, which a target below it
+        // would truncate (the simulator's `default --retention 20` seed
+        // 98,511 rolled an acknowledged version back that way).
+        // Its state, asked once, is where its session starts too.
+        if let Ok(state) = self.cluster.replica_state(id).await {
+            reached = reached.max(state.0);
+            states.push((id.to_string(), state));
+        }
         let target = Layout { recovery_version: reached, ..layout.clone() };
         // The teammates' states just asked are what the copy chooses its
         // source from.
