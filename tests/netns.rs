@@ -137,6 +137,10 @@ fn kernel_faults_between_namespaces_during_the_load_lose_no_acknowledged_write()
                 !next_status.contains(&format!("log-{node}-e{next}")),
                 "{fault:?}: no log of the new generation on {node}:\n{next_status}"
             );
+            if matches!(fault, Fault::SlowDisk) {
+                // It still answers: the status says why it is not used.
+                assert!(next_status.contains(", degraded)") && next_status.contains(&format!("degraded   {node}: ")), "{next_status}");
+            }
             epoch = next;
         } else {
             std::thread::sleep(Duration::from_secs(3));
