@@ -83,6 +83,11 @@ pub enum ServiceError {
     /// none (it is locked by a recovery, or still joining).
     #[error("the replica serves no generation: it applies only what a recovery brings")]
     NotServing,
+    /// A truncation or rebuild of a recovery whose generation the replica
+    /// serves already: a late request of an abandoned session, which would
+    /// roll back what the generation applied since.
+    #[error("the replica serves generation {0} already: a recovery of it may no longer take versions away")]
+    ServingAlready(Epoch),
     /// A push that does not follow the log's last version.
     #[error("version gap: log is at {last}, push follows {prev}")]
     Gap {

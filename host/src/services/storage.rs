@@ -198,7 +198,7 @@ impl StorageService {
     /// of the committed version must drop what it applied past it. Refused
     /// below the oldest version it can undo.
     pub fn truncate(&mut self, epoch: Epoch, to: Version) -> Result<(), ServiceError> {
-        self.lock.check(epoch)?;
+        self.check_not_serving(epoch)?;
         if to >= self.durable {
             return Ok(());
         }
@@ -230,7 +230,22 @@ impl StorageService {
 
     /// Whether a rebuild by `epoch` would be taken: it must hold the lock.
     pub fn check_rebuild(&self, epoch: Epoch) -> Result<(), ServiceError> {
-        self.lock.check(epoch)
+        self.check_not_serving(epoch)
+    }
+
+    /// A move that can take versions away (a truncation, a rebuild) needs
+    /// `epoch`'s lock, and a replica that does not serve `epoch` yet: one
+    /// that serves it has been applying the generation's commits since its
+    /// unlock, which a late request of an abandoned session would roll
+    /// back (the simulator's slow-disk seed 95,796 reinstalled a snapshot
+    /// at 36 over a replica the pump had brought to 41). A catch-up only
+    /// adds versions, and is taken.
+    fn check_not_serving(&self, epoch: Epoch) -> Result<(), ServiceError> {
+        self.lock.check(epoch)?;
+        match self.serving {
+            Some(serving) if serving == epoch => Err(ServiceError::ServingAlready(epoch)),
+            _ => Ok(()),
+        }
     }
 
     /// The replica's data, to seed a new teammate.
@@ -391,6 +406,30 @@ mod tests {
         assert_eq!(s.truncate(1, 5), Err(ServiceError::CannotTruncate { to: 5, floor: 10 }));
         s.truncate(1, 10).unwrap();
         assert_eq!(s.read("k"), Some("10"));
+    }
+
+    #[test]
+    fn a_late_truncation_or_rebuild_of_the_generation_it_serves_is_refused() {
+        let mut s = StorageService::new();
+        s.lock(3, "s").unwrap();
+        s.rebuild(3, Snapshot { version: 36, data: [("a".to_string(), "36".to_string())].into() }).unwrap();
+        s.unlock(3).unwrap();
+        s.apply(vec![(41, m("a", "41"))], 41);
+        // An abandoned session's requests arriving after the unlock: they
+        // would take versions 37..41 away.
+        let snapshot = Snapshot { version: 36, data: [("a".to_string(), "36".to_string())].into() };
+        assert_eq!(s.rebuild(3, snapshot.clone()), Err(ServiceError::ServingAlready(3)));
+        assert_eq!(s.check_rebuild(3), Err(ServiceError::ServingAlready(3)));
+        assert_eq!(s.truncate(3, 36), Err(ServiceError::ServingAlready(3)));
+        assert_eq!((s.read("a"), s.durable_version()), (Some("41"), 41));
+        // A catch-up only adds versions, and is taken.
+        s.recover_apply(3, vec![(42, m("b", "42"))], 42).unwrap();
+        assert_eq!(s.durable_version(), 42);
+        // A newer recovery locks it first: it serves nothing, and may cut it.
+        s.lock(4, "s").unwrap();
+        s.truncate(4, 41).unwrap();
+        s.rebuild(4, snapshot).unwrap();
+        assert_eq!(s.durable_version(), 36);
     }
 
     #[test]
