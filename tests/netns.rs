@@ -19,7 +19,6 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use disk::SlowDisk;
 use netns::{Lab, LinkFault, NetCluster, node_of_a_log};
 
 /// What is done to the node of a log.
@@ -72,19 +71,10 @@ fn kernel_faults_between_namespaces_during_the_load_lose_no_acknowledged_write()
     // slow, where there can be such disks. Declared before the cluster:
     // dropped after it.
     let disk_dir = tempfile::tempdir().unwrap();
-    let disks: BTreeMap<&str, SlowDisk> = match SlowDisk::unavailable() {
-        None => netns::NODES
-            .iter()
-            .map(|node| {
-                let (image, mount) = (disk_dir.path().join(format!("{node}.img")), disk_dir.path().join(node));
-                (*node, SlowDisk::new(&image, &mount, 1).expect("a slow disk"))
-            })
-            .collect(),
-        Some(why) => {
-            eprintln!("netns fault test: the slow disk is skipped: {why}");
-            BTreeMap::new()
-        }
-    };
+    let disks = disk::per_node(disk_dir.path(), &netns::NODES, 1).unwrap_or_else(|why| {
+        eprintln!("netns fault test: the slow disk is skipped: {why}");
+        BTreeMap::new()
+    });
     let data_root = (!disks.is_empty()).then(|| disk_dir.path());
     let mut cluster = NetCluster::start_on(bin, &[], data_root).expect("the lab and its processes");
     let (mut epoch, mut status, _) = cluster.serving_after(0, Duration::from_secs(120)).expect("a first generation");

@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -91,6 +92,21 @@ impl SlowDisk {
     pub fn heal(&self, pid: u32) -> Result<(), String> {
         std::fs::write(Path::new(BLKIO).join("cgroup.procs"), pid.to_string()).map_err(|e| format!("healing {pid}: {e}"))
     }
+}
+
+/// A slow disk for each of `nodes`, mounted at `dir/<node>` and backed by
+/// `dir/<node>.img`; or why there can be none here. Panics if one that can
+/// be made is not.
+pub fn per_node<'n>(dir: &Path, nodes: &[&'n str], writes_per_second: u32) -> Result<BTreeMap<&'n str, SlowDisk>, String> {
+    if let Some(why) = SlowDisk::unavailable() {
+        return Err(why);
+    }
+    let disk = |node: &&'n str| {
+        let (image, mount) = (dir.join(format!("{node}.img")), dir.join(node));
+        let disk = SlowDisk::new(&image, &mount, writes_per_second).unwrap_or_else(|err| panic!("the slow disk of {node}: {err}"));
+        (*node, disk)
+    };
+    Ok(nodes.iter().map(disk).collect())
 }
 
 impl Drop for SlowDisk {
