@@ -699,8 +699,9 @@ impl Cluster for RemoteCluster {
         // A page at a time, each from the first source that serves it: a
         // source failing part of the way is replaced for the rest. A source
         // on a degraded node is asked last: its calls time out.
-        let mut sources: Vec<&String> = sources.iter().collect();
-        sources.sort_by_key(|source| lock(&self.directory).get(*source).is_some_and(|node| self.degraded.reason(node).is_some()));
+        let on_degraded = |source: &&String| lock(&self.directory).get(*source).is_some_and(|node| self.degraded.reason(node).is_some());
+        let (mut sources, slow): (Vec<&String>, Vec<&String>) = sources.iter().partition(|source| !on_degraded(source));
+        sources.extend(slow);
         let mut from = first;
         loop {
             let mut failures = Vec::new();

@@ -228,7 +228,8 @@ impl StorageService {
         Ok(())
     }
 
-    /// Whether a rebuild by `epoch` would be taken: it must hold the lock.
+    /// Whether a rebuild by `epoch` would be taken: it must hold the lock,
+    /// and not serve `epoch` already.
     pub fn check_rebuild(&self, epoch: Epoch) -> Result<(), ServiceError> {
         self.check_not_serving(epoch)
     }
