@@ -76,7 +76,7 @@ struct RunArgs {
     /// Storage teams (shards) of each cluster.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_024))]
     shards: u32,
-    /// Fault profile: none, default, crash, network, zone-loss, chaos
+    /// Fault profile: none, default, crash, network, zone-loss, slow-disk, chaos
     /// (`--faults help` describes them).
     #[arg(long, default_value = "default", value_name = "PROFILE")]
     faults: String,
