@@ -84,12 +84,7 @@ impl Network {
 
     /// Cuts `node` off, or reconnects it.
     pub fn set_partitioned(&self, node: &str, cut: bool) {
-        let mut state = self.state();
-        if cut {
-            state.partitioned.insert(node.to_string());
-        } else {
-            state.partitioned.remove(node);
-        }
+        mark(&mut self.state().partitioned, node, cut);
     }
 
     /// Whether `node` is cut off.
@@ -99,12 +94,7 @@ impl Network {
 
     /// Slows `node`'s disk, or makes it fast again.
     pub fn set_slow_disk(&self, node: &str, slow: bool) {
-        let mut state = self.state();
-        if slow {
-            state.slow_disks.insert(node.to_string());
-        } else {
-            state.slow_disks.remove(node);
-        }
+        mark(&mut self.state().slow_disks, node, slow);
     }
 
     /// Whether `node`'s disk is slow.
@@ -158,6 +148,15 @@ impl Network {
         }
         let twice = idempotent && s.rng.chance(p.duplicate);
         Fate::Deliver { latency, twice }
+    }
+}
+
+/// Puts `node` in `nodes`, or takes it out.
+fn mark(nodes: &mut BTreeSet<String>, node: &str, on: bool) {
+    if on {
+        nodes.insert(node.to_string());
+    } else {
+        nodes.remove(node);
     }
 }
 
