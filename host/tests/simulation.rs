@@ -271,8 +271,11 @@ fn the_seeds_long_runs_found_failing_recover() {
     // counted stranded, so that recoveries followed each other (105); a
     // departing replica come back, cut back to its trusted version and
     // rebuilt, whose join failed after the rebuild and was cut back again
-    // on every retry, which its rebuilt journal could not undo (90905).
-    for seed in [116, 107, 105, 90905] {
+    // on every retry, which its rebuilt journal could not undo (90905); a
+    // departing replica rebuilt by an attempt that never persisted, whose
+    // cut back to its trusted version neither a truncation nor a rebuild
+    // could make, so that it never joined (101678).
+    for seed in [116, 107, 105, 90905, 101678] {
         let config = SimConfig { retention: Some(2), ..profile("default") };
         let run = runs(&seed.to_string(), &config, &[]).remove(0);
         assert!(run.violations.is_empty(), "default --retention 2 seed {seed}: {:?}", run.violations);

@@ -20,4 +20,8 @@ impl ReplicasBeforeUnlock for SessionReplicas {
     async fn bring_up(&self, plugins: &dyn Plugins, layout: &LayoutIndex<'_>, epoch: Epoch, id: &str) -> Result<(), ClusterError> {
         recover_replica(plugins, &*self.cluster, &self.sessions, layout, epoch, id).await.map(drop)
     }
+
+    fn must_rebuild(&self, id: &str, epoch: Epoch) -> bool {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).must_rebuild(id, epoch)
+    }
 }

@@ -71,6 +71,10 @@ pub trait ReplicasBeforeUnlock: Send + Sync {
     /// session, refused it. `plugins` asks the replica recovery policy on
     /// the attempt's behalf.
     async fn bring_up(&self, plugins: &dyn Plugins, layout: &LayoutIndex<'_>, epoch: Epoch, id: &str) -> Result<(), ClusterError>;
+
+    /// Whether replica `id` was escalated in `epoch` and not rebuilt
+    /// since: whatever it holds, its next bring-up rebuilds it whole.
+    fn must_rebuild(&self, id: &str, epoch: Epoch) -> bool;
 }
 
 /// The host of one attempt's phases, behind the invariant checks.
@@ -225,7 +229,11 @@ impl AttemptGuard {
         // would truncate (the simulator's `default --retention 20` seed
         // 98,511 rolled an acknowledged version back that way).
         // Its state, asked once, is where its session starts too.
-        if let Ok(state) = self.cluster.replica_state(id).await {
+        // A replica to be rebuilt whole keeps nothing it holds, and what
+        // it holds counts for nothing: the cut it needed did not happen.
+        if !self.replicas.must_rebuild(id, self.epoch)
+            && let Ok(state) = self.cluster.replica_state(id).await
+        {
             reached = reached.max(state.0);
             states.push((id.to_string(), state));
         }
@@ -860,12 +868,20 @@ impl AttemptGuard {
     /// generation issued again. The cut is a replica recovery to that
     /// version (a truncation, or a rebuild past the replica's undo
     /// window), made once per attempt: a retry of the replica's join does
-    /// not cut it again ([`Ledger::cut_back`]). Answers the replicas that
-    /// could not be cut back.
+    /// not cut it again ([`Ledger::cut_back`]).
+    ///
+    /// A replica that cannot be cut (its journal starts at a snapshot past
+    /// the cut, and no teammate within retention holds a snapshot at or
+    /// below it) is escalated, and is rebuilt whole when it is brought up:
+    /// a rebuild keeps nothing it held, the versions past the cut included.
+    /// The simulator's `default --retention 2` seed 101,678 rebuilt a
+    /// departing replica in an attempt that never persisted, then failed
+    /// to cut it back on every retry. Answers the replicas that could not
+    /// be cut back and will not be rebuilt.
     async fn cut_back_returned<'i>(&self, layout: &Layout, ids: impl Iterator<Item = &'i str>) -> Vec<(&'i str, ClusterError)> {
         let ahead: Vec<(&str, Version)> = {
             let ledger = self.ledger();
-            ids.filter(|id| !ledger.cut_back.contains(*id))
+            ids.filter(|id| !ledger.cut_back.contains(*id) && !self.replicas.must_rebuild(id, self.epoch))
                 .filter_map(|id| {
                     let through = *self.old.departing_through.get(id)?;
                     ledger.locked_durable(id).filter(|durable| *durable > through).map(|_| (id, through))
@@ -874,12 +890,16 @@ impl AttemptGuard {
         };
         let cuts = ahead.into_iter().map(|(id, through)| async move {
             let cut = Layout { recovery_version: through, ..layout.clone() };
-            match self.bring_up(&LayoutIndex::new(&cut), id).await {
+            let nested = Nested { guard: self };
+            match self.replicas.bring_up(&nested, &LayoutIndex::new(&cut), self.epoch, id).await {
                 Ok(()) => {
                     self.ledger().cut_back.insert(id.to_string());
                     None
                 }
-                Err(err) => Some((id, err)),
+                // The host's own rebuild to the cut was refused: the
+                // rebuild to the layout's version replaces it.
+                Err(_) if self.replicas.must_rebuild(id, self.epoch) => None,
+                Err(err) => Some((id, self.replica_result(Err(err)).err()?)),
             }
         });
         futures::future::join_all(cuts).await.into_iter().flatten().collect()
@@ -889,7 +909,14 @@ impl AttemptGuard {
     /// recovery version through the director's replica recovery; a plan or
     /// session the host refuses is refused here (S5).
     async fn bring_up(&self, layout: &LayoutIndex<'_>, id: &str) -> Result<(), ClusterError> {
-        match self.replicas.bring_up(&Nested { guard: self }, layout, self.epoch, id).await {
+        let brought = self.replicas.bring_up(&Nested { guard: self }, layout, self.epoch, id).await;
+        self.replica_result(brought)
+    }
+
+    /// A replica recovery's result as the attempt sees it: a refusal is
+    /// recorded against S5, a superseding epoch noted.
+    fn replica_result(&self, brought: Result<(), ClusterError>) -> Result<(), ClusterError> {
+        match brought {
             Err(ClusterError::Refused(reason)) => Err(self.refuse(Refusal::new(Invariant::ReplicasKeepVersions, reason))),
             brought => self.note(brought),
         }

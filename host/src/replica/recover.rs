@@ -8,11 +8,13 @@
 //! - A truncation rolls the replica back to committed, then is recorded.
 //! - A rebuild copies a teammate's snapshot (staged, installed whole with
 //!   its last page), then replays the tail from the logs.
-//! - A catch-up that breaks its budget escalates: the host rebuilds the
-//!   replica instead, from the trusted checkpoint when there is one.
+//! - A catch-up that breaks its budget, or a truncation the replica cannot
+//!   undo, escalates: the host rebuilds the replica instead, from the
+//!   trusted checkpoint when there is one, and plans every later recovery
+//!   of the replica in that epoch as a rebuild until one completes.
 //!
-//! A replica already at the committed version is zero-gap by the contract's
-//! first rule, and is left alone without a call or a session (one whose
+//! A replica already at the committed version, and not escalated, is
+//! zero-gap by the contract's first rule, and is left alone without a call or a session (one whose
 //! lock reported it there is not even asked): a recovery of a large cluster
 //! recovers thousands of replicas that need nothing. The replicas of one
 //! unlock ask the shard's logs and each other for their figures once
@@ -177,7 +179,11 @@ pub async fn recover_replica(
     let Some(team) = index.teams.get(replica).copied() else {
         return Ok(None);
     };
-    if index.locked.get(replica) == Some(&layout.recovery_version) {
+    // A replica escalated in this epoch is rebuilt whatever it holds: its
+    // truncation failed, and what it holds may include versions no
+    // generation kept (see `AttemptGuard::cut_back_returned`).
+    let must_rebuild = lock(sessions).must_rebuild(replica, epoch);
+    if !must_rebuild && index.locked.get(replica) == Some(&layout.recovery_version) {
         lock(sessions).epoch_changed(epoch);
         return Ok(None);
     }
@@ -188,7 +194,7 @@ pub async fn recover_replica(
         sessions.endpoint_changed(replica, &endpoint);
     }
     let committed = layout.recovery_version;
-    if durable == committed {
+    if durable == committed && !must_rebuild {
         return Ok(None);
     }
 
@@ -234,10 +240,14 @@ pub async fn recover_replica(
         history,
     };
 
-    let plan = plugins
-        .replica_plan(&recovery.history)
-        .await
-        .map_err(|err| ClusterError::Failed(format!("replica policy for {replica}: {err}")))?;
+    // The host plans the rebuild of an escalated replica itself, as it
+    // does right after the escalation: the policy's plan would be refused
+    // unless it were that rebuild.
+    let plan = if must_rebuild {
+        recovery.escalated_plan(&format!("a rebuild is due since an escalation earlier in epoch {epoch}"))
+    } else {
+        plugins.replica_plan(&recovery.history).await.map_err(|err| ClusterError::Failed(format!("replica policy for {replica}: {err}")))?
+    };
     let id = lock(sessions)
         .open(replica, epoch, &endpoint, &recovery.history, plan.clone())
         .map_err(|err| ClusterError::Refused(format!("replica recovery of {replica}: {err}")))?;

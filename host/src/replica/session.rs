@@ -9,7 +9,8 @@
 //! - A budget bounds every session: a maximum duration, a maximum number of
 //!   entries, and a deadline between two steps of progress. Exceeding any of
 //!   them escalates the replica to a rebuild: the session ends, and only a
-//!   rebuild plan is accepted for the replica in that epoch.
+//!   rebuild plan is accepted for the replica in that epoch, until one
+//!   completes.
 //! - Completion is refused until the required truncation has been recorded,
 //!   and until a catch-up or rebuild has reached its target.
 //! - Every transition of every replica goes to the event log.
@@ -189,6 +190,12 @@ impl Sessions {
         &self.events
     }
 
+    /// Whether `replica` was escalated in `epoch` and has not been rebuilt
+    /// since: only a rebuild brings it up.
+    pub fn must_rebuild(&self, replica: &str, epoch: Epoch) -> bool {
+        self.must_rebuild.get(replica) == Some(&epoch)
+    }
+
     /// A session, whatever its state.
     pub fn get(&self, id: SessionId) -> Option<&Session> {
         self.sessions.get(&id)
@@ -238,7 +245,7 @@ impl Sessions {
             self.log(id, replica, epoch, "refused", reason.clone());
             return Err(SessionError::BadPlan(reason));
         }
-        if self.must_rebuild.get(replica) == Some(&epoch) && !matches!(plan.outcome, ReplicaOutcome::Rebuild(_)) {
+        if self.must_rebuild(replica, epoch) && !matches!(plan.outcome, ReplicaOutcome::Rebuild(_)) {
             self.log(id, replica, epoch, "refused", "escalated to a rebuild: a non-rebuild plan".into());
             return Err(SessionError::MustRebuild { replica: replica.to_string(), epoch });
         }
@@ -377,6 +384,12 @@ impl Sessions {
             let (applied, target, replica) = (session.applied, session.target, session.replica.clone());
             self.log(id, &replica, epoch, "refused", format!("completion at {applied} of {target}"));
             return Err(SessionError::Incomplete { applied, target });
+        }
+        // A rebuild replaces everything the replica held: what its
+        // escalation asked for is done.
+        if matches!(session.plan.outcome, ReplicaOutcome::Rebuild(_)) && self.must_rebuild(&session.replica, epoch) {
+            let replica = session.replica.clone();
+            self.must_rebuild.remove(&replica);
         }
         self.end(id, SessionState::Completed);
         Ok(())
@@ -557,6 +570,25 @@ mod tests {
         let rebuild = plan(ReplicaOutcome::Rebuild(RebuildPlan::Full), within);
         let id = open(&mut s, "storage-1", 3, "a", rebuild).unwrap();
         assert_eq!(s.get(id).unwrap().applied, 0, "a rebuild starts from nothing");
+        assert!(s.must_rebuild("storage-1", 3), "until a rebuild completes");
+        s.progress(id, 3, 500, 0).unwrap();
+        s.complete(id, 3).unwrap();
+        assert!(!s.must_rebuild("storage-1", 3), "a completed rebuild is what the escalation asked for");
+        open(&mut s, "storage-1", 3, "a", catch_up(500, 510)).unwrap();
+    }
+
+    #[test]
+    fn a_failed_rebuild_leaves_the_replica_to_be_rebuilt() {
+        let mut s = sessions();
+        let journal_from_a_snapshot = ReplicaHistory { head_version: 48, ..history(48, 48, 0) };
+        let ahead = plan(ReplicaOutcome::CatchUp(CatchUpPlan::Truncate(0)), journal_from_a_snapshot);
+        let id = open(&mut s, "storage-1", 9, "a", ahead).unwrap();
+        assert!(matches!(s.give_up(id, 9, "cannot truncate to 0"), Err(SessionError::Escalated(_))));
+        let within = ReplicaHistory { checkpoint_version: Some(48), ..history(48, 48, 50) };
+        let id = open(&mut s, "storage-1", 9, "a", plan(ReplicaOutcome::Rebuild(RebuildPlan::SnapshotTail(48)), within)).unwrap();
+        s.abandon(id, "teammate down");
+        assert!(s.must_rebuild("storage-1", 9), "only a completed rebuild ends the escalation");
+        assert!(!s.must_rebuild("storage-1", 10), "an escalation is bound to its epoch");
     }
 
     #[tokio::test(start_paused = true)]
