@@ -1,8 +1,10 @@
 //! Real faults on real processes, each in its own network namespace: a
 //! link cut, every packet lost, a slow link, a slow disk, a hung process
 //! (SIGSTOP) and a dead one (SIGKILL), each on the node of a log of the
-//! live generation while `ratchet load` commits, each ended by `ratchet
-//! verify`.
+//! live generation, and a slow disk on a node of storage replicas alone,
+//! while `ratchet load` commits, each ended by `ratchet verify`. A fault
+//! that leaves the generation able to commit (the slow link, the slow
+//! storage disk) must not stop the writes.
 //!
 //! Needs root with CAP_NET_ADMIN (see `support/netns.rs`); elsewhere it
 //! prints why it is skipped and passes. `RATCHET_NETNS=skip` skips it.
@@ -19,14 +21,17 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use netns::{Lab, LinkFault, NetCluster, node_of_a_log};
+use netns::{Lab, LinkFault, NetCluster, node_of_a_log, node_of_storage_alone};
 
-/// What is done to the node of a log.
+/// What is done to a node.
 #[derive(Clone, Copy, Debug)]
 enum Fault {
     Link(LinkFault),
     /// Every write of the node's worker throttled to one a second.
     SlowDisk,
+    /// The same on a node that hosts storage replicas alone: commits do
+    /// not wait for storage, so the generation goes on serving.
+    SlowStorageDisk,
     Stop,
     Kill,
 }
@@ -34,7 +39,11 @@ enum Fault {
 impl Fault {
     /// Whether the generation must be replaced: a slow link still serves.
     fn breaks(self) -> bool {
-        !matches!(self, Fault::Link(LinkFault::Slow))
+        !matches!(self, Fault::Link(LinkFault::Slow) | Fault::SlowStorageDisk)
+    }
+
+    fn slows_a_disk(self) -> bool {
+        matches!(self, Fault::SlowDisk | Fault::SlowStorageDisk)
     }
 }
 
@@ -96,15 +105,19 @@ fn kernel_faults_between_namespaces_during_the_load_lose_no_acknowledged_write()
         Fault::Link(LinkFault::Loss),
         Fault::Link(LinkFault::Slow),
         Fault::SlowDisk,
+        Fault::SlowStorageDisk,
         Fault::Stop,
         Fault::Kill,
     ];
     let mut all_acks = Vec::new();
     for fault in faults {
-        if matches!(fault, Fault::SlowDisk) && disks.is_empty() {
+        if fault.slows_a_disk() && disks.is_empty() {
             continue;
         }
-        let node = node_of_a_log(&status).expect("a log in the status");
+        let node = match fault {
+            Fault::SlowStorageDisk => node_of_storage_alone(&status).expect(&format!("a node of storage alone:\n{status}")),
+            _ => node_of_a_log(&status).expect("a log in the status"),
+        };
         let acks = cluster.dir.path().join(format!("acks-{fault:?}").replace(['(', ')'], ""));
         let mut load = cluster.load(WRITES, 5, &acks);
         while lines(&acks) < WRITES / 4 {
@@ -113,7 +126,7 @@ fn kernel_faults_between_namespaces_during_the_load_lose_no_acknowledged_write()
         }
         match fault {
             Fault::Link(link) => cluster.lab.inject(&node, link).expect("the link fault"),
-            Fault::SlowDisk => disks[node.as_str()].slow(cluster.pid(&node)).expect("the disk slowed"),
+            Fault::SlowDisk | Fault::SlowStorageDisk => disks[node.as_str()].slow(cluster.pid(&node)).expect("the disk slowed"),
             Fault::Stop => cluster.signal(&node, "STOP"),
             Fault::Kill => cluster.signal(&node, "KILL"),
         }
@@ -123,6 +136,7 @@ fn kernel_faults_between_namespaces_during_the_load_lose_no_acknowledged_write()
                 .serving_after(epoch, Duration::from_secs(60))
                 .unwrap_or_else(|err| panic!("{fault:?} on {node}: {err}; logs in {}", cluster.dir.path().display()));
             eprintln!("{fault:?} on {node}: epoch {epoch} -> {next} serving after {:?}", at - struck);
+            eprintln!("{next_status}");
             assert!(
                 !next_status.contains(&format!("log-{node}-e{next}")),
                 "{fault:?}: no log of the new generation on {node}:\n{next_status}"
@@ -133,11 +147,16 @@ fn kernel_faults_between_namespaces_during_the_load_lose_no_acknowledged_write()
             }
             epoch = next;
         } else {
+            // Commits go on meanwhile: neither fault is in their way.
+            let before = lines(&acks);
             std::thread::sleep(Duration::from_secs(3));
+            let during = lines(&acks) - before;
+            eprintln!("{fault:?} on {node}: {during} writes acknowledged in 3 s");
+            assert!(during >= 50, "{fault:?} on {node}: {during} writes acknowledged in 3 s\n{:?}", cluster.status());
         }
         match fault {
             Fault::Link(link) => cluster.lab.heal(&node, link).expect("the link healed"),
-            Fault::SlowDisk => disks[node.as_str()].heal(cluster.pid(&node)).expect("the disk healed"),
+            Fault::SlowDisk | Fault::SlowStorageDisk => disks[node.as_str()].heal(cluster.pid(&node)).expect("the disk healed"),
             Fault::Stop => cluster.signal(&node, "CONT"),
             Fault::Kill => cluster.restart(&node),
         }

@@ -414,6 +414,16 @@ pub fn field(status: &str, name: &str) -> Option<String> {
     status.lines().find_map(|l| l.strip_prefix(name)).map(|rest| rest.trim().to_string())
 }
 
+/// A node that hosts storage replicas and nothing else, as a status shows
+/// them, if there is one.
+pub fn node_of_storage_alone(status: &str) -> Option<String> {
+    status.lines().filter_map(|l| l.strip_prefix("hosted ")).find_map(|rest| {
+        let (node, services) = rest.split_once(' ')?;
+        let services: Vec<&str> = services.split_whitespace().collect();
+        (!services.is_empty() && services.iter().all(|s| s.starts_with("storage-"))).then(|| node.to_string())
+    })
+}
+
 /// The node of the first log of the generation a status shows: service
 /// ids are `<kind>-<node>-e<epoch>-<n>`.
 pub fn node_of_a_log(status: &str) -> Option<String> {
