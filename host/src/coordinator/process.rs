@@ -393,8 +393,9 @@ async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: 
         // Housekeeping (releasing, popping) is fenced like the store's
         // writes: a coordinator unsure it still leads drops nothing.
         let acting = may_act(store);
-        // A pump can take long (a replica catching up a large range).
-        let check = cluster.check(&members, acting);
+        // A pump can take long (a replica catching up a large range, or
+        // one whose disk turned slow): the probe goes on meanwhile.
+        let check = probing_meanwhile(cluster, cluster.check(&members, acting));
         let hosted = match unless_a_member_fails(cluster, &members, &mut failures, check).await.and_then(|c| c) {
             Ok(hosted) => hosted,
             Err(breakage) => return breakage.to_string(),
@@ -411,6 +412,31 @@ async fn monitor(cluster: &RemoteCluster, store: &dyn CoordinatorStore, layout: 
                 Err(err) => tracing::warn!(%err, "cannot record the service directory"),
             }
         }
+    }
+}
+
+/// Runs `work` to its end, probing the live generation every
+/// [`MONITOR_EVERY`] meanwhile: answers the first probe's breakage instead.
+/// A generation that cannot commit is found broken within a failure
+/// timeout of the probe that saw it, however long the work takes (the
+/// netns test's slow log disk held its pump, and so its next probe, for
+/// seconds).
+async fn probing_meanwhile<T>(
+    cluster: &RemoteCluster,
+    work: impl std::future::Future<Output = Result<T, Breakage>>,
+) -> Result<T, Breakage> {
+    let Some(detector) = cluster.detector() else { return work.await };
+    let probes = async {
+        loop {
+            tokio::time::sleep(MONITOR_EVERY).await;
+            if let Err(breakage) = cluster.probe(detector.timeout()).await {
+                return breakage;
+            }
+        }
+    };
+    tokio::select! {
+        done = work => done,
+        breakage = probes => Err(breakage),
     }
 }
 
