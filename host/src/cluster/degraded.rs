@@ -11,9 +11,19 @@
 //! answers alone counts ([`WorkerRequest::answered_alone`]); a commit
 //! waits on other nodes, and its timeout says nothing of the proxy's.
 //!
+//! So does a control call answered after more than half its timeout
+//! ([`DegradedNodes::slow_after`]): a disk that takes a second a write
+//! answers each lock, creation and unlock just within the 2 s timeout,
+//! and a recovery that went by timeouts alone placed a new log on it again
+//! (the netns benchmark's throttled disk: a lock in 1,015 ms, a log
+//! recruited in 1,011 ms). A call that moves data
+//! ([`WorkerRequest::moves_data`]) is not timed this way: its time grows
+//! with the data.
+//!
 //! The clock is tokio's, so a simulated run replays from its seed.
 //!
 //! [`WorkerRequest::answered_alone`]: crate::wire::WorkerRequest::answered_alone
+//! [`WorkerRequest::moves_data`]: crate::wire::WorkerRequest::moves_data
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -39,6 +49,8 @@ struct Strike {
 pub struct DegradedNodes {
     /// How long a strike lasts.
     lasts: Duration,
+    /// A control call answered later than this is a strike.
+    slow_after: Duration,
     strikes: Mutex<BTreeMap<String, Strike>>,
 }
 
@@ -46,7 +58,21 @@ impl DegradedNodes {
     /// No node degraded yet; a strike will last [`DEGRADED_CALL_TIMEOUTS`]
     /// times `call_timeout`.
     pub fn new(call_timeout: Duration) -> Self {
-        DegradedNodes { lasts: call_timeout * DEGRADED_CALL_TIMEOUTS, strikes: Mutex::default() }
+        DegradedNodes { lasts: call_timeout * DEGRADED_CALL_TIMEOUTS, slow_after: call_timeout / 2, strikes: Mutex::default() }
+    }
+
+    /// How long a control call may take before its node counts as
+    /// degraded: half the call timeout.
+    pub fn slow_after(&self) -> Duration {
+        self.slow_after
+    }
+
+    /// A control call `what` to `node` was answered after `took`: a strike
+    /// when that is past [`DegradedNodes::slow_after`].
+    pub fn answered(&self, node: &str, what: &str, took: Duration) {
+        if took > self.slow_after {
+            self.strike(node, format!("{what}: answered after {took:.2?}, over half the call timeout"));
+        }
     }
 
     /// A call to `node` timed out for `reason`: it is degraded from now on,
@@ -57,7 +83,7 @@ impl DegradedNodes {
         let mut strikes = self.lock();
         let was = strikes.get(node).is_some_and(|s| s.until > Instant::now());
         if !was {
-            tracing::warn!(%node, %reason, "node degraded: a call timed out while it answers its heartbeats; not recruited for {lasts:?}");
+            tracing::warn!(%node, %reason, "node degraded: a call was slow or timed out while it answers its heartbeats; not recruited for {lasts:?}");
         }
         strikes.insert(node.to_string(), Strike { until, reason });
     }
@@ -112,6 +138,16 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(degraded.reason("n1"), None);
         assert!(degraded.all().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_answered_after_half_its_timeout_is_a_strike() {
+        let degraded = DegradedNodes::new(TIMEOUT);
+        degraded.answered("n1", "lock", TIMEOUT / 2);
+        assert_eq!(degraded.reason("n1"), None, "half the timeout is still in time");
+        degraded.answered("n1", "lock", TIMEOUT / 2 + Duration::from_millis(20));
+        let why = degraded.reason("n1").expect("degraded");
+        assert_eq!(why, "lock: answered after 1.02s, over half the call timeout");
     }
 
     #[tokio::test(start_paused = true)]

@@ -584,7 +584,9 @@ impl RemoteCluster {
             _ => &self.transport,
         };
         let alone = request.answered_alone();
+        let timed = alone && !request.moves_data();
         let what = request.kind();
+        let started = tokio::time::Instant::now();
         let call = transport.call(&member.addr, request);
         let answer = match &self.detector {
             None => call.await,
@@ -602,7 +604,12 @@ impl RemoteCluster {
             }
         };
         match answer {
-            Ok(reply) => reply,
+            Ok(reply) => {
+                if timed {
+                    self.degraded.answered(node, what.name(), started.elapsed());
+                }
+                reply
+            }
             Err(err) => {
                 if alone && matches!(err, TransportError::Timeout { .. }) {
                     self.degraded.strike(node, format!("{}: {err}", what.name()));

@@ -126,6 +126,13 @@ impl Network {
             return Fate::Partitioned;
         }
         if needs_disk(request) && to.is_some_and(|n| s.slow_disks.contains(n)) {
+            // Past the caller's timeout, or one time in two just within it
+            // (after 60-95 % of it), as a disk that takes most of a call
+            // timeout a write answers.
+            if s.rng.chance(0.5) {
+                let timeout = CALL_TIMEOUT.as_millis() as u64;
+                return Fate::Deliver { latency: s.rng.millis(timeout * 6 / 10, timeout * 95 / 100), twice: false };
+            }
             return Fate::Late { after: CALL_TIMEOUT + s.rng.millis(0, 750) };
         }
         let (idempotent, lock) = (may_duplicate(request), matches!(request, WorkerRequest::Lock { .. }));
