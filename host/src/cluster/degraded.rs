@@ -12,7 +12,7 @@
 //! waits on other nodes, and its timeout says nothing of the proxy's.
 //!
 //! So does a control call answered after more than half its timeout
-//! ([`DegradedNodes::slow_after`]): a disk that takes a second a write
+//! ([`DegradedNodes::answered`]): a disk that takes a second a write
 //! answers each lock, creation and unlock just within the 2 s timeout,
 //! and a recovery that went by timeouts alone placed a new log on it again
 //! (the netns benchmark's throttled disk: a lock in 1,015 ms, a log
@@ -61,14 +61,8 @@ impl DegradedNodes {
         DegradedNodes { lasts: call_timeout * DEGRADED_CALL_TIMEOUTS, slow_after: call_timeout / 2, strikes: Mutex::default() }
     }
 
-    /// How long a control call may take before its node counts as
-    /// degraded: half the call timeout.
-    pub fn slow_after(&self) -> Duration {
-        self.slow_after
-    }
-
     /// A control call `what` to `node` was answered after `took`: a strike
-    /// when that is past [`DegradedNodes::slow_after`].
+    /// when that is past half the call timeout.
     pub fn answered(&self, node: &str, what: &str, took: Duration) {
         if took > self.slow_after {
             self.strike(node, format!("{what}: answered after {took:.2?}, over half the call timeout"));
