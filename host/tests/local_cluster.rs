@@ -224,7 +224,7 @@ impl ratchet::transport::Transport<ratchet::worker::WorkerProtocol> for SlowDisk
 
 /// The call timeout of the clusters wired with [`SlowDisk`]: a strike lasts
 /// five of them.
-const CALL_TIMEOUT: Duration = Duration::from_millis(20);
+const CALL_TIMEOUT: Duration = Duration::from_millis(40);
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_node_whose_calls_time_out_while_it_answers_is_degraded_and_recovery_goes_around_it() {
@@ -283,7 +283,7 @@ async fn recovery_goes_around_a_slow_disk(late: Option<Duration>, why_degraded: 
 
     // Its disk fast again, it is offered for work once the strike is over.
     *slow.lock().unwrap() = None;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(CALL_TIMEOUT * 6).await;
     assert_eq!(healthy(&cluster.nodes().await), Some(true), "{node} is healthy again");
     assert!(cluster.degraded().is_empty());
 }

@@ -11,19 +11,20 @@
 //! answers alone counts ([`WorkerRequest::answered_alone`]); a commit
 //! waits on other nodes, and its timeout says nothing of the proxy's.
 //!
-//! So does a control call answered after more than half its timeout
-//! ([`DegradedNodes::answered`]): a disk that takes a second a write
-//! answers each lock, creation and unlock just within the 2 s timeout,
-//! and a recovery that went by timeouts alone placed a new log on it again
-//! (the netns benchmark's throttled disk: a lock in 1,015 ms, a log
-//! recruited in 1,011 ms). A call that moves data
-//! ([`WorkerRequest::moves_data`]) is not timed this way: its time grows
-//! with the data.
+//! So does a lock, a creation, a role's start or an unlock answered after
+//! more than half its timeout ([`WorkerRequest::sets_up_a_generation`],
+//! [`DegradedNodes::answered`]): a disk that takes a second a write
+//! answers each just within the 2 s timeout, and a recovery that went by
+//! timeouts alone placed a new log on it again (the netns benchmark's
+//! throttled disk: a lock in 1,015 ms, a log recruited in 1,011 ms). Other
+//! calls are not timed this way: their time grows with the data (a pull,
+//! a truncation, a release), or says nothing of the disk (a heartbeat, a
+//! read).
 //!
 //! The clock is tokio's, so a simulated run replays from its seed.
 //!
 //! [`WorkerRequest::answered_alone`]: crate::wire::WorkerRequest::answered_alone
-//! [`WorkerRequest::moves_data`]: crate::wire::WorkerRequest::moves_data
+//! [`WorkerRequest::sets_up_a_generation`]: crate::wire::WorkerRequest::sets_up_a_generation
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

@@ -584,7 +584,7 @@ impl RemoteCluster {
             _ => &self.transport,
         };
         let alone = request.answered_alone();
-        let timed = alone && !request.moves_data();
+        let timed = request.sets_up_a_generation();
         let what = request.kind();
         let started = tokio::time::Instant::now();
         let call = transport.call(&member.addr, request);

@@ -880,8 +880,16 @@ impl AttemptGuard {
     /// be cut back and will not be rebuilt.
     async fn cut_back_returned<'i>(&self, layout: &Layout, ids: impl Iterator<Item = &'i str>) -> Vec<(&'i str, ClusterError)> {
         let ahead: Vec<(&str, Version)> = {
-            let ledger = self.ledger();
-            ids.filter(|id| !ledger.cut_back.contains(*id) && !self.replicas.must_rebuild(id, self.epoch))
+            let mut ledger = self.ledger();
+            // One to be rebuilt counts as cut for the rest of the attempt:
+            // once its rebuild completes it holds nothing from before, and
+            // its lock's figures no longer describe it.
+            let ids: Vec<&str> = ids.collect();
+            for id in ids.iter().filter(|id| self.replicas.must_rebuild(id, self.epoch)) {
+                ledger.cut_back.insert(id.to_string());
+            }
+            ids.into_iter()
+                .filter(|id| !ledger.cut_back.contains(*id))
                 .filter_map(|id| {
                     let through = *self.old.departing_through.get(id)?;
                     ledger.locked_durable(id).filter(|durable| *durable > through).map(|_| (id, through))
@@ -897,8 +905,12 @@ impl AttemptGuard {
                     None
                 }
                 // The host's own rebuild to the cut was refused: the
-                // rebuild to the layout's version replaces it.
-                Err(_) if self.replicas.must_rebuild(id, self.epoch) => None,
+                // rebuild to the layout's version replaces it, and the
+                // replica is not cut again once that rebuild is done.
+                Err(_) if self.replicas.must_rebuild(id, self.epoch) => {
+                    self.ledger().cut_back.insert(id.to_string());
+                    None
+                }
                 Err(err) => Some((id, self.replica_result(Err(err)).err()?)),
             }
         });

@@ -202,7 +202,12 @@ pub async fn recover_replica(
     // shard's logs retain, and the teammates' versions.
     let carriers: Vec<&str> = index.carriers.get(&team.tag).into_iter().flatten().copied().collect();
     let retained = join_all(carriers.iter().map(|log| index.log_retained(cluster, log, team.tag)));
-    let mates: Vec<&String> = team.storage_ids.iter().filter(|id| *id != replica).collect();
+    // A teammate to be rebuilt whole holds what no one trusts: it is no
+    // source (see `AttemptGuard::cut_back_returned`).
+    let mates: Vec<&String> = {
+        let sessions = lock(sessions);
+        team.storage_ids.iter().filter(|id| *id != replica && !sessions.must_rebuild(id, epoch)).collect()
+    };
     let states = join_all(mates.iter().map(|peer| index.replica_state(cluster, peer)));
     let (retained, states) = futures::future::join(retained, states).await;
     let mut spans: Vec<(String, Version, Version)> = carriers

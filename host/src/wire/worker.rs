@@ -454,6 +454,20 @@ impl WorkerRequest {
         !matches!(self, WorkerRequest::Commit { .. })
     }
 
+    /// Whether it is one of a recovery's own control calls on a service
+    /// (a lock, a creation, a role's start, an unlock): one journal write
+    /// on a healthy node, whatever the data. One answered after most of
+    /// its timeout says the node is slow (`cluster::degraded`).
+    pub fn sets_up_a_generation(&self) -> bool {
+        matches!(
+            self,
+            WorkerRequest::Lock { .. }
+                | WorkerRequest::CreateWorker { .. }
+                | WorkerRequest::StartRole { .. }
+                | WorkerRequest::Unlock { .. }
+        )
+    }
+
     /// Whether it moves data (a log range, a pull, a catch-up page, a
     /// snapshot page, a rebuild page, whose last one installs a whole
     /// shard): bounded as data movement is, not as a control call.
