@@ -911,7 +911,7 @@ impl AttemptGuard {
                     self.ledger().cut_back.insert(id.to_string());
                     None
                 }
-                Err(err) => Some((id, self.replica_result(Err(err)).err()?)),
+                Err(err) => self.replica_result(Err(err)).err().map(|err| (id, err)),
             }
         });
         futures::future::join_all(cuts).await.into_iter().flatten().collect()

@@ -14,11 +14,11 @@
 //!   of the replica in that epoch as a rebuild until one completes.
 //!
 //! A replica already at the committed version, and not escalated, is
-//! zero-gap by the contract's first rule, and is left alone without a call or a session (one whose
-//! lock reported it there is not even asked): a recovery of a large cluster
-//! recovers thousands of replicas that need nothing. The replicas of one
-//! unlock ask the shard's logs and each other for their figures once
-//! ([`LayoutIndex`]).
+//! zero-gap by the contract's first rule, and is left alone without a call
+//! or a session (one whose lock reported it there is not even asked): a
+//! recovery of a large cluster recovers thousands of replicas that need
+//! nothing. The replicas of one unlock ask the shard's logs and each other
+//! for their figures once ([`LayoutIndex`]).
 
 use futures::future::join_all;
 use std::collections::HashMap;
