@@ -10,7 +10,7 @@
 use ratchet_guest::collections::{IdMap, IdSet};
 use ratchet_guest::layout::descriptors;
 use ratchet_guest::types::{AttemptState, PhaseOutcome, PhaseStep, ServiceDescriptor, ServiceKind, StateField, StorageTeam, Vacancy};
-use ratchet_guest::{Host, Phase, outcome};
+use ratchet_guest::{Host, Phase, numbered_id, outcome};
 
 /// The phase run after this one.
 pub const NEXT: &str = "determine-durable-version";
@@ -27,8 +27,9 @@ impl Phase for CreateVacancies {
         let Some(layout) = &state.old_layout else {
             return outcome(state, PhaseStep::Failed("create-vacancies needs an old layout".into()));
         };
-        state.vacancies =
-            (0..state.config.desired_logs).map(|i| Vacancy { id: format!("log-{i}"), kind: ServiceKind::Log, tag: None }).collect();
+        state.vacancies = (0..state.config.desired_logs)
+            .map(|i| Vacancy { id: numbered_id("log", &[u64::from(i)]), kind: ServiceKind::Log, tag: None })
+            .collect();
         state.new_storage_teams.clear();
         let locked: IdSet<&str> = state.locked_storage.iter().map(|s| s.id.as_str()).collect();
         let descriptors: IdMap<&str, &ServiceDescriptor> = descriptors(layout).map(|s| (s.id.as_str(), s)).collect();
@@ -47,7 +48,7 @@ impl Phase for CreateVacancies {
             }
             for replica in live.len()..replication {
                 state.vacancies.push(Vacancy {
-                    id: format!("storage-{}-{replica}", team.tag),
+                    id: numbered_id("storage", &[u64::from(team.tag), replica as u64]),
                     kind: ServiceKind::Storage,
                     tag: Some(team.tag),
                 });

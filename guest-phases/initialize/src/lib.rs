@@ -7,7 +7,7 @@
 //! Never stalls. The host refuses to run it when the old layout names logs.
 
 use ratchet_guest::types::{AttemptState, KeyRange, PhaseOutcome, PhaseStep, ServiceKind, StateField, StorageTeam, Vacancy};
-use ratchet_guest::{Host, Phase, outcome};
+use ratchet_guest::{Host, Phase, numbered_id, outcome};
 
 /// The phase run after this one.
 pub const NEXT: &str = "recruit-logs";
@@ -36,7 +36,9 @@ impl Phase for Initialize {
 
     fn run(mut state: AttemptState, _host: &mut dyn Host) -> PhaseOutcome {
         let config = state.config;
-        state.vacancies = (0..config.desired_logs).map(|i| Vacancy { id: format!("log-{i}"), kind: ServiceKind::Log, tag: None }).collect();
+        state.vacancies = (0..config.desired_logs)
+            .map(|i| Vacancy { id: numbered_id("log", &[u64::from(i)]), kind: ServiceKind::Log, tag: None })
+            .collect();
         state.new_storage_teams = key_ranges(config.shards)
             .into_iter()
             .enumerate()
@@ -45,7 +47,7 @@ impl Phase for Initialize {
         for team in &state.new_storage_teams {
             for replica in 0..config.replication_factor {
                 state.vacancies.push(Vacancy {
-                    id: format!("storage-{}-{replica}", team.tag),
+                    id: numbered_id("storage", &[u64::from(team.tag), replica as u64]),
                     kind: ServiceKind::Storage,
                     tag: Some(team.tag),
                 });

@@ -7,7 +7,7 @@
 //! any lock is fatal for this attempt (the host ends it as superseded, I2).
 
 use ratchet_guest::types::{AttemptState, ClusterError, LockInfo, PhaseOutcome, PhaseStep, StateField};
-use ratchet_guest::{Host, LogLevel, Phase, outcome};
+use ratchet_guest::{Host, LogLevel, Phase, error_parts, outcome};
 
 /// The phase run after this one.
 pub const NEXT: &str = "determine-path";
@@ -41,7 +41,10 @@ impl Phase for LockServices {
                     return outcome(state, PhaseStep::Failed(format!("{id} is locked by newer epoch {newer}")));
                 }
                 Err(err) => {
-                    host.log(LogLevel::Info, "service not locked", &[("id".into(), id.clone()), ("error".into(), format!("{err:?}"))]);
+                    let (error, reason) = error_parts(&err);
+                    let mut fields = vec![("id".into(), id.clone()), ("error".into(), error.into())];
+                    fields.extend(reason.map(|reason| ("reason".into(), reason.into())));
+                    host.log(LogLevel::Info, "service not locked", &fields);
                     state.unreachable.push(id);
                 }
             }
@@ -71,6 +74,17 @@ mod tests {
         assert_eq!(host.calls.len(), old_layout().services.len());
         assert!(out.state.unreachable.contains(&"log2".to_string()));
         assert!(!out.state.unreachable.contains(&"seq".to_string()));
+    }
+
+    #[test]
+    fn a_service_not_locked_is_logged_with_the_errors_case_and_reason() {
+        let mut host = ScriptedHost::default();
+        host.locks.insert("log1".into(), Err(ClusterError::Refused("I3: not in the old layout".into())));
+        LockServices::run(state(2, Some(old_layout())), &mut host);
+        let fields = |id: &str| host.logged.iter().find(|(_, f)| f[0].1 == id).map(|(_, f)| f.clone());
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(fields("log1"), Some(vec![pair("id", "log1"), pair("error", "refused"), pair("reason", "I3: not in the old layout")]));
+        assert_eq!(fields("log2"), Some(vec![pair("id", "log2"), pair("error", "unreachable"), pair("reason", "log2")]));
     }
 
     #[test]

@@ -10,8 +10,11 @@
 //!
 //! [`CallArena`] hands out small blocks from chunks and does not take
 //! them back, except the newest one (so a string or vector that grows at the
-//! end of the chunk grows in place). The first chunk is 16 KiB and each next
-//! one twice the last, up to 256 KiB, so that a small call does not take much
+//! end of the chunk grows in place). The first chunk is 16 KiB and lies in
+//! the arena itself, in the module's zeroed memory, so a small call never
+//! enters the system allocator (whose first use in a fresh instance is a
+//! cold start of its own: docs/perf/cluster-recovery.md). Each next chunk
+//! is twice the last, up to 256 KiB, so that a small call does not take much
 //! more memory than it uses: every page an instance touches is a page the
 //! host resets before the slot is reused (with 256 KiB chunks from the start,
 //! a 9-node recovery was 5% slower). Blocks of 4 KiB and more go to the
@@ -41,16 +44,28 @@ const LARGE: usize = 4 << 10;
 const MAX_ALIGN: usize = 16;
 
 /// The bump allocator. See the [module docs](self).
+///
+/// Its first chunk is part of it, so an arena must stay where it is once it
+/// has handed out a block: it is meant to be a `static`, as
+/// [`use_call_arena!`](crate::use_call_arena) makes it.
 pub struct CallArena {
     bump: UnsafeCell<Bump>,
+    /// The first chunk, in the arena itself (zeroed memory of the module):
+    /// a small call never asks the system allocator for anything.
+    first: UnsafeCell<FirstChunk>,
 }
+
+#[repr(C, align(16))]
+struct FirstChunk([u8; FIRST_CHUNK]);
 
 struct Bump {
     /// The first free byte of the current chunk.
     next: usize,
     /// One past the current chunk's last byte.
     end: usize,
-    /// The size of the next chunk.
+    /// The size of the current chunk; 0 before the first. Zero, like
+    /// every field of a new arena, so that the arena is all zeros and lies
+    /// in the module's zeroed memory, not in its data.
     chunk: usize,
 }
 
@@ -63,7 +78,7 @@ unsafe impl Sync for CallArena {}
 impl CallArena {
     /// An arena with no chunk yet.
     pub const fn new() -> Self {
-        CallArena { bump: UnsafeCell::new(Bump { next: 0, end: 0, chunk: FIRST_CHUNK }) }
+        CallArena { bump: UnsafeCell::new(Bump { next: 0, end: 0, chunk: 0 }), first: UnsafeCell::new(FirstChunk([0; FIRST_CHUNK])) }
     }
 
     fn is_small(size: usize, align: usize) -> bool {
@@ -81,13 +96,18 @@ impl CallArena {
             bump.next = start + layout.size();
             return start as *mut u8;
         }
-        let size = bump.chunk;
-        // SAFETY: a chunk is non-empty and MAX_ALIGN a power of two.
-        let chunk = unsafe { System.alloc(Layout::from_size_align_unchecked(size, MAX_ALIGN)) };
-        if chunk.is_null() {
-            return chunk;
-        }
-        bump.chunk = (size * 2).min(MAX_CHUNK);
+        let (chunk, size) = if bump.chunk == 0 {
+            (self.first.get().cast::<u8>(), FIRST_CHUNK)
+        } else {
+            let size = (bump.chunk * 2).min(MAX_CHUNK);
+            // SAFETY: a chunk is non-empty and MAX_ALIGN a power of two.
+            let chunk = unsafe { System.alloc(Layout::from_size_align_unchecked(size, MAX_ALIGN)) };
+            if chunk.is_null() {
+                return chunk;
+            }
+            (chunk, size)
+        };
+        bump.chunk = size;
         // The rest of the old chunk is abandoned: at most one small block's
         // worth, since the block did not fit.
         let start = align_up(chunk as usize, layout.align());
@@ -205,6 +225,27 @@ mod tests {
             let contents = unsafe { std::slice::from_raw_parts(ptr, size) };
             assert!(contents.iter().all(|b| *b == byte));
         }
+    }
+
+    #[test]
+    fn the_first_chunk_is_the_arenas_own_and_the_next_the_systems() {
+        let arena = CallArena::new();
+        let own = (&arena as *const CallArena as usize)..(&arena as *const CallArena as usize + size_of::<CallArena>());
+        let first = unsafe { arena.alloc(layout(100, 8)) } as usize;
+        assert!(own.contains(&first), "a small call never asks the system allocator");
+        // Fill the rest of the first chunk: the next block comes from a
+        // chunk of the system's.
+        let mut blocks = 0;
+        let next = loop {
+            let block = unsafe { arena.alloc(layout(1000, 8)) } as usize;
+            if !own.contains(&block) {
+                break block;
+            }
+            assert!(own.contains(&(block + 999)), "a block lies whole in the chunk");
+            blocks += 1;
+        };
+        assert_eq!(blocks, (FIRST_CHUNK - 100) / 1000, "the whole first chunk is used");
+        assert!(!own.contains(&(next + 999)));
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub fn assemble(state: &AttemptState) -> Result<Layout, String> {
     for team in &state.new_storage_teams {
         for id in &team.storage_ids {
             if described.insert(id.as_str()) {
-                let old = old_services.get(id.as_str()).ok_or(format!("no descriptor for {id}"))?;
+                let old = old_services.get(id.as_str()).ok_or_else(|| format!("no descriptor for {id}"))?;
                 services.push((*old).clone());
             }
         }

@@ -180,6 +180,44 @@ pub fn kind_name(kind: types::ServiceKind) -> &'static str {
     }
 }
 
+/// `prefix` and each number after a `-`: `numbered_id("storage", &[2, 0])`
+/// is `storage-2-0`. Written digit by digit, so a phase that names its
+/// vacancies does not bring in `core::fmt` (cold code in a fresh instance).
+pub fn numbered_id(prefix: &str, numbers: &[u64]) -> String {
+    let mut id = String::with_capacity(prefix.len() + 4 * numbers.len());
+    id.push_str(prefix);
+    for &number in numbers {
+        id.push('-');
+        let mut digits = [0u8; 20];
+        let mut rest = number;
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        id.extend(digits[start..].iter().map(|d| char::from(*d)));
+    }
+    id
+}
+
+/// The WIT name of a cluster error's case and its reason, for log fields:
+/// `("unreachable", Some("connection lost: ..."))`. No formatting, so a
+/// phase that logs a failed call does not bring in `core::fmt` for it.
+pub fn error_parts(err: &types::ClusterError) -> (&'static str, Option<&str>) {
+    use types::ClusterError as E;
+    match err {
+        E::Unreachable(reason) => ("unreachable", Some(reason)),
+        E::Superseded(_) => ("superseded", None),
+        E::Refused(reason) => ("refused", Some(reason)),
+        E::NotFound(reason) => ("not-found", Some(reason)),
+        E::Failed(reason) => ("failed", Some(reason)),
+    }
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use wit_bindgen;
@@ -197,5 +235,18 @@ pub mod __private {
         crate::state_fields::keep(&mut outcome.state, &written);
         outcome.written = written;
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_ids_read_as_formatted_ones() {
+        assert_eq!(numbered_id("log", &[0]), "log-0");
+        assert_eq!(numbered_id("storage", &[12, 3]), "storage-12-3");
+        assert_eq!(numbered_id("x", &[u64::MAX, 10, 109]), format!("x-{}-10-109", u64::MAX));
+        assert_eq!(numbered_id("none", &[]), "none");
     }
 }

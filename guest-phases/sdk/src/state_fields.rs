@@ -27,7 +27,9 @@ pub const ALL: &[StateField] = &[
 ];
 
 /// Empties every field of `state` not in `fields`: `none`, or an empty list.
-/// The epoch, the attempt number and the configuration are kept.
+/// The epoch, the attempt number and the configuration are kept. In a wasm
+/// build what a field held is left unfreed (the instance lives for one
+/// call: see `discard`).
 pub fn keep(state: &mut AttemptState, fields: &[StateField]) {
     for field in ALL {
         if !fields.contains(field) {
@@ -40,34 +42,46 @@ pub fn keep(state: &mut AttemptState, fields: &[StateField]) {
 pub fn clear(state: &mut AttemptState, field: StateField) {
     use StateField as F;
     match field {
-        F::OldLayout => state.old_layout = None,
+        F::OldLayout => discard(&mut state.old_layout),
         F::OldServices => {
             if let Some(layout) = &mut state.old_layout {
-                layout.services = Vec::new();
+                discard(&mut layout.services);
             }
         }
         F::OldStorageTeams => {
             if let Some(layout) = &mut state.old_layout {
-                layout.storage_teams = Vec::new();
+                discard(&mut layout.storage_teams);
             }
         }
-        F::LockedLogs => state.locked_logs = Vec::new(),
-        F::LockedStorage => state.locked_storage = Vec::new(),
-        F::Unreachable => state.unreachable = Vec::new(),
-        F::Path => state.path = None,
-        F::LogPlan => state.log_plan = Vec::new(),
-        F::RecoveryVersion => state.recovery_version = None,
-        F::DurableVersion => state.durable_version = None,
-        F::DegradedTeams => state.degraded_teams = Vec::new(),
-        F::Vacancies => state.vacancies = Vec::new(),
-        F::Recruits => state.recruits = Vec::new(),
-        F::NewLogs => state.new_logs = Vec::new(),
-        F::NewStorageTeams => state.new_storage_teams = Vec::new(),
-        F::Sequencer => state.sequencer = None,
-        F::CommitProxies => state.commit_proxies = Vec::new(),
-        F::Resolvers => state.resolvers = Vec::new(),
-        F::NewLayout => state.new_layout = None,
+        F::LockedLogs => discard(&mut state.locked_logs),
+        F::LockedStorage => discard(&mut state.locked_storage),
+        F::Unreachable => discard(&mut state.unreachable),
+        F::Path => discard(&mut state.path),
+        F::LogPlan => discard(&mut state.log_plan),
+        F::RecoveryVersion => discard(&mut state.recovery_version),
+        F::DurableVersion => discard(&mut state.durable_version),
+        F::DegradedTeams => discard(&mut state.degraded_teams),
+        F::Vacancies => discard(&mut state.vacancies),
+        F::Recruits => discard(&mut state.recruits),
+        F::NewLogs => discard(&mut state.new_logs),
+        F::NewStorageTeams => discard(&mut state.new_storage_teams),
+        F::Sequencer => discard(&mut state.sequencer),
+        F::CommitProxies => discard(&mut state.commit_proxies),
+        F::Resolvers => discard(&mut state.resolvers),
+        F::NewLayout => discard(&mut state.new_layout),
     }
+}
+
+/// Empties `slot`. In a wasm build the old value is left where it is
+/// instead of being dropped: the host throws a plugin's instance away after
+/// each call, so freeing it would only walk it, touching memory and code a
+/// fresh instance has cold (docs/perf/cluster-recovery.md).
+fn discard<T: Default>(slot: &mut T) {
+    let old = std::mem::take(slot);
+    #[cfg(target_arch = "wasm32")]
+    std::mem::forget(old);
+    #[cfg(not(target_arch = "wasm32"))]
+    drop(old);
 }
 
 /// A copy of `state` holding only `fields` (and the identity and

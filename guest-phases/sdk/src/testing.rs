@@ -27,6 +27,8 @@ pub struct ScriptedHost {
     pub known_durable: BTreeMap<String, Version>,
     /// Every placement request, as asked.
     pub requests: Vec<PlacementRequest>,
+    /// Every line logged: its message and fields.
+    pub logged: Vec<(String, Vec<(String, String)>)>,
     next: u32,
 }
 
@@ -185,7 +187,9 @@ impl Host for ScriptedHost {
         0
     }
     fn sleep_ms(&mut self, _ms: u64) {}
-    fn log(&mut self, _level: LogLevel, _message: &str, _fields: &[(String, String)]) {}
+    fn log(&mut self, _level: LogLevel, message: &str, fields: &[(String, String)]) {
+        self.logged.push((message.to_string(), fields.to_vec()));
+    }
 }
 
 /// A layout of epoch 1: 3 logs carrying shards 0 and 1, two teams of three
