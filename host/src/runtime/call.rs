@@ -192,6 +192,7 @@ impl Runtime {
     ) -> Result<PhaseOutcome, CallError> {
         self.sandboxed(digest, info, limits, host, async |store| {
             let instance = pre.instance_pre().instantiate_async(&mut *store).await.map_err(Failed::Instantiate)?;
+            store.data_mut().guest.instantiated();
             let reads = phase_export::<(), (Vec<StateField>,)>(store, &instance, "reads")?;
             let run = phase_export::<(MaskedState<'_>,), (PhaseOutcome,)>(store, &instance, "run")?;
             // Only what the phase reads crosses into it: at a thousand nodes
@@ -216,6 +217,7 @@ impl Runtime {
     ) -> Result<Result<Vec<Assignment>, PlacementError>, CallError> {
         self.sandboxed(digest, info, limits, host, async |store| {
             let instance = pre.instantiate_async(&mut *store).await.map_err(Failed::Instantiate)?;
+            store.data_mut().guest.instantiated();
             instance.ratchet_recovery_placement().call_place(store, request).await.map_err(Failed::Run)
         })
         .await
@@ -233,6 +235,7 @@ impl Runtime {
     ) -> Result<ReplicaPlan, CallError> {
         self.sandboxed(digest, info, limits, host, async |store| {
             let instance = pre.instantiate_async(&mut *store).await.map_err(Failed::Instantiate)?;
+            store.data_mut().guest.instantiated();
             instance.ratchet_recovery_replica().call_decide(store, *history).await.map_err(Failed::Run)
         })
         .await

@@ -3,6 +3,12 @@
 //! read at every crossing of the boundary. Instantiation, copying values
 //! on the host's side and the host calls the guest makes are out.
 //!
+//! Instantiating runs compiled code too: wasmtime compiles the setting up
+//! of an instance's tables and element segments (and a module's start
+//! function, which no default plugin has) into a startup function that
+//! enters the instance like an export. It is instantiation, so the clock
+//! counts only from [`GuestClock::instantiated`].
+//!
 //! A phase and the policy calls made on its behalf add up in one
 //! [`GuestMeter`], so the director can say how much of a recovery was
 //! spent in plugins' code.
@@ -19,6 +25,8 @@ pub(crate) struct GuestClock {
     since: Option<Instant>,
     /// Time the guest ran, before `since`.
     total: Duration,
+    /// Whether the instance is made: crossings before are instantiation's.
+    instantiated: bool,
 }
 
 impl GuestClock {
@@ -26,6 +34,9 @@ impl GuestClock {
     /// epoch deadline yields to tokio every tick) is still counted: the
     /// figure errs high, never low.
     pub(crate) fn cross(&mut self, hook: CallHook) {
+        if !self.instantiated {
+            return;
+        }
         match hook {
             CallHook::CallingWasm | CallHook::ReturningFromHost => self.since = Some(Instant::now()),
             CallHook::CallingHost | CallHook::ReturningFromWasm => {
@@ -34,6 +45,12 @@ impl GuestClock {
                 }
             }
         }
+    }
+
+    /// Starts counting: the instance is made, and what runs in it from now
+    /// on is the guest's.
+    pub(crate) fn instantiated(&mut self) {
+        self.instantiated = true;
     }
 
     /// The guest's time so far.
@@ -78,6 +95,7 @@ mod tests {
     #[test]
     fn only_time_between_entering_and_leaving_the_guest_counts() {
         let mut clock = GuestClock::default();
+        clock.instantiated();
         clock.cross(CallHook::CallingWasm);
         std::thread::sleep(Duration::from_millis(10));
         clock.cross(CallHook::CallingHost);
@@ -89,6 +107,21 @@ mod tests {
         std::thread::sleep(Duration::from_millis(300));
         let total = clock.total();
         assert!(total >= Duration::from_millis(20) && total < Duration::from_millis(300), "{total:?}");
+    }
+
+    #[test]
+    fn what_runs_while_the_instance_is_made_is_instantiation() {
+        let mut clock = GuestClock::default();
+        // The startup function wasmtime runs to set up tables and segments.
+        clock.cross(CallHook::CallingWasm);
+        std::thread::sleep(Duration::from_millis(300));
+        clock.cross(CallHook::ReturningFromWasm);
+        clock.instantiated();
+        clock.cross(CallHook::CallingWasm);
+        std::thread::sleep(Duration::from_millis(10));
+        clock.cross(CallHook::ReturningFromWasm);
+        let total = clock.total();
+        assert!(total >= Duration::from_millis(10) && total < Duration::from_millis(300), "{total:?}");
     }
 
     #[tokio::test]
