@@ -11,17 +11,19 @@
 //! [`CallArena`] hands out small blocks from chunks and does not take
 //! them back, except the newest one (so a string or vector that grows at the
 //! end of the chunk grows in place). The first chunk is 16 KiB and lies in
-//! the arena itself, in the module's zeroed memory, so a small call never
-//! enters the system allocator (whose first use in a fresh instance is a
-//! cold start of its own: docs/perf/cluster-recovery.md). Each next chunk
+//! the arena itself, in the module's zeroed memory, so a call whose blocks
+//! are all small and fit in it never enters the system allocator (whose
+//! first use in a fresh instance is a cold start of its own:
+//! docs/perf/cluster-recovery.md). Each next chunk
 //! is twice the last, up to 256 KiB, so that a small call does not take much
 //! more memory than it uses: every page an instance touches is a page the
 //! host resets before the slot is reused (with 256 KiB chunks from the start,
 //! a 9-node recovery was 5% slower). Blocks of 4 KiB and more go to the
 //! system allocator and are freed as usual, so a large vector that doubles as
 //! it grows leaves no trail of copies behind. What a call leaves unfreed is
-//! bounded by what it allocated in small blocks, and the instance's memory
-//! cap still applies.
+//! bounded by what it allocated in small blocks, plus the fields the SDK
+//! empties in a phase's outcome (left unfreed, large or small: see
+//! `state_fields`), and the instance's memory cap still applies.
 //!
 //! A phase opts in with [`use_call_arena!`](crate::use_call_arena), which
 //! installs it only in the wasm build. A plugin that allocates and frees
@@ -44,10 +46,6 @@ const LARGE: usize = 4 << 10;
 const MAX_ALIGN: usize = 16;
 
 /// The bump allocator. See the [module docs](self).
-///
-/// Its first chunk is part of it, so an arena must stay where it is once it
-/// has handed out a block: it is meant to be a `static`, as
-/// [`use_call_arena!`](crate::use_call_arena) makes it.
 pub struct CallArena {
     bump: UnsafeCell<Bump>,
     /// The first chunk, in the arena itself (zeroed memory of the module):
@@ -77,7 +75,13 @@ unsafe impl Sync for CallArena {}
 
 impl CallArena {
     /// An arena with no chunk yet.
-    pub const fn new() -> Self {
+    ///
+    /// # Safety
+    ///
+    /// The arena hands out its first chunk from itself: it must not move
+    /// once it has handed out a block. Make it a `static`, as
+    /// [`use_call_arena!`](crate::use_call_arena) does.
+    pub const unsafe fn new() -> Self {
         CallArena { bump: UnsafeCell::new(Bump { next: 0, end: 0, chunk: 0 }), first: UnsafeCell::new(FirstChunk([0; FIRST_CHUNK])) }
     }
 
@@ -114,12 +118,6 @@ impl CallArena {
         bump.next = start + layout.size();
         bump.end = chunk as usize + size;
         start as *mut u8
-    }
-}
-
-impl Default for CallArena {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -195,7 +193,8 @@ macro_rules! use_call_arena {
         compile_error!("CallArena assumes a single-threaded component");
         #[cfg(target_arch = "wasm32")]
         #[global_allocator]
-        static __RATCHET_CALL_ARENA: $crate::arena::CallArena = $crate::arena::CallArena::new();
+        // SAFETY: a static never moves.
+        static __RATCHET_CALL_ARENA: $crate::arena::CallArena = unsafe { $crate::arena::CallArena::new() };
     };
 }
 
@@ -209,7 +208,7 @@ mod tests {
 
     #[test]
     fn small_blocks_are_aligned_and_distinct() {
-        let arena = CallArena::new();
+        let arena = unsafe { CallArena::new() };
         let mut blocks = Vec::new();
         for (i, align) in [1, 8, 2, 16, 4, 1, 16].into_iter().cycle().take(5_000).enumerate() {
             let size = 1 + i % 300;
@@ -228,8 +227,13 @@ mod tests {
     }
 
     #[test]
+    fn the_arena_is_aligned_for_its_largest_small_block() {
+        assert_eq!(align_of::<CallArena>(), MAX_ALIGN);
+    }
+
+    #[test]
     fn the_first_chunk_is_the_arenas_own_and_the_next_the_systems() {
-        let arena = CallArena::new();
+        let arena = unsafe { CallArena::new() };
         let own = (&arena as *const CallArena as usize)..(&arena as *const CallArena as usize + size_of::<CallArena>());
         let first = unsafe { arena.alloc(layout(100, 8)) } as usize;
         assert!(own.contains(&first), "a small call never asks the system allocator");
@@ -250,7 +254,7 @@ mod tests {
 
     #[test]
     fn the_newest_block_is_taken_back_and_grows_in_place() {
-        let arena = CallArena::new();
+        let arena = unsafe { CallArena::new() };
         let a = unsafe { arena.alloc(layout(24, 8)) };
         let b = unsafe { arena.alloc(layout(24, 8)) };
         unsafe { arena.dealloc(b, layout(24, 8)) };
@@ -269,7 +273,7 @@ mod tests {
 
     #[test]
     fn blocks_cross_between_small_and_large_keeping_their_bytes() {
-        let arena = CallArena::new();
+        let arena = unsafe { CallArena::new() };
         let small = unsafe { arena.alloc(layout(100, 8)) };
         unsafe { std::ptr::write_bytes(small, 5, 100) };
         let large = unsafe { arena.realloc(small, layout(100, 8), 64 << 10) };

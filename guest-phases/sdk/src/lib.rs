@@ -232,7 +232,7 @@ pub mod __private {
         let host_owned = [StateField::OldLayout, StateField::OldServices, StateField::OldStorageTeams, StateField::NewLayout];
         let written: Vec<StateField> =
             crate::state_fields::ALL.iter().copied().filter(|f| writes.contains(f) && !host_owned.contains(f)).collect();
-        crate::state_fields::keep(&mut outcome.state, &written);
+        crate::state_fields::keep_in_outcome(&mut outcome.state, &written);
         outcome.written = written;
         outcome
     }

@@ -27,9 +27,7 @@ pub const ALL: &[StateField] = &[
 ];
 
 /// Empties every field of `state` not in `fields`: `none`, or an empty list.
-/// The epoch, the attempt number and the configuration are kept. In a wasm
-/// build what a field held is left unfreed (the instance lives for one
-/// call: see `discard`).
+/// The epoch, the attempt number and the configuration are kept.
 pub fn keep(state: &mut AttemptState, fields: &[StateField]) {
     for field in ALL {
         if !fields.contains(field) {
@@ -40,48 +38,64 @@ pub fn keep(state: &mut AttemptState, fields: &[StateField]) {
 
 /// Empties one field of `state`.
 pub fn clear(state: &mut AttemptState, field: StateField) {
+    empty::<false>(state, field);
+}
+
+/// [`keep`] for a phase's outcome as it leaves the guest: in a wasm build
+/// what the emptied fields held is left unfreed. The host throws a plugin's
+/// instance away after each call, so freeing it would only walk it,
+/// touching memory and code a fresh instance has cold
+/// (docs/perf/cluster-recovery.md).
+pub(crate) fn keep_in_outcome(state: &mut AttemptState, fields: &[StateField]) {
+    for field in ALL {
+        if !fields.contains(field) {
+            empty::<true>(state, *field);
+        }
+    }
+}
+
+/// Empties one field of `state`; its old value is left unfreed if `LEAVE`
+/// (see [`keep_in_outcome`]).
+fn empty<const LEAVE: bool>(state: &mut AttemptState, field: StateField) {
     use StateField as F;
     match field {
-        F::OldLayout => discard(&mut state.old_layout),
+        F::OldLayout => discard::<LEAVE, _>(&mut state.old_layout),
         F::OldServices => {
             if let Some(layout) = &mut state.old_layout {
-                discard(&mut layout.services);
+                discard::<LEAVE, _>(&mut layout.services);
             }
         }
         F::OldStorageTeams => {
             if let Some(layout) = &mut state.old_layout {
-                discard(&mut layout.storage_teams);
+                discard::<LEAVE, _>(&mut layout.storage_teams);
             }
         }
-        F::LockedLogs => discard(&mut state.locked_logs),
-        F::LockedStorage => discard(&mut state.locked_storage),
-        F::Unreachable => discard(&mut state.unreachable),
-        F::Path => discard(&mut state.path),
-        F::LogPlan => discard(&mut state.log_plan),
-        F::RecoveryVersion => discard(&mut state.recovery_version),
-        F::DurableVersion => discard(&mut state.durable_version),
-        F::DegradedTeams => discard(&mut state.degraded_teams),
-        F::Vacancies => discard(&mut state.vacancies),
-        F::Recruits => discard(&mut state.recruits),
-        F::NewLogs => discard(&mut state.new_logs),
-        F::NewStorageTeams => discard(&mut state.new_storage_teams),
-        F::Sequencer => discard(&mut state.sequencer),
-        F::CommitProxies => discard(&mut state.commit_proxies),
-        F::Resolvers => discard(&mut state.resolvers),
-        F::NewLayout => discard(&mut state.new_layout),
+        F::LockedLogs => discard::<LEAVE, _>(&mut state.locked_logs),
+        F::LockedStorage => discard::<LEAVE, _>(&mut state.locked_storage),
+        F::Unreachable => discard::<LEAVE, _>(&mut state.unreachable),
+        F::Path => discard::<LEAVE, _>(&mut state.path),
+        F::LogPlan => discard::<LEAVE, _>(&mut state.log_plan),
+        F::RecoveryVersion => discard::<LEAVE, _>(&mut state.recovery_version),
+        F::DurableVersion => discard::<LEAVE, _>(&mut state.durable_version),
+        F::DegradedTeams => discard::<LEAVE, _>(&mut state.degraded_teams),
+        F::Vacancies => discard::<LEAVE, _>(&mut state.vacancies),
+        F::Recruits => discard::<LEAVE, _>(&mut state.recruits),
+        F::NewLogs => discard::<LEAVE, _>(&mut state.new_logs),
+        F::NewStorageTeams => discard::<LEAVE, _>(&mut state.new_storage_teams),
+        F::Sequencer => discard::<LEAVE, _>(&mut state.sequencer),
+        F::CommitProxies => discard::<LEAVE, _>(&mut state.commit_proxies),
+        F::Resolvers => discard::<LEAVE, _>(&mut state.resolvers),
+        F::NewLayout => discard::<LEAVE, _>(&mut state.new_layout),
     }
 }
 
-/// Empties `slot`. In a wasm build the old value is left where it is
-/// instead of being dropped: the host throws a plugin's instance away after
-/// each call, so freeing it would only walk it, touching memory and code a
-/// fresh instance has cold (docs/perf/cluster-recovery.md).
-fn discard<T: Default>(slot: &mut T) {
+/// Empties `slot`, leaving its old value unfreed in a wasm build if
+/// `LEAVE`; natively (tests, the simulator's native phases) it is dropped.
+fn discard<const LEAVE: bool, T: Default>(slot: &mut T) {
     let old = std::mem::take(slot);
-    #[cfg(target_arch = "wasm32")]
-    std::mem::forget(old);
-    #[cfg(not(target_arch = "wasm32"))]
-    drop(old);
+    if LEAVE && cfg!(target_arch = "wasm32") {
+        std::mem::forget(old);
+    }
 }
 
 /// A copy of `state` holding only `fields` (and the identity and
