@@ -265,6 +265,11 @@ impl Runtime {
         };
         let clock = Arc::new(CallClock::new(limits.host_budget));
         let mut store = self.new_store(info, limits, host, &clock);
+        if self.starts_own_code(&digest) {
+            // Its instantiation runs the plugin's own start function: guest
+            // time from the first crossing.
+            store.data_mut().guest.instantiated();
+        }
         let result = CALL_CLOCK.scope(clock.clone(), bounded(limits, &clock, call(&mut store))).instrument(span.clone()).await;
         span.in_scope(|| finish(store, digest, limits, &clock, result))
     }
@@ -377,6 +382,12 @@ fn finish<T>(
     result: Result<Result<T, Failed>, tokio::time::error::Elapsed>,
 ) -> Result<T, CallError> {
     let ctx = store.into_data();
+    // A call that got past instantiation started the guest clock there.
+    debug_assert!(
+        ctx.guest.counting() || !matches!(result, Ok(Ok(_))),
+        "a call of {} instantiated without starting the guest clock",
+        ctx.info.slot
+    );
     GuestMeter::charge(ctx.guest.total());
     if ctx.log.dropped > 0 {
         tracing::warn!(

@@ -5,9 +5,11 @@
 //!
 //! Instantiating runs compiled code too: wasmtime compiles the setting up
 //! of an instance's tables and element segments (and a module's start
-//! function, which no default plugin has) into a startup function that
-//! enters the instance like an export. It is instantiation, so the clock
-//! counts only from [`GuestClock::instantiated`].
+//! function) into a startup function that enters the instance like an
+//! export. Without a start function of the plugin's own that is
+//! instantiation, so the clock counts only from
+//! [`GuestClock::instantiated`]; with one (`start_code.rs`; no default
+//! plugin has one) the clock counts from the first crossing.
 //!
 //! A phase and the policy calls made on its behalf add up in one
 //! [`GuestMeter`], so the director can say how much of a recovery was
@@ -51,6 +53,11 @@ impl GuestClock {
     /// on is the guest's.
     pub(crate) fn instantiated(&mut self) {
         self.instantiated = true;
+    }
+
+    /// Whether the clock counts: the instance is made.
+    pub(crate) fn counting(&self) -> bool {
+        self.instantiated
     }
 
     /// The guest's time so far.

@@ -254,7 +254,7 @@ const MAX_LOG_LINE: usize = 4096;
 
 impl log::Host for HostView<'_> {
     async fn write(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
-        let fields: String = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        let fields: String = fields.iter().map(|(k, v)| log_field(k, v)).collect::<Vec<_>>().join(" ");
         let fields = truncate(&fields, MAX_LOG_LINE);
         let message = truncate(&message, MAX_LOG_LINE);
         if let Some(budget) = self.log.as_deref_mut()
@@ -287,10 +287,35 @@ impl log::Host for HostView<'_> {
     }
 }
 
+/// One `key=value` of a plugin's log line. A key or value that is empty
+/// or holds anything but printable ASCII other than `"`, `=` and `\` is
+/// quoted and escaped, so a field cannot pass for another field or start
+/// a line of its own.
+fn log_field(key: &str, value: &str) -> String {
+    fn plain(text: &str) -> bool {
+        !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'=' | b'\\'))
+    }
+    match (plain(key), plain(value)) {
+        (true, true) => format!("{key}={value}"),
+        (true, false) => format!("{key}={value:?}"),
+        (false, _) => format!("{key:?}={value:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bindings::types::PlacementRequest;
+
+    #[test]
+    fn a_log_field_cannot_pass_for_another_or_start_a_line() {
+        assert_eq!(log_field("id", "log-1"), "id=log-1");
+        assert_eq!(log_field("reason", "connection lost: closed"), r#"reason="connection lost: closed""#);
+        assert_eq!(log_field("reason", "x\nWARN forged line"), r#"reason="x\nWARN forged line""#);
+        assert_eq!(log_field("id", "a error=forged"), r#"id="a error=forged""#);
+        assert_eq!(log_field("a b", "c"), r#""a b"="c""#);
+        assert_eq!(log_field("empty", ""), r#"empty="""#);
+    }
 
     /// A host with a bug: it answers every call as a sleep.
     struct Confused;

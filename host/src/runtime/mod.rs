@@ -14,6 +14,7 @@ mod host;
 mod imports;
 mod inspect;
 mod sandbox;
+mod start_code;
 mod world;
 
 use std::path::PathBuf;
@@ -89,6 +90,9 @@ pub struct Runtime {
     calls: tokio::sync::Semaphore,
     nested_calls: tokio::sync::Semaphore,
     _ticker: engine::EpochTicker,
+    /// Components that run a start function of their own when instantiated
+    /// (`start_code.rs`): their instantiation is guest time.
+    starting_own_code: std::sync::Mutex<std::collections::HashSet<Digest256>>,
 }
 
 impl Runtime {
@@ -115,7 +119,14 @@ impl Runtime {
             calls: tokio::sync::Semaphore::new(half),
             nested_calls: tokio::sync::Semaphore::new(half),
             _ticker: ticker,
+            starting_own_code: Default::default(),
         })
+    }
+
+    /// Whether the component runs a start function of its own when
+    /// instantiated (see `start_code.rs`).
+    fn starts_own_code(&self, digest: &Digest256) -> bool {
+        self.starting_own_code.lock().unwrap_or_else(|e| e.into_inner()).contains(digest)
     }
 
     /// The engine.
@@ -135,6 +146,9 @@ impl Runtime {
         error::check_header(bytes)?;
         let digest = Digest256::of(bytes);
         let (component, origin) = self.cache.get_or_compile(&self.engine, digest, bytes).map_err(LoadError::compile)?;
+        if start_code::has_start_function(bytes) {
+            self.starting_own_code.lock().unwrap_or_else(|e| e.into_inner()).insert(digest);
+        }
         Ok((component, digest, origin))
     }
 
