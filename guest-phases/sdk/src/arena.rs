@@ -49,7 +49,8 @@ const MAX_ALIGN: usize = 16;
 pub struct CallArena {
     bump: UnsafeCell<Bump>,
     /// The first chunk, in the arena itself (zeroed memory of the module):
-    /// a small call never asks the system allocator for anything.
+    /// a call whose blocks are all small and fit in it never asks the
+    /// system allocator for anything.
     first: UnsafeCell<FirstChunk>,
 }
 
